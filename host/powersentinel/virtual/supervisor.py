@@ -1,0 +1,519 @@
+"""The virtual board's supervisor: the process that plays the board's hardware.
+
+It owns
+- the console: a pty whose slave path (`/dev/pts/N`) is the board's "USB port". It outlives the
+  interpreter, so mpremote and pyserial see one port across reboots, as with a real board;
+- the interpreter: the MicroPython unix port, restarted on every reset on a pty of its own whose
+  line discipline makes Ctrl-C a KeyboardInterrupt (see shared/reference/micropython.md);
+  bytes are relayed between the two ptys;
+- the wires (see wire.py): the ADC waveform paced in real time, contact levels, the UPS serial
+  line (a Q1 UPS simulator), the outputs and the watchdog;
+- a control socket (DIR/control.sock, JSON lines) for `powersentinel virtual set/get/stop`.
+
+Run as `python -m powersentinel.virtual.supervisor --dir DIR ...` (what `virtual start` does).
+"""
+import argparse
+import errno
+import fcntl
+import json
+import os
+import selectors
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import termios
+import time
+import tty
+
+from . import wire
+from .upssim import UpsSim
+from .waveform import Waveform
+
+ROM_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "rom")
+EXIT_HARD = 3   # rom/_vmachine.py: machine.reset()
+EXIT_SOFT = 4   # machine.soft_reset()
+RAW_BANNER = b"raw REPL; CTRL-B to exit\r\n"
+CONTACT_LINES = 8
+OUTPUT_LINES = 4
+
+
+def micropython_cmd(heap: str):
+    return [sys.executable, "-m", "micropython_unix", "-X", "heapsize=%s" % heap, "-i",
+            os.path.join(ROM_DIR, "rom.py")]
+
+
+def _set_nonblock(fd):
+    fl = fcntl.fcntl(fd, fcntl.F_GETFL)
+    fcntl.fcntl(fd, fcntl.F_SETFL, fl | os.O_NONBLOCK)
+
+
+def _interp_tty(fd):
+    """Line discipline for the interpreter's terminal: raw bytes in and out, but ISIG on so
+    Ctrl-C interrupts running code; no other signal characters."""
+    a = termios.tcgetattr(fd)
+    a[0] &= ~(termios.ICRNL | termios.INLCR | termios.IGNCR | termios.IXON | termios.ISTRIP
+              | termios.BRKINT | termios.PARMRK)
+    a[1] &= ~termios.OPOST
+    a[3] &= ~(termios.ECHO | termios.ICANON | termios.IEXTEN | termios.ECHONL)
+    a[3] |= termios.ISIG
+    cc = a[6]
+    cc[termios.VINTR] = b"\x03"
+    for name in ("VQUIT", "VSUSP", "VDSUSP", "VLNEXT", "VDISCARD", "VREPRINT", "VWERASE",
+                 "VKILL", "VERASE", "VEOF", "VSTART", "VSTOP"):
+        if hasattr(termios, name):
+            cc[getattr(termios, name)] = b"\x00"
+    cc[termios.VMIN] = 1
+    cc[termios.VTIME] = 0
+    termios.tcsetattr(fd, termios.TCSANOW, a)
+
+
+class Supervisor:
+    def __init__(self, args):
+        self.dir = os.path.abspath(args.dir)
+        self.heap = args.heap
+        self.flash = os.path.join(self.dir, "flash.img")
+        self.intent_path = os.path.join(self.dir, "reset.intent")
+        self.sel = selectors.DefaultSelector()
+        self.log = open(os.path.join(self.dir, "console.log"), "ab", buffering=0)
+        self.stopping = False
+        self.boots = 0
+        self.proc = None
+        self.ifd = None            # master of the interpreter's pty
+        self.cause = "power_on"
+        self.pending_cause = None  # set when we kill the interpreter on purpose
+        self.raw_mode = False      # the console is in the raw REPL (mpremote)
+        self.want_raw = False      # rebooting into the raw REPL (soft reset from raw REPL)
+        self.tail = b""            # recent interpreter output, for banner detection
+        self.wdt_timeout = 0       # ms; 0 = not running (or parked)
+        self.wdt_last = 0.0
+        self.resets = []           # (time, cause)
+        self.fw = None             # hello from the firmware
+        self.progress = None       # last progress frame from the firmware
+        self.contacts = bytearray(CONTACT_LINES)
+        self.contact_names = dict(args.contact_names or {})
+        self.outputs = bytearray(OUTPUT_LINES)
+        self.uart_rx = bytearray()
+        self.wave = Waveform(rate=args.sample_rate, nominal_v=args.nominal_v,
+                             frequency=args.nominal_hz, volts_per_count=args.volts_per_count)
+        self.nominal_hz = args.nominal_hz
+        self.ups = UpsSim(runtime_full_s=args.ups_runtime, time_scale=args.time_scale)
+        self.wire_client = None
+        self.deframer = wire.Deframer()
+        self.t0 = None             # waveform start (monotonic)
+
+        # console pty: we keep the slave open too, so the master never sees EIO while no
+        # program has the port open (a UART keeps sending into the void as well)
+        self.cfd, self.cslave = os.openpty()
+        tty.setraw(self.cslave)
+        self.console_path = os.ttyname(self.cslave)
+        _set_nonblock(self.cfd)
+        self.sel.register(self.cfd, selectors.EVENT_READ, self._on_console)
+
+        self.wire_srv = socket.socket()
+        self.wire_srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.wire_srv.bind(("127.0.0.1", 0))
+        self.wire_srv.listen(2)
+        self.wire_srv.setblocking(False)
+        self.sel.register(self.wire_srv, selectors.EVENT_READ, self._on_wire_accept)
+
+        self.nut_port = args.nut_port or self._free_port()
+        self.ctl_path = os.path.join(self.dir, "control.sock")
+        if os.path.exists(self.ctl_path):
+            os.unlink(self.ctl_path)
+        self.ctl = socket.socket(socket.AF_UNIX)
+        self.ctl.bind(self.ctl_path)
+        self.ctl.listen(8)
+        self.ctl.setblocking(False)
+        self.sel.register(self.ctl, selectors.EVENT_READ, self._on_ctl_accept)
+
+    @staticmethod
+    def _free_port():
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+        s.close()
+        return port
+
+    # -- board.json --------------------------------------------------------------------------
+    def write_board_json(self):
+        info = {"serial": self.console_path, "nut": "127.0.0.1:%d" % self.nut_port,
+                "pid": os.getpid(), "flash": self.flash, "heap": self.heap,
+                "interpreter_pid": self.proc.pid if self.proc else None,
+                "boots": self.boots, "reset_cause": self.cause,
+                "firmware": self.fw, "control": self.ctl_path}
+        tmp = os.path.join(self.dir, "board.json.tmp")
+        with open(tmp, "w") as f:
+            json.dump(info, f, indent=1)
+        os.replace(tmp, os.path.join(self.dir, "board.json"))
+
+    # -- interpreter ---------------------------------------------------------------------------
+    def boot(self, fresh=False):
+        self.boots += 1
+        self.fw = None
+        self.progress = None
+        self.wdt_timeout = 0
+        mfd, sfd = os.openpty()
+        _interp_tty(sfd)
+        env = dict(os.environ)
+        env["PSV_BOOT"] = json.dumps({
+            "rom": ROM_DIR, "flash": self.flash, "wire_port": self.wire_srv.getsockname()[1],
+            "nut_port": self.nut_port, "cause": self.cause, "format": fresh,
+            "raw": self.want_raw, "intent": self.intent_path})
+        with open(self.intent_path, "w"):
+            pass
+
+        def ctty():
+            fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+        self.proc = subprocess.Popen(micropython_cmd(self.heap), stdin=sfd, stdout=sfd,
+                                     stderr=sfd, env=env, cwd=self.dir, start_new_session=True,
+                                     preexec_fn=ctty, close_fds=True)
+        os.close(sfd)
+        _set_nonblock(mfd)
+        self.ifd = mfd
+        self.sel.register(mfd, selectors.EVENT_READ, self._on_interp)
+        self.resets.append((time.time(), self.cause))
+        self.write_board_json()
+
+    def _interp_exited(self):
+        rc = self.proc.wait()
+        self._close_interp()
+        if self.stopping:
+            return
+        try:
+            with open(self.intent_path) as f:
+                intent = f.read().strip()
+        except OSError:
+            intent = ""
+        if self.pending_cause:
+            # a reset we caused (control `reset`, watchdog): the kill is not a crash
+            self.cause, self.pending_cause, self.want_raw = self.pending_cause, None, False
+            self.raw_mode = False
+            self.boot()
+            return
+        if intent == "hard":
+            rc = EXIT_HARD
+        elif intent == "soft":
+            rc = EXIT_SOFT
+        if rc == EXIT_HARD:
+            self.cause, self.want_raw = "hard", False
+        elif rc in (0, EXIT_SOFT):
+            # Ctrl-D ends the unix process; a board soft-reboots. From the raw REPL it comes
+            # back in the raw REPL (boot.py only), which mpremote waits for.
+            self.cause = "soft"
+            self.want_raw = self.raw_mode and rc == 0
+            self._to_console(b"MPY: soft reboot\r\n")
+        else:
+            self.cause, self.want_raw = "crash", False
+        self.raw_mode = False
+        self.boot()
+
+    def _close_interp(self):
+        if self.ifd is not None:
+            self.sel.unregister(self.ifd)
+            os.close(self.ifd)
+            self.ifd = None
+        if self.wire_client is not None:
+            self.sel.unregister(self.wire_client)
+            self.wire_client.close()
+            self.wire_client = None
+
+    def _kill_interp(self):
+        if self.proc and self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+    # -- console relay -------------------------------------------------------------------------
+    def _to_console(self, data):
+        self.log.write(data)
+        try:
+            os.write(self.cfd, data)
+        except BlockingIOError:
+            pass  # nobody reading the port: bytes are lost, as on a UART
+
+    def _on_console(self, fd):
+        try:
+            data = os.read(fd, 4096)
+        except (BlockingIOError, OSError):
+            return
+        if b"\x02" in data:
+            self.raw_mode = False
+        if self.ifd is not None:
+            try:
+                os.write(self.ifd, data)
+            except (BlockingIOError, OSError):
+                pass
+
+    def _on_interp(self, fd):
+        try:
+            data = os.read(fd, 4096)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:
+            if self.proc.poll() is None:
+                try:
+                    self.proc.wait(timeout=2)
+                except subprocess.TimeoutExpired:
+                    self._kill_interp()
+            self._interp_exited()
+            return
+        self.tail = (self.tail + data)[-64:]
+        if RAW_BANNER in self.tail:
+            self.raw_mode = True
+            self.tail = b""
+        if self.want_raw and self.tail.endswith(b">>> "):
+            self.want_raw = False
+            os.write(self.ifd, b"\x01")
+        self._to_console(data)
+
+    # -- wires ---------------------------------------------------------------------------------
+    def _on_wire_accept(self, srv):
+        conn, _ = srv.accept()
+        conn.setblocking(False)
+        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if self.wire_client is not None:
+            self.sel.unregister(self.wire_client)
+            self.wire_client.close()
+        self.wire_client = conn
+        self.deframer = wire.Deframer()
+        self.sel.register(conn, selectors.EVENT_READ, self._on_wire)
+        self._send(b"C", bytes(self.contacts))
+
+    def _send(self, kind, payload=b""):
+        if self.wire_client is None:
+            return
+        try:
+            self.wire_client.send(wire.frame(kind, payload))
+        except (BlockingIOError, OSError):
+            pass  # the firmware is not reading (stopped in the REPL): samples fall on the floor
+
+    def _on_wire(self, conn):
+        try:
+            data = conn.recv(65536)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self.sel.unregister(conn)
+            conn.close()
+            self.wire_client = None
+            return
+        for kind, payload in self.deframer.feed(data):
+            if kind == b"U":
+                self.uart_rx += payload
+                while b"\r" in self.uart_rx:
+                    line, _, rest = bytes(self.uart_rx).partition(b"\r")
+                    self.uart_rx = bytearray(rest)
+                    reply = self.ups.handle(line)
+                    if reply:
+                        self._send(b"U", reply)
+            elif kind == b"W":
+                if payload:
+                    self.wdt_timeout = struct.unpack("<I", payload)[0]
+                self.wdt_last = time.monotonic()
+            elif kind == b"O":
+                self.outputs[:len(payload)] = payload[:OUTPUT_LINES]
+            elif kind == b"H":
+                self.fw = json.loads(payload)
+                self.write_board_json()
+            elif kind == b"P":
+                self.progress = json.loads(payload)
+
+    def _tick(self):
+        now = time.monotonic()
+        if self.t0 is None:
+            self.t0 = now
+        due = int((now - self.t0) * self.wave.rate) - self.wave.n
+        if due > 0:
+            if due > self.wave.rate:  # we were starved (suspended): skip, keep phase running
+                self.wave.generate(due - self.wave.rate // 10)
+                due = self.wave.rate // 10
+            block = self.wave.generate(due)
+            self._send(b"A", block.tobytes())
+        self.ups.mains_ok = self.wave.level >= 0.8 and abs(self.wave.frequency - self.nominal_hz) < 5
+        self.ups.input_v = self.wave.level * self.wave.nominal_v
+        self.ups.input_hz = self.wave.frequency
+        if self.wdt_timeout and (now - self.wdt_last) * 1000 > self.wdt_timeout:
+            self.log.write(b"\r\n[supervisor] watchdog expired: resetting\r\n")
+            self.pending_cause = "wdt"
+            self._kill_interp()
+            self.wdt_timeout = 0
+        if self.proc is not None and self.proc.poll() is not None and self.ifd is not None:
+            self._on_interp(self.ifd)
+
+    # -- control -------------------------------------------------------------------------------
+    def _on_ctl_accept(self, srv):
+        conn, _ = srv.accept()
+        conn.settimeout(2)
+        try:
+            buf = b""
+            while not buf.endswith(b"\n"):
+                chunk = conn.recv(65536)
+                if not chunk:
+                    break
+                buf += chunk
+            try:
+                reply = self.control(json.loads(buf))
+            except (ValueError, KeyError, TypeError) as e:
+                reply = {"ok": False, "error": str(e)}
+            conn.sendall(json.dumps(reply).encode() + b"\n")
+        except OSError:
+            pass
+        finally:
+            conn.close()
+
+    def control(self, req):
+        cmd = req.get("cmd")
+        if cmd == "get":
+            return {"ok": True, "state": self.state()}
+        if cmd == "set":
+            for key, value in req["values"].items():
+                self.set_value(key, value, req.get("at_phase"))
+            return {"ok": True, "state": self.state()}
+        if cmd == "reset":
+            self.pending_cause = req.get("cause", "hard")
+            self._kill_interp()
+            return {"ok": True}
+        if cmd == "stop":
+            self.stopping = True
+            return {"ok": True}
+        return {"ok": False, "error": "unknown command %r" % cmd}
+
+    def set_value(self, key, value, at_phase=None):
+        value = str(value).strip()
+        if key == "mains":
+            level = {"on": 1.0, "off": 0.0}.get(value.lower())
+            if level is None:
+                level = float(value)
+                if not 0.0 <= level <= 2.0:
+                    raise ValueError("mains must be on, off or a fraction of nominal 0..2")
+            self.wave.set(at_phase=at_phase, level=level)
+        elif key == "frequency":
+            f = float(value)
+            if not 20.0 <= f <= 100.0:
+                raise ValueError("frequency must be 20..100 Hz")
+            self.wave.set(at_phase=at_phase, frequency=f)
+        elif key == "noise":
+            self.wave.set(noise=float(value))
+        elif key.startswith("harmonic."):
+            h = dict(self.wave.harmonics)
+            h[int(key.split(".", 1)[1])] = float(value)
+            self.wave.set(harmonics=h)
+        elif key.startswith("contact."):
+            name = key.split(".", 1)[1]
+            line = self.contact_names.get(name, name)
+            if not str(line).isdigit() or int(line) >= CONTACT_LINES:
+                raise ValueError("contact %r: use a line number 0..%d or a configured name"
+                                 % (name, CONTACT_LINES - 1))
+            if value not in ("0", "1"):
+                raise ValueError("contact levels are 0 or 1")
+            self.contacts[int(line)] = int(value)
+            self._send(b"C", bytes(self.contacts))
+        elif key == "ups.charge":
+            c = float(value)
+            if not 0 <= c <= 100:
+                raise ValueError("ups.charge is a percentage 0..100")
+            self.ups.charge = c
+        elif key == "ups.runtime":
+            r = float(value)
+            if r < 0:
+                raise ValueError("ups.runtime is seconds >= 0")
+            # the simulator's runtime follows its charge: set the charge that gives this runtime
+            self.ups.charge = max(0.0, min(100.0, r / self.ups.runtime_s() * self.ups.charge
+                                           if self.ups.runtime_s() else 0.0))
+        elif key == "ups.status":
+            toks = value.upper().split()
+            if value.lower() == "auto":
+                self.ups.forced_status = None
+            elif toks and all(t in ("OL", "OB", "LB", "OFF", "CAL", "BYPASS") for t in toks):
+                self.ups.forced_status = " ".join(toks)
+            else:
+                raise ValueError("ups.status must be OL, OB, OB LB (tokens OL OB LB) or auto")
+        elif key == "ups.load":
+            self.ups.load = float(value)
+        elif key == "ups.link":
+            if value not in ("ok", "lost", "garbage"):
+                raise ValueError("ups.link must be ok, lost or garbage")
+            self.ups.silent = value == "lost"
+            self.ups.garbage = value == "garbage"
+        else:
+            raise ValueError("unknown wire %r (mains, frequency, noise, harmonic.N, contact.NAME, "
+                             "ups.charge, ups.runtime, ups.status, ups.load, ups.link)" % key)
+
+    def state(self):
+        return {"mains": {"level": self.wave.level, "frequency": self.wave.frequency,
+                          "noise": self.wave.noise, "samples": self.wave.n},
+                "contacts": list(self.contacts), "outputs": list(self.outputs),
+                "ups": self.ups.snapshot(), "boots": self.boots, "reset_cause": self.cause,
+                "resets": self.resets[-20:], "firmware": self.fw, "progress": self.progress,
+                "wdt_ms": self.wdt_timeout, "raw_repl": self.raw_mode,
+                "interpreter_pid": self.proc.pid if self.proc else None}
+
+    # -- main loop -----------------------------------------------------------------------------
+    def run(self, fresh):
+        signal.signal(signal.SIGTERM, lambda *a: setattr(self, "stopping", True))
+        signal.signal(signal.SIGINT, lambda *a: setattr(self, "stopping", True))
+        self.boot(fresh=fresh)
+        while not self.stopping:
+            for key, _ in self.sel.select(timeout=0.004):
+                key.data(key.fileobj)
+                if self.stopping:
+                    break
+            self._tick()
+        self.shutdown()
+
+    def shutdown(self):
+        self.stopping = True
+        self._kill_interp()
+        if self.proc:
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                pass
+        self._close_interp()
+        for path in (self.ctl_path, os.path.join(self.dir, "board.json")):
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(prog="powersentinel.virtual.supervisor")
+    ap.add_argument("--dir", required=True)
+    ap.add_argument("--heap", default="112wK")
+    ap.add_argument("--nut-port", type=int, default=0)
+    ap.add_argument("--fresh", action="store_true", help="format a new flash image")
+    ap.add_argument("--flash-size", type=int, default=2 * 1024 * 1024)
+    ap.add_argument("--sample-rate", type=int, default=4000)
+    ap.add_argument("--nominal-v", type=float, default=230.0)
+    ap.add_argument("--nominal-hz", type=float, default=50.0)
+    ap.add_argument("--volts-per-count", type=float, default=0.02)
+    ap.add_argument("--ups-runtime", type=float, default=1200.0)
+    ap.add_argument("--time-scale", type=float, default=1.0)
+    ap.add_argument("--contact-names", type=json.loads, default=None)
+    args = ap.parse_args(argv)
+    os.makedirs(args.dir, exist_ok=True)
+    flash = os.path.join(args.dir, "flash.img")
+    fresh = args.fresh or not os.path.exists(flash)
+    if fresh:
+        with open(flash, "wb") as f:
+            f.truncate(args.flash_size)
+    sup = Supervisor(args)
+    try:
+        sup.run(fresh)
+    except Exception:
+        sup.shutdown()
+        raise
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

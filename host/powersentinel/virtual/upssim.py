@@ -1,0 +1,132 @@
+"""A Megatec/Q1 UPS on the virtual board's UPS serial line.
+
+Its battery discharges with the load while on battery and recharges on line; it honours
+`S<n>R<m>` (load off after n minutes, back on m minutes after mains returns) and `C`. Minutes
+and battery time run `time_scale` times faster than the wall clock, so hour-long stories fit in
+minutes; the mains waveform itself is never scaled.
+"""
+import time
+
+
+class UpsSim:
+    def __init__(self, runtime_full_s: float = 1200.0, time_scale: float = 1.0, clock=time.monotonic):
+        self.clock = clock
+        self.time_scale = time_scale
+        self.runtime_full_s = runtime_full_s  # at the nominal load
+        self.charge = 100.0
+        self.load = 30.0                      # percent
+        self.forced_status = None             # e.g. "OB LB" set by hand; None = follow mains
+        self.low_charge = 20.0
+        self.mains_ok = True
+        self.input_v = 230.0
+        self.input_hz = 50.0
+        self.output_on = True
+        self.silent = False                   # link loss: answer nothing
+        self.garbage = False                  # answer noise instead of replies
+        self.commands = []                    # (wall time, command) received, for tests/reports
+        self._shutdown_at = None
+        self._restore_after = None            # scaled seconds after mains returns; None = stay off
+        self._mains_back_at = None
+        self._last = clock()
+
+    # -- state ---------------------------------------------------------------------------------
+    def on_battery(self) -> bool:
+        if self.forced_status is not None:
+            return "OB" in self.forced_status.split()
+        return not self.mains_ok
+
+    def low_battery(self) -> bool:
+        if self.forced_status is not None and "LB" in self.forced_status.split():
+            return True
+        return self.on_battery() and self.charge <= self.low_charge
+
+    def runtime_s(self) -> float:
+        load = max(self.load, 1.0)
+        return self.charge / 100.0 * self.runtime_full_s * 30.0 / load
+
+    def tick(self):
+        now = self.clock()
+        dt = (now - self._last) * self.time_scale
+        self._last = now
+        if self.on_battery() and self.output_on:
+            self.charge = max(0.0, self.charge - dt / self.runtime_full_s * 100.0 * self.load / 30.0)
+        elif not self.on_battery() and self.charge < 100.0:
+            self.charge = min(100.0, self.charge + dt / (4 * self.runtime_full_s) * 100.0)
+        if self._shutdown_at is not None and now >= self._shutdown_at:
+            self.output_on = False
+            self._shutdown_at = None
+            if self.mains_ok:
+                self._mains_back_at = now
+        if not self.output_on and self._restore_after is not None and self.mains_ok:
+            if self._mains_back_at is None:
+                self._mains_back_at = now
+            if (now - self._mains_back_at) * self.time_scale >= self._restore_after:
+                self.output_on = True
+                self._restore_after = None
+                self._mains_back_at = None
+        if not self.mains_ok:
+            self._mains_back_at = None
+        if self.charge <= 0.0:
+            self.output_on = False
+
+    def status_tokens(self):
+        toks = ["OB" if self.on_battery() else "OL"]
+        if self.low_battery():
+            toks.append("LB")
+        if not self.output_on:
+            toks.append("OFF")
+        return toks
+
+    # -- serial --------------------------------------------------------------------------------
+    def handle(self, line: bytes):
+        """One command (without its CR) -> reply bytes (may be empty)."""
+        self.tick()
+        if self.silent:
+            return b""
+        if self.garbage:
+            return b"\x00\xff#garbage(\r"
+        cmd = line.strip().decode("ascii", "replace").upper()
+        if cmd == "Q1":
+            # b7 utility fail, b6 battery low, b5 bypass, b4 failed, b3 line-interactive,
+            # b2 test, b1 shutdown active, b0 beeper
+            bits = "%d%d0010%d0" % (self.on_battery(), self.low_battery(),
+                                    1 if self._shutdown_at is not None else 0)
+            batt_v = 20.4 + 6.9 * self.charge / 100.0
+            in_v = self.input_v if self.mains_ok else 0.0
+            out_v = (in_v if not self.on_battery() else 230.0) if self.output_on else 0.0
+            return ("(%05.1f %05.1f %05.1f %03d %04.1f %04.1f %04.1f %s\r" % (
+                in_v, in_v, out_v, int(self.load), self.input_hz if self.mains_ok else 0.0,
+                batt_v, 30.0, bits)).encode()
+        if cmd == "F":
+            return b"#230.0 004 024.0 50.0\r"
+        if cmd == "I":
+            return b"#PowerSentinel   VirtualUPS 1.0       \r"
+        self.commands.append((time.time(), cmd))
+        if cmd.startswith("S"):
+            try:
+                delay, _, restore = cmd[1:].partition("R")
+                delay_min = float(delay)
+                self._shutdown_at = self.clock() + delay_min * 60.0 / self.time_scale
+                rmin = int(restore) if restore else 0
+                self._restore_after = rmin * 60.0 if restore and rmin > 0 else None
+                if restore and rmin == 0:
+                    self._restore_after = None
+                elif not restore:
+                    self._restore_after = 0.0  # plain S<n>: NUT's blazer restores on mains return
+            except ValueError:
+                return b""
+            return b""
+        if cmd == "C":
+            self._shutdown_at = None
+            if not self.output_on and self.mains_ok:
+                self.output_on = True
+            return b""
+        return b""
+
+    def snapshot(self) -> dict:
+        self.tick()
+        return {"status": " ".join(self.status_tokens()), "charge": round(self.charge, 1),
+                "runtime": round(self.runtime_s()), "load": self.load, "output_on": self.output_on,
+                "shutdown_pending": self._shutdown_at is not None,
+                "restore_pending": self._restore_after is not None,
+                "commands": [c for _, c in self.commands[-10:]]}

@@ -1,0 +1,43 @@
+"""The wire protocol between the virtual board's supervisor (host) and the firmware's virtual HAL.
+
+One TCP connection on loopback carries every signal a real board would get from its pins:
+frames of `type (1 byte) | length (uint16 LE) | payload`. The firmware side is
+firmware/lib/hal/virtual.py (MicroPython); keep the two in step.
+
+host -> board: A  ADC block: int16 LE samples
+               C  contact input levels: one byte per line, 0 or 1
+               U  bytes arriving on the UPS serial line
+board -> host: H  hello: JSON {"fw": version, "protocol": n}
+               U  bytes the firmware sends on the UPS serial line
+               O  output line levels: one byte per line
+               W  watchdog: empty = feed; uint32 LE timeout ms = start (0 = park)
+               P  progress: JSON (the firmware's heartbeat: heap, state) for the supervisor
+"""
+import struct
+
+HEADER = struct.Struct("<cH")
+MAX_PAYLOAD = 0xFFFF
+
+
+def frame(kind: bytes, payload: bytes = b"") -> bytes:
+    if len(payload) > MAX_PAYLOAD:
+        raise ValueError("wire payload too long")
+    return HEADER.pack(kind, len(payload)) + payload
+
+
+class Deframer:
+    """Incremental parser: feed bytes, get (kind, payload) frames."""
+
+    def __init__(self):
+        self.buf = bytearray()
+
+    def feed(self, data: bytes):
+        self.buf += data
+        out = []
+        while len(self.buf) >= HEADER.size:
+            kind, n = HEADER.unpack_from(self.buf)
+            if len(self.buf) < HEADER.size + n:
+                break
+            out.append((kind, bytes(self.buf[HEADER.size:HEADER.size + n])))
+            del self.buf[:HEADER.size + n]
+        return out
