@@ -1,0 +1,335 @@
+# NUT network protocol: request line splitting and exact reply formats, as upsd 2.8 speaks them.
+# Pure and I/O-free; runs under MicroPython and CPython (the host's conformance tests and bench
+# clients reuse it). The server (server.py) owns sockets, users and state.
+#
+# Splitting follows upsd's parser (common/parseconf.c) byte for byte, so replies to odd input
+# match the real server: whitespace (CR included) separates words, "..." groups one word,
+# backslash takes the next byte literally (also a newline: the line goes on), an unquoted '#'
+# starts a comment, a '=' outside quotes is a word of its own, a '#' inside quotes is a parse
+# error (the line is dropped without reply), at most 32 words count. Bytes outside printable
+# ASCII (0x20..0x7E) are discarded, which is how upsd answered CVE-2012-2944 (upsd 2.8.0 keeps
+# 0x7F; we drop it too). Deviation: upsd truncates words at 512 bytes and keeps going; we bound
+# the whole line's kept bytes at `maxline` and answer ERR TOO-LONG, and a logical line of more
+# than `maxraw` raw bytes (comments, discarded bytes, whitespace included) is abuse: the server
+# drops the client.
+
+try:
+    from micropython import const  # pyright: ignore[reportAssignmentType]
+except ImportError:  # CPython
+
+    def const(x):
+        return x
+
+
+VERSION_LINE = "Network UPS Tools upsd 2.8.0 - http://www.networkupstools.org/"
+NUT_VERSION = "2.8.0"
+NETVER = "1.3"
+# upsd 2.8.0's exact text (it does not list PROTVER, though it answers it).
+HELP_LINE = "Commands: HELP VER GET LIST SET INSTCMD LOGIN LOGOUT USERNAME PASSWORD STARTTLS"
+
+# Error codes (the word after "ERR ").
+ACCESS_DENIED = "ACCESS-DENIED"
+UNKNOWN_UPS = "UNKNOWN-UPS"
+VAR_NOT_SUPPORTED = "VAR-NOT-SUPPORTED"
+CMD_NOT_SUPPORTED = "CMD-NOT-SUPPORTED"
+INVALID_ARGUMENT = "INVALID-ARGUMENT"
+INSTCMD_FAILED = "INSTCMD-FAILED"
+SET_FAILED = "SET-FAILED"
+READONLY = "READONLY"
+TOO_LONG = "TOO-LONG"
+FEATURE_NOT_SUPPORTED = "FEATURE-NOT-SUPPORTED"
+FEATURE_NOT_CONFIGURED = "FEATURE-NOT-CONFIGURED"
+ALREADY_SSL_MODE = "ALREADY-SSL-MODE"
+DRIVER_NOT_CONNECTED = "DRIVER-NOT-CONNECTED"
+DATA_STALE = "DATA-STALE"
+ALREADY_LOGGED_IN = "ALREADY-LOGGED-IN"
+INVALID_PASSWORD = "INVALID-PASSWORD"
+ALREADY_SET_PASSWORD = "ALREADY-SET-PASSWORD"
+INVALID_USERNAME = "INVALID-USERNAME"
+ALREADY_SET_USERNAME = "ALREADY-SET-USERNAME"
+USERNAME_REQUIRED = "USERNAME-REQUIRED"
+PASSWORD_REQUIRED = "PASSWORD-REQUIRED"
+UNKNOWN_COMMAND = "UNKNOWN-COMMAND"
+INVALID_VALUE = "INVALID-VALUE"
+
+# LineParser.push() results.
+MORE = const(0)  # line not complete yet
+LINE = const(1)  # a line is complete: read .args() / .too_long
+DROP = const(-1)  # parse error: the line is dropped, no reply (upsd does the same)
+ABUSE = const(-2)  # line longer than maxraw: drop the client
+
+MAX_ARGS = const(32)  # upsd's PCONF_DEFAULT_ARG_LIMIT
+
+# Parser states (parseconf.c's, same meaning).
+_FIND_WORD = const(0)
+_FIND_EOL = const(1)
+_QUOTE = const(2)
+_QUOTE_LIT = const(3)
+_WORD = const(4)
+_WORD_LIT = const(5)
+_SKIP_ERR = const(6)  # after a parse error: eat the rest of the physical line
+
+_NL = const(10)
+_HASH = const(35)
+_QUOTE_CH = const(34)
+_BSLASH = const(92)
+_EQ = const(61)
+
+
+def _space(c):
+    # C isspace(): space, \t \n \v \f \r
+    return c == 32 or 9 <= c <= 13
+
+
+class LineParser:
+    """Incremental splitter for one connection. Feed bytes with push(); on LINE, args() gives
+    the words (str) unless too_long is set. Storage is one preallocated bytearray."""
+
+    def __init__(self, maxline=512, maxraw=2048):
+        self.buf = bytearray(maxline)
+        self.ends = [0] * MAX_ARGS  # end offset of each word in buf
+        self.maxraw = maxraw
+        self.reset()
+
+    def reset(self):
+        self.n = 0  # bytes kept in buf
+        self.nargs = 0
+        self.state = _FIND_WORD
+        self.too_long = False
+        self.raw = 0
+
+    def _add(self, c):
+        if c < 0x20 or c > 0x7E:
+            return  # discarded, but the word has started (as in upsd)
+        if self.n >= len(self.buf):
+            self.too_long = True
+            return
+        self.buf[self.n] = c
+        self.n += 1
+
+    def _end_word(self):
+        if self.nargs >= MAX_ARGS:
+            # upsd drops words past the limit; forget their bytes too
+            self.n = self.ends[self.nargs - 1] if self.nargs else 0
+            return
+        self.ends[self.nargs] = self.n
+        self.nargs += 1
+
+    def args(self):
+        out = []
+        start = 0
+        buf = self.buf
+        for i in range(self.nargs):
+            end = self.ends[i]
+            out.append(bytes(buf[start:end]).decode())
+            start = end
+        return out
+
+    def push(self, c):
+        """Feed one byte (int). Returns MORE, LINE, DROP or ABUSE."""
+        if self.state == -1:  # previous call completed a line
+            self.reset()
+        self.raw += 1
+        if self.raw > self.maxraw:
+            self.state = _SKIP_ERR
+            return ABUSE
+        st = self.state
+        if st == _FIND_WORD:
+            if c == _NL:
+                return self._done()
+            if c == _HASH:
+                self.state = _FIND_EOL
+            elif _space(c):
+                pass
+            elif c == _BSLASH:
+                self.state = _WORD_LIT
+            elif c == _QUOTE_CH:
+                self.state = _QUOTE
+            else:
+                self._add(c)
+                if c == _EQ:
+                    self._end_word()
+                else:
+                    self.state = _WORD
+        elif st == _WORD:
+            if c == _HASH:
+                self._end_word()
+                self.state = _FIND_EOL
+            elif c == _NL:
+                self._end_word()
+                return self._done()
+            elif _space(c):
+                self._end_word()
+                self.state = _FIND_WORD
+            elif c == _EQ:
+                self._end_word()
+                self._add(c)
+                self._end_word()
+                self.state = _FIND_WORD
+            elif c == _BSLASH:
+                self.state = _WORD_LIT
+            else:
+                self._add(c)
+        elif st == _QUOTE:
+            if c == _QUOTE_CH:
+                self._end_word()
+                self.state = _FIND_WORD
+            elif c == _BSLASH:
+                self.state = _QUOTE_LIT
+            elif c == _HASH:
+                # upsd 2.8.0: "Unbalanced word due to unescaped # in quotes"
+                self.state = _SKIP_ERR
+            else:
+                self._add(c)  # a newline here is discarded: the quote spans lines
+        elif st == _QUOTE_LIT:
+            if c != _NL:
+                self._add(c)
+            self.state = _QUOTE
+        elif st == _WORD_LIT:
+            if c != _NL:
+                self._add(c)
+            self.state = _WORD
+        elif st == _FIND_EOL:
+            if c == _NL:
+                return self._done()
+        elif st == _SKIP_ERR:
+            if c == _NL:
+                self.state = -1
+                return DROP
+        return MORE
+
+    def _done(self):
+        self.state = -1
+        return LINE
+
+
+def split(line, maxline=512):
+    """Split one complete request (str or bytes, newline optional) into words. Returns the list
+    of words, None for a dropped line (parse error) or TOO_LONG. For tests and host tools."""
+    p = LineParser(maxline, 1 << 30)
+    if isinstance(line, str):
+        line = line.encode()
+    if not line.endswith(b"\n"):
+        line = line + b"\n"
+    for c in line:
+        r = p.push(c)
+        if r == LINE:
+            return TOO_LONG if p.too_long else p.args()
+        if r == DROP:
+            return None
+    return None  # unterminated quote / continuation: no complete line
+
+
+# Reply side ---------------------------------------------------------------------------------
+
+
+def encode(value):
+    """Escape '#', '\\' and '"' with a backslash (pconf_encode); the caller adds the quotes."""
+    s = str(value)
+    if '"' not in s and "\\" not in s and "#" not in s:
+        return s
+    out = []
+    for ch in s:
+        if ch == '"' or ch == "\\" or ch == "#":
+            out.append("\\")
+        out.append(ch)
+    return "".join(out)
+
+
+def err(code):
+    return "ERR " + code + "\n"
+
+
+def ok(extra=None):
+    return "OK\n" if extra is None else "OK " + extra + "\n"
+
+
+def status_value(status, fsd):
+    """ups.status as upsd reports it: with FSD latched, "FSD " is put before the driver's
+    tokens ("FSD OB LB")."""
+    return "FSD " + status if fsd else status
+
+
+def var_line(ups, var, value, kind="VAR"):
+    return '%s %s %s "%s"\n' % (kind, ups, var, encode(value))
+
+
+def numlogins_line(ups, n):
+    return "NUMLOGINS %s %d\n" % (ups, n)
+
+
+def upsdesc_line(ups, desc):
+    return 'UPSDESC %s "%s"\n' % (ups, encode(desc))
+
+
+def type_line(ups, var, rw, kind):
+    # kind: "NUMBER" or "STRING:n" (ENUM/RANGE flags are not used by this server)
+    return "TYPE %s %s %s%s\n" % (ups, var, "RW " if rw else "", kind)
+
+
+def desc_line(ups, var, desc, kind="DESC"):
+    return '%s %s %s "%s"\n' % (kind, ups, var, desc or "Description unavailable")
+
+
+def begin_list(query):
+    return "BEGIN LIST " + query + "\n"
+
+
+def end_list(query):
+    return "END LIST " + query + "\n"
+
+
+def ups_line(name, desc):
+    return 'UPS %s "%s"\n' % (name, encode(desc) if desc else "Description unavailable")
+
+
+def cmd_line(ups, cmd):
+    return "CMD %s %s\n" % (ups, cmd)
+
+
+def client_line(ups, addr):
+    return "CLIENT %s %s\n" % (ups, addr)
+
+
+def enum_line(ups, var, value):
+    return 'ENUM %s %s "%s"\n' % (ups, var, encode(value))
+
+
+def range_line(ups, var, lo, hi):
+    return 'RANGE %s %s "%d" "%d"\n' % (ups, var, lo, hi)
+
+
+# Descriptions upsd takes from its cmdvartab, for the names this product serves; others answer
+# "Description unavailable" exactly as upsd does.
+VAR_DESC = {
+    "ups.status": "UPS status",
+    "ups.alarm": "UPS alarms",
+    "ups.mfr": "UPS manufacturer",
+    "ups.model": "UPS model",
+    "ups.load": "Load on UPS (percent of full)",
+    "ups.delay.shutdown": "Interval to wait after shutdown with delay command (seconds)",
+    "ups.delay.start": "Interval to wait before (re)starting the load (seconds)",
+    "input.voltage": "Input voltage (V)",
+    "input.voltage.nominal": "Nominal input voltage (V)",
+    "input.frequency": "Input line frequency (Hz)",
+    "input.frequency.nominal": "Nominal input line frequency (Hz)",
+    "output.voltage": "Output voltage (V)",
+    "battery.charge": "Battery charge (percent of full)",
+    "battery.charge.low": "Remaining battery level when UPS switches to LB (percent)",
+    "battery.voltage": "Battery voltage (V)",
+    "battery.runtime": "Battery runtime (seconds)",
+    "battery.runtime.low": "Remaining battery runtime when UPS switches to LB (seconds)",
+    "driver.name": "Driver name",
+    "driver.version": "Driver version - NUT release",
+    "driver.version.internal": "Internal driver version",
+}
+
+CMD_DESC = {
+    "load.off": "Turn off the load immediately",
+    "load.on": "Turn on the load immediately",
+    "shutdown.return": "Turn off the load and return when power is back",
+    "shutdown.stayoff": "Turn off the load and remain off",
+    "shutdown.stop": "Stop a shutdown in progress",
+    "test.battery.start.quick": "Start a quick battery test",
+    "beeper.toggle": "Toggle the UPS beeper",
+}

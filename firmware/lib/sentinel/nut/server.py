@@ -1,0 +1,626 @@
+"""NUT network server (upsd-compatible) for the sentinel, on MicroPython asyncio.
+
+One NUT "UPS" per shutdown tier (named like the tier: `apps`, `databases`, `storage`), so each
+server's stock `upsmon` watches the tier it belongs to, and the sentinel can raise FSD tier by
+tier and see each tier's clients go away.
+
+Provider interface (the sentinel supplies it; the test harness supplies a fake):
+  ups_names() -> [(name, desc), ...]     the UPSes served, in LIST UPS order
+  status(ups) -> str | None              ups.status tokens without FSD ("OL", "OB LB"...);
+                                         None before the first reading: served as "WAIT"
+  vars(ups) -> [(var, value), ...] | None
+                                         every other variable (battery.charge, input.voltage,
+                                         device.*, driver.*, sentinel.*...; values str/int/
+                                         float, printed with str()); None when the data is
+                                         stale: per-UPS queries then answer ERR DATA-STALE
+Optional (absent: nothing writable, no instant commands):
+  rw_vars(ups) -> [(var, kind), ...]     writable variables; kind "NUMBER" or "STRING:<n>"
+  cmds(ups) -> [cmd, ...]                instant commands offered
+  set_var(ups, var, value) -> None | code
+  instcmd(ups, cmd, param) -> None | code
+                                         None = done; else a NUT error code ("SET-FAILED",
+                                         "INVALID-VALUE", "INSTCMD-FAILED"...), sent as ERR.
+Calls are synchronous and must be quick (they run inside the connection task).
+
+Server API for the sentinel:
+  NutServer(cfg_nut, provider, now_ms_fn)   cfg_nut: the config's "nut" section
+  await start(host, port)   /   close()
+  set_fsd(ups, on)          raise or clear forced shutdown for a UPS (not a latch forever)
+  fsd(ups) -> bool
+  logged_in(ups) -> [(addr, user), ...]   connections that did LOGIN ups and are still open
+  numlogins(ups) -> int
+  on_login(ups, client) / on_logout(ups, client) / on_fsd(ups, client): callbacks, or None;
+      client = (addr, user, how); how for on_logout: "logout" (LOGOUT command), "closed"
+      (peer closed or the link failed), "idle" (idle timeout), "shed" (made room for another
+      connection; never done to a logged-in client), "abuse" (over-long line), "server"
+      (server closing). on_fsd gets how = "FSD".
+  stats: dict of counters (conns, refused, shed, idle, abuse, auth_fail, errors)
+
+Security (issue 8): credentials are checked against salted hashes (auth.py) at LOGIN, PRIMARY/
+MASTER, FSD, SET and INSTCMD, as upsd does, with a per-address delay after repeated failures;
+roles: "secondary" may LOGIN, "primary" may LOGIN, PRIMARY/MASTER and FSD; "actions" adds FSD,
+SET, INSTCMD per user. At most max_conns connections: a newcomer beyond that sheds the
+longest-idle connection that is not logged in, else is refused. Idle connections are dropped
+after idle_timeout_s. Input is bounded per connection (protocol.LineParser).
+"""
+
+import asyncio
+
+try:
+    import socket
+except ImportError:  # pragma: no cover
+    socket = None
+
+from sentinel.nut import protocol as P
+from sentinel.nut.auth import LoginLimiter, check_password
+
+_ROLE_ACTIONS = {
+    "secondary": ("LOGIN",),
+    "slave": ("LOGIN",),
+    "primary": ("LOGIN", "PRIMARY", "MASTER", "FSD"),
+    "master": ("LOGIN", "PRIMARY", "MASTER", "FSD"),
+}
+_NEED_USER = ("LOGIN", "PRIMARY", "MASTER", "FSD", "SET", "INSTCMD")
+_READ_CHUNK = 128
+_TRACK_KEEP = 4
+
+
+def peer_addr(pe):
+    """(ip, port) from a StreamWriter's peername (tuple on ESP32/CPython, raw sockaddr bytes on
+    the MicroPython unix port)."""
+    if isinstance(pe, tuple):
+        return str(pe[0]), pe[1]
+    try:
+        # unix port only: decode the raw sockaddr
+        fam, raw, port = getattr(socket, "sockaddr")(pe)
+        return getattr(socket, "inet_ntop")(fam, raw), port
+    except Exception:
+        return "?", 0
+
+
+def _sleep_ms(ms):
+    f = getattr(asyncio, "sleep_ms", None)  # MicroPython; CPython has only sleep()
+    return f(ms) if f is not None else asyncio.sleep(ms / 1000)
+
+
+def _close(writer):
+    try:
+        writer.close()  # CPython closes here; MicroPython's StreamWriter.close() does nothing
+        s = getattr(writer, "s", None)  # MicroPython: the stream's socket
+        if s is not None:
+            s.close()
+    except Exception:
+        pass
+
+
+class Conn:
+    def __init__(self, addr, port, now_ms, maxline):
+        self.addr = addr
+        self.port = port
+        self.user = None
+        self.password = None
+        self.ups = None  # canonical name after LOGIN
+        self.last_ms = now_ms  # time of the last complete command (upsd's last_heard)
+        self.parser = P.LineParser(maxline, maxline * 4)
+        self.tracking = False
+        self.quit = False  # LOGOUT answered: close after the reply
+        self.task = None  # type: object
+        self.writer = None  # type: object
+        self.gone = None  # type: str | None  # reason once dropped
+
+
+class NutServer:
+    def __init__(self, cfg_nut, provider, now_ms_fn, sleep_ms=None, maxline=512, limiter=None):
+        cfg = cfg_nut or {}
+        self.provider = provider
+        self.now_ms = now_ms_fn
+        self._sleep_ms = sleep_ms or _sleep_ms
+        self.max_conns = int(cfg.get("max_conns", 8))
+        self.idle_ms = int(cfg.get("idle_timeout_s", 60) * 1000)
+        self.maxline = maxline
+        self.users = {}
+        for u in cfg.get("users", ()):
+            self.users[u["name"]] = u
+        self.limiter = limiter or LoginLimiter()
+        self.conns = []
+        self._fsd = {}  # canonical ups name -> True
+        self._track = []  # [(id, status)] newest last, at most _TRACK_KEEP
+        self.on_login = None
+        self.on_logout = None
+        self.on_fsd = None
+        self.stats = {"conns": 0, "refused": 0, "shed": 0, "idle": 0, "abuse": 0,
+                      "auth_fail": 0, "errors": 0}
+        self._srv = None
+        self._sweep = None
+
+    # -- sentinel-facing state --------------------------------------------------------------
+
+    def _canon(self, name):
+        """(canonical name, desc) of a UPS, matched case-insensitively as upsd does, or None."""
+        low = name.lower()
+        for n, d in self.provider.ups_names():
+            if n.lower() == low:
+                return n, d
+        return None
+
+    def set_fsd(self, ups, on):
+        c = self._canon(ups)
+        if c is None:
+            raise ValueError("unknown UPS " + ups)
+        if on:
+            self._fsd[c[0]] = True
+        elif c[0] in self._fsd:
+            del self._fsd[c[0]]
+
+    def fsd(self, ups):
+        c = self._canon(ups)
+        return c is not None and c[0] in self._fsd
+
+    def logged_in(self, ups):
+        c = self._canon(ups)
+        if c is None:
+            return []
+        return [(k.addr, k.user) for k in self.conns if k.ups == c[0] and k.gone is None]
+
+    def numlogins(self, ups):
+        return len(self.logged_in(ups))
+
+    # -- command handling (no I/O: returns the reply text) -----------------------------------
+
+    def _allowed(self, conn, action, cmd=None):
+        u = self.users.get(conn.user)
+        ok = False
+        if u is not None and check_password(u.get("password"), conn.password or ""):
+            if action in _ROLE_ACTIONS.get(u.get("role") or "", ()):
+                ok = True
+            acts = u.get("actions") or ()
+            if action in acts:
+                ok = True
+            if action == "INSTCMD" and not ok and cmd is not None:
+                ic = u.get("instcmds") or ()
+                ok = "ALL" in ic or cmd in ic
+            # a right password clears the address's failure count even if the action is refused
+            self.limiter.succeeded(conn.addr, self.now_ms())
+        else:
+            self.limiter.failed(conn.addr, self.now_ms())
+            self.stats["auth_fail"] += 1
+        return ok
+
+    def auth_delay_ms(self, conn, args):
+        """Delay to apply before handling `args` (credential-checking commands only)."""
+        if args and args[0].upper() in _NEED_USER and conn.user is not None \
+                and conn.password is not None:
+            return self.limiter.delay_ms(conn.addr, self.now_ms())
+        return 0
+
+    def _stale(self, ups):
+        return self.provider.vars(ups) is None
+
+    def _vars(self, ups):
+        """Sorted [(var, value)] with ups.status included (FSD-prefixed), or None if stale."""
+        vs = self.provider.vars(ups)
+        if vs is None:
+            return None
+        out = [("ups.status", self._status(ups))]
+        for k, v in vs:
+            if k != "ups.status":
+                out.append((k, v))
+        out.sort(key=lambda kv: kv[0])
+        return out
+
+    def _status(self, ups):
+        st = self.provider.status(ups)
+        return P.status_value(st if st else "WAIT", ups in self._fsd)
+
+    def _lookup(self, ups, var):
+        """(canonical var, value) or None."""
+        low = var.lower()
+        if low == "ups.status":
+            return "ups.status", self._status(ups)
+        for k, v in self.provider.vars(ups) or ():
+            if k.lower() == low:
+                return k, v
+        return None
+
+    def _rw(self, ups, var):
+        f = getattr(self.provider, "rw_vars", None)
+        if f is None:
+            return None
+        low = var.lower()
+        for k, kind in f(ups) or ():
+            if k.lower() == low:
+                return kind
+        return None
+
+    def _cmds(self, ups):
+        f = getattr(self.provider, "cmds", None)
+        return sorted(f(ups) or ()) if f is not None else []
+
+    def _track_add(self, status):
+        try:
+            import os
+            r = os.urandom(16)
+        except Exception:  # pragma: no cover
+            r = bytes(16)
+        h = "".join("%02X" % b for b in r)
+        tid = "%s-%s-%s-%s-%s" % (h[0:8], h[8:12], h[12:16], h[16:20], h[20:32])
+        self._track.append((tid, status))
+        if len(self._track) > _TRACK_KEEP:
+            self._track.pop(0)
+        return tid
+
+    def handle(self, conn, args):
+        """Reply (one or more lines) to one request line split into `args`."""
+        if not args:
+            return P.err(P.UNKNOWN_COMMAND)
+        cmd = args[0].upper()
+        a = args[1:]
+        n = len(a)
+        if cmd in _NEED_USER:
+            if conn.user is None:
+                return P.err(P.USERNAME_REQUIRED)
+            if conn.password is None:
+                return P.err(P.PASSWORD_REQUIRED)
+        if cmd == "GET":
+            return self._get(conn, a, n)
+        if cmd == "LIST":
+            return self._list(a, n)
+        if cmd in ("VER", "NETVER", "PROTVER", "HELP", "LOGOUT"):
+            if n != 0:
+                return P.err(P.INVALID_ARGUMENT)
+            if cmd == "VER":
+                return P.VERSION_LINE + "\n"
+            if cmd == "HELP":
+                return P.HELP_LINE + "\n"
+            if cmd == "LOGOUT":
+                conn.quit = True
+                return "OK Goodbye\n"
+            return P.NETVER + "\n"
+        if cmd == "STARTTLS":
+            return P.err(P.FEATURE_NOT_CONFIGURED)
+        if cmd == "USERNAME" or cmd == "PASSWORD":
+            if n != 1:
+                return P.err(P.INVALID_ARGUMENT)
+            if cmd == "USERNAME":
+                if conn.user is not None:
+                    return P.err(P.ALREADY_SET_USERNAME)
+                conn.user = a[0]
+            else:
+                if conn.password is not None:
+                    return P.err(P.ALREADY_SET_PASSWORD)
+                conn.password = a[0]
+            return P.ok()
+        if cmd == "LOGIN":
+            if n != 1:
+                return P.err(P.INVALID_ARGUMENT)
+            if conn.ups is not None:
+                return P.err(P.ALREADY_LOGGED_IN)
+            c = self._canon(a[0])
+            if c is None:
+                return P.err(P.UNKNOWN_UPS)
+            if not self._allowed(conn, "LOGIN"):
+                return P.err(P.ACCESS_DENIED)
+            conn.ups = c[0]
+            self._notify(self.on_login, c[0], (conn.addr, conn.user, "LOGIN"))
+            return P.ok()
+        if cmd in ("PRIMARY", "MASTER", "FSD"):
+            if n != 1:
+                return P.err(P.INVALID_ARGUMENT)
+            c = self._canon(a[0])
+            if c is None:
+                return P.err(P.UNKNOWN_UPS)
+            if not self._allowed(conn, cmd):
+                return P.err(P.ACCESS_DENIED)
+            if cmd == "FSD":
+                self._fsd[c[0]] = True
+                self._notify(self.on_fsd, c[0], (conn.addr, conn.user, "FSD"))
+                return P.ok("FSD-SET")
+            return P.ok(cmd + "-GRANTED")
+        if cmd == "SET":
+            return self._set(conn, a, n)
+        if cmd == "INSTCMD":
+            return self._instcmd(conn, a, n)
+        return P.err(P.UNKNOWN_COMMAND)
+
+    def _get(self, conn, a, n):
+        if n < 1:
+            return P.err(P.INVALID_ARGUMENT)
+        sub = a[0].upper()
+        if sub == "TRACKING":
+            if n < 2:
+                return "ON\n" if conn.tracking else "OFF\n"
+            if not conn.tracking:
+                return P.err(P.FEATURE_NOT_CONFIGURED)
+            for tid, st in self._track:
+                if tid == a[1]:
+                    return st + "\n"
+            return "ERR UNKNOWN\n"
+        if n < 2:
+            return P.err(P.INVALID_ARGUMENT)
+        if sub == "UPSDESC":
+            c = self._canon(a[1])
+            if c is None:
+                return P.err(P.UNKNOWN_UPS)
+            return P.upsdesc_line(a[1], c[1] or "Unavailable")
+        if sub == "NUMLOGINS":
+            c = self._canon(a[1])
+            if c is None:
+                return P.err(P.UNKNOWN_UPS)
+            if self._stale(c[0]):
+                return P.err(P.DATA_STALE)
+            return P.numlogins_line(a[1], self.numlogins(c[0]))
+        if n < 3:
+            return P.err(P.INVALID_ARGUMENT)
+        ups, var = a[1], a[2]
+        if sub == "VAR" and var[:7].lower() == "server.":
+            low = var.lower()
+            if low == "server.info":
+                return P.var_line(ups, "server.info", P.VERSION_LINE)
+            if low == "server.version":
+                return P.var_line(ups, "server.version", P.NUT_VERSION)
+            return P.err(P.VAR_NOT_SUPPORTED)
+        if sub not in ("VAR", "TYPE", "DESC", "CMDDESC"):
+            return P.err(P.INVALID_ARGUMENT)
+        c = self._canon(ups)
+        if c is None:
+            return P.err(P.UNKNOWN_UPS)
+        if self._stale(c[0]):
+            return P.err(P.DATA_STALE)
+        if sub == "DESC":
+            return P.desc_line(ups, var, P.VAR_DESC.get(var.lower()))
+        if sub == "CMDDESC":
+            return P.desc_line(ups, var, P.CMD_DESC.get(var.lower()), "CMDDESC")
+        kv = self._lookup(c[0], var)
+        if kv is None:
+            return P.err(P.VAR_NOT_SUPPORTED)
+        if sub == "VAR":
+            return P.var_line(ups, var, kv[1])
+        kind = self._rw(c[0], var)
+        return P.type_line(ups, var, kind is not None, kind or "NUMBER")
+
+    def _list(self, a, n):
+        if n < 1:
+            return P.err(P.INVALID_ARGUMENT)
+        sub = a[0].upper()
+        if sub == "UPS":
+            out = [P.begin_list("UPS")]
+            for name, desc in self.provider.ups_names():
+                out.append(P.ups_line(name, desc))
+            out.append(P.end_list("UPS"))
+            return "".join(out)
+        if n < 2:
+            return P.err(P.INVALID_ARGUMENT)
+        ups = a[1]
+        if sub in ("VAR", "RW", "CMD", "CLIENT"):
+            c = self._canon(ups)
+            if c is None:
+                return P.err(P.UNKNOWN_UPS)
+            q = sub + " " + ups
+            if sub == "CLIENT":  # upsd lists clients even when the data is stale
+                out = [P.begin_list(q)]
+                for k in reversed(self.conns):
+                    if k.ups == c[0] and k.gone is None:
+                        out.append(P.client_line(c[0], k.addr))
+                out.append(P.end_list(q))
+                return "".join(out)
+            vs = self._vars(c[0])
+            if vs is None:
+                return P.err(P.DATA_STALE)
+            out = [P.begin_list(q)]
+            if sub == "VAR":
+                for k, v in vs:
+                    out.append(P.var_line(ups, k, v))
+            elif sub == "RW":
+                raw = self.provider.status(c[0]) or "WAIT"
+                for k, v in vs:
+                    if self._rw(c[0], k) is not None:
+                        out.append(P.var_line(ups, k, raw if k == "ups.status" else v, "RW"))
+            else:
+                for cmd in self._cmds(c[0]):
+                    out.append(P.cmd_line(ups, cmd))
+            out.append(P.end_list(q))
+            return "".join(out)
+        if n < 3:
+            return P.err(P.INVALID_ARGUMENT)
+        if sub not in ("ENUM", "RANGE"):
+            return P.err(P.INVALID_ARGUMENT)
+        c = self._canon(ups)
+        if c is None:
+            return P.err(P.UNKNOWN_UPS)
+        if self._stale(c[0]):
+            return P.err(P.DATA_STALE)
+        if self._lookup(c[0], a[2]) is None:
+            return P.err(P.VAR_NOT_SUPPORTED)
+        q = sub + " " + ups + " " + a[2]
+        return P.begin_list(q) + P.end_list(q)  # no enumerated or ranged variables served
+
+    def _set(self, conn, a, n):
+        if n < 2:
+            return P.err(P.INVALID_ARGUMENT)
+        sub = a[0].upper()
+        if sub == "TRACKING":
+            v = a[1].upper()
+            if v == "ON":
+                conn.tracking = True
+            elif v == "OFF":
+                conn.tracking = False
+            else:
+                return P.err(P.INVALID_ARGUMENT)
+            return P.ok()
+        if sub != "VAR":
+            return P.err(P.INVALID_ARGUMENT)
+        if n < 4:
+            return P.err(P.INVALID_ARGUMENT)
+        c = self._canon(a[1])
+        if c is None:
+            return P.err(P.UNKNOWN_UPS)
+        if self._stale(c[0]):
+            return P.err(P.DATA_STALE)
+        if not self._allowed(conn, "SET"):
+            return P.err(P.ACCESS_DENIED)
+        var, val = a[2], a[3]
+        kv = self._lookup(c[0], var)
+        if kv is None:
+            return P.err(P.VAR_NOT_SUPPORTED)
+        kind = self._rw(c[0], var)
+        if kind is None:
+            return P.err(P.READONLY)
+        if kind.startswith("STRING:"):
+            try:
+                lim = int(kind[7:])
+            except ValueError:
+                lim = 0
+            if lim < 1:
+                return P.err(P.SET_FAILED)
+            if len(val) > lim:
+                return P.err(P.TOO_LONG)
+        f = getattr(self.provider, "set_var", None)
+        code = f(c[0], kv[0], val) if f is not None else P.SET_FAILED
+        return self._done(conn, code)
+
+    def _done(self, conn, code):
+        if conn.tracking:
+            # the provider acts at once, so the tracked result is already final
+            return P.ok("TRACKING " + self._track_add("SUCCESS" if code is None else "ERR FAILED"))
+        return P.ok() if code is None else P.err(code)
+
+    def _instcmd(self, conn, a, n):
+        if n < 2:
+            return P.err(P.INVALID_ARGUMENT)
+        c = self._canon(a[0])
+        if c is None:
+            return P.err(P.UNKNOWN_UPS)
+        if self._stale(c[0]):
+            return P.err(P.DATA_STALE)
+        low = a[1].lower()
+        name = None
+        for k in self._cmds(c[0]):
+            if k.lower() == low:
+                name = k
+        if name is None:
+            return P.err(P.CMD_NOT_SUPPORTED)
+        if not self._allowed(conn, "INSTCMD", name):
+            return P.err(P.ACCESS_DENIED)
+        f = getattr(self.provider, "instcmd", None)
+        # upsd 2.8.0 passes the parameter only when exactly one follows the command name
+        code = f(c[0], name, a[2] if n == 3 else None) if f is not None else P.INSTCMD_FAILED
+        return self._done(conn, code)
+
+    # -- connections ---------------------------------------------------------------------------
+
+    def _drop(self, conn, how):
+        """Forget a connection (idempotent): logins, list, socket, and its task if it is not
+        the one running."""
+        if conn.gone is not None:
+            return
+        conn.gone = how
+        if conn in self.conns:
+            self.conns.remove(conn)
+        if how in self.stats:
+            self.stats[how] += 1
+        if conn.task is not None and conn.task is not asyncio.current_task():
+            try:
+                conn.task.cancel()
+            except Exception:
+                pass
+        if conn.writer is not None:
+            _close(conn.writer)
+        if conn.ups is not None:
+            self._notify(self.on_logout, conn.ups, (conn.addr, conn.user, how))
+
+    def _notify(self, fn, ups, client):
+        # a failing callback must not break the protocol exchange or the cleanup
+        if fn is not None:
+            try:
+                fn(ups, client)
+            except Exception:
+                self.stats["errors"] += 1
+
+    def _make_room(self):
+        """At capacity: shed the longest-idle connection that is not logged in. False if every
+        connection is logged in (the newcomer is refused instead)."""
+        victim = None
+        for k in self.conns:
+            if k.ups is None and (victim is None or k.last_ms < victim.last_ms):
+                victim = k
+        if victim is None:
+            return False
+        self._drop(victim, "shed")
+        return True
+
+    async def _client(self, reader, writer):
+        addr, port = peer_addr(writer.get_extra_info("peername"))
+        if len(self.conns) >= self.max_conns and not self._make_room():
+            self.stats["refused"] += 1
+            _close(writer)
+            return
+        conn = Conn(addr, port, self.now_ms(), self.maxline)
+        conn.writer = writer
+        conn.task = asyncio.current_task()
+        self.conns.append(conn)
+        self.stats["conns"] += 1
+        how = "closed"
+        try:
+            while conn.gone is None:
+                data = await reader.read(_READ_CHUNK)
+                if not data:
+                    break
+                how = await self._feed(conn, writer, data)
+                if how is not None:
+                    break
+                how = "closed"
+        except asyncio.CancelledError:
+            how = conn.gone or "server"
+        except Exception:
+            how = "closed"
+        self._drop(conn, how)
+
+    async def _feed(self, conn, writer, data):
+        p = conn.parser
+        for b in data:
+            r = p.push(b)
+            if r == P.MORE or r == P.DROP:
+                continue
+            if r == P.ABUSE:
+                return "abuse"
+            conn.last_ms = self.now_ms()
+            if p.too_long:
+                reply = P.err(P.TOO_LONG)
+            else:
+                args = p.args()
+                d = self.auth_delay_ms(conn, args)
+                if d:
+                    await self._sleep_ms(d)
+                try:
+                    reply = self.handle(conn, args)
+                except Exception:
+                    self.stats["errors"] += 1
+                    reply = P.err(P.DRIVER_NOT_CONNECTED)
+            writer.write(reply.encode())
+            await writer.drain()
+            if conn.quit:
+                return "logout"
+        return None
+
+    async def _sweeper(self):
+        step = max(250, min(1000, self.idle_ms // 4))
+        while True:
+            await self._sleep_ms(step)
+            now = self.now_ms()
+            for k in list(self.conns):
+                if now - k.last_ms > self.idle_ms:
+                    self._drop(k, "idle")
+
+    async def start(self, host="0.0.0.0", port=3493, backlog=4):
+        self._srv = await asyncio.start_server(self._client, host, port, backlog)
+        self._sweep = asyncio.create_task(self._sweeper())
+
+    def close(self):
+        if self._sweep is not None:
+            self._sweep.cancel()
+            self._sweep = None
+        if self._srv is not None:
+            self._srv.close()
+            self._srv = None
+        for k in list(self.conns):
+            self._drop(k, "server")

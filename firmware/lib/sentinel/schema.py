@@ -1,0 +1,199 @@
+"""The configuration schema, defined once as data.
+
+The device validator (`sentinel.config.validate`) and the host tools (TOML in, JSON out; docs)
+both walk this table, so they cannot disagree. It uses only what MicroPython and CPython share:
+tuples, dicts, str, int, float, bool, None.
+
+A section is a tuple of fields (a tuple, so the order is the same on every interpreter: errors
+and docs come out in this order). A field is a dict:
+  k      key name
+  t      type: "int" | "float" | "bool" | "str" | "enum" | "enums" (list of enum values) |
+         "section" (nested object; "f" holds its fields) |
+         "list" (list of objects; "f" holds the fields of one item)
+  d      default; REQUIRED (below) when the key must be given. Sections take their default from
+         their fields; lists of objects default to an empty list.
+  min, max   inclusive range for int/float; length range for str; item count for lists
+  c      allowed values for enum / enums
+  fmt    extra string rule, checked by config.py: "name" ([A-Za-z0-9_-], usable as a NUT UPS
+         name), "user" ([A-Za-z0-9_.-]), "text" (printable ASCII), "ipv4", "host" (ipv4 or DNS
+         name), "mac", "health", "contacts", "pwhash"
+  null   True when JSON null is allowed (means "not used")
+  doc    one line for humans (docs/configuration.md and `powersentinel config` help)
+"""
+
+VERSION = 1  # bump when a key changes meaning; config files carry it in "version"
+
+REQUIRED = "<required>"  # a default that means "no default: the key must be given"
+
+HEALTH_KINDS = ("nut", "tcp:<port>", "none")
+CONTACT_SIGNALS = ("OL", "OB", "LB", "RB", "BYPASS", "CAL", "OFF", "OVER")
+
+SITE = (
+    {"k": "name", "t": "str", "d": "sentinel", "min": 1, "max": 32, "fmt": "text",
+     "doc": "site name shown in NUT descriptions, the console and logs"},
+)
+
+MAINS = (
+    {"k": "nominal_v", "t": "float", "d": 230.0, "min": 90.0, "max": 400.0,
+     "doc": "declared supply voltage Udin (V rms)"},
+    {"k": "nominal_hz", "t": "enum", "d": 50, "c": (50, 60), "doc": "nominal mains frequency (Hz)"},
+    {"k": "sample_rate", "t": "int", "d": 4000, "min": 1000, "max": 20000,
+     "doc": "ADC sampling rate (samples/s)"},
+    {"k": "block_len", "t": "int", "d": 16, "min": 4, "max": 512,
+     "doc": "samples per ADC block handed to the monitor"},
+    {"k": "volts_per_count", "t": "float", "d": 0.02, "min": 0.000001, "max": 100.0,
+     "doc": "calibration: mains volts per ADC count (after offset removal)"},
+    {"k": "dip_pct", "t": "float", "d": 90.0, "min": 50.0, "max": 99.0,
+     "doc": "a dip starts when Urms(1/2) falls below this % of nominal_v"},
+    {"k": "swell_pct", "t": "float", "d": 110.0, "min": 101.0, "max": 150.0,
+     "doc": "a swell starts when Urms(1/2) rises above this % of nominal_v"},
+    {"k": "interruption_pct", "t": "float", "d": 10.0, "min": 1.0, "max": 50.0,
+     "doc": "an interruption (mains lost) starts below this % of nominal_v"},
+    {"k": "hysteresis_pct", "t": "float", "d": 2.0, "min": 0.0, "max": 10.0,
+     "doc": "an event ends this many % of nominal_v back past its threshold"},
+    {"k": "freq_tolerance_hz", "t": "float", "d": 1.0, "min": 0.05, "max": 5.0,
+     "doc": "mains is good only within nominal_hz +- this"},
+    {"k": "capture_pre_ms", "t": "int", "d": 100, "min": 0, "max": 1000,
+     "doc": "waveform kept before an event's start"},
+    {"k": "capture_post_ms", "t": "int", "d": 400, "min": 0, "max": 2000,
+     "doc": "waveform kept after an event's start"},
+)
+
+UPS = (
+    {"k": "link", "t": "enum", "d": "none", "c": ("q1", "contacts", "none"),
+     "doc": "how the UPS is read: Megatec/Q1 serial, dry contacts, or not at all"},
+    {"k": "baud", "t": "enum", "d": 2400, "c": (1200, 2400, 4800, 9600),
+     "doc": "Q1 serial speed (8N1)"},
+    {"k": "poll_ms", "t": "int", "d": 2000, "min": 250, "max": 60000,
+     "doc": "Q1 poll period"},
+    {"k": "link_lost_s", "t": "int", "d": 10, "min": 1, "max": 600,
+     "doc": "the UPS link counts as lost after this long without a valid reply"},
+    {"k": "contacts", "t": "str", "d": "OB=1;LB=2;", "min": 0, "max": 96, "fmt": "contacts",
+     "doc": "contact wiring rules: SIGNAL=[^]line[&|[^]line...]; signals OL OB LB RB BYPASS CAL OFF OVER"},
+    {"k": "debounce_ms", "t": "int", "d": 50, "min": 0, "max": 5000,
+     "doc": "a contact must hold its level this long to count"},
+    {"k": "battery_runtime_s", "t": "int", "d": 1200, "min": 0, "max": 86400,
+     "doc": "full-charge runtime estimate for UPSes that do not report one (contacts, Q1)"},
+    {"k": "shutdown_output", "t": "int", "d": None, "null": True, "min": 0, "max": 31,
+     "doc": "output line that tells a contact UPS to cut its load (null: none wired)"},
+    {"k": "shutdown_delay_min", "t": "int", "d": 1, "min": 1, "max": 10,
+     "doc": "minutes between the load-off command and the UPS cutting its output"},
+    {"k": "restore_min", "t": "int", "d": 1, "min": 1, "max": 9999,
+     "doc": "minutes of returned mains before the UPS restores its output (never 0: servers must come back)"},
+)
+
+POLICY = (
+    {"k": "grace_s", "t": "int", "d": 60, "min": 0, "max": 86400,
+     "doc": "time on battery before the shutdown starts (outages shorter than this are only logged)"},
+    {"k": "charge_floor_pct", "t": "int", "d": 40, "min": 0, "max": 100,
+     "doc": "shut down at once when the UPS charge falls below this while on battery"},
+    {"k": "runtime_floor_s", "t": "int", "d": 300, "min": 0, "max": 86400,
+     "doc": "shut down at once when the UPS runtime falls below this while on battery"},
+    {"k": "shutdown_on_link_lost", "t": "bool", "d": True,
+     "doc": "shut down when the UPS link is lost while on battery (the battery can no longer be seen)"},
+    {"k": "stable_mains_s", "t": "int", "d": 60, "min": 0, "max": 3600,
+     "doc": "after a shutdown, mains must be good this long before servers are powered on"},
+    {"k": "restart_charge_pct", "t": "int", "d": 20, "min": 0, "max": 100,
+     "doc": "after a shutdown, the UPS charge must be at least this before servers are powered on"},
+    {"k": "return_stable_ms", "t": "int", "d": 2000, "min": 0, "max": 60000,
+     "doc": "mains must be back this long to end an outage (short returns do not reset the grace countdown)"},
+    {"k": "lb_filter_ms", "t": "int", "d": 3000, "min": 0, "max": 60000,
+     "doc": "a UPS low-battery signal while on line must last this long to count"},
+)
+
+NUT_USER = (
+    {"k": "name", "t": "str", "d": REQUIRED, "min": 1, "max": 32, "fmt": "user",
+     "doc": "user name given by upsmon (USERNAME)"},
+    {"k": "password", "t": "str", "d": REQUIRED, "min": 1, "max": 128, "fmt": "pwhash",
+     "doc": "sha256$<salt>$<hex> hash of the password (never plaintext on the device)"},
+    {"k": "role", "t": "enum", "d": "secondary", "c": ("secondary", "primary"),
+     "doc": "upsmon role: a primary may also send PRIMARY and FSD"},
+    {"k": "actions", "t": "enums", "d": (), "c": ("FSD", "SET", "INSTCMD"),
+     "doc": "extra rights granted to this user"},
+)
+
+NUT = (
+    {"k": "port", "t": "int", "d": 3493, "min": 1, "max": 65535, "doc": "NUT server TCP port"},
+    {"k": "max_conns", "t": "int", "d": 8, "min": 1, "max": 16,
+     "doc": "simultaneous client connections (the idlest is shed beyond this)"},
+    {"k": "idle_timeout_s", "t": "int", "d": 60, "min": 5, "max": 3600,
+     "doc": "a client silent this long is disconnected"},
+    {"k": "stale_s", "t": "int", "d": 15, "min": 1, "max": 300,
+     "doc": "UPS data older than this is reported as DATA-STALE"},
+    {"k": "users", "t": "list", "f": NUT_USER, "min": 0, "max": 16,
+     "doc": "accounts that upsmon logs in with"},
+)
+
+HOST = (
+    {"k": "name", "t": "str", "d": REQUIRED, "min": 1, "max": 32, "fmt": "name",
+     "doc": "server name, unique over all tiers"},
+    {"k": "address", "t": "str", "d": REQUIRED, "min": 1, "max": 253, "fmt": "host",
+     "doc": "IPv4 address or DNS name the server's upsmon connects from and health checks use"},
+    {"k": "mac", "t": "str", "d": None, "null": True, "min": 17, "max": 17, "fmt": "mac",
+     "doc": "MAC for Wake-on-LAN (null: the server powers on by itself when its outlet returns)"},
+    {"k": "health", "t": "str", "d": "nut", "min": 3, "max": 9, "fmt": "health",
+     "doc": "up-check after power-on: nut (its upsmon logged in again), tcp:<port>, or none"},
+)
+
+TIER = (
+    {"k": "name", "t": "str", "d": REQUIRED, "min": 1, "max": 32, "fmt": "name",
+     "doc": "tier name, also the NUT UPS name its servers monitor"},
+    {"k": "max_wait_s", "t": "int", "d": 120, "min": 1, "max": 3600,
+     "doc": "longest wait for the tier's servers to log out after FSD"},
+    {"k": "delay_s", "t": "int", "d": 0, "min": 0, "max": 3600,
+     "doc": "pause after the previous tier is down (or up) before acting on this one"},
+    {"k": "hosts", "t": "list", "f": HOST, "min": 0, "max": 32,
+     "doc": "servers of this tier"},
+)
+
+RECOVERY = (
+    {"k": "wol_port", "t": "int", "d": 9, "min": 1, "max": 65535, "doc": "Wake-on-LAN UDP port"},
+    {"k": "wol_broadcast", "t": "str", "d": "255.255.255.255", "min": 7, "max": 15, "fmt": "ipv4",
+     "doc": "broadcast address magic packets go to"},
+    {"k": "boot_timeout_s", "t": "int", "d": 300, "min": 10, "max": 3600,
+     "doc": "how long a woken server may take to pass its health check"},
+    {"k": "wake_retries", "t": "int", "d": 3, "min": 0, "max": 10,
+     "doc": "magic packets re-sent to a server that is not up yet"},
+)
+
+# The whole file. Tiers are listed in shutdown order (first tier stops first); power-on runs
+# in the reverse order (the last tier, e.g. storage, starts first).
+SCHEMA = (
+    {"k": "version", "t": "int", "d": VERSION, "min": VERSION, "max": VERSION,
+     "doc": "configuration format version"},
+    {"k": "site", "t": "section", "f": SITE, "doc": "this installation"},
+    {"k": "mains", "t": "section", "f": MAINS, "doc": "mains measurement and event thresholds"},
+    {"k": "ups", "t": "section", "f": UPS, "doc": "the UPS and how it is read and commanded"},
+    {"k": "policy", "t": "section", "f": POLICY, "doc": "when to shut down and when to power back on"},
+    {"k": "nut", "t": "section", "f": NUT, "doc": "the NUT network server"},
+    {"k": "tiers", "t": "list", "f": TIER, "min": 0, "max": 8,
+     "doc": "server tiers in shutdown order"},
+    {"k": "recovery", "t": "section", "f": RECOVERY, "doc": "powering servers back on"},
+)
+
+
+def field(path):
+    """The field dict for a dotted path such as "policy.grace_s" or "tiers.hosts.mac"
+    (list items are entered by name, without an index); None if there is none."""
+    fields = SCHEMA
+    f = None
+    for part in path.split("."):
+        f = None
+        for cand in fields:
+            if cand["k"] == part:
+                f = cand
+                break
+        if f is None:
+            return None
+        fields = f.get("f", ())
+    return f
+
+
+def walk(fields=SCHEMA, prefix=""):
+    """Yield (dotted_path, field) for every field, depth first, in schema order."""
+    for f in fields:
+        p = prefix + f["k"]
+        yield p, f
+        if "f" in f:
+            for sub in walk(f["f"], p + "."):
+                yield sub

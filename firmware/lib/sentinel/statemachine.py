@@ -1,0 +1,474 @@
+"""The power state machine: when to shut servers down, when to power them back on.
+
+Pure logic. main.py feeds it `update(now_ms, inputs)` a few times a second; the sequencer reads
+`state`, `plan_id`, `drill` and `ponr`, drives the tiers, and reports back with `tier_progress()`,
+`pass_point_of_no_return()` and `sequence_done()`; main tells it `load_off_done()` when the UPS
+has cut its output. Every call returns the records it produced (see below) so main can log them;
+the last `history_len` are also kept in `history()`.
+
+States (the normal cycle runs top to bottom, then back to ONLINE):
+  ONLINE         mains (or the UPS's line input) feeds the load
+  ON_BATTERY     an outage is being timed (grace); nothing has been done to servers yet
+  SHUTTING_DOWN  the sequencer stops tier after tier. Before the point of no return a stable
+                 mains return cancels it (back to ONLINE or RESTORING: tiers resume); after it
+                 the sequence always completes
+  LOAD_OFF       the UPS has been told to cut its load and restore it when mains returns, so
+                 servers always come back (a server whose OS halted needs its outlet cycled)
+  WAIT_MAINS     waiting for mains good for stable_mains_s and the battery at restart_charge_pct
+  RESTORING      the sequencer powers tiers on (WOL, health checks); done -> ONLINE. An outage
+                 here is timed like any other and may start a new shutdown
+
+Times: `now_ms` is a monotonic millisecond count that does not wrap (main accumulates
+`ticks_diff`); the machine never reads a clock.
+
+A record is a tuple (t_ms, from_state, to_state, cause, detail); from_state == to_state for an
+event that is not a transition. `detail` is an int (a duration in ms, a charge in %) or None.
+"""
+
+ONLINE = "ONLINE"
+ON_BATTERY = "ON_BATTERY"
+SHUTTING_DOWN = "SHUTTING_DOWN"
+LOAD_OFF = "LOAD_OFF"
+WAIT_MAINS = "WAIT_MAINS"
+RESTORING = "RESTORING"
+STATES = (ONLINE, ON_BATTERY, SHUTTING_DOWN, LOAD_OFF, WAIT_MAINS, RESTORING)
+
+# Causes of transitions
+MAINS_LOST = "mains_lost"                  # the fast trigger (interruption)
+UPS_ON_BATTERY = "ups_on_battery"          # the UPS says OB
+MAINS_BAD = "mains_out_of_tolerance"       # no UPS data: our own sensor says V or f out of range
+MAINS_RESTORED = "mains_restored"          # stable return: an outage or a cancellable shutdown ends
+GRACE_EXPIRED = "grace_expired"
+CHARGE_FLOOR = "charge_floor"
+RUNTIME_FLOOR = "runtime_floor"
+LOW_BATTERY = "ups_low_battery"
+LINK_LOST = "ups_link_lost"                # also an event when lost while on line
+MANUAL = "manual"
+DRILL = "drill"
+SEQUENCE_DONE = "sequence_done"
+LOAD_OFF_DONE = "load_off_done"
+LOAD_OFF_ELAPSED = "load_off_elapsed"
+MAINS_STABLE = "mains_stable"
+RESTORE_DONE = "restore_done"
+DRILL_DONE = "drill_done"
+DRILL_ABORTED = "drill_aborted"
+ABORTED = "aborted"
+# Causes of events only
+LB_FLASH = "lb_flash"                      # LB on line shorter than lb_filter_ms: ignored
+LB_ON_LINE = "low_battery_on_line"         # LB on line for lb_filter_ms: an outage now is critical
+LINK_RESTORED = "ups_link_restored"
+PONR = "point_of_no_return"
+MAINS_BACK_AFTER_PONR = "mains_restored_after_ponr"
+WAITING_FOR_CHARGE = "waiting_for_charge"
+REJECTED = "command_rejected"
+RESUMED = "resumed"
+RESUME_INVALID = "resume_invalid"
+
+# After the load-off command the UPS cuts its output within shutdown_delay_min; this margin
+# covers the command's own round trip before WAIT_MAINS is assumed.
+LOAD_OFF_MARGIN_MS = 30000
+
+_FORMAT = 1  # to_dict() layout version
+
+
+class Inputs:
+    """What the state machine is told at each update. main keeps one and refreshes it.
+
+    mains_lost        the mains monitor's fast loss trigger (a level: true while interrupted)
+    mains_good        mains voltage and frequency within tolerance
+    mains_present     the mains sensor is working (False: its two flags above mean nothing)
+    ups_on_battery    UPS says OB          ups_low_battery   UPS says LB
+    ups_charge        battery %, or None   ups_runtime       seconds, or None
+    ups_link_ok       the UPS link answers (the link module applies link_lost_s)
+    ups_link_configured  a UPS link exists (ups.link is not "none")
+    commands          console commands, consumed by update(): "drill", "shutdown", "abort"
+    """
+
+    def __init__(self, mains_lost=False, mains_good=True, mains_present=True, ups_on_battery=False,
+                 ups_low_battery=False, ups_charge=None, ups_runtime=None, ups_link_ok=True,
+                 ups_link_configured=True, commands=None):
+        self.mains_lost = mains_lost
+        self.mains_good = mains_good
+        self.mains_present = mains_present
+        self.ups_on_battery = ups_on_battery
+        self.ups_low_battery = ups_low_battery
+        self.ups_charge = ups_charge
+        self.ups_runtime = ups_runtime
+        self.ups_link_ok = ups_link_ok
+        self.ups_link_configured = ups_link_configured
+        self.commands = [] if commands is None else commands
+
+
+class StateMachine:
+    def __init__(self, cfg, now_ms=0, history_len=16):
+        p = cfg["policy"]
+        self.grace_ms = p["grace_s"] * 1000
+        self.charge_floor = p["charge_floor_pct"]
+        self.runtime_floor = p["runtime_floor_s"]
+        self.link_lost_shutdown = p["shutdown_on_link_lost"]
+        self.stable_ms = p["stable_mains_s"] * 1000
+        self.restart_charge = p["restart_charge_pct"]
+        self.return_ms = p["return_stable_ms"]
+        self.lb_filter_ms = p["lb_filter_ms"]
+        self.load_off_ms = cfg["ups"]["shutdown_delay_min"] * 60000 + LOAD_OFF_MARGIN_MS
+        self._hist = [None] * history_len
+        self._hn = 0
+        self._new = []
+        # the decision, persisted by to_dict()
+        self.state = ONLINE
+        self.since = now_ms            # when the current state was entered
+        self.drill = False             # the current plan is a rehearsal: no FSD, no load-off
+        self.ponr = False              # past the point of no return (real shutdown only)
+        self.cancellable = False       # a stable mains return may cancel this shutdown
+        self.shutdown_cause = None
+        self.plan = {}                 # tier name -> phase reported by the sequencer
+        self.plan_id = 0               # +1 for every new shutdown or restore plan
+        self.resume_to = ONLINE        # where a cancelled outage returns (ONLINE or RESTORING)
+        self.outage_start = None       # when the outage being handled began
+        # observations, not persisted (a reboot observes afresh)
+        self.on_battery = False
+        self._back_since = None        # power back (not on battery) continuously since
+        self._good_since = None        # ... and mains within tolerance since
+        self._lb_since = None
+        self._lb_reported = False
+        self._link_ok = True
+        self._back_reported = False
+        self._charge_reported = False
+
+    # ---- records --------------------------------------------------------------------------
+
+    def _record(self, rec):
+        self._hist[self._hn % len(self._hist)] = rec
+        self._hn += 1
+        self._new.append(rec)
+
+    def _go(self, now, to, cause, detail=None):
+        self._record((now, self.state, to, cause, detail))
+        self.state = to
+        self.since = now
+
+    def _event(self, now, cause, detail=None):
+        self._record((now, self.state, self.state, cause, detail))
+
+    def _begin(self):
+        new = self._new
+        if new:
+            new.clear()  # `del new[:]` would allocate a slice: update() must not allocate
+        return new
+
+    def history(self):
+        """The kept records, oldest first."""
+        n = len(self._hist)
+        if self._hn <= n:
+            return self._hist[:self._hn]
+        i = self._hn % n
+        return self._hist[i:] + self._hist[:i]
+
+    # ---- plans ----------------------------------------------------------------------------
+
+    def _outage(self, now, i, ups_known, resume_to):
+        self.outage_start = now
+        self.resume_to = resume_to
+        if i.mains_lost:
+            cause = MAINS_LOST
+        elif ups_known and i.ups_on_battery:
+            cause = UPS_ON_BATTERY
+        else:
+            cause = MAINS_BAD
+        self._go(now, ON_BATTERY, cause)
+
+    def _new_plan(self, drill):
+        self.plan_id += 1
+        self.plan = {}
+        self.drill = drill
+        self.ponr = False
+        self._back_reported = False
+
+    def _shutdown(self, now, cause, cancellable, drill=False):
+        self._new_plan(drill)
+        self.cancellable = cancellable
+        self.shutdown_cause = cause
+        self._go(now, SHUTTING_DOWN, cause)
+
+    def _back_to(self, now, to, cause, detail=None):
+        """End an outage or a shutdown plan without going through the power cycle."""
+        self.outage_start = None
+        self.shutdown_cause = None
+        self.cancellable = False
+        if to == RESTORING:
+            self._new_plan(False)  # the sequencer walks the power-on again (health checks)
+        else:
+            self.plan = {}
+            self.drill = False
+            self.ponr = False
+        self.resume_to = ONLINE
+        self._go(now, to, cause, detail)
+
+    def _outage_len(self, now):
+        """From the outage's start to the start of the return that ended it."""
+        start = self.outage_start
+        end = self._back_since
+        if start is None:
+            return None
+        return (now if end is None else end) - start
+
+    def _trigger(self, now, i, ups_known, low, link_lost):
+        if low:
+            return LOW_BATTERY
+        if link_lost and self.link_lost_shutdown:
+            return LINK_LOST
+        if ups_known:
+            if i.ups_runtime is not None and i.ups_runtime < self.runtime_floor:
+                return RUNTIME_FLOOR
+            if i.ups_charge is not None and i.ups_charge < self.charge_floor:
+                return CHARGE_FLOOR
+        start = self.outage_start
+        if start is not None and now - start >= self.grace_ms:
+            return GRACE_EXPIRED
+        return None
+
+    # ---- the main entry -------------------------------------------------------------------
+
+    def update(self, now, i):
+        """Advance to `now` with the latest inputs. Returns this call's records (a list reused
+        by the next call: copy it to keep it)."""
+        self._begin()
+        ups_known = i.ups_link_configured and i.ups_link_ok
+        if ups_known:
+            ob = i.mains_lost or i.ups_on_battery
+        elif i.mains_present:
+            ob = i.mains_lost or not i.mains_good
+        else:
+            ob = self.on_battery  # nothing to go by: keep the last belief
+        self.on_battery = ob
+        back = not ob
+        good = back and (i.mains_good or not i.mains_present)
+        if back:
+            if self._back_since is None:
+                self._back_since = now
+        else:
+            self._back_since = None
+        if good:
+            if self._good_since is None:
+                self._good_since = now
+        else:
+            self._good_since = None
+        mains_back = back and now - self._back_since >= self.return_ms
+
+        # UPS low battery: on battery it counts at once (like upsmon's OB+LB); on line only once
+        # it has lasted lb_filter_ms, so a flash during a self-test or a relay bounce is ignored.
+        lb = ups_known and i.ups_low_battery
+        lb_long = False
+        if lb:
+            if self._lb_since is None:
+                self._lb_since = now
+            lb_long = now - self._lb_since >= self.lb_filter_ms
+            if lb_long and back and not self._lb_reported:
+                self._lb_reported = True
+                self._event(now, LB_ON_LINE, i.ups_charge)
+        else:
+            if self._lb_since is not None and back and now - self._lb_since < self.lb_filter_ms:
+                self._event(now, LB_FLASH, now - self._lb_since)
+            self._lb_since = None
+            self._lb_reported = False
+        low = lb and (ob or lb_long)
+
+        link_lost = i.ups_link_configured and not i.ups_link_ok
+        if i.ups_link_configured and i.ups_link_ok != self._link_ok:
+            self._link_ok = i.ups_link_ok
+            self._event(now, LINK_RESTORED if i.ups_link_ok else LINK_LOST)
+
+        cmds = i.commands
+        if cmds:
+            for c in cmds:
+                self._command(now, c)
+            cmds.clear()
+
+        st = self.state
+        if ob and (st == ONLINE or st == RESTORING or (self.drill and st == SHUTTING_DOWN)):
+            resume = ONLINE
+            if self.drill:
+                # a real outage ends the rehearsal; the outage is then handled for real
+                self.drill = False
+                self.plan = {}
+                self.shutdown_cause = None
+                self._event(now, DRILL_ABORTED)
+            elif st == RESTORING:
+                resume = RESTORING
+            self._outage(now, i, ups_known, resume)
+
+        st = self.state
+        if st == ON_BATTERY:
+            if mains_back:
+                self._back_to(now, self.resume_to, MAINS_RESTORED, self._outage_len(now))
+            else:
+                cause = self._trigger(now, i, ups_known, low, link_lost)
+                if cause:
+                    self._shutdown(now, cause, True)
+        elif st == SHUTTING_DOWN:
+            if self.drill:
+                pass
+            elif not self.ponr:
+                if self.cancellable and mains_back:
+                    self._back_to(now, self.resume_to, MAINS_RESTORED, self._outage_len(now))
+            elif mains_back and not self._back_reported:
+                self._back_reported = True  # logged only: the sequence completes regardless
+                self._event(now, MAINS_BACK_AFTER_PONR)
+        elif st == LOAD_OFF:
+            if now - self.since >= self.load_off_ms:
+                self._go(now, WAIT_MAINS, LOAD_OFF_ELAPSED)
+                self._charge_reported = False
+        elif st == WAIT_MAINS:
+            # counted from entry too: the UPS needs its restore delay after cutting the load
+            if self._good_since is not None and now - max(self._good_since, self.since) >= self.stable_ms:
+                short = lb or (ups_known and i.ups_charge is not None and i.ups_charge < self.restart_charge)
+                if short:
+                    if not self._charge_reported:
+                        self._charge_reported = True
+                        self._event(now, WAITING_FOR_CHARGE, i.ups_charge)
+                else:
+                    self.outage_start = None
+                    self.resume_to = ONLINE
+                    self._new_plan(False)
+                    self._go(now, RESTORING, MAINS_STABLE)
+        return self._new
+
+    def _command(self, now, c):
+        st = self.state
+        if c == "drill":
+            if st == ONLINE:
+                self.resume_to = ONLINE
+                self._shutdown(now, DRILL, False, True)
+                return
+        elif c == "shutdown":
+            if not self.drill and st in (ONLINE, ON_BATTERY, RESTORING):
+                if st != ON_BATTERY:
+                    self.resume_to = st
+                self._shutdown(now, MANUAL, False)
+                return
+        elif c == "abort":
+            if self.drill:
+                self._back_to(now, ONLINE, DRILL_ABORTED)
+                return
+            if st == SHUTTING_DOWN and not self.ponr and self.shutdown_cause == MANUAL and not self.on_battery:
+                self._back_to(now, self.resume_to, ABORTED)
+                return
+        self._event(now, REJECTED)
+
+    # ---- notifications from the sequencer and main ----------------------------------------
+
+    def _current(self, plan_id):
+        return plan_id is None or plan_id == self.plan_id
+
+    def pass_point_of_no_return(self, now, plan_id=None):
+        """The sequencer calls this just before its first irreversible act (the first FSD):
+        from here a mains return no longer cancels the shutdown."""
+        new = self._begin()
+        if self.state == SHUTTING_DOWN and not self.drill and not self.ponr and self._current(plan_id):
+            self.ponr = True
+            self.cancellable = False
+            self._event(now, PONR)
+        return new
+
+    def tier_progress(self, now, tier, phase, plan_id=None):
+        """Record a tier's phase in the persisted plan ("fsd", "down", "timeout", "woken",
+        "up"...). A real "fsd" passes the point of no return. Reports for an older plan are
+        ignored."""
+        new = self._begin()
+        if self.state in (SHUTTING_DOWN, RESTORING) and self._current(plan_id):
+            self.plan[tier] = phase
+            if phase == "fsd" and self.state == SHUTTING_DOWN and not self.drill and not self.ponr:
+                self.ponr = True
+                self.cancellable = False
+                self._event(now, PONR)
+        return new
+
+    def sequence_done(self, now, plan_id=None):
+        """The sequencer finished the current plan (all tiers down, or all up)."""
+        new = self._begin()
+        if not self._current(plan_id):
+            return new
+        if self.state == SHUTTING_DOWN:
+            if self.drill:
+                self._new_plan(True)
+                self._go(now, RESTORING, SEQUENCE_DONE)
+            else:
+                if not self.ponr:
+                    self.ponr = True
+                    self.cancellable = False
+                    self._event(now, PONR)
+                self._go(now, LOAD_OFF, SEQUENCE_DONE)
+        elif self.state == RESTORING:
+            cause = DRILL_DONE if self.drill else RESTORE_DONE
+            self._back_to(now, ONLINE, cause)
+        return new
+
+    def load_off_done(self, now):
+        """The UPS has cut its output (or the board rebooted from the power cycle it caused)."""
+        new = self._begin()
+        if self.state == LOAD_OFF:
+            self._charge_reported = False
+            self._go(now, WAIT_MAINS, LOAD_OFF_DONE)
+        return new
+
+    # ---- persistence ----------------------------------------------------------------------
+
+    def to_dict(self, now):
+        """The decision and plan progress, JSON-ready; times stored as ages at `now`."""
+        return {
+            "v": _FORMAT,
+            "state": self.state,
+            "age_ms": now - self.since,
+            "drill": self.drill,
+            "ponr": self.ponr,
+            "cancellable": self.cancellable,
+            "cause": self.shutdown_cause,
+            "plan": dict(self.plan),
+            "plan_id": self.plan_id,
+            "resume_to": self.resume_to,
+            "outage_age_ms": None if self.outage_start is None else now - self.outage_start,
+        }
+
+    @classmethod
+    def from_dict(cls, cfg, d, now, elapsed_ms=0, history_len=16):
+        """A machine resuming a persisted one at `now` after a reboot. `elapsed_ms` is the time
+        the board was down, if main knows it (RTC); timers then count it. An unreadable dict
+        gives a fresh ONLINE machine with a RESUME_INVALID event (its next update() sees the
+        real power situation within return_stable_ms)."""
+        sm = cls(cfg, now, history_len)
+        p = _parse(d)
+        if p is None:
+            sm._event(now, RESUME_INVALID)
+            return sm
+        st, resume, plan, oa = p
+        sm.state = st
+        sm.since = now - d["age_ms"] - elapsed_ms
+        sm.drill = bool(d["drill"])
+        sm.ponr = bool(d["ponr"])
+        sm.cancellable = bool(d["cancellable"])
+        sm.shutdown_cause = d["cause"]
+        sm.plan = dict(plan)
+        sm.plan_id = d["plan_id"]
+        sm.resume_to = resume
+        sm.outage_start = None if oa is None else now - oa - elapsed_ms
+        sm.on_battery = st == ON_BATTERY
+        sm._event(now, RESUMED, d["age_ms"])
+        return sm
+
+
+def _parse(d):
+    """(state, resume_to, plan, outage_age_ms) from a to_dict() result, or None if it is not
+    one (a journal from another version, a damaged record)."""
+    try:
+        st = d["state"]
+        resume = d["resume_to"]
+        plan = d["plan"]
+        oa = d["outage_age_ms"]
+        ok = (d["v"] == _FORMAT and st in STATES and resume in (ONLINE, RESTORING)
+              and isinstance(plan, dict) and isinstance(d["plan_id"], int)
+              and isinstance(d["age_ms"], int) and (oa is None or isinstance(oa, int)))
+        if st == ON_BATTERY or (st == SHUTTING_DOWN and d["cancellable"]):
+            ok = ok and oa is not None  # timing the outage needs its start
+    except (KeyError, TypeError):
+        return None
+    return (st, resume, plan, oa) if ok else None

@@ -1,0 +1,10 @@
+"""Errors of the analysis. The CLI turns AnalysisInputError into a one-line message, exit 2."""
+
+
+class AnalysisError(Exception):
+    """Base class of the analysis errors."""
+
+
+class AnalysisInputError(AnalysisError, ValueError):
+    """The input cannot be analysed as given: empty, unreadable, truncated beyond use, NaN or
+    infinite samples, a sample rate that does not fit the signal, inconsistent metadata."""

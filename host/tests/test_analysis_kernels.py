@@ -1,0 +1,153 @@
+"""Cython kernels against their NumPy references (bit-exact where the arithmetic allows)."""
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from powersentinel.analysis import kernels, ref
+
+K = kernels.cython
+needs_cython = pytest.mark.skipif(K is None, reason="Cython kernels not built")
+
+
+def _edges(rng, n, m):
+    e = np.sort(rng.integers(0, n + 1, m))
+    e[0] = 0
+    e[-1] = n
+    e[3] = e[4]  # an empty segment
+    return e.astype(np.int64)
+
+
+@needs_cython
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_segment_sumsq_int16_exact(seed):
+    rng = np.random.default_rng(seed)
+    x = rng.integers(-32768, 32768, 100_003, dtype=np.int16)
+    x[:50] = -32768  # worst case for 32-bit products
+    e = _edges(rng, x.size, 400)
+    for a, b in zip(K.segment_sumsq(x, e), ref.segment_sumsq(x, e)):
+        assert a.dtype == b.dtype
+        np.testing.assert_array_equal(a, b)
+    s, _, _ = K.segment_sumsq(x, e)
+    direct = [int((x[a:b].astype(np.int64) ** 2).sum()) for a, b in zip(e[:-1], e[1:])]
+    assert s.tolist() == direct
+
+
+@needs_cython
+@pytest.mark.parametrize("dt", [np.float32, np.float64])
+def test_segment_sumsq_float(dt):
+    rng = np.random.default_rng(5)
+    x = (rng.standard_normal(50_000) * 300).astype(dt)
+    e = _edges(rng, x.size, 100)
+    a, b = K.segment_sumsq(x, e), ref.segment_sumsq(x, e)
+    np.testing.assert_allclose(a[0], b[0], rtol=1e-12)
+    np.testing.assert_array_equal(a[1], b[1])
+    np.testing.assert_array_equal(a[2], b[2])
+
+
+@needs_cython
+def test_segment_sumsq_rejects_bad_edges():
+    x = np.zeros(10, np.int16)
+    for mod in (K, ref):
+        with pytest.raises(ValueError):
+            mod.segment_sumsq(x, np.array([0, 11], np.int64))
+        with pytest.raises(ValueError):
+            mod.segment_sumsq(x, np.array([0, 5, 3], np.int64))
+
+
+@needs_cython
+@pytest.mark.parametrize("d", [1, 3, 8, 10, 25])
+@pytest.mark.parametrize("dt", [np.int16, np.float32, np.float64])
+def test_block_sum_exact(d, dt):
+    rng = np.random.default_rng(d)
+    x = (rng.integers(-32768, 32768, 10_007)).astype(dt)
+    np.testing.assert_array_equal(K.block_sum(x, d), ref.block_sum(x, d))
+
+
+@needs_cython
+@pytest.mark.parametrize("armed,prev", [(False, 0.0), (True, -1.0), (True, 0.5)])
+def test_fir_crossings_exact(armed, prev):
+    rng = np.random.default_rng(3)
+    z = np.sin(np.arange(20_000) * 0.3) + 0.3 * rng.standard_normal(20_000)
+    taps = np.hanning(13)[1:-1]
+    taps /= taps.sum()
+    a = K.fir_crossings(z, taps, 0.2, armed, prev)
+    b = ref.fir_crossings(z, taps, 0.2, armed, prev)
+    assert a[0].size > 100
+    for u, v in zip(a[:3], b[:3]):
+        np.testing.assert_array_equal(u, v)
+    assert a[3:] == b[3:]
+    assert np.all(a[1] < 0) and np.all(a[2] >= 0)
+
+
+@needs_cython
+def test_fir_crossings_chunked_equals_whole():
+    rng = np.random.default_rng(4)
+    z = np.sin(np.arange(5000) * 0.2) + 0.2 * rng.standard_normal(5000)
+    taps = np.array([0.25, 0.5, 0.25])
+    for mod in (K, ref):
+        whole = mod.fir_crossings(z, taps, 0.1, False, 0.0)
+        parts, armed, prev, base = [], False, 0.0, 0
+        for cut in (777, 778, 2500, 5000):
+            # carry the last len(taps) - 1 inputs, like the pipeline
+            seg = z[max(base - 2, 0):cut]
+            j, y0, y1, armed, prev = mod.fir_crossings(seg, taps, 0.1, armed, prev)
+            parts.append(j + max(base - 2, 0))
+            base = cut
+        np.testing.assert_array_equal(np.concatenate(parts), whole[0])
+
+
+@needs_cython
+@pytest.mark.parametrize("below", [True, False])
+def test_hysteresis_equal(below):
+    rng = np.random.default_rng(6)
+    u = rng.random((2000, 3))
+    s, e = (0.3, 0.35) if below else (0.7, 0.65)
+    init = np.array([0, 1, 0], np.uint8)
+    a = K.hysteresis(u, s, e, below, init)
+    b = ref.hysteresis(u, s, e, below, init)
+    np.testing.assert_array_equal(a[0], b[0])
+    np.testing.assert_array_equal(a[1], b[1])
+    assert 0 < a[0].mean() < 1
+
+
+@needs_cython
+@pytest.mark.parametrize("dt", [np.int64, np.float64])
+def test_group_reduce_equal(dt):
+    rng = np.random.default_rng(7)
+    n = 1000
+    sums = rng.integers(0, 2**40, (n, 2)).astype(dt)
+    counts = rng.integers(1, 200, n).astype(np.int64)
+    umin = rng.random((n, 2))
+    umax = umin + 1
+    flags = (rng.random(n) < 0.05).astype(np.uint8)
+    starts = np.unique(np.concatenate(([0, n], rng.integers(1, n, 50)))).astype(np.int64)
+    for a, b in zip(K.group_reduce(sums, counts, umin, umax, flags, starts),
+                    ref.group_reduce(sums, counts, umin, umax, flags, starts)):
+        np.testing.assert_array_equal(a, b)
+
+
+@needs_cython
+@pytest.mark.parametrize("dt", [np.int16, np.float64])
+def test_goertzel_matches_dft(dt):
+    rng = np.random.default_rng(8)
+    x = (rng.standard_normal(2000) * 1000).astype(dt)
+    f = np.array([10, 11, 30, 250]) / 2000
+    X = np.fft.fft(x.astype(np.float64))[[10, 11, 30, 250]]
+    np.testing.assert_allclose(K.goertzel(x, f), X, rtol=1e-9, atol=1e-6)
+    np.testing.assert_allclose(ref.goertzel(x, f), X, rtol=1e-9, atol=1e-6)
+
+
+def test_env_forces_numpy():
+    code = "from powersentinel.analysis import kernel_backend; print(kernel_backend())"
+    env = dict(os.environ, POWERSENTINEL_NO_CYTHON="1")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         check=True).stdout.strip()
+    assert out == "numpy"
+    if K is not None:
+        env["POWERSENTINEL_NO_CYTHON"] = "0"
+        out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                             text=True, check=True).stdout.strip()
+        assert out == "cython"
