@@ -250,7 +250,7 @@ class Board:
         self.wire.send(b"W", struct.pack("<I", 0))
 
     def time(self):
-        return time.time() + self._time_offset
+        return int(time.time() + self._time_offset)  # RTC seconds, as on a board
 
     def set_time(self, epoch):
         self._time_offset = epoch - time.time()

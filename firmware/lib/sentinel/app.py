@@ -1,7 +1,15 @@
 # The sentinel's asyncio application: builds the tasks around the pure logic modules and runs
-# them. main.py calls main(); tests and the virtual board run exactly this.
+# them. main.py calls main(); the virtual board runs exactly this.
+#
+#   sampler ──> MainsMonitor ─┐
+#   UPS link / contacts ──────┼─> control loop: StateMachine.update ─> Sequencer ─> NutServer
+#   battery model ────────────┘        │                                    (FSD per tier)
+#                                      └─> journal, console events, persisted plan
+#   supervisor: feeds the watchdog only while every task reports progress.
 import asyncio
 import gc
+import json
+import os
 import sys
 import time
 
@@ -9,109 +17,541 @@ from sentinel import console
 from sentinel.version import PROTOCOL, VERSION
 
 CONFIG_PATH = "/config.json"
+STATE_PATH = "/state.json"
+BOOTS_PATH = "/boots.json"
+UPLOAD_PATH = "/config.upload"
+WDT_MS = 8000            # fits the RP2040's 8388 ms maximum
+STABLE_UPTIME_MS = 60000  # a boot that lived this long resets the crash counter
+SAFE_MODE_BOOTS = 3       # this many short-lived boots in a row: safe mode
+
+# Tasks the supervisor requires fresh progress from, and how fresh (ms).
+_ALIVE_LIMITS = {"sampler": 2000, "control": 2000, "ups": 15000}
 
 
 def _out(data):
-    # bytes to the console, on every port (unix has .buffer; boards write bytes to stdout)
     w = getattr(sys.stdout, "buffer", sys.stdout)
     w.write(data)
 
 
+def _write_atomic(path, text):
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(text)
+    os.rename(tmp, path)
+
+
+def _read_json(path):
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
+class Clock:
+    """Monotonic milliseconds that never wrap (ticks_ms wraps at 2^30 on MicroPython)."""
+
+    def __init__(self):
+        self.last = time.ticks_ms()
+        self.ms = 0
+
+    def __call__(self):
+        t = time.ticks_ms()
+        self.ms += time.ticks_diff(t, self.last)
+        self.last = t
+        return self.ms
+
+
+class StdinReader:
+    """Non-blocking console input. A stream read(n) on the console blocks until n bytes (or a
+    newline) arrive, which would freeze every task on a half line; so poll, then take bytes
+    one at a time while more are ready."""
+
+    def __init__(self):
+        import select
+        self.s = getattr(sys.stdin, "buffer", sys.stdin)
+        self.poll = select.poll()
+        self.poll.register(self.s, select.POLLIN)
+
+    async def read(self, n):
+        while True:
+            out = b""
+            while len(out) < n and self.poll.poll(0):
+                c = self.s.read(1)
+                if not c:
+                    return out
+                out += c if isinstance(c, bytes) else c.encode()
+            if out:
+                return out
+            await asyncio.sleep_ms(20)
+
+
 class Sentinel:
-    def __init__(self, board, cfg):
+    def __init__(self, board, cfg, cfg_source="defaults", cfg_errors=()):
+        from sentinel.battery import BatteryModel
+        from sentinel.capture import Capture
+        from sentinel.journal import Journal
+        from sentinel.mains import MainsMonitor
+        from sentinel.statemachine import Inputs, StateMachine
+
         self.board = board
         self.cfg = cfg
-        self.t_boot = time.ticks_ms()
+        self.cfg_source = cfg_source
+        self.cfg_errors = list(cfg_errors)
+        self.now = Clock()
+        self.t_boot = self.now()
+        self.alive = {}
+        self.safe_mode = False
         self.console = console.ConsoleServer(_out, {
+            "ping": lambda req: "pong",
             "identify": self.op_identify,
             "status": self.op_status,
-            "ping": lambda req: "pong",
+            "config_get": self.op_config_get,
+            "config_put_chunk": self.op_config_put_chunk,
+            "config_put_commit": self.op_config_put_commit,
+            "log_read": self.op_log_read,
+            "capture_list": self.op_capture_list,
+            "capture_read": self.op_capture_read,
+            "drill_start": self.op_drill_start,
+            "time_set": self.op_time_set,
         })
+        self.journal = Journal("/", epoch_fn=board.time)
         m = cfg["mains"]
-        self.rate = m["sample_rate"]
-        self.block_len = m["block_len"]
-        self.nominal_v = m["nominal_v"]
-        self.vpc = m["volts_per_count"]
-        self.urms = 0.0
-        self.lost = False
-        self.alive = {}  # task name -> ticks_ms of last progress (the supervisor checks them)
+        self.monitor = MainsMonitor(m)
+        self.capture = Capture(m)
+        self.events = []          # recent mains events for status (bounded)
+        self.mains_seen = False   # first reading done (NUT answers WAIT before)
+        ups = cfg["ups"]
+        self.link = None
+        self.contacts = None
+        if ups["link"] == "q1":
+            from sentinel.upslink import UpsLink
+            self.link = UpsLink(board.uart(ups["baud"]), time.ticks_ms,
+                                progress=lambda: self.progress("ups"), poll_ms=ups["poll_ms"],
+                                link_lost_s=ups["link_lost_s"])
+        elif ups["link"] == "contacts":
+            from sentinel.contacts import ContactMonitor, parse_rules
+            lines = board.contacts().lines
+            self.contacts = ContactMonitor(parse_rules(ups["contacts"], lines), lines,
+                                           ups["debounce_ms"])
+        self.battery = BatteryModel(runtime_full_s=ups["battery_runtime_s"])
+        self.inputs = Inputs()
+        saved = _read_json(STATE_PATH)
+        now = self.now()
+        if saved and saved.get("sm"):
+            self.sm = StateMachine.from_dict(cfg, saved["sm"], now)
+        else:
+            self.sm = StateMachine(cfg, now)
+        self.nut = None
+        self.upload = None  # (offset) of a config upload in progress
+
+    # -- helpers -----------------------------------------------------------------------------
+    def progress(self, name):
+        self.alive[name] = self.now()
+
+    def log(self, kind, data=None, critical=False):
+        seq = self.journal.append(kind, data, now_ms=self.now(), critical=critical)
+        self.console.event("log", seq=seq, type=kind, data=data)
+        return seq
+
+    def stale(self):
+        """Sensor data too old to trust (a hung sampler makes NUT clients fail safe)."""
+        t = self.alive.get("sampler")
+        return t is None or self.now() - t > self.cfg["nut"]["stale_s"] * 1000
+
+    # -- NUT provider ------------------------------------------------------------------------
+    def tier_names(self):
+        names = [t["name"] for t in self.cfg["tiers"]]
+        return names or ["sentinel"]
+
+    def ups_names(self):
+        return [(n, "Power Sentinel tier %s" % n) for n in self.tier_names()]
+
+    def ups_tokens(self):
+        i = self.inputs
+        toks = ["OB" if i.ups_on_battery or self.sm.on_battery else "OL"]
+        if i.ups_low_battery:
+            toks.append("LB")
+        return " ".join(toks)
+
+    def status(self, ups):
+        if not self.mains_seen:
+            return None
+        return self.ups_tokens()
+
+    def vars(self, ups):
+        if self.stale():
+            return None
+        mon = self.monitor
+        b = self.battery
+        out = [("battery.charge", int(b.charge_pct)), ("battery.runtime", int(b.runtime_s)),
+               ("input.voltage", round(mon.urms, 1)),
+               ("input.frequency", round(mon.freq or 0.0, 2)),
+               ("device.mfr", "Power Sentinel"), ("device.model", self.board.name),
+               ("device.type", "ups"), ("driver.name", "powersentinel"),
+               ("driver.version", VERSION), ("ups.mfr", "Power Sentinel"),
+               ("ups.model", "sentinel %s" % self.board.name),
+               ("sentinel.state", self.sm.state), ("sentinel.tier", ups),
+               ("sentinel.plan", self.sm.plan_id)]
+        if self.link is not None and self.link.link_ok:
+            load = self.link.load
+            if load is not None:
+                out.append(("ups.load", load))
+        return out
 
     # -- console ops -------------------------------------------------------------------------
     def op_identify(self, req):
         return {"firmware": VERSION, "protocol": PROTOCOL, "board": self.board.name,
                 "mpy": getattr(sys.implementation, "_mpy", None),
-                "uptime_ms": time.ticks_diff(time.ticks_ms(), self.t_boot),
-                "reset_cause": self.board.reset_cause()}
+                "uptime_ms": self.now() - self.t_boot, "reset_cause": self.board.reset_cause(),
+                "config_source": self.cfg_source, "config_errors": self.cfg_errors,
+                "safe_mode": self.safe_mode}
 
     def op_status(self, req=None):
-        return {"mains": {"v": round(self.urms, 1), "lost": self.lost},
+        gc.collect()
+        mon = self.monitor
+        f = mon.freq
+        ups = {"link": "none", "status": self.ups_tokens(),
+               "charge": round(self.battery.charge_pct), "runtime": int(self.battery.runtime_s),
+               "source": self.battery.charge_source}
+        if self.link is not None:
+            ups["link"] = self.link.state
+        elif self.contacts is not None:
+            ups["link"] = "contacts"
+            ups["contacts"] = self.contacts.statuses()
+        sm = self.sm
+        tiers = []
+        for name in self.tier_names():
+            t = {"name": name, "phase": sm.plan.get(name, "idle") if sm.plan else "idle"}
+            if self.nut is not None:
+                t["fsd"] = self.nut.fsd(name)
+                t["connected"] = [{"addr": a, "user": u} for a, u in self.nut.logged_in(name)]
+            tiers.append(t)
+        return {"mains": {"v": round(mon.urms, 1), "hz": None if f is None else round(f, 3),
+                          "lost": mon.lost, "good": mon.good, "events": self.events[-5:]},
+                "ups": ups,
+                "state": {"name": sm.state, "cause": self._last_cause(), "ponr": sm.ponr,
+                          "plan_id": sm.plan_id, "drill": sm.drill},
+                "tiers": tiers,
                 "heap": {"free": gc.mem_free(), "alloc": gc.mem_alloc()},
-                "uptime_ms": time.ticks_diff(time.ticks_ms(), self.t_boot)}
+                "uptime_ms": self.now() - self.t_boot, "time": self.board.time()}
 
-    def progress(self, name):
-        self.alive[name] = time.ticks_ms()
+    def _last_cause(self):
+        h = self.sm.history()
+        return h[-1][3] if h else "boot"
+
+    def op_config_get(self, req):
+        return {"config": self.cfg, "source": self.cfg_source}
+
+    def op_config_put_chunk(self, req):
+        off = req.get("offset")
+        text = req.get("text")
+        if not isinstance(off, int) or not isinstance(text, str) or len(text) > 2048:
+            raise ValueError("config_put_chunk needs offset (int) and text (str, <= 2048)")
+        if off == 0:
+            self.upload = 0
+            mode = "w"
+        elif self.upload != off:
+            raise ValueError("chunk at %d, expected %s: restart the upload" % (off, self.upload))
+        else:
+            mode = "a"
+        with open(UPLOAD_PATH, mode) as f:
+            f.write(text)
+        self.upload = off + len(text)
+        return {"received": self.upload}
+
+    def op_config_put_commit(self, req):
+        import hashlib
+        import binascii
+        from sentinel import config
+
+        if self.upload is None:
+            raise ValueError("no config upload in progress")
+        with open(UPLOAD_PATH) as f:
+            text = f.read()
+        self.upload = None
+        digest = binascii.hexlify(hashlib.sha256(text.encode()).digest()).decode()
+        if len(text) != req.get("length") or digest != req.get("sha256"):
+            raise ValueError("config upload damaged (length or sha256 mismatch): nothing changed")
+        try:
+            obj = json.loads(text)
+        except ValueError:
+            raise ValueError("config is not valid JSON: nothing changed")
+        errors = config.save(obj, CONFIG_PATH)
+        try:
+            os.remove(UPLOAD_PATH)
+        except OSError:
+            pass
+        if errors:
+            raise ValueError("config refused, nothing changed: " + "; ".join(errors))
+        self.log("config", {"installed": True}, critical=True)
+        # apply by rebooting: every task restarts from the new config, as after a power cycle
+        asyncio.create_task(self._reboot_soon())
+        return {"installed": True, "rebooting": True}
+
+    async def _reboot_soon(self):
+        await asyncio.sleep_ms(300)
+        self.journal.flush()
+        self.board.reset()
+
+    def op_log_read(self, req):
+        frm = req.get("from_seq", 0)
+        n = min(int(req.get("max", 32)), 32)
+        recs = self.journal.read(frm, n)
+        return {"records": [{"seq": r[0], "epoch": r[1], "ms": r[2], "type": r[3], "data": r[4]}
+                            for r in recs],
+                "first": self.journal.first_seq(), "last": self.journal.last_seq()}
+
+    def op_capture_list(self, req):
+        out = []
+        for cid, size in self.journal.list_captures():
+            out.append({"id": cid, "bytes": size})
+        return out
+
+    def op_capture_read(self, req):
+        import binascii
+        cid = req.get("id")
+        off = int(req.get("offset", 0))
+        n = min(int(req.get("length", 1536)), 1536)
+        c = self.journal.read_capture(cid)
+        if c is None:
+            raise ValueError("no capture %r" % (cid,))
+        meta, data = c
+        chunk = data[off:off + n]
+        return {"meta": meta, "total": len(data),
+                "data_b64": binascii.b2a_base64(chunk).decode().strip()}
+
+    def op_drill_start(self, req):
+        self.inputs.commands.append("drill")
+        return {"started": True}
+
+    def op_time_set(self, req):
+        epoch = req.get("epoch")
+        if not isinstance(epoch, (int, float)) or epoch < 1600000000:
+            raise ValueError("time_set needs epoch (seconds since 1970, after 2020)")
+        self.board.set_time(epoch)
+        return {"time": self.board.time()}
+
+    # -- sampler hooks -----------------------------------------------------------------------
+    def on_mains_change(self, mon):
+        self.console.event("mains", lost=mon.lost, good=mon.good, v=round(mon.urms, 1))
+        if mon.lost:
+            self.log("mains_lost", {"v": round(mon.urms, 1)}, critical=True)
+
+    def on_mains_event(self, ev):
+        ev = {"type": ev["kind"], "start_ms": ev["start_ms"], "duration_ms": ev["duration_ms"],
+              "pct": ev["pct"], "v": ev.get("residual_v", ev.get("peak_v")),
+              "trig": ev["trig"]}
+        self.events.append(ev)
+        if len(self.events) > 8:
+            self.events.pop(0)
+        self.log("mains_event", ev)
+        self.console.event("event", **ev)
+
+    def on_capture(self, meta, data):
+        m = self.cfg["mains"]
+        meta["nominal_v"] = m["nominal_v"]
+        meta["nominal_hz"] = m["nominal_hz"]
+        meta["epoch"] = self.board.time()
+        self.journal.save_capture(meta, bytes(data), now_ms=self.now())
+
+    def on_block(self, mon):
+        self.mains_seen = True
 
     # -- tasks -------------------------------------------------------------------------------
-    async def sampler(self):
-        adc = self.board.adc(self.rate, self.block_len)
-        adc.start()
-        cycle = self.rate // self.cfg["mains"]["nominal_hz"]
-        acc = 0
-        n = 0
-        vpc2 = self.vpc * self.vpc
+    async def sampler_task(self):
+        from sentinel import sampler
+        m = self.cfg["mains"]
+        adc = self.board.adc(m["sample_rate"], m["block_len"])
+        await sampler.run(adc, self.monitor, self.capture, on_block=self.on_block,
+                          progress=lambda: self.progress("sampler"),
+                          on_change=self.on_mains_change, on_event=self.on_mains_event,
+                          on_capture=self.on_capture)
+
+    async def contacts_task(self):
+        c = self.board.contacts()
         while True:
-            block = await adc.read()
-            for s in block:
-                acc += s * s
-            n += len(block)
-            if n >= cycle:
-                self.urms = (acc / n * vpc2) ** 0.5
-                lost = self.urms < 0.1 * self.nominal_v
-                if lost != self.lost:
-                    self.lost = lost
-                    self.console.event("mains", lost=lost, v=round(self.urms, 1))
-                acc = 0
-                n = 0
-            self.progress("sampler")
+            if self.contacts.update(c.read(), time.ticks_ms()):
+                self.log("contacts", {"status": self.contacts.statuses()})
+            self.progress("ups")
+            await asyncio.sleep_ms(10)
 
-    async def console_task(self):
-        reader = asyncio.StreamReader(getattr(sys.stdin, "buffer", sys.stdin))
-        await self.console.serve(reader)
+    def _gather_inputs(self):
+        i = self.inputs
+        mon = self.monitor
+        i.mains_lost = mon.lost
+        i.mains_good = mon.good
+        # during the monitor's first cycles its flags mean nothing yet: not "out of tolerance"
+        i.mains_present = not self.stale() and (
+            mon.good or mon.lost or self.now() - self.t_boot > 2000)
+        if self.link is not None:
+            ok = self.link.link_ok
+            toks = self.link.status
+            i.ups_link_configured = True
+            i.ups_link_ok = ok
+            i.ups_on_battery = ok and "OB" in toks
+            i.ups_low_battery = ok and "LB" in toks
+            i.ups_charge = self.link.charge if ok else None
+            i.ups_runtime = None
+        elif self.contacts is not None:
+            i.ups_link_configured = True
+            i.ups_link_ok = self.contacts.ready
+            i.ups_on_battery = self.contacts.has("OB")
+            i.ups_low_battery = self.contacts.has("LB")
+        else:
+            i.ups_link_configured = False
+        return i
 
-    async def reporter(self):
+    async def control_task(self):
+        while True:
+            now = self.now()
+            i = self._gather_inputs()
+            self.battery.update(now, i.ups_on_battery or self.sm.on_battery,
+                                getattr(i, "ups_charge", None))
+            i.ups_charge = self.battery.charge_pct
+            i.ups_runtime = self.battery.runtime_s
+            before = (self.sm.state, self.sm.plan_id)
+            for rec in self.sm.update(now, i):
+                t, frm, to, cause, detail = rec
+                data = {"from": frm, "to": to, "cause": cause, "detail": detail}
+                self.log("state" if frm != to else "policy", data, critical=frm != to)
+                if frm != to:
+                    self.console.event("state", **data)
+            i.commands = []
+            if (self.sm.state, self.sm.plan_id) != before:
+                self.persist()
+            self.journal.poll(now)
+            self.progress("control")
+            await asyncio.sleep_ms(100)
+
+    def persist(self):
+        try:
+            _write_atomic(STATE_PATH, json.dumps({"sm": self.sm.to_dict(self.now())}))
+        except OSError as e:
+            self.cfg_errors.append("cannot persist plan: %r" % (e,))
+
+    async def reporter_task(self):
         while True:
             self.console.event("status", **self.op_status())
             hb = getattr(self.board, "heartbeat", None)
             if hb:
-                hb({"heap_free": gc.mem_free()})
+                hb({"heap_free": gc.mem_free(), "state": self.sm.state})
+            if self.now() - self.t_boot > STABLE_UPTIME_MS:
+                mark_stable()
+            gc.collect()
             await asyncio.sleep_ms(1000)
+
+    async def supervisor_task(self):
+        """Feed the watchdog only while every task makes progress: a stuck sampler resets the
+        board instead of leaving it saying "online"."""
+        limits = dict(_ALIVE_LIMITS)
+        if self.link is None and self.contacts is None:
+            del limits["ups"]
+        self.board.watchdog_start(WDT_MS)
+        grace_until = self.now() + 5000
+        while True:
+            now = self.now()
+            stuck = [n for n, lim in limits.items()
+                     if now - self.alive.get(n, -10 ** 9) > lim]
+            if not stuck or now < grace_until:
+                self.board.watchdog_feed()
+            elif not getattr(self, "_stuck_logged", False):
+                self._stuck_logged = True
+                self.log("stuck", {"tasks": stuck}, critical=True)
+                self.journal.flush()
+            await asyncio.sleep_ms(500)
+
+    async def console_task(self):
+        await self.console.serve(StdinReader())
+
+    async def nut_task(self):
+        from sentinel.nut.server import NutServer
+        host, port = self.board.nut_bind()
+        self.nut = NutServer(self.cfg["nut"], self, self.now)
+        await self.nut.start(host, port)
 
     async def run(self):
         await self.board.start()
         tasks = [asyncio.create_task(t) for t in self.board.background()]
+        self.log("boot", {"fw": VERSION, "cause": self.board.reset_cause(),
+                          "config": self.cfg_source}, critical=True)
+        for e in self.cfg_errors:
+            self.log("config_error", {"error": e})
+        tasks.append(asyncio.create_task(self.sampler_task()))
+        tasks.append(asyncio.create_task(self.console_task()))
+        tasks.append(asyncio.create_task(self.control_task()))
+        tasks.append(asyncio.create_task(self.reporter_task()))
+        if self.link is not None:
+            tasks.append(asyncio.create_task(self.link.run()))
+        elif self.contacts is not None:
+            tasks.append(asyncio.create_task(self.contacts_task()))
+        await self.nut_task()
+        tasks.append(asyncio.create_task(self.supervisor_task()))
         hello = getattr(self.board, "hello", None)
         if hello:
             hello({"fw": VERSION, "protocol": PROTOCOL})
-        tasks.append(asyncio.create_task(self.sampler()))
-        tasks.append(asyncio.create_task(self.console_task()))
-        tasks.append(asyncio.create_task(self.reporter()))
-        self.console.event("boot", firmware=VERSION, cause=self.board.reset_cause())
+        self.console.event("boot", firmware=VERSION, cause=self.board.reset_cause(),
+                           config=self.cfg_source)
         await asyncio.gather(*tasks)
 
 
-def default_config():
-    return {"mains": {"nominal_v": 230.0, "nominal_hz": 50, "sample_rate": 4000,
-                      "block_len": 16, "volts_per_count": 0.02}}
+# -- boot-loop protection ------------------------------------------------------------------------
+def count_boot():
+    b = _read_json(BOOTS_PATH) or {}
+    n = int(b.get("unstable", 0)) + 1
+    try:
+        _write_atomic(BOOTS_PATH, json.dumps({"unstable": n}))
+    except OSError:
+        pass
+    return n
+
+
+def mark_stable():
+    b = _read_json(BOOTS_PATH)
+    if b and b.get("unstable"):
+        try:
+            _write_atomic(BOOTS_PATH, json.dumps({"unstable": 0}))
+        except OSError:
+            pass
+
+
+async def safe_mode(board, reason, cfg_source, errors):
+    """Too many crashes soon after boot: no watchdog, no shutdown authority; the console still
+    answers so an operator can see why and redeploy or push a config."""
+    c = console.ConsoleServer(_out, {
+        "ping": lambda req: "pong",
+        "identify": lambda req: {"firmware": VERSION, "protocol": PROTOCOL,
+                                 "board": board.name, "safe_mode": True, "reason": reason,
+                                 "reset_cause": board.reset_cause(),
+                                 "config_source": cfg_source, "config_errors": errors},
+        "status": lambda req: {"safe_mode": True, "reason": reason,
+                               "heap": {"free": gc.mem_free(), "alloc": gc.mem_alloc()}},
+    })
+    await board.start()
+    hello = getattr(board, "hello", None)
+    if hello:
+        hello({"fw": VERSION, "protocol": PROTOCOL, "safe_mode": True})
+    c.event("safe_mode", reason=reason)
+    await c.serve(StdinReader())
 
 
 def main():
     import hal
+    from sentinel import config
 
-    cfg = default_config()
+    cfg, errors, source = config.load(CONFIG_PATH)
+    # the validator's tables are not needed again until the next config_put: free them
+    for mod in ("sentinel.config", "sentinel.schema"):
+        sys.modules.pop(mod, None)
+    gc.collect()
     board = hal.make_board(cfg)
-    s = Sentinel(board, cfg)
+    unstable = count_boot()
     try:
-        asyncio.run(s.run())
+        if unstable > SAFE_MODE_BOOTS:
+            asyncio.run(safe_mode(board, "%d boots in a row crashed within %d s"
+                                  % (unstable - 1, STABLE_UPTIME_MS // 1000), source, errors))
+        else:
+            asyncio.run(Sentinel(board, cfg, source, errors).run())
     except KeyboardInterrupt:
         park = getattr(board, "watchdog_park", None)
         if park:

@@ -93,7 +93,7 @@ def set_wires(d, values, at_phase=None):
     return control(d, req)["state"]
 
 
-def start(d, config=None, heap="112wK", nut_port=0, deploy=True, progress=None,
+def start(d, config=None, heap="128wK", nut_port=0, deploy=True, progress=None,
           timeout=60.0, extra_args=()):
     """Start a board in directory d; on a new directory, format the flash and deploy the
     current firmware through the console exactly as onto a real board. Returns board.json."""
@@ -125,6 +125,17 @@ def start(d, config=None, heap="112wK", nut_port=0, deploy=True, progress=None,
                                % os.path.join(d, "supervisor.log"))
         return os.path.exists(_board_json(d))
 
+    try:
+        _bring_up(d, proc, ready, fresh, config, deploy, progress, timeout)
+    except BaseException:
+        stop(d)  # never leave a half-started board behind
+        if proc.poll() is None:
+            proc.kill()
+        raise
+    return info(d)
+
+
+def _bring_up(d, proc, ready, fresh, config, deploy, progress, timeout):
     wait_for(ready, timeout, "the virtual board to come up")
     if fresh and deploy:
         from ..deploy import deploy as do_deploy
@@ -137,7 +148,6 @@ def start(d, config=None, heap="112wK", nut_port=0, deploy=True, progress=None,
         control(d, {"cmd": "reset", "cause": "hard"})
     if deploy:
         wait_for(lambda: info(d).get("firmware"), timeout, "the firmware to report ready")
-    return info(d)
 
 
 def _load_config(path):

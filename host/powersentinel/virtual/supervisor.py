@@ -149,7 +149,14 @@ class Supervisor:
         os.replace(tmp, os.path.join(self.dir, "board.json"))
 
     # -- interpreter ---------------------------------------------------------------------------
+    def _blank_flash(self):
+        # A never-formatted image is all zeros; anything else (even a damaged filesystem) is
+        # left for the ROM to mount or report, never reformatted.
+        with open(self.flash, "rb") as f:
+            return not any(f.read(8192))
+
     def boot(self, fresh=False):
+        fresh = fresh or self._blank_flash()
         self.boots += 1
         self.fw = None
         self.progress = None
@@ -166,6 +173,9 @@ class Supervisor:
 
         def ctty():
             fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+            # A stray Ctrl-C while CPython is still loading the interpreter would kill it; with
+            # SIGINT ignored at exec, MicroPython installs its own handler once it runs code.
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
 
         self.proc = subprocess.Popen(micropython_cmd(self.heap), stdin=sfd, stdout=sfd,
                                      stderr=sfd, env=env, cwd=self.dir, start_new_session=True,
@@ -488,7 +498,7 @@ class Supervisor:
 def main(argv=None):
     ap = argparse.ArgumentParser(prog="powersentinel.virtual.supervisor")
     ap.add_argument("--dir", required=True)
-    ap.add_argument("--heap", default="112wK")
+    ap.add_argument("--heap", default="128wK")
     ap.add_argument("--nut-port", type=int, default=0)
     ap.add_argument("--fresh", action="store_true", help="format a new flash image")
     ap.add_argument("--flash-size", type=int, default=2 * 1024 * 1024)

@@ -1,0 +1,46 @@
+# The project's single entry point. On a fresh machine:
+#   make demo   set everything up, then run the demo on the virtual board
+#   make test   set everything up, then run the whole test suite
+PYTHON ?= python3
+VENV   ?= .venv
+BIN     = $(VENV)/bin
+STAMP   = $(VENV)/.installed
+STUBS   = typings/.installed
+STUB_VERSION = 1.29.0.post1
+
+.PHONY: setup demo test test-fast nut clean help
+
+help:
+	@echo "make demo  - set up and run the demo on the virtual board"
+	@echo "make test  - set up and run the whole test suite"
+
+$(STAMP): pyproject.toml setup.py
+	@$(PYTHON) tools/check_platform.py
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip setuptools wheel "Cython>=3.0.10" numpy
+	$(BIN)/pip install -q --no-build-isolation -e '.[dev]'
+	touch $(STAMP)
+
+# Stubs for type-checking the firmware against each port's real API (one folder per port).
+$(STUBS): $(STAMP)
+	$(BIN)/pip install -q --target typings/esp32 micropython-esp32-stubs==$(STUB_VERSION)
+	$(BIN)/pip install -q --target typings/rp2 micropython-rp2-stubs==$(STUB_VERSION)
+	touch $(STUBS)
+
+setup: $(STAMP) $(STUBS)
+
+# Debian's NUT client and server: the real upsd/upsmon/upsc the tests compare against.
+nut:
+	@if [ ! -x /lib/nut/upsd ] || ! command -v upsc >/dev/null; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nut-client nut-server >/dev/null; \
+	  else echo "NUT tools missing: run 'sudo apt-get install nut-client nut-server'"; exit 1; fi; fi
+
+demo: setup
+	$(BIN)/powersentinel demo
+
+test: setup nut
+	$(BIN)/python -m pytest -m "not nightly" $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(VENV) typings build *.egg-info

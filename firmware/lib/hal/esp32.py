@@ -1,0 +1,23 @@
+# HAL for ESP32 boards (ESP32-WROOM/-S3 DevKit). Pin choices follow docs/wiring.md: ADC1 only
+# (ADC2 is unusable while Wi-Fi is on), input-only GPIO 34-39 for the sensed waveform.
+import machine
+
+from hal._mcu import McuBoard
+
+
+class Esp32Board(McuBoard):
+    name = "esp32"
+    ADC_PIN = 34                   # ADC1_CH6: isolated mains sensor output (biased to mid-rail)
+    CONTACT_PINS = (25, 26, 27, 14)  # optocoupler outputs from the UPS dry contacts
+    OUTPUT_PINS = (32, 33)          # relay driver: UPS shutdown input, spare
+    UART_ID = 2
+    UART_PINS = {"tx": 17, "rx": 16}  # through a MAX3232 to the UPS RS-232 port
+
+    def make_adc(self):
+        adc = machine.ADC(machine.Pin(self.adc_pin))
+        adc.atten(machine.ADC.ATTN_11DB)  # full 0-3.3 V range for the biased sensor output
+        return adc
+
+
+def make_board(cfg=None):
+    return Esp32Board(cfg)

@@ -1,0 +1,26 @@
+# HAL for the Raspberry Pi Pico W (RP2040). Pins follow docs/wiring.md: ADC0 on GP26 for the
+# sensed waveform, UART0 on GP0/GP1 for the UPS serial line.
+import machine
+
+from hal._mcu import McuBoard
+
+WDT_MAX_MS = 8388  # the RP2040 watchdog cannot count longer
+
+
+class Rp2Board(McuBoard):
+    name = "rp2"
+    ADC_PIN = 26
+    CONTACT_PINS = (10, 11, 12, 13)
+    OUTPUT_PINS = (14, 15)
+    UART_ID = 0
+    UART_PINS = {"tx": machine.Pin(0), "rx": machine.Pin(1)}
+
+    def make_adc(self):
+        return machine.ADC(self.adc_pin)
+
+    def watchdog_start(self, timeout_ms):
+        McuBoard.watchdog_start(self, min(timeout_ms, WDT_MAX_MS))
+
+
+def make_board(cfg=None):
+    return Rp2Board(cfg)

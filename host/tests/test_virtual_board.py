@@ -1,0 +1,156 @@
+"""End to end on the virtual board: fresh flash, deploy, the real mpremote and pyserial on its
+pty, wires changing what the firmware sees, reboots of every kind, and a clean stop."""
+import json
+import os
+import subprocess
+import time
+
+import pytest
+
+from conftest import no_leftover, venv_tool
+from powersentinel import virtual
+from powersentinel.deploy import deploy
+from powersentinel.link import Link
+from powersentinel.virtual import wait_for
+
+
+def mpremote(port, *args, timeout=30):
+    r = subprocess.run([venv_tool("mpremote"), "connect", port, "resume"] + list(args),
+                       capture_output=True, text=True, timeout=timeout)
+    assert r.returncode == 0, r.stdout + r.stderr
+    return r.stdout
+
+
+def boots(d):
+    return virtual.info(d)["boots"]
+
+
+def wait_serving(d, after_boots, timeout=20):
+    wait_for(lambda: boots(d) > after_boots and virtual.info(d).get("firmware"), timeout,
+             "the firmware to boot again")
+
+
+def test_board_json_describes_the_running_board(vboard):
+    d = vboard["dir"]
+    meta = virtual.info(d)
+    assert meta["serial"].startswith("/dev/pts/") and os.path.exists(meta["serial"])
+    host, port = meta["nut"].split(":")
+    assert host == "127.0.0.1" and int(port) > 0
+    assert meta["flash"] == os.path.join(d, "flash.img")
+    assert os.path.getsize(meta["flash"]) == 2 * 1024 * 1024
+    assert meta["firmware"]["fw"]
+
+
+def test_mpremote_sees_only_the_flash_and_can_copy_files(vboard, tmp_path):
+    port = vboard["serial"]
+    listing = mpremote(port, "fs", "ls", ":/")
+    assert "main.py" in listing and "lib/" in listing
+    # the host's filesystem is not the board's
+    out = mpremote(port, "exec", "import os; print(sorted(os.listdir('/')))")
+    assert "'home'" not in out and "'usr'" not in out
+    src = tmp_path / "note.txt"
+    src.write_text("hello flash\n")
+    mpremote(port, "fs", "cp", str(src), ":note.txt")
+    assert "hello flash" in mpremote(port, "fs", "cat", ":note.txt")
+    # the firmware went back to running? No: mpremote left it in the REPL; a reset restarts it
+    b = boots(vboard["dir"])
+    mpremote(port, "exec", "--no-follow", "import machine; machine.reset()")
+    wait_serving(vboard["dir"], b)
+    assert virtual.info(vboard["dir"])["reset_cause"] == "hard"
+    # files survive the reboot: they are on the flash image
+    assert "hello flash" in mpremote(port, "fs", "cat", ":note.txt")
+
+
+def test_soft_reset_restarts_on_the_same_pty_and_flash(vboard):
+    d, port = vboard["dir"], vboard["serial"]
+    b = boots(d)
+    mpremote(port, "soft-reset")
+    wait_for(lambda: boots(d) > b, 20, "a reboot")
+    meta = virtual.info(d)
+    assert meta["serial"] == port and meta["reset_cause"] == "soft"
+    log = open(os.path.join(d, "console.log"), "rb").read()
+    assert log.count(b"MPY: soft reboot") >= 1
+    assert b"PowerSentinel virtual board" in log.rsplit(b"MPY: soft reboot", 1)[1]
+
+
+def test_pyserial_link_wires_and_interrupt_recovery(vboard):
+    d, port = vboard["dir"], vboard["serial"]
+    with Link(port) as link:
+        ident = link.identify()
+        assert ident["board"] == "virtual"
+        assert 200 < link.request("status")["mains"]["v"] < 260
+        link.poll_events()
+        virtual.set_wires(d, {"mains": "off"})
+        ev = link.wait_event(lambda e: e.get("ev") == "mains" and e.get("lost"), 5)
+        assert ev is not None, "the firmware did not notice the outage"
+        assert link.request("status")["mains"]["lost"] is True
+        virtual.set_wires(d, {"mains": "on"})
+        assert link.wait_event(lambda e: e.get("ev") == "mains" and not e.get("lost"), 5)
+    # the REPL interrupts the application (Ctrl-C through the pty), then a reset brings it back
+    b = boots(d)
+    out = mpremote(port, "exec", "print('in the repl', 6 * 7)")
+    assert "in the repl 42" in out
+    with Link(port) as link:
+        with pytest.raises(Exception):
+            link.request("ping", timeout=1, retries=0)  # application stopped: nobody answers
+    mpremote(port, "exec", "--no-follow", "import machine; machine.reset()")
+    wait_serving(d, b)
+    with Link(port) as link:
+        assert link.request("ping") == "pong"
+
+
+def test_noise_on_the_console_does_not_stop_the_firmware(vboard):
+    with Link(vboard["serial"]) as link:
+        link.ser.write(b"garbage without newline \x00\xff" * 50)
+        link.ser.write(b"\r\n@PS1 {\"id\":5,\"op\":\"status\"} deadbeef\r\n")  # bad CRC
+        link.ser.write(b"x" * 10000 + b"\r\n")  # oversized line
+        assert link.request("ping") == "pong"
+
+
+def test_redeploy_sends_only_changes_and_verifies(vboard):
+    s = deploy(vboard["serial"], dry_run=True)
+    assert s["arch"] == "x64" and s["changed"] == [] and s["files"] > 5
+    b = boots(vboard["dir"])
+    s = deploy(vboard["serial"])
+    assert s["changed"] == [] and s["rebooted"]
+    wait_serving(vboard["dir"], b)
+
+
+def test_two_boards_side_by_side_and_stop_leaves_nothing(tmp_path):
+    dirs = [str(tmp_path / "a"), str(tmp_path / "b")]
+    metas = []
+    try:
+        for d in dirs:
+            metas.append(virtual.start(d))
+        assert metas[0]["serial"] != metas[1]["serial"]
+        assert metas[0]["nut"] != metas[1]["nut"]
+        virtual.set_wires(dirs[0], {"mains": "off"})
+        assert virtual.state(dirs[1])["mains"]["level"] == 1.0
+    finally:
+        for d in dirs:
+            virtual.stop(d)
+    pids = [m["pid"] for m in metas] + [m["interpreter_pid"] for m in metas]
+    assert no_leftover(pids) == []
+    for d in dirs:
+        assert not os.path.exists(os.path.join(d, "board.json"))
+
+
+def test_a_flash_that_will_not_mount_gives_a_degraded_board_not_a_reformat(tmp_path):
+    d = str(tmp_path / "bad")
+    virtual.start(d)
+    virtual.stop(d)
+    flash = os.path.join(d, "flash.img")
+    with open(flash, "r+b") as f:  # destroy both littlefs superblocks
+        f.write(b"\xff" * 8192)
+    before = open(flash, "rb").read()
+    try:
+        virtual.start(d, deploy=False)
+        log = os.path.join(d, "console.log")
+        wait_for(lambda: b"DEGRADED MODE" in open(log, "rb").read(), 20, "degraded mode banner")
+        # still reports over the console
+        out = mpremote(virtual.info(d)["serial"], "exec",
+                       "import _vboard; print('REASON', _vboard.DEGRADED)")
+        assert "REASON filesystem will not mount" in out
+    finally:
+        virtual.stop(d)
+    assert open(flash, "rb").read() == before, "the flash image was modified"
