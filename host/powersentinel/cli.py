@@ -15,10 +15,14 @@ EXPECTED = ()
 def _expected():
     global EXPECTED
     if not EXPECTED:
+        from .captures import CaptureError
         from .deploy import DeployError
         from .link import LinkError
+        from .logs import LogStoreError
+        from .siteconfig import ConfigPushError, SiteConfigError
         from .virtual import VirtualError
-        EXPECTED = (DeployError, LinkError, VirtualError)
+        EXPECTED = (DeployError, LinkError, VirtualError, SiteConfigError, ConfigPushError,
+                    LogStoreError, CaptureError)
     return EXPECTED
 
 
@@ -98,6 +102,7 @@ def virtual_set(d, at_phase, assignments):
     contact.NAME=0|1        a UPS dry-contact input line (number or configured name)
     ups.status=OL|OB|OB LB|auto, ups.charge=%, ups.runtime=s, ups.load=%
     ups.link=ok|lost|garbage
+    adc=run|stall           fault injection: the ADC stops delivering samples
     """
     from . import virtual as v
     values = {}

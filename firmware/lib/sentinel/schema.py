@@ -53,6 +53,9 @@ MAINS = (
      "doc": "an event ends this many % of nominal_v back past its threshold"},
     {"k": "freq_tolerance_hz", "t": "float", "d": 1.0, "min": 0.05, "max": 5.0,
      "doc": "mains is good only within nominal_hz +- this"},
+    {"k": "lost_pct", "t": "float", "d": 50.0, "min": 20.0, "max": 80.0,
+     "doc": "fast loss trigger: mains is lost when no sample reaches this % of the nominal "
+            "peak (x 0.866) for 120 degrees"},
     {"k": "capture_pre_ms", "t": "int", "d": 100, "min": 0, "max": 1000,
      "doc": "waveform kept before an event's start"},
     {"k": "capture_post_ms", "t": "int", "d": 400, "min": 0, "max": 2000,

@@ -92,6 +92,7 @@ class Supervisor:
         self.fw = None             # hello from the firmware
         self.progress = None       # last progress frame from the firmware
         self.contacts = bytearray(CONTACT_LINES)
+        self.adc_stalled = False   # fault injection: the ADC stops delivering samples
         self.contact_names = dict(args.contact_names or {})
         self.outputs = bytearray(OUTPUT_LINES)
         self.uart_rx = bytearray()
@@ -346,7 +347,8 @@ class Supervisor:
                 self.wave.generate(due - self.wave.rate // 10)
                 due = self.wave.rate // 10
             block = self.wave.generate(due)
-            self._send(b"A", block.tobytes())
+            if not self.adc_stalled:
+                self._send(b"A", block.tobytes())
         self.ups.mains_ok = self.wave.level >= 0.8 and abs(self.wave.frequency - self.nominal_hz) < 5
         self.ups.input_v = self.wave.level * self.wave.nominal_v
         self.ups.input_hz = self.wave.frequency
@@ -410,6 +412,10 @@ class Supervisor:
             if not 20.0 <= f <= 100.0:
                 raise ValueError("frequency must be 20..100 Hz")
             self.wave.set(at_phase=at_phase, frequency=f)
+        elif key == "adc":
+            if value not in ("run", "stall"):
+                raise ValueError("adc must be run or stall")
+            self.adc_stalled = value == "stall"
         elif key == "noise":
             self.wave.set(noise=float(value))
         elif key.startswith("harmonic."):
@@ -455,7 +461,7 @@ class Supervisor:
             self.ups.garbage = value == "garbage"
         else:
             raise ValueError("unknown wire %r (mains, frequency, noise, harmonic.N, contact.NAME, "
-                             "ups.charge, ups.runtime, ups.status, ups.load, ups.link)" % key)
+                             "ups.charge, ups.runtime, ups.status, ups.load, ups.link, adc)" % key)
 
     def state(self):
         return {"mains": {"level": self.wave.level, "frequency": self.wave.frequency,

@@ -1,0 +1,913 @@
+# Mains monitor: Urms(1/2), frequency, IEC 61000-4-30 style dip/swell/interruption events and a
+# fast "mains lost" trigger, computed from blocks of int16 ADC samples.
+#
+# Time is the sample index (sample / sample_rate), so results are deterministic under test.
+# feed() is allocation-free (MicroPython: no float and no integer beyond the 31-bit small-int
+# range is ever made in it; tests prove it with micropython.heap_lock()). Floats and dicts are
+# only made by the read-side properties and pop_event().
+#
+# Per sample (the kernel, viper on MicroPython, plain Python otherwise; same arithmetic):
+#   - DC offset removal (the offset is a slow running mean updated each half cycle);
+#   - square, scaled by >> _SH, summed over the current half-cycle segment;
+#   - zero crossings with hysteresis (a crossing counts only after the signal went beyond +-zh
+#     on the other side), which noise and harmonics cannot multiply;
+#   - the fast loss check: samples since |x| last exceeded lv; a sine above lost_pct exceeds lv
+#     for at least 60 of every 180 degrees, so 120 degrees (of the nominal cycle) without one
+#     means the supply has gone, whatever the onset phase.
+# Per half cycle (segment boundaries at accepted zero crossings, or forced when crossings are
+# missing): Urms(1/2) over the last two segments, event state machines, frequency from
+# interpolated up-crossings averaged over up to 10 cycles.
+# The methods on that path are @micropython.native: a bytecode function whose frame exceeds
+# 11 words takes it from the heap at every call (a collection each time on a full heap).
+# Optional config key "lost_pct" (default 50): the fast trigger's level.
+import math
+from array import array
+
+try:
+    from micropython import const
+except ImportError:
+    def const(x):
+        return x
+
+import sys
+
+# The native and viper emitters exist on every MicroPython port this firmware targets; their
+# decorators are resolved by the compiler (so they cannot be probed with hasattr()). CPython gets
+# a stand-in whose native() leaves the function as it is.
+_HAVE_VIPER = sys.implementation.name == "micropython"
+if _HAVE_VIPER:
+    import micropython
+else:
+    class micropython:  # noqa: N801
+        @staticmethod
+        def native(f):
+            return f
+
+# Kernel state vector (array 'i') indexes. Signed fields are stored with a bias so that every
+# stored value is non-negative: viper's ptr32 loads zero-extend on 64-bit ports.
+_BIAS_X = const(1 << 16)     # 65536 in the kernels
+_BIAS_S = const(1 << 28)     # 268435456 in the kernels
+_DC = const(0)     # DC offset (counts), constant within a kernel call
+_XS = const(1)     # current segment: sum of x (for the DC estimate)
+_SH = const(2)     # square shift
+_FS = const(3)     # clamp of |x|
+_SSUM = const(4)   # current segment: sum of (x*x) >> SH
+_SN = const(5)     # current segment: samples
+_LV = const(6)     # fast-loss level (counts)
+_GAP = const(7)    # samples since |x| > LV (clamped at GMAX)
+_GMAX = const(8)   # trip when GAP reaches this
+_ZH = const(9)     # zero-crossing hysteresis (counts)
+_ZST = const(10)   # crossing state: 0 below -ZH, 1 wait > ZH, 2 above ZH, 3 wait < -ZH
+_PX = const(11)    # previous x
+_FLAG = const(12)  # out: _F_* bits
+_XB = const(13)    # out: x before the crossing
+_XA = const(14)    # out: x at the crossing
+_SMAX = const(15)  # force a segment boundary at this length
+_SMIN = const(16)  # a crossing ends a segment only from this length on
+_DSUM = const(17)  # out: completed segment sum of squares
+_DN = const(18)    # out: completed segment length
+_DXS = const(19)   # out: completed segment sum of x
+_NST = const(20)
+
+_F_UP = const(1)
+_F_DOWN = const(2)
+_F_GAP = const(4)
+_F_SEG = const(8)
+_F_FORCED = const(16)
+
+_SUB = const(1024)          # crossing times in 1/1024 sample
+_WRAP = const(1 << 29)      # positions are relative to an epoch of 2**29 samples
+_HALF = const(1 << 28)
+_MASK = const((1 << 29) - 1)
+_NF = const(10)             # cycles averaged for the frequency
+_HN = const(8)              # half-cycle segments kept for event edge timing
+_NC = const(5)              # start-edge candidate segments per event
+_EQ = const(8)              # finished events kept until popped
+_EF = const(13)             # ints per event record
+
+KIND_DIP = const(1)
+KIND_SWELL = const(2)
+KIND_INTERRUPTION = const(3)
+KINDS = (None, "dip", "swell", "interruption")
+
+
+def _kern_plain(buf, i, n, st):
+    """Process buf[i:n] until a flag is raised; return the index after the last sample done.
+
+    The same arithmetic as the viper kernel below (which is the one used on MicroPython)."""
+    dc = st[0] - 65536
+    xs = st[1] - 268435456
+    sh = st[2]
+    fs = st[3]
+    ssum = st[4]
+    sn = st[5]
+    lv = st[6]
+    gap = st[7]
+    gmax = st[8]
+    zh = st[9]
+    zst = st[10]
+    px = st[11] - 65536
+    smax = st[15]
+    smin = st[16]
+    flag = 0
+    while i < n:
+        s = buf[i]
+        i += 1
+        x = s - dc
+        if x > fs:
+            x = fs
+        elif x < 0 - fs:
+            x = 0 - fs
+        if x > lv or x < 0 - lv:
+            gap = 0
+        elif gap < gmax:
+            gap += 1
+            if gap == gmax:
+                flag = 4
+        cr = 0
+        if zst == 0:
+            if x >= 0:
+                cr = 1
+                zst = 1
+        elif zst == 1:
+            if x > zh:
+                zst = 2
+        elif zst == 2:
+            if x < 0:
+                cr = 2
+                zst = 3
+        elif x < 0 - zh:
+            zst = 0
+        if cr:
+            flag |= cr
+            st[13] = px + 65536
+            st[14] = x + 65536
+            if sn >= smin:
+                st[17] = ssum
+                st[18] = sn
+                st[19] = xs + 268435456
+                ssum = 0
+                sn = 0
+                xs = 0
+                flag |= 8
+        ssum += (x * x) >> sh
+        xs += x
+        sn += 1
+        if sn >= smax and (flag & 8) == 0:
+            st[17] = ssum
+            st[18] = sn
+            st[19] = xs + 268435456
+            ssum = 0
+            sn = 0
+            xs = 0
+            flag |= 24
+        px = x
+        if flag:
+            break
+    st[1] = xs + 268435456
+    st[4] = ssum
+    st[5] = sn
+    st[7] = gap
+    st[10] = zst
+    st[11] = px + 65536
+    st[12] = flag
+    return i
+
+
+_kern_fast = None
+if _HAVE_VIPER:
+    # ptr16 loads are unsigned: sign-extend by comparison (viper int width differs by port).
+    @micropython.viper
+    def _kern_viper(buf, i: int, n: int, stv) -> int:
+        b = ptr16(buf)
+        st = ptr32(stv)
+        dc = st[0] - 65536
+        xs = st[1] - 268435456
+        sh = st[2]
+        fs = st[3]
+        ssum = st[4]
+        sn = st[5]
+        lv = st[6]
+        gap = st[7]
+        gmax = st[8]
+        zh = st[9]
+        zst = st[10]
+        px = st[11] - 65536
+        smax = st[15]
+        smin = st[16]
+        flag = 0
+        while i < n:
+            s = int(b[i])
+            if s > 32767:
+                s -= 65536
+            i += 1
+            x = s - dc
+            if x > fs:
+                x = fs
+            elif x < 0 - fs:
+                x = 0 - fs
+            if x > lv or x < 0 - lv:
+                gap = 0
+            elif gap < gmax:
+                gap += 1
+                if gap == gmax:
+                    flag = 4
+            cr = 0
+            if zst == 0:
+                if x >= 0:
+                    cr = 1
+                    zst = 1
+            elif zst == 1:
+                if x > zh:
+                    zst = 2
+            elif zst == 2:
+                if x < 0:
+                    cr = 2
+                    zst = 3
+            elif x < 0 - zh:
+                zst = 0
+            if cr:
+                flag |= cr
+                st[13] = px + 65536
+                st[14] = x + 65536
+                if sn >= smin:
+                    st[17] = ssum
+                    st[18] = sn
+                    st[19] = xs + 268435456
+                    ssum = 0
+                    sn = 0
+                    xs = 0
+                    flag |= 8
+            ssum += (x * x) >> sh
+            xs += x
+            sn += 1
+            if sn >= smax and (flag & 8) == 0:
+                st[17] = ssum
+                st[18] = sn
+                st[19] = xs + 268435456
+                ssum = 0
+                sn = 0
+                xs = 0
+                flag |= 24
+            px = x
+            if flag:
+                break
+        st[1] = xs + 268435456
+        st[4] = ssum
+        st[5] = sn
+        st[7] = gap
+        st[10] = zst
+        st[11] = px + 65536
+        st[12] = flag
+        return i
+
+    _kern_fast = _kern_viper
+
+
+def _span_frac(e):
+    # Fraction of a half cycle (from one of its ends) that holds energy fraction e of a sine:
+    # solves (p - sin(p)cos(p)) / pi = e for p / pi by bisection (monotonic, 2**-20 precise).
+    if e <= 0.0:
+        return 0.0
+    if e >= 1.0:
+        return 1.0
+    lo = 0.0
+    hi = 1.0
+    for _ in range(20):
+        mid = 0.5 * (lo + hi)
+        p = mid * math.pi
+        if (p - math.sin(p) * math.cos(p)) / math.pi < e:
+            lo = mid
+        else:
+            hi = mid
+    return 0.5 * (lo + hi)
+
+
+def _cross_frac(xb, xa):
+    # where the signal crossed zero between x[q-1] = xb and x[q] = xa, in 1/_SUB sample after q-1
+    a = xb if xb >= 0 else -xb
+    d = xa - xb
+    if d < 0:
+        d = -d
+    if d == 0:
+        return _SUB
+    return (a * _SUB) // d
+
+
+def _mean(s, w):
+    # s * _SUB / w without leaving the small-int range (s < 2**29, w < 2**20)
+    q = s // w
+    return q * _SUB + ((s - q * w) * _SUB) // w
+
+
+def _clear(ch):
+    for j in range(_NC):
+        ch[j] = -1
+
+
+def _shift(a):
+    # (positions older than one epoch only matter to events longer than 37 h at 4 kHz)
+    for k in range(len(a)):
+        v = a[k] - _WRAP
+        a[k] = v if v > -_WRAP else -_WRAP
+
+
+def _wdiff(a, b):
+    # a - b for positions that may straddle an epoch change (spans < 2**28 samples)
+    return ((a - b + _HALF) & _MASK) - _HALF
+
+
+class MainsMonitor:
+    """Mains analysis for one phase. cfg: the "mains" config section (see schema.MAINS).
+
+    fast: None = viper kernel when available; False = plain bytecode kernel; True = require viper.
+    """
+
+    def __init__(self, cfg, fast=None):
+        g = cfg.get
+        self.rate = rate = int(g("sample_rate", 4000))
+        self.nominal_v = float(g("nominal_v", 230.0))
+        self.nominal_hz = fn = float(g("nominal_hz", 50))
+        self.vpc = vpc = float(g("volts_per_count", 0.02))
+        hyst = float(g("hysteresis_pct", 2.0))
+        self.freq_tol = tol = float(g("freq_tolerance_hz", 1.0))
+        lost_pct = float(g("lost_pct", 50.0))
+        if fast is None:
+            kern = _kern_fast or _kern_plain
+        elif fast:
+            if _kern_fast is None:
+                raise ValueError("viper kernel unavailable")
+            kern = _kern_fast
+        else:
+            kern = _kern_plain
+        self._kern = kern
+        self.fast = kern is not _kern_plain
+
+        half = rate / (2.0 * fn)                      # nominal half period, samples
+        self._half_nom = int(half + 0.5)
+        self._warm_len = 2 * int(rate / fn)
+        self._smax_cap = int(half * 1.75) + 1          # longest segment ever (1.4x period, 1.25x)
+        nom_c = self.nominal_v / vpc                   # nominal rms, counts
+        peak = nom_c * 1.41421356
+        fs = int(min(32767, peak * 2.5))
+        sh = 0
+        while self._smax_cap * ((fs * fs) >> sh) >= (1 << 28):
+            sh += 1
+        self._sh = sh
+
+        def thr(pct):
+            v = nom_c * pct / 100.0
+            return int(v * v) >> sh
+
+        self._ms_nom = thr(100.0)
+        self._dip_on = thr(float(g("dip_pct", 90.0)))
+        self._dip_off = thr(float(g("dip_pct", 90.0)) + hyst)
+        self._sw_on = thr(float(g("swell_pct", 110.0)))
+        self._sw_off = thr(float(g("swell_pct", 110.0)) - hyst)
+        self._int_on = thr(float(g("interruption_pct", 10.0)))
+        self._lost_on = thr(lost_pct)
+        self._lost_off = thr(lost_pct + hyst)
+
+        st = self._st = array("i", [0] * _NST)
+        st[_SH] = sh
+        st[_FS] = fs
+        # 120 nominal degrees without |x| > lv; lv is where a sine of amplitude lost_pct spends
+        # exactly 120 degrees of each half cycle below it (sin 60 = 0.866).
+        st[_LV] = int(0.866 * lost_pct / 100.0 * peak)
+        st[_GMAX] = int(rate / (3.0 * fn) + 0.5)
+        st[_ZH] = max(1, int(0.05 * peak))
+        st[_SMAX] = int(half * 1.25)
+        st[_SMIN] = int(half * 0.5)
+        self.gap_samples = st[_GMAX]
+
+        # frequency: per-period bounds in 1/_SUB samples
+        per = rate * _SUB / fn
+        self._pmin = int(per * 0.7)
+        self._pmax = int(per * 1.4)
+        self._f_lo = int(rate * _SUB / (fn + tol))      # shortest period within tolerance
+        self._f_hi = int(rate * _SUB / (fn - tol))
+        h = tol * 0.1                                   # re-entry hysteresis: 10 % of tolerance
+        self._f_lo_in = int(rate * _SUB / (fn + tol - h))
+        self._f_hi_in = int(rate * _SUB / (fn - tol + h))
+        self._per = array("i", [0] * _NF)
+
+        # segment history (for event edges): mean square, start position, length
+        self._hh = array("i", [0] * _HN)
+        self._hs = array("i", [0] * _HN)
+        self._hl = array("i", [0] * _HN)
+        # start-edge candidates of the low (dip) and high (swell) event machines
+        self._lc_h = array("i", [0] * _NC)
+        self._lc_s = array("i", [0] * _NC)
+        self._lc_l = array("i", [0] * _NC)
+        self._hc_h = array("i", [0] * _NC)
+        self._hc_s = array("i", [0] * _NC)
+        self._hc_l = array("i", [0] * _NC)
+        self._evq = array("i", [0] * (_EQ * _EF))
+        self.events_dropped = 0
+        self.epoch = 0
+        self.pos = 0
+        self.reset()
+
+    # -- state -----------------------------------------------------------------------------
+    def reset(self):
+        """Forget everything measured (time keeps running)."""
+        st = self._st
+        st[_DC] = _BIAS_X
+        self._dcq = 0          # DC offset, counts * 256
+        self._warm_n = self._warm_len     # two cycles to seed the DC mean
+        self._warm_lo = 32767
+        self._warm_hi = -32768
+        self._restart()
+        self._u = 0            # latest Urms(1/2), mean square units
+        self._nu = 0           # Urms(1/2) values computed
+        self._hk = 0
+        self._hcount = 0
+        self.lost = False
+        self._lost_seen = False
+        self._lost_p = 0       # positions are all relative to the current epoch
+        self._lost_e = 0       # lost_at: epoch and position at the time
+        self._lost_a = 0
+        self._lo = 0           # low event: 0 idle, else active
+        self._hi = 0
+        self._lo_trig = 0
+        self._hi_trig = 0
+        # every attribute exists from here on: adding one later would grow the instance dict,
+        # an allocation inside feed()
+        self._lo_u = self._lo_p = self._lo_m = 0
+        self._hi_u = self._hi_p = self._hi_m = 0
+        self.trig_seq = 0      # disturbances seen (a capture follows each)
+        self.trig_pos = 0      # where the newest one started (current epoch)
+        _clear(self._lc_h)
+        _clear(self._hc_h)
+        self._fcount = 0
+        self._fsum = 0
+        self._fk = 0
+        self.freq_ok = False
+        self._qh = 0
+        self._qn = 0
+        self._seq = 0
+        self.good = False
+
+    def _restart(self):
+        # After a gap in the samples: drop the partial segment and crossing history.
+        st = self._st
+        st[_SSUM] = 0
+        st[_SN] = 0
+        st[_XS] = _BIAS_S
+        st[_GAP] = 0
+        st[_ZST] = 1
+        st[_PX] = _BIAS_X
+        st[_FLAG] = 0
+        self._seg_ok = False       # the first segment after a restart starts mid-cycle
+        self._seg_s = self.pos
+        self._seg_o = 0
+        self._psum = 0
+        self._pn = 0
+        self._pxs = 0
+        self._pcnt = 0
+        self._up_ok = False
+        self._up_p = 0
+        self._up_f = 0
+
+    def skip(self, n):
+        """n samples were lost (ADC overrun): advance time and resynchronise."""
+        self.pos += n
+        self._rebase()
+        self._restart()
+        self._fcount = 0
+        self._fsum = 0
+
+    # -- the hot path ----------------------------------------------------------------------
+    @micropython.native
+    def feed(self, block):
+        """Process one block of int16 samples (array('h') or memoryview). Allocation-free."""
+        n = len(block)
+        i = 0
+        base = self.pos
+        if self._warm_n:
+            i = self._warm(block, n)
+        st = self._st
+        kern = self._kern
+        while i < n:
+            i = kern(block, i, n, st)
+            f = st[_FLAG]
+            if f:
+                self._flags(f, base + i)
+        self.pos = base + n
+        if self.pos >= _WRAP:
+            self._rebase()
+
+    def _warm(self, block, n):
+        # seed the DC estimate with the midpoint of the extremes over two nominal cycles
+        i = 0
+        w = self._warm_n
+        lo = self._warm_lo
+        hi = self._warm_hi
+        while i < n and w:
+            v = block[i]
+            if v < lo:
+                lo = v
+            if v > hi:
+                hi = v
+            i += 1
+            w -= 1
+        self._warm_lo = lo
+        self._warm_hi = hi
+        self._warm_n = w
+        if not w:
+            st = self._st
+            self._dcq = ((lo + hi) >> 1) << 8
+            st[_DC] = ((lo + hi) >> 1) + _BIAS_X
+            self._seg_s = self.pos + i
+        return i
+
+    def _rebase(self):
+        # Keep every stored position a small int: move them all back by one epoch.
+        while self.pos >= _WRAP:
+            self._rebase1()
+
+    def _rebase1(self):
+        self.pos -= _WRAP
+        self.epoch += 1
+        self._seg_s -= _WRAP
+        self._up_p -= _WRAP
+        _shift(self._hs)
+        _shift(self._lc_s)
+        _shift(self._hc_s)
+        self._lost_p = max(-_WRAP, self._lost_p - _WRAP)
+        self.trig_pos = max(-_WRAP, self.trig_pos - _WRAP)
+        self._up_p = max(-_WRAP, self._up_p)
+        self._seg_s = max(-_WRAP, self._seg_s)
+
+    @micropython.native
+    def _flags(self, f, t):
+        # t: position just after the sample that raised the flag
+        st = self._st
+        if f & _F_GAP:
+            self._trip(t - 1)
+        if f & _F_UP:
+            self._upcross(t - 1, st[_XB] - _BIAS_X, st[_XA] - _BIAS_X)
+        if f & _F_SEG:
+            end = t - st[_SN]
+            if f & _F_FORCED:
+                o = -(_SUB >> 1)          # between two samples
+            else:
+                xb = st[_XB] - _BIAS_X    # the crossing, -1..0 samples before `end`
+                xa = st[_XA] - _BIAS_X
+                o = _cross_frac(xb, xa) - _SUB
+            self._segment(end, o, st[_DSUM], st[_DN], st[_DXS] - _BIAS_S)
+
+    @micropython.native
+    def _upcross(self, q, xb, xa):
+        # crossing between samples q-1 (xb < 0) and q (xa >= 0)
+        frac = _cross_frac(xb, xa)
+        if self._up_ok:
+            p = _wdiff(q, self._up_p) * _SUB + frac - self._up_f
+            if self._pmin <= p <= self._pmax:
+                k = self._fk
+                per = self._per
+                if self._fcount < _NF:
+                    self._fcount += 1
+                else:
+                    self._fsum -= per[k]
+                per[k] = p
+                self._fsum += p
+                self._fk = (k + 1) % _NF
+                self._freq_check()
+            else:
+                self._fcount = 0
+                self._fsum = 0
+        self._up_ok = True
+        self._up_p = q
+        self._up_f = frac
+
+    @micropython.native
+    def _freq_check(self):
+        c = self._fcount
+        if c < 3:
+            self.freq_ok = False
+            return
+        s = self._fsum
+        if self.freq_ok:
+            self.freq_ok = c * self._f_lo <= s <= c * self._f_hi
+        else:
+            self.freq_ok = c * self._f_lo_in <= s <= c * self._f_hi_in
+        self._update_good()
+
+    @micropython.native
+    def _trip(self, q):
+        # the fast check: no sample above lv for 120 degrees
+        self._up_ok = False
+        self._fcount = 0
+        self._fsum = 0
+        self.freq_ok = False
+        if self._warm_n or self.lost:
+            return
+        self._disturb(q - self._st[_GMAX])
+        self.lost = True
+        self._lost_seen = True
+        self._lost_p = q
+        self._lost_e = self.epoch
+        self._lost_a = q
+        self.good = False
+
+    @micropython.native
+    def _disturb(self, anchor):
+        # A new disturbance starts unless one is already open: captures follow trig_seq.
+        if self.lost or self._lo or self._hi:
+            return
+        self.trig_seq += 1
+        self.trig_pos = anchor
+
+    @micropython.native
+    def _segment(self, end, o, dsum, dn, dxs):
+        # A half-cycle segment [start, end) is complete; its boundaries lie at start + o_start
+        # and end + o, in 1/_SUB sample: dividing by that duration rather than by the sample
+        # count removes the +-1 sample error of windows synchronised to crossings.
+        st = self._st
+        start = self._seg_s
+        dsub = dn * _SUB + o - self._seg_o
+        if dsub < _SUB:
+            dsub = _SUB
+        self._seg_s = end
+        self._seg_o = o
+        # A boundary is forced 1.25 half periods on when no crossing came (never earlier: a
+        # forced boundary must not pre-empt a slightly late crossing, or it locks out the sync)
+        half = self._half_nom
+        if self._fcount:
+            half = (self._fsum // self._fcount + _SUB) // (2 * _SUB)
+        smax = half + (half >> 2)
+        if smax > self._smax_cap:
+            smax = self._smax_cap
+        st[_SMAX] = smax
+        st[_SMIN] = half >> 1
+        # DC: a slow running mean (gain 1/32 per half cycle, ~0.3 s) of the last full cycle,
+        # applied between kernel calls so that it adds no ripple inside a cycle
+        pxs = self._pxs
+        self._pxs = dxs
+        if self._pcnt:
+            self._dcq += ((dxs + pxs) << 3) // (dn + self._pcnt)
+            st[_DC] = ((self._dcq + 128) >> 8) + _BIAS_X
+        self._pcnt = dn
+        if not self._seg_ok:
+            self._seg_ok = True
+            return
+        h = _mean(dsum, dsub)
+        k = (self._hk + 1) % _HN
+        self._hk = k
+        self._hh[k] = h
+        self._hs[k] = start
+        self._hl[k] = dn
+        if self._hcount < _HN:
+            self._hcount += 1
+        pn = self._pn
+        psum = self._psum
+        self._psum = dsum
+        self._pn = dsub
+        if not pn:
+            return
+        u = _mean(dsum + psum, dsub + pn)
+        self._u = u
+        self._nu += 1
+        self._events(u, h, k)
+
+    @micropython.native
+    def _events(self, u, h, k):
+        # low (dip / interruption) machine
+        if self._lo:
+            self._track(self._lc_h, self._lc_s, self._lc_l, h)
+            if h < self._lo_m:
+                self._lo_m = h
+            if u < self._lo_u:
+                self._lo_u = u
+            if u >= self._dip_off:
+                kind = KIND_INTERRUPTION if self._lo_u < self._int_on else KIND_DIP
+                self._finish(kind, self._lo_trig, self._lc_h, self._lc_s, self._lc_l, self._lo_p, self._lo_m,
+                             self._lo_u, k, False)
+                self._lo = 0
+        elif u < self._dip_on:
+            self._disturb(self._hs[(k - 2) % _HN])
+            self._lo = 1
+            self._lo_trig = self.trig_seq
+            self._lo_u = u
+            self._lo_p = self._pre(k)
+            self._lo_m = self._seed(self._lc_h, self._lc_s, self._lc_l, k, False)
+        # high (swell) machine
+        if self._hi:
+            self._track(self._hc_h, self._hc_s, self._hc_l, h)
+            if h > self._hi_m:
+                self._hi_m = h
+            if u > self._hi_u:
+                self._hi_u = u
+            if u <= self._sw_off:
+                self._finish(KIND_SWELL, self._hi_trig, self._hc_h, self._hc_s, self._hc_l, self._hi_p,
+                             self._hi_m, self._hi_u, k, True)
+                self._hi = 0
+        elif u > self._sw_on:
+            self._disturb(self._hs[(k - 2) % _HN])
+            self._hi = 1
+            self._hi_trig = self.trig_seq
+            self._hi_u = u
+            self._hi_p = self._pre(k)
+            self._hi_m = self._seed(self._hc_h, self._hc_s, self._hc_l, k, True)
+        # the slow path and the end of "lost": Urms(1/2) over a window that began after the trip
+        if self.lost:
+            if (u >= self._lost_off and self._st[_GAP] < self._st[_GMAX]
+                    and self._hs[(k - 1) % _HN] > self._lost_p):
+                self.lost = False
+        elif u < self._lost_on:
+            self._disturb(self._hs[(k - 2) % _HN])
+            self.lost = True
+            self._lost_seen = True
+            self._lost_p = self._seg_s
+            self._lost_e = self.epoch
+            self._lost_a = self._seg_s
+        self._update_good()
+
+    def _update_good(self):
+        self.good = (not self.lost and not self._lo and not self._hi and self.freq_ok
+                     and self._nu > 0)
+
+    def _pre(self, k):
+        # the level before the event: the segment before the earliest possible onset
+        if self._hcount >= 4:
+            return self._hh[(k - 3) % _HN]
+        return self._ms_nom
+
+    @micropython.native
+    def _seed(self, ch, cs, cl, k, high):
+        # the three newest segments may hold the onset; up to two more are added later
+        m = self._hh[k]
+        for j in range(3):
+            kk = (k - 2 + j) % _HN
+            if j < 3 - self._hcount:      # not measured yet (just after start-up)
+                ch[j] = 0 if high else _HALF
+                cs[j] = self._hs[k]
+                cl[j] = 0
+                continue
+            v = self._hh[kk]
+            ch[j] = v
+            cs[j] = self._hs[kk]
+            cl[j] = self._hl[kk]
+            if (v > m) if high else (v < m):
+                m = v
+        for j in range(3, _NC):
+            ch[j] = -1
+        return m
+
+    @micropython.native
+    def _track(self, ch, cs, cl, h):
+        # collect the start candidates that follow the detection
+        for j in range(_NC):
+            if ch[j] < 0:
+                ch[j] = h
+                cs[j] = self._hs[self._hk]
+                cl[j] = self._hl[self._hk]
+                return
+
+    def _cand_count(self, ch):
+        # candidates are filled in order; unfilled ones hold -1
+        for j in range(_NC):
+            if ch[j] < 0:
+                return j
+        return _NC
+
+    @micropython.native
+    def _finish(self, kind, trig, ch, cs, cl, pre, ext_h, ext_u, k, high):
+        # Edges: the transition half cycle is the one around the level midway between the
+        # pre-event level and the extreme; pop_event() places the edge inside it from its level.
+        span = ext_h - pre if high else pre - ext_h
+        if span < 1:
+            span = 1
+        cnt = self._cand_count(ch)
+        js = cnt - 1
+        for j in range(cnt):
+            a = ch[j] - pre if high else pre - ch[j]
+            if 2 * a >= span:
+                js = j
+                break
+        # onset in js, or in the half cycle before it if that one is the more mixed
+        if js > 0:
+            a1 = ch[js - 1] - pre if high else pre - ch[js - 1]
+            a0 = ch[js] - pre if high else pre - ch[js]
+            if a1 > span - a0:
+                js -= 1
+        hh = self._hh
+        je = k
+        for j in range(self._hcount):
+            kk = (k - j) % _HN
+            a = hh[kk] - pre if high else pre - hh[kk]
+            if 2 * a >= span:
+                je = kk
+                break
+        # recovery in je, or in the half cycle after it if that one is the more mixed
+        if je != k:
+            kn = (je + 1) % _HN
+            a0 = hh[je] - pre if high else pre - hh[je]
+            a1 = hh[kn] - pre if high else pre - hh[kn]
+            if a1 > span - a0:
+                je = kn
+        if self._qn >= _EQ:
+            self.events_dropped += 1
+            _clear(ch)
+            return
+        q = self._evq
+        b = ((self._qh + self._qn) % _EQ) * _EF
+        self._qn += 1
+        self._seq += 1
+        q[b] = kind
+        q[b + 1] = self._seq
+        q[b + 2] = trig
+        q[b + 3] = self.epoch
+        q[b + 4] = cs[js]
+        q[b + 5] = cl[js]
+        q[b + 6] = ch[js]
+        q[b + 7] = self._hs[je]
+        q[b + 8] = self._hl[je]
+        q[b + 9] = hh[je]
+        q[b + 10] = pre
+        q[b + 11] = ext_h
+        q[b + 12] = ext_u
+        _clear(ch)
+
+    # -- read side (may allocate) ----------------------------------------------------------
+    def _volts(self, ms):
+        return math.sqrt(ms << self._sh) * self.vpc
+
+    @property
+    def urms(self):
+        """Latest Urms(1/2) in volts (0.0 until the first full cycle)."""
+        return self._volts(self._u) if self._nu else 0.0
+
+    @property
+    def freq(self):
+        """Frequency in Hz over up to the last 10 cycles, or None while unknown."""
+        if not self._fcount:
+            return None
+        return self.rate * _SUB * self._fcount / self._fsum
+
+    @property
+    def dc(self):
+        """The DC offset being removed, in ADC counts."""
+        return self._dcq / 256.0
+
+    @property
+    def samples(self):
+        """Samples fed (and skipped) so far."""
+        return self.epoch * _WRAP + self.pos
+
+    @property
+    def lost_at(self):
+        """Sample index at which "lost" was last decided (None before the first time)."""
+        if not self._lost_seen:
+            return None
+        return self._lost_e * _WRAP + self._lost_a
+
+    @property
+    def in_event(self):
+        return bool(self._lo or self._hi)
+
+    def since(self, pos):
+        """Samples from position pos (current epoch, e.g. trig_pos) to now."""
+        return self.pos - pos
+
+    def pending(self):
+        return self._qn
+
+    def pop_event(self):
+        """Oldest finished event as a dict, or None.
+
+        kind "dip" | "swell" | "interruption"; start (sample index) and start_ms; samples and
+        duration_ms; residual_v (dip, interruption: minimum Urms(1/2)) or peak_v (swell:
+        maximum); pct (that value in % of nominal_v); trig (the disturbance / capture id)."""
+        if not self._qn:
+            return None
+        q = self._evq
+        b = self._qh * _EF
+        self._qh = (self._qh + 1) % _EQ
+        self._qn -= 1
+        kind = q[b]
+        pre = q[b + 10]
+        span = abs(q[b + 11] - pre) or 1
+        base = q[b + 3] * _WRAP
+        # the disturbed part of each transition half cycle, from its level
+        d = min(1.0, abs(q[b + 6] - pre) / span)
+        start = q[b + 4] + q[b + 5] * (1.0 - _span_frac(d))
+        d = min(1.0, abs(q[b + 9] - pre) / span)
+        end = q[b + 7] + q[b + 8] * _span_frac(d)
+        n = max(1, int(end - start + 0.5))
+        start = base + int(start + 0.5)
+        v = self._volts(q[b + 12])
+        ev = {"kind": KINDS[kind], "seq": q[b + 1], "trig": q[b + 2], "start": start,
+              "start_ms": start * 1000 // self.rate, "samples": n,
+              "duration_ms": n * 1000.0 / self.rate,
+              "pct": round(100.0 * v / self.nominal_v, 2)}
+        ev["peak_v" if kind == KIND_SWELL else "residual_v"] = round(v, 2)
+        return ev
+
+    def status(self):
+        """A small dict for the console / NUT."""
+        f = self.freq
+        return {"v": round(self.urms, 1), "hz": None if f is None else round(f, 3),
+                "lost": self.lost, "good": self.good, "freq_ok": self.freq_ok,
+                "event": self.in_event}

@@ -1,0 +1,186 @@
+# Waveform capture tests. Run: .venv/bin/micropython firmware/tests/mpunit.py test_capture
+from array import array
+
+from mpunit import TestCase
+from siggen import Gen, blocks
+from sentinel.capture import Capture
+from sentinel.mains import MainsMonitor
+
+RATE = 4000
+BL = 16
+
+
+def cfg(**kw):
+    c = {"nominal_v": 230.0, "nominal_hz": 50, "sample_rate": RATE, "block_len": BL,
+         "volts_per_count": 0.02, "capture_pre_ms": 100, "capture_post_ms": 400}
+    c.update(kw)
+    return c
+
+
+def run(a, c=None, slots=2, pop=False):
+    c = c or cfg()
+    m = MainsMonitor(c)
+    cap = Capture(c, slots=slots)
+    got = []
+    for b in blocks(a, BL):
+        m.feed(b)
+        cap.feed(b, m)
+        if pop and cap.pending():
+            got.append(cap.pop())
+    while cap.pending():
+        got.append(cap.pop())
+    return m, cap, got
+
+
+class TestCapture(TestCase):
+    def test_interruption_waveform_around_onset(self):
+        on = 8000 + 5
+        g = Gen(phase0_deg=40, phase_at=on, env=((on, 0.0), (on + 400, 1.0)), noise=0.002)
+        a = g.make(on + 4000)
+        m, cap, got = run(a)
+        self.assertEqual(len(got), 1)
+        meta, data = got[0]
+        self.assertEqual(meta["n"], 2000)                  # 100 + 400 ms at 4 kHz
+        self.assertEqual(len(data), 4000)
+        self.assertEqual(meta["rate"], RATE)
+        self.assertEqual(meta["fmt"], "int16le")
+        self.assertEqual(meta["gap"], 0)
+        ev = m.pop_event()
+        self.assertEqual(meta["trig"], ev["trig"])
+        # the anchor (disturbance start as first seen) is close to the onset, pre before it
+        self.assertLessEqual(abs(meta["anchor"] - on), 50)
+        self.assertEqual(meta["anchor"] - meta["t0"], 400)
+        # the bytes are exactly the samples fed, from t0 on
+        w = array("h", data)
+        t0 = meta["t0"]
+        for k in range(0, 2000, 7):
+            self.assertEqual(w[k], a[t0 + k])
+        # before the onset a full sine, then nothing, then the sine again
+        pre = max(abs(w[k]) for k in range(0, on - t0))
+        during = max(abs(w[k]) for k in range(on - t0 + 2, on - t0 + 398))
+        after = max(abs(w[k]) for k in range(on + 400 - t0 + 2, 2000))
+        self.assertGreater(pre, 15000)
+        self.assertLess(during, 300)
+        self.assertGreater(after, 15000)
+
+    def test_slots_bounded_and_drops_counted(self):
+        env = []
+        for k in range(4):
+            start = 4000 + k * 1000          # four dips 250 ms apart: each capture lasts 500 ms
+            env.append((start, 0.5))
+            env.append((start + 200, 1.0))
+        a = Gen(env=tuple(env)).make(12000)
+        m, cap, got = run(a)
+        self.assertEqual(len(got), 2)
+        self.assertEqual(cap.dropped, 2)
+        self.assertEqual(cap.captured, 2)
+        self.assertEqual([g[0]["trig"] for g in got], [1, 2])
+        self.assertEqual(m.trig_seq, 4)
+        # popping as they complete frees the slots: nothing lost
+        m, cap, got = run(a, pop=True)
+        self.assertEqual(cap.dropped, 0)
+        self.assertEqual([g[0]["trig"] for g in got], [1, 2, 3, 4])
+
+    def test_feed_is_allocation_free(self):
+        try:
+            import micropython
+        except ImportError:
+            micropython = None
+        if not hasattr(micropython, "heap_lock"):
+            self.skipTest("no heap_lock")
+        a = Gen(env=((3000, 0.0), (3300, 1.0), (6000, 1.3), (6500, 1.0))).make(10000)
+        bl = blocks(a, BL)
+        c = cfg()
+        m = MainsMonitor(c)
+        cap = Capture(c)
+        micropython.heap_lock()
+        try:
+            for b in bl:
+                m.feed(b)
+                cap.feed(b, m)
+        finally:
+            micropython.heap_unlock()
+        self.assertEqual(cap.pending(), 2)
+        self.assertEqual(cap.busy(), 0)
+
+    def test_no_gc_on_a_full_heap(self):
+        # as test_mains.TestEngine.test_no_gc_on_a_full_heap, for monitor + capture together
+        import gc
+        import time
+
+        from test_mains import _spill
+
+        if not hasattr(time, "ticks_us"):
+            self.skipTest("MicroPython heap only")
+        bl = blocks(Gen(env=((2000, 0.0), (2300, 1.0), (5000, 1.3), (5500, 1.0))).make(8000), BL)
+
+        def run_all(m, cap):
+            t0 = time.ticks_us()
+            for b in bl:
+                m.feed(b)
+                cap.feed(b, m)
+            return time.ticks_diff(time.ticks_us(), t0)
+
+        def control():
+            t0 = time.ticks_us()
+            for _ in range(500):
+                _spill(1)
+            return time.ticks_diff(time.ticks_us(), t0)
+
+        c = cfg()
+        m2 = MainsMonitor(c)
+        cap2 = Capture(c)
+        gc.collect()
+        roomy = min(run_all(MainsMonitor(c), Capture(c)), run_all(MainsMonitor(c), Capture(c)))
+        roomy_c = min(control(), control())
+        keep = None
+        gc.collect()
+        for size in (256, 16, 1):
+            try:
+                while True:
+                    keep = (keep, bytearray(size))
+            except MemoryError:
+                pass
+        full = run_all(m2, cap2)
+        full_c = control()
+        keep = None
+        gc.collect()
+        self.assertGreater(full_c, 20 * roomy_c + 2000, "the control did not slow down: blind")
+        self.assertLess(full, 4 * roomy + 5000, "%d us on a full heap, %d us roomy" % (full, roomy))
+        self.assertEqual(cap2.pending(), 2)
+
+    def test_overrun_zero_fills(self):
+        on = 4000
+        a = Gen(env=((on, 0.0), (on + 200, 1.0))).make(8000)
+        c = cfg()
+        m = MainsMonitor(c)
+        cap = Capture(c)
+        bl = blocks(a, BL)
+        for j, b in enumerate(bl):
+            if 300 <= j < 304:           # 4 blocks lost after the onset
+                if j == 300:
+                    m.skip(4 * BL)
+                continue
+            m.feed(b)
+            cap.feed(b, m)
+        meta, data = cap.pop()
+        self.assertEqual(meta["gap"], 4 * BL)
+        self.assertEqual(meta["n"], 2000)
+        w = array("h", data)
+        k0 = 300 * BL - meta["t0"]
+        self.assertEqual([w[k] for k in range(k0, k0 + 4 * BL)], [0] * (4 * BL))
+        self.assertEqual(w[k0 + 4 * BL + 3], a[300 * BL + 4 * BL + 3])
+
+    def test_memory_is_fixed(self):
+        import gc
+
+        if not hasattr(gc, "mem_alloc"):
+            self.skipTest("MicroPython heap only")
+        gc.collect()
+        a0 = gc.mem_alloc()
+        cap = Capture(cfg())
+        gc.collect()
+        used = gc.mem_alloc() - a0
+        # 2 slots x 4000 B + ring (100 + 100 ms + block) x 2 B, plus small objects
+        self.assertLess(used, 8000 + 1632 + 1500, "capture uses %d bytes" % used)
+        self.assertEqual(cap.ring_n, 816)

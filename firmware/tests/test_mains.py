@@ -1,0 +1,422 @@
+# Mains monitor tests: accuracy, events, the fast loss trigger, no false triggers, allocation.
+# Run: .venv/bin/micropython firmware/tests/mpunit.py test_mains
+import math
+
+from mpunit import TestCase
+from siggen import Gen, blocks
+from sentinel import mains
+from sentinel.mains import MainsMonitor
+
+RATE = 4000
+BL = 16
+NOISY = {"noise": 0.01, "harm": ((3, 0.05), (5, 0.05), (7, 0.03))}
+
+
+def cfg(hz=50, **kw):
+    c = {"nominal_v": 230.0, "nominal_hz": hz, "sample_rate": RATE, "block_len": BL,
+         "volts_per_count": 0.02, "dip_pct": 90, "swell_pct": 110, "interruption_pct": 10,
+         "hysteresis_pct": 2, "freq_tolerance_hz": 1.0}
+    c.update(kw)
+    return c
+
+
+def feed_all(m, a, watch=None):
+    """Feed a in blocks; watch(m, samples_done) after each block."""
+    t = 0
+    for b in blocks(a, BL):
+        m.feed(b)
+        t += BL
+        if watch:
+            watch(m, t)
+
+
+def stream(m, g, n, watch=None, chunk=1600):
+    """Generate and feed n samples of g in chunks (keeps the test heap small, as on a board)."""
+    t = 0
+    while n - t >= BL:
+        k = min(chunk, n - t)
+        k -= k % BL
+        for b in blocks(g.make(k), BL):
+            m.feed(b)
+            t += BL
+            if watch:
+                watch(m, t)
+
+
+def events(m):
+    out = []
+    while m.pending():
+        out.append(m.pop_event())
+    return out
+
+
+def rms_of(g_harm):
+    return 230.0 * math.sqrt(1.0 + sum(f * f for _, f in g_harm))
+
+
+def _spill(a):
+    # a bytecode frame of more than 11 words (see test_no_gc_on_a_full_heap)
+    b = c = d = e = f = g = h = i = j = k = l = m = a
+    return b + c + d + e + f + g + h + i + j + k + l + m
+
+
+class TestAccuracy(TestCase):
+    def test_rms_and_frequency_clean(self):
+        for f, hz in ((50, 50), (60, 60), (49.5, 50), (50.3, 50), (47, 50)):
+            m = MainsMonitor(cfg(hz))
+            stream(m, Gen(f=f, dc=150), RATE)
+            # Urms(1/2) synchronised to interpolated crossings: 0.02 %; frequency 2 mHz
+            self.assertAlmostEqual(m.urms, 230.0, delta=0.05, msg="urms %r at %r Hz" % (m.urms, f))
+            self.assertAlmostEqual(m.freq, f, delta=0.002, msg="freq %r at %r Hz" % (m.freq, f))
+            self.assertFalse(m.lost)
+            self.assertEqual(events(m), [])
+
+    def test_rms_and_frequency_noisy(self):
+        want = rms_of(NOISY["harm"])
+        for f, hz in ((50, 50), (60, 60), (49.5, 50), (50.3, 50)):
+            m = MainsMonitor(cfg(hz))
+            stream(m, Gen(f=f, dc=-300, **NOISY), RATE)
+            self.assertAlmostEqual(m.urms, want, delta=0.01 * want, msg="urms %r" % m.urms)
+            self.assertAlmostEqual(m.freq, f, delta=0.03, msg="freq %r at %r" % (m.freq, f))
+            self.assertTrue(m.good, "good at %r Hz" % f)
+
+    def test_levels_and_calibration(self):
+        for v in (100.0, 207.0, 253.0):
+            m = MainsMonitor(cfg(volts_per_count=0.05))
+            stream(m, Gen(vrms=v, vpc=0.05), RATE // 2)
+            self.assertAlmostEqual(m.urms, v, delta=0.002 * v)
+        # a 12-bit ADC with an offset at mid-scale and ~1.1 V/count
+        m = MainsMonitor(cfg(volts_per_count=0.4))
+        stream(m, Gen(vpc=0.4, dc=2048), RATE)
+        self.assertAlmostEqual(m.urms, 230.0, delta=1.0)
+        self.assertTrue(m.good)
+
+    def test_generator_drift_is_not_good(self):
+        g = Gen(f=50.0)
+        g.fsched = ((0, 50.0), (4000, 47.0), (8000, 50.0))
+        m = MainsMonitor(cfg())
+        seen = []
+        stream(m, g, 12000, lambda m, t: seen.append((t, m.good, m.lost)))
+        good = lambda a, b: [x[1] for x in seen if a <= x[0] < b]
+        self.assertTrue(all(good(1000, 4000)))
+        self.assertFalse(any(good(4000 + 1200, 8000)))     # within 300 ms of the change
+        self.assertTrue(all(good(8000 + 1200, 12000)))
+        self.assertFalse(any(x[2] for x in seen))          # drift is not a mains loss
+        self.assertEqual([e["kind"] for e in events(m)], [])
+
+    def test_generator_at_47hz_from_start(self):
+        m = MainsMonitor(cfg())
+        stream(m, Gen(f=47.0, **NOISY), 2 * RATE)
+        self.assertFalse(m.good)
+        self.assertFalse(m.freq_ok)
+        self.assertFalse(m.lost)
+        self.assertAlmostEqual(m.freq, 47.0, delta=0.03)
+        st = m.status()
+        self.assertEqual(st["good"], False)
+
+
+class TestEvents(TestCase):
+    def one_event(self, hz, depth, dur_ms, phase, noisy=True):
+        on = 2000 + phase // 30
+        n = dur_ms * RATE // 1000
+        kw = NOISY if noisy else {}
+        g = Gen(f=hz, phase0_deg=phase, phase_at=on, env=((on, depth), (on + n, 1.0)), **kw)
+        m = MainsMonitor(cfg(hz))
+        stream(m, g, on + n + 2000)
+        evs = events(m)
+        self.assertEqual(len(evs), 1, "%r Hz depth %r %r ms phase %r: %r" % (hz, depth, dur_ms,
+                                                                            phase, evs))
+        return evs[0], on, n, m
+
+    def test_dip_swell_interruption_classified_and_timed(self):
+        for hz in (50, 60):
+            half = RATE // (2 * hz)
+            for depth, kind, key in ((0.7, "dip", "residual_v"), (0.4, "dip", "residual_v"),
+                                     (1.2, "swell", "peak_v"), (0.0, "interruption", "residual_v"),
+                                     (0.05, "interruption", "residual_v")):
+                for phase in (0, 45, 90, 135, 200, 290):
+                    e, on, n, m = self.one_event(hz, depth, 100, phase)
+                    self.assertEqual(e["kind"], kind)
+                    # residual / peak: Urms(1/2) of the disturbed level (with its harmonics);
+                    # an interruption leaves the 1 % noise (3.25 V rms)
+                    want = 230.0 * depth * math.sqrt(1 + 0.0059)
+                    self.assertAlmostEqual(e[key], want, delta=0.01 * 230 + 0.01 * want + 3.3,
+                                           msg="%r %r %r" % (hz, depth, e))
+                    self.assertLessEqual(abs(e["start"] - on), half, "start %r" % (e,))
+                    self.assertLessEqual(abs(e["samples"] - n), half, "duration %r" % (e,))
+                    self.assertTrue(m.good)
+
+    def test_durations_within_half_cycle(self):
+        for hz in (50, 60):
+            half = RATE // (2 * hz)
+            for dur_ms in (20, 60, 500):
+                for phase in range(0, 360, 60):
+                    e, on, n, m = self.one_event(hz, 0.5, dur_ms, phase)
+                    self.assertLessEqual(abs(e["samples"] - n), half, "%r %r" % (dur_ms, e))
+                    self.assertEqual(e["duration_ms"], e["samples"] * 1000.0 / RATE)
+                    self.assertEqual(e["start_ms"], e["start"] * 1000 // RATE)
+
+    def test_20ms_interruption_is_an_event_and_trips_lost(self):
+        for phase in (0, 90, 210):
+            on = 4000 + phase // 30
+            n = 80
+            g = Gen(phase0_deg=phase, phase_at=on, env=((on, 0.0), (on + n, 1.0)), **NOISY)
+            m = MainsMonitor(cfg())
+            trace = []
+            stream(m, g, on + 4000, lambda m, t: trace.append((t, m.lost, m.good)))
+            evs = events(m)
+            self.assertEqual(len(evs), 1)
+            self.assertIn(evs[0]["kind"], ("dip", "interruption"))
+            self.assertLessEqual(abs(evs[0]["samples"] - n), 40)
+            lost = [t for t, l, g_ in trace if l]
+            self.assertTrue(lost, "the fast trigger saw the interruption")
+            self.assertLessEqual(lost[0] - on, 15 * RATE // 1000)
+            self.assertLess(lost[-1], on + n + 2 * RATE // 50 + BL)   # cleared within 2 cycles
+            self.assertTrue(trace[-1][2], "good again afterwards")
+            self.assertFalse(trace[-1][1])
+
+    def test_starts_without_mains(self):
+        m = MainsMonitor(cfg())
+        stream(m, Gen(env=((0, 0.0),), noise=0.001), RATE // 2)
+        self.assertTrue(m.lost)
+        self.assertFalse(m.good)
+        self.assertTrue(m.in_event)
+        self.assertLess(m.urms, 5.0)
+        self.assertIsNone(m.freq)
+
+    def test_event_queue_bounded(self):
+        env = []
+        for k in range(12):
+            env.append((2000 + k * 1200, 0.5))
+            env.append((2000 + k * 1200 + 400, 1.0))
+        m = MainsMonitor(cfg())
+        stream(m, Gen(env=tuple(env)), 2000 + 12 * 1200 + 1000)
+        self.assertEqual(m.pending(), 8)
+        self.assertEqual(m.events_dropped, 4)
+        seqs = [e["seq"] for e in events(m)]
+        self.assertEqual(seqs, list(range(1, 9)))
+
+
+class TestFastLoss(TestCase):
+    def test_worst_case_decision_under_15ms(self):
+        report = []
+        for hz in (50, 60):
+            for depth in (0.0, 0.05, 0.1, 0.3):
+                worst = 0
+                k = 0
+                for phase in range(0, 360, 15):
+                    on = 1200 + (k * 5) % BL       # onset anywhere within a block, too
+                    k += 1
+                    g = Gen(f=hz, phase0_deg=phase, phase_at=on, env=((on, depth),), **NOISY)
+                    m = MainsMonitor(cfg(hz))
+                    dec = []
+
+                    def watch(m, t):
+                        if m.lost and not dec:
+                            dec.append(t)
+
+                    stream(m, g, on + 25 * RATE // 1000, watch)
+                    self.assertTrue(dec, "not decided: %r Hz depth %r phase %r" % (hz, depth, phase))
+                    self.assertGreater(dec[0], on, "decided before the onset")
+                    self.assertGreaterEqual(m.lost_at, on)
+                    worst = max(worst, dec[0] - on)
+                report.append((hz, depth, worst * 1000.0 / RATE))
+                self.assertLessEqual(worst * 1000 // RATE, 15, "worst %r" % (report,))
+        print("    fast loss, worst decision (Hz, depth, ms):", report)
+
+    def test_no_false_trigger_noisy_supply(self):
+        # 30 s each at 50 and 60 Hz: 1 % noise, 5 % 3rd and 5th, 3 % 7th harmonic, DC offset
+        for hz in (50, 60):
+            g = Gen(f=hz, dc=500, seed=hz, **NOISY)
+            m = MainsMonitor(cfg(hz))
+            bad = []
+            t0 = 0
+            for chunk in range(30):
+                a = g.make(RATE)
+
+                def watch(m, t):
+                    if m.lost or (t0 + t > RATE // 5 and not m.good):
+                        bad.append((t0 + t, m.lost, m.good))
+
+                feed_all(m, a, watch)
+                t0 += RATE
+            self.assertEqual(bad[:3], [])
+            self.assertEqual(events(m), [])
+            self.assertIsNone(m.lost_at)
+
+    def test_clean_supply_at_limits_no_trigger(self):
+        # 80 % (a dip, not a loss) and 47 Hz must not trip the fast check
+        for f, v in ((50.0, 0.8 * 230), (47.0, 230.0), (53.0, 207.0)):
+            m = MainsMonitor(cfg())
+            lost = []
+            stream(m, Gen(f=f, vrms=v, **NOISY), 2 * RATE,
+                     lambda m, t: lost.append(t) if m.lost else None)
+            self.assertEqual(lost, [], "%r Hz %r V" % (f, v))
+
+
+class TestOtherRates(TestCase):
+    def test_10khz_blocks_of_32(self):
+        c = cfg(60, sample_rate=10000, block_len=32)
+        m = MainsMonitor(c)
+        g = Gen(rate=10000, f=60.0, **NOISY)
+        a = g.make(10000)
+        for b in blocks(a, 32):
+            m.feed(b)
+        self.assertAlmostEqual(m.urms, rms_of(NOISY["harm"]), delta=1.5)
+        self.assertAlmostEqual(m.freq, 60.0, delta=0.03)
+        self.assertTrue(m.good)
+        worst = 0
+        for phase in range(0, 360, 30):
+            on = 3000 + phase // 30
+            g = Gen(rate=10000, f=60.0, phase0_deg=phase, phase_at=on, env=((on, 0.0),), **NOISY)
+            m = MainsMonitor(c)
+            t = 0
+            dec = None
+            for b in blocks(g.make(on + 400), 32):
+                m.feed(b)
+                t += 32
+                if m.lost and dec is None:
+                    dec = t
+            self.assertIsNotNone(dec)
+            worst = max(worst, dec - on)
+        # 120 degrees at 60 Hz (5.6 ms) + one block (3.2 ms)
+        self.assertLessEqual(worst, 90)
+
+
+class TestEngine(TestCase):
+    def test_plain_and_fast_kernels_agree(self):
+        if not mains._kern_fast:
+            self.skipTest("no viper here")
+        g = Gen(env=((3000, 0.3), (3500, 1.0), (6000, 1.2), (6400, 1.0), (9000, 0.0)), dc=77,
+                **NOISY)
+        a = g.make(12000)
+        ms = [MainsMonitor(cfg(), fast=False), MainsMonitor(cfg(), fast=True)]
+        self.assertFalse(ms[0].fast)
+        self.assertTrue(ms[1].fast)
+        for m in ms:
+            feed_all(m, a)
+        self.assertEqual(list(ms[0]._st), list(ms[1]._st))
+        e0 = events(ms[0])
+        self.assertEqual(len(e0), 2)
+        self.assertEqual(e0, events(ms[1]))
+        self.assertEqual(ms[0].lost_at, ms[1].lost_at)
+
+    def test_feed_is_allocation_free(self):
+        try:
+            import micropython
+        except ImportError:
+            micropython = None
+        if not hasattr(micropython, "heap_lock"):
+            self.skipTest("no heap_lock")
+        # a signal that exercises every path: dip, swell, interruption (fast trip, events),
+        # frequency tracking and recovery
+        g = Gen(env=((2000, 0.5), (2600, 1.0), (4000, 1.25), (4500, 1.0), (6000, 0.0),
+                     (7000, 1.0)), **NOISY)
+        bl = blocks(g.make(10000), BL)
+        for fast in (False, True):
+            if fast and not mains._kern_fast:
+                continue
+            m = MainsMonitor(cfg(), fast=fast)
+            lost = 0
+            micropython.heap_lock()
+            try:
+                for b in bl:
+                    m.feed(b)
+                    if m.lost:
+                        lost += 1
+            finally:
+                micropython.heap_unlock()
+            self.assertGreater(lost, 0)
+            self.assertEqual([e["kind"] for e in events(m)], ["dip", "swell", "interruption"])
+
+    def test_no_gc_on_a_full_heap(self):
+        # A bytecode function whose frame exceeds 11 words gets it from the heap at each call
+        # (falling back to the C stack when the heap is locked, so heap_lock cannot see it); on
+        # a full heap every such call runs a garbage collection. The hot path is native where
+        # frames are big. Proof by timing, with a control: on a heap filled with live objects a
+        # spilling function slows down by orders of magnitude, feed() must not.
+        import gc
+        import time
+
+        if not hasattr(time, "ticks_us"):
+            self.skipTest("MicroPython heap only")
+        g = Gen(env=((2000, 0.5), (2600, 1.0), (4000, 1.25), (4500, 1.0), (6000, 0.0),
+                     (7000, 1.0)), **NOISY)
+        bl = blocks(g.make(8000), BL)
+
+        def feed_all_blocks(m):
+            t0 = time.ticks_us()
+            for b in bl:
+                m.feed(b)
+            return time.ticks_diff(time.ticks_us(), t0)
+
+        def control():
+            t0 = time.ticks_us()
+            for _ in range(500):
+                _spill(1)
+            return time.ticks_diff(time.ticks_us(), t0)
+
+        m1 = MainsMonitor(cfg())
+        m2 = MainsMonitor(cfg())
+        gc.collect()
+        roomy = min(feed_all_blocks(m1), feed_all_blocks(MainsMonitor(cfg())))
+        roomy_c = min(control(), control())
+        keep = None
+        gc.collect()                # no garbage: a collection on the full heap frees nothing
+        for size in (256, 16, 1):   # a chain of small tuples: no large block to grow
+            try:
+                while True:
+                    keep = (keep, bytearray(size))
+            except MemoryError:
+                pass
+        full = feed_all_blocks(m2)
+        full_c = control()
+        del keep
+        gc.collect()
+        self.assertGreater(full_c, 20 * roomy_c + 2000, "the control did not slow down: blind")
+        self.assertLess(full, 4 * roomy + 5000, "feed() %d us on a full heap, %d us roomy"
+                        % (full, roomy))
+        self.assertEqual(len(events(m2)), 3)
+
+    def test_positions_survive_epoch_wrap(self):
+        m = MainsMonitor(cfg())
+        base = (1 << 29) - 3008          # wraps 3008 samples after the start
+        m.skip(base)
+        on = 6000                        # onset after the wrap
+        g = Gen(phase0_deg=30, phase_at=on, env=((on, 0.0), (on + 400, 1.0)))
+        stream(m, g, on + 3008)
+        self.assertEqual(m.epoch, 1)
+        self.assertLess(m.pos, 10000)
+        self.assertEqual(m.samples, base + on + 3008)
+        e = events(m)
+        self.assertEqual(len(e), 1)
+        self.assertLessEqual(abs(e[0]["start"] - (base + on)), 20)
+        self.assertGreaterEqual(m.lost_at, base + on)
+        self.assertLess(m.lost_at, base + on + 60)
+
+    def test_skip_resynchronises(self):
+        g = Gen(**NOISY)
+        m = MainsMonitor(cfg())
+        stream(m, g, RATE)
+        self.assertTrue(m.good)
+        m.skip(64)              # four blocks lost: the phase jumps
+        g.i += 64
+        flags = []
+        stream(m, g, RATE, lambda m, t: flags.append(m.lost))
+        self.assertFalse(any(flags))
+        self.assertTrue(m.good)
+        self.assertEqual(events(m), [])
+        self.assertEqual(m.samples, 2 * RATE + 64)
+
+    def test_memory_footprint(self):
+        import gc
+
+        if not hasattr(gc, "mem_alloc"):
+            self.skipTest("MicroPython heap only")
+        gc.collect()
+        a0 = gc.mem_alloc()
+        m = MainsMonitor(cfg())
+        gc.collect()
+        used = gc.mem_alloc() - a0
+        self.assertLess(used, 6000, "monitor uses %d bytes" % used)
+        self.assertIsNotNone(m)
