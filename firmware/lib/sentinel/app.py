@@ -144,6 +144,7 @@ class Sentinel:
             self.sm = StateMachine(cfg, now)
         self.nut = None
         self.upload = None  # (offset) of a config upload in progress
+        self.errors = 0     # hook failures (reported in status)
 
     # -- helpers -----------------------------------------------------------------------------
     def progress(self, name):
@@ -234,11 +235,12 @@ class Sentinel:
                           "plan_id": sm.plan_id, "drill": sm.drill},
                 "tiers": tiers,
                 "heap": {"free": gc.mem_free(), "alloc": gc.mem_alloc()},
+                "errors": self.errors,
                 "uptime_ms": self.now() - self.t_boot, "time": self.board.time()}
 
     def _last_cause(self):
         h = self.sm.history()
-        return h[-1][3] if h else "boot"
+        return h[-1][3] if h else "boot"  # pyright: ignore[reportOptionalSubscript]
 
     def op_config_get(self, req):
         return {"config": self.cfg, "source": self.cfg_source}
@@ -353,7 +355,22 @@ class Sentinel:
         meta["nominal_v"] = m["nominal_v"]
         meta["nominal_hz"] = m["nominal_hz"]
         meta["epoch"] = self.board.time()
-        self.journal.save_capture(meta, bytes(data), now_ms=self.now())
+        # written straight from the capture slot: no 4 KB copy on the heap
+        self.journal.save_capture(meta, data, now_ms=self.now())
+
+    def _guard(self, name, fn):
+        """A failing hook (flash full, heap exhausted) is logged, never allowed to stop the
+        sampler: losing one capture is better than losing mains sensing."""
+        def call(*args):
+            try:
+                fn(*args)
+            except Exception as e:
+                self.errors += 1
+                try:
+                    self.console.event("error", where=name, error=repr(e))
+                except Exception:
+                    pass
+        return call
 
     def on_block(self, mon):
         self.mains_seen = True
@@ -365,14 +382,18 @@ class Sentinel:
         adc = self.board.adc(m["sample_rate"], m["block_len"])
         await sampler.run(adc, self.monitor, self.capture, on_block=self.on_block,
                           progress=lambda: self.progress("sampler"),
-                          on_change=self.on_mains_change, on_event=self.on_mains_event,
-                          on_capture=self.on_capture)
+                          on_change=self._guard("mains", self.on_mains_change),
+                          on_event=self._guard("event", self.on_mains_event),
+                          on_capture=self._guard("capture", self.on_capture))
 
     async def contacts_task(self):
         c = self.board.contacts()
+        mon = self.contacts
+        if mon is None:
+            return
         while True:
-            if self.contacts.update(c.read(), time.ticks_ms()):
-                self.log("contacts", {"status": self.contacts.statuses()})
+            if mon.update(c.read(), time.ticks_ms()):
+                self.log("contacts", {"status": mon.statuses()})
             self.progress("ups")
             await asyncio.sleep_ms(10)
 
@@ -540,6 +561,10 @@ def main():
     from sentinel import config
 
     cfg, errors, source = config.load(CONFIG_PATH)
+    # collect before the heap is exhausted, so large buffers (captures, log reads) still find
+    # contiguous room: fragmentation, not total use, is what fails first on a small heap
+    if hasattr(gc, "threshold"):
+        gc.threshold(16384)
     # the validator's tables are not needed again until the next config_put: free them
     for mod in ("sentinel.config", "sentinel.schema"):
         sys.modules.pop(mod, None)

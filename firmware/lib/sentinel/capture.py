@@ -35,11 +35,11 @@ def _copy_plain(dst, src, p):
 
 _copy = _copy_plain
 if sys.implementation.name == "micropython":
-    import micropython
+    import micropython  # pyright: ignore[reportAssignmentType]
 
     # viper: the copy loop; native (below): the per-block methods, whose frames are too big
     # for the bytecode VM's stack-frame limit (it would take them from the heap at every call)
-    @micropython.viper
+    @micropython.viper  # pyright: ignore[reportAttributeAccessIssue]
     def _copy_viper(dst, src, pv):
         d = ptr16(dst)
         s = ptr16(src)

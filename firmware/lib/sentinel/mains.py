@@ -24,7 +24,7 @@ import math
 from array import array
 
 try:
-    from micropython import const
+    from micropython import const  # pyright: ignore[reportAssignmentType]
 except ImportError:
     def const(x):
         return x
@@ -36,7 +36,7 @@ import sys
 # a stand-in whose native() leaves the function as it is.
 _HAVE_VIPER = sys.implementation.name == "micropython"
 if _HAVE_VIPER:
-    import micropython
+    import micropython  # pyright: ignore[reportAssignmentType]
 else:
     class micropython:  # noqa: N801
         @staticmethod
@@ -177,7 +177,7 @@ def _kern_plain(buf, i, n, st):
 _kern_fast = None
 if _HAVE_VIPER:
     # ptr16 loads are unsigned: sign-extend by comparison (viper int width differs by port).
-    @micropython.viper
+    @micropython.viper  # pyright: ignore[reportAttributeAccessIssue]
     def _kern_viper(buf, i: int, n: int, stv) -> int:
         b = ptr16(buf)
         st = ptr32(stv)

@@ -7,6 +7,11 @@ minutes; the mains waveform itself is never scaled.
 """
 import time
 
+from ..paths import use_firmware_lib
+
+use_firmware_lib()
+from sentinel import q1  # noqa: E402
+
 
 class UpsSim:
     def __init__(self, runtime_full_s: float = 1200.0, time_scale: float = 1.0, clock=time.monotonic):
@@ -79,48 +84,45 @@ class UpsSim:
 
     # -- serial --------------------------------------------------------------------------------
     def handle(self, line: bytes):
-        """One command (without its CR) -> reply bytes (may be empty)."""
+        """One command (without its CR) -> reply bytes (may be empty). Formats come from the
+        firmware's own Q1 module, so the simulator and the device share one definition."""
         self.tick()
         if self.silent:
             return b""
         if self.garbage:
             return b"\x00\xff#garbage(\r"
-        cmd = line.strip().decode("ascii", "replace").upper()
-        if cmd == "Q1":
-            # b7 utility fail, b6 battery low, b5 bypass, b4 failed, b3 line-interactive,
-            # b2 test, b1 shutdown active, b0 beeper
-            bits = "%d%d0010%d0" % (self.on_battery(), self.low_battery(),
-                                    1 if self._shutdown_at is not None else 0)
-            batt_v = 20.4 + 6.9 * self.charge / 100.0
+        try:
+            cmd = q1.parse_command(line)
+        except q1.Q1Error:
+            return b""  # a real UPS ignores what it does not understand
+        kind = cmd[0]
+        if kind == "status":
             in_v = self.input_v if self.mains_ok else 0.0
             out_v = (in_v if not self.on_battery() else 230.0) if self.output_on else 0.0
-            return ("(%05.1f %05.1f %05.1f %03d %04.1f %04.1f %04.1f %s\r" % (
-                in_v, in_v, out_v, int(self.load), self.input_hz if self.mains_ok else 0.0,
-                batt_v, 30.0, bits)).encode()
-        if cmd == "F":
-            return b"#230.0 004 024.0 50.0\r"
-        if cmd == "I":
-            return b"#PowerSentinel   VirtualUPS 1.0       \r"
-        self.commands.append((time.time(), cmd))
-        if cmd.startswith("S"):
-            try:
-                delay, _, restore = cmd[1:].partition("R")
-                delay_min = float(delay)
-                self._shutdown_at = self.clock() + delay_min * 60.0 / self.time_scale
-                rmin = int(restore) if restore else 0
-                self._restore_after = rmin * 60.0 if restore and rmin > 0 else None
-                if restore and rmin == 0:
-                    self._restore_after = None
-                elif not restore:
-                    self._restore_after = 0.0  # plain S<n>: NUT's blazer restores on mains return
-            except ValueError:
-                return b""
-            return b""
-        if cmd == "C":
+            bits = q1.make_bits(on_battery=self.on_battery(), battery_low=self.low_battery(),
+                                shutdown_active=self._shutdown_at is not None)
+            return q1.format_q1({"vin": in_v, "vin_fault": in_v, "vout": out_v,
+                                 "load": self.load, "freq": self.input_hz if self.mains_ok else 0.0,
+                                 "vbat": 20.4 + 6.9 * self.charge / 100.0, "temp": 30.0,
+                                 "bits": bits})
+        if kind == "rating":
+            return q1.format_f(230.0, 4, 24.0, 50.0)
+        if kind == "info":
+            return q1.format_i("PowerSentinel", "VirtualUPS", "1.0")
+        self.commands.append((time.time(), line.strip().decode("ascii", "replace")))
+        if kind == "shutdown":
+            _, delay_min, restore_min = cmd
+            self._shutdown_at = self.clock() + delay_min * 60.0 / self.time_scale
+            if restore_min is None:
+                self._restore_after = 0.0       # plain S<n>: back on when mains returns
+            elif restore_min == 0:
+                self._restore_after = None      # R0000: stay off
+            else:
+                self._restore_after = restore_min * 60.0
+        elif kind == "cancel":
             self._shutdown_at = None
             if not self.output_on and self.mains_ok:
                 self.output_on = True
-            return b""
         return b""
 
     def snapshot(self) -> dict:
