@@ -78,7 +78,8 @@ def test_pyserial_link_wires_and_interrupt_recovery(vboard):
     with Link(port) as link:
         ident = link.identify()
         assert ident["board"] == "virtual"
-        assert 200 < link.request("status")["mains"]["v"] < 260
+        wait_for(lambda: 200 < link.request("status")["mains"]["v"] < 260, 5,
+                 "the firmware to measure the mains")
         link.poll_events()
         virtual.set_wires(d, {"mains": "off"})
         ev = link.wait_event(lambda e: e.get("ev") == "mains" and e.get("lost"), 5)
