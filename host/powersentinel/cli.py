@@ -56,8 +56,8 @@ def virtual():
               help="directory holding the board (flash.img, board.json, logs)")
 @click.option("--config", type=click.Path(exists=True, dir_okay=False),
               help="device config (JSON) to install before the firmware starts")
-@click.option("--heap", default="128wK", show_default=True,
-              help="MicroPython heap; 'w' scales by word size, so 128wK holds what 128 KB holds on a 32-bit board (an ESP32 heap)")
+@click.option("--heap", default="192wK", show_default=True,
+              help="MicroPython heap; 'w' scales by word size, so 192wK holds what 192 KB holds on a 32-bit board (a Pico W's heap)")
 @click.option("--nut-port", type=int, default=0, help="TCP port for the NUT server (0 = free port)")
 @click.option("--time-scale", type=float, default=1.0, show_default=True,
               help="UPS battery and delay minutes run this many times faster (mains physics "
@@ -181,6 +181,406 @@ def demo(d, keep):
     mains, and show the firmware noticing. Exit status 0 only if every step worked."""
     from .demo import run_demo
     sys.exit(run_demo(d, keep))
+
+
+# -- shared by the commands below --------------------------------------------------------------
+def _link_timeout():
+    # seconds per request attempt; raise it for a slow link, lower it in tests
+    try:
+        return float(os.environ.get("POWERSENTINEL_TIMEOUT", "3"))
+    except ValueError:
+        return 3.0
+
+
+class _open_link:
+    """`with _open_link(port) as link:` a Link whose serial failures mid-conversation (a board
+    unplugged, a port closed under us) come out as one-line LinkErrors, not tracebacks."""
+
+    def __init__(self, port):
+        self.port = port
+
+    def __enter__(self):
+        from .link import Link
+        self.link = Link(self.port, timeout=_link_timeout())
+        return self.link
+
+    def __exit__(self, typ, e, tb):
+        import serial
+
+        from .link import LinkError
+        try:
+            self.link.close()
+        except (OSError, serial.SerialException):
+            pass
+        if typ is not None and issubclass(typ, (serial.SerialException, OSError)) \
+                and not issubclass(typ, LinkError):
+            raise LinkError("lost the connection to the board on %s (%s)"
+                            % (self.port, str(e).split(" (")[0] or typ.__name__)) from None
+        return False
+
+
+def _progress():
+    from rich.console import Console
+    from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn,
+                               TimeRemainingColumn)
+    con = Console(stderr=True)
+    # no bar when stderr is a file or a pipe: it would only leave blank lines in a log
+    return Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
+                    TimeRemainingColumn(), console=con, transient=True,
+                    disable=not con.is_terminal)
+
+
+def _site_problems(e):
+    """Print every problem of a SiteConfigError (one per line), then fail with its summary."""
+    if len(e.problems) == 1:
+        fail(str(e.problems[0]))
+    for p in e.problems:
+        click.echo("error: %s" % p, err=True)
+    fail(str(e))
+
+
+# -- configuration -----------------------------------------------------------------------------
+@cli.group()
+def config():
+    """The site configuration: check a TOML site file, install it on a board, read it back.
+
+    The site file (see docs/site.example.toml) has the sections of the device configuration
+    (docs/configuration.md); NUT passwords are written in plaintext there and hashed by this
+    tool, so no plaintext password ever reaches the board. The checks are the firmware's own.
+    """
+
+
+@config.command("validate")
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("-o", "--output", type=click.Path(dir_okay=False),
+              help="also write the device JSON it converts to (passwords hashed) to this file")
+def config_validate(file, output):
+    """Check a TOML site file with the firmware's own rules.
+
+    Each problem is printed as FILE:LINE: key.path: what is wrong; what is allowed. Exit
+    status 0 when the file would be accepted by the board, 2 otherwise.
+    """
+    from . import siteconfig
+    try:
+        cfg = siteconfig.load(file)
+    except siteconfig.SiteConfigError as e:
+        _site_problems(e)
+    if output:
+        siteconfig.write_pulled(cfg, output)
+    hosts = sum(len(t["hosts"]) for t in cfg["tiers"])
+    click.echo("%s: ok (site %s; ups link %s; %d tier%s, %d host%s; %d NUT user%s)" % (
+        file, cfg["site"]["name"], cfg["ups"]["link"], len(cfg["tiers"]),
+        "" if len(cfg["tiers"]) == 1 else "s", hosts, "" if hosts == 1 else "s",
+        len(cfg["nut"]["users"]), "" if len(cfg["nut"]["users"]) == 1 else "s"))
+
+
+@config.command("push")
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--port", required=True, help=PORT_HELP)
+@click.option("--dry-run", is_flag=True, help="show what would change, send nothing")
+@click.option("--force", is_flag=True, help="send even when nothing changed")
+@click.option("--no-wait", is_flag=True, help="do not wait for the board to restart with it")
+def config_push(file, port, dry_run, force, no_wait):
+    """Validate FILE, show what it changes on the board, and install it.
+
+    The changes against the board's running configuration are listed first (passwords are
+    never printed, only "changed"). The JSON goes up in checked pieces and is installed
+    atomically by the board, which then restarts to apply it: an upload that is cut short
+    leaves the previous configuration in force. Unchanged passwords keep their hash.
+    """
+    from . import siteconfig
+    try:
+        siteconfig.load(file)  # fail fast, before touching the port
+    except siteconfig.SiteConfigError as e:
+        _site_problems(e)
+    with _open_link(port) as link:
+        ident = link.identify()
+        old, source = siteconfig.fetch(link)
+        try:
+            new = siteconfig.load(file, existing=old)
+        except siteconfig.SiteConfigError as e:
+            _site_problems(e)
+        changes = siteconfig.diff(old, new)
+        click.echo("%s: board %s runs %s config (%s)" % (port, ident.get("board"),
+                                                         source or "?", ident.get("firmware")))
+        for line in changes:
+            click.echo("  " + line)
+        if not changes:
+            click.echo("  no changes")
+            if not force or dry_run:
+                return
+        if dry_run:
+            click.echo("dry run: nothing sent")
+            return
+        with _progress() as prog:
+            task = prog.add_task("config", total=len(siteconfig.device_text(new)))
+            link.events.clear()
+            r = siteconfig.upload(link, new, lambda n, t: prog.update(task, completed=n, total=t))
+        click.echo("installed" + (" (%s changed)" % ", ".join(r["changed"]) if r.get("changed") else ""))
+        if no_wait:
+            return
+        if siteconfig.wait_restart(link, ident.get("uptime_ms") or 0) is None:
+            fail("the board took the configuration but has not restarted within 30 s")
+        now, source = siteconfig.fetch(link)
+        if source != "config" or siteconfig.diff(new, now):
+            fail("the board restarted but runs %s config, not the one pushed: %s" % (
+                source, "; ".join(siteconfig.diff(new, now)[:3]) or "see `powersentinel status`"))
+        click.echo("board restarted and runs the new configuration")
+
+
+@config.command("pull")
+@click.option("--port", required=True, help=PORT_HELP)
+@click.option("-o", "--output", type=click.Path(dir_okay=False),
+              help="write to this file (default: standard output)")
+@click.option("--toml", "as_toml", is_flag=True,
+              help="write a TOML site file (passwords as password_hash) instead of JSON")
+def config_pull(port, output, as_toml):
+    """Read the configuration the board runs (passwords stay hashed).
+
+    The TOML form can be edited and pushed back with `config push`.
+    """
+    from . import siteconfig
+    with _open_link(port) as link:
+        link.identify()
+        cfg, source = siteconfig.fetch(link)
+    text = siteconfig.write_pulled(cfg, output, as_toml, source)
+    if output:
+        click.echo("%s: wrote the board's %s configuration to %s" % (port, source, output))
+    else:
+        click.echo(text, nl=False)
+    if source != "config":
+        click.echo("note: the board runs its %s configuration (no valid /config.json)" % source,
+                   err=True)
+
+
+# -- event log ---------------------------------------------------------------------------------
+def _print_items(items, as_json, device, con):
+    from . import logs
+    if as_json:
+        for it in items:
+            click.echo(logs.json_line(it, device))
+    elif items:
+        con.print(logs.table(items))
+
+
+@cli.command()
+@click.option("--port", help=PORT_HELP + " (without it: show what is stored)")
+@click.option("--follow", "-f", is_flag=True, help="keep pulling, print records as they come")
+@click.option("--json", "as_json", is_flag=True, help="JSON lines instead of a table")
+@click.option("--db", type=click.Path(dir_okay=False),
+              help="SQLite file (default: $XDG_DATA_HOME/powersentinel/logs.sqlite, "
+                   "~/.local/share/... without XDG_DATA_HOME)")
+@click.option("--last", "last_n", type=int, default=50, show_default=True,
+              help="show the newest N records (0: all)")
+@click.option("--device", help="which board's stored log to show (default: the board on "
+                               "--port, or every board)")
+def logs(port, follow, as_json, db, last_n, device):
+    """Copy the board's event log into a local SQLite file and show it.
+
+    Each pull resumes after the last record stored, so nothing is fetched or stored twice,
+    across board reboots too. Records the board rotated away before they were pulled are
+    recorded as a gap and shown as one. With --follow the log is printed as the board writes
+    it, until Ctrl-C; a board that stops answering is waited for.
+    """
+    from rich.console import Console
+
+    from . import logs as L
+    con = Console()
+    err = Console(stderr=True)
+    if follow and not port:
+        raise click.UsageError("--follow needs --port")
+    path = db or L.default_db()
+    if not port and not os.path.exists(path):
+        raise L.LogStoreError("no log database at %s yet: pull one with "
+                              "`powersentinel logs --port PORT`" % path)
+    with L.LogStore(path) as store:
+        if not port:
+            _print_items(store.rows(device, last_n or None), as_json, None, con)
+            return
+        with _open_link(port) as link:
+            ident = link.identify()
+            dev, note = L.device_id(link, ident)
+            if note:
+                err.print("[yellow]note:[/yellow] " + note)
+            with _progress() as prog:
+                task = prog.add_task("log", total=None)
+                new = L.pull(link, store, dev, ident,
+                             lambda s, last: prog.update(task, completed=s, total=last))
+        nrec = sum(1 for x in new if not x.get("gap"))
+        ngap = len(new) - nrec
+        err.print("%s: %d new record%s from %s%s -> %s" % (
+            port, nrec, "" if nrec == 1 else "s", dev,
+            " (%d gap%s)" % (ngap, "" if ngap == 1 else "s") if ngap else "", path))
+        _print_items(store.rows(dev, last_n or None), as_json, dev, con)
+        if follow:
+            _follow(port, store, dev, as_json, con, err)
+
+
+def _follow(port, store, dev, as_json, con, err):
+    """Print records as they come: `log` events at once, a pull every few seconds and after
+    each event (catching anything the events missed), reconnecting when the board goes away."""
+    import time
+
+    import serial
+
+    from . import logs as L
+    from .link import Link, LinkError
+    printed = store.last_seq(dev) or 0
+    link = None
+    down = None
+    next_pull = 0.0
+    last_rx = 0.0
+
+    def show(items):
+        nonlocal printed
+        fresh = [x for x in items if x.get("gap") or x["seq"] > printed]
+        for x in fresh:
+            if as_json:
+                click.echo(L.json_line(x, dev))
+            elif x.get("gap"):
+                con.print("[yellow]gap: %s[/yellow]" % L.gap_text(x))
+            else:
+                con.print("%6d  %s  [bold]%s[/bold]  %s" % (x["seq"], L.when(x.get("epoch"), x.get("ms")),
+                                                           x.get("type"), L.data_text(x.get("data"))),
+                          highlight=False)
+            if not x.get("gap"):
+                printed = max(printed, x["seq"])
+        sys.stdout.flush()
+
+    try:
+        while True:
+            try:
+                if link is None:
+                    link = Link(port, timeout=_link_timeout())
+                    ident = link.identify()
+                    if down is not None:
+                        err.print("[green]board answering again[/green]")
+                    down = None
+                    next_pull = 0.0
+                    last_rx = time.monotonic()
+                evs = link.poll_events(1.0)
+                if evs:
+                    last_rx = time.monotonic()
+                elif time.monotonic() - last_rx > 3.0:
+                    # the board streams status every second: silence means it may be gone
+                    link.request("ping", retries=0)
+                    last_rx = time.monotonic()
+                logs_ev = [e for e in evs if e.get("ev") == "log" and isinstance(e.get("seq"), int)]
+                show([{"seq": e["seq"], "type": e.get("type"), "data": e.get("data"),
+                       "epoch": None, "ms": None} for e in logs_ev])
+                if logs_ev or time.monotonic() >= next_pull:
+                    show(L.pull(link, store, dev, ident))
+                    next_pull = time.monotonic() + 5.0
+            except (LinkError, serial.SerialException, OSError) as e:
+                if link is not None:
+                    try:
+                        link.close()
+                    except (OSError, serial.SerialException):
+                        pass
+                    link = None
+                if down is None:
+                    down = time.time()
+                    err.print("[red]board not answering[/red] (%s); waiting for it"
+                              % str(e).split(" (")[0])
+                time.sleep(1.0)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        if link is not None:
+            link.close()
+
+
+# -- captures ----------------------------------------------------------------------------------
+@cli.group()
+def captures():
+    """Waveform captures of mains events stored on the board."""
+
+
+@captures.command("list")
+@click.option("--port", required=True, help=PORT_HELP)
+@click.option("--json", "as_json", is_flag=True, help="machine-readable output")
+def captures_list(port, as_json):
+    """List the captures on the board: id, event, time, size, sample rate."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from . import captures as C
+    from .logs import when
+    with _open_link(port) as link:
+        link.identify()
+        caps = C.list_captures(link)
+    if as_json:
+        click.echo(json.dumps(caps, indent=1))
+        return
+    t = Table(title="captures on %s" % port)
+    for col in ("id", "event", "start", "samples", "rate", "length"):
+        t.add_column(col, justify="right" if col in ("id", "samples", "rate", "length") else "left")
+    for c in caps:
+        m = c.get("meta") or {}
+        rate = m.get("sample_rate") or m.get("rate")
+        n = (c.get("bytes") or 0) // 2
+        start = m.get("start_epoch") or m.get("epoch")
+        t.add_row(str(c.get("id")), str(m.get("event") or m.get("type") or "-"),
+                  when(start) if start else "-", str(n), "%s Hz" % rate if rate else "-",
+                  "%.0f ms" % (1000.0 * n / rate) if rate else "-")
+    Console().print(t)
+    if not caps:
+        click.echo("no captures on the board")
+
+
+@captures.command("pull")
+@click.option("--port", required=True, help=PORT_HELP)
+@click.option("--out", "out_dir", default="captures", show_default=True,
+              type=click.Path(file_okay=False), help="directory to write the captures into")
+@click.option("--id", "ids", type=int, multiple=True, help="pull only this capture (repeatable)")
+@click.option("--format", "fmt", type=click.Choice(["npz", "wav"]), default="npz",
+              show_default=True, help="npz, or 16-bit WAV with a JSON sidecar")
+@click.option("--force", is_flag=True, help="fetch again captures already in DIR")
+def captures_pull(port, out_dir, ids, fmt, force):
+    """Copy captures into files that `powersentinel analyze` reads.
+
+    Each capture becomes capture-ID-EVENT.npz (or .wav + .json) with its sample rate,
+    calibration, nominal voltage/frequency and start time, plus CAPTURE.meta.json with
+    everything the board recorded. Captures already in DIR are skipped.
+    """
+    from . import captures as C
+    from . import siteconfig
+    with _open_link(port) as link:
+        link.identify()
+        try:
+            mains = siteconfig.fetch(link)[0].get("mains")
+        except Exception:  # noqa: BLE001 - the capture meta alone may be enough
+            mains = None
+        with _progress() as prog:
+            tasks = {}
+
+            def progress(kind, cid, done, total):
+                if cid not in tasks:
+                    tasks[cid] = prog.add_task("capture %d" % cid, total=total)
+                prog.update(tasks[cid], completed=done, total=total)
+
+            res = C.pull(link, out_dir, ids=list(ids) or None, fmt=fmt, force=force,
+                         progress=progress, cfg_mains=mains)
+    for cid, path, status in res:
+        click.echo("%s  %s" % (path, "(already there)" if status == "exists" else ""))
+    n = sum(1 for r in res if r[2] == "pulled")
+    click.echo("%d pulled, %d already in %s" % (n, len(res) - n, out_dir))
+
+
+# -- live view ---------------------------------------------------------------------------------
+@cli.command()
+@click.option("--port", required=True, help=PORT_HELP)
+@click.option("--seconds", type=float, default=None, hidden=True,
+              help="stop after this many seconds (tests)")
+def monitor(port, seconds):
+    """A live dashboard: mains, state and cause, UPS, tiers with their connected and missing
+    servers, recent events and log lines.
+
+    Refreshed from the board's status events; if the board stops answering a red banner says
+    since when, and the view resumes by itself when it is back. q or Ctrl-C quits.
+    """
+    from .monitor import Monitor
+    Monitor(port, link_timeout=min(_link_timeout(), 1.0)).run(seconds)
 
 
 def _register_optional():

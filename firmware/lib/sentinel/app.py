@@ -142,9 +142,35 @@ class Sentinel:
             self.sm = StateMachine.from_dict(cfg, saved["sm"], now)
         else:
             self.sm = StateMachine(cfg, now)
-        self.nut = None
+        from sentinel.coverage import Coverage
+        from sentinel.health import Health
+        from sentinel.nut.server import NutServer
+        from sentinel.sequencer import ContactLoadOff, Sequencer
+        from sentinel.wol import Sender
+
+        self.nut = NutServer(cfg["nut"], self, self.now)
+        rec = cfg["recovery"]
+        sender = Sender(rec["wol_broadcast"], rec["wol_port"])
+        out_line = ups.get("shutdown_output")
+        if self.link is not None:
+            actions = self.link
+        elif out_line is not None:
+            actions = ContactLoadOff(self._pulse_output)
+        else:
+            actions = None
+        jfn = self._journal_fn
+        self.seq = Sequencer(cfg, self.nut, actions, jfn, self.now, wake=sender.send,
+                             health=Health(self.nut))
+        self.cov = Coverage(cfg, self.nut, jfn, now)
+        self._boot_records = []
+        if saved and saved.get("seq"):
+            self.seq.restore(saved["seq"], now)
+        if self.sm.state == "LOAD_OFF" and board.reset_cause() == "power_on":
+            # we were powered by the UPS load we asked to cut: it has been cut
+            self._boot_records = list(self.sm.load_off_done(now))
         self.upload = None  # (offset) of a config upload in progress
         self.errors = 0     # hook failures (reported in status)
+        self._cov_at = -10 ** 9
 
     # -- helpers -----------------------------------------------------------------------------
     def progress(self, name):
@@ -154,6 +180,18 @@ class Sentinel:
         seq = self.journal.append(kind, data, now_ms=self.now(), critical=critical)
         self.console.event("log", seq=seq, type=kind, data=data)
         return seq
+
+    def _journal_fn(self, kind, data, now=None, critical=False):
+        return self.log(kind, data, critical)
+
+    async def _pulse_output(self):
+        # a contact-closure UPS: close its shutdown input for a second
+        out = self.board.outputs()
+        line = self.cfg["ups"]["shutdown_output"]
+        out.set(line, 1)
+        await asyncio.sleep_ms(1000)
+        out.set(line, 0)
+        return True
 
     def stale(self):
         """Sensor data too old to trust (a hung sampler makes NUT clients fail safe)."""
@@ -193,7 +231,9 @@ class Sentinel:
                ("driver.version", VERSION), ("ups.mfr", "Power Sentinel"),
                ("ups.model", "sentinel %s" % self.board.name),
                ("sentinel.state", self.sm.state), ("sentinel.tier", ups),
+               ("sentinel.tier.phase", self.seq.phase(ups)),
                ("sentinel.plan", self.sm.plan_id)]
+        out.extend(self.cov.nut_vars(ups))
         if self.link is not None and self.link.link_ok:
             load = self.link.load
             if load is not None:
@@ -221,19 +261,17 @@ class Sentinel:
             ups["link"] = "contacts"
             ups["contacts"] = self.contacts.statuses()
         sm = self.sm
-        tiers = []
-        for name in self.tier_names():
-            t = {"name": name, "phase": sm.plan.get(name, "idle") if sm.plan else "idle"}
-            if self.nut is not None:
-                t["fsd"] = self.nut.fsd(name)
-                t["connected"] = [{"addr": a, "user": u} for a, u in self.nut.logged_in(name)]
-            tiers.append(t)
+        now = self.now()
+        tiers = self.cov.status(now)
+        for t in tiers:
+            t["phase"] = self.seq.phase(t["name"])
+            t["fsd"] = self.nut.fsd(t["name"])
         return {"mains": {"v": round(mon.urms, 1), "hz": None if f is None else round(f, 3),
                           "lost": mon.lost, "good": mon.good, "events": self.events[-5:]},
                 "ups": ups,
                 "state": {"name": sm.state, "cause": self._last_cause(), "ponr": sm.ponr,
                           "plan_id": sm.plan_id, "drill": sm.drill},
-                "tiers": tiers,
+                "tiers": tiers, "plan": self.seq.summary(now), "drill": self.seq.report,
                 "heap": {"free": gc.mem_free(), "alloc": gc.mem_alloc()},
                 "errors": self.errors,
                 "uptime_ms": self.now() - self.t_boot, "time": self.board.time()}
@@ -406,48 +444,70 @@ class Sentinel:
         i.mains_present = not self.stale() and (
             mon.good or mon.lost or self.now() - self.t_boot > 2000)
         if self.link is not None:
-            ok = self.link.link_ok
+            ok = bool(self.link.link_ok)
             toks = self.link.status
             i.ups_link_configured = True
             i.ups_link_ok = ok
-            i.ups_on_battery = ok and "OB" in toks
-            i.ups_low_battery = ok and "LB" in toks
+            i.ups_on_battery = ok and ("OB" in toks)
+            i.ups_low_battery = ok and ("LB" in toks)
             i.ups_charge = self.link.charge if ok else None
             i.ups_runtime = None
         elif self.contacts is not None:
             i.ups_link_configured = True
-            i.ups_link_ok = self.contacts.ready
-            i.ups_on_battery = self.contacts.has("OB")
-            i.ups_low_battery = self.contacts.has("LB")
+            i.ups_link_ok = bool(self.contacts.ready)
+            i.ups_on_battery = bool(self.contacts.has("OB"))
+            i.ups_low_battery = bool(self.contacts.has("LB"))
         else:
             i.ups_link_configured = False
         return i
 
     async def control_task(self):
+        # A failing iteration is logged and does not count as progress: if it keeps failing,
+        # the supervisor stops feeding the watchdog and the board restarts (then safe mode).
         while True:
-            now = self.now()
-            i = self._gather_inputs()
-            self.battery.update(now, i.ups_on_battery or self.sm.on_battery,
-                                getattr(i, "ups_charge", None))
-            i.ups_charge = self.battery.charge_pct
-            i.ups_runtime = self.battery.runtime_s
-            before = (self.sm.state, self.sm.plan_id)
-            for rec in self.sm.update(now, i):
-                t, frm, to, cause, detail = rec
-                data = {"from": frm, "to": to, "cause": cause, "detail": detail}
-                self.log("state" if frm != to else "policy", data, critical=frm != to)
-                if frm != to:
-                    self.console.event("state", **data)
-            i.commands = []
-            if (self.sm.state, self.sm.plan_id) != before:
-                self.persist()
-            self.journal.poll(now)
-            self.progress("control")
+            try:
+                self._control_step()
+                self.progress("control")
+            except Exception as e:
+                self.errors += 1
+                self.console.event("error", where="control", error=repr(e))
             await asyncio.sleep_ms(100)
 
+    def _control_step(self):
+        now = self.now()
+        i = self._gather_inputs()
+        self.battery.update(now, i.ups_on_battery or self.sm.on_battery,
+                            getattr(i, "ups_charge", None))
+        i.ups_charge = self.battery.charge_pct
+        i.ups_runtime = self.battery.runtime_s
+        before = (self.sm.state, self.sm.plan_id)
+        self._records(self.sm.update(now, i))
+        i.commands = []
+        self._records(list(self.seq.step(now, self.sm)))
+        if self.sm.state == "LOAD_OFF" and self.link is not None and self.link.link_ok \
+                and "OFF" in self.link.status:
+            self._records(self.sm.load_off_done(now))
+        if now - self._cov_at >= 2000:
+            self._cov_at = now
+            self.cov.update(now, quiet=self.sm.state != "ONLINE")
+        if (self.sm.state, self.sm.plan_id) != before or self.seq.dirty:
+            self.persist()
+        self.journal.poll(now)
+
+    def _records(self, recs):
+        for rec in recs or ():
+            t, frm, to, cause, detail = rec
+            data = {"from": frm, "to": to, "cause": cause, "detail": detail}
+            self.log("state" if frm != to else "policy", data, critical=frm != to)
+            if frm != to:
+                self.console.event("state", **data)
+
     def persist(self):
+        """The plan's progress, so a reboot mid-sequence resumes where it was."""
         try:
-            _write_atomic(STATE_PATH, json.dumps({"sm": self.sm.to_dict(self.now())}))
+            now = self.now()
+            _write_atomic(STATE_PATH, json.dumps({"sm": self.sm.to_dict(now),
+                                                   "seq": self.seq.to_dict(now)}))
         except OSError as e:
             self.cfg_errors.append("cannot persist plan: %r" % (e,))
 
@@ -486,9 +546,7 @@ class Sentinel:
         await self.console.serve(StdinReader())
 
     async def nut_task(self):
-        from sentinel.nut.server import NutServer
         host, port = self.board.nut_bind()
-        self.nut = NutServer(self.cfg["nut"], self, self.now)
         await self.nut.start(host, port)
 
     async def run(self):
@@ -498,6 +556,7 @@ class Sentinel:
                           "config": self.cfg_source}, critical=True)
         for e in self.cfg_errors:
             self.log("config_error", {"error": e})
+        self._records(self._boot_records)
         tasks.append(asyncio.create_task(self.sampler_task()))
         tasks.append(asyncio.create_task(self.console_task()))
         tasks.append(asyncio.create_task(self.control_task()))

@@ -504,7 +504,7 @@ class Supervisor:
 def main(argv=None):
     ap = argparse.ArgumentParser(prog="powersentinel.virtual.supervisor")
     ap.add_argument("--dir", required=True)
-    ap.add_argument("--heap", default="128wK")
+    ap.add_argument("--heap", default="192wK")
     ap.add_argument("--nut-port", type=int, default=0)
     ap.add_argument("--fresh", action="store_true", help="format a new flash image")
     ap.add_argument("--flash-size", type=int, default=2 * 1024 * 1024)
