@@ -29,12 +29,14 @@ $(STUBS): $(STAMP)
 
 setup: $(STAMP) $(STUBS)
 
-# Debian's NUT client and server: the real upsd/upsmon/upsc the tests compare against.
+# Debian packages the tests use: NUT's real upsd/upsmon/upsc/nutdrv_qx to compare against, and
+# tmux to drive `monitor` in a real terminal.
+SYSTEM_PKGS = nut-client nut-server tmux
 nut:
-	@if [ ! -x /lib/nut/upsd ] || ! command -v upsc >/dev/null; then \
+	@if [ ! -x /lib/nut/upsd ] || ! command -v upsc >/dev/null || ! command -v tmux >/dev/null; then \
 	  if [ "$$(id -u)" = 0 ]; then \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nut-client nut-server >/dev/null; \
-	  else echo "NUT tools missing: run 'sudo apt-get install nut-client nut-server'"; exit 1; fi; fi
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(SYSTEM_PKGS) >/dev/null; \
+	  else echo "missing Debian packages: run 'sudo apt-get install $(SYSTEM_PKGS)'"; exit 1; fi; fi
 
 demo: setup
 	$(BIN)/powersentinel demo

@@ -103,52 +103,6 @@ class TestCapture(TestCase):
         self.assertEqual(cap.pending(), 2)
         self.assertEqual(cap.busy(), 0)
 
-    def test_no_gc_on_a_full_heap(self):
-        # as test_mains.TestEngine.test_no_gc_on_a_full_heap, for monitor + capture together
-        import gc
-        import time
-
-        from test_mains import _spill
-
-        if not hasattr(time, "ticks_us"):
-            self.skipTest("MicroPython heap only")
-        bl = blocks(Gen(env=((2000, 0.0), (2300, 1.0), (5000, 1.3), (5500, 1.0))).make(8000), BL)
-
-        def run_all(m, cap):
-            t0 = time.ticks_us()
-            for b in bl:
-                m.feed(b)
-                cap.feed(b, m)
-            return time.ticks_diff(time.ticks_us(), t0)
-
-        def control():
-            t0 = time.ticks_us()
-            for _ in range(500):
-                _spill(1)
-            return time.ticks_diff(time.ticks_us(), t0)
-
-        c = cfg()
-        m2 = MainsMonitor(c)
-        cap2 = Capture(c)
-        gc.collect()
-        roomy = min(run_all(MainsMonitor(c), Capture(c)), run_all(MainsMonitor(c), Capture(c)))
-        roomy_c = min(control(), control())
-        keep = None
-        gc.collect()
-        for size in (256, 16, 1):
-            try:
-                while True:
-                    keep = (keep, bytearray(size))
-            except MemoryError:
-                pass
-        full = run_all(m2, cap2)
-        full_c = control()
-        keep = None
-        gc.collect()
-        self.assertGreater(full_c, 20 * roomy_c + 2000, "the control did not slow down: blind")
-        self.assertLess(full, 4 * roomy + 5000, "%d us on a full heap, %d us roomy" % (full, roomy))
-        self.assertEqual(cap2.pending(), 2)
-
     def test_overrun_zero_fills(self):
         on = 4000
         a = Gen(env=((on, 0.0), (on + 200, 1.0))).make(8000)

@@ -138,6 +138,24 @@ class TestReplies(TestCase):
         self.assertEqual(P.range_line("a", "v", 1, 9), 'RANGE a v "1" "9"\n')
         self.assertEqual(P.err(P.DATA_STALE), "ERR DATA-STALE\n")
 
+    def test_descriptions_load_on_demand_and_leave(self):
+        import sys
+        self.assertEqual(P.describe("UPS.Status"), "UPS status")
+        self.assertEqual(P.describe("load.off", True), "Turn off the load immediately")
+        self.assertIsNone(P.describe("load.off"))  # a command is not a variable
+        self.assertIsNone(P.describe("no.such.var"))
+        # the tables are not kept on the heap after the request
+        self.assertNotIn("sentinel.nut.descs", sys.modules)
+        self.assertFalse("descs" in sys.modules["sentinel.nut"].__dict__)
+
+    def test_parser_word_ends_hold_a_full_line(self):
+        # 16-bit word ends: offsets up to maxline survive a round trip
+        p = P.LineParser(600, 4096)
+        for c in b"A" * 590 + b" B\n":
+            r = p.push(c)
+        self.assertEqual(r, P.LINE)
+        self.assertEqual([len(w) for w in p.args()], [590, 1])
+
 
 class TestAuth(TestCase):
     def test_hash_roundtrip(self):

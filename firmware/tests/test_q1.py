@@ -1,6 +1,6 @@
 from mpunit import TestCase
 
-from sentinel import q1
+from sentinel import q1, q1fmt
 from sentinel.q1 import Q1Error, Q1Info, Q1Rating, Q1Status
 
 GOOD = b"(226.0 195.0 226.0 014 49.0 27.5 30.0 00001000\r"
@@ -21,6 +21,16 @@ class TestParseQ1(TestCase):
         self.assertFalse(s.on_battery)
         self.assertFalse(s.battery_low)
         self.assertEqual(q1.status_tokens(s), ("OL",))
+
+    def test_value_objects(self):
+        s = q1.parse_q1(GOOD)
+        self.assertEqual(repr(s), "Q1Status(vin=226.0, vin_fault=195.0, vout=226.0, load=14, "
+                                  "freq=49.0, vbat=27.5, temp=30.0, bits=8)")
+        self.assertEqual(repr(Q1Info("a", "b", "c")), "Q1Info(mfr='a', model='b', fw='c')")
+        self.assertTrue(Q1Rating(230.0, 4, 24.0, 50.0) != Q1Rating(230.0, 4, 24.0, 60.0))
+        self.assertFalse(Q1Rating() == Q1Info())
+        with self.assertRaises(AttributeError):
+            s.no_such_flag
 
     def test_every_status_bit(self):
         names = ("on_battery", "battery_low", "avr", "failed", "line_interactive", "testing",
@@ -107,7 +117,7 @@ class TestParseQ1(TestCase):
             for k in range(n % 60):
                 x = (x * 1103515245 + 12345) & 0x7FFFFFFF
                 buf.append(b"(#0123456789. -NAK\r\x00\xff"[x % 21])
-            for fn in (q1.parse_q1, q1.parse_f, q1.parse_i, q1.parse_command):
+            for fn in (q1.parse_q1, q1.parse_f, q1.parse_i, q1fmt.parse_command):
                 try:
                     fn(bytes(buf))
                 except Q1Error:
@@ -125,7 +135,7 @@ class TestParseFI(TestCase):
             self.assertEqual(cm.exception.kind, kind)
 
     def test_i_fixed_columns(self):
-        raw = q1.format_i("Best Power Inc", "Fortress", "V2.1")
+        raw = q1fmt.format_i("Best Power Inc", "Fortress", "V2.1")
         self.assertEqual(len(raw), 39)
         self.assertEqual(q1.parse_i(raw), Q1Info("Best Power Inc", "Fortress", "V2.1"))
 
@@ -141,12 +151,12 @@ class TestParseFI(TestCase):
 class TestFormat(TestCase):
     def test_format_q1_exact(self):
         st = Q1Status(226.0, 195.0, 226.0, 14, 49.0, 27.5, 30.0, 0x08)
-        self.assertEqual(q1.format_q1(st), GOOD)
+        self.assertEqual(q1fmt.format_q1(st), GOOD)
         self.assertEqual(len(GOOD) - 1, q1.Q1_REPLY_LEN)
 
     def test_format_q1_dict_and_widths(self):
-        out = q1.format_q1({"vin": 7.25, "vout": 1234.5, "load": 5, "freq": 60.04, "vbat": 2.27,
-                            "temp": -12.0, "bits": q1.make_bits(on_battery=True, beeper=True)})
+        out = q1fmt.format_q1({"vin": 7.25, "vout": 1234.5, "load": 5, "freq": 60.04, "vbat": 2.27,
+                            "temp": -12.0, "bits": q1fmt.make_bits(on_battery=True, beeper=True)})
         self.assertEqual(out, b"(007.3 ---.- 999.9 005 60.0 2.27 -9.9 10001001\r")
         self.assertEqual(len(out), 47)
 
@@ -155,41 +165,41 @@ class TestFormat(TestCase):
                    Q1Status(0.0, 0.0, 228.3, 100, 50.1, 2.05, -3.2, 0xC9),
                    Q1Status(None, None, None, None, None, None, None, 0xFF),
                    Q1Status(120.1, 119.9, 120.0, 0, 59.9, 110.0, 45.1, 0x00)):
-            self.assertEqual(q1.parse_q1(q1.format_q1(st)), st)
-        self.assertEqual(q1.parse_f(q1.format_f(230.0, 5, 48.0, 50.0)), Q1Rating(230.0, 5, 48.0, 50.0))
+            self.assertEqual(q1.parse_q1(q1fmt.format_q1(st)), st)
+        self.assertEqual(q1.parse_f(q1fmt.format_f(230.0, 5, 48.0, 50.0)), Q1Rating(230.0, 5, 48.0, 50.0))
 
     def test_format_f(self):
-        self.assertEqual(q1.format_f(220.0, 0, 24.0, 50.0), b"#220.0 000 024.0 50.0\r")
+        self.assertEqual(q1fmt.format_f(220.0, 0, 24.0, 50.0), b"#220.0 000 024.0 50.0\r")
 
     def test_format_i_truncates(self):
-        self.assertEqual(q1.format_i("A" * 20, "B" * 12, "C"),
+        self.assertEqual(q1fmt.format_i("A" * 20, "B" * 12, "C"),
                          b"#" + b"A" * 15 + b" " + b"B" * 10 + b" C" + b" " * 9 + b"\r")
 
     def test_make_bits(self):
-        self.assertEqual(q1.make_bits(), 0x08)
-        self.assertEqual(q1.make_bits(on_battery=True, battery_low=True, line_interactive=False), 0xC0)
+        self.assertEqual(q1fmt.make_bits(), 0x08)
+        self.assertEqual(q1fmt.make_bits(on_battery=True, battery_low=True, line_interactive=False), 0xC0)
 
 
 class TestCommands(TestCase):
     def test_parse_commands(self):
-        self.assertEqual(q1.parse_command(b"S.5R0002\r"), ("shutdown", 0.5, 2))
-        self.assertEqual(q1.parse_command(b"S10R0000\r"), ("shutdown", 10, 0))
-        self.assertEqual(q1.parse_command(b"S03\r"), ("shutdown", 3, None))
-        self.assertEqual(q1.parse_command(b"C\r"), ("cancel",))
-        self.assertEqual(q1.parse_command(b"T\r"), ("test_quick",))
-        self.assertEqual(q1.parse_command(b"TL\r"), ("test_low",))
-        self.assertEqual(q1.parse_command(b"T05\r"), ("test_minutes", 5))
-        self.assertEqual(q1.parse_command(b"CT\r"), ("test_cancel",))
-        self.assertEqual(q1.parse_command(b"Q\r"), ("beeper",))
-        self.assertEqual(q1.parse_command(b"Q1\r"), ("status",))
-        self.assertEqual(q1.parse_command("F"), ("rating",))
-        self.assertEqual(q1.parse_command(b"I\r"), ("info",))
+        self.assertEqual(q1fmt.parse_command(b"S.5R0002\r"), ("shutdown", 0.5, 2))
+        self.assertEqual(q1fmt.parse_command(b"S10R0000\r"), ("shutdown", 10, 0))
+        self.assertEqual(q1fmt.parse_command(b"S03\r"), ("shutdown", 3, None))
+        self.assertEqual(q1fmt.parse_command(b"C\r"), ("cancel",))
+        self.assertEqual(q1fmt.parse_command(b"T\r"), ("test_quick",))
+        self.assertEqual(q1fmt.parse_command(b"TL\r"), ("test_low",))
+        self.assertEqual(q1fmt.parse_command(b"T05\r"), ("test_minutes", 5))
+        self.assertEqual(q1fmt.parse_command(b"CT\r"), ("test_cancel",))
+        self.assertEqual(q1fmt.parse_command(b"Q\r"), ("beeper",))
+        self.assertEqual(q1fmt.parse_command(b"Q1\r"), ("status",))
+        self.assertEqual(q1fmt.parse_command("F"), ("rating",))
+        self.assertEqual(q1fmt.parse_command(b"I\r"), ("info",))
 
     def test_bad_commands(self):
         for bad in (b"", b"X\r", b"S.1R0001\r", b"S11\r", b"S00\r", b"S.5R12\r", b"S.5X0002\r",
                     b"T00\r", b"T1\r", b"S5\r", b"Q2\r", b"S.5R000a\r", b"C\xff\r"):
             with self.assertRaises(Q1Error) as cm:
-                q1.parse_command(bad)
+                q1fmt.parse_command(bad)
             self.assertEqual(cm.exception.kind, "command" if bad else "command", repr(bad))
 
     def test_format_shutdown_restore_forms(self):
@@ -208,12 +218,12 @@ class TestCommands(TestCase):
     def test_command_round_trip(self):
         for raw in (b"S.2R0000\r", b"S.9R0001\r", b"S01R0010\r", b"S10R9999\r", b"S05\r", b"C\r",
                     b"T\r", b"TL\r", b"T99\r", b"T01\r", b"CT\r", b"Q\r", b"Q1\r", b"F\r", b"I\r"):
-            self.assertEqual(q1.format_command(*q1.parse_command(raw)), raw)
+            self.assertEqual(q1fmt.format_command(*q1fmt.parse_command(raw)), raw)
         for n in range(2, 10):
-            self.assertEqual(q1.parse_command(q1.format_shutdown_restore(n / 10, 7)),
+            self.assertEqual(q1fmt.parse_command(q1.format_shutdown_restore(n / 10, 7)),
                              ("shutdown", n / 10, 7))
         for n in range(1, 11):
-            self.assertEqual(q1.parse_command(q1.format_shutdown_restore(n, 7)), ("shutdown", n, 7))
+            self.assertEqual(q1fmt.parse_command(q1.format_shutdown_restore(n, 7)), ("shutdown", n, 7))
 
 
 class TestCharge(TestCase):

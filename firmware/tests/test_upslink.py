@@ -2,14 +2,14 @@ import asyncio
 
 from mpunit import TestCase
 
-from sentinel import q1
+from sentinel import q1fmt
 from sentinel.upslink import LOST, OK, INIT, UpsLink
 
 Q1_OL = b"(230.0 230.0 230.0 020 50.0 27.3 25.0 00001000\r"
 Q1_OB = b"(000.0 000.0 229.0 021 50.0 24.0 25.0 10001000\r"
 Q1_OB_LB = b"(000.0 000.0 228.0 021 50.0 20.8 25.0 11001000\r"
 F_OK = b"#230.0 004 024.0 50.0\r"
-I_OK = q1.format_i("ACME", "Line1000", "1.02")
+I_OK = q1fmt.format_i("ACME", "Line1000", "1.02")
 
 
 class Clock:

@@ -372,8 +372,8 @@ def _print_items(items, as_json, device, con):
                    "~/.local/share/... without XDG_DATA_HOME)")
 @click.option("--last", "last_n", type=int, default=50, show_default=True,
               help="show the newest N records (0: all)")
-@click.option("--device", help="which board's stored log to show (default: the board on "
-                               "--port, or every board)")
+@click.option("--device", help="the board's name in the database (default: the device_id it "
+                               "reports); without --port: whose stored log to show (default: all)")
 def logs(port, follow, as_json, db, last_n, device):
     """Copy the board's event log into a local SQLite file and show it.
 
@@ -399,7 +399,7 @@ def logs(port, follow, as_json, db, last_n, device):
             return
         with _open_link(port) as link:
             ident = link.identify()
-            dev, note = L.device_id(link, ident)
+            dev, note = L.device_id(ident, device)
             if note:
                 err.print("[yellow]note:[/yellow] " + note)
             with _progress() as prog:
@@ -591,6 +591,8 @@ def _register_optional():
         cli.add_command(analyze)
     except ImportError:
         pass
+    from .bench.cli import hil
+    cli.add_command(hil)
 
 
 _register_optional()

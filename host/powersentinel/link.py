@@ -63,7 +63,10 @@ class Link:
     def _frames(self, deadline):
         """Yield decoded frames until the deadline."""
         while time.monotonic() < deadline:
-            chunk = self.ser.read(4096)
+            try:
+                chunk = self.ser.read(4096)
+            except (serial.SerialException, OSError) as e:
+                raise LinkError("lost the board on %s: %s" % (self.port, e))
             if not chunk:
                 continue
             self.buf += chunk
@@ -82,7 +85,10 @@ class Link:
             rid = next(self.ids)
             req = dict(args, id=rid, op=op)
             # A leading newline ends any half line the board may hold from earlier noise.
-            self.ser.write(b"\r\n" + console.encode(req))
+            try:
+                self.ser.write(b"\r\n" + console.encode(req))
+            except (serial.SerialException, OSError) as e:
+                raise LinkError("lost the board on %s: %s" % (self.port, e))
             deadline = time.monotonic() + timeout
             for obj in self._frames(deadline):
                 if "ev" in obj:

@@ -37,6 +37,11 @@ def _dur(s):
     return "%d h %02d min" % (s // 3600, (s % 3600) // 60)
 
 
+def _who(c):
+    """A connected server: its configured name, else the address its upsmon logs in from."""
+    return str(c.get("host") or c.get("addr") or "?")
+
+
 def _state(st):
     """(name, cause, dict) whether the firmware sends state as a dict or a bare name."""
     s = st.get("state")
@@ -109,13 +114,18 @@ def render_status(ident, st, title=None):
         if sd.get("since_ms") is not None and st.get("uptime_ms") is not None:
             t.add_row("  for", _dur((st["uptime_ms"] - sd["since_ms"]) / 1000.0))
     for tier in st.get("tiers") or ():
-        conn = [c.get("host", "?") for c in tier.get("connected") or ()]
-        miss = [m.get("host", "?") for m in tier.get("missing") or ()]
-        t.add_row("tier %s" % tier.get("name"), "%s%s  up: %s  [red]missing: %s[/red]" % (
-            tier.get("phase") or "-", " [red]FSD[/red]" if tier.get("fsd") else "",
-            ", ".join(conn) or "-", ", ".join(miss) or "-") if miss else
-            "%s%s  up: %s" % (tier.get("phase") or "-", " [red]FSD[/red]" if tier.get("fsd") else "",
-                              ", ".join(conn) or "-"))
+        conn = [_who(c) for c in tier.get("connected") or ()]
+        miss = [str(m.get("host", "?")) for m in tier.get("missing") or ()]
+        row = "%s%s  up: %s" % (tier.get("phase") or "-", " [red]FSD[/red]" if tier.get("fsd") else "",
+                                ", ".join(conn) or "-")
+        if miss:
+            row += "  [red]missing: %s[/red]" % ", ".join(miss)
+        t.add_row("tier %s" % tier.get("name"), row)
+    errs = st.get("errors")
+    if errs:
+        items = errs.items() if isinstance(errs, dict) else enumerate(errs if isinstance(errs, list) else [errs])
+        t.add_row("errors", "[red]%s[/red]" % "; ".join(
+            "%s: %s" % kv if isinstance(errs, dict) else str(kv[1]) for kv in items))
     heap = st.get("heap") or {}
     if heap:
         t.add_row("heap", "%d B free of %d" % (heap.get("free", 0),
@@ -141,7 +151,7 @@ def _tiers_table(st):
     for tier in st.get("tiers") or ():
         t.add_row(str(tier.get("name")),
                   (tier.get("phase") or "-") + (" FSD" if tier.get("fsd") else ""),
-                  ", ".join(c.get("host", "?") for c in tier.get("connected") or ()) or "-",
+                  ", ".join(_who(c) for c in tier.get("connected") or ()) or "-",
                   ", ".join("%s (%s)" % (m.get("host", "?"), _dur(m.get("since_s")))
                             for m in tier.get("missing") or ()) or "-")
     if not st.get("tiers"):

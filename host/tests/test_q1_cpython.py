@@ -24,7 +24,7 @@ FIRMWARE_LIB = os.path.normpath(os.path.join(os.path.dirname(__file__), "..", ".
 if use_firmware_lib is None and FIRMWARE_LIB not in sys.path:
     sys.path.insert(0, FIRMWARE_LIB)
 
-from sentinel import q1  # noqa: E402
+from sentinel import q1, q1fmt  # noqa: E402
 from sentinel.q1 import Q1Error, Q1Status  # noqa: E402
 
 # MicroPython must load the very file CPython just imported.
@@ -47,7 +47,7 @@ REPLIES = [
     b"",
 ]
 F_REPLIES = [b"#220.0 000 024.0 50.0\r", b"#120.0 012 012.00 60.0\r", b"#1 2\r", b"#--- --- --- ---\r"]
-I_REPLIES = [q1.format_i("Best Power Inc", "Fortress", "V2.1"), b"#ACME UPS X1000 1.0\r", b"#a b\r"]
+I_REPLIES = [q1fmt.format_i("Best Power Inc", "Fortress", "V2.1"), b"#ACME UPS X1000 1.0\r", b"#a b\r"]
 COMMANDS = [b"S.5R0002\r", b"S10R0000\r", b"S03\r", b"C\r", b"T\r", b"TL\r", b"T07\r", b"CT\r",
             b"Q\r", b"Q1\r", b"F\r", b"I\r", b"S.1R0001\r", b"X\r", b"S11\r"]
 STATES = [
@@ -63,7 +63,7 @@ CHARGES = [[27.5, 24.0], [23.4, 24.0], [22.61, 24.0], [1.95, 24.0], [2.11, 12.0]
 # One dump function, run by both interpreters: floats as the hex of their IEEE-754 doubles.
 DUMP = r'''
 import struct, binascii
-from sentinel import q1
+from sentinel import q1, q1fmt
 
 def canon(x):
     if isinstance(x, float):
@@ -91,10 +91,10 @@ def dump(cases):
     out["tokens"] = [attempt(lambda c: q1.status_tokens(q1.parse_q1(h(c))), c) for c in cases["replies"]]
     out["f"] = [attempt(q1.parse_f, h(c)) for c in cases["f"]]
     out["i"] = [attempt(q1.parse_i, h(c)) for c in cases["i"]]
-    out["cmd"] = [attempt(q1.parse_command, h(c)) for c in cases["commands"]]
-    out["fmt"] = [attempt(q1.format_q1, q1.Q1Status(*s)) for s in cases["states"]]
-    out["fmt_rt"] = [attempt(lambda s: q1.parse_q1(q1.format_q1(q1.Q1Status(*s))), s) for s in cases["states"]]
-    out["fmt_f"] = [attempt(q1.format_f, *s[:4]) for s in cases["states"]]
+    out["cmd"] = [attempt(q1fmt.parse_command, h(c)) for c in cases["commands"]]
+    out["fmt"] = [attempt(q1fmt.format_q1, q1.Q1Status(*s)) for s in cases["states"]]
+    out["fmt_rt"] = [attempt(lambda s: q1.parse_q1(q1fmt.format_q1(q1.Q1Status(*s))), s) for s in cases["states"]]
+    out["fmt_f"] = [attempt(q1fmt.format_f, *s[:4]) for s in cases["states"]]
     out["sd"] = [attempt(q1.format_shutdown_restore, d, r) for d, r in cases["shutdowns"]]
     out["charge"] = [attempt(q1.battery_charge, v, n) for v, n in cases["charges"]]
     return out
@@ -116,9 +116,9 @@ def _micropython():
 def test_known_values_on_cpython():
     s = q1.parse_q1(REPLIES[0])
     assert s == Q1Status(226.0, 195.0, 226.0, 14, 49.0, 27.5, 30.0, 0x08)
-    assert q1.format_q1(s) == REPLIES[0]
+    assert q1fmt.format_q1(s) == REPLIES[0]
     assert q1.status_tokens(q1.parse_q1(REPLIES[1])) == ("OB", "LB")
-    assert q1.parse_command(b"S.5R0002\r") == ("shutdown", 0.5, 2)
+    assert q1fmt.parse_command(b"S.5R0002\r") == ("shutdown", 0.5, 2)
     assert q1.format_shutdown_restore(0.5, 2) == b"S.5R0002\r"
     assert q1.format_shutdown_restore(10, 0) == b"S10R0000\r"
     with pytest.raises(Q1Error) as ei:

@@ -21,6 +21,7 @@ Board interface (duck-typed, in the spirit of micropython-async drivers):
   watchdog_start(timeout_ms); watchdog_feed()
   time() / set_time(epoch)  wall clock (RTC), seconds since 1970
   reset_cause()             "power_on" | "soft" | "hard" | "wdt" | "crash" | "unknown"
+  unique_id()               hex string identifying this board (host logs are kept per board)
   reset()                   does not return
 """
 

@@ -202,6 +202,10 @@ class McuBoard:
         t = time.gmtime(epoch)
         machine.RTC().datetime((t[0], t[1], t[2], t[6], t[3], t[4], t[5], 0))
 
+    def unique_id(self):
+        import binascii
+        return binascii.hexlify(machine.unique_id()).decode()
+
     def reset_cause(self):
         c = machine.reset_cause()
         return {machine.PWRON_RESET: "power_on", machine.HARD_RESET: "hard",

@@ -258,6 +258,9 @@ class Board:
     def reset_cause(self):
         return _vboard.RESET_CAUSE
 
+    def unique_id(self):
+        return _vboard.UID
+
     def reset(self):
         import machine  # the ROM's stand-in: exits the interpreter, the supervisor reboots it
         machine.reset()

@@ -170,6 +170,8 @@ class Sentinel:
             self._boot_records = list(self.sm.load_off_done(now))
         self.upload = None  # (offset) of a config upload in progress
         self.errors = 0     # hook failures (reported in status)
+        self.reboot = False
+        self.main_task = None
         self._cov_at = -10 ** 9
 
     # -- helpers -----------------------------------------------------------------------------
@@ -243,6 +245,7 @@ class Sentinel:
     # -- console ops -------------------------------------------------------------------------
     def op_identify(self, req):
         return {"firmware": VERSION, "protocol": PROTOCOL, "board": self.board.name,
+                "device_id": self.board.unique_id(),
                 "mpy": getattr(sys.implementation, "_mpy", None),
                 "uptime_ms": self.now() - self.t_boot, "reset_cause": self.board.reset_cause(),
                 "config_source": self.cfg_source, "config_errors": self.cfg_errors,
@@ -318,6 +321,8 @@ class Sentinel:
         except ValueError:
             raise ValueError("config is not valid JSON: nothing changed")
         errors = config.save(obj, CONFIG_PATH)
+        del config
+        _drop_validator()
         try:
             os.remove(UPLOAD_PATH)
         except OSError:
@@ -330,9 +335,13 @@ class Sentinel:
         return {"installed": True, "rebooting": True}
 
     async def _reboot_soon(self):
+        # let the reply leave, then end the event loop; main() resets outside it (a reset
+        # raised inside a task would only end that task)
         await asyncio.sleep_ms(300)
         self.journal.flush()
-        self.board.reset()
+        self.reboot = True
+        if self.main_task is not None:
+            self.main_task.cancel()
 
     def op_log_read(self, req):
         frm = req.get("from_seq", 0)
@@ -350,7 +359,7 @@ class Sentinel:
 
     def op_capture_read(self, req):
         import binascii
-        cid = req.get("id")
+        cid = req.get("capture_id")  # "id" is the request's own id
         off = int(req.get("offset", 0))
         n = min(int(req.get("length", 1536)), 1536)
         c = self.journal.read_capture(cid)
@@ -392,7 +401,12 @@ class Sentinel:
         m = self.cfg["mains"]
         meta["nominal_v"] = m["nominal_v"]
         meta["nominal_hz"] = m["nominal_hz"]
-        meta["epoch"] = self.board.time()
+        meta["sample_rate"] = meta["rate"]
+        # the capture starts pre_ms before the disturbance it belongs to
+        meta["start_epoch"] = self.board.time() - (self.monitor.samples - meta["t0"]) \
+            // meta["rate"]
+        ev = self.events[-1] if self.events else None
+        meta["event"] = ev["type"] if ev and ev.get("trig") == meta["trig"] else "disturbance"
         # written straight from the capture slot: no 4 KB copy on the heap
         self.journal.save_capture(meta, data, now_ms=self.now())
 
@@ -550,6 +564,7 @@ class Sentinel:
         await self.nut.start(host, port)
 
     async def run(self):
+        self.main_task = asyncio.current_task()
         await self.board.start()
         tasks = [asyncio.create_task(t) for t in self.board.background()]
         self.log("boot", {"fw": VERSION, "cause": self.board.reset_cause(),
@@ -573,6 +588,17 @@ class Sentinel:
         self.console.event("boot", firmware=VERSION, cause=self.board.reset_cause(),
                            config=self.cfg_source)
         await asyncio.gather(*tasks)
+
+
+def _drop_validator():
+    """The validator and its schema tables (~30 KB) are needed only at boot and for a config
+    push: forget them. The package keeps a reference too, so drop both."""
+    pkg = sys.modules.get("sentinel")
+    for name in ("config", "schema", "passwd"):
+        sys.modules.pop("sentinel." + name, None)
+        if pkg is not None and name in pkg.__dict__:
+            delattr(pkg, name)
+    gc.collect()
 
 
 # -- boot-loop protection ------------------------------------------------------------------------
@@ -620,14 +646,12 @@ def main():
     from sentinel import config
 
     cfg, errors, source = config.load(CONFIG_PATH)
+    del config
     # collect before the heap is exhausted, so large buffers (captures, log reads) still find
     # contiguous room: fragmentation, not total use, is what fails first on a small heap
     if hasattr(gc, "threshold"):
         gc.threshold(16384)
-    # the validator's tables are not needed again until the next config_put: free them
-    for mod in ("sentinel.config", "sentinel.schema"):
-        sys.modules.pop(mod, None)
-    gc.collect()
+    _drop_validator()
     board = hal.make_board(cfg)
     unstable = count_boot()
     try:
@@ -635,7 +659,14 @@ def main():
             asyncio.run(safe_mode(board, "%d boots in a row crashed within %d s"
                                   % (unstable - 1, STABLE_UPTIME_MS // 1000), source, errors))
         else:
-            asyncio.run(Sentinel(board, cfg, source, errors).run())
+            s = Sentinel(board, cfg, source, errors)
+            try:
+                asyncio.run(s.run())
+            except asyncio.CancelledError:
+                if not s.reboot:
+                    raise
+            if s.reboot:
+                board.reset()
     except KeyboardInterrupt:
         park = getattr(board, "watchdog_park", None)
         if park:

@@ -1,8 +1,10 @@
-# Megatec / Q1 serial UPS protocol: parse replies and commands, and format them.
+# Megatec / Q1 serial UPS protocol, the device's side: parse replies, format the commands the
+# sentinel sends. The simulator's side (reply formatting, command parsing) is in q1fmt.py, so the
+# device does not carry it on its heap.
 #
 # Pure and shared: the firmware's UPS link parses with it, and the host's UPS simulator formats
-# with it, so it must run unchanged under MicroPython and CPython 3.10+. Numbers are parsed as
-# fixed-point integers divided by a power of ten (one correctly rounded IEEE division), and
+# with q1fmt, so both must run unchanged under MicroPython and CPython 3.10+. Numbers are parsed
+# as fixed-point integers divided by a power of ten (one correctly rounded IEEE division), and
 # formatted from integers, so both interpreters give bit-identical results whatever float
 # parsing and printing a port was built with (ESP32 / RP2040 builds use single-precision floats).
 #
@@ -13,28 +15,33 @@
 # Commands end in <cr>; `S<n>R<mmmm>` shuts down after n minutes (.2-.9 or 01-10) and restores
 # mmmm minutes later (0000: stay off).
 
-# Status bits (bit 7 is the first character of the bit field).
-B_UTILITY_FAIL = 0x80  # on battery
-B_BATTERY_LOW = 0x40
-B_AVR = 0x20  # bypass / boost / buck active
-B_FAILED = 0x10  # UPS failed
-B_STANDBY = 0x08  # 1 = line-interactive / offline (standby) UPS, 0 = on-line
-B_TEST = 0x04  # test in progress
-B_SHUTDOWN = 0x02  # shutdown active (S command counting down, or output being cut)
-B_BEEPER = 0x01
+try:
+    from micropython import const  # pyright: ignore[reportAssignmentType]
+except ImportError:  # CPython
 
-Q1_REPLY_LEN = 46  # without the <cr>
+    def const(x):
+        return x
+
+
+# Status bits (bit 7 is the first character of the bit field). const(): inlined here, and
+# still importable (q1fmt builds the field from them).
+B_UTILITY_FAIL = const(0x80)  # on battery
+B_BATTERY_LOW = const(0x40)
+B_AVR = const(0x20)  # bypass / boost / buck active
+B_FAILED = const(0x10)  # UPS failed
+B_STANDBY = const(0x08)  # 1 = line-interactive / offline (standby) UPS, 0 = on-line
+B_TEST = const(0x04)  # test in progress
+B_SHUTDOWN = const(0x02)  # shutdown active (S command counting down, or output being cut)
+B_BEEPER = const(0x01)
+
+Q1_REPLY_LEN = const(46)  # without the <cr>
 
 CMD_Q1 = b"Q1\r"
 CMD_F = b"F\r"
 CMD_I = b"I\r"
 CMD_CANCEL = b"C\r"
-CMD_TEST = b"T\r"
-CMD_TEST_LOW = b"TL\r"
-CMD_TEST_CANCEL = b"CT\r"
-CMD_BEEPER = b"Q\r"
 
-_STRIP = b"\r\n\x00 "
+_STRIP = const(b"\r\n\x00 ")
 
 
 class Q1Error(ValueError):
@@ -47,8 +54,37 @@ class Q1Error(ValueError):
         self.kind = kind
 
 
-class Q1Status:
-    """A parsed `Q1` reply. Numeric fields are None when the UPS sent dashes or junk for them."""
+class _Rec:
+    """Shared value-object behaviour: fields() in _F order, equality by type and fields, and a
+    repr naming each field (one copy of these methods instead of one per class)."""
+
+    _F = ()
+
+    def fields(self):
+        return tuple(getattr(self, n) for n in self._F)
+
+    def __eq__(self, other):
+        return type(other) is type(self) and self.fields() == other.fields()
+
+    def __ne__(self, other):
+        return not self.__eq__(other)
+
+    def __repr__(self):
+        return "%s(%s)" % (type(self).__name__,
+                           ", ".join("%s=%r" % (n, getattr(self, n)) for n in self._F))
+
+
+# Status flag names, bit 7 first: Q1Status.<name> is bool(bits & (0x80 >> index)).
+_FLAGS = const(("on_battery", "battery_low", "avr", "failed", "line_interactive", "testing",
+                "shutdown_active", "beeper"))
+
+
+class Q1Status(_Rec):
+    """A parsed `Q1` reply. Numeric fields are None when the UPS sent dashes or junk for them.
+    Flags, read-only bools from `bits`: on_battery, battery_low, avr, failed,
+    line_interactive, testing, shutdown_active, beeper."""
+
+    _F = ("vin", "vin_fault", "vout", "load", "freq", "vbat", "temp", "bits")
 
     def __init__(self, vin=None, vin_fault=None, vout=None, load=None, freq=None, vbat=None,
                  temp=None, bits=0):
@@ -61,54 +97,17 @@ class Q1Status:
         self.temp = temp
         self.bits = bits
 
-    def fields(self):
-        return (self.vin, self.vin_fault, self.vout, self.load, self.freq, self.vbat, self.temp,
-                self.bits)
-
-    def __eq__(self, other):
-        return isinstance(other, Q1Status) and self.fields() == other.fields()
-
-    def __ne__(self, other):
-        return not self.__eq__(other)
-
-    def __repr__(self):
-        return "Q1Status(vin=%r, vin_fault=%r, vout=%r, load=%r, freq=%r, vbat=%r, temp=%r, bits=%r)" % self.fields()
-
-    @property
-    def on_battery(self):
-        return bool(self.bits & B_UTILITY_FAIL)
-
-    @property
-    def battery_low(self):
-        return bool(self.bits & B_BATTERY_LOW)
-
-    @property
-    def avr(self):
-        return bool(self.bits & B_AVR)
-
-    @property
-    def failed(self):
-        return bool(self.bits & B_FAILED)
-
-    @property
-    def line_interactive(self):
-        return bool(self.bits & B_STANDBY)
-
-    @property
-    def testing(self):
-        return bool(self.bits & B_TEST)
-
-    @property
-    def shutdown_active(self):
-        return bool(self.bits & B_SHUTDOWN)
-
-    @property
-    def beeper(self):
-        return bool(self.bits & B_BEEPER)
+    def __getattr__(self, name):
+        # the flags, computed on access (one method instead of eight properties)
+        if name in _FLAGS:
+            return bool(self.bits & (0x80 >> _FLAGS.index(name)))
+        raise AttributeError(name)
 
 
-class Q1Rating:
+class Q1Rating(_Rec):
     """A parsed `F` reply: nominal ratings."""
+
+    _F = ("voltage", "current", "battery_v", "freq")
 
     def __init__(self, voltage=None, current=None, battery_v=None, freq=None):
         self.voltage = voltage
@@ -116,38 +115,16 @@ class Q1Rating:
         self.battery_v = battery_v
         self.freq = freq
 
-    def fields(self):
-        return (self.voltage, self.current, self.battery_v, self.freq)
 
-    def __eq__(self, other):
-        return isinstance(other, Q1Rating) and self.fields() == other.fields()
-
-    def __ne__(self, other):
-        return not self.__eq__(other)
-
-    def __repr__(self):
-        return "Q1Rating(voltage=%r, current=%r, battery_v=%r, freq=%r)" % self.fields()
-
-
-class Q1Info:
+class Q1Info(_Rec):
     """A parsed `I` reply: manufacturer, model, firmware (stripped strings, maybe empty)."""
+
+    _F = ("mfr", "model", "fw")
 
     def __init__(self, mfr="", model="", fw=""):
         self.mfr = mfr
         self.model = model
         self.fw = fw
-
-    def fields(self):
-        return (self.mfr, self.model, self.fw)
-
-    def __eq__(self, other):
-        return isinstance(other, Q1Info) and self.fields() == other.fields()
-
-    def __ne__(self, other):
-        return not self.__eq__(other)
-
-    def __repr__(self):
-        return "Q1Info(mfr=%r, model=%r, fw=%r)" % self.fields()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -272,107 +249,7 @@ def parse_i(data):
 
 
 # ---------------------------------------------------------------------------------------------
-# Formatting (the simulator's side)
-
-def _fx(v, width, dp):
-    """Fixed-width fixed-point field: zero-padded, clamped to what fits, dashes for None."""
-    if v is None:
-        if dp == 0:
-            return "-" * width
-        return "-" * (width - dp - 1) + "." + "-" * dp
-    scale = 10 ** dp
-    neg = v < 0
-    n = int((-v if neg else v) * scale + 0.5)
-    iw = width - (dp + 1 if dp else 0) - (1 if neg else 0)
-    top = 10 ** iw - 1
-    ip = n // scale
-    if ip > top:  # clamp rather than widen: fixed columns matter to column-based parsers
-        ip = top
-        n = top * scale + scale - 1
-    s = str(ip)
-    s = "0" * (iw - len(s)) + s
-    if dp:
-        f = str(n % scale)
-        s = s + "." + "0" * (dp - len(f)) + f
-    return "-" + s if neg else s
-
-
-def _bits_str(bits):
-    out = ""
-    m = 0x80
-    while m:
-        out += "1" if bits & m else "0"
-        m >>= 1
-    return out
-
-
-def _get(state, name, default=None):
-    if isinstance(state, dict):
-        return state.get(name, default)
-    return getattr(state, name, default)
-
-
-def make_bits(on_battery=False, battery_low=False, avr=False, failed=False, line_interactive=True,
-              testing=False, shutdown_active=False, beeper=False):
-    """Status flags -> the 8-bit field value."""
-    b = 0
-    if on_battery:
-        b |= B_UTILITY_FAIL
-    if battery_low:
-        b |= B_BATTERY_LOW
-    if avr:
-        b |= B_AVR
-    if failed:
-        b |= B_FAILED
-    if line_interactive:
-        b |= B_STANDBY
-    if testing:
-        b |= B_TEST
-    if shutdown_active:
-        b |= B_SHUTDOWN
-    if beeper:
-        b |= B_BEEPER
-    return b
-
-
-def format_q1(state):
-    """Q1Status, or a dict with the same keys -> the 46-byte reply plus b'\\r'."""
-    vbat = _get(state, "vbat")
-    if vbat is not None and -0.005 < vbat < 9.995:
-        vb = _fx(vbat, 4, 2)  # per-cell style "2.27"
-    elif vbat is not None and vbat >= 99.95:
-        vb = _fx(vbat, 4, 0)
-    else:
-        vb = _fx(vbat, 4, 1)
-    temp = _get(state, "temp")
-    if temp is not None and temp < -9.9:
-        temp = -9.9
-    load = _get(state, "load")
-    s = "(%s %s %s %s %s %s %s %s\r" % (
-        _fx(_get(state, "vin"), 5, 1), _fx(_get(state, "vin_fault"), 5, 1),
-        _fx(_get(state, "vout"), 5, 1), _fx(None if load is None else int(load), 3, 0),
-        _fx(_get(state, "freq"), 4, 1), vb, _fx(temp, 4, 1), _bits_str(_get(state, "bits", 0)))
-    return s.encode()
-
-
-def format_f(voltage, current, battery_v, freq):
-    """Ratings -> b'#220.0 000 024.0 50.0\\r'."""
-    return ("#%s %s %s %s\r" % (_fx(voltage, 5, 1), _fx(current, 3, 0), _fx(battery_v, 5, 1),
-                                _fx(freq, 4, 1))).encode()
-
-
-def _col(s, n):
-    s = (s or "")[:n]
-    return s + " " * (n - len(s))
-
-
-def format_i(mfr, model, fw):
-    """Identity -> b'#<mfr 15> <model 10> <fw 10>\\r' (padded / truncated to the columns)."""
-    return ("#%s %s %s\r" % (_col(mfr, 15), _col(model, 10), _col(fw, 10))).encode()
-
-
-# ---------------------------------------------------------------------------------------------
-# Commands
+# Commands the sentinel sends
 
 def _delay_code(delay_min):
     """Shutdown delay in minutes -> '.2'..'.9' or '01'..'10'; ValueError if not representable."""
@@ -399,68 +276,6 @@ def format_shutdown_restore(delay_min, restore_min):
         raise ValueError("restore %r min: integer 0-9999" % (restore_min,))
     r = str(restore_min)
     return ("S" + _delay_code(delay_min) + "R" + "0" * (4 - len(r)) + r + "\r").encode()
-
-
-def format_test_minutes(minutes):
-    """`T<nn>`: battery test for nn minutes (1..99)."""
-    if not isinstance(minutes, int) or not 1 <= minutes <= 99:
-        raise ValueError("test minutes %r: integer 1-99" % (minutes,))
-    return ("T" + ("0" if minutes < 10 else "") + str(minutes) + "\r").encode()
-
-
-_SIMPLE = {
-    "Q1": ("status",), "F": ("rating",), "I": ("info",), "C": ("cancel",),
-    "T": ("test_quick",), "TL": ("test_low",), "CT": ("test_cancel",), "Q": ("beeper",),
-}
-
-
-def parse_command(data):
-    """A command as the UPS receives it -> tuple:
-    ('status',) ('rating',) ('info',) ('cancel',) ('test_quick',) ('test_low',)
-    ('test_minutes', nn) ('test_cancel',) ('beeper',) ('shutdown', delay_min, restore_min|None).
-    delay_min is a float for .2-.9 and an int for 01-10. Raises Q1Error('command')."""
-    if isinstance(data, str):
-        data = data.encode()
-    data = bytes(data).strip(_STRIP)
-    for b in data:
-        if b < 0x20 or b > 0x7E:
-            raise Q1Error("command", "non-printable byte 0x%02x" % b)
-    s = data.decode()
-    t = _SIMPLE.get(s)
-    if t is not None:
-        return t
-    if len(s) == 3 and s[0] == "T" and s[1:].isdigit():
-        n = int(s[1:])
-        if n >= 1:
-            return ("test_minutes", n)
-    if len(s) in (3, 8) and s[0] == "S":
-        d = s[1:3]
-        if d[0] == "." and "2" <= d[1] <= "9":
-            delay = (ord(d[1]) - 48) / 10
-        elif d.isdigit() and 1 <= int(d) <= 10:
-            delay = int(d)
-        else:
-            raise Q1Error("command", "bad shutdown delay %r" % d)
-        if len(s) == 3:
-            return ("shutdown", delay, None)
-        if s[3] == "R" and s[4:].isdigit():
-            return ("shutdown", delay, int(s[4:]))
-    raise Q1Error("command", "unknown %r" % s)
-
-
-def format_command(name, *args):
-    """Inverse of parse_command: format_command(*parse_command(b)) == b."""
-    if name == "shutdown":
-        delay, restore = args
-        if restore is None:
-            return format_shutdown(delay)
-        return format_shutdown_restore(delay, restore)
-    if name == "test_minutes":
-        return format_test_minutes(args[0])
-    for k in _SIMPLE:
-        if _SIMPLE[k][0] == name:
-            return (k + "\r").encode()
-    raise ValueError("unknown command %r" % (name,))
 
 
 # ---------------------------------------------------------------------------------------------

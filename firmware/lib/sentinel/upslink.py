@@ -10,14 +10,27 @@ from sentinel.q1 import (CMD_CANCEL, CMD_F, CMD_I, CMD_Q1, Q1Error, battery_char
                          format_shutdown, format_shutdown_restore, parse_f, parse_i, parse_q1,
                          status_tokens)
 
-_MASK30 = 0x3FFFFFFF
-_HALF30 = 0x20000000
+try:
+    from micropython import const  # pyright: ignore[reportAssignmentType]
+except ImportError:  # CPython
+
+    def const(x):
+        return x
+
+
+_MASK30 = const(0x3FFFFFFF)
+_HALF30 = const(0x20000000)
 
 INIT = "init"  # no valid reply yet since start
 OK = "ok"
 LOST = "lost"
 
-_INFO_TRIES = 3  # F / I attempts per (re)connection before giving up on them
+_INFO_TRIES = const(3)  # F / I attempts per (re)connection before giving up on them
+
+# __getattr__ readings: the UpsLink name and the Q1Status field it shows.
+_READINGS = const(("input_v", "input_hz", "output_v", "load", "battery_v", "on_battery",
+                   "shutdown_active"))
+_Q1_FIELDS = const(("vin", "freq", "vout", "load", "vbat", "on_battery", "shutdown_active"))
 
 
 def _elapsed(now, then):
@@ -75,58 +88,33 @@ class UpsLink:
         self.last_command_reply = None
 
     # -- readings ---------------------------------------------------------------------------
+    # Read-only, computed on access by one __getattr__ (eight properties would cost ~1.3 KB of
+    # heap on the device):
+    #   link_ok            state == OK
+    #   input_v, input_hz, output_v, load, battery_v
+    #                      the last Q1 reading's field while the link is OK, else None
+    #   on_battery, shutdown_active
+    #                      True/False from the UPS, None while the link is not OK
+    #   nominal_battery_v  pack voltage from `F`, else the configured battery_nominal_v
+    #   charge             battery charge % estimated from battery voltage vs nominal, or None
+    #                      (Q1 has no charge or runtime field)
 
-    @property
-    def link_ok(self):
-        return self.state == OK
-
-    def _field(self, name):
-        q = self.q1
-        return getattr(q, name) if q is not None and self.state == OK else None
-
-    @property
-    def input_v(self):
-        return self._field("vin")
-
-    @property
-    def input_hz(self):
-        return self._field("freq")
-
-    @property
-    def output_v(self):
-        return self._field("vout")
-
-    @property
-    def load(self):
-        return self._field("load")
-
-    @property
-    def battery_v(self):
-        return self._field("vbat")
-
-    @property
-    def on_battery(self):
-        """True/False from the UPS, None while the link is not OK."""
-        q = self.q1
-        return q.on_battery if q is not None and self.state == OK else None
-
-    @property
-    def shutdown_active(self):
-        q = self.q1
-        return q.shutdown_active if q is not None and self.state == OK else None
-
-    @property
-    def nominal_battery_v(self):
-        r = self.rating
-        if r is not None and r.battery_v:
-            return r.battery_v
-        return self.battery_nominal_v
-
-    @property
-    def charge(self):
-        """Battery charge % estimated from battery voltage vs nominal, or None (Q1 has no charge
-        or runtime field)."""
-        return battery_charge(self.battery_v, self.nominal_battery_v)
+    def __getattr__(self, name):
+        if name == "link_ok":
+            return self.state == OK
+        if name in _READINGS:
+            q = self.q1
+            if q is None or self.state != OK:
+                return None
+            return getattr(q, _Q1_FIELDS[_READINGS.index(name)])
+        if name == "nominal_battery_v":
+            r = self.rating
+            if r is not None and r.battery_v:
+                return r.battery_v
+            return self.battery_nominal_v
+        if name == "charge":
+            return battery_charge(self.battery_v, self.nominal_battery_v)
+        raise AttributeError(name)
 
     def age_ms(self):
         """ms since the last valid reply, or None if there never was one."""

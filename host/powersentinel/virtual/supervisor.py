@@ -14,6 +14,7 @@ Run as `python -m powersentinel.virtual.supervisor --dir DIR ...` (what `virtual
 """
 import argparse
 import errno
+import hashlib
 import fcntl
 import json
 import os
@@ -168,7 +169,8 @@ class Supervisor:
         env["PSV_BOOT"] = json.dumps({
             "rom": ROM_DIR, "flash": self.flash, "wire_port": self.wire_srv.getsockname()[1],
             "nut_port": self.nut_port, "cause": self.cause, "format": fresh,
-            "raw": self.want_raw, "intent": self.intent_path})
+            "raw": self.want_raw, "intent": self.intent_path,
+            "uid": hashlib.sha256(self.flash.encode()).hexdigest()[:12]})
         with open(self.intent_path, "w"):
             pass
 

@@ -10,7 +10,7 @@ import time
 from ..paths import use_firmware_lib
 
 use_firmware_lib()
-from sentinel import q1  # noqa: E402
+from sentinel import q1, q1fmt  # noqa: E402
 
 
 class UpsSim:
@@ -92,23 +92,23 @@ class UpsSim:
         if self.garbage:
             return b"\x00\xff#garbage(\r"
         try:
-            cmd = q1.parse_command(line)
+            cmd = q1fmt.parse_command(line)
         except q1.Q1Error:
             return b""  # a real UPS ignores what it does not understand
         kind = cmd[0]
         if kind == "status":
             in_v = self.input_v if self.mains_ok else 0.0
             out_v = (in_v if not self.on_battery() else 230.0) if self.output_on else 0.0
-            bits = q1.make_bits(on_battery=self.on_battery(), battery_low=self.low_battery(),
+            bits = q1fmt.make_bits(on_battery=self.on_battery(), battery_low=self.low_battery(),
                                 shutdown_active=self._shutdown_at is not None)
-            return q1.format_q1({"vin": in_v, "vin_fault": in_v, "vout": out_v,
+            return q1fmt.format_q1({"vin": in_v, "vin_fault": in_v, "vout": out_v,
                                  "load": self.load, "freq": self.input_hz if self.mains_ok else 0.0,
                                  "vbat": 20.4 + 6.9 * self.charge / 100.0, "temp": 30.0,
                                  "bits": bits})
         if kind == "rating":
-            return q1.format_f(230.0, 4, 24.0, 50.0)
+            return q1fmt.format_f(230.0, 4, 24.0, 50.0)
         if kind == "info":
-            return q1.format_i("PowerSentinel", "VirtualUPS", "1.0")
+            return q1fmt.format_i("PowerSentinel", "VirtualUPS", "1.0")
         self.commands.append((time.time(), line.strip().decode("ascii", "replace")))
         if kind == "shutdown":
             _, delay_min, restore_min = cmd

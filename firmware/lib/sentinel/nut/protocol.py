@@ -13,6 +13,8 @@
 # than `maxraw` raw bytes (comments, discarded bytes, whitespace included) is abuse: the server
 # drops the client.
 
+from array import array
+
 try:
     from micropython import const  # pyright: ignore[reportAssignmentType]
 except ImportError:  # CPython
@@ -87,7 +89,8 @@ class LineParser:
 
     def __init__(self, maxline=512, maxraw=2048):
         self.buf = bytearray(maxline)
-        self.ends = [0] * MAX_ARGS  # end offset of each word in buf
+        # end offset of each word in buf: 16-bit cells, 64 bytes instead of a 32-slot list
+        self.ends = array("H", bytes(2 * MAX_ARGS))
         self.maxraw = maxraw
         self.reset()
 
@@ -299,37 +302,19 @@ def range_line(ups, var, lo, hi):
     return 'RANGE %s %s "%d" "%d"\n' % (ups, var, lo, hi)
 
 
-# Descriptions upsd takes from its cmdvartab, for the names this product serves; others answer
-# "Description unavailable" exactly as upsd does.
-VAR_DESC = {
-    "ups.status": "UPS status",
-    "ups.alarm": "UPS alarms",
-    "ups.mfr": "UPS manufacturer",
-    "ups.model": "UPS model",
-    "ups.load": "Load on UPS (percent of full)",
-    "ups.delay.shutdown": "Interval to wait after shutdown with delay command (seconds)",
-    "ups.delay.start": "Interval to wait before (re)starting the load (seconds)",
-    "input.voltage": "Input voltage (V)",
-    "input.voltage.nominal": "Nominal input voltage (V)",
-    "input.frequency": "Input line frequency (Hz)",
-    "input.frequency.nominal": "Nominal input line frequency (Hz)",
-    "output.voltage": "Output voltage (V)",
-    "battery.charge": "Battery charge (percent of full)",
-    "battery.charge.low": "Remaining battery level when UPS switches to LB (percent)",
-    "battery.voltage": "Battery voltage (V)",
-    "battery.runtime": "Battery runtime (seconds)",
-    "battery.runtime.low": "Remaining battery runtime when UPS switches to LB (seconds)",
-    "driver.name": "Driver name",
-    "driver.version": "Driver version - NUT release",
-    "driver.version.internal": "Internal driver version",
-}
+def describe(name, cmd=False):
+    """upsd's description of a variable (of an instant command with cmd=True), or None. The
+    tables are in descs.py, imported for this call only and dropped again: GET DESC and GET
+    CMDDESC are rare (upsmon never sends them), so the tables stay off the heap."""
+    import sys
 
-CMD_DESC = {
-    "load.off": "Turn off the load immediately",
-    "load.on": "Turn on the load immediately",
-    "shutdown.return": "Turn off the load and return when power is back",
-    "shutdown.stayoff": "Turn off the load and remain off",
-    "shutdown.stop": "Stop a shutdown in progress",
-    "test.battery.start.quick": "Start a quick battery test",
-    "beeper.toggle": "Toggle the UPS beeper",
-}
+    from sentinel.nut import descs
+
+    try:
+        return (descs.CMD_DESC if cmd else descs.VAR_DESC).get(name.lower())
+    finally:
+        # both references: sys.modules and the package's attribute (set by the import)
+        sys.modules.pop("sentinel.nut.descs", None)
+        pkg = sys.modules.get("sentinel.nut")
+        if pkg is not None and "descs" in pkg.__dict__:
+            delattr(pkg, "descs")

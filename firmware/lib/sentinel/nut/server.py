@@ -367,9 +367,9 @@ class NutServer:
         if self._stale(c[0]):
             return P.err(P.DATA_STALE)
         if sub == "DESC":
-            return P.desc_line(ups, var, P.VAR_DESC.get(var.lower()))
+            return P.desc_line(ups, var, P.describe(var))
         if sub == "CMDDESC":
-            return P.desc_line(ups, var, P.CMD_DESC.get(var.lower()), "CMDDESC")
+            return P.desc_line(ups, var, P.describe(var, True), "CMDDESC")
         kv = self._lookup(c[0], var)
         if kv is None:
             return P.err(P.VAR_NOT_SUPPORTED)

@@ -7,3 +7,4 @@ RESET_CAUSE = "power_on"
 BLOCKDEV = None     # the FileBlockDev under the flash filesystem (wear counters)
 DEGRADED = None     # reason string when the filesystem would not mount
 INTENT = None      # host file the `machine` stand-in writes the reset kind to
+UID = "virtual"    # per-board id (like machine.unique_id()), from the flash image path

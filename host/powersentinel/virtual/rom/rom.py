@@ -17,6 +17,7 @@ sys.modules["machine"] = _vmachine
 _vboard.WIRE = ("127.0.0.1", _p["wire_port"])
 _vboard.NUT = ("127.0.0.1", _p["nut_port"])
 _vboard.RESET_CAUSE = _p["cause"]
+_vboard.UID = _p["uid"]
 _raw = _p.get("raw")  # soft reset from the raw REPL: boot.py only, as boards do
 
 _vboard.INTENT = open(_p["intent"], "w")

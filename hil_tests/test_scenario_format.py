@@ -1,0 +1,101 @@
+"""Scenario files: every shipped one loads; mistakes give one clear line each, all at once."""
+import glob
+import os
+
+import pytest
+
+from powersentinel.bench.scenario import ScenarioError, from_dict, load_scenario, parse_duration
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+@pytest.mark.parametrize("path", sorted(glob.glob(os.path.join(HERE, "scenarios", "*.toml"))),
+                         ids=os.path.basename)
+def test_shipped_scenarios_load(path):
+    sc = load_scenario(path)
+    assert sc.expects and sc.duration_s > 0
+    assert sc.ci_time_scale >= sc.time_scale
+    # a CI variant must fit the CI budget (about a minute of story per run)
+    assert sc.duration_s / sc.ci_time_scale <= 60, sc.name
+
+
+def test_durations():
+    assert parse_duration("200ms") == pytest.approx(0.2)
+    assert parse_duration("1h30m") == 5400
+    assert parse_duration("3h05m") == 11100
+    assert parse_duration(90) == 90
+    for bad in ("3 hours", "", "1x", "-2s", True):
+        with pytest.raises(ValueError):
+            parse_duration(bad)
+
+
+def _base():
+    return {"scenario": {"name": "t", "duration": "10s"},
+            "tiers": [{"name": "apps", "hosts": [{"name": "web1"}]}],
+            "expect": [{"kind": "no_shutdown"}]}
+
+
+def test_minimal_scenario_and_defaults():
+    sc = from_dict(_base())
+    assert sc.time_scale == 1 and sc.ups.link == "q1" and sc.ups.runtime_s == 1200
+    assert sc.hosts()[0].tier == "apps" and sc.hosts()[0].wake == "wol"
+
+
+def test_every_problem_is_reported_with_its_path():
+    raw = _base()
+    raw["scenario"]["time_scale"] = 0
+    raw["ups"] = {"link": "usb", "runtim": "20m"}
+    raw["tiers"].append({"name": "db", "hosts": [{"name": "web1"}]})
+    raw["timeline"] = [{"at": "20s", "do": "mains", "value": "off"},
+                       {"at": "1s", "do": "dip", "residual": 0.3, "duration": "30s"},
+                       {"at": "1s", "do": "explode"},
+                       {"at": "2s", "do": "host", "host": "nobody", "set": "crash"}]
+    raw["expect"] = [{"kind": "shutdown_order", "order": ["apps", "storage"]},
+                     {"kind": "state", "state": "ASLEEP"},
+                     {"kind": "state", "state": "ONLINE", "needs": "magic"}]
+    with pytest.raises(ScenarioError) as ei:
+        from_dict(raw, "bad.toml")
+    errs = ei.value.errors
+    text = str(ei.value)
+    assert text.startswith("bad.toml: ")
+    expected = ["scenario.time_scale", "ups.link", "ups.runtim: unknown key",
+                "tiers[1].hosts[0].name: host 'web1' appears twice",
+                "timeline[0].at: 20s is after the end", "timeline[1].duration: mains disturbances",
+                "timeline[2].do: 'explode' is not a stimulus", "timeline[3].host: no host 'nobody'",
+                "expect[0].order: no tier 'storage'", "expect[1].state: 'ASLEEP' is not one of",
+                "expect[2].needs: unknown feature 'magic'"]
+    for frag in expected:
+        assert any(frag in e for e in errs), (frag, errs)
+    assert len(errs) == len(expected), errs
+
+
+def test_toml_syntax_error_is_one_clear_line(tmp_path):
+    p = tmp_path / "x.toml"
+    p.write_text("[scenario\nname = 1\n")
+    with pytest.raises(ScenarioError) as ei:
+        load_scenario(str(p))
+    assert "not valid TOML" in str(ei.value) and str(p) in str(ei.value)
+
+
+def test_a_scenario_without_expectations_is_refused():
+    raw = _base()
+    raw["expect"] = []
+    with pytest.raises(ScenarioError, match="at least one"):
+        from_dict(raw)
+
+
+def test_device_config_scales_policy_and_reports_clamps():
+    from powersentinel.bench.runner import device_config
+    from powersentinel.bench.site import Site
+    raw = _base()
+    raw["policy"] = {"grace": "60s", "stable_mains": "5m", "return_stable": "2s"}
+    raw["tiers"][0]["max_wait"] = "2m"
+    sc = from_dict(raw)
+    site = Site(sc, ("127.0.0.1", 1), "u", "p", 240)
+    cfg, full, notes = device_config(sc, site, 240, "hilmon", "sha256$abcd$" + "0" * 64)
+    assert full["policy"]["grace_s"] == 0 and full["policy"]["stable_mains_s"] == 1
+    assert full["policy"]["return_stable_ms"] == 2000  # a debounce: physics, never scaled
+    assert full["tiers"][0]["max_wait_s"] == 1 and any("max_wait" in n for n in notes)
+    assert full["tiers"][0]["hosts"][0]["address"].startswith("127.0.0.")
+    assert full["recovery"]["wol_broadcast"] == "127.0.0.1"
+    assert full["ups"]["battery_runtime_s"] == 5  # 20 min / 240

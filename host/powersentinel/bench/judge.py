@@ -1,0 +1,316 @@
+"""Expectations -> verdicts, from what a run recorded (runner.RunResult). Pure: no I/O, so the
+rules are unit-tested on hand-made results (hil_tests/test_judge.py)."""
+from __future__ import annotations
+
+import re
+
+from .scenario import parse_duration
+
+POLL_SLACK_S = 1.5  # wall: upsmon polls every second (POLLFREQALERT 1), the runner every 0.5 s
+
+
+def judge(res):
+    out = []
+    from .runner import Verdict
+    if res.error:
+        out.append(Verdict("run completed", "run", False, res.error))
+    for e in res.scenario.expects:
+        try:
+            ok, detail = RULES[e.kind](res, e.args)
+        except Exception as x:  # a rule that cannot decide is a failure, with the reason
+            ok, detail = False, "could not evaluate: %s: %s" % (type(x).__name__, x)
+        if res.error and ok:
+            detail += " (but the run did not complete)"
+            ok = False
+        out.append(Verdict(e.name, e.kind, bool(ok), detail, tuple(e.needs)))
+    return out
+
+
+def _window(res, a):
+    w = a.get("within")
+    if w is None:
+        return 0.0, float("inf")
+    return parse_duration(w[0]), parse_duration(w[1])
+
+
+def _fmt_t(res, wall):
+    return "t=%s" % _story(res.story(wall))
+
+
+def _story(s):
+    if s is None:
+        return "?"
+    if abs(s) >= 120:
+        return "%dm%02ds" % (int(s // 60), int(s % 60))
+    return "%.2fs" % s
+
+
+def _transitions(res):
+    return [(res.story(w), frm, to, cause) for w, frm, to, cause in res.transitions if w >= res.t0]
+
+
+def r_state(res, a):
+    lo, hi = _window(res, a)
+    tr = _transitions(res)
+    hits = [t for t in tr if t[2] == a["state"] and lo <= t[0] <= hi
+            and ("cause" not in a or t[3] == a["cause"])]
+    seen = ", ".join("%s %s->%s (%s)" % (_story(t), f, to, c) for t, f, to, c in tr[:12]) or "none"
+    if hits:
+        return True, "entered %s at %s (%s)" % (a["state"], _story(hits[0][0]), hits[0][3])
+    return False, "never entered %s%s in [%s, %s]; transitions: %s" % (
+        a["state"], " with cause %s" % a["cause"] if "cause" in a else "", _story(lo), _story(hi), seen)
+
+
+def r_never(res, a):
+    lo, hi = _window(res, a)
+    hits = [t for t in _transitions(res) if t[2] == a["state"] and lo <= t[0] <= hi]
+    if hits:
+        return False, "entered %s at %s (%s)" % (a["state"], _story(hits[0][0]), hits[0][3])
+    return True, "never entered %s" % a["state"]
+
+
+def r_final_state(res, a):
+    last = next((s.get("state") for s in reversed(res.samples) if s.get("state")), None)
+    return last == a["state"], "final state %s" % last
+
+
+def r_no_shutdown(res, a):
+    down = [(h.spec.name, res.story(h.shutdowns[0])) for h in res.hosts if h.shutdowns]
+    crashed = [h.spec.name for h in res.hosts if h.crashes]
+    if down or crashed:
+        return False, "shut down: %s; lost power while running: %s" % (
+            ", ".join("%s at %s" % (n, _story(t)) for n, t in down) or "none", ", ".join(crashed) or "none")
+    return True, "no host was told to shut down, none lost power"
+
+
+def _tier_hosts(res, tier, with_upsmon=True):
+    return [h for h in res.hosts if h.spec.tier == tier and (h.spec.upsmon or not with_upsmon)]
+
+
+def r_shutdown_order(res, a):
+    order = a["order"]
+    firsts, lasts, detail = {}, {}, []
+    for t in order:
+        ts = [h.shutdowns[0] for h in _tier_hosts(res, t) if h.shutdowns]
+        missing = [h.spec.name for h in _tier_hosts(res, t) if not h.shutdowns]
+        if missing:
+            return False, "tier %s: %s never got the shutdown command" % (t, ", ".join(missing))
+        if not ts:
+            continue
+        firsts[t], lasts[t] = min(ts), max(ts)
+        detail.append("%s %s..%s" % (t, _story(res.story(min(ts))), _story(res.story(max(ts)))))
+    for a_, b in zip(order, order[1:]):
+        if a_ in lasts and b in firsts and firsts[b] < lasts[a_]:
+            return False, "tier %s was told to shut down before tier %s had been: %s" % (
+                b, a_, "; ".join(detail))
+    return True, "order held: " + "; ".join(detail)
+
+
+def r_tier_wait(res, a):
+    """`tier` must wait for `waits_for`: until all its hosts logged out, or, when one of them
+    hangs, for exactly waits_for's max_wait, never less."""
+    tier, prev = a["tier"], a["waits_for"]
+    cfg_t = {t["name"]: t for t in res.config.get("tiers", [])}
+    max_wait = cfg_t[prev]["max_wait_s"]  # wall seconds, as configured on the device
+    slack = parse_duration(a.get("slack", "5s"))
+    ph = _tier_hosts(res, prev)
+    th = _tier_hosts(res, tier)
+    p_cmd = [h.shutdowns[0] for h in ph if h.shutdowns]
+    t_cmd = [h.shutdowns[0] for h in th if h.shutdowns]
+    if not p_cmd or not t_cmd:
+        return False, "no shutdown seen in %s" % (prev if not p_cmd else tier)
+    start, nxt = min(p_cmd), min(t_cmd)
+    gap = nxt - start
+    hung = [h for h in ph if h.spec.hang_on_shutdown]
+    if hung:
+        ok = max_wait - POLL_SLACK_S <= gap <= max_wait + slack
+        return ok, "%s waited %.1f s (wall) after %s's FSD; %s hangs; max_wait %d s (allowed %.1f..%.1f)" % (
+            tier, gap, prev, hung[0].spec.name, max_wait, max_wait - POLL_SLACK_S, max_wait + slack)
+    halted = [t for h in ph for (t, s) in h.history if s == "halted"]
+    last_down = max(halted) if halted else None
+    ok = last_down is not None and nxt >= last_down - POLL_SLACK_S
+    return ok, "%s's hosts were down at %s, %s told at %s" % (
+        prev, _story(res.story(last_down)) if last_down else "never", tier, _story(res.story(nxt)))
+
+
+def _truth_for(stim, mains_cfg):
+    from .truth import measure
+    f = float(mains_cfg.get("nominal_hz", 50))
+    rate = float(mains_cfg.get("sample_rate", 4000))
+    dur = stim["duration_s"]
+    if stim.get("samples_on") is not None and stim.get("samples_off") is not None:
+        # whole cycles the rig really played (start and end phases are exact; only the count of
+        # cycles depends on when the end command arrived)
+        measured = (stim["samples_off"] - stim["samples_on"]) / rate
+        k = round((measured - dur) * f)
+        if k:
+            stim["note"] = "the rig played %+d cycle(s) off the programmed %.3f s" % (k, dur)
+        dur = dur + k / f
+    stim["played_s"] = dur
+    return measure(stim["level"], dur, stim["phase"], mains_cfg)
+
+
+def r_mains_events(res, a):
+    typ = a["type"]
+    evs = [e for _, e in res.mains_events if typ == "any" or e.get("type") == typ]
+    msgs = []
+    ok = True
+    if "count" in a and len(evs) != a["count"]:
+        ok = False
+        msgs.append("%d %s event(s) reported, expected %d" % (len(evs), typ, a["count"]))
+    else:
+        msgs.append("%d %s event(s) reported" % (len(evs), typ))
+    if a.get("match_truth", False):
+        mcfg = res.config.get("mains", {})
+        half = 0.5 / float(mcfg.get("nominal_hz", 50))
+        pool = [e for _, e in res.mains_events]
+        for st in res.stimuli:
+            if st.get("error"):
+                ok = False
+                msgs.append("%s at phase %g: %s" % (st["kind"], st["phase"], st["error"]))
+                continue
+            tr = _truth_for(st, mcfg)
+            st["truth"] = tr
+            if tr is None:
+                msgs.append("%s %.3f s: the host analysis finds no event (none expected)" % (
+                    st["kind"], st["duration_s"]))
+                continue
+            cands = [e for e in pool if e.get("duration_ms") is not None]
+            if not cands:
+                ok = False
+                msgs.append("%s %.3f s @%g deg: no device event (analysis: %s %.4f s)" % (
+                    st["kind"], st["duration_s"], st["phase"], tr["type"], tr["duration_s"]))
+                continue
+            best = min(cands, key=lambda e: abs(e["duration_ms"] / 1000.0 - tr["duration_s"]))
+            pool.remove(best)
+            err = best["duration_ms"] / 1000.0 - tr["duration_s"]
+            st["device"] = best
+            good = abs(err) <= half
+            ok = ok and good
+            msgs.append("%s %.3f s @%g deg: device %s %d ms, analysis %.1f ms, error %+.1f ms %s" % (
+                st["kind"], st["duration_s"], st["phase"], best.get("type"), best["duration_ms"],
+                tr["duration_s"] * 1000, err * 1000, "ok" if good else "> half cycle"))
+    return ok, "; ".join(msgs)
+
+
+def r_ups_command(res, a):
+    lo, hi = _window(res, a)
+    hits = [(w, c) for w, c in res.ups_commands if re.search(a["pattern"], c)
+            and lo <= res.story(w) <= hi]
+    seen = ", ".join(c for _, c in res.ups_commands) or "none"
+    if hits:
+        return True, "UPS got %s at %s" % (hits[0][1], _story(res.story(hits[0][0])))
+    return False, "no UPS command matching /%s/; commands seen: %s" % (a["pattern"], seen)
+
+
+def r_no_ups_command(res, a):
+    hits = [c for _, c in res.ups_commands if re.search(a["pattern"], c)]
+    return not hits, ("UPS got %s" % ", ".join(hits)) if hits else "no such command sent"
+
+
+def _boot_starts(h):
+    return [t for t, s in h.history if s == "booting"]
+
+
+def r_restore_order(res, a):
+    order = a["order"]
+    detail = []
+    up_last, boot_first = {}, {}
+    for t in order:
+        hs = _tier_hosts(res, t, with_upsmon=False)
+        ups = [h.ups_at[-1] for h in hs if h.ups_at]
+        boots = [_boot_starts(h)[-1] for h in hs if _boot_starts(h)]
+        missing = [h.spec.name for h in hs if not h.ups_at]
+        if missing:
+            return False, "tier %s: %s never came back up" % (t, ", ".join(missing))
+        up_last[t], boot_first[t] = max(ups), min(boots)
+        detail.append("%s booted %s, up %s" % (t, _story(res.story(min(boots))), _story(res.story(max(ups)))))
+    for x, y in zip(order, order[1:]):
+        if boot_first[y] < up_last[x]:
+            return False, "tier %s started before tier %s was healthy: %s" % (y, x, "; ".join(detail))
+    return True, "; ".join(detail)
+
+
+def _mains_back(res):
+    """Wall time of the last return of mains (rig level back to >= 0.9) after an outage."""
+    prev, back = None, None
+    for s in res.samples:
+        lv = s.get("mains_level")
+        if lv is None:
+            continue
+        if prev is not None and prev < 0.9 <= lv:
+            back = s["wall"]
+        prev = lv
+    return back
+
+
+def r_all_healthy(res, a):
+    lo, hi = _window(res, a)
+    expected = [h for h in res.hosts if h.spec.in_plan]
+    not_up = [h.spec.name for h in expected if h.state != "up"]
+    last_up = max((h.ups_at[-1] for h in expected if h.ups_at), default=None)
+    back = _mains_back(res)
+    if back is not None and last_up is not None and last_up >= back:
+        res.metrics["mains_return_to_all_healthy_wall_s"] = round(last_up - back, 2)
+        res.metrics["mains_return_to_all_healthy_story_s"] = round((last_up - back) * res.scale, 1)
+    if not_up:
+        return False, "not healthy at the end: %s" % ", ".join(not_up)
+    if last_up is not None and not (lo <= res.story(last_up) <= hi):
+        return False, "all healthy only at %s, outside [%s, %s]" % (
+            _story(res.story(last_up)), _story(lo), _story(hi))
+    m = res.metrics.get("mains_return_to_all_healthy_story_s")
+    return True, "every host healthy%s" % (
+        "; mains return -> all healthy: %s story (%.1f s wall)" % (
+            _story(m), res.metrics["mains_return_to_all_healthy_wall_s"]) if m is not None else "")
+
+
+def r_no_restore_before(res, a):
+    c = a["condition"]
+    tol = float(c.get("frequency_within", 1.0))
+    stable = parse_duration(c.get("stable_for", "0s"))
+    nominal = float(res.config.get("mains", {}).get("nominal_hz", 50))
+    ok_since, ready = None, None
+    for s in res.samples:
+        good = (s.get("mains_level") or 0) >= 0.9 and s.get("frequency") is not None \
+            and abs(s["frequency"] - nominal) <= tol
+        if good:
+            ok_since = s["wall"] if ok_since is None else ok_since
+            if ready is None and res.story(s["wall"]) - res.story(ok_since) >= stable:
+                ready = ok_since + stable / res.scale
+        else:
+            ok_since, ready = None, None
+    restores = [w for w, f, to, c_ in res.transitions if to == "RESTORING" and w >= res.t0]
+    if not restores:
+        return True, "no restore at all"
+    early = [w for w in restores if ready is None or w < ready - POLL_SLACK_S]
+    if early:
+        return False, "RESTORING at %s, before mains was in tolerance and stable (%s)" % (
+            _story(res.story(early[0])), "ready at %s" % _story(res.story(ready)) if ready else "never ready")
+    return True, "first restore at %s, mains ready at %s" % (
+        _story(res.story(restores[0])), _story(res.story(ready)))
+
+
+def r_audit(res, a):
+    lo, hi = _window(res, a)
+    name = a["host"]
+    h = next(x for x in res.hosts if x.spec.name == name)
+    for w, tier, miss, unk in res.audit:
+        if lo <= res.story(w) <= hi and (name in miss or h.addr in unk):
+            return True, "flagged at %s in tier %s (%s)" % (
+                _story(res.story(w)), tier, "missing" if name in miss else "unknown address %s" % h.addr)
+    return False, "the board's status never listed %s (%s) as missing or unknown" % (name, h.addr)
+
+
+def r_host_survived(res, a):
+    h = next(x for x in res.hosts if x.spec.name == a["host"])
+    if h.crashes:
+        return False, "%s lost power while running at %s" % (h.spec.name, _story(res.story(h.crashes[0])))
+    return True, "%s never lost power while running" % h.spec.name
+
+
+RULES = {"state": r_state, "never": r_never, "final_state": r_final_state,
+         "no_shutdown": r_no_shutdown, "shutdown_order": r_shutdown_order,
+         "tier_wait": r_tier_wait, "mains_events": r_mains_events, "ups_command": r_ups_command,
+         "no_ups_command": r_no_ups_command, "restore_order": r_restore_order,
+         "all_healthy": r_all_healthy, "no_restore_before": r_no_restore_before,
+         "audit": r_audit, "host_survived": r_host_survived}

@@ -1,0 +1,191 @@
+"""The rig: what drives the sentinel's inputs and reads back what the "hardware" did.
+
+`Rig` is the interface the runner uses; `VirtualRig` implements it over the virtual board's
+wires (powersentinel.virtual.set_wires/state). A physical rig implements the same methods with a
+second microcontroller wired to the board (a DAC or relay-switched transformer tap for the mains
+sense input, relays on the contact inputs, a UART playing the Q1 UPS); docs/bench.md describes
+that bench firmware and its protocol. `SerialBoardRig` is what a real board gets today: the
+console works, stimuli raise RigError naming what is missing.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+
+
+class RigError(Exception):
+    """The rig cannot do what the scenario asks (one line)."""
+
+
+class Rig:
+    """Abstract: one board under test and its simulated surroundings.
+
+    Times: `at_phase` is the fundamental's phase in degrees (0 = positive-going zero crossing)
+    at which a mains change takes effect; None = at once."""
+
+    name = "abstract"
+    port: str            # console port for powersentinel.link.Link
+    nut: tuple           # (host, port) of the board's NUT server
+    nominal_hz: float = 50.0
+
+    def start(self, config_path: str, ups_runtime_s: float, time_scale: float) -> None:
+        """Install the device config, power the board, wait until its firmware answers."""
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def set_mains(self, level=None, frequency=None, at_phase=None) -> None:
+        """level: fraction of nominal rms (0 = off); frequency in Hz."""
+        raise NotImplementedError
+
+    def set_distortion(self, harmonics: dict | None = None, noise: float | None = None) -> None:
+        raise NotImplementedError
+
+    def set_contact(self, line: int, value: int) -> None:
+        raise NotImplementedError
+
+    def set_ups(self, status=None, charge=None, link=None) -> None:
+        """status "OL"/"OB"/"OB LB"/"auto", charge %, link "ok"/"lost"/"garbage"."""
+        raise NotImplementedError
+
+    def reset_board(self, cause: str = "hard") -> None:
+        raise NotImplementedError
+
+    def read(self) -> dict:
+        """{"mains_level", "frequency", "samples", "ups": {status, charge, output_on,
+        commands:[...]}, "boots"}: what the rig applied and what the UPS did."""
+        raise NotImplementedError
+
+    def wait_mains_applied(self, level: float, timeout: float = 0.2) -> float | None:
+        """Wall time (monotonic) when the rig reports the mains level applied, or None."""
+        raise NotImplementedError
+
+
+class VirtualRig(Rig):
+    name = "virtual"
+
+    def __init__(self, workdir: str | None = None, heap: str = "192wK"):
+        self.dir = os.path.join(workdir or tempfile.mkdtemp(prefix="hil-"), "board")
+        self.heap = heap
+        self.meta = None
+        self.port = ""
+        self.nut = ("127.0.0.1", 0)
+
+    def start(self, config_path, ups_runtime_s, time_scale):
+        from .. import virtual
+        with open(config_path) as f:
+            self.nominal_hz = float(json.load(f).get("mains", {}).get("nominal_hz", 50))
+        self.meta = virtual.start(self.dir, config=config_path, heap=self.heap,
+                                  extra_args=["--time-scale", "%g" % time_scale,
+                                              "--ups-runtime", "%g" % ups_runtime_s])
+        self.port = self.meta["serial"]
+        host, port = self.meta["nut"].rsplit(":", 1)
+        self.nut = (host, int(port))
+
+    def stop(self):
+        from .. import virtual
+        virtual.stop(self.dir)
+
+    def _set(self, values, at_phase=None):
+        from .. import virtual
+        try:
+            virtual.set_wires(self.dir, values, at_phase=at_phase)
+        except virtual.VirtualError as e:
+            raise RigError(str(e))
+
+    def set_mains(self, level=None, frequency=None, at_phase=None):
+        v = {}
+        if level is not None:
+            v["mains"] = level
+        if frequency is not None:
+            v["frequency"] = frequency
+        self._set(v, at_phase)
+
+    def set_distortion(self, harmonics=None, noise=None):
+        v = {}
+        for order, frac in (harmonics or {}).items():
+            v["harmonic.%d" % int(order)] = frac
+        if noise is not None:
+            v["noise"] = noise
+        self._set(v)
+
+    def set_contact(self, line, value):
+        self._set({"contact.%d" % line: int(value)})
+
+    def set_ups(self, status=None, charge=None, link=None):
+        v = {}
+        if status is not None:
+            v["ups.status"] = status
+        if charge is not None:
+            v["ups.charge"] = charge
+        if link is not None:
+            v["ups.link"] = link
+        self._set(v)
+
+    def set_ups_load(self, load_pct):
+        self._set({"ups.load": load_pct})
+
+    def reset_board(self, cause="hard"):
+        from .. import virtual
+        virtual.control(self.dir, {"cmd": "reset", "cause": cause})
+
+    def read(self):
+        from .. import virtual
+        s = virtual.state(self.dir)
+        return {"mains_level": s["mains"]["level"], "frequency": s["mains"]["frequency"],
+                "samples": s["mains"]["samples"], "ups": s["ups"], "boots": s["boots"]}
+
+    def wait_mains_applied(self, level, timeout=0.2):
+        from .. import virtual
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if abs(virtual.state(self.dir)["mains"]["level"] - level) < 1e-9:
+                return time.monotonic()
+            time.sleep(0.002)
+        return None
+
+
+class SerialBoardRig(Rig):
+    """A real board on a serial port without the bench controller: the console and its NUT
+    server work, every stimulus raises RigError (see docs/bench.md, "Physical rig")."""
+    name = "serial"
+
+    def __init__(self, port, nut_host=None, nut_port=3493):
+        self.port = port
+        self.nut = (nut_host or "", nut_port)
+
+    def start(self, config_path, ups_runtime_s, time_scale):
+        from ..link import Link
+        with Link(self.port) as link:
+            link.identify()
+
+    def stop(self):
+        pass
+
+    def _missing(self, what):
+        raise RigError("%s needs the bench controller (a second microcontroller driving the "
+                       "board's inputs, docs/bench.md); this rig is a bare serial port" % what)
+
+    def set_mains(self, level=None, frequency=None, at_phase=None):
+        self._missing("a mains stimulus")
+
+    def set_distortion(self, harmonics=None, noise=None):
+        self._missing("harmonics/noise")
+
+    def set_contact(self, line, value):
+        self._missing("a contact input")
+
+    def set_ups(self, status=None, charge=None, link=None):
+        self._missing("the UPS simulator")
+
+    def reset_board(self, cause="hard"):
+        self._missing("a board reset")
+
+    def read(self):
+        return {"mains_level": None, "frequency": None, "samples": None, "ups": {}, "boots": None}
+
+    def wait_mains_applied(self, level, timeout=0.2):
+        return None

@@ -1,0 +1,426 @@
+"""Run a scenario against a board: build the device config from the site, start the rig and the
+simulated site, play the timeline, watch the board, judge the expectations, write the report.
+
+Clocks: the runner records wall time (time.time()); story time = (wall - t0) x scale. The
+timeline's `at` and expectation windows are story time. Mains disturbances (dip, swell,
+flicker, chatter) run in real time: their start waits for the onset phase on the rig, their
+end is aimed at the same point of a later cycle, and the rig's sample counter tells how many
+whole cycles actually elapsed (the truth replay uses that count).
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import tempfile
+import time
+from dataclasses import dataclass, field
+
+from ..paths import use_firmware_lib
+from .rig import RigError, VirtualRig
+from .scenario import ScenarioError
+from .site import Site
+
+use_firmware_lib()
+
+POLL_STATUS_S = 0.5
+POLL_RIG_S = 0.25
+
+
+@dataclass
+class Verdict:
+    name: str
+    kind: str
+    passed: bool
+    detail: str
+    needs: tuple = ()
+
+
+@dataclass
+class RunResult:
+    scenario: object
+    scale: float
+    verdicts: list = field(default_factory=list)
+    samples: list = field(default_factory=list)      # periodic observations (see _sample)
+    transitions: list = field(default_factory=list)  # (wall, from, to, cause)
+    mains_events: list = field(default_factory=list)  # (wall received, event dict)
+    stimuli: list = field(default_factory=list)      # dicts for mains disturbances, with truth
+    ups_commands: list = field(default_factory=list)  # (wall first seen, command)
+    audit: list = field(default_factory=list)        # (wall, tier, missing names, unknown addrs)
+    notes: list = field(default_factory=list)
+    metrics: dict = field(default_factory=dict)
+    hosts: list = field(default_factory=list)        # SimHost objects (histories)
+    t0: float = 0.0
+    t_end: float = 0.0
+    config: dict = field(default_factory=dict)
+    error: str | None = None
+    report: dict = field(default_factory=dict)
+
+    @property
+    def passed(self):
+        return self.error is None and all(v.passed for v in self.verdicts)
+
+    def story(self, wall):
+        return (wall - self.t0) * self.scale
+
+
+# ---- device config ---------------------------------------------------------------------------
+
+def device_config(sc, site, scale, user, pw_hash):
+    """The device config (JSON-ready) for scenario `sc` at `scale`; notes list what was
+    clamped to the schema's limits."""
+    from sentinel import config
+
+    notes = []
+
+    def sec(name, story_s, lo):
+        v = int(round(story_s / scale))
+        if v < lo:
+            notes.append("%s: %g s of story time / scale %g = %.2f s, clamped to %d s"
+                         % (name, story_s, scale, story_s / scale, lo))
+            v = lo
+        return v
+
+    p = sc.policy
+    policy = {}
+    for key, dev, lo in (("grace", "grace_s", 0), ("runtime_floor", "runtime_floor_s", 0),
+                         ("stable_mains", "stable_mains_s", 0)):
+        if key in p:
+            policy[dev] = sec("policy." + key, p[key], lo)
+    for key in ("charge_floor_pct", "restart_charge_pct", "shutdown_on_link_lost"):
+        if key in p:
+            policy[key] = p[key]
+    # signal-level debounces are physics, not story: never scaled
+    if "return_stable" in p:
+        policy["return_stable_ms"] = int(p["return_stable"] * 1000)
+    if "lb_filter" in p:
+        policy["lb_filter_ms"] = int(p["lb_filter"] * 1000)
+    u = sc.ups
+    tiers = []
+    for t in sc.tiers:
+        tiers.append({"name": t.name, "max_wait_s": sec("tiers.%s.max_wait" % t.name, t.max_wait_s, 1),
+                      "delay_s": sec("tiers.%s.delay" % t.name, t.delay_s, 0),
+                      "hosts": site.device_hosts(t.name)})
+    boot = max([h.boot_s for h in sc.hosts()] or [60.0])
+    cfg = {
+        "site": {"name": sc.name[:32]},
+        "mains": dict(sc.mains),
+        "ups": {"link": u.link, "battery_runtime_s": max(1, int(round(u.runtime_s / scale))),
+                "shutdown_delay_min": u.shutdown_delay_min, "restore_min": u.restore_min,
+                "contacts": u.contacts},
+        "policy": policy,
+        "nut": {"users": [{"name": user, "password": pw_hash, "role": "secondary"}]},
+        "tiers": tiers,
+        "recovery": {"wol_port": site.wol_port, "wol_broadcast": "127.0.0.1",
+                     "boot_timeout_s": sec("recovery.boot_timeout (2 x longest boot)", 2 * boot, 10)},
+    }
+    full, errors = config.validate(cfg)
+    if errors:
+        raise ScenarioError(sc.path, ["generated device config: " + e for e in errors])
+    return cfg, full, notes
+
+
+# ---- the run ---------------------------------------------------------------------------------
+
+class Runner:
+    def __init__(self, sc, rig=None, scale=None, report_dir=None, workdir=None, progress=None):
+        self.sc = sc
+        self.scale = float(scale or sc.time_scale)
+        self.workdir = workdir or tempfile.mkdtemp(prefix="hil-%s-" % sc.name)
+        self.rig = rig or VirtualRig(self.workdir, heap=sc.heap)
+        self.report_dir = report_dir
+        self.progress = progress or (lambda msg: None)
+        self.res = RunResult(sc, self.scale)
+        self.pending = []         # (wall, fn) follow-ups of real-time stimuli
+        self.link = None
+        self.site = None
+        self.last_state = None
+        self._drift = None        # (wall start, wall end, hz from, hz to)
+        self._cmd_seen = set()
+
+    # -- plumbing ------------------------------------------------------------------------------
+    def _status(self):
+        from ..link import LinkError
+        try:
+            st = self.link.request("status", timeout=1.0, retries=0)
+        except LinkError:
+            st = None
+        self._drain_events()
+        return st
+
+    def _read_available(self):
+        """Take the event frames already waiting on the port without blocking (so transitions are
+        stamped within one loop turn of their arrival, not at the next status poll)."""
+        from sentinel import console
+        link = self.link
+        try:
+            n = link.ser.in_waiting
+            chunk = link.ser.read(n) if n else b""
+        except OSError:
+            return
+        if not chunk:
+            return
+        link.buf += chunk
+        while b"\n" in link.buf:
+            line, link.buf = link.buf.split(b"\n", 1)
+            obj = console.decode(line)
+            if obj is not None and "ev" in obj:
+                link.events.append(obj)
+        self._drain_events()
+
+    def _drain_events(self):
+        now = time.time()
+        while self.link.events:
+            ev = self.link.events.popleft()
+            kind = ev.get("ev")
+            if kind == "state" and ev.get("from") != ev.get("to"):
+                self.res.transitions.append((now, ev.get("from"), ev.get("to"), ev.get("cause")))
+                self.last_state = ev.get("to")
+            elif kind == "event":
+                self.res.mains_events.append((now, ev))
+
+    def _sample(self, st, rig):
+        now = time.time()
+        s = {"wall": now, "mains_level": rig.get("mains_level") if rig else None,
+             "frequency": rig.get("frequency") if rig else None,
+             "ups_charge": (rig.get("ups") or {}).get("charge") if rig else None,
+             "output_on": (rig.get("ups") or {}).get("output_on") if rig else None,
+             "hosts": {h.spec.name: h.state for h in self.site.hosts}}
+        if st:
+            s["dev_v"] = st.get("mains", {}).get("v")
+            s["dev_charge"] = st.get("ups", {}).get("charge")
+            name = st.get("state", {}).get("name")
+            s["state"] = name
+            if name and self.last_state is not None and name != self.last_state:
+                # a transition whose event we missed (e.g. across a reboot)
+                self.res.transitions.append((now, self.last_state, name,
+                                             st["state"].get("cause") or "?"))
+            if name:
+                self.last_state = name
+            for t in st.get("tiers", []):
+                miss = [m.get("host") for m in t.get("missing", [])]
+                unk = t.get("unknown", [])
+                if miss or unk:
+                    self.res.audit.append((now, t.get("name"), miss, unk))
+        else:
+            s["state"] = self.last_state
+        if rig:
+            for c in (rig.get("ups") or {}).get("commands", []):
+                if c not in self._cmd_seen:
+                    self._cmd_seen.add(c)
+                    self.res.ups_commands.append((now, c))
+        self.res.samples.append(s)
+
+    # -- stimuli -------------------------------------------------------------------------------
+    def _do(self, step):
+        a = step.args
+        r = self.rig
+        act = step.action
+        if act == "mains":
+            v = a["value"]
+            level = {"on": 1.0, "off": 0.0}.get(v, v)
+            r.set_mains(level=float(level), at_phase=a.get("phase"))
+        elif act in ("dip", "swell", "flicker"):
+            level = float(a.get("residual", 0.0) if act != "swell" else a["level"])
+            from .scenario import parse_duration
+            self._disturb(act, level, parse_duration(a["duration"]), a.get("phase"))
+        elif act == "frequency":
+            r.set_mains(frequency=float(a["hz"]), at_phase=a.get("phase"))
+            if "to_hz" in a:
+                from .scenario import parse_duration
+                now = time.time()
+                self._drift = (now, now + parse_duration(a["over"]) / self.scale,
+                               float(a["hz"]), float(a["to_hz"]))
+            else:
+                self._drift = None
+        elif act == "harmonic":
+            r.set_distortion(harmonics={a["order"]: a["fraction"]})
+        elif act == "noise":
+            r.set_distortion(noise=a["rms"])
+        elif act == "contact":
+            r.set_contact(a["line"], a["value"])
+        elif act == "chatter":
+            from .scenario import parse_duration
+            half = parse_duration(a.get("period", "20ms")) / 2
+            now = time.time()
+            for k in range(2 * int(a.get("count", 10))):
+                self.pending.append((now + k * half, lambda v=(k + 1) % 2, ln=a["line"]:
+                                     r.set_contact(ln, v)))
+        elif act == "ups":
+            r.set_ups(status=a.get("status"), charge=a.get("charge"), link=a.get("link"))
+        elif act == "reboot":
+            r.reset_board(a.get("cause", "hard"))
+        elif act == "host":
+            self.site.host_action(a["host"], a["set"])
+
+    def _disturb(self, kind, level, dur, phase):
+        """Start a disturbance at its onset phase now; schedule its end on the same point of
+        the cycle `dur` later."""
+        f = self.rig.nominal_hz
+        phase = 0.0 if phase is None else float(phase)
+        before = self.rig.read()["samples"]
+        self.rig.set_mains(level=level, at_phase=phase)
+        t_on = self.rig.wait_mains_applied(level, timeout=0.2)
+        rec = {"kind": kind, "level": level, "duration_s": dur, "phase": phase,
+               "wall": time.time(), "samples_before": before}
+        self.res.stimuli.append(rec)
+        if t_on is None:
+            rec["error"] = "the rig did not apply the change within 200 ms"
+            self.rig.set_mains(level=1.0)
+            return
+        rec["samples_on"] = self.rig.read()["samples"]
+        end_phase = (phase + 360.0 * f * dur) % 360.0
+        lead = 0.75 / f  # aim 3/4 cycle early: the end lands on the first crossing after that
+
+        def end():
+            self.rig.set_mains(level=1.0, at_phase=end_phase)
+            t_off = self.rig.wait_mains_applied(1.0, timeout=0.2)
+            rec["samples_off"] = self.rig.read()["samples"] if t_off else None
+            rec["wall_end"] = time.time()
+        # wall time of the start (monotonic t_on) on the time.time() clock
+        t_on_wall = time.time() - (time.monotonic() - t_on)
+        self.pending.append((t_on_wall + dur - lead, end))
+
+    def _run_pending(self, now):
+        due = [p for p in self.pending if p[0] <= now]
+        if due:
+            self.pending = [p for p in self.pending if p[0] > now]
+            for _, fn in sorted(due, key=lambda p: p[0]):
+                fn()
+
+    # -- main ------------------------------------------------------------------------------------
+    def run(self):
+        from ..link import Link
+        from sentinel.passwd import hash_password
+
+        sc = self.sc
+        res = self.res
+        user = "hilmon"
+        password = "hil-" + secrets.token_hex(8)
+        self.site = Site(sc, None, user, password, self.scale)
+        res.hosts = self.site.hosts
+        res.notes += self.site.notes
+        cfg, full, notes = device_config(sc, self.site, self.scale, user, hash_password(password))
+        res.config = full
+        res.notes += notes
+        cfg_path = os.path.join(self.workdir, "device-config.json")
+        with open(cfg_path, "w") as f:
+            json.dump(cfg, f, indent=1)
+        u = sc.ups
+        try:
+            self.progress("starting the %s rig" % self.rig.name)
+            self.rig.start(cfg_path, u.runtime_s, self.scale)
+            if hasattr(self.rig, "set_ups_load"):
+                self.rig.set_ups_load(u.load_pct)
+            if u.charge_pct != 100:
+                self.rig.set_ups(charge=u.charge_pct)
+            self.link = Link(self.rig.port)
+            self.link.identify()
+            self.site.start(self.rig.nut)
+            self.site.wait_logged_in(20)
+            self._settle()
+            self.progress("playing %s (scale %g: %.0f s of story in %.0f s)"
+                          % (sc.name, self.scale, sc.duration_s, sc.duration_s / self.scale))
+            self._play()
+            self._collect_log()
+        except (RigError, TimeoutError, OSError, RuntimeError) as e:
+            res.error = "%s: %s" % (type(e).__name__, e)
+        except Exception as e:  # a LinkError, VirtualError...: still judged and reported
+            res.error = "%s: %s" % (type(e).__name__, e)
+        finally:
+            res.t_end = time.time()
+            if self.link is not None:
+                self.link.close()
+            self.site.close()
+            try:
+                self.rig.stop()
+            except Exception as e:
+                res.notes.append("stopping the rig: %s" % e)
+        from .judge import judge
+        res.verdicts = judge(res)
+        if self.report_dir:
+            from .report import write_report
+            res.report = write_report(res, self.report_dir)
+        return res
+
+    def _settle(self, timeout=15.0):
+        """Until the board says ONLINE with good mains (its monitor needs a few cycles)."""
+        deadline = time.monotonic() + timeout
+        st = None
+        while time.monotonic() < deadline:
+            st = self._status()
+            if st and st["state"]["name"] == "ONLINE" and st["mains"].get("good"):
+                self.last_state = "ONLINE"
+                return
+            time.sleep(0.2)
+        raise TimeoutError("the board did not settle ONLINE with good mains: %s"
+                           % json.dumps(st)[:400])
+
+    def _play(self):
+        sc = self.sc
+        res = self.res
+        steps = list(sc.timeline)
+        self.link.events.clear()
+        res.t0 = t0 = time.time()
+        end = t0 + sc.duration_s / self.scale
+        next_status = next_rig = 0.0
+        rig = None
+        while True:
+            now = time.time()
+            if now >= end and not self.pending:
+                break
+            while steps and t0 + steps[0].at_s / self.scale <= now:
+                self._do(steps.pop(0))
+            self._run_pending(time.time())
+            if self._drift:
+                ws, we, fa, fb = self._drift
+                x = min(1.0, (now - ws) / max(1e-6, we - ws))
+                self.rig.set_mains(frequency=fa + (fb - fa) * x)
+                if x >= 1.0:
+                    self._drift = None
+            if now >= next_rig:
+                rig = self.rig.read()
+                next_rig = now + POLL_RIG_S
+            self._read_available()
+            powered = rig is None or (rig.get("ups") or {}).get("output_on", True) is not False
+            self.site.step(powered)
+            if now >= next_status:
+                st = self._status()
+                self._sample(st, rig)
+                next_status = time.time() + POLL_STATUS_S
+            # sleep until the next thing to do, at most 50 ms
+            nxt = [end, next_rig, next_status] + [p[0] for p in self.pending]
+            if steps:
+                nxt.append(t0 + steps[0].at_s / self.scale)
+            time.sleep(max(0.0, min(0.05, min(nxt) - time.time())))
+        self._sample(self._status(), self.rig.read())
+
+    def _collect_log(self):
+        """Mains events the console stream may have missed (across a reboot), from the journal."""
+        from ..link import LinkError
+        seen = {(e.get("start_ms"), e.get("duration_ms")) for _, e in self.res.mains_events}
+        frm = 0
+        try:
+            for _ in range(64):
+                r = self.link.request("log_read", from_seq=frm, max=32, timeout=2.0)
+                recs = r.get("records", [])
+                for rec in recs:
+                    if rec["type"] == "mains_event":
+                        d = rec["data"]
+                        if (d.get("start_ms"), d.get("duration_ms")) not in seen:
+                            self.res.mains_events.append((None, d))
+                if not recs:
+                    break
+                frm = recs[-1]["seq"] + 1
+        except LinkError as e:
+            self.res.notes.append("journal not read: %s" % e)
+
+
+def run_scenario(sc, rig=None, scale=None, report_dir=None, workdir=None, progress=None):
+    return Runner(sc, rig=rig, scale=scale, report_dir=report_dir, workdir=workdir,
+                  progress=progress).run()
+
+
+def matches(pattern, text):
+    return re.search(pattern, text) is not None

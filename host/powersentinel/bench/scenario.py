@@ -1,0 +1,517 @@
+"""Scenario files: the model, the TOML loader and its validation (docs/bench.md is the manual).
+
+A scenario is a story told in *story time*: the site (UPS, policy, tiers and hosts), a timeline
+of stimuli and the expectations that must hold. `time_scale` story seconds pass per wall second
+for the timeline, the UPS simulator (battery, S<n>R<m> minutes) and the device's policy timings;
+the mains waveform itself (dips, swells, flickers: their `duration`) is never scaled, so the
+sub-cycle physics of mains detection stays real.
+
+Every problem in a file is reported at once, one line each, as `FILE: path: what is wrong`.
+"""
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from dataclasses import dataclass, field
+
+_DUR = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
+
+
+class ScenarioError(Exception):
+    """A scenario file that cannot be used; `errors` lists every problem found."""
+
+    def __init__(self, path, errors):
+        self.path = path
+        self.errors = list(errors)
+        super().__init__("%s: %d problem%s:\n  %s" % (path, len(self.errors),
+                         "" if len(self.errors) == 1 else "s", "\n  ".join(self.errors)))
+
+
+def parse_duration(v) -> float:
+    """Seconds from 90, 1.5, "200ms", "2s", "20m", "3h", "1h30m". ValueError otherwise."""
+    if isinstance(v, bool):
+        raise ValueError("a duration, not true/false")
+    if isinstance(v, (int, float)):
+        if v < 0:
+            raise ValueError("durations are >= 0")
+        return float(v)
+    if not isinstance(v, str):
+        raise ValueError("a duration such as \"200ms\", \"2s\", \"20m\" or \"1h30m\"")
+    s = v.replace(" ", "")
+    pos, total = 0, 0.0
+    mult = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+    for m in _DUR.finditer(s):
+        if m.start() != pos:
+            break
+        total += float(m.group(1)) * mult[m.group(2)]
+        pos = m.end()
+    if pos != len(s) or not s:
+        raise ValueError("%r is not a duration (examples: \"200ms\", \"2s\", \"20m\", \"1h30m\")" % v)
+    return total
+
+
+# ---- the model -----------------------------------------------------------------------------
+
+@dataclass
+class Host:
+    name: str
+    tier: str
+    upsmon: bool = True            # false: a host that never connected (no upsmon running)
+    in_plan: bool = True           # false: runs upsmon but is missing from the device's plan
+    hang_on_shutdown: bool = False  # SHUTDOWNCMD never completes: stays logged in
+    shutdown_s: float = 10.0       # story time from SHUTDOWNCMD to halted (logged out)
+    boot_s: float = 60.0           # story time from power/WOL to answering its health check
+    wake: str = "wol"              # "wol" (needs a magic packet) or "power" (boots on outlet power)
+    health: str = "tcp"            # "tcp" (simulated port) or "nut" (upsmon logged in again)
+
+
+@dataclass
+class Tier:
+    name: str
+    max_wait_s: float = 120.0
+    delay_s: float = 0.0
+    hosts: list = field(default_factory=list)
+
+
+@dataclass
+class Ups:
+    link: str = "q1"               # q1 | contacts | none
+    runtime_s: float = 1200.0      # full-charge runtime at `load_pct` (story seconds)
+    load_pct: float = 30.0
+    charge_pct: float = 100.0
+    shutdown_delay_min: int = 1
+    restore_min: int = 1
+    contacts: str = "OB=1;LB=2;"
+
+
+@dataclass
+class Step:
+    """One timeline entry: at story time `at_s`, do `action` with `args`."""
+    at_s: float
+    action: str
+    args: dict
+    line: int = 0                  # index in the file's [[timeline]] array (for messages)
+
+
+@dataclass
+class Expect:
+    kind: str
+    args: dict
+    needs: tuple = ()              # features the verdict depends on ("sequencer")
+    name: str = ""
+    index: int = 0
+
+
+@dataclass
+class Scenario:
+    name: str
+    path: str
+    description: str
+    time_scale: float
+    ci_time_scale: float
+    duration_s: float
+    ups: Ups
+    policy: dict                   # story-time policy settings (seconds) and percents
+    mains: dict                    # device mains section overrides
+    tiers: list
+    timeline: list
+    expects: list
+    heap: str = "192wK"
+    needs: tuple = ()
+
+    def hosts(self):
+        return [h for t in self.tiers for h in t.hosts]
+
+    def tier(self, name):
+        return next((t for t in self.tiers if t.name == name), None)
+
+    def wall(self, story_s, scale=None):
+        return story_s / (scale or self.time_scale)
+
+
+# ---- validation ----------------------------------------------------------------------------
+
+ACTIONS = {
+    # action: (required args, optional args)
+    "mains": ({"value"}, {"phase"}),
+    "dip": ({"residual", "duration"}, {"phase"}),
+    "swell": ({"level", "duration"}, {"phase"}),
+    "flicker": ({"duration"}, {"phase", "residual"}),
+    "frequency": ({"hz"}, {"to_hz", "over", "phase"}),
+    "harmonic": ({"order", "fraction"}, set()),
+    "noise": ({"rms"}, set()),
+    "contact": ({"line", "value"}, set()),
+    "chatter": ({"line"}, {"period", "count"}),
+    "ups": (set(), {"status", "charge", "link"}),
+    "reboot": (set(), {"cause"}),
+    "host": ({"host", "set"}, set()),
+}
+
+EXPECTS = {
+    "state": ({"state"}, {"within", "cause"}),
+    "never": ({"state"}, {"within"}),
+    "final_state": ({"state"}, set()),
+    "no_shutdown": (set(), set()),
+    "shutdown_order": ({"order"}, set()),
+    "tier_wait": ({"tier", "waits_for"}, {"slack"}),
+    "mains_events": ({"type"}, {"count", "match_truth"}),
+    "ups_command": ({"pattern"}, {"within"}),
+    "no_ups_command": ({"pattern"}, set()),
+    "restore_order": ({"order"}, set()),
+    "all_healthy": (set(), {"within"}),
+    "no_restore_before": ({"condition"}, set()),
+    "audit": ({"host"}, {"within"}),
+    "host_survived": ({"host"}, set()),
+}
+
+# firmware features an expectation may depend on; hil_tests marks those not yet wired as xfail
+FEATURES = ("sequencer", "coverage")
+STATES = ("ONLINE", "ON_BATTERY", "SHUTTING_DOWN", "LOAD_OFF", "WAIT_MAINS", "RESTORING")
+POLICY_KEYS = {"grace": "s", "charge_floor_pct": "n", "runtime_floor": "s",
+               "shutdown_on_link_lost": "b", "stable_mains": "s", "restart_charge_pct": "n",
+               "return_stable": "s", "lb_filter": "s"}
+HOST_KEYS = {"name", "upsmon", "in_plan", "hang_on_shutdown", "shutdown", "boot", "wake", "health"}
+_NAME = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
+
+
+class _V:
+    def __init__(self):
+        self.errors = []
+
+    def err(self, where, msg):
+        self.errors.append("%s: %s" % (where, msg))
+
+    def keys(self, where, d, allowed, required=()):
+        if not isinstance(d, dict):
+            self.err(where, "must be a table")
+            return False
+        for k in d:
+            if k not in allowed and k not in required:
+                self.err("%s.%s" % (where, k), "unknown key; allowed: %s"
+                         % ", ".join(sorted(set(allowed) | set(required))))
+        for k in required:
+            if k not in d:
+                self.err(where, "missing required key %r" % k)
+        return True
+
+    def dur(self, where, v, default=None):
+        if v is None:
+            return default
+        try:
+            return parse_duration(v)
+        except ValueError as e:
+            self.err(where, str(e))
+            return default
+
+    def num(self, where, v, lo=None, hi=None, default=None, integer=False):
+        if v is None:
+            return default
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or (integer and not isinstance(v, int)):
+            self.err(where, "must be %s, got %r" % ("an integer" if integer else "a number", v))
+            return default
+        if (lo is not None and v < lo) or (hi is not None and v > hi):
+            self.err(where, "%r is out of range %s..%s" % (v, lo, hi))
+            return default
+        return v
+
+    def choice(self, where, v, choices, default=None):
+        if v is None:
+            return default
+        if v not in choices:
+            self.err(where, "%r is not one of %s" % (v, ", ".join(map(str, choices))))
+            return default
+        return v
+
+    def boolean(self, where, v, default):
+        if v is None:
+            return default
+        if not isinstance(v, bool):
+            self.err(where, "must be true or false, got %r" % (v,))
+            return default
+        return v
+
+    def window(self, where, v):
+        if v is None:
+            return None
+        if not (isinstance(v, list) and len(v) == 2):
+            self.err(where, "must be [from, to], e.g. [\"0s\", \"2m\"]")
+            return None
+        a, b = self.dur(where + "[0]", v[0], 0.0), self.dur(where + "[1]", v[1], 0.0)
+        if a > b:
+            self.err(where, "from (%s) is after to (%s)" % (v[0], v[1]))
+        return (a, b)
+
+
+def load_scenario(path) -> Scenario:
+    try:
+        with open(path, "rb") as f:
+            raw = tomllib.load(f)
+    except OSError as e:
+        raise ScenarioError(path, ["cannot read: %s" % e.strerror])
+    except tomllib.TOMLDecodeError as e:
+        raise ScenarioError(path, ["not valid TOML: %s" % e])
+    return from_dict(raw, path)
+
+
+def from_dict(raw, path="<scenario>") -> Scenario:
+    v = _V()
+    v.keys("(top)", raw, {"scenario", "board", "ups", "policy", "mains", "tiers", "timeline",
+                          "expect"}, required=("scenario",))
+    sc = raw.get("scenario", {})
+    v.keys("scenario", sc, {"name", "description", "time_scale", "ci_time_scale", "duration",
+                            "needs"}, required=("name", "duration"))
+    name = sc.get("name", "")
+    if not isinstance(name, str) or not _NAME.match(name):
+        v.err("scenario.name", "letters, digits, - and _ only (1..32), got %r" % (name,))
+    scale = v.num("scenario.time_scale", sc.get("time_scale"), 1, 3600, 1.0)
+    ci_scale = v.num("scenario.ci_time_scale", sc.get("ci_time_scale"), 1, 3600, scale)
+    duration = v.dur("scenario.duration", sc.get("duration"), 0.0)
+    if duration <= 0 and "duration" in sc:
+        v.err("scenario.duration", "must be > 0")
+    needs = tuple(sc.get("needs", ()))
+
+    board = raw.get("board", {})
+    v.keys("board", board, {"heap"})
+    heap = board.get("heap", "192wK")
+    if not (isinstance(heap, str) and re.match(r"^\d+[wk]?K?$", heap)):
+        v.err("board.heap", "a MicroPython heap size such as \"192wK\", got %r" % (heap,))
+
+    u = raw.get("ups", {})
+    v.keys("ups", u, {"link", "runtime", "load_pct", "charge_pct", "shutdown_delay_min",
+                      "restore_min", "contacts"})
+    ups = Ups(link=v.choice("ups.link", u.get("link"), ("q1", "contacts", "none"), "q1"),
+              runtime_s=v.dur("ups.runtime", u.get("runtime"), 1200.0),
+              load_pct=v.num("ups.load_pct", u.get("load_pct"), 1, 100, 30.0),
+              charge_pct=v.num("ups.charge_pct", u.get("charge_pct"), 0, 100, 100.0),
+              shutdown_delay_min=v.num("ups.shutdown_delay_min", u.get("shutdown_delay_min"), 1, 10, 1, True),
+              restore_min=v.num("ups.restore_min", u.get("restore_min"), 1, 9999, 1, True),
+              contacts=u.get("contacts", "OB=1;LB=2;"))
+    if ups.runtime_s <= 0:
+        v.err("ups.runtime", "must be > 0")
+
+    pol = raw.get("policy", {})
+    v.keys("policy", pol, set(POLICY_KEYS))
+    policy = {}
+    for k, kind in POLICY_KEYS.items():
+        if k not in pol:
+            continue
+        if kind == "s":
+            policy[k] = v.dur("policy." + k, pol[k], 0.0)
+        elif kind == "n":
+            policy[k] = v.num("policy." + k, pol[k], 0, 100, 0, True)
+        else:
+            policy[k] = v.boolean("policy." + k, pol[k], True)
+
+    mains = raw.get("mains", {})
+    if not isinstance(mains, dict):
+        v.err("mains", "must be a table of device mains settings")
+        mains = {}
+
+    tiers = []
+    seen_hosts = set()
+    traw = raw.get("tiers", [])
+    if not isinstance(traw, list):
+        v.err("tiers", "must be an array of tables [[tiers]]")
+        traw = []
+    for ti, t in enumerate(traw):
+        w = "tiers[%d]" % ti
+        if not v.keys(w, t, {"name", "max_wait", "delay", "hosts"}, required=("name",)):
+            continue
+        tn = t.get("name", "")
+        if not isinstance(tn, str) or not _NAME.match(tn):
+            v.err(w + ".name", "letters, digits, - and _ only, got %r" % (tn,))
+        if any(x.name == tn for x in tiers):
+            v.err(w + ".name", "tier %r is defined twice" % tn)
+        tier = Tier(tn, v.dur(w + ".max_wait", t.get("max_wait"), 120.0),
+                    v.dur(w + ".delay", t.get("delay"), 0.0))
+        for hi, h in enumerate(t.get("hosts", [])):
+            hw = "%s.hosts[%d]" % (w, hi)
+            if not v.keys(hw, h, HOST_KEYS, required=("name",)):
+                continue
+            hn = h.get("name", "")
+            if not isinstance(hn, str) or not _NAME.match(hn):
+                v.err(hw + ".name", "letters, digits, - and _ only, got %r" % (hn,))
+            if hn in seen_hosts:
+                v.err(hw + ".name", "host %r appears twice (host names are unique over all tiers)" % hn)
+            seen_hosts.add(hn)
+            tier.hosts.append(Host(
+                name=hn, tier=tn, upsmon=v.boolean(hw + ".upsmon", h.get("upsmon"), True),
+                in_plan=v.boolean(hw + ".in_plan", h.get("in_plan"), True),
+                hang_on_shutdown=v.boolean(hw + ".hang_on_shutdown", h.get("hang_on_shutdown"), False),
+                shutdown_s=v.dur(hw + ".shutdown", h.get("shutdown"), 10.0),
+                boot_s=v.dur(hw + ".boot", h.get("boot"), 60.0),
+                wake=v.choice(hw + ".wake", h.get("wake"), ("wol", "power"), "wol"),
+                health=v.choice(hw + ".health", h.get("health"), ("tcp", "nut"), "tcp")))
+        tiers.append(tier)
+    if len(tiers) > 8:
+        v.err("tiers", "at most 8 tiers (the device's limit), got %d" % len(tiers))
+    tier_names = [t.name for t in tiers]
+    host_names = {h.name for t in tiers for h in t.hosts}
+
+    timeline = []
+    for i, s in enumerate(raw.get("timeline", [])):
+        w = "timeline[%d]" % i
+        if not isinstance(s, dict):
+            v.err(w, "must be a table")
+            continue
+        act = s.get("do")
+        if act not in ACTIONS:
+            v.err(w + ".do", "%r is not a stimulus; one of: %s" % (act, ", ".join(sorted(ACTIONS))))
+            continue
+        req, opt = ACTIONS[act]
+        args = {k: x for k, x in s.items() if k not in ("at", "do")}
+        v.keys(w, args, req | opt, required=tuple(req))
+        if "at" not in s:
+            v.err(w, "missing required key 'at' (story time, e.g. \"10s\")")
+        at = v.dur(w + ".at", s.get("at"), 0.0)
+        if at > duration:
+            v.err(w + ".at", "%s is after the end of the scenario (%s)" % (s.get("at"), sc.get("duration")))
+        _check_step(v, w, act, args, host_names)
+        timeline.append(Step(at, act, args, i))
+    timeline.sort(key=lambda s: (s.at_s, s.line))
+
+    expects = []
+    for i, e in enumerate(raw.get("expect", [])):
+        w = "expect[%d]" % i
+        if not isinstance(e, dict):
+            v.err(w, "must be a table")
+            continue
+        kind = e.get("kind")
+        if kind not in EXPECTS:
+            v.err(w + ".kind", "%r is not an expectation; one of: %s" % (kind, ", ".join(sorted(EXPECTS))))
+            continue
+        req, opt = EXPECTS[kind]
+        args = {k: x for k, x in e.items() if k not in ("kind", "needs", "name")}
+        v.keys(w, args, req | opt, required=tuple(req))
+        _check_expect(v, w, kind, args, tier_names, host_names, duration)
+        en = e.get("needs", ())
+        en = (en,) if isinstance(en, str) else tuple(en)
+        for n in en:
+            if n not in FEATURES:
+                v.err(w + ".needs", "unknown feature %r (known: %s)" % (n, ", ".join(FEATURES)))
+        expects.append(Expect(kind, args, en, e.get("name") or _default_name(kind, args), i))
+    if not expects:
+        v.err("expect", "a scenario needs at least one [[expect]]: what would it test?")
+
+    if v.errors:
+        raise ScenarioError(path, v.errors)
+    return Scenario(name=name, path=os.path.abspath(path) if path != "<scenario>" else path,
+                    description=sc.get("description", ""), time_scale=float(scale),
+                    ci_time_scale=float(ci_scale), duration_s=duration, ups=ups, policy=policy,
+                    mains=mains, tiers=tiers, timeline=timeline, expects=expects, heap=heap,
+                    needs=needs)
+
+
+def _default_name(kind, a):
+    if kind in ("state", "never", "final_state"):
+        return "%s %s" % (kind, a.get("state"))
+    if kind in ("shutdown_order", "restore_order"):
+        return "%s %s" % (kind, "->".join(a.get("order", [])))
+    if kind == "mains_events":
+        return "mains_events %s" % a.get("type")
+    if kind in ("audit", "host_survived"):
+        return "%s %s" % (kind, a.get("host"))
+    if kind == "tier_wait":
+        return "tier_wait %s after %s" % (a.get("tier"), a.get("waits_for"))
+    return kind
+
+
+def _check_step(v, w, act, a, hosts):
+    if act == "mains":
+        val = a.get("value")
+        if not (val in ("on", "off") or (isinstance(val, (int, float)) and not isinstance(val, bool)
+                                          and 0 <= val <= 2)):
+            v.err(w + ".value", "\"on\", \"off\" or a fraction of nominal 0..2, got %r" % (val,))
+    if "phase" in a:
+        v.num(w + ".phase", a["phase"], 0, 360)
+    if act in ("dip", "swell", "flicker"):
+        d = v.dur(w + ".duration", a.get("duration"), 0.0)
+        if not 0.005 <= d <= 10.0:
+            v.err(w + ".duration", "mains disturbances last 5 ms..10 s of REAL time (never scaled), got %s"
+                  % a.get("duration"))
+    if act == "dip":
+        v.num(w + ".residual", a.get("residual"), 0, 0.99)
+    if act == "flicker":
+        v.num(w + ".residual", a.get("residual"), 0, 0.99)
+    if act == "swell":
+        v.num(w + ".level", a.get("level"), 1.01, 2.0)
+    if act == "frequency":
+        v.num(w + ".hz", a.get("hz"), 20, 100)
+        if "to_hz" in a:
+            v.num(w + ".to_hz", a["to_hz"], 20, 100)
+            if "over" not in a:
+                v.err(w, "a drift (to_hz) needs 'over' (story time)")
+        if "over" in a:
+            v.dur(w + ".over", a["over"])
+    if act == "harmonic":
+        v.num(w + ".order", a.get("order"), 2, 50, integer=True)
+        v.num(w + ".fraction", a.get("fraction"), 0, 0.5)
+    if act == "noise":
+        v.num(w + ".rms", a.get("rms"), 0, 0.5)
+    if act in ("contact", "chatter"):
+        v.num(w + ".line", a.get("line"), 0, 7, integer=True)
+    if act == "contact":
+        v.choice(w + ".value", a.get("value"), (0, 1))
+    if act == "chatter":
+        p = v.dur(w + ".period", a.get("period", "20ms"), 0.02)
+        if not 0.002 <= p <= 5:
+            v.err(w + ".period", "2 ms..5 s of real time")
+        v.num(w + ".count", a.get("count", 10), 1, 500, integer=True)
+    if act == "ups":
+        if not a:
+            v.err(w, "say what changes: status, charge and/or link")
+        if "status" in a:
+            toks = str(a["status"]).split()
+            if a["status"] != "auto" and not (toks and all(t in ("OL", "OB", "LB") for t in toks)):
+                v.err(w + ".status", "\"OL\", \"OB\", \"OB LB\" or \"auto\", got %r" % a["status"])
+        if "charge" in a:
+            v.num(w + ".charge", a["charge"], 0, 100)
+        if "link" in a:
+            v.choice(w + ".link", a["link"], ("ok", "lost", "garbage"))
+    if act == "reboot":
+        v.choice(w + ".cause", a.get("cause", "hard"), ("hard", "power_on", "wdt"))
+    if act == "host":
+        if a.get("host") not in hosts:
+            v.err(w + ".host", "no host %r in the site" % (a.get("host"),))
+        v.choice(w + ".set", a.get("set"), ("hang_on_shutdown", "power_off", "crash"))
+
+
+def _check_expect(v, w, kind, a, tiers, hosts, duration):
+    if "state" in a:
+        v.choice(w + ".state", a["state"], STATES)
+    if "within" in a:
+        win = v.window(w + ".within", a["within"])
+        if win and win[0] > duration:
+            v.err(w + ".within", "starts after the end of the scenario")
+    for k in ("order",):
+        if k in a:
+            if not isinstance(a[k], list) or not a[k]:
+                v.err(w + "." + k, "a list of tier names")
+            else:
+                for t in a[k]:
+                    if t not in tiers:
+                        v.err(w + "." + k, "no tier %r (tiers: %s)" % (t, ", ".join(tiers)))
+    for k in ("tier", "waits_for"):
+        if k in a and a[k] not in tiers:
+            v.err(w + "." + k, "no tier %r (tiers: %s)" % (a[k], ", ".join(tiers)))
+    if "slack" in a:
+        v.dur(w + ".slack", a["slack"])
+    if "host" in a and a["host"] not in hosts:
+        v.err(w + ".host", "no host %r in the site" % (a["host"],))
+    if kind == "mains_events":
+        v.choice(w + ".type", a.get("type"), ("dip", "swell", "interruption", "any"))
+        if "count" in a:
+            v.num(w + ".count", a["count"], 0, 1000, integer=True)
+        if "match_truth" in a:
+            v.boolean(w + ".match_truth", a["match_truth"], True)
+    if "pattern" in a:
+        try:
+            re.compile(a["pattern"])
+        except (re.error, TypeError) as e:
+            v.err(w + ".pattern", "not a regular expression: %s" % e)
+    if kind == "no_restore_before":
+        c = a.get("condition")
+        if not (isinstance(c, dict) and set(c) <= {"frequency_within", "stable_for"}):
+            v.err(w + ".condition", "a table {frequency_within = 0.5, stable_for = \"1m\"} (Hz of "
+                  "nominal, story time)")

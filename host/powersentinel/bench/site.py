@@ -1,0 +1,485 @@
+"""The simulated site: servers that obey the sentinel, on loopback only.
+
+Each host of a scenario gets
+- an address 127.0.0.N (the loopback network is all of 127/8 on Linux), so the sentinel's
+  per-address bookkeeping (who is logged in, coverage audit, health checks) sees distinct hosts;
+- a real `upsmon` (powersentinel.nutreal.RealUpsmon, own state dir) monitoring its tier's UPS on
+  the board, reaching it through a small TCP relay whose outgoing connection is bound to the
+  host's address. Its SHUTDOWNCMD records the time and then blocks until the site releases it
+  (after the host's shutdown time; never for a host that hangs on shutdown), after which upsmon
+  is stopped: the host is down and its login is gone. Where upsmon is not installed, a small NUT
+  client of our own (MiniUpsmon) does the same, and the site says so (`site.client_kind`);
+- a Wake-on-LAN listener (UDP, 127.0.0.1:wol_port for the "broadcast" and the host's own
+  address) and a TCP health port that accepts connections only while the host is up.
+
+Host life: up -> stopping (SHUTDOWNCMD ran) -> halted (OS down, outlet still powered) -> off
+(outlet unpowered). With power back, a `wake = "power"` host boots by itself; a `wake = "wol"`
+host waits for its magic packet. booting -> up after its boot time (story time, scaled).
+A host that loses power while up or stopping is recorded as a crash.
+"""
+from __future__ import annotations
+
+import os
+import selectors
+import shutil
+import socket
+import threading
+import time
+
+from .. import nutreal
+
+UPSMON = os.path.join(nutreal.NUT_BIN, "upsmon")
+RELEASE_MAX_S = 4 * 3600  # a hung SHUTDOWNCMD still ends eventually (bounded loop)
+
+
+def upsmon_available():
+    if os.environ.get("POWERSENTINEL_HIL_NO_UPSMON"):
+        return False
+    return os.access(UPSMON, os.X_OK)
+
+
+def free_port_on(addrs, kind=socket.SOCK_STREAM):
+    """A port free on every address in addrs (asked of the kernel on the first, then checked)."""
+    for _ in range(50):
+        s = socket.socket(socket.AF_INET, kind)
+        s.bind((addrs[0], 0))
+        port = s.getsockname()[1]
+        s.close()
+        ok = True
+        for a in addrs:
+            t = socket.socket(socket.AF_INET, kind)
+            try:
+                t.bind((a, port))
+            except OSError:
+                ok = False
+            finally:
+                t.close()
+        if ok:
+            return port
+    raise RuntimeError("no port free on all of %s" % addrs)
+
+
+class Relay:
+    """127.0.0.1:port -> target, the outgoing side bound to `source` (the host's address)."""
+
+    def __init__(self, source, target):
+        self.source = source
+        self.target = target
+        self.srv = socket.socket()
+        self.srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.srv.bind((source, 0))
+        self.srv.listen(8)
+        self.addr = self.srv.getsockname()
+        self.sel = selectors.DefaultSelector()
+        self.sel.register(self.srv, selectors.EVENT_READ, None)
+        self.peers = {}
+        self.stopping = False
+        self.thread = threading.Thread(target=self._run, daemon=True, name="relay-" + source)
+        self.thread.start()
+
+    def _run(self):
+        while not self.stopping:
+            for key, _ in self.sel.select(timeout=0.2):
+                if key.data is None:
+                    self._accept()
+                else:
+                    self._pump(key.fileobj)
+
+    def _accept(self):
+        c, _ = self.srv.accept()
+        o = socket.socket()
+        try:
+            o.bind((self.source, 0))
+            o.settimeout(3)
+            o.connect(self.target)
+        except OSError:
+            c.close()
+            o.close()
+            return
+        o.settimeout(None)
+        self.peers[c] = o
+        self.peers[o] = c
+        self.sel.register(c, selectors.EVENT_READ, "p")
+        self.sel.register(o, selectors.EVENT_READ, "p")
+
+    def _drop(self, s):
+        other = self.peers.pop(s, None)
+        for x in (s, other):
+            if x is None:
+                continue
+            self.peers.pop(x, None)
+            try:
+                self.sel.unregister(x)
+            except (KeyError, ValueError):
+                pass
+            x.close()
+
+    def _pump(self, s):
+        try:
+            data = s.recv(65536)
+        except OSError:
+            data = b""
+        other = self.peers.get(s)
+        if not data or other is None:
+            self._drop(s)
+            return
+        try:
+            other.sendall(data)
+        except OSError:
+            self._drop(s)
+
+    def drop_all(self):
+        """Cut every relayed connection (a host that loses power vanishes from the network)."""
+        for s in list(self.peers):
+            if s in self.peers:
+                self._drop(s)
+
+    def close(self):
+        self.stopping = True
+        self.thread.join(2)
+        for s in list(self.peers):
+            if s in self.peers:
+                self._drop(s)
+        self.srv.close()
+
+
+class _BenchUpsmon(nutreal.RealUpsmon):
+    """RealUpsmon whose SHUTDOWNCMD records the time, then blocks until release()."""
+
+    def _write(self):
+        super()._write()
+        script = self.priv.path("shutdown.sh")
+        with open(script, "w") as f:
+            f.write("#!/bin/sh\ndate +%%s.%%N >> '%s'\ni=0\n"
+                    "while [ ! -e '%s' ] && [ $i -lt %d ]; do sleep 0.1; i=$((i+1)); done\n"
+                    % (self.shutdown_file, self.priv.path("release"), RELEASE_MAX_S * 10))
+        os.chmod(script, 0o755)
+        conf = self.priv.path("conf", "upsmon.conf")
+        with open(conf) as f:
+            lines = [ln for ln in f.read().splitlines() if not ln.startswith("SHUTDOWNCMD")]
+        lines.append('SHUTDOWNCMD "%s"' % script)
+        with open(conf, "w") as f:
+            f.write("\n".join(lines) + "\n")
+
+    def release(self):
+        with open(self.priv.path("release"), "w"):
+            pass
+
+
+class UpsmonClient:
+    """A host's real upsmon (one process, own private directory)."""
+    kind = "upsmon"
+
+    def __init__(self, tier, relay_addr, user, password, keep_dir=None):
+        self.mon = _BenchUpsmon([nutreal.Monitor(tier, relay_addr[0], relay_addr[1], user, password)],
+                                pollfreq=1, pollfreqalert=1, deadtime=5, hostsync=3, finaldelay=0,
+                                workdir=keep_dir)
+        self.t_shutdown = None
+
+    def start(self):
+        self.mon.start()
+
+    def shutdown_time(self):
+        if self.t_shutdown is None:
+            self.t_shutdown = self.mon.shutdown_time()
+        return self.t_shutdown
+
+    def release(self):
+        self.mon.release()
+
+    def kill(self):
+        p = self.mon.proc
+        if p is not None and p.poll() is None:
+            p.kill()
+            p.wait(3)
+        self.mon.stop()
+
+    def stop(self):
+        if self.mon.proc is not None and self.mon.proc.poll() is None and self.shutdown_time():
+            self.release()
+        self.mon.stop()
+
+    def log_tail(self):
+        return self.mon.log()[-1500:]
+
+
+class MiniUpsmon:
+    """Stand-in for upsmon where NUT is not installed: LOGIN to the tier, poll ups.status every
+    second, on FSD record the time, wait for release(), LOGOUT."""
+    kind = "mini"
+
+    def __init__(self, tier, relay_addr, user, password, keep_dir=None):
+        self.tier, self.addr, self.user, self.password = tier, relay_addr, user, password
+        self.t_shutdown = None
+        self._release = threading.Event()
+        self._stop = threading.Event()
+        self.logged_in = False
+        self.thread = None
+
+    def start(self):
+        self.thread = threading.Thread(target=self._run, daemon=True, name="mini-upsmon")
+        self.thread.start()
+
+    def _run(self):
+        while not self._stop.is_set():
+            try:
+                with nutreal.NutClient(self.addr[0], self.addr[1], timeout=3) as c:
+                    for line in ("USERNAME %s" % self.user, "PASSWORD %s" % self.password,
+                                 "LOGIN %s" % self.tier):
+                        r = c.cmd(line)[0]
+                        if not r.startswith("OK"):
+                            raise OSError(r)
+                    self.logged_in = True
+                    while not self._stop.is_set():
+                        r = c.cmd("GET VAR %s ups.status" % self.tier)[0]
+                        toks = r.split('"')[1].split() if r.count('"') >= 2 else []
+                        if "FSD" in toks:
+                            self.t_shutdown = time.time()
+                            # the OS is shutting down; its login lasts until it is done
+                            while not (self._release.wait(0.2) or self._stop.is_set()):
+                                c.cmd("GET VAR %s ups.status" % self.tier)
+                            if self._release.is_set():
+                                c.cmd("LOGOUT")
+                            return
+                        self._stop.wait(1.0)
+            except (OSError, EOFError, IndexError):
+                self.logged_in = False
+                self._stop.wait(1.0)
+
+    def shutdown_time(self):
+        return self.t_shutdown
+
+    def release(self):
+        self._release.set()
+
+    def kill(self):
+        self._stop.set()
+
+    def stop(self):
+        self._stop.set()
+        if self.thread:
+            self.thread.join(3)
+
+    def log_tail(self):
+        return ""
+
+
+class SimHost:
+    def __init__(self, spec, addr, mac, site):
+        self.spec = spec
+        self.addr = addr
+        self.mac = mac
+        self.site = site
+        self.state = "up"
+        self.history = []        # (time.time(), state)
+        self.client = None
+        self.relay = None
+        self.health = None
+        self.stop_at = None
+        self.boot_at = None
+        self.shutdowns = []      # time.time() of each SHUTDOWNCMD
+        self.ups_at = []         # time.time() each time it became healthy after a boot
+        self.crashes = []        # time.time() it lost power while running
+        self.wol = []            # time.time() of magic packets received
+
+    def _set(self, state, now):
+        if state != self.state:
+            self.state = state
+            self.history.append((now, state))
+
+    def _start_os(self, now):
+        if self.spec.upsmon:
+            if self.relay is None:
+                self.relay = Relay(self.addr, self.site.nut)
+            cls = UpsmonClient if self.site.client_kind == "upsmon" else MiniUpsmon
+            self.client = cls(self.spec.tier, self.relay.addr, self.site.user, self.site.password)
+            self.client.start()
+        s = socket.socket()
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind((self.addr, self.site.health_port))
+        s.listen(16)
+        s.setblocking(False)
+        self.health = s
+
+    def _stop_os(self, kill):
+        if self.client is not None:
+            (self.client.kill if kill else self.client.stop)()
+            self.client = None
+        if self.relay is not None and kill:
+            self.relay.drop_all()
+        if self.health is not None:
+            self.health.close()
+            self.health = None
+
+    def step(self, now, powered):
+        st = self.state
+        if not powered and st != "off":
+            if st in ("up", "stopping", "booting"):
+                self.crashes.append(now)
+            self._stop_os(kill=True)
+            self._set("off", now)
+            return
+        if self.health is not None:
+            while True:
+                try:
+                    c, _ = self.health.accept()
+                    c.close()
+                except OSError:
+                    break
+        if st == "off" and powered:
+            if self.spec.wake == "power":
+                self.boot_at = now + self.site.wall(self.spec.boot_s)
+                self._set("booting", now)
+            else:
+                self._set("halted", now)
+        elif st == "up" and self.client is not None:
+            t = self.client.shutdown_time()
+            if t is not None:
+                self.shutdowns.append(t)
+                self.stop_at = None if self.spec.hang_on_shutdown else now + self.site.wall(self.spec.shutdown_s)
+                self._set("stopping", now)
+        elif st == "stopping" and self.stop_at is not None and now >= self.stop_at:
+            self._stop_os(kill=False)
+            self._set("halted", now)
+        elif st == "booting" and now >= self.boot_at:
+            self._start_os(now)
+            self.ups_at.append(now)
+            self._set("up", now)
+
+    def wake(self, now):
+        self.wol.append(now)
+        if self.state == "halted":
+            self.boot_at = now + self.site.wall(self.spec.boot_s)
+            self._set("booting", now)
+
+    def close(self):
+        self._stop_os(kill=False)
+        if self.relay is not None:
+            self.relay.close()
+            self.relay = None
+
+
+class Site:
+    """All hosts of a scenario. `nut` = the board's NUT (host, port); `scale` story s per wall s."""
+
+    def __init__(self, scenario, nut, user, password, scale, first_octet=20):
+        self.scenario = scenario
+        self.nut = nut
+        self.user = user
+        self.password = password
+        self.scale = scale
+        self.client_kind = "upsmon" if upsmon_available() else "mini"
+        self.notes = []
+        if self.client_kind == "mini":
+            self.notes.append("upsmon is not installed (%s): hosts run the bench's own small NUT "
+                              "client instead" % UPSMON)
+        self.hosts = []
+        for i, h in enumerate(scenario.hosts()):
+            addr = "127.0.0.%d" % (first_octet + i)
+            mac = "02:50:53:00:%02x:%02x" % (i // 256, i % 256)
+            self.hosts.append(SimHost(h, addr, mac, self))
+        addrs = ["127.0.0.1"] + [h.addr for h in self.hosts]
+        self.health_port = free_port_on(addrs)
+        self.wol_port = free_port_on(addrs, socket.SOCK_DGRAM)
+        self.wol_socks = []
+
+    def wall(self, story_s):
+        return story_s / self.scale
+
+    def host(self, name):
+        return next(h for h in self.hosts if h.spec.name == name)
+
+    def device_hosts(self, tier):
+        """The device-config host entries of a tier (hosts with in_plan)."""
+        out = []
+        for h in self.hosts:
+            if h.spec.tier == tier and h.spec.in_plan:
+                out.append({"name": h.spec.name, "address": h.addr,
+                            "mac": h.mac if h.spec.wake == "wol" else None,
+                            "health": "tcp:%d" % self.health_port if h.spec.health == "tcp" else "nut"})
+        return out
+
+    def start(self, nut=None):
+        if nut is not None:
+            self.nut = nut
+        for a in ["127.0.0.1"] + [h.addr for h in self.hosts]:
+            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            s.bind((a, self.wol_port))
+            s.setblocking(False)
+            self.wol_socks.append(s)
+        now = time.time()
+        for h in self.hosts:
+            h._start_os(now)
+            h.history.append((now, "up"))
+
+    def wait_logged_in(self, timeout):
+        """Until every host with upsmon has logged in (real upsmon: its log says so)."""
+        deadline = time.monotonic() + timeout
+        for h in self.hosts:
+            c = h.client
+            if c is None:
+                continue
+            while True:
+                if isinstance(c, UpsmonClient):
+                    ok = "Logged into UPS" in c.mon.log()
+                else:
+                    ok = c.logged_in
+                if ok:
+                    break
+                if time.monotonic() > deadline:
+                    raise TimeoutError("host %s did not log in to the sentinel: %s"
+                                       % (h.spec.name, c.log_tail()))
+                time.sleep(0.1)
+
+    def _drain_wol(self, now):
+        for s in self.wol_socks:
+            while True:
+                try:
+                    data, _ = s.recvfrom(2048)
+                except OSError:
+                    break
+                mac = _magic_target(data)
+                if mac is None:
+                    continue
+                for h in self.hosts:
+                    if h.mac.replace(":", "") == mac:
+                        h.wake(now)
+
+    def step(self, powered):
+        now = time.time()
+        self._drain_wol(now)
+        for h in self.hosts:
+            h.step(now, powered)
+
+    def host_action(self, name, what):
+        h = self.host(name)
+        now = time.time()
+        if what == "hang_on_shutdown":
+            h.spec.hang_on_shutdown = True
+        elif what in ("power_off", "crash"):
+            if what == "crash":
+                h.crashes.append(now)
+            h._stop_os(kill=True)
+            h._set("halted", now)
+
+    def close(self):
+        for h in self.hosts:
+            h.close()
+        for s in self.wol_socks:
+            s.close()
+        self.wol_socks = []
+
+
+def _magic_target(data):
+    """The MAC (12 lower-case hex digits) a Wake-on-LAN magic packet addresses, or None."""
+    i = data.find(b"\xff" * 6)
+    if i < 0 or len(data) < i + 102:
+        return None
+    mac = data[i + 6:i + 12]
+    if data[i + 6:i + 102] != mac * 16:
+        return None
+    return mac.hex()
+
+
+def nut_tools_note():
+    return None if shutil.which("upsc") else "upsc is not installed"
