@@ -176,11 +176,16 @@ def status(port, as_json):
 @click.option("--dir", "d", default=None, type=click.Path(file_okay=False),
               help="where the demo board lives (default: a new temporary directory)")
 @click.option("--keep", is_flag=True, help="leave the virtual board running at the end")
-def demo(d, keep):
+@click.option("--no-paris", is_flag=True, help="skip the Paris hospital outage scenario")
+@click.option("--report", "report_dir", default=None, type=click.Path(file_okay=False),
+              help="where the scenario report goes (default: a new temporary directory)")
+def demo(d, keep, no_paris, report_dir):
     """Boot a virtual board from a freshly deployed flash image, show its live status, cut the
-    mains, and show the firmware noticing. Exit status 0 only if every step worked."""
+    mains and show the firmware noticing; then replay the Paris hospital outage (3 h without
+    mains, 20 min of battery) with real upsmon clients: ordered shutdown, load off with restore,
+    ordered power-on, and a report. Exit status 0 only if every step and expectation held."""
     from .demo import run_demo
-    sys.exit(run_demo(d, keep))
+    sys.exit(run_demo(d, keep, paris=not no_paris, report_dir=report_dir))
 
 
 # -- shared by the commands below --------------------------------------------------------------

@@ -124,8 +124,10 @@ def device_config(sc, site, scale, user, pw_hash):
 # ---- the run ---------------------------------------------------------------------------------
 
 class Runner:
-    def __init__(self, sc, rig=None, scale=None, report_dir=None, workdir=None, progress=None):
+    def __init__(self, sc, rig=None, scale=None, report_dir=None, workdir=None, progress=None,
+                 observer=None):
         self.sc = sc
+        self.observer = observer  # fn(story_s, sample dict, device status) at each status poll
         self.scale = float(scale or sc.time_scale)
         self.workdir = workdir or tempfile.mkdtemp(prefix="hil-%s-" % sc.name)
         self.rig = rig or VirtualRig(self.workdir, heap=sc.heap)
@@ -388,6 +390,8 @@ class Runner:
             if now >= next_status:
                 st = self._status()
                 self._sample(st, rig)
+                if self.observer is not None and self.res.samples:
+                    self.observer(self.res.story(time.time()), self.res.samples[-1], st)
                 next_status = time.time() + POLL_STATUS_S
             # sleep until the next thing to do, at most 50 ms
             nxt = [end, next_rig, next_status] + [p[0] for p in self.pending]
@@ -417,9 +421,10 @@ class Runner:
             self.res.notes.append("journal not read: %s" % e)
 
 
-def run_scenario(sc, rig=None, scale=None, report_dir=None, workdir=None, progress=None):
+def run_scenario(sc, rig=None, scale=None, report_dir=None, workdir=None, progress=None,
+                 observer=None):
     return Runner(sc, rig=rig, scale=scale, report_dir=report_dir, workdir=workdir,
-                  progress=progress).run()
+                  progress=progress, observer=observer).run()
 
 
 def matches(pattern, text):
