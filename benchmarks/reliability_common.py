@@ -116,7 +116,10 @@ class Board:
     def __init__(self, d, cfg=None, extra_args=()):
         self.dir = os.path.abspath(d)
         os.makedirs(self.dir, exist_ok=True)
-        shutil.copyfile(template_flash(), os.path.join(self.dir, "flash.img"))
+        tdir = os.path.dirname(template_flash())
+        for name in os.listdir(tdir):   # flash.img, and romfs.img where the board has one
+            if name.endswith(".img"):
+                shutil.copyfile(os.path.join(tdir, name), os.path.join(self.dir, name))
         self.cfg = cfg if cfg is not None else make_config()
         self.cfg_path = write_config(os.path.join(self.dir, "config.json"), self.cfg)
         # The config goes in over the console protocol (config_put_*), as the CLI does, not

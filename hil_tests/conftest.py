@@ -5,13 +5,7 @@ import os
 
 import pytest
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-SCENARIOS = os.path.join(HERE, "scenarios")
-
-# Firmware features not yet wired into firmware/lib/sentinel/app.py. An expectation that
-# `needs` one of these is marked xfail(strict=True): when the lead wires the feature, remove it
-# from this set and those expectations must pass (a strict xfail that passes fails the run).
-UNWIRED = {"coverage"}
+from hilsupport import SCENARIOS, UNWIRED  # noqa: F401
 
 
 def pytest_addoption(parser):

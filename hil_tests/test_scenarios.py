@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from conftest import SCENARIOS, UNWIRED
+from hilsupport import SCENARIOS, UNWIRED
 from powersentinel.bench.scenario import load_scenario
 
 CI_SCENARIOS = ["flickers.toml", "sags_swells.toml", "paris_hospital.toml"]

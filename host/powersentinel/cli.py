@@ -56,8 +56,8 @@ def virtual():
               help="directory holding the board (flash.img, board.json, logs)")
 @click.option("--config", type=click.Path(exists=True, dir_okay=False),
               help="device config (JSON) to install before the firmware starts")
-@click.option("--heap", default="192wK", show_default=True,
-              help="MicroPython heap; 'w' scales by word size, so 192wK holds what 192 KB holds on a 32-bit board (a Pico W's heap)")
+@click.option("--heap", default="128wK", show_default=True,
+              help="MicroPython heap; 'w' scales by word size, so 128wK holds what 128 KB holds on a 32-bit board (an ESP32's heap)")
 @click.option("--nut-port", type=int, default=0, help="TCP port for the NUT server (0 = free port)")
 @click.option("--time-scale", type=float, default=1.0, show_default=True,
               help="UPS battery and delay minutes run this many times faster (mains physics "

@@ -4,6 +4,7 @@ verify what landed by hash, and reboot the board.
 Files are uploaded under temporary names and renamed into place only once all of them are on
 the board and verified, so an interrupted deploy leaves the previous firmware runnable.
 """
+import binascii
 import hashlib
 import json
 import os
@@ -146,9 +147,61 @@ class Board:
     def reboot(self):
         self.t.exec_raw_no_follow("import machine\nmachine.reset()")
 
+    def romfs_size(self):
+        """Bytes of the board's first ROMFS partition, or 0 when it has none."""
+        try:
+            self.exec("import vfs")
+            if not self.eval("hasattr(vfs, 'rom_ioctl')"):
+                return 0
+            if self.eval("vfs.rom_ioctl(1)") < 1:
+                return 0
+            return self.eval("len(vfs.rom_ioctl(2, 0))")
+        except (TransportError, TransportExecError):
+            return 0
 
-def deploy(port, dry_run=False, progress=None, reboot=True, log=print):
-    """Deploy the firmware to the board on `port`. Returns a summary dict."""
+    def romfs_hash(self, n):
+        # hashed in slices of the partition's memory: no copy of the image on the small heap
+        self.exec("import hashlib, binascii\n_h = hashlib.sha256()\n_m = vfs.rom_ioctl(2, 0)\n"
+                  "for _i in range(0, %d, 1024):\n _h.update(_m[_i:min(_i + 1024, %d)])" % (n, n))
+        return self.eval("binascii.hexlify(_h.digest())").decode()
+
+    def write_romfs(self, image, progress=None):
+        if self.eval("vfs.rom_ioctl(3, 0, %d)" % len(image)) < 0:
+            raise DeployError("the board refused to erase its ROMFS partition")
+        self.exec("import binascii")
+        step = 1024
+        for off in range(0, len(image), step):
+            chunk = binascii.b2a_base64(image[off:off + step]).strip().decode()
+            r = self.eval("vfs.rom_ioctl(4, 0, %d, binascii.a2b_base64(%r))" % (off, chunk))
+            if r is not None and r < 0:
+                raise DeployError("writing the ROMFS partition failed at offset %d" % off)
+            if progress:
+                progress("romfs", min(off + step, len(image)), len(image))
+        self.eval("vfs.rom_ioctl(5, 0)")
+
+
+def romfs_image(built, tmp):
+    """A ROMFS image of the compiled modules (lib/...), as `mpremote romfs build` makes one."""
+    from mpremote.romfs import make_romfs
+    root = os.path.join(tmp, "romfs")
+    for dest, local, _ in built:
+        if dest.startswith("/lib/"):
+            target = os.path.join(root, dest.lstrip("/"))
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            with open(local, "rb") as f, open(target, "wb") as g:
+                g.write(f.read())
+    import contextlib
+    import io
+    with contextlib.redirect_stdout(io.StringIO()):  # make_romfs lists what it packs
+        return make_romfs(root, mpy_cross=False)
+
+
+def deploy(port, dry_run=False, progress=None, reboot=True, log=print, use_romfs=True):
+    """Deploy the firmware to the board on `port`. Returns a summary dict.
+
+    On a board with a ROMFS partition the compiled modules go into it (they then run in place,
+    costing no heap for their code); boot.py and main.py, and on boards without ROMFS every
+    module, go to the filesystem."""
     with Board(port) as b:
         info = b.info()
         if info["mpy"] is None:
@@ -156,21 +209,39 @@ def deploy(port, dry_run=False, progress=None, reboot=True, log=print):
         check_board_mpy(info["mpy"])
         arch = arch_of(info["mpy"])
         old = b.read_manifest()
+        rom_size = b.romfs_size() if use_romfs else 0
         with tempfile.TemporaryDirectory(prefix="psv-deploy-") as tmp:
             built = build(arch, tmp, progress)
-            new = {dest: h for dest, _, h in built}
-            changed = [(d, l, h) for d, l, h in built if old.get("files", {}).get(d) != h]
+            image = romfs_image(built, tmp) if rom_size else None
+            if image is not None and len(image) > rom_size:
+                raise DeployError("the firmware (%d bytes) does not fit the board's ROMFS "
+                                  "partition (%d bytes)" % (len(image), rom_size))
+            files = [x for x in built if image is None or not x[0].startswith("/lib/")]
+            new = {dest: h for dest, _, h in files}
+            changed = [(d, l, h) for d, l, h in files if old.get("files", {}).get(d) != h]
             stale = sorted(set(old.get("files", {})) - set(new))
+            rom_hash = hashlib.sha256(image).hexdigest() if image is not None else None
+            rom_changed = image is not None and b.romfs_hash(len(image)) != rom_hash
             summary = {"arch": arch, "platform": info["platform"], "files": len(built),
                        "changed": [d for d, _, _ in changed], "removed": stale,
-                       "bytes": sum(os.path.getsize(l) for _, l, _ in changed)}
+                       "bytes": sum(os.path.getsize(l) for _, l, _ in changed),
+                       "romfs": None if image is None else {
+                           "bytes": len(image), "partition": rom_size, "changed": rom_changed}}
+            if rom_changed:
+                summary["changed"].append("/rom (%d-byte ROMFS image)" % len(image))
+                summary["bytes"] += len(image)
             if dry_run:
                 return summary
+            if rom_changed:
+                b.write_romfs(image, progress)
+                if b.romfs_hash(len(image)) != rom_hash:
+                    raise DeployError("ROMFS verification failed: the partition does not hold "
+                                      "the image just written; deploy again")
             dirs = sorted({p for d, _, _ in changed for p in _parents(d)})
             for d in dirs:
                 if not b.t.fs_exists(d):
                     b.t.fs_mkdir(d)
-            total = summary["bytes"]
+            total = sum(os.path.getsize(l) for _, l, _ in changed)
             sent = 0
             for dest, local, h in changed:
                 with open(local, "rb") as f:
@@ -194,7 +265,7 @@ def deploy(port, dry_run=False, progress=None, reboot=True, log=print):
                     b.t.fs_rmfile(d)
                 except (TransportError, TransportExecError):
                     pass
-            b.t.fs_writefile(MANIFEST, json.dumps({"files": new}).encode())
+            b.t.fs_writefile(MANIFEST, json.dumps({"files": new, "romfs": rom_hash}).encode())
             if reboot:
                 b.reboot()
             summary["rebooted"] = reboot

@@ -1,17 +1,6 @@
-import os
-import shutil
-import subprocess
-import sys
-
 import pytest
 
-REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
-BIN = os.path.dirname(sys.executable)
-
-
-def venv_tool(name):
-    path = os.path.join(BIN, name)
-    return path if os.path.exists(path) else shutil.which(name)
+from support import REPO, no_leftover, venv_tool  # noqa: F401  (re-exported for old imports)
 
 
 @pytest.fixture
@@ -26,15 +15,3 @@ def vboard(tmp_path):
     finally:
         virtual.stop(d)
 
-
-def no_leftover(pids):
-    alive = []
-    for pid in pids:
-        try:
-            os.kill(pid, 0)
-            with open("/proc/%d/stat" % pid) as f:
-                if f.read().split(") ", 1)[1][0] != "Z":
-                    alive.append(pid)
-        except (ProcessLookupError, FileNotFoundError):
-            pass
-    return alive

@@ -9,7 +9,7 @@ import subprocess
 
 import pytest
 
-from conftest import REPO, venv_tool
+from support import REPO, venv_tool
 
 FW = os.path.join(REPO, "firmware")
 FW_FILES = sorted(

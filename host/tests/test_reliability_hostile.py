@@ -106,16 +106,24 @@ def test_malformed_nut_streams_floods_and_connect_storms(board):
                 pass
         for s in socks:
             s.close()
-        # a connect storm: thousands of connects, most closed at once
+        # a connect storm: thousands of connects; most ask VER and read the reply (as a port
+        # scanner or a health check does), one in ten closes at once without a byte (those
+        # fill the listen backlog of 4 faster than any server accepts: the kernel then drops
+        # SYNs and the client retries after 1 s, which bounds their rate, not the server)
         n_conn = 0
-        end = time.monotonic() + 15
+        slow = 0
+        end = time.monotonic() + 20
         while n_conn < 2000 and time.monotonic() < end:
+            t = time.monotonic()
             try:
-                s = socket.create_connection(b.nut, timeout=2)
-                if n_conn % 5 == 0:
+                s = socket.create_connection(b.nut, timeout=3)
+                s.settimeout(3)
+                if n_conn % 10:
                     s.sendall(b"VER\n")
+                    s.recv(200)
                 s.close()
                 n_conn += 1
+                slow += time.monotonic() - t > 0.5
             except OSError:
                 time.sleep(0.01)
         took = time.monotonic() - t0
@@ -125,9 +133,9 @@ def test_malformed_nut_streams_floods_and_connect_storms(board):
         ok, r = upsc_ok(b)
         assert ok, r
         heap1 = heap_alloc(lk)
-        print("hostile NUT: %d connects + 100 abusive streams in %.1f s; heap alloc %d -> %d"
-              % (n_conn, took, heap0, heap1))
-        assert n_conn >= 500
+        print("hostile NUT: %d connects (%d slower than 0.5 s) + 100 abusive streams in %.1f s;"
+              " heap alloc %d -> %d" % (n_conn, slow, took, heap0, heap1))
+        assert n_conn >= 1000
         assert heap1 - heap0 < 8192, (heap0, heap1)
         st = lk.request("status")
         assert st["state"]["name"] == "ONLINE"

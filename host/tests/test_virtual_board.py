@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from conftest import no_leftover, venv_tool
+from support import no_leftover, venv_tool
 from powersentinel import virtual
 from powersentinel.deploy import deploy
 from powersentinel.link import Link
@@ -44,7 +44,9 @@ def test_board_json_describes_the_running_board(vboard):
 def test_mpremote_sees_only_the_flash_and_can_copy_files(vboard, tmp_path):
     port = vboard["serial"]
     listing = mpremote(port, "fs", "ls", ":/")
-    assert "main.py" in listing and "lib/" in listing
+    assert "main.py" in listing and "rom/" in listing
+    # the compiled modules went into the board's ROMFS partition, where they run in place
+    assert "app.mpy" in mpremote(port, "fs", "ls", ":/rom/lib/sentinel")
     # the host's filesystem is not the board's
     out = mpremote(port, "exec", "import os; print(sorted(os.listdir('/')))")
     assert "'home'" not in out and "'usr'" not in out

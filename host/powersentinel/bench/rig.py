@@ -67,7 +67,7 @@ class Rig:
 class VirtualRig(Rig):
     name = "virtual"
 
-    def __init__(self, workdir: str | None = None, heap: str = "192wK"):
+    def __init__(self, workdir: str | None = None, heap: str = "128wK"):
         self.dir = os.path.join(workdir or tempfile.mkdtemp(prefix="hil-"), "board")
         self.heap = heap
         self.meta = None

@@ -117,7 +117,7 @@ class Scenario:
     tiers: list
     timeline: list
     expects: list
-    heap: str = "192wK"
+    heap: str = "128wK"
     needs: tuple = ()
 
     def hosts(self):
@@ -273,9 +273,9 @@ def from_dict(raw, path="<scenario>") -> Scenario:
 
     board = raw.get("board", {})
     v.keys("board", board, {"heap"})
-    heap = board.get("heap", "192wK")
+    heap = board.get("heap", "128wK")
     if not (isinstance(heap, str) and re.match(r"^\d+[wk]?K?$", heap)):
-        v.err("board.heap", "a MicroPython heap size such as \"192wK\", got %r" % (heap,))
+        v.err("board.heap", "a MicroPython heap size such as \"128wK\", got %r" % (heap,))
 
     u = raw.get("ups", {})
     v.keys("ups", u, {"link", "runtime", "load_pct", "charge_pct", "shutdown_delay_min",

@@ -93,7 +93,7 @@ def set_wires(d, values, at_phase=None):
     return control(d, req)["state"]
 
 
-def start(d, config=None, heap="192wK", nut_port=0, deploy=True, progress=None,
+def start(d, config=None, heap="128wK", nut_port=0, deploy=True, progress=None,
           timeout=60.0, extra_args=()):
     """Start a board in directory d; on a new directory, format the flash and deploy the
     current firmware through the console exactly as onto a real board. Returns board.json."""

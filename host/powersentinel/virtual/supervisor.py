@@ -40,8 +40,12 @@ CONTACT_LINES = 8
 OUTPUT_LINES = 4
 
 
-def micropython_cmd(heap: str):
-    return [sys.executable, "-m", "micropython_unix", "-X", "heapsize=%s" % heap, "-i",
+ROMFS_BYTES = 256 * 1024  # the ROMFS partition (firmware modules run in place from it)
+
+
+def micropython_cmd(heap: str, romfs: str):
+    return [sys.executable, os.path.join(os.path.dirname(os.path.abspath(__file__)), "launch.py"),
+            romfs, str(ROMFS_BYTES), "-X", "heapsize=%s" % heap, "-i",
             os.path.join(ROM_DIR, "rom.py")]
 
 
@@ -76,6 +80,7 @@ class Supervisor:
         self.heap = args.heap
         self.flash = os.path.join(self.dir, "flash.img")
         self.intent_path = os.path.join(self.dir, "reset.intent")
+        self.romfs = os.path.join(self.dir, "romfs.img")
         self.sel = selectors.DefaultSelector()
         self.log = open(os.path.join(self.dir, "console.log"), "ab", buffering=0)
         self.stopping = False
@@ -141,7 +146,7 @@ class Supervisor:
     # -- board.json --------------------------------------------------------------------------
     def write_board_json(self):
         info = {"serial": self.console_path, "nut": "127.0.0.1:%d" % self.nut_port,
-                "pid": os.getpid(), "flash": self.flash, "heap": self.heap,
+                "pid": os.getpid(), "flash": self.flash, "romfs": self.romfs, "heap": self.heap,
                 "interpreter_pid": self.proc.pid if self.proc else None,
                 "boots": self.boots, "reset_cause": self.cause,
                 "firmware": self.fw, "control": self.ctl_path}
@@ -180,7 +185,10 @@ class Supervisor:
             # SIGINT ignored at exec, MicroPython installs its own handler once it runs code.
             signal.signal(signal.SIGINT, signal.SIG_IGN)
 
-        self.proc = subprocess.Popen(micropython_cmd(self.heap), stdin=sfd, stdout=sfd,
+        if not os.path.exists(self.romfs):
+            with open(self.romfs, "wb") as f:
+                f.truncate(ROMFS_BYTES)  # an empty (erased) partition
+        self.proc = subprocess.Popen(micropython_cmd(self.heap, self.romfs), stdin=sfd, stdout=sfd,
                                      stderr=sfd, env=env, cwd=self.dir, start_new_session=True,
                                      preexec_fn=ctty, close_fds=True)
         os.close(sfd)
@@ -506,7 +514,7 @@ class Supervisor:
 def main(argv=None):
     ap = argparse.ArgumentParser(prog="powersentinel.virtual.supervisor")
     ap.add_argument("--dir", required=True)
-    ap.add_argument("--heap", default="192wK")
+    ap.add_argument("--heap", default="128wK")
     ap.add_argument("--nut-port", type=int, default=0)
     ap.add_argument("--fresh", action="store_true", help="format a new flash image")
     ap.add_argument("--flash-size", type=int, default=2 * 1024 * 1024)

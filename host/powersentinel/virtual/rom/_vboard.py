@@ -8,3 +8,5 @@ BLOCKDEV = None     # the FileBlockDev under the flash filesystem (wear counters
 DEGRADED = None     # reason string when the filesystem would not mount
 INTENT = None      # host file the `machine` stand-in writes the reset kind to
 UID = "virtual"    # per-board id (like machine.unique_id()), from the flash image path
+ROMFS = None       # the ROMFS partition (memory mapped by the launcher), or None
+ROMFS_FILE = None  # its image file, for writes

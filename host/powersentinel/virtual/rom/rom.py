@@ -14,6 +14,15 @@ import _vboard
 import _vmachine
 
 sys.modules["machine"] = _vmachine
+_rp = os.getenv("PSV_ROMFS")
+if _rp:
+    import uctypes
+    _a, _n, _path = _rp.split(":", 2)
+    _vboard.ROMFS = uctypes.bytearray_at(int(_a), int(_n))
+    _vboard.ROMFS_FILE = open(_path, "r+b")  # opened before the host filesystem is hidden
+import _vvfs
+
+sys.modules["vfs"] = _vvfs
 _vboard.WIRE = ("127.0.0.1", _p["wire_port"])
 _vboard.NUT = ("127.0.0.1", _p["nut_port"])
 _vboard.RESET_CAUSE = _p["cause"]
@@ -33,7 +42,12 @@ try:
 except OSError as e:
     # Never reformat: the log and config on it may be all the operator has after an incident.
     _vboard.DEGRADED = "filesystem will not mount (OSError %s)" % e.args[0]
-sys.path[:] = ["", ".frozen", "/lib"]
+sys.path[:] = ["", ".frozen", "/rom", "/rom/lib", "/lib"]  # as boards with a ROMFS have it
+if _vboard.ROMFS is not None and bytes(_vboard.ROMFS[:3]) == b"\xd2\xcd\x31":
+    try:
+        vfs.mount(vfs.VfsRom(_vboard.ROMFS), "/rom")
+    except OSError as e:
+        print("ROMFS will not mount (OSError %s): running from /lib only\r" % e.args[0])
 del _p, _f, _bd
 
 if _vboard.DEGRADED:
