@@ -121,7 +121,8 @@ class TestErrors(TestCase):
         self.check({"polcy": {}, "policy": {"grace": 5}},
                    ["policy.grace: unknown key; allowed keys: grace_s, charge_floor_pct, runtime_floor_s, "
                     "shutdown_on_link_lost, stable_mains_s, restart_charge_pct, return_stable_ms, lb_filter_ms",
-                    "polcy: unknown key; allowed keys: version, site, mains, ups, policy, nut, tiers, recovery"])
+                    "polcy: unknown key; allowed keys: version, site, mains, ups, policy, nut, tiers, recovery, "
+                    "network, board"])
         self.check({"tiers": [{"hosts": [{"name": "a"}]}]},
                    ["tiers[0].name: required key missing (tier name, also the NUT UPS name its servers monitor)",
                     "tiers[0].hosts[0].address: required key missing (IPv4 address or DNS name the server's "

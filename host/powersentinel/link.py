@@ -66,7 +66,7 @@ class Link:
             try:
                 chunk = self.ser.read(4096)
             except (serial.SerialException, OSError) as e:
-                raise LinkError("lost the board on %s: %s" % (self.port, e))
+                raise LinkError("lost the connection to the board on %s: %s" % (self.port, e))
             if not chunk:
                 continue
             self.buf += chunk
@@ -88,7 +88,7 @@ class Link:
             try:
                 self.ser.write(b"\r\n" + console.encode(req))
             except (serial.SerialException, OSError) as e:
-                raise LinkError("lost the board on %s: %s" % (self.port, e))
+                raise LinkError("lost the connection to the board on %s: %s" % (self.port, e))
             deadline = time.monotonic() + timeout
             for obj in self._frames(deadline):
                 if "ev" in obj:

@@ -126,10 +126,12 @@ class McuBoard:
 
     def __init__(self, cfg=None):
         self.cfg = cfg or {}
-        hw = self.cfg.get("board", {})
-        self.adc_pin = hw.get("adc_pin", self.ADC_PIN)
-        self.contact_pins = hw.get("contact_pins", self.CONTACT_PINS)
-        self.output_pins = hw.get("output_pins", self.OUTPUT_PINS)
+        hw = self.cfg.get("board") or {}
+        self.adc_pin = hw.get("adc_pin")
+        if self.adc_pin is None:
+            self.adc_pin = self.ADC_PIN
+        self.contact_pins = self.CONTACT_PINS
+        self.output_pins = self.OUTPUT_PINS
         self._adc = None
         self._contacts = None
         self._outputs = None

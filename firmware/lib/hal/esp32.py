@@ -1,4 +1,5 @@
-# HAL for ESP32 boards (ESP32-WROOM/-S3 DevKit). Pin choices follow docs/wiring.md: ADC1 only
+# HAL for ESP32 boards (ESP32-WROOM/-S3 DevKit). Pin choices follow docs/wiring.md and
+# docs/ups-wiring.md: ADC1 only
 # (ADC2 is unusable while Wi-Fi is on), input-only GPIO 34-39 for the sensed waveform.
 import machine
 
@@ -9,7 +10,7 @@ class Esp32Board(McuBoard):
     name = "esp32"
     ADC_PIN = 34                   # ADC1_CH6: isolated mains sensor output (biased to mid-rail)
     CONTACT_PINS = (25, 26, 27, 14)  # optocoupler outputs from the UPS dry contacts
-    OUTPUT_PINS = (32, 33)          # relay driver: UPS shutdown input, spare
+    OUTPUT_PINS = (4,)              # optocoupler to the UPS remote-shutdown input
     UART_ID = 2
     UART_PINS = {"tx": 17, "rx": 16}  # through a MAX3232 to the UPS RS-232 port
 

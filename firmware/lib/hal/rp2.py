@@ -1,5 +1,5 @@
 # HAL for the Raspberry Pi Pico W (RP2040). Pins follow docs/wiring.md: ADC0 on GP26 for the
-# sensed waveform, UART0 on GP0/GP1 for the UPS serial line.
+# sensed waveform, UART1 on GP4/GP5 for the UPS serial line (docs/ups-wiring.md).
 import machine
 
 from hal._mcu import McuBoard
@@ -11,9 +11,9 @@ class Rp2Board(McuBoard):
     name = "rp2"
     ADC_PIN = 26
     CONTACT_PINS = (10, 11, 12, 13)
-    OUTPUT_PINS = (14, 15)
-    UART_ID = 0
-    UART_PINS = {"tx": machine.Pin(0), "rx": machine.Pin(1)}
+    OUTPUT_PINS = (14,)   # optocoupler to the UPS remote-shutdown input
+    UART_ID = 1           # GP0/GP1 stay free for a debug UART
+    UART_PINS = {"tx": machine.Pin(4), "rx": machine.Pin(5)}
 
     def make_adc(self):
         return machine.ADC(self.adc_pin)

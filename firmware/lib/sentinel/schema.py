@@ -161,6 +161,18 @@ RECOVERY = (
 
 # The whole file. Tiers are listed in shutdown order (first tier stops first); power-on runs
 # in the reverse order (the last tier, e.g. storage, starts first).
+NETWORK = (
+    {"k": "ssid", "t": "str", "d": "", "min": 0, "max": 32, "fmt": "text",
+     "doc": "Wi-Fi network to join (ESP32, Pico W); empty: no Wi-Fi (wired or virtual board)"},
+    {"k": "password", "t": "str", "d": "", "min": 0, "max": 64, "fmt": "text",
+     "doc": "Wi-Fi passphrase (stored on the device: Wi-Fi needs it in clear)"},
+)
+
+BOARD = (
+    {"k": "adc_pin", "t": "int", "d": None, "null": True, "min": 0, "max": 48,
+     "doc": "GPIO of the mains sensor (null: the board module's default, docs/wiring.md)"},
+)
+
 SCHEMA = (
     {"k": "version", "t": "int", "d": VERSION, "min": VERSION, "max": VERSION,
      "doc": "configuration format version"},
@@ -172,6 +184,8 @@ SCHEMA = (
     {"k": "tiers", "t": "list", "f": TIER, "min": 0, "max": 8,
      "doc": "server tiers in shutdown order"},
     {"k": "recovery", "t": "section", "f": RECOVERY, "doc": "powering servers back on"},
+    {"k": "network", "t": "section", "f": NETWORK, "doc": "how the board joins the network"},
+    {"k": "board", "t": "section", "f": BOARD, "doc": "pin overrides for this board"},
 )
 
 
