@@ -148,7 +148,7 @@ class McuBoard:
         return []
 
     def make_adc(self):
-        return machine.ADC(machine.Pin(self.adc_pin))
+        return machine.ADC(machine.Pin(int(self.adc_pin or self.ADC_PIN)))
 
     def adc(self, rate, block_len):
         if self._adc is None:

@@ -15,7 +15,7 @@ class Esp32Board(McuBoard):
     UART_PINS = {"tx": 17, "rx": 16}  # through a MAX3232 to the UPS RS-232 port
 
     def make_adc(self):
-        adc = machine.ADC(machine.Pin(self.adc_pin))
+        adc = machine.ADC(machine.Pin(int(self.adc_pin or self.ADC_PIN)))
         adc.atten(machine.ADC.ATTN_11DB)  # full 0-3.3 V range for the biased sensor output
         return adc
 

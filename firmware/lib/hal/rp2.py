@@ -16,7 +16,7 @@ class Rp2Board(McuBoard):
     UART_PINS = {"tx": machine.Pin(4), "rx": machine.Pin(5)}
 
     def make_adc(self):
-        return machine.ADC(self.adc_pin)
+        return machine.ADC(int(self.adc_pin or self.ADC_PIN))
 
     def watchdog_start(self, timeout_ms):
         McuBoard.watchdog_start(self, min(timeout_ms, WDT_MAX_MS))
