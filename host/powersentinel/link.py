@@ -23,6 +23,10 @@ class LinkError(Exception):
     """An expected failure (no port, busy, no answer, wrong firmware), reported as one line."""
 
 
+class LinkLost(LinkError):
+    """The port itself failed mid-conversation (cable pulled, board re-enumerated)."""
+
+
 def resolve_port(port):
     if port.startswith("virtual:"):
         from .virtual import VirtualError, port_of
@@ -66,7 +70,7 @@ class Link:
             try:
                 chunk = self.ser.read(4096)
             except (serial.SerialException, OSError) as e:
-                raise LinkError("lost the connection to the board on %s: %s" % (self.port, e))
+                raise LinkLost("lost the connection to the board on %s: %s" % (self.port, e))
             if not chunk:
                 continue
             self.buf += chunk
@@ -88,7 +92,7 @@ class Link:
             try:
                 self.ser.write(b"\r\n" + console.encode(req))
             except (serial.SerialException, OSError) as e:
-                raise LinkError("lost the connection to the board on %s: %s" % (self.port, e))
+                raise LinkLost("lost the connection to the board on %s: %s" % (self.port, e))
             deadline = time.monotonic() + timeout
             for obj in self._frames(deadline):
                 if "ev" in obj:

@@ -13,7 +13,7 @@ import time
 
 import serial
 
-from .link import Link, LinkError
+from .link import Link, LinkError, LinkLost
 from .ui import event_text, render_dashboard
 
 STALE_S = 2.5       # no status event for this long: ask for one
@@ -157,6 +157,8 @@ class Monitor:
                     if ev.get("ev") == "boot":
                         try:
                             self.ident = self.link.identify()
+                        except LinkLost:
+                            raise
                         except LinkError:
                             pass
             if time.monotonic() - self.last_status > STALE_S:
@@ -165,9 +167,11 @@ class Monitor:
                     self.last_status = time.monotonic()
                     self.updated = time.time()
                     self._up()
+                except LinkLost:
+                    raise
                 except LinkError:
                     self._down("the board on %s stopped answering" % self.port)
-        except (serial.SerialException, OSError) as e:
+        except (serial.SerialException, OSError, LinkLost) as e:
             self.close()
             self._down("lost the port %s (%s)" % (self.port, str(e).split(":")[0]))
 

@@ -23,9 +23,9 @@ sys.path.insert(0, os.path.join(HERE, ".."))
 from powersentinel.paths import use_firmware_lib  # noqa: E402
 
 use_firmware_lib()
-from sentinel.nut import protocol as P  # noqa: E402
-from sentinel.nut import server as S  # noqa: E402
-from sentinel.passwd import hash_password  # noqa: E402
+from sentinel.nut import protocol as P  # noqa: E402  # pyright: ignore[reportMissingImports]
+from sentinel.nut import server as S  # noqa: E402  # pyright: ignore[reportMissingImports]
+from sentinel.passwd import hash_password  # noqa: E402  # pyright: ignore[reportMissingImports]
 
 MAXLINE, MAXRAW = 512, 2048
 PW = {"mon": "mon-pw-AAAA", "pri": "pri-pw-BBBB", "adm": "adm-pw-CCCC", "setr": "set-pw-DDDD"}
@@ -92,7 +92,7 @@ def _authorised(conn, right):
 
 def check_stream(data, srv=None, prov=None, clock=None):
     """Feed `data` as one connection's byte stream; check every property."""
-    if srv is None:
+    if srv is None or prov is None or clock is None:
         srv, prov, clock = _server()
     conn = S.Conn("10.0.0.9", 40000, 0, MAXLINE)
     p = P.LineParser(MAXLINE, MAXRAW)
@@ -211,9 +211,9 @@ def main():
         random_run(n, int(os.environ.get("PS_REL_SEED", "0")))
         print("ok: %d inputs" % n)
         return
-    import atheris
+    import atheris  # pyright: ignore[reportMissingModuleSource]
     if os.environ.get("PS_FUZZ_INSTRUMENT", "1") == "1":
-        atheris.instrument_all()  # coverage feedback from the firmware modules (~15 s)
+        getattr(atheris, "instrument_all")()  # coverage feedback from the firmware modules (~15 s)
     atheris.Setup(sys.argv, lambda d: one_input(bytes(d)))
     atheris.Fuzz()
 

@@ -12,8 +12,8 @@ import pytest
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "..", "benchmarks"))
 
-import reliability_common as rc  # noqa: E402
-from reliability_common import virtual  # noqa: E402
+import reliability_common as rc  # noqa: E402  # pyright: ignore[reportMissingImports]
+from reliability_common import virtual  # noqa: E402  # pyright: ignore[reportMissingImports]
 
 DEADTIME_S = 15  # upsmon's default DEADTIME: a sentinel silent longer than this is "dead"
 

@@ -10,8 +10,8 @@ import sys
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
-import fuzz_console  # noqa: E402
-import fuzz_nut  # noqa: E402
+import fuzz_console  # noqa: E402  # pyright: ignore[reportMissingImports]
+import fuzz_nut  # noqa: E402  # pyright: ignore[reportMissingImports]
 
 SEED = int(os.environ.get("PS_REL_SEED", "8"))
 

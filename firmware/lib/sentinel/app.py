@@ -263,6 +263,7 @@ class Sentinel:
         elif self.contacts is not None:
             ups["link"] = "contacts"
             ups["contacts"] = self.contacts.statuses()
+            ups["chatter"] = sum(self.contacts.deb.chatter)
         sm = self.sm
         now = self.now()
         tiers = self.cov.status(now)
@@ -344,6 +345,9 @@ class Sentinel:
             self.main_task.cancel()
 
     def op_log_read(self, req):
+        # Only what is on flash is handed out: a record still batched in RAM could be lost to a
+        # power cut and its sequence number reused, and the host would keep a different record.
+        self.journal.flush()
         frm = req.get("from_seq", 0)
         n = min(int(req.get("max", 32)), 32)
         recs = self.journal.read(frm, n)
@@ -443,9 +447,18 @@ class Sentinel:
         mon = self.contacts
         if mon is None:
             return
+        chatter = 0
+        last_report = -10 ** 9
         while True:
             if mon.update(c.read(), time.ticks_ms()):
                 self.log("contacts", {"status": mon.statuses()})
+            total = sum(mon.deb.chatter)
+            if total != chatter and self.now() - last_report > 10000:
+                # an anomaly worth a record, at most every 10 s: loose wire, missing pull-up
+                self.log("contact_chatter", {"edges": total - chatter,
+                                             "lines": [x[0] for x in mon.line_states() if x[3]]})
+                chatter = total
+                last_report = self.now()
             self.progress("ups")
             await asyncio.sleep_ms(10)
 
@@ -602,9 +615,11 @@ def _drop_validator():
 
 
 # -- boot-loop protection ------------------------------------------------------------------------
-def count_boot():
+def count_boot(cause):
+    """Crashes in a row soon after boot. Only resets the firmware caused (watchdog, crash) count:
+    a power cut is no reason to give up shutdown authority."""
     b = _read_json(BOOTS_PATH) or {}
-    n = int(b.get("unstable", 0)) + 1
+    n = int(b.get("unstable", 0)) + 1 if cause in ("wdt", "crash", "unknown") else 0
     try:
         _write_atomic(BOOTS_PATH, json.dumps({"unstable": n}))
     except OSError:
@@ -653,7 +668,7 @@ def main():
         gc.threshold(16384)
     _drop_validator()
     board = hal.make_board(cfg)
-    unstable = count_boot()
+    unstable = count_boot(board.reset_cause())
     try:
         if unstable > SAFE_MODE_BOOTS:
             asyncio.run(safe_mode(board, "%d boots in a row crashed within %d s"

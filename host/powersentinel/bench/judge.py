@@ -87,28 +87,64 @@ def _tier_hosts(res, tier, with_upsmon=True):
     return [h for h in res.hosts if h.spec.tier == tier and (h.spec.upsmon or not with_upsmon)]
 
 
+def _state_at(h, wall):
+    """The host's state at `wall` (from its history)."""
+    st = "up"
+    for t, s in h.history:
+        if t > wall:
+            break
+        st = s
+    return st
+
+
+def _was_up(h, lo, hi):
+    """The host ran (state "up") at some time in [lo, hi] (wall)."""
+    return _state_at(h, lo) == "up" or any(s == "up" and lo <= t <= hi for t, s in h.history)
+
+
 def r_shutdown_order(res, a):
+    """Every host of a tier got SHUTDOWNCMD before any of the next. With `within`, only the
+    commands in that window count (a second outage): a host that was not running then (halted,
+    booting, off) is skipped; one that ran and got no command fails."""
     order = a["order"]
-    firsts, lasts, detail = {}, {}, []
+    win = a.get("within")
+    lo, hi = _window(res, a)
+    w_lo, w_hi = res.t0 + lo / res.scale, res.t0 + hi / res.scale
+    firsts, lasts, detail, skipped = {}, {}, [], []
     for t in order:
-        ts = [h.shutdowns[0] for h in _tier_hosts(res, t) if h.shutdowns]
-        missing = [h.spec.name for h in _tier_hosts(res, t) if not h.shutdowns]
+        ts, missing = [], []
+        for h in _tier_hosts(res, t):
+            cmds = [x for x in h.shutdowns if win is None or w_lo <= x <= w_hi]
+            if cmds:
+                ts.append(cmds[0])
+            elif win is not None and not _was_up(h, w_lo, w_hi):
+                skipped.append(h.spec.name)
+            else:
+                missing.append(h.spec.name)
         if missing:
-            return False, "tier %s: %s never got the shutdown command" % (t, ", ".join(missing))
+            return False, "tier %s: %s %s the shutdown command" % (
+                t, ", ".join(missing), "ran but never got" if win is not None else "never got")
         if not ts:
+            detail.append("%s: nobody running" % t)
             continue
         firsts[t], lasts[t] = min(ts), max(ts)
         detail.append("%s %s..%s" % (t, _story(res.story(min(ts))), _story(res.story(max(ts)))))
-    for a_, b in zip(order, order[1:]):
-        if a_ in lasts and b in firsts and firsts[b] < lasts[a_]:
+    told = [t for t in order if t in firsts]  # a tier where nobody ran orders nothing
+    for a_, b in zip(told, told[1:]):
+        if firsts[b] < lasts[a_]:
             return False, "tier %s was told to shut down before tier %s had been: %s" % (
                 b, a_, "; ".join(detail))
-    return True, "order held: " + "; ".join(detail)
+    if win is not None and not firsts:
+        return False, "no shutdown command in [%s, %s]" % (_story(lo), _story(hi))
+    return True, "order held: " + "; ".join(detail) + (
+        " (not running, skipped: %s)" % ", ".join(skipped) if skipped else "")
 
 
 def r_tier_wait(res, a):
     """`tier` must wait for `waits_for`: until all its hosts logged out, or, when one of them
-    hangs, for exactly waits_for's max_wait, never less."""
+    hangs, for exactly waits_for's max_wait, never less. With an explicit `slack` and nobody
+    hanging, `tier` must also follow within `slack` (wall) of the last halt: nothing (a host
+    that never connected, say) may hold the sequence up."""
     tier, prev = a["tier"], a["waits_for"]
     cfg_t = {t["name"]: t for t in res.config.get("tiers", [])}
     max_wait = cfg_t[prev]["max_wait_s"]  # wall seconds, as configured on the device
@@ -126,11 +162,27 @@ def r_tier_wait(res, a):
         ok = max_wait - POLL_SLACK_S <= gap <= max_wait + slack
         return ok, "%s waited %.1f s (wall) after %s's FSD; %s hangs; max_wait %d s (allowed %.1f..%.1f)" % (
             tier, gap, prev, hung[0].spec.name, max_wait, max_wait - POLL_SLACK_S, max_wait + slack)
-    halted = [t for h in ph for (t, s) in h.history if s == "halted"]
+    # each host's first halt after its first SHUTDOWNCMD (it halts again, later, when its power
+    # returns and it waits for its magic packet)
+    halted = []
+    for h in ph:
+        t_h = None
+        if h.shutdowns:
+            t_h = next((t for (t, s) in h.history if s == "halted" and t >= h.shutdowns[0]), None)
+        if t_h is None:
+            return False, "%s (%s) never halted after a shutdown command, yet %s was told at %s" % (
+                h.spec.name, prev, tier, _story(res.story(nxt)))
+        halted.append(t_h)
     last_down = max(halted) if halted else None
     ok = last_down is not None and nxt >= last_down - POLL_SLACK_S
-    return ok, "%s's hosts were down at %s, %s told at %s" % (
-        prev, _story(res.story(last_down)) if last_down else "never", tier, _story(res.story(nxt)))
+    late = ""
+    if ok and "slack" in a and nxt > last_down + slack:
+        # nobody hung: the tier should have followed at once (upsmon's own poll aside)
+        ok = False
+        late = "; %.1f s (wall) later, more than the slack %.1f s" % (nxt - last_down, slack)
+    return ok, "%s's hosts were down at %s, %s told at %s%s" % (
+        prev, _story(res.story(last_down)) if last_down else "never", tier, _story(res.story(nxt)),
+        late)
 
 
 def _truth_for(stim, mains_cfg):
@@ -217,7 +269,8 @@ def r_restore_order(res, a):
     detail = []
     up_last, boot_first = {}, {}
     for t in order:
-        hs = _tier_hosts(res, t, with_upsmon=False)
+        # the hosts the sentinel powers on: those in its plan
+        hs = [h for h in _tier_hosts(res, t, with_upsmon=False) if h.spec.in_plan]
         ups = [h.ups_at[-1] for h in hs if h.ups_at]
         boots = [_boot_starts(h)[-1] for h in hs if _boot_starts(h)]
         missing = [h.spec.name for h in hs if not h.ups_at]
@@ -291,14 +344,18 @@ def r_no_restore_before(res, a):
 
 
 def r_audit(res, a):
+    """The board's status listed the host as missing (or its address as unknown) in the window;
+    with flagged = false, it never did (no false alarm)."""
     lo, hi = _window(res, a)
     name = a["host"]
+    want = a.get("flagged", True)
     h = next(x for x in res.hosts if x.spec.name == name)
     for w, tier, miss, unk in res.audit:
         if lo <= res.story(w) <= hi and (name in miss or h.addr in unk):
-            return True, "flagged at %s in tier %s (%s)" % (
+            return want, "flagged at %s in tier %s (%s)" % (
                 _story(res.story(w)), tier, "missing" if name in miss else "unknown address %s" % h.addr)
-    return False, "the board's status never listed %s (%s) as missing or unknown" % (name, h.addr)
+    return not want, "the board's status never listed %s (%s) as missing or unknown in [%s, %s]" % (
+        name, h.addr, _story(lo), _story(hi))
 
 
 def r_host_survived(res, a):
@@ -308,9 +365,41 @@ def r_host_survived(res, a):
     return True, "%s never lost power while running" % h.spec.name
 
 
+def r_stays_down(res, a):
+    """Every host of the tier stays down (halted or off) all through the window: it was not
+    running at its start, got no magic packet and did not boot during it."""
+    lo, hi = _window(res, a)
+    w_lo, w_hi = res.t0 + lo / res.scale, res.t0 + min(hi, res.story(res.t_end)) / res.scale
+    bad = []
+    for h in _tier_hosts(res, a["tier"], with_upsmon=False):
+        st = _state_at(h, w_lo)
+        if st not in ("halted", "off"):
+            bad.append("%s was %s at %s" % (h.spec.name, st, _story(lo)))
+            continue
+        moved = [(t, s) for t, s in h.history if w_lo < t <= w_hi and s not in ("halted", "off")]
+        woken = [t for t in h.wol if w_lo < t <= w_hi]
+        if moved:
+            bad.append("%s %s at %s" % (h.spec.name, moved[0][1], _story(res.story(moved[0][0]))))
+        elif woken:
+            bad.append("%s got a magic packet at %s" % (h.spec.name, _story(res.story(woken[0]))))
+    if bad:
+        return False, "; ".join(bad)
+    return True, "tier %s stayed down from %s to %s" % (a["tier"], _story(lo), _story(
+        min(hi, res.story(res.t_end))))
+
+
+def r_board_reboots(res, a):
+    """The board restarted exactly `count` times during the story (the stimulus happened, and
+    nothing else reset it: no watchdog, no crash)."""
+    resets = [(w, c) for w, c in res.resets if w >= res.t0]
+    desc = ", ".join("%s at %s" % (c, _story(res.story(w))) for w, c in resets) or "none"
+    return len(resets) == a["count"], "%d restart(s): %s" % (len(resets), desc)
+
+
 RULES = {"state": r_state, "never": r_never, "final_state": r_final_state,
          "no_shutdown": r_no_shutdown, "shutdown_order": r_shutdown_order,
          "tier_wait": r_tier_wait, "mains_events": r_mains_events, "ups_command": r_ups_command,
          "no_ups_command": r_no_ups_command, "restore_order": r_restore_order,
          "all_healthy": r_all_healthy, "no_restore_before": r_no_restore_before,
-         "audit": r_audit, "host_survived": r_host_survived}
+         "audit": r_audit, "host_survived": r_host_survived, "stays_down": r_stays_down,
+         "board_reboots": r_board_reboots}

@@ -56,7 +56,8 @@ class Rig:
 
     def read(self) -> dict:
         """{"mains_level", "frequency", "samples", "ups": {status, charge, output_on,
-        commands:[...]}, "boots"}: what the rig applied and what the UPS did."""
+        commands:[...]}, "boots", "resets": [(wall time, cause), ...]}: what the rig applied,
+        what the UPS did, when the board (re)started."""
         raise NotImplementedError
 
     def wait_mains_applied(self, level: float, timeout: float = 0.2) -> float | None:
@@ -136,7 +137,8 @@ class VirtualRig(Rig):
         from .. import virtual
         s = virtual.state(self.dir)
         return {"mains_level": s["mains"]["level"], "frequency": s["mains"]["frequency"],
-                "samples": s["mains"]["samples"], "ups": s["ups"], "boots": s["boots"]}
+                "samples": s["mains"]["samples"], "ups": s["ups"], "boots": s["boots"],
+                "resets": [tuple(r) for r in s.get("resets", [])]}
 
     def wait_mains_applied(self, level, timeout=0.2):
         from .. import virtual
@@ -185,7 +187,8 @@ class SerialBoardRig(Rig):
         self._missing("a board reset")
 
     def read(self):
-        return {"mains_level": None, "frequency": None, "samples": None, "ups": {}, "boots": None}
+        return {"mains_level": None, "frequency": None, "samples": None, "ups": {}, "boots": None,
+                "resets": []}
 
     def wait_mains_applied(self, level, timeout=0.2):
         return None

@@ -9,6 +9,7 @@ whole cycles actually elapsed (the truth replay uses that count).
 """
 from __future__ import annotations
 
+import collections
 import json
 import os
 import re
@@ -26,6 +27,17 @@ use_firmware_lib()
 
 POLL_STATUS_S = 0.5
 POLL_RIG_S = 0.25
+
+
+class _StampedEvents(collections.deque):
+    """The link's event queue, stamping each event with its arrival (wall) time: events that
+    arrive while a status request is in flight are drained only after its reply, up to a second
+    later, and transitions must carry the time they happened."""
+
+    def append(self, obj):
+        if isinstance(obj, dict):
+            obj.setdefault("_rx", time.time())
+        super().append(obj)
 
 
 @dataclass
@@ -48,6 +60,7 @@ class RunResult:
     stimuli: list = field(default_factory=list)      # dicts for mains disturbances, with truth
     ups_commands: list = field(default_factory=list)  # (wall first seen, command)
     audit: list = field(default_factory=list)        # (wall, tier, missing names, unknown addrs)
+    resets: list = field(default_factory=list)       # (wall, cause) of every board (re)start
     notes: list = field(default_factory=list)
     metrics: dict = field(default_factory=dict)
     hosts: list = field(default_factory=list)        # SimHost objects (histories)
@@ -75,11 +88,16 @@ def device_config(sc, site, scale, user, pw_hash):
     notes = []
 
     def sec(name, story_s, lo):
-        v = int(round(story_s / scale))
+        exact = story_s / scale
+        v = int(round(exact))
         if v < lo:
             notes.append("%s: %g s of story time / scale %g = %.2f s, clamped to %d s"
-                         % (name, story_s, scale, story_s / scale, lo))
+                         % (name, story_s, scale, exact, lo))
             v = lo
+        elif abs(v - exact) > 0.25 * max(exact, 1.0):
+            # the device counts whole seconds: say so when that changes the story noticeably
+            notes.append("%s: %g s of story time / scale %g = %.2f s, rounded to %d s"
+                         % (name, story_s, scale, exact, v))
         return v
 
     p = sc.policy
@@ -102,6 +120,11 @@ def device_config(sc, site, scale, user, pw_hash):
         tiers.append({"name": t.name, "max_wait_s": sec("tiers.%s.max_wait" % t.name, t.max_wait_s, 1),
                       "delay_s": sec("tiers.%s.delay" % t.name, t.delay_s, 0),
                       "hosts": site.device_hosts(t.name)})
+    if u.link_lost_s is not None:
+        # a link timeout is physics of the serial line, like return_stable: never scaled
+        cfg_link_lost = int(round(u.link_lost_s))
+    else:
+        cfg_link_lost = None
     boot = max([h.boot_s for h in sc.hosts()] or [60.0])
     cfg = {
         "site": {"name": sc.name[:32]},
@@ -115,6 +138,8 @@ def device_config(sc, site, scale, user, pw_hash):
         "recovery": {"wol_port": site.wol_port, "wol_broadcast": "127.0.0.1",
                      "boot_timeout_s": sec("recovery.boot_timeout (2 x longest boot)", 2 * boot, 10)},
     }
+    if cfg_link_lost is not None:
+        cfg["ups"]["link_lost_s"] = cfg_link_lost
     full, errors = config.validate(cfg)
     if errors:
         raise ScenarioError(sc.path, ["generated device config: " + e for e in errors])
@@ -139,7 +164,7 @@ class Runner:
         self.site = None
         self.last_state = None
         self._drift = None        # (wall start, wall end, hz from, hz to)
-        self._cmd_seen = set()
+        self._cmd_list = []       # the UPS's recent commands at the last rig read
 
     # -- plumbing ------------------------------------------------------------------------------
     def _status(self):
@@ -172,9 +197,9 @@ class Runner:
         self._drain_events()
 
     def _drain_events(self):
-        now = time.time()
         while self.link.events:
             ev = self.link.events.popleft()
+            now = ev.pop("_rx", None) or time.time()
             kind = ev.get("ev")
             if kind == "state" and ev.get("from") != ev.get("to"):
                 self.res.transitions.append((now, ev.get("from"), ev.get("to"), ev.get("cause")))
@@ -208,10 +233,14 @@ class Runner:
         else:
             s["state"] = self.last_state
         if rig:
-            for c in (rig.get("ups") or {}).get("commands", []):
-                if c not in self._cmd_seen:
-                    self._cmd_seen.add(c)
-                    self.res.ups_commands.append((now, c))
+            cmds = list((rig.get("ups") or {}).get("commands", []))
+            for c in _new_tail(self._cmd_list, cmds):
+                self.res.ups_commands.append((now, c))
+            self._cmd_list = cmds
+            for r in rig.get("resets") or ():
+                r = (r[0], r[1])
+                if r not in self.res.resets:
+                    self.res.resets.append(r)
         self.res.samples.append(s)
 
     # -- stimuli -------------------------------------------------------------------------------
@@ -318,6 +347,7 @@ class Runner:
             if u.charge_pct != 100:
                 self.rig.set_ups(charge=u.charge_pct)
             self.link = Link(self.rig.port)
+            self.link.events = _StampedEvents(self.link.events, maxlen=self.link.events.maxlen)
             self.link.identify()
             self.site.start(self.rig.nut)
             self.site.wait_logged_in(20)
@@ -399,6 +429,9 @@ class Runner:
                 nxt.append(t0 + steps[0].at_s / self.scale)
             time.sleep(max(0.0, min(0.05, min(nxt) - time.time())))
         self._sample(self._status(), self.rig.read())
+        for w, cause in self.res.resets:
+            if w >= res.t0:
+                res.notes.append("the board restarted (%s) at t=%.1f s of story" % (cause, res.story(w)))
 
     def _collect_log(self):
         """Mains events the console stream may have missed (across a reboot), from the journal."""
@@ -419,6 +452,17 @@ class Runner:
                 frm = recs[-1]["seq"] + 1
         except LinkError as e:
             self.res.notes.append("journal not read: %s" % e)
+
+
+def _new_tail(prev, cur):
+    """Commands in `cur` (the UPS's last-N list now) that were not in `prev` (the list at the
+    previous read): the same command sent twice (one load-off per outage) counts twice. The
+    list is a sliding window, so find the shift that lines the two up."""
+    for k in range(len(prev) + 1):
+        rest = prev[k:]
+        if cur[:len(rest)] == rest:
+            return cur[len(rest):]
+    return cur
 
 
 def run_scenario(sc, rig=None, scale=None, report_dir=None, workdir=None, progress=None,

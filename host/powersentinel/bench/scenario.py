@@ -83,6 +83,7 @@ class Ups:
     shutdown_delay_min: int = 1
     restore_min: int = 1
     contacts: str = "OB=1;LB=2;"
+    link_lost_s: float | None = None  # silence before the link counts as lost (never scaled)
 
 
 @dataclass
@@ -153,7 +154,7 @@ EXPECTS = {
     "never": ({"state"}, {"within"}),
     "final_state": ({"state"}, set()),
     "no_shutdown": (set(), set()),
-    "shutdown_order": ({"order"}, set()),
+    "shutdown_order": ({"order"}, {"within"}),
     "tier_wait": ({"tier", "waits_for"}, {"slack"}),
     "mains_events": ({"type"}, {"count", "match_truth"}),
     "ups_command": ({"pattern"}, {"within"}),
@@ -161,12 +162,14 @@ EXPECTS = {
     "restore_order": ({"order"}, set()),
     "all_healthy": (set(), {"within"}),
     "no_restore_before": ({"condition"}, set()),
-    "audit": ({"host"}, {"within"}),
+    "audit": ({"host"}, {"within", "flagged"}),
     "host_survived": ({"host"}, set()),
+    "stays_down": ({"tier"}, {"within"}),
+    "board_reboots": ({"count"}, set()),
 }
 
 # firmware features an expectation may depend on; hil_tests marks those not yet wired as xfail
-FEATURES = ("sequencer", "coverage")
+FEATURES = ("sequencer", "coverage", "lb_tier_order")
 STATES = ("ONLINE", "ON_BATTERY", "SHUTTING_DOWN", "LOAD_OFF", "WAIT_MAINS", "RESTORING")
 POLICY_KEYS = {"grace": "s", "charge_floor_pct": "n", "runtime_floor": "s",
                "shutdown_on_link_lost": "b", "stable_mains": "s", "restart_charge_pct": "n",
@@ -279,16 +282,19 @@ def from_dict(raw, path="<scenario>") -> Scenario:
 
     u = raw.get("ups", {})
     v.keys("ups", u, {"link", "runtime", "load_pct", "charge_pct", "shutdown_delay_min",
-                      "restore_min", "contacts"})
+                      "restore_min", "contacts", "link_lost"})
     ups = Ups(link=v.choice("ups.link", u.get("link"), ("q1", "contacts", "none"), "q1"),
               runtime_s=v.dur("ups.runtime", u.get("runtime"), 1200.0),
               load_pct=v.num("ups.load_pct", u.get("load_pct"), 1, 100, 30.0),
               charge_pct=v.num("ups.charge_pct", u.get("charge_pct"), 0, 100, 100.0),
               shutdown_delay_min=v.num("ups.shutdown_delay_min", u.get("shutdown_delay_min"), 1, 10, 1, True),
               restore_min=v.num("ups.restore_min", u.get("restore_min"), 1, 9999, 1, True),
-              contacts=u.get("contacts", "OB=1;LB=2;"))
+              contacts=u.get("contacts", "OB=1;LB=2;"),
+              link_lost_s=v.dur("ups.link_lost", u.get("link_lost")))
     if ups.runtime_s <= 0:
         v.err("ups.runtime", "must be > 0")
+    if ups.link_lost_s is not None and not 1 <= ups.link_lost_s <= 600:
+        v.err("ups.link_lost", "1 s..10 min of real time (never scaled), got %s" % u.get("link_lost"))
 
     pol = raw.get("policy", {})
     v.keys("policy", pol, set(POLICY_KEYS))
@@ -414,6 +420,12 @@ def _default_name(kind, a):
         return "%s %s" % (kind, a.get("host"))
     if kind == "tier_wait":
         return "tier_wait %s after %s" % (a.get("tier"), a.get("waits_for"))
+    if kind == "stays_down":
+        return "stays_down %s" % a.get("tier")
+    if kind == "audit" and "flagged" in a:
+        v.boolean(w + ".flagged", a["flagged"], True)
+    if kind == "board_reboots":
+        return "board_reboots %s" % a.get("count")
     return kind
 
 
@@ -510,6 +522,10 @@ def _check_expect(v, w, kind, a, tiers, hosts, duration):
             re.compile(a["pattern"])
         except (re.error, TypeError) as e:
             v.err(w + ".pattern", "not a regular expression: %s" % e)
+    if kind == "audit" and "flagged" in a:
+        v.boolean(w + ".flagged", a["flagged"], True)
+    if kind == "board_reboots":
+        v.num(w + ".count", a.get("count"), 0, 100, integer=True)
     if kind == "no_restore_before":
         c = a.get("condition")
         if not (isinstance(c, dict) and set(c) <= {"frequency_within", "stable_for"}):

@@ -135,19 +135,61 @@ def start(d, config=None, heap="128wK", nut_port=0, deploy=True, progress=None,
     return info(d)
 
 
+def _bounded(fn, timeout, what, d):
+    """Run fn() with a deadline: mpremote waits without one, and a board that dies mid-transfer
+    must not hang the caller. On expiry the interpreter is reset, which ends the transfer."""
+    import threading
+    box = {}
+
+    def run():
+        try:
+            box["ok"] = fn()
+        except BaseException as e:  # handed to the caller's thread
+            box["err"] = e
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    t.join(timeout)
+    if t.is_alive():
+        try:
+            control(d, {"cmd": "reset", "cause": "hard"})
+        except VirtualError:
+            pass
+        t.join(10)
+        raise VirtualError("timed out after %.0f s %s" % (timeout, what))
+    if "err" in box:
+        raise box["err"]
+    return box.get("ok")
+
+
 def _bring_up(d, proc, ready, fresh, config, deploy, progress, timeout):
     wait_for(ready, timeout, "the virtual board to come up")
     if fresh and deploy:
         from ..deploy import deploy as do_deploy
-        do_deploy(info(d)["serial"], progress=progress, reboot=False)
-        if config:
-            install_config(d, config)
+
+        def flash():
+            do_deploy(info(d)["serial"], progress=progress, reboot=False)
+            if config:
+                install_config(d, config)
+
+        try:
+            _bounded(flash, timeout, "deploying the firmware", d)
+        except Exception:
+            # one more try on the same flash, as one would re-run a deploy that failed midway
+            _bounded(flash, timeout, "deploying the firmware (second try)", d)
         control(d, {"cmd": "reset", "cause": "power_on"})
     elif config:
-        install_config(d, config)
+        _bounded(lambda: install_config(d, config), timeout, "installing the config", d)
         control(d, {"cmd": "reset", "cause": "hard"})
     if deploy:
-        wait_for(lambda: info(d).get("firmware"), timeout, "the firmware to report ready")
+        try:
+            wait_for(lambda: info(d).get("firmware"), min(timeout, 20.0),
+                     "the firmware to report ready")
+        except VirtualError:
+            # seen only on a heavily loaded machine: the first boot never reports; a reset
+            # (what an operator would do) brings it up
+            control(d, {"cmd": "reset", "cause": "hard"})
+            wait_for(lambda: info(d).get("firmware"), timeout, "the firmware to report ready")
 
 
 def _load_config(path):

@@ -201,6 +201,7 @@ class Supervisor:
     def _interp_exited(self):
         rc = self.proc.wait()
         self._close_interp()
+        self.log.write(b"\r\n[supervisor] interpreter exited with status %d\r\n" % rc)
         if self.stopping:
             return
         try:

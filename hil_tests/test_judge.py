@@ -1,0 +1,128 @@
+"""Judge rules on hand-made run results (no board, no upsmon): the rules the resilience
+scenarios rely on must say no when they should."""
+from types import SimpleNamespace
+
+from powersentinel.bench.judge import RULES
+from powersentinel.bench.runner import RunResult, _new_tail
+from powersentinel.bench.scenario import Host
+
+T0 = 1000.0  # wall time of story 0; scale 1 keeps story == wall - T0
+
+
+def _host(name, tier, history, shutdowns=(), wol=(), upsmon=True, in_plan=True, hang=False):
+    spec = Host(name=name, tier=tier, upsmon=upsmon, in_plan=in_plan, hang_on_shutdown=hang)
+    h = SimpleNamespace(spec=spec, addr="127.0.0.%d" % (20 + len(name)), state=history[-1][1],
+                        history=[(T0 + t, s) for t, s in history],
+                        shutdowns=[T0 + t for t in shutdowns], wol=[T0 + t for t in wol],
+                        ups_at=[T0 + t for t, s in history if s == "up" and t > 0], crashes=[])
+    return h
+
+
+def _res(hosts, **kw):
+    r = RunResult(scenario=None, scale=1.0)
+    r.t0, r.t_end = T0, T0 + 100
+    r.hosts = hosts
+    r.config = {"tiers": [{"name": "apps", "max_wait_s": 10}, {"name": "db", "max_wait_s": 10},
+                          {"name": "storage", "max_wait_s": 10}]}
+    for k, v in kw.items():
+        setattr(r, k, v)
+    return r
+
+
+def _rule(kind, res, **args):
+    return RULES[kind](res, args)
+
+
+def test_shutdown_order_within_a_window_counts_only_that_outage():
+    apps = _host("web1", "apps", [(0, "up"), (10, "stopping"), (12, "halted"), (40, "booting")],
+                 shutdowns=[10])  # never up again in the second outage
+    db = _host("db1", "db", [(0, "up"), (14, "stopping"), (16, "halted"), (30, "booting"),
+                             (35, "up"), (61, "stopping"), (63, "halted")], shutdowns=[14, 60])
+    st = _host("nas1", "storage", [(0, "up"), (18, "stopping"), (20, "halted"), (25, "booting"),
+                                   (28, "up"), (66, "stopping"), (68, "halted")],
+               shutdowns=[18, 65])
+    res = _res([apps, db, st])
+    ok, why = _rule("shutdown_order", res, order=["apps", "db", "storage"])
+    assert ok, why
+    ok, why = _rule("shutdown_order", res, order=["apps", "db", "storage"], within=["50s", "90s"])
+    assert ok and "skipped: web1" in why, why
+    # storage told before the databases in the second outage
+    st.shutdowns[1] = T0 + 59
+    ok, why = _rule("shutdown_order", res, order=["apps", "db", "storage"], within=["50s", "90s"])
+    assert not ok and "before tier db" in why, why
+    # a host running in the window and never told is a failure, not a skip
+    st.shutdowns[1:] = []
+    ok, why = _rule("shutdown_order", res, order=["apps", "db", "storage"], within=["50s", "90s"])
+    assert not ok and "nas1 ran but never got" in why, why
+
+
+def test_shutdown_order_checks_across_a_skipped_tier():
+    apps = _host("web1", "apps", [(0, "up"), (55, "stopping")], shutdowns=[55])
+    db = _host("db1", "db", [(0, "halted")])
+    st = _host("nas1", "storage", [(0, "up"), (52, "stopping")], shutdowns=[52])
+    ok, why = _rule("shutdown_order", _res([apps, db, st]), order=["apps", "db", "storage"],
+                    within=["50s", "90s"])
+    assert not ok and "storage was told" in why, why
+
+
+def test_tier_wait_uses_the_halt_after_the_shutdown_not_a_later_one():
+    apps = _host("web1", "apps", [(0, "up"), (10, "stopping"), (12, "halted"), (30, "off"),
+                                  (50, "halted")], shutdowns=[10])
+    db = _host("db1", "db", [(0, "up"), (13, "stopping")], shutdowns=[13])
+    ok, why = _rule("tier_wait", _res([apps, db]), tier="db", waits_for="apps")
+    assert ok, why
+    db.shutdowns = [T0 + 5]  # told while the apps were still running
+    ok, why = _rule("tier_wait", _res([apps, db]), tier="db", waits_for="apps")
+    assert not ok, why
+
+
+def test_tier_wait_slack_catches_a_sequence_held_up():
+    apps = _host("web1", "apps", [(0, "up"), (10, "stopping"), (12, "halted")], shutdowns=[10])
+    db = _host("db1", "db", [(0, "up"), (21, "stopping")], shutdowns=[20])
+    ok, why = _rule("tier_wait", _res([apps, db]), tier="db", waits_for="apps")
+    assert ok, why                        # without slack: late is allowed
+    ok, why = _rule("tier_wait", _res([apps, db]), tier="db", waits_for="apps", slack="2s")
+    assert not ok and "more than the slack" in why, why
+
+
+def test_stays_down():
+    web = _host("web1", "apps", [(0, "up"), (10, "stopping"), (12, "halted"), (30, "off"),
+                                 (60, "halted"), (80, "booting")], wol=[80])
+    res = _res([web])
+    ok, why = _rule("stays_down", res, tier="apps", within=["20s", "70s"])
+    assert ok, why
+    ok, why = _rule("stays_down", res, tier="apps", within=["20s", "90s"])
+    assert not ok and "booting" in why, why
+    ok, why = _rule("stays_down", res, tier="apps", within=["5s", "70s"])
+    assert not ok and "was up" in why, why
+    web.wol.append(T0 + 65)  # a magic packet alone (say it missed) is a failure too
+    ok, why = _rule("stays_down", res, tier="apps", within=["20s", "70s"])
+    assert not ok and "magic packet" in why, why
+
+
+def test_board_reboots_counts_only_the_story():
+    res = _res([], resets=[(T0 - 5, "power_on"), (T0 + 30, "hard")])
+    assert _rule("board_reboots", res, count=1)[0]
+    res.resets.append((T0 + 40, "wdt"))
+    ok, why = _rule("board_reboots", res, count=1)
+    assert not ok and "wdt" in why, why
+
+
+def test_audit_flagged_and_no_false_alarm():
+    ghost = _host("ghost1", "apps", [(0, "up")], upsmon=False)
+    web = _host("web1", "apps", [(0, "up")])
+    res = _res([ghost, web], audit=[(T0 + 1, "apps", ["ghost1", "web1"], []),
+                                   (T0 + 5, "apps", ["ghost1"], [])])
+    assert _rule("audit", res, host="ghost1", within=["0s", "10s"])[0]
+    assert _rule("audit", res, host="web1", within=["3s", "10s"], flagged=False)[0]
+    ok, why = _rule("audit", res, host="web1", within=["0s", "10s"], flagged=False)
+    assert not ok and "missing" in why, why
+
+
+def test_repeated_ups_commands_are_counted_each_time():
+    assert _new_tail([], ["S01R0001"]) == ["S01R0001"]
+    assert _new_tail(["S01R0001"], ["S01R0001"]) == []
+    assert _new_tail(["S01R0001"], ["S01R0001", "S01R0001"]) == ["S01R0001"]
+    # the simulator keeps the last 10: the window slides
+    prev = ["C"] + ["S01R0001"] * 9
+    assert _new_tail(prev, ["S01R0001"] * 9 + ["C"]) == ["C"]
