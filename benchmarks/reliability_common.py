@@ -28,7 +28,7 @@ from powersentinel.link import Link, LinkError  # noqa: E402
 from powersentinel.paths import use_firmware_lib  # noqa: E402
 
 use_firmware_lib()
-from sentinel.passwd import hash_password  # noqa: E402
+from sentinel.passwd import hash_password  # noqa: E402  # pyright: ignore[reportMissingImports]
 
 # Accounts every reliability config carries. Plaintexts are long random-looking strings so a
 # grep for them in logs cannot match anything by accident.
@@ -403,5 +403,5 @@ def rng(seed=None):
 
 def console_frame(obj):
     """One console protocol frame (sentinel.console.encode)."""
-    from sentinel import console
+    from sentinel import console  # pyright: ignore[reportMissingImports]
     return console.encode(obj)

@@ -16,8 +16,9 @@ After every cut the supervisor reboots the interpreter and the bench checks:
     unless rotated away (seq < first).
 A record is committed when it is on flash: filler records written offline, and every record
 with a seq <= that of a critical record (boot, state change, config, mains_lost, stuck) seen in
-a console `log` event (critical records are flushed before the event goes out, and a flush
-writes the whole pending batch). Records seen but not yet committed may be lost by a cut; the
+a console `log` event of the same boot, or in a log_read reply (critical records are flushed before the event
+goes out, and a flush writes the whole pending batch; log_read also returns records still
+pending in RAM, so its tail after the last critical record is not committed). Records seen but not yet committed may be lost by a cut; the
 bench counts those, and counts seq numbers that a later boot gave to a different record.
 
     .venv/bin/python benchmarks/reliability_powerloss.py --kills 1000 --out build/reliability_powerloss.json
@@ -35,11 +36,11 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-import reliability_common as rc  # noqa: E402
-from reliability_common import LinkError, virtual  # noqa: E402
+import reliability_common as rc  # noqa: E402  # pyright: ignore[reportMissingImports]
+from reliability_common import LinkError, virtual  # noqa: E402  # pyright: ignore  # pyright: ignore[reportMissingImports]
 
-from sentinel import config as fwconfig  # noqa: E402  (CPython: the device's validator)
-from sentinel.journal import decode_records, encode_record  # noqa: E402
+from sentinel import config as fwconfig  # noqa: E402  # pyright: ignore[reportMissingImports]
+from sentinel.journal import decode_records, encode_record  # noqa: E402  # pyright: ignore[reportMissingImports]
 
 CRITICAL = ("boot", "state", "config", "mains_lost", "stuck")
 SEG_SIZE, MAX_SEGS = 32768, 8   # sentinel.journal.Journal defaults, as app.py builds it
@@ -51,7 +52,7 @@ class Violation(AssertionError):
 
 # -- offline log top-up (board stopped) -------------------------------------------------------
 def _lfs(img_bytes):
-    from littlefs import LittleFS, UserContext
+    from littlefs import LittleFS, UserContext  # pyright: ignore[reportMissingImports]
     ctx = UserContext(len(img_bytes))
     ctx.buffer[:] = img_bytes
     fs = LittleFS(context=ctx, block_size=4096, block_count=len(img_bytes) // 4096,
@@ -129,6 +130,7 @@ class PowerLossBench:
         self.cfg_n = 0
         self.known = {}          # seq -> (type, data) known committed
         self.seen = {}           # seq -> (type, data) seen in events, maybe not committed
+        self.orphans = {}        # seen, never committed, and their boot was cut
         self.max_critical = 0
         self.console_off = 0
         self.stats = {"cuts": 0, "cuts_config": 0, "cuts_log": 0, "cuts_boot": 0,
@@ -149,11 +151,17 @@ class PowerLossBench:
             if ev.get("ev") != "log" or ev.get("seq") is None:
                 continue
             seq = ev["seq"]
+            if ev.get("type") == "boot":
+                # a new boot: what the previous one still held in RAM is never committed by
+                # this boot's flushes (its seqs may even be skipped: a capture saved before
+                # the cut keeps its id, and the journal continues after it)
+                for s in [s for s in self.seen if s < seq]:
+                    self.orphans[s] = self.seen.pop(s)
             self.seen[seq] = (ev.get("type"), ev.get("data"))
             if ev.get("type") in CRITICAL:
                 self.max_critical = max(self.max_critical, seq)
-        for seq in [s for s in self.seen if s <= self.max_critical]:
-            self.known.setdefault(seq, self.seen.pop(seq))
+                for s in [s for s in self.seen if s <= seq]:
+                    self.known.setdefault(s, self.seen.pop(s))
 
     def _req(self, op, **kw):
         r = self.link.request(op, timeout=kw.pop("timeout", 3), **kw)
@@ -161,8 +169,24 @@ class PowerLossBench:
         return r
 
     def _fail(self, msg):
+        msg = "%s (seed %d; evidence in %s)" % (msg, self.seed, self.keep_evidence())
         self.stats["violations"].append(msg)
         raise Violation(msg)
+
+    def keep_evidence(self):
+        """Copy the flash image, console log and the checker's view for forensics."""
+        import shutil
+        out = os.path.join(rc.REPO, "build", "reliability_powerloss_violation")
+        os.makedirs(out, exist_ok=True)
+        for name in ("flash.img", "romfs.img", "console.log", "supervisor.log"):
+            src = os.path.join(self.dir, name)
+            if os.path.exists(src):
+                shutil.copyfile(src, os.path.join(out, name))
+        with open(os.path.join(out, "checker.json"), "w") as f:
+            json.dump({"known": {str(k): v for k, v in sorted(self.known.items())[-300:]},
+                       "seen": {str(k): v for k, v in sorted(self.seen.items())},
+                       "max_critical": self.max_critical, "stats": self.stats}, f, indent=0)
+        return out
 
     def _topup(self):
         """Stop the board, top the log up offline, start it again."""
@@ -307,16 +331,26 @@ class PowerLossBench:
             if got_map.get(seq) != exp:
                 self._fail("committed record %d lost or changed after cut %d: %r != %r" % (
                     seq, self.stats["cuts"], got_map.get(seq), exp))
-        for seq, exp in list(self.seen.items()):
-            if seq in got_map and got_map[seq] != exp:
-                self.stats["seq_reused"] += 1
-                del self.seen[seq]
-            elif seq not in got_map and (not seqs or seq < seqs[-1]):
-                self.stats["uncommitted_lost"] += 1
-                del self.seen[seq]
-        # everything read back from flash after a reboot is committed
+        for pool in (self.seen, self.orphans):
+            for seq, exp in list(pool.items()):
+                if seq in got_map and got_map[seq] != exp:
+                    self.stats["seq_reused"] += 1
+                    del pool[seq]
+                elif seq not in got_map and (not seqs or seq < seqs[-1]):
+                    self.stats["uncommitted_lost"] += 1
+                    del pool[seq]
+                elif seq in got_map and pool is self.orphans:
+                    del pool[seq]  # it made it to flash after all
+        # log_read also returns records still pending in RAM: what it returns is committed only
+        # up to its last critical record (flushed with everything before it); the tail after
+        # that is merely seen
+        top = max([r["seq"] for r in recs if r["type"] in CRITICAL] + [self.max_critical])
         for seq, v in got_map.items():
-            self.known.setdefault(seq, v)
+            if seq <= top:
+                self.known.setdefault(seq, v)
+                self.seen.pop(seq, None)
+            else:
+                self.seen.setdefault(seq, v)
         self.stats["records_checked"] += len(recs)
         if full:
             self.stats["full_checks"] += 1
@@ -357,7 +391,7 @@ def run(kills, seed=None, budget_s=None, topup_every=25, workdir=None, log=print
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     ap.add_argument("--kills", type=int, default=1000)
     ap.add_argument("--seed", type=int, default=None)
     ap.add_argument("--budget-s", type=float, default=None)

@@ -179,6 +179,9 @@ def _bring_up(d, proc, ready, fresh, config, deploy, progress, timeout):
             _bounded(flash, timeout, "deploying the firmware (second try)", d)
         control(d, {"cmd": "reset", "cause": "power_on"})
     elif config:
+        # let the firmware come up first: interrupting a half-booted interpreter can lose the
+        # Ctrl-C, and mpremote would wait for the raw REPL for ever
+        wait_for(lambda: info(d).get("firmware"), timeout, "the firmware to report ready")
         _bounded(lambda: install_config(d, config), timeout, "installing the config", d)
         control(d, {"cmd": "reset", "cause": "hard"})
     if deploy:
