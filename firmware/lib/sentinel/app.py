@@ -216,9 +216,12 @@ class Sentinel:
         return " ".join(toks)
 
     def status(self, ups):
+        # OB/OL only: a stock upsmon that sees OB+LB shuts its server down by itself, which
+        # would break tier order; the sentinel acts on LB and tells each tier when with FSD
         if not self.mains_seen:
             return None
-        return self.ups_tokens()
+        i = self.inputs
+        return "OB" if i.ups_on_battery or self.sm.on_battery else "OL"
 
     def vars(self, ups):
         if self.stale():

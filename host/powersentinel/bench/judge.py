@@ -176,7 +176,7 @@ def r_tier_wait(res, a):
     last_down = max(halted) if halted else None
     ok = last_down is not None and nxt >= last_down - POLL_SLACK_S
     late = ""
-    if ok and "slack" in a and nxt > last_down + slack:
+    if ok and last_down is not None and "slack" in a and nxt > last_down + slack:
         # nobody hung: the tier should have followed at once (upsmon's own poll aside)
         ok = False
         late = "; %.1f s (wall) later, more than the slack %.1f s" % (nxt - last_down, slack)

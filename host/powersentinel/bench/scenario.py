@@ -422,8 +422,6 @@ def _default_name(kind, a):
         return "tier_wait %s after %s" % (a.get("tier"), a.get("waits_for"))
     if kind == "stays_down":
         return "stays_down %s" % a.get("tier")
-    if kind == "audit" and "flagged" in a:
-        v.boolean(w + ".flagged", a["flagged"], True)
     if kind == "board_reboots":
         return "board_reboots %s" % a.get("count")
     return kind
