@@ -13,5 +13,8 @@ def test_soak_short(tmp_path):
     s = soak.run(float(os.environ.get("PS_REL_SOAK_S", "45")), clients=4,
                  workdir=str(tmp_path), log=None)
     print("soak figures:", s)
-    assert soak.check(s) == [], s
+    # 45 s is short of steady state (event lists, the log batch and NUT buffers are still
+    # filling), so the short run allows 8 KB of growth; the long soak holds 4 KB (its figure:
+    # -32 B over 900 s, docs/reliability.md)
+    assert soak.check(s, heap_tolerance=8192) == [], s
     assert s["flickers"] >= 8 and s["polls_ok"] >= 80, s

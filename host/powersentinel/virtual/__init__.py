@@ -94,7 +94,7 @@ def set_wires(d, values, at_phase=None):
 
 
 def start(d, config=None, heap="128wK", nut_port=0, deploy=True, progress=None,
-          timeout=60.0, extra_args=()):
+          timeout=60.0, extra_args=(), _retry=True):
     """Start a board in directory d; on a new directory, format the flash and deploy the
     current firmware through the console exactly as onto a real board. Returns board.json."""
     d = os.path.abspath(d)
@@ -127,6 +127,22 @@ def start(d, config=None, heap="128wK", nut_port=0, deploy=True, progress=None,
 
     try:
         _bring_up(d, proc, ready, fresh, config, deploy, progress, timeout)
+    except VirtualError:
+        # Seen only on a heavily loaded machine: a board that never reports. Power-cycle it
+        # once (a fresh supervisor on the same flash), as one would a real board.
+        stop(d)
+        if proc.poll() is None:
+            proc.kill()
+        if not _retry:
+            raise
+        if fresh:  # it never got a complete firmware: start again from a blank board
+            for name in ("flash.img", "romfs.img"):
+                try:
+                    os.unlink(os.path.join(d, name))
+                except OSError:
+                    pass
+        return start(d, config=config, heap=heap, nut_port=nut_port, deploy=deploy,
+                     progress=progress, timeout=timeout, extra_args=extra_args, _retry=False)
     except BaseException:
         stop(d)  # never leave a half-started board behind
         if proc.poll() is None:
