@@ -195,47 +195,6 @@ def summarize(server, n, stats, duration):
     }
 
 
-def _console_tail(d, n=1500):
-    try:
-        with open(os.path.join(d, "console.log"), "rb") as f:
-            return f.read()[-n:].decode("utf-8", "replace")
-    except OSError:
-        return ""
-
-
-def start_board(d, cfg_path, extra_args=(), bound_s=90.0, tries=2):
-    """virtual.start() with a hard time bound and one retry: (board.json, retries used).
-    virtual.start's own timeout does not cover the deploy through the raw REPL, and mpremote
-    waits without a deadline there, so an interpreter that dies mid-deploy (seen once on the
-    loaded build machine) would hang the benchmark. Stopping the board closes its console,
-    which ends the stuck read."""
-    err = None
-    for attempt in range(tries):
-        box = {}
-
-        def go():
-            try:
-                box["meta"] = virtual.start(d, config=cfg_path, timeout=60,
-                                            extra_args=list(extra_args))
-            except BaseException as e:  # reported by the caller
-                box["err"] = e
-
-        th = threading.Thread(target=go, daemon=True, name="board-start")
-        th.start()
-        th.join(bound_s)
-        if "meta" in box:
-            return box["meta"], attempt
-        if th.is_alive():
-            err = "virtual.start still running after %.0f s (console: %s)" % (
-                bound_s, _console_tail(d, 300))
-        else:
-            err = "%s: %s" % (type(box.get("err")).__name__, box.get("err"))
-        virtual.stop(d)
-        th.join(15)
-        shutil.rmtree(d, ignore_errors=True)  # the retry deploys onto a fresh flash
-    raise RuntimeError("the virtual board did not start: %s" % err)
-
-
 def _heap_probe(serial, out):
     try:
         with Link(serial) as link:
@@ -271,7 +230,7 @@ def run(clients=(16, 64), duration=20.0, max_conns=SCHEMA_MAX_CONNS, timeout=2.0
            "default_max_conns": DEFAULT_MAX_CONNS, "duration_s": duration, "timeout_s": timeout,
            "tiers": list(TIERS), "results": [], "loadavg_start": os.getloadavg()}
     try:
-        meta, out["start_retries"] = start_board(d, cfg_path)
+        meta = virtual.start(d, config=cfg_path)  # bounded, with one power-cycle retry
         host, port = meta["nut"].split(":")
         port = int(port)
         # let the monitor settle so the variables are the steady ones (input.voltage ~230)

@@ -77,39 +77,6 @@ def _console_tail(d, n=1500):
         return ""
 
 
-def start_board(d, cfg_path, extra_args=(), bound_s=90.0, tries=2):
-    """virtual.start() with a hard time bound and one retry: (board.json, retries used).
-    virtual.start's own timeout does not cover the deploy through the raw REPL, and mpremote
-    waits without a deadline there, so an interpreter that dies mid-deploy (seen once on the
-    loaded build machine) would hang the benchmark. Stopping the board closes its console,
-    which ends the stuck read."""
-    err = None
-    for attempt in range(tries):
-        box = {}
-
-        def go():
-            try:
-                box["meta"] = virtual.start(d, config=cfg_path, timeout=60,
-                                            extra_args=list(extra_args))
-            except BaseException as e:  # reported by the caller
-                box["err"] = e
-
-        th = threading.Thread(target=go, daemon=True, name="board-start")
-        th.start()
-        th.join(bound_s)
-        if "meta" in box:
-            return box["meta"], attempt
-        if th.is_alive():
-            err = "virtual.start still running after %.0f s (console: %s)" % (
-                bound_s, _console_tail(d, 300))
-        else:
-            err = "%s: %s" % (type(box.get("err")).__name__, box.get("err"))
-        virtual.stop(d)
-        th.join(15)
-        shutil.rmtree(d, ignore_errors=True)  # the retry deploys onto a fresh flash
-    raise RuntimeError("the virtual board did not start: %s" % err)
-
-
 def read_events(link, timeout):
     """[(time.time() at arrival, event)] from the console within `timeout` s. Link's own reader
     returns only every 50 ms (pyserial's read timeout), too coarse here: wait on the pty with
@@ -151,7 +118,7 @@ def one_run(tiers=3, per_tier=2, grace_s=3, max_wait_s=10, timeout=None, seed=0,
            "ok": False, "error": None, "events": [], "hosts": []}
     link = None
     try:
-        meta, res["start_retries"] = start_board(d, cfg_path, ["--time-scale", "1"])
+        meta = virtual.start(d, config=cfg_path, extra_args=["--time-scale", "1"])
         host, port = meta["nut"].split(":")
         port = int(port)
         link = Link(meta["serial"])
@@ -299,8 +266,6 @@ def print_run(res, out=print):
             _f(r.get("fsd_to_shutdowncmd_last_s")),
             "-" if r["fw_fsd_to_logout_ms"] is None else str(r["fw_fsd_to_logout_ms"]),
             "%s %s" % (r["end"], _f(r["end_s"]))))
-    if res.get("start_retries"):
-        out("(the board needed %d start retries)" % res["start_retries"])
     if res["error"]:
         out("error: %s" % res["error"])
 
