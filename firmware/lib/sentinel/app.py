@@ -23,6 +23,7 @@ UPLOAD_PATH = "/config.upload"
 WDT_MS = 8000            # fits the RP2040's 8388 ms maximum
 STABLE_UPTIME_MS = 60000  # a boot that lived this long resets the crash counter
 SAFE_MODE_BOOTS = 3       # this many short-lived boots in a row: safe mode
+_EPOCH_VALID = 1600000000  # an RTC reading before 2020 means the clock was never set
 
 # Tasks the supervisor requires fresh progress from, and how fresh (ms).
 _ALIVE_LIMITS = {"sampler": 2000, "control": 2000, "ups": 15000}
@@ -138,8 +139,13 @@ class Sentinel:
         self.inputs = Inputs()
         saved = _read_json(STATE_PATH)
         now = self.now()
+        # Time spent rebooting counts towards the plan's timers (grace, max_wait) when the RTC
+        # can tell it: a sentinel that reboots on battery must not restart its grace period.
+        down_ms = 0
+        if saved and saved.get("at", 0) > _EPOCH_VALID and board.time() > _EPOCH_VALID:
+            down_ms = max(0, min(board.time() - saved["at"], 86400)) * 1000
         if saved and saved.get("sm"):
-            self.sm = StateMachine.from_dict(cfg, saved["sm"], now)
+            self.sm = StateMachine.from_dict(cfg, saved["sm"], now, elapsed_ms=down_ms)
         else:
             self.sm = StateMachine(cfg, now)
         from sentinel.coverage import Coverage
@@ -164,7 +170,7 @@ class Sentinel:
         self.cov = Coverage(cfg, self.nut, jfn, now)
         self._boot_records = []
         if saved and saved.get("seq"):
-            self.seq.restore(saved["seq"], now)
+            self.seq.restore(saved["seq"], now, elapsed_ms=down_ms)
         if self.sm.state == "LOAD_OFF" and board.reset_cause() == "power_on":
             # we were powered by the UPS load we asked to cut: it has been cut
             self._boot_records = list(self.sm.load_off_done(now))
@@ -537,7 +543,8 @@ class Sentinel:
         try:
             now = self.now()
             _write_atomic(STATE_PATH, json.dumps({"sm": self.sm.to_dict(now),
-                                                   "seq": self.seq.to_dict(now)}))
+                                                   "seq": self.seq.to_dict(now),
+                                                   "at": self.board.time()}))
         except OSError as e:
             self.cfg_errors.append("cannot persist plan: %r" % (e,))
 
