@@ -150,9 +150,13 @@ class _BenchUpsmon(nutreal.RealUpsmon):
         super()._write()
         script = self.priv.path("shutdown.sh")
         with open(script, "w") as f:
+            # ends on release(), when the host's private directory is removed (the host was
+            # stopped while halting), or after RELEASE_MAX_S: never a leftover loop
             f.write("#!/bin/sh\ndate +%%s.%%N >> '%s'\ni=0\n"
-                    "while [ ! -e '%s' ] && [ $i -lt %d ]; do sleep 0.1; i=$((i+1)); done\n"
-                    % (self.shutdown_file, self.priv.path("release"), RELEASE_MAX_S * 10))
+                    "while [ ! -e '%s' ] && [ -d '%s' ] && [ $i -lt %d ]; do sleep 0.1; "
+                    "i=$((i+1)); done\n"
+                    % (self.shutdown_file, self.priv.path("release"), self.priv.path(),
+                       RELEASE_MAX_S * 10))
         os.chmod(script, 0o755)
         conf = self.priv.path("conf", "upsmon.conf")
         with open(conf) as f:
@@ -162,8 +166,11 @@ class _BenchUpsmon(nutreal.RealUpsmon):
             f.write("\n".join(lines) + "\n")
 
     def release(self):
-        with open(self.priv.path("release"), "w"):
-            pass
+        try:
+            with open(self.priv.path("release"), "w"):
+                pass
+        except OSError:
+            pass  # already cleaned up
 
 
 class UpsmonClient:
@@ -192,11 +199,11 @@ class UpsmonClient:
         if p is not None and p.poll() is None:
             p.kill()
             p.wait(3)
+        self.release()  # a SHUTDOWNCMD still waiting would outlive its upsmon
         self.mon.stop()
 
     def stop(self):
-        if self.mon.proc is not None and self.mon.proc.poll() is None and self.shutdown_time():
-            self.release()
+        self.release()
         self.mon.stop()
 
     def log_tail(self):
