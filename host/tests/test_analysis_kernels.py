@@ -151,3 +151,90 @@ def test_env_forces_numpy():
         out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
                              text=True, check=True).stdout.strip()
         assert out == "cython"
+
+
+# -- the int16 sum of squares and Urms(1/2) in every SIMD variant this CPU runs ----------------
+VARIANTS = K.simd_variants() if K is not None else []
+
+
+@pytest.fixture
+def simd(request):
+    name = K.use_simd(request.param)
+    yield name
+    K.use_simd(None)
+
+
+def _check_sumsq(x, e):
+    for a, b in zip(K.segment_sumsq(x, e), ref.segment_sumsq(x, e)):
+        assert a.dtype == b.dtype
+        np.testing.assert_array_equal(a, b)
+
+
+@needs_cython
+def test_simd_variants_listed():
+    assert VARIANTS[0] == "scalar"
+    if os.uname().machine == "x86_64":
+        assert "sse2" in VARIANTS  # part of the x86-64 baseline
+    assert K.simd_variant() == VARIANTS[-1]  # the best by default
+    with pytest.raises(ValueError, match="not available"):
+        K.use_simd("neon9000")
+
+
+@needs_cython
+@pytest.mark.parametrize("simd", VARIANTS, indirect=True)
+def test_sumsq_variant_every_length_and_offset(simd):
+    # every tail length of every vector width, at unaligned starts, and empty segments
+    rng = np.random.default_rng(7)
+    x = rng.integers(-32768, 32768, 12_000, dtype=np.int16)
+    lengths = [0, 0, 1] + list(range(1, 140)) + [0, 257, 1000]
+    e = np.concatenate(([3], 3 + np.cumsum(lengths))).astype(np.int64)
+    _check_sumsq(x, e)
+
+
+@needs_cython
+@pytest.mark.parametrize("simd", VARIANTS, indirect=True)
+@pytest.mark.parametrize("amp", [100, 2047, 16000, 23170, 23171, 32767])
+def test_sumsq_variant_amplitudes(simd, amp):
+    # mains-like half cycles at amplitudes either side of where the 32-bit fast sum of the
+    # AVX-512 variant stops being provably exact (2 * 23170**2 * 4 < 2**32 <= 2 * 23171**2 * 4)
+    rng = np.random.default_rng(amp)
+    t = np.arange(200_000)
+    x = np.round(amp * np.sin(2 * np.pi * t / 200.0 + 0.3)).astype(np.int16)
+    x[rng.integers(0, x.size, 50)] = -amp  # peaks also on the negative side
+    e = np.arange(0, x.size + 1, 100, dtype=np.int64)  # 100 samples: four 32-lane steps
+    _check_sumsq(x, e)
+    e2 = np.sort(rng.integers(0, x.size, 3000)).astype(np.int64)
+    _check_sumsq(x, e2)
+
+
+@needs_cython
+@pytest.mark.parametrize("simd", VARIANTS, indirect=True)
+@pytest.mark.parametrize("v", [-32768, 32767, 23170, -23171, 1])
+@pytest.mark.parametrize("n", [1, 31, 32, 33, 64, 65, 128, 129, 4096])
+def test_sumsq_variant_constant_worst_cases(simd, v, n):
+    x = np.full(n + 5, v, np.int16)
+    e = np.array([2, 2 + n], np.int64)
+    s, lo, hi = K.segment_sumsq(x, e)
+    assert int(s[0]) == n * v * v
+    assert lo[0] == hi[0] == v
+
+
+@needs_cython
+@pytest.mark.parametrize("simd", VARIANTS, indirect=True)
+def test_urms_half_variant_matches_numpy(simd):
+    rng = np.random.default_rng(3)
+    s = rng.integers(0, 2**40, (5000, 1)).astype(np.int64)
+    c = rng.integers(80, 120, 5000).astype(np.int64)
+    a = K.urms_half(s, c, s[0], 100, 0.025)
+    b = ref.urms_half(s, c, s[0], 100, 0.025)
+    np.testing.assert_array_equal(a, b)
+
+
+@needs_cython
+def test_simd_env_forces_a_variant():
+    code = "from powersentinel.analysis import _kernels as K; print(K.simd_variant())"
+    for want, got in (("scalar", "scalar"), ("nosuch", VARIANTS[-1])):
+        env = dict(os.environ, POWERSENTINEL_SIMD=want)
+        out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                             text=True, check=True).stdout.strip()
+        assert out == got

@@ -6,8 +6,8 @@ compare them (bit for bit where the arithmetic is integer or done in the same or
 `kernels.py` falls back to `ref` when this extension is missing or POWERSENTINEL_NO_CYTHON=1.
 
 The build compiles with -O3 and without -march=native, i.e. for baseline x86-64 (SSE2). Loops are
-written so that gcc vectorises them there: the int16 sum of squares squares in 32 bits (exact:
-|x| <= 32768 so x*x <= 2**30) and widens non-negative products to 64 bits (a zero extension).
+written so that gcc vectorises them there; the one hot loop gcc does not do well, the int16 sum of
+squares, is SSE2 intrinsics (pmaddwd) in a verbatim C block, with a plain-C fallback off x86.
 Float loops are serial (C does not reassociate float sums): their results then do not depend on
 how a recording is cut into chunks.
 """
@@ -41,28 +41,75 @@ def _check_edges(const int64_t[::1] edges, Py_ssize_t n):
             raise ValueError("edges must be non-decreasing")
 
 
+# The int16 sum of squares is the hot loop of Urms(1/2): C intrinsics in sumsq_simd.h, one
+# variant per instruction set, the best the CPU runs chosen at import (POWERSENTINEL_SIMD=name
+# forces one; the tests run them all).
+cdef extern from "simd_kernels.h":
+    ctypedef void (*ps_sumsq_fn)(const int16_t *x, Py_ssize_t n, uint64_t *sum, int16_t *mn,
+                                 int16_t *mx) noexcept nogil
+    const char *ps_sumsq_names[]
+    ps_sumsq_fn ps_sumsq_lookup(int level) noexcept nogil
+    void ps_urms_1ch(const int64_t *s, const int64_t *n, Py_ssize_t m, int64_t prev_s,
+                     int64_t prev_n, double scale, double *out, int level) noexcept nogil
+
+cdef ps_sumsq_fn _sumsq_impl = ps_sumsq_lookup(0)
+cdef str _sumsq_name = "scalar"
+cdef int _simd_level = 0
+
+
+def simd_variants():
+    """Names of the int16 sum-of-squares variants this CPU runs, slowest first."""
+    return [ps_sumsq_names[i].decode() for i in range(4) if ps_sumsq_lookup(i) != NULL]
+
+
+def simd_variant():
+    """The variant in use."""
+    return _sumsq_name
+
+
+def use_simd(name=None):
+    """Use variant `name` (one of simd_variants()), or the best when None. Returns its name."""
+    global _sumsq_impl, _sumsq_name, _simd_level
+    avail = simd_variants()
+    if name is None:
+        name = avail[len(avail) - 1]  # (module compiled with wraparound=False)
+    if name not in avail:
+        raise ValueError(f"SIMD variant {name!r} not available here (have: {', '.join(avail)})")
+    _simd_level = ["scalar", "sse2", "avx2", "avx512"].index(name)
+    _sumsq_impl = ps_sumsq_lookup(_simd_level)
+    _sumsq_name = name
+    return name
+
+
+def _init_simd():
+    import os
+    want = os.environ.get("POWERSENTINEL_SIMD") or None
+    try:
+        use_simd(want)
+    except ValueError:
+        use_simd(None)  # an unknown or unsupported request falls back to the best available
+
+
+_init_simd()
+
+
 cdef void _sumsq_i16(const int16_t[::1] x, const int64_t[::1] edges, int64_t[::1] out,
                      int16_t[::1] mn, int16_t[::1] mx) noexcept nogil:
-    cdef Py_ssize_t i, j, a, b
+    cdef Py_ssize_t i, a, b
     cdef uint64_t acc
-    cdef int16_t lo, hi, v
-    cdef int32_t w
+    cdef ps_sumsq_fn f = _sumsq_impl
+    cdef const int16_t *base = &x[0] if x.shape[0] > 0 else NULL
     for i in range(edges.shape[0] - 1):
         a = edges[i]
         b = edges[i + 1]
-        acc = 0
-        lo = 32767
-        hi = -32768
-        for j in range(a, b):
-            v = x[j]
-            w = <int32_t>v * <int32_t>v
-            # non-negative product: zero extension vectorises cheaply on SSE2
-            acc += <uint64_t><uint32_t>w
-            lo = v if v < lo else lo
-            hi = v if v > hi else hi
+        # edges were checked (0 <= a <= b <= len) by the caller
+        if b > a:
+            f(base + a, b - a, &acc, &mn[i], &mx[i])
+        else:
+            acc = 0
+            mn[i] = 32767
+            mx[i] = -32768
         out[i] = <int64_t>acc
-        mn[i] = lo
-        mx[i] = hi
 
 
 cdef void _sumsq_f(const floatin_t[::1] x, const int64_t[::1] edges, double[::1] out,
@@ -388,6 +435,12 @@ def urms_half(const acc_t[:, ::1] sums, const int64_t[::1] counts, const acc_t[:
     cdef double[:, ::1] u = out
     cdef acc_t a
     cdef int64_t cnt
+    if acc_t is int64_t:
+        if nch == 1 and n > 0:  # the common case, vectorised in simd_kernels.h
+            with nogil:
+                ps_urms_1ch(&sums[0, 0], &counts[0], n, prev_sum[0], prev_count, scale,
+                            &u[0, 0], _simd_level)
+            return out
     with nogil:
         for i in range(n):
             cnt = counts[i] + (counts[i - 1] if i > 0 else prev_count)

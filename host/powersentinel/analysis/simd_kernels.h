@@ -1,0 +1,254 @@
+/* The hot loops of Urms(1/2), with run-time choice of the instruction set.
+ *
+ * 1. ps_sumsq_*: exact sum of squares, min and max of an int16 segment.
+ *
+ * gcc does not find pmaddwd for this loop by itself (it squares in 32 bits and widens every
+ * product), so on x86-64 it is written with intrinsics, one variant per instruction set, chosen
+ * once at run time from what the CPU supports (the build stays baseline x86-64, like NumPy's
+ * dispatch). pmaddwd gives a*a + b*b per 32-bit lane: at most 2 * 32768**2 = 2**31, exact when
+ * read as unsigned; each lane is zero-extended into 64-bit accumulators, so any segment length is
+ * exact. Elsewhere (aarch64...) only the plain loop, which gcc vectorises for NEON.
+ *
+ * Every variant returns the same bits (integer arithmetic); the tests run each one the CPU has
+ * against the NumPy reference.
+ *
+ * 2. ps_urms_1ch: Urms(1/2) of one channel from those sums. The same C loop compiled twice; the
+ * AVX-512 copy converts int64 to double, divides and takes square roots 8 at a time. Division and
+ * sqrt are correctly rounded in IEEE 754 whatever the width, so both copies give NumPy's bits
+ * (the build passes -fno-math-errno, without which gcc keeps sqrt scalar for errno's sake).
+ */
+#ifndef PS_SIMD_KERNELS_H
+#define PS_SIMD_KERNELS_H
+
+#include <stdint.h>
+#include <stddef.h>
+#include <math.h>
+
+typedef void (*ps_sumsq_fn)(const int16_t *x, ptrdiff_t n, uint64_t *sum, int16_t *mn,
+                            int16_t *mx);
+
+/* Plain C: the reference, the tail of the vector variants, and the only variant off x86. */
+static void ps_sumsq_scalar_from(const int16_t *x, ptrdiff_t j, ptrdiff_t n, uint64_t acc,
+                                 int16_t lo, int16_t hi, uint64_t *sum, int16_t *mn,
+                                 int16_t *mx) {
+    for (; j < n; j++) {
+        int16_t v = x[j];
+        /* v*v <= 2**30 fits int32; the non-negative product widens by zero extension */
+        acc += (uint64_t)(uint32_t)((int32_t)v * (int32_t)v);
+        lo = v < lo ? v : lo;
+        hi = v > hi ? v : hi;
+    }
+    *sum = acc;
+    *mn = lo;
+    *mx = hi;
+}
+
+static void ps_sumsq_scalar(const int16_t *x, ptrdiff_t n, uint64_t *sum, int16_t *mn,
+                            int16_t *mx) {
+    ps_sumsq_scalar_from(x, 0, n, 0, 32767, -32768, sum, mn, mx);
+}
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#define PS_HAVE_X86 1
+
+/* 8 int16 lanes -> their min / max (SSE2 shifts; lane 0 ends with the answer). */
+static inline int16_t ps_hmin8(__m128i v) {
+    v = _mm_min_epi16(v, _mm_srli_si128(v, 8));
+    v = _mm_min_epi16(v, _mm_srli_si128(v, 4));
+    v = _mm_min_epi16(v, _mm_srli_si128(v, 2));
+    return (int16_t)_mm_extract_epi16(v, 0);
+}
+
+static inline int16_t ps_hmax8(__m128i v) {
+    v = _mm_max_epi16(v, _mm_srli_si128(v, 8));
+    v = _mm_max_epi16(v, _mm_srli_si128(v, 4));
+    v = _mm_max_epi16(v, _mm_srli_si128(v, 2));
+    return (int16_t)_mm_extract_epi16(v, 0);
+}
+
+/* The same with SSE4.1 phminposuw (one instruction for 8 unsigned lanes): flipping the sign bit
+ * maps int16 order onto uint16 order, and x ^ 0x7fff onto the reverse order, for the max. */
+__attribute__((target("sse4.1")))
+static inline int16_t ps_hmin8_41(__m128i v) {
+    const __m128i s = _mm_set1_epi16((short)0x8000);
+    return (int16_t)(_mm_cvtsi128_si32(_mm_minpos_epu16(_mm_xor_si128(v, s))) ^ 0x8000);
+}
+
+__attribute__((target("sse4.1")))
+static inline int16_t ps_hmax8_41(__m128i v) {
+    const __m128i s = _mm_set1_epi16(0x7fff);
+    return (int16_t)(_mm_cvtsi128_si32(_mm_minpos_epu16(_mm_xor_si128(v, s))) ^ 0x7fff);
+}
+
+static inline uint64_t ps_hsum2(__m128i a) {
+    a = _mm_add_epi64(a, _mm_unpackhi_epi64(a, a));
+    return (uint64_t)_mm_cvtsi128_si64(a);
+}
+
+/* SSE2 is part of x86-64: always available. 16 samples per step, two independent chains. */
+static void ps_sumsq_sse2(const int16_t *x, ptrdiff_t n, uint64_t *sum, int16_t *mn,
+                          int16_t *mx) {
+    const __m128i z = _mm_setzero_si128();
+    __m128i a0 = z, a1 = z, a2 = z, a3 = z;
+    __m128i vl = _mm_set1_epi16(32767), vh = _mm_set1_epi16(-32768);
+    ptrdiff_t j = 0;
+    for (; j + 16 <= n; j += 16) {
+        __m128i u = _mm_loadu_si128((const __m128i *)(x + j));
+        __m128i w = _mm_loadu_si128((const __m128i *)(x + j + 8));
+        __m128i p = _mm_madd_epi16(u, u);
+        __m128i q = _mm_madd_epi16(w, w);
+        a0 = _mm_add_epi64(a0, _mm_unpacklo_epi32(p, z));
+        a1 = _mm_add_epi64(a1, _mm_unpackhi_epi32(p, z));
+        a2 = _mm_add_epi64(a2, _mm_unpacklo_epi32(q, z));
+        a3 = _mm_add_epi64(a3, _mm_unpackhi_epi32(q, z));
+        vl = _mm_min_epi16(vl, _mm_min_epi16(u, w));
+        vh = _mm_max_epi16(vh, _mm_max_epi16(u, w));
+    }
+    a0 = _mm_add_epi64(_mm_add_epi64(a0, a1), _mm_add_epi64(a2, a3));
+    ps_sumsq_scalar_from(x, j, n, ps_hsum2(a0), ps_hmin8(vl), ps_hmax8(vh), sum, mn, mx);
+}
+
+/* AVX2: 32 samples per step. */
+__attribute__((target("avx2,sse4.1")))
+static void ps_sumsq_avx2(const int16_t *x, ptrdiff_t n, uint64_t *sum, int16_t *mn,
+                          int16_t *mx) {
+    const __m256i z = _mm256_setzero_si256();
+    __m256i a0 = z, a1 = z, a2 = z, a3 = z;
+    __m256i vl = _mm256_set1_epi16(32767), vh = _mm256_set1_epi16(-32768);
+    ptrdiff_t j = 0;
+    for (; j + 32 <= n; j += 32) {
+        __m256i u = _mm256_loadu_si256((const __m256i *)(x + j));
+        __m256i w = _mm256_loadu_si256((const __m256i *)(x + j + 16));
+        __m256i p = _mm256_madd_epi16(u, u);
+        __m256i q = _mm256_madd_epi16(w, w);
+        a0 = _mm256_add_epi64(a0, _mm256_unpacklo_epi32(p, z));
+        a1 = _mm256_add_epi64(a1, _mm256_unpackhi_epi32(p, z));
+        a2 = _mm256_add_epi64(a2, _mm256_unpacklo_epi32(q, z));
+        a3 = _mm256_add_epi64(a3, _mm256_unpackhi_epi32(q, z));
+        vl = _mm256_min_epi16(vl, _mm256_min_epi16(u, w));
+        vh = _mm256_max_epi16(vh, _mm256_max_epi16(u, w));
+    }
+    a0 = _mm256_add_epi64(_mm256_add_epi64(a0, a1), _mm256_add_epi64(a2, a3));
+    __m128i s = _mm_add_epi64(_mm256_castsi256_si128(a0), _mm256_extracti128_si256(a0, 1));
+    __m128i l = _mm_min_epi16(_mm256_castsi256_si128(vl), _mm256_extracti128_si256(vl, 1));
+    __m128i h = _mm_max_epi16(_mm256_castsi256_si128(vh), _mm256_extracti128_si256(vh, 1));
+    ps_sumsq_scalar_from(x, j, n, ps_hsum2(s), ps_hmin8_41(l), ps_hmax8_41(h), sum, mn, mx);
+}
+
+/* AVX-512BW, optimistic: pmaddwd results are summed in 32-bit lanes (one add per 32 samples
+ * instead of two widenings and two 64-bit adds), which is exact when no lane can pass 2**32:
+ * each lane receives k = ceil(n / 32) pair sums of at most 2 * B**2, B = max |x| of the segment,
+ * known from the min/max computed in the same pass. When k * 2 * B**2 might reach 2**32 (signals
+ * near full scale over long segments) the sum is recomputed by the widening loop: still exact,
+ * one more pass. The tail is one masked step (no scalar loop), which matters for half cycles of
+ * ~100-200 samples: masked-off lanes load as 0 (nothing added) and stay out of min/max. */
+__attribute__((target("avx512f,avx512bw,avx2,sse4.1")))
+static uint64_t ps_sumsq_avx512_wide(const int16_t *x, ptrdiff_t n) {
+    const __m512i z = _mm512_setzero_si512();
+    __m512i a0 = z, a1 = z;
+    ptrdiff_t j = 0;
+    for (; j + 32 <= n; j += 32) {
+        __m512i u = _mm512_loadu_si512((const void *)(x + j));
+        __m512i p = _mm512_madd_epi16(u, u);
+        a0 = _mm512_add_epi64(a0, _mm512_unpacklo_epi32(p, z));
+        a1 = _mm512_add_epi64(a1, _mm512_unpackhi_epi32(p, z));
+    }
+    if (j < n) {
+        __mmask32 k = (__mmask32)((1ULL << (n - j)) - 1);
+        __m512i u = _mm512_maskz_loadu_epi16(k, (const void *)(x + j));
+        __m512i p = _mm512_madd_epi16(u, u);
+        a0 = _mm512_add_epi64(a0, _mm512_unpacklo_epi32(p, z));
+        a1 = _mm512_add_epi64(a1, _mm512_unpackhi_epi32(p, z));
+    }
+    return (uint64_t)_mm512_reduce_add_epi64(_mm512_add_epi64(a0, a1));
+}
+
+__attribute__((target("avx512f,avx512bw,avx2,sse4.1")))
+static void ps_sumsq_avx512(const int16_t *x, ptrdiff_t n, uint64_t *sum, int16_t *mn,
+                            int16_t *mx) {
+    __m512i acc = _mm512_setzero_si512();
+    __m512i vl = _mm512_set1_epi16(32767), vh = _mm512_set1_epi16(-32768);
+    ptrdiff_t j = 0;
+    for (; j + 32 <= n; j += 32) {
+        __m512i u = _mm512_loadu_si512((const void *)(x + j));
+        acc = _mm512_add_epi32(acc, _mm512_madd_epi16(u, u));
+        vl = _mm512_min_epi16(vl, u);
+        vh = _mm512_max_epi16(vh, u);
+    }
+    if (j < n) {
+        __mmask32 k = (__mmask32)((1ULL << (n - j)) - 1);
+        __m512i u = _mm512_maskz_loadu_epi16(k, (const void *)(x + j));
+        acc = _mm512_add_epi32(acc, _mm512_madd_epi16(u, u));
+        vl = _mm512_mask_min_epi16(vl, k, vl, u);
+        vh = _mm512_mask_max_epi16(vh, k, vh, u);
+    }
+    __m256i l4 = _mm256_min_epi16(_mm512_castsi512_si256(vl), _mm512_extracti64x4_epi64(vl, 1));
+    __m256i h4 = _mm256_max_epi16(_mm512_castsi512_si256(vh), _mm512_extracti64x4_epi64(vh, 1));
+    __m128i l = _mm_min_epi16(_mm256_castsi256_si128(l4), _mm256_extracti128_si256(l4, 1));
+    __m128i h = _mm_max_epi16(_mm256_castsi256_si128(h4), _mm256_extracti128_si256(h4, 1));
+    int16_t lo = ps_hmin8_41(l), hi = ps_hmax8_41(h);
+    *mn = lo;
+    *mx = hi;
+    uint64_t b = (uint64_t)(-(int32_t)lo > (int32_t)hi ? -(int32_t)lo : (int32_t)hi);
+    uint64_t k = (uint64_t)((n + 31) / 32);
+    if (n == 0 || 2 * b * b <= UINT64_C(0xffffffff) / k) {
+        __m512i w = _mm512_add_epi64(_mm512_cvtepu32_epi64(_mm512_castsi512_si256(acc)),
+                                     _mm512_cvtepu32_epi64(_mm512_extracti64x4_epi64(acc, 1)));
+        *sum = (uint64_t)_mm512_reduce_add_epi64(w);
+    } else {
+        *sum = ps_sumsq_avx512_wide(x, n);
+    }
+}
+#endif
+
+/* Variants by name, best last; ps_sumsq_get(NULL) gives the best the CPU runs. */
+static const char *const ps_sumsq_names[] = {"scalar", "sse2", "avx2", "avx512"};
+
+static ps_sumsq_fn ps_sumsq_lookup(int level) {
+    switch (level) {
+    case 0: return ps_sumsq_scalar;
+#ifdef PS_HAVE_X86
+    case 1: return ps_sumsq_sse2;
+    case 2: return __builtin_cpu_supports("avx2") ? ps_sumsq_avx2 : NULL;
+    case 3: return (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw"))
+                   ? ps_sumsq_avx512 : NULL;
+#endif
+    default: return NULL;
+    }
+}
+
+/* u[i] = sqrt((s[i-1] + s[i]) / (n[i-1] + n[i])) * scale, with s[-1], n[-1] = prev_s, prev_n.
+ * Same operations, same order as ref.urms_half. */
+#define PS_URMS_1CH_BODY                                                                        \
+    if (m <= 0) return;                                                                         \
+    out[0] = sqrt((double)(prev_s + s[0]) / (double)(prev_n + n[0])) * scale;                   \
+    for (ptrdiff_t i = 1; i < m; i++)                                                           \
+        out[i] = sqrt((double)(s[i - 1] + s[i]) / (double)(n[i - 1] + n[i])) * scale;
+
+static void ps_urms_1ch_plain(const int64_t *s, const int64_t *n, ptrdiff_t m, int64_t prev_s,
+                              int64_t prev_n, double scale, double *out) {
+    PS_URMS_1CH_BODY
+}
+
+#ifdef PS_HAVE_X86
+__attribute__((target("avx512f,avx512dq,avx512vl,avx2")))
+static void ps_urms_1ch_avx512(const int64_t *s, const int64_t *n, ptrdiff_t m, int64_t prev_s,
+                               int64_t prev_n, double scale, double *out) {
+    PS_URMS_1CH_BODY
+}
+#endif
+
+static void ps_urms_1ch(const int64_t *s, const int64_t *n, ptrdiff_t m, int64_t prev_s,
+                        int64_t prev_n, double scale, double *out, int level) {
+#ifdef PS_HAVE_X86
+    if (level >= 3 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq")
+            && __builtin_cpu_supports("avx512vl")) {
+        ps_urms_1ch_avx512(s, n, m, prev_s, prev_n, scale, out);
+        return;
+    }
+#endif
+    ps_urms_1ch_plain(s, n, m, prev_s, prev_n, scale, out);
+}
+
+#endif
