@@ -25,6 +25,7 @@ for _p in (os.path.join(REPO, "host"),):
 
 from powersentinel import virtual  # noqa: E402
 from powersentinel.link import Link, LinkError  # noqa: E402
+from powersentinel.nutreal import NutClient  # noqa: E402
 from powersentinel.paths import use_firmware_lib  # noqa: E402
 
 use_firmware_lib()
@@ -205,51 +206,20 @@ class Board:
 
 
 # -- NUT line client ------------------------------------------------------------------------------
-class NutLine:
-    def __init__(self, host, port, timeout=3.0):
-        self.sock = socket.create_connection((host, port), timeout=timeout)
-        self.sock.settimeout(timeout)
-        self.buf = b""
+class NutLine(NutClient):
+    """The NUT line client, as the benches use it: send() writes bytes exactly as given (half
+    lines, NULs, floods), cmd() returns the reply as one string, login() in one call."""
 
     def send(self, data):
-        if isinstance(data, str):
-            data = data.encode()
-        self.sock.sendall(data)
-
-    def readline(self):
-        while b"\n" not in self.buf:
-            d = self.sock.recv(4096)
-            if not d:
-                raise EOFError("closed by the server")
-            self.buf += d
-        line, self.buf = self.buf.split(b"\n", 1)
-        return line.decode("latin-1")
+        self.sock.sendall(data.encode() if isinstance(data, str) else data)
 
     def cmd(self, line):
-        self.send(line + "\n")
-        first = self.readline()
-        if first.startswith("BEGIN LIST"):
-            out = [first]
-            while not out[-1].startswith("END LIST"):
-                out.append(self.readline())
-            return "\n".join(out)
-        return first
+        NutClient.send(self, line)
+        return "\n".join(self.reply())
 
     def login(self, user, password, ups=TIER):
         return [self.cmd("USERNAME %s" % user), self.cmd("PASSWORD %s" % password),
                 self.cmd("LOGIN %s" % ups)]
-
-    def close(self):
-        try:
-            self.sock.close()
-        except OSError:
-            pass
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
 
 
 # -- console ---------------------------------------------------------------------------------------
