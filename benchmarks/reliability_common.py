@@ -6,6 +6,7 @@ Everything here drives the REAL firmware on the virtual board (the MicroPython u
 outside, through its console pty, its NUT socket, its wires and its process id; nothing in here
 reaches inside the firmware.
 """
+import atexit
 import json  # noqa: F401  (re-exported for the tests)
 import os
 import random
@@ -86,6 +87,7 @@ def template_flash():
         if _TEMPLATE and os.path.exists(_TEMPLATE):
             return _TEMPLATE
         d = tempfile.mkdtemp(prefix="rel-template-")
+        atexit.register(shutil.rmtree, d, True)  # one per process, reused by every board
         try:
             virtual.start(d)
             set_boot_headroom(virtual.info(d)["serial"])
