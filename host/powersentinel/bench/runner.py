@@ -14,6 +14,7 @@ import json
 import os
 import re
 import secrets
+import shutil
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -154,6 +155,8 @@ class Runner:
         self.sc = sc
         self.observer = observer  # fn(story_s, sample dict, device status) at each status poll
         self.scale = float(scale or sc.time_scale)
+        # a scratch directory we make is ours to remove; one the caller gives stays
+        self._own_workdir = workdir is None
         self.workdir = workdir or tempfile.mkdtemp(prefix="hil-%s-" % sc.name)
         self.rig = rig or VirtualRig(self.workdir, heap=sc.heap)
         self.report_dir = report_dir
@@ -374,6 +377,8 @@ class Runner:
         if self.report_dir:
             from .report import write_report
             res.report = write_report(res, self.report_dir)
+        if self._own_workdir:
+            shutil.rmtree(self.workdir, ignore_errors=True)
         return res
 
     def _settle(self, timeout=15.0):
