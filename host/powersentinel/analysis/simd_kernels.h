@@ -109,31 +109,60 @@ static void ps_sumsq_sse2(const int16_t *x, ptrdiff_t n, uint64_t *sum, int16_t 
     ps_sumsq_scalar_from(x, j, n, ps_hsum2(a0), ps_hmin8(vl), ps_hmax8(vh), sum, mn, mx);
 }
 
-/* AVX2: 32 samples per step. */
+/* Is a 32-bit lane sum of k pmaddwd results exact? Each is at most 2 * B**2, B = max |x| over
+ * the samples summed (from their min lo and max hi). */
+static inline int ps_fits_u32(int16_t lo, int16_t hi, uint64_t k) {
+    uint64_t b = (uint64_t)(-(int32_t)lo > (int32_t)hi ? -(int32_t)lo : (int32_t)hi);
+    return k == 0 || 2 * b * b <= UINT64_C(0xffffffff) / k;
+}
+
+/* AVX2, optimistic like the AVX-512 variant below (see there): 32 samples per step summed in
+ * 32-bit lanes, the exact widening loop when the bound does not prove them exact; the last
+ * n % 32 samples in the scalar loop. */
+__attribute__((target("avx2,sse4.1")))
+static uint64_t ps_sumsq_avx2_wide(const int16_t *x, ptrdiff_t n) {
+    const __m256i z = _mm256_setzero_si256();
+    __m256i a0 = z, a1 = z;
+    for (ptrdiff_t j = 0; j + 16 <= n; j += 16) {
+        __m256i u = _mm256_loadu_si256((const __m256i *)(x + j));
+        __m256i p = _mm256_madd_epi16(u, u);
+        a0 = _mm256_add_epi64(a0, _mm256_unpacklo_epi32(p, z));
+        a1 = _mm256_add_epi64(a1, _mm256_unpackhi_epi32(p, z));
+    }
+    a0 = _mm256_add_epi64(a0, a1);
+    return ps_hsum2(_mm_add_epi64(_mm256_castsi256_si128(a0), _mm256_extracti128_si256(a0, 1)));
+}
+
 __attribute__((target("avx2,sse4.1")))
 static void ps_sumsq_avx2(const int16_t *x, ptrdiff_t n, uint64_t *sum, int16_t *mn,
                           int16_t *mx) {
     const __m256i z = _mm256_setzero_si256();
-    __m256i a0 = z, a1 = z, a2 = z, a3 = z;
+    __m256i a0 = z, a1 = z;
     __m256i vl = _mm256_set1_epi16(32767), vh = _mm256_set1_epi16(-32768);
     ptrdiff_t j = 0;
     for (; j + 32 <= n; j += 32) {
         __m256i u = _mm256_loadu_si256((const __m256i *)(x + j));
         __m256i w = _mm256_loadu_si256((const __m256i *)(x + j + 16));
-        __m256i p = _mm256_madd_epi16(u, u);
-        __m256i q = _mm256_madd_epi16(w, w);
-        a0 = _mm256_add_epi64(a0, _mm256_unpacklo_epi32(p, z));
-        a1 = _mm256_add_epi64(a1, _mm256_unpackhi_epi32(p, z));
-        a2 = _mm256_add_epi64(a2, _mm256_unpacklo_epi32(q, z));
-        a3 = _mm256_add_epi64(a3, _mm256_unpackhi_epi32(q, z));
+        a0 = _mm256_add_epi32(a0, _mm256_madd_epi16(u, u));
+        a1 = _mm256_add_epi32(a1, _mm256_madd_epi16(w, w));
         vl = _mm256_min_epi16(vl, _mm256_min_epi16(u, w));
         vh = _mm256_max_epi16(vh, _mm256_max_epi16(u, w));
     }
-    a0 = _mm256_add_epi64(_mm256_add_epi64(a0, a1), _mm256_add_epi64(a2, a3));
-    __m128i s = _mm_add_epi64(_mm256_castsi256_si128(a0), _mm256_extracti128_si256(a0, 1));
     __m128i l = _mm_min_epi16(_mm256_castsi256_si128(vl), _mm256_extracti128_si256(vl, 1));
     __m128i h = _mm_max_epi16(_mm256_castsi256_si128(vh), _mm256_extracti128_si256(vh, 1));
-    ps_sumsq_scalar_from(x, j, n, ps_hsum2(s), ps_hmin8_41(l), ps_hmax8_41(h), sum, mn, mx);
+    int16_t lo = ps_hmin8_41(l), hi = ps_hmax8_41(h);
+    uint64_t acc;
+    if (ps_fits_u32(lo, hi, (uint64_t)(j / 32))) {
+        __m256i w = _mm256_add_epi64(
+            _mm256_add_epi64(_mm256_cvtepu32_epi64(_mm256_castsi256_si128(a0)),
+                             _mm256_cvtepu32_epi64(_mm256_extracti128_si256(a0, 1))),
+            _mm256_add_epi64(_mm256_cvtepu32_epi64(_mm256_castsi256_si128(a1)),
+                             _mm256_cvtepu32_epi64(_mm256_extracti128_si256(a1, 1))));
+        acc = ps_hsum2(_mm_add_epi64(_mm256_castsi256_si128(w), _mm256_extracti128_si256(w, 1)));
+    } else {
+        acc = ps_sumsq_avx2_wide(x, j);
+    }
+    ps_sumsq_scalar_from(x, j, n, acc, lo, hi, sum, mn, mx);
 }
 
 /* AVX-512BW, optimistic: pmaddwd results are summed in 32-bit lanes (one add per 32 samples
@@ -190,9 +219,7 @@ static void ps_sumsq_avx512(const int16_t *x, ptrdiff_t n, uint64_t *sum, int16_
     int16_t lo = ps_hmin8_41(l), hi = ps_hmax8_41(h);
     *mn = lo;
     *mx = hi;
-    uint64_t b = (uint64_t)(-(int32_t)lo > (int32_t)hi ? -(int32_t)lo : (int32_t)hi);
-    uint64_t k = (uint64_t)((n + 31) / 32);
-    if (n == 0 || 2 * b * b <= UINT64_C(0xffffffff) / k) {
+    if (ps_fits_u32(lo, hi, (uint64_t)((n + 31) / 32))) {
         __m512i w = _mm512_add_epi64(_mm512_cvtepu32_epi64(_mm512_castsi512_si256(acc)),
                                      _mm512_cvtepu32_epi64(_mm512_extracti64x4_epi64(acc, 1)));
         *sum = (uint64_t)_mm512_reduce_add_epi64(w);
