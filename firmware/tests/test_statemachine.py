@@ -340,6 +340,40 @@ class TestPointOfNoReturn(TestCase):
         r.run(STEP)
         self.assertEqual(r.sm.state, RESTORING)
 
+    def waiting_mains_back(self):
+        r = self.start_shutdown()
+        r.call("sequence_done")
+        r.call("load_off_done")
+        r.i.ups_output_off = True  # the UPS cut its load and keeps it off for restore_min
+        r.mains_back()
+        return r
+
+    def test_restore_waits_for_the_ups_output(self):
+        r = self.waiting_mains_back()
+        r.run(r.sm.stable_ms + 30000)
+        self.assertEqual(r.sm.state, WAIT_MAINS)
+        self.assertEqual(r.events(), ["point_of_no_return", "waiting_for_ups_output"])
+        r.i.ups_output_off = False  # restore_min elapsed: outlets powered
+        r.run(STEP)
+        self.assertEqual(r.sm.state, RESTORING)
+        self.assertNotIn("ups_output_wait_expired", r.events())
+
+    def test_restore_goes_ahead_when_the_output_never_comes_back(self):
+        r = self.waiting_mains_back()
+        r.run(r.sm.output_wait_ms - 2 * STEP)
+        self.assertEqual(r.sm.state, WAIT_MAINS)
+        r.run(4 * STEP)
+        self.assertEqual(r.sm.state, RESTORING)
+        self.assertEqual(r.events(), ["point_of_no_return", "waiting_for_ups_output",
+                                      "ups_output_wait_expired"])
+
+    def test_output_flag_ignored_without_a_working_link(self):
+        r = self.waiting_mains_back()
+        r.i.ups_link_ok = False
+        r.run(r.sm.stable_ms + 2 * STEP)
+        self.assertEqual(r.sm.state, RESTORING)
+        self.assertNotIn("waiting_for_ups_output", r.events())
+
 
 class TestSecondOutage(TestCase):
     def restoring(self):

@@ -488,11 +488,13 @@ class Sentinel:
             i.ups_low_battery = ok and ("LB" in toks)
             i.ups_charge = self.link.charge if ok else None
             i.ups_runtime = None
+            i.ups_output_off = ok and ("OFF" in toks)
         elif self.contacts is not None:
             i.ups_link_configured = True
             i.ups_link_ok = bool(self.contacts.ready)
             i.ups_on_battery = bool(self.contacts.has("OB"))
             i.ups_low_battery = bool(self.contacts.has("LB"))
+            i.ups_output_off = bool(self.contacts.has("OFF"))
         else:
             i.ups_link_configured = False
         return i

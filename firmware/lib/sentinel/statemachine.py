@@ -14,7 +14,9 @@ States (the normal cycle runs top to bottom, then back to ONLINE):
                  the sequence always completes
   LOAD_OFF       the UPS has been told to cut its load and restore it when mains returns, so
                  servers always come back (a server whose OS halted needs its outlet cycled)
-  WAIT_MAINS     waiting for mains good for stable_mains_s and the battery at restart_charge_pct
+  WAIT_MAINS     waiting for mains good for stable_mains_s, the battery at restart_charge_pct
+                 and the UPS output back on (its restore_min delay), so that the first wake-up
+                 packets reach powered servers
   RESTORING      the sequencer powers tiers on (WOL, health checks); done -> ONLINE. An outage
                  here is timed like any other and may start a new shutdown
 
@@ -60,6 +62,8 @@ LINK_RESTORED = "ups_link_restored"
 PONR = "point_of_no_return"
 MAINS_BACK_AFTER_PONR = "mains_restored_after_ponr"
 WAITING_FOR_CHARGE = "waiting_for_charge"
+WAITING_FOR_OUTPUT = "waiting_for_ups_output"   # mains stable, the UPS has not restored its output
+OUTPUT_WAIT_EXPIRED = "ups_output_wait_expired" # ... for restore_min + margin: restore anyway
 REJECTED = "command_rejected"
 RESUMED = "resumed"
 RESUME_INVALID = "resume_invalid"
@@ -67,6 +71,10 @@ RESUME_INVALID = "resume_invalid"
 # After the load-off command the UPS cuts its output within shutdown_delay_min; this margin
 # covers the command's own round trip before WAIT_MAINS is assumed.
 LOAD_OFF_MARGIN_MS = 30000
+# The UPS restores its output restore_min after mains returns; past that plus this margin the
+# output is reported off for some other reason (a stuck flag, a UPS that will not restore):
+# restoring then goes ahead, since a server wakes as soon as it has power anyway.
+OUTPUT_WAIT_MARGIN_MS = 120000
 
 _FORMAT = 1  # to_dict() layout version
 
@@ -81,12 +89,13 @@ class Inputs:
     ups_charge        battery %, or None   ups_runtime       seconds, or None
     ups_link_ok       the UPS link answers (the link module applies link_lost_s)
     ups_link_configured  a UPS link exists (ups.link is not "none")
+    ups_output_off    the UPS says its output is off (Q1 or an OFF contact)
     commands          console commands, consumed by update(): "drill", "shutdown", "abort"
     """
 
     def __init__(self, mains_lost=False, mains_good=True, mains_present=True, ups_on_battery=False,
                  ups_low_battery=False, ups_charge=None, ups_runtime=None, ups_link_ok=True,
-                 ups_link_configured=True, commands=None):
+                 ups_link_configured=True, ups_output_off=False, commands=None):
         self.mains_lost = mains_lost
         self.mains_good = mains_good
         self.mains_present = mains_present
@@ -96,6 +105,7 @@ class Inputs:
         self.ups_runtime = ups_runtime
         self.ups_link_ok = ups_link_ok
         self.ups_link_configured = ups_link_configured
+        self.ups_output_off = ups_output_off
         self.commands = [] if commands is None else commands
 
 
@@ -111,6 +121,7 @@ class StateMachine:
         self.return_ms = p["return_stable_ms"]
         self.lb_filter_ms = p["lb_filter_ms"]
         self.load_off_ms = cfg["ups"]["shutdown_delay_min"] * 60000 + LOAD_OFF_MARGIN_MS
+        self.output_wait_ms = cfg["ups"]["restore_min"] * 60000 + OUTPUT_WAIT_MARGIN_MS
         self._hist = [None] * history_len
         self._hn = 0
         self._new = []
@@ -134,6 +145,7 @@ class StateMachine:
         self._link_ok = True
         self._back_reported = False
         self._charge_reported = False
+        self._output_reported = False
 
     # ---- records --------------------------------------------------------------------------
 
@@ -318,15 +330,24 @@ class StateMachine:
             if now - self.since >= self.load_off_ms:
                 self._go(now, WAIT_MAINS, LOAD_OFF_ELAPSED)
                 self._charge_reported = False
+                self._output_reported = False
         elif st == WAIT_MAINS:
             # counted from entry too: the UPS needs its restore delay after cutting the load
-            if self._good_since is not None and now - max(self._good_since, self.since) >= self.stable_ms:
+            good_for = now - max(self._good_since, self.since) if self._good_since is not None else -1
+            if good_for >= self.stable_ms:
                 short = lb or (ups_known and i.ups_charge is not None and i.ups_charge < self.restart_charge)
+                dark = ups_known and i.ups_output_off
                 if short:
                     if not self._charge_reported:
                         self._charge_reported = True
                         self._event(now, WAITING_FOR_CHARGE, i.ups_charge)
+                elif dark and good_for < self.output_wait_ms:
+                    if not self._output_reported:
+                        self._output_reported = True
+                        self._event(now, WAITING_FOR_OUTPUT)
                 else:
+                    if dark:
+                        self._event(now, OUTPUT_WAIT_EXPIRED, good_for)
                     self.outage_start = None
                     self.resume_to = ONLINE
                     self._new_plan(False)
@@ -408,6 +429,7 @@ class StateMachine:
         new = self._begin()
         if self.state == LOAD_OFF:
             self._charge_reported = False
+            self._output_reported = False
             self._go(now, WAIT_MAINS, LOAD_OFF_DONE)
         return new
 
