@@ -45,8 +45,8 @@ def _check_edges(const int64_t[::1] edges, Py_ssize_t n):
 # variant per instruction set, the best the CPU runs chosen at import (POWERSENTINEL_SIMD=name
 # forces one; the tests run them all).
 cdef extern from "simd_kernels.h":
-    ctypedef void (*ps_sumsq_fn)(const int16_t *x, Py_ssize_t n, uint64_t *sum, int16_t *mn,
-                                 int16_t *mx) noexcept nogil
+    ctypedef void (*ps_sumsq_fn)(const int16_t *x, const int64_t *edges, Py_ssize_t m,
+                                 int64_t *out, int16_t *mn, int16_t *mx) noexcept nogil
     const char *ps_sumsq_names[]
     ps_sumsq_fn ps_sumsq_lookup(int level) noexcept nogil
     void ps_urms_1ch(const int64_t *s, const int64_t *n, Py_ssize_t m, int64_t prev_s,
@@ -95,21 +95,10 @@ _init_simd()
 
 cdef void _sumsq_i16(const int16_t[::1] x, const int64_t[::1] edges, int64_t[::1] out,
                      int16_t[::1] mn, int16_t[::1] mx) noexcept nogil:
-    cdef Py_ssize_t i, a, b
-    cdef uint64_t acc
-    cdef ps_sumsq_fn f = _sumsq_impl
-    cdef const int16_t *base = &x[0] if x.shape[0] > 0 else NULL
-    for i in range(edges.shape[0] - 1):
-        a = edges[i]
-        b = edges[i + 1]
-        # edges were checked (0 <= a <= b <= len) by the caller
-        if b > a:
-            f(base + a, b - a, &acc, &mn[i], &mx[i])
-        else:
-            acc = 0
-            mn[i] = 32767
-            mx[i] = -32768
-        out[i] = <int64_t>acc
+    # edges were checked (0 <= edges[i] <= edges[i+1] <= len(x)) by the caller
+    cdef Py_ssize_t m = edges.shape[0] - 1
+    if m > 0:
+        _sumsq_impl(&x[0] if x.shape[0] > 0 else NULL, &edges[0], m, &out[0], &mn[0], &mx[0])
 
 
 cdef void _sumsq_f(const floatin_t[::1] x, const int64_t[::1] edges, double[::1] out,
