@@ -126,3 +126,16 @@ def test_repeated_ups_commands_are_counted_each_time():
     # the simulator keeps the last 10: the window slides
     prev = ["C"] + ["S01R0001"] * 9
     assert _new_tail(prev, ["S01R0001"] * 9 + ["C"]) == ["C"]
+
+
+def test_restore_when_powered_says_no_to_a_power_on_in_the_dark():
+    samples = [{"wall": T0 + t / 4, "output_on": t / 4 >= 50} for t in range(0, 400)]
+    res = _res([], samples=samples, transitions=[(T0 + 51, "WAIT_MAINS", "RESTORING", "mains_stable")])
+    ok, why = _rule("restore_when_powered", res)
+    assert ok, why
+    res.transitions = [(T0 + 40, "WAIT_MAINS", "RESTORING", "mains_stable")]
+    ok, why = _rule("restore_when_powered", res)
+    assert not ok and "output was off" in why, why
+    res.transitions = []
+    ok, why = _rule("restore_when_powered", res)
+    assert not ok and "no power-on" in why, why

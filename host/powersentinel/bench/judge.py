@@ -343,6 +343,23 @@ def r_no_restore_before(res, a):
         _story(res.story(restores[0])), _story(res.story(ready)))
 
 
+def r_restore_when_powered(res, a):
+    """Every power-on began with the UPS output on: the first rig reading taken after the
+    RESTORING transition (runner polls the rig every POLL_RIG_S) shows the output on."""
+    from .runner import POLL_RIG_S
+    restores = [w for w, f, to, c_ in res.transitions if to == "RESTORING" and w >= res.t0]
+    if not restores:
+        return False, "no power-on at all"
+    for w in restores:
+        after = [s for s in res.samples if s["wall"] >= w + POLL_RIG_S + 0.05
+                 and s.get("output_on") is not None]
+        if after and after[0]["output_on"] is False:
+            return False, "RESTORING at %s while the UPS output was off (still off at %s)" % (
+                _story(res.story(w)), _story(res.story(after[0]["wall"])))
+    return True, "%d power-on(s), each with the UPS output on (first at %s)" % (
+        len(restores), _story(res.story(restores[0])))
+
+
 def r_audit(res, a):
     """The board's status listed the host as missing (or its address as unknown) in the window;
     with flagged = false, it never did (no false alarm)."""
@@ -401,5 +418,6 @@ RULES = {"state": r_state, "never": r_never, "final_state": r_final_state,
          "tier_wait": r_tier_wait, "mains_events": r_mains_events, "ups_command": r_ups_command,
          "no_ups_command": r_no_ups_command, "restore_order": r_restore_order,
          "all_healthy": r_all_healthy, "no_restore_before": r_no_restore_before,
+         "restore_when_powered": r_restore_when_powered,
          "audit": r_audit, "host_survived": r_host_survived, "stays_down": r_stays_down,
          "board_reboots": r_board_reboots}

@@ -162,6 +162,7 @@ EXPECTS = {
     "restore_order": ({"order"}, set()),
     "all_healthy": (set(), {"within"}),
     "no_restore_before": ({"condition"}, set()),
+    "restore_when_powered": (set(), set()),
     "audit": ({"host"}, {"within", "flagged"}),
     "host_survived": ({"host"}, set()),
     "stays_down": ({"tier"}, {"within"}),
