@@ -6,8 +6,10 @@
  * product), so on x86-64 it is written with intrinsics, one variant per instruction set, chosen
  * once at run time from what the CPU supports (the build stays baseline x86-64, like NumPy's
  * dispatch). pmaddwd gives a*a + b*b per 32-bit lane: at most 2 * 32768**2 = 2**31, exact when
- * read as unsigned; each lane is zero-extended into 64-bit accumulators, so any segment length is
- * exact. Elsewhere (aarch64...) only the plain loop, which gcc vectorises for NEON.
+ * read as unsigned. SSE2 zero-extends each lane into 64-bit accumulators (exact for any length);
+ * AVX2 and AVX-512 add lanes in 32 bits and fall back to that widening loop when the segment's
+ * max |x| does not prove the 32-bit lanes exact (ps_fits_u32). Elsewhere (aarch64...) only the
+ * plain loop, which gcc vectorises for NEON.
  *
  * Every variant returns the same bits (integer arithmetic); the tests run each one the CPU has
  * against the NumPy reference.
@@ -25,7 +27,7 @@
 #include <math.h>
 
 /* One call per array, not per segment: the per-segment bodies are inlined into a driver per
- * variant (a call through a pointer per half cycle of ~100 samples cost ~15 % of the time). */
+ * variant (an indirect call per half cycle of ~100 samples is a visible share of the time). */
 typedef void (*ps_sumsq_fn)(const int16_t *x, const int64_t *edges, ptrdiff_t m, int64_t *out,
                             int16_t *mn, int16_t *mx);
 
@@ -51,8 +53,8 @@ typedef void (*ps_sumsq_fn)(const int16_t *x, const int64_t *edges, ptrdiff_t m,
 
 /* Plain C: the reference, the tail of the vector variants, and the only variant off x86. */
 PS_INLINE void ps_sumsq_scalar_from(const int16_t *x, ptrdiff_t j, ptrdiff_t n, uint64_t acc,
-                                 int16_t lo, int16_t hi, uint64_t *sum, int16_t *mn,
-                                 int16_t *mx) {
+                                    int16_t lo, int16_t hi, uint64_t *sum, int16_t *mn,
+                                    int16_t *mx) {
     for (; j < n; j++) {
         int16_t v = x[j];
         /* v*v <= 2**30 fits int32; the non-negative product widens by zero extension */
@@ -66,7 +68,7 @@ PS_INLINE void ps_sumsq_scalar_from(const int16_t *x, ptrdiff_t j, ptrdiff_t n, 
 }
 
 PS_INLINE void ps_sumsq_scalar(const int16_t *x, ptrdiff_t n, uint64_t *sum, int16_t *mn,
-                            int16_t *mx) {
+                               int16_t *mx) {
     ps_sumsq_scalar_from(x, 0, n, 0, 32767, -32768, sum, mn, mx);
 }
 
@@ -110,7 +112,7 @@ static inline uint64_t ps_hsum2(__m128i a) {
 
 /* SSE2 is part of x86-64: always available. 16 samples per step, two independent chains. */
 PS_INLINE void ps_sumsq_sse2(const int16_t *x, ptrdiff_t n, uint64_t *sum, int16_t *mn,
-                          int16_t *mx) {
+                             int16_t *mx) {
     const __m128i z = _mm_setzero_si128();
     __m128i a0 = z, a1 = z, a2 = z, a3 = z;
     __m128i vl = _mm_set1_epi16(32767), vh = _mm_set1_epi16(-32768);
@@ -157,7 +159,7 @@ static uint64_t ps_sumsq_avx2_wide(const int16_t *x, ptrdiff_t n) {
 
 __attribute__((target("avx2,sse4.1")))
 PS_INLINE void ps_sumsq_avx2(const int16_t *x, ptrdiff_t n, uint64_t *sum, int16_t *mn,
-                          int16_t *mx) {
+                             int16_t *mx) {
     const __m256i z = _mm256_setzero_si256();
     __m256i a0 = z, a1 = z;
     __m256i vl = _mm256_set1_epi16(32767), vh = _mm256_set1_epi16(-32768);
@@ -217,7 +219,7 @@ static uint64_t ps_sumsq_avx512_wide(const int16_t *x, ptrdiff_t n) {
 
 __attribute__((target("avx512f,avx512bw,avx2,sse4.1")))
 PS_INLINE void ps_sumsq_avx512(const int16_t *x, ptrdiff_t n, uint64_t *sum, int16_t *mn,
-                            int16_t *mx) {
+                               int16_t *mx) {
     __m512i acc = _mm512_setzero_si512();
     __m512i vl = _mm512_set1_epi16(32767), vh = _mm512_set1_epi16(-32768);
     ptrdiff_t j = 0;
@@ -251,7 +253,8 @@ PS_INLINE void ps_sumsq_avx512(const int16_t *x, ptrdiff_t n, uint64_t *sum, int
 }
 #endif
 
-/* Variants by name, best last; ps_sumsq_get(NULL) gives the best the CPU runs. */
+/* Segment drivers by level (index into ps_sumsq_names, best last); NULL when the CPU lacks
+ * the instructions. */
 PS_SEGMENTS_DRIVER(ps_segments_scalar, ps_sumsq_scalar, )
 #ifdef PS_HAVE_X86
 PS_SEGMENTS_DRIVER(ps_segments_sse2, ps_sumsq_sse2, )
