@@ -10,14 +10,20 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import platform
 import sys
 import time
 from typing import Any
 
-import numpy as np
+# One core: OpenBLAS worker threads (loaded with NumPy) otherwise spin on the second core after
+# any BLAS call and take memory bandwidth from whatever is measured.
+for _v in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_v, "1")
 
-from powersentinel.analysis import Analyzer, Synth, kernels, ref
+import numpy as np  # noqa: E402
+
+from powersentinel.analysis import Analyzer, Synth, kernels, ref  # noqa: E402
 
 FS = 10_000
 F = 50.0

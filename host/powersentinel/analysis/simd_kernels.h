@@ -137,7 +137,9 @@ PS_INLINE void ps_sumsq_sse2(const int16_t *x, ptrdiff_t n, uint64_t *sum, int16
  * the samples summed (from their min lo and max hi). */
 static inline int ps_fits_u32(int16_t lo, int16_t hi, uint64_t k) {
     uint64_t b = (uint64_t)(-(int32_t)lo > (int32_t)hi ? -(int32_t)lo : (int32_t)hi);
-    return k == 0 || 2 * b * b <= UINT64_C(0xffffffff) / k;
+    /* multiply, not divide: a 64-bit division per half cycle costs more than the sums.
+     * 2 * b * b <= 2**31 and k < 2**32, so the product cannot overflow 64 bits. */
+    return k < (UINT64_C(1) << 32) && 2 * b * b * k <= UINT64_C(0xffffffff);
 }
 
 /* AVX2, optimistic like the AVX-512 variant below (see there): 32 samples per step summed in
