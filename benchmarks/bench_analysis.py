@@ -64,6 +64,8 @@ def urms_figures(x, e, K, R, inner=1) -> dict:
     r["urms_cython_variants_Gsps"] = variants
     r["simd"] = K.simd_variant()
     t_cy, u_cy = best(lambda: urms_cython(x, e, K), R, inner)
+    t_k, _ = best(lambda: K.segment_sumsq(x, e), R, inner)  # the kernel alone, no sqrt step
+    r["sumsq_kernel_Gsps"] = n / t_k / 1e9
     t_cs, u_cs = best(lambda: urms_numpy_cumsum(x, e), max(2, R // 2), max(1, inner // 4))
     np.testing.assert_array_equal(u_cy, u_cs)
     bests = {}
@@ -79,6 +81,7 @@ def urms_figures(x, e, K, R, inner=1) -> dict:
     r["urms_numpy_variants_Gsps"] = bests
     r["urms_vs_cumsum"] = t_cs / t_cy
     r["urms_vs_best_numpy"] = r["urms_cython_Gsps"] / bests[best_np]
+    r["sumsq_kernel_vs_best_numpy"] = r["sumsq_kernel_Gsps"] / bests[best_np]
     r["urms_share_of_bandwidth"] = r["urms_cython_Gsps"] * 2e9 / (r["read_bandwidth_GBps"] * 1e9)
     return r
 
@@ -90,6 +93,8 @@ def urms_rows(label, r) -> list:
         (f"[{label}] Urms(1/2) Cython ({r['simd']})", f"{r['urms_cython_Gsps']:.2f} G samples/s "
          f"({100 * r['urms_share_of_bandwidth']:.0f} % of read bandwidth)"),
         (f"[{label}] Urms(1/2) Cython by SIMD variant", f"{v} G samples/s"),
+        (f"[{label}] of which the sums + min/max kernel alone", f"{r['sumsq_kernel_Gsps']:.2f} G samples/s "
+         f"(x{r['sumsq_kernel_vs_best_numpy']:.1f} the best NumPy Urms(1/2))"),
         (f"[{label}] Urms(1/2) NumPy cumsum", f"{r['urms_numpy_cumsum_Gsps']:.3f} G samples/s "
          f"-> Cython x{r['urms_vs_cumsum']:.1f}"),
         (f"[{label}] Urms(1/2) best NumPy ({r['urms_numpy_best_variant']})",
