@@ -157,3 +157,26 @@ def test_a_flash_that_will_not_mount_gives_a_degraded_board_not_a_reformat(tmp_p
     finally:
         virtual.stop(d)
     assert open(flash, "rb").read() == before, "the flash image was modified"
+
+
+def test_a_deploy_that_fails_twice_at_bring_up_power_cycles_the_board(tmp_path, monkeypatch):
+    # as when the first try hangs and still holds the port: start() must power-cycle the board
+    # from blank once and deploy again, not give up
+    from powersentinel import deploy as dep
+    from powersentinel.deploy import DeployError
+    real = dep.deploy
+    calls = []
+
+    def flaky(*a, **kw):
+        calls.append(1)
+        if len(calls) <= 2:
+            raise DeployError("cannot open /dev/pts/X: failed to access (simulated)")
+        return real(*a, **kw)
+
+    monkeypatch.setattr(dep, "deploy", flaky)
+    d = str(tmp_path / "b")
+    try:
+        meta = virtual.start(d)
+        assert len(calls) == 3 and meta["firmware"], (calls, meta)
+    finally:
+        virtual.stop(d)

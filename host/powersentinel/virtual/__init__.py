@@ -125,11 +125,13 @@ def start(d, config=None, heap="128wK", nut_port=0, deploy=True, progress=None,
                                % os.path.join(d, "supervisor.log"))
         return os.path.exists(_board_json(d))
 
+    from ..deploy import DeployError
     try:
         _bring_up(d, proc, ready, fresh, config, deploy, progress, timeout)
-    except VirtualError:
-        # Seen only on a heavily loaded machine: a board that never reports. Power-cycle it
-        # once (a fresh supervisor on the same flash), as one would a real board.
+    except (VirtualError, DeployError):
+        # Seen only on a heavily loaded machine: a board that never reports, or a deploy whose
+        # first try hung and still holds the port (the second then cannot open it). Power-cycle
+        # it once (a fresh supervisor, a new console), as one would a real board.
         stop(d)
         if proc.poll() is None:
             proc.kill()
