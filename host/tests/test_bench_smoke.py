@@ -17,6 +17,7 @@ pytestmark = pytest.mark.skipif(not nutreal.available(), reason="real NUT binari
 
 
 def _run(script, args, out, timeout):
+    # timeout: a board that does not come up is power-cycled once by virtual.start (up to 2 x 60 s)
     p = subprocess.run([sys.executable, os.path.join(BENCH, script)] + args + ["--json", str(out)],
                        cwd=REPO, capture_output=True, text=True, timeout=timeout)
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
@@ -27,7 +28,7 @@ def _run(script, args, out, timeout):
 def test_nut_latency_tiny(tmp_path):
     # 4 sentinel slots, 3 then 6 clients: the sentinel serves 4 of the 6 and refuses the rest
     res, text = _run("bench_nut_latency.py", ["--clients", "3,6", "--duration", "2.5",
-                                              "--max-conns", "4"], tmp_path / "lat.json", 90)
+                                              "--max-conns", "4"], tmp_path / "lat.json", 300)
     assert res["max_conns"] == 4 and res["schema_max_conns"] == 16
     rows = {(r["server"], r["clients"]): r for r in res["results"]}
     assert sorted(rows) == [("sentinel", 3), ("sentinel", 6), ("upsd", 3), ("upsd", 6)]
@@ -48,7 +49,7 @@ def test_nut_latency_tiny(tmp_path):
 def test_shutdown_timing_tiny(tmp_path):
     res, text = _run("bench_shutdown_timing.py", ["--tiers", "2", "--per-tier", "1", "--grace",
                                                   "1", "--max-wait", "5", "--runs", "1"],
-                     tmp_path / "sd.json", 90)
+                     tmp_path / "sd.json", 300)
     assert res["summary"]["ok"] == 1
     run = res["runs"][0]
     # the fast loss trigger (120 degrees at 50 Hz plus a block) is seen well inside a second
