@@ -6,8 +6,8 @@ compare them (bit for bit where the arithmetic is integer or done in the same or
 `kernels.py` falls back to `ref` when this extension is missing or POWERSENTINEL_NO_CYTHON=1.
 
 The build compiles with -O3 and without -march=native, i.e. for baseline x86-64 (SSE2). Loops are
-written so that gcc vectorises them there; the one hot loop gcc does not do well, the int16 sum of
-squares, is SSE2 intrinsics (pmaddwd) in a verbatim C block, with a plain-C fallback off x86.
+written so that gcc vectorises them there; the hot loops of Urms(1/2) are C intrinsics in
+simd_kernels.h, one variant per instruction set chosen at run time, plain C off x86.
 Float loops are serial (C does not reassociate float sums): their results then do not depend on
 how a recording is cut into chunks.
 """
@@ -41,7 +41,7 @@ def _check_edges(const int64_t[::1] edges, Py_ssize_t n):
             raise ValueError("edges must be non-decreasing")
 
 
-# The int16 sum of squares is the hot loop of Urms(1/2): C intrinsics in sumsq_simd.h, one
+# The int16 sum of squares is the hot loop of Urms(1/2): C intrinsics in simd_kernels.h, one
 # variant per instruction set, the best the CPU runs chosen at import (POWERSENTINEL_SIMD=name
 # forces one; the tests run them all).
 cdef extern from "simd_kernels.h":
@@ -53,31 +53,33 @@ cdef extern from "simd_kernels.h":
                      int64_t prev_n, double scale, double *out, int level) noexcept nogil
 
 cdef ps_sumsq_fn _sumsq_impl = ps_sumsq_lookup(0)
-cdef str _sumsq_name = "scalar"
-cdef int _simd_level = 0
+cdef int _simd_level = 0  # index into ps_sumsq_names
 
 
 def simd_variants():
     """Names of the int16 sum-of-squares variants this CPU runs, slowest first."""
-    return [ps_sumsq_names[i].decode() for i in range(4) if ps_sumsq_lookup(i) != NULL]
+    return [_names()[i] for i in range(4) if ps_sumsq_lookup(i) != NULL]
+
+
+def _names():
+    return [ps_sumsq_names[i].decode() for i in range(4)]
 
 
 def simd_variant():
     """The variant in use."""
-    return _sumsq_name
+    return _names()[_simd_level]
 
 
 def use_simd(name=None):
     """Use variant `name` (one of simd_variants()), or the best when None. Returns its name."""
-    global _sumsq_impl, _sumsq_name, _simd_level
+    global _sumsq_impl, _simd_level
     avail = simd_variants()
     if name is None:
         name = avail[len(avail) - 1]  # (module compiled with wraparound=False)
     if name not in avail:
         raise ValueError(f"SIMD variant {name!r} not available here (have: {', '.join(avail)})")
-    _simd_level = ["scalar", "sse2", "avx2", "avx512"].index(name)
+    _simd_level = _names().index(name)
     _sumsq_impl = ps_sumsq_lookup(_simd_level)
-    _sumsq_name = name
     return name
 
 
