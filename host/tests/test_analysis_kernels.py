@@ -45,6 +45,8 @@ def test_segment_sumsq_float(dt):
     np.testing.assert_allclose(a[0], b[0], rtol=1e-12)
     np.testing.assert_array_equal(a[1], b[1])
     np.testing.assert_array_equal(a[2], b[2])
+    a, b = K.segment_urms(x, e, 12.5, 7, 0.5), ref.segment_urms(x, e, 12.5, 7, 0.5)
+    np.testing.assert_allclose(a[3], b[3], rtol=1e-12)
 
 
 @needs_cython
@@ -168,6 +170,13 @@ def _check_sumsq(x, e):
     for a, b in zip(K.segment_sumsq(x, e), ref.segment_sumsq(x, e)):
         assert a.dtype == b.dtype
         np.testing.assert_array_equal(a, b)
+    # the fused pass (sums, min/max and Urms(1/2) together): the same bits as the two steps
+    prev = (int(np.sum(x[:100].astype(np.int64) ** 2)), 100)
+    with np.errstate(invalid="ignore"):  # two empty segments in a row: 0 / 0, NaN in both
+        want = ref.segment_urms(x, e, *prev, 0.025)
+    for a, b in zip(K.segment_urms(x, e, *prev, 0.025), want):
+        assert a.dtype == b.dtype
+        np.testing.assert_array_equal(a, b)
 
 
 @needs_cython
@@ -228,6 +237,25 @@ def test_urms_half_variant_matches_numpy(simd):
     a = K.urms_half(s, c, s[0], 100, 0.025)
     b = ref.urms_half(s, c, s[0], 100, 0.025)
     np.testing.assert_array_equal(a, b)
+
+
+@needs_cython
+@pytest.mark.parametrize("simd", VARIANTS, indirect=True)
+@pytest.mark.parametrize("at", [1, 15, 16, 17, 40])
+def test_sumsq_variant_rejects_bad_edges_anywhere(simd, at):
+    # the order of the edges is checked by the driver as it goes, block by block: a decreasing
+    # edge or one past the end is refused wherever it is, before any sample past it is read
+    x = np.ones(1000, np.int16)
+    e = np.arange(0, 50 * 10, 10, dtype=np.int64)
+    bad = e.copy()
+    bad[at] = bad[at - 1] - 1
+    far = e.copy()
+    far[at] = 10**9  # then decreasing back to in range
+    for edges in (bad, far):
+        for fn in (lambda: K.segment_sumsq(x, edges), lambda: K.segment_urms(x, edges, 0, 0, 1.0),
+                   lambda: ref.segment_sumsq(x, edges)):
+            with pytest.raises(ValueError, match="non-decreasing"):
+                fn()
 
 
 @needs_cython

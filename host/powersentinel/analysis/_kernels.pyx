@@ -45,8 +45,11 @@ def _check_edges(const int64_t[::1] edges, Py_ssize_t n):
 # variant per instruction set, the best the CPU runs chosen at import (POWERSENTINEL_SIMD=name
 # forces one; the tests run them all).
 cdef extern from "simd_kernels.h":
-    ctypedef void (*ps_sumsq_fn)(const int16_t *x, const int64_t *edges, Py_ssize_t m,
-                                 int64_t *out, int16_t *mn, int16_t *mx) noexcept nogil
+    ctypedef Py_ssize_t (*ps_sumsq_fn)(const int16_t *x, Py_ssize_t nx, const int64_t *edges,
+                                       Py_ssize_t m,
+                                       int64_t *out, int16_t *mn, int16_t *mx, double *u,
+                                       int64_t prev_s, int64_t prev_n,
+                                       double scale) noexcept nogil
     const char *ps_sumsq_names[]
     ps_sumsq_fn ps_sumsq_lookup(int level) noexcept nogil
     void ps_urms_1ch(const int64_t *s, const int64_t *n, Py_ssize_t m, int64_t prev_s,
@@ -95,12 +98,24 @@ def _init_simd():
 _init_simd()
 
 
-cdef void _sumsq_i16(const int16_t[::1] x, const int64_t[::1] edges, int64_t[::1] out,
-                     int16_t[::1] mn, int16_t[::1] mx) noexcept nogil:
-    # edges were checked (0 <= edges[i] <= edges[i+1] <= len(x)) by the caller
-    cdef Py_ssize_t m = edges.shape[0] - 1
-    if m > 0:
-        _sumsq_impl(&x[0] if x.shape[0] > 0 else NULL, &edges[0], m, &out[0], &mn[0], &mx[0])
+cdef int _sumsq_i16(const int16_t[::1] x, const int64_t[::1] edges, int64_t[::1] out,
+                    int16_t[::1] mn, int16_t[::1] mx, double *u, int64_t prev_s, int64_t prev_n,
+                    double scale) except -1:
+    # The ends are checked here, the order of the edges by the driver as it goes (it stops at
+    # the first decreasing one): no pass over the edges of its own.
+    cdef Py_ssize_t m = edges.shape[0] - 1, bad
+    if m < 0:
+        raise ValueError("edges must hold at least one index")
+    if edges[0] < 0 or edges[m] > x.shape[0]:
+        raise ValueError("edges outside the array")
+    if m == 0:
+        return 0
+    with nogil:
+        bad = _sumsq_impl(&x[0] if x.shape[0] > 0 else NULL, x.shape[0], &edges[0], m,
+                          &out[0], &mn[0], &mx[0], u, prev_s, prev_n, scale)
+    if bad >= 0:
+        raise ValueError("edges must be non-decreasing")
+    return 0
 
 
 cdef void _sumsq_f(const floatin_t[::1] x, const int64_t[::1] edges, double[::1] out,
@@ -137,7 +152,8 @@ def segment_sumsq(const sample_t[::1] x, const int64_t[::1] edges):
     Returns (sums, mins, maxs): sums int64 (exact) for int16 input, float64 otherwise; mins and
     maxs in the input dtype. An empty segment gives sum 0 and min = max = 0 (float) or
     32767 / -32768 (int16)."""
-    _check_edges(edges, x.shape[0])
+    if sample_t is not int16_t:
+        _check_edges(edges, x.shape[0])
     cdef Py_ssize_t m = edges.shape[0] - 1
     cdef int64_t[::1] si
     cdef double[::1] sd
@@ -153,12 +169,38 @@ def segment_sumsq(const sample_t[::1] x, const int64_t[::1] edges):
     lo = mins
     hi = maxs
     if sample_t is int16_t:
-        with nogil:
-            _sumsq_i16(x, edges, si, lo, hi)
+        _sumsq_i16(x, edges, si, lo, hi, NULL, 0, 0, 0.0)
     else:
         with nogil:
             _sumsq_f(x, edges, sd, lo, hi)
     return sums, mins, maxs
+
+
+def segment_urms(const sample_t[::1] x, const int64_t[::1] edges, prev_sum, int64_t prev_count,
+                 double scale):
+    """segment_sumsq of one channel and, in the same pass, Urms(1/2) of each segment with the
+    one before it: (sums, mins, maxs, u), u[i] = sqrt((s[i-1] + s[i]) / (n[i-1] + n[i])) * scale
+    with s[-1], n[-1] = prev_sum, prev_count; the same bits as urms_half on those sums."""
+    cdef Py_ssize_t m = edges.shape[0] - 1
+    cdef int64_t[::1] si
+    cdef double[::1] uu
+    if sample_t is int16_t:
+        if m < 0:
+            raise ValueError("edges must hold at least one index")
+        sums = np.empty(m, np.int64)
+        mins = np.empty(m, np.int16)
+        maxs = np.empty(m, np.int16)
+        u = np.empty(m, np.float64)
+        si = sums
+        uu = u
+        _sumsq_i16(x, edges, si, mins, maxs, &uu[0] if m > 0 else NULL, <int64_t>prev_sum,
+                   prev_count, scale)
+        return sums, mins, maxs, u
+    else:
+        sums, mins, maxs = segment_sumsq(x, edges)
+        u = urms_half(sums[:, None], np.diff(edges), np.array([prev_sum], sums.dtype),
+                      prev_count, scale)
+        return sums, mins, maxs, u[:, 0]
 
 
 def total_sum(const int16_t[::1] x):

@@ -7,8 +7,8 @@ from types import ModuleType
 
 from . import ref
 
-NAMES = ("segment_sumsq", "block_sum", "fir_crossings", "hysteresis", "group_reduce", "goertzel",
-         "total_sum", "urms_half")
+NAMES = ("segment_sumsq", "segment_urms", "block_sum", "fir_crossings", "hysteresis",
+         "group_reduce", "goertzel", "total_sum", "urms_half")
 
 
 def _load_cython() -> ModuleType | None:

@@ -392,16 +392,23 @@ class Analyzer:
         start = self.edge(k0)
         local = np.concatenate(([start - n0], e - n0)).astype(np.int64)
         sdt = np.int64 if self.int16 else np.float64
+        if self.prev_sum is None:
+            self.prev_sum = np.zeros(self.nch, sdt)
         S = np.empty((m, self.nch), sdt)
         mn = np.empty((m, self.nch), self.dtype)
         mx = np.empty((m, self.nch), self.dtype)
+        # Urms(1/2): value k covers half cycles k-1 and k (the first one: just its own); the
+        # kernel computes it in the same pass as the sums
+        u = np.empty((m, self.nch), np.float64)
         for c in range(self.nch):
             xc = chans[c]
             first = np.concatenate((self.left[c], xc[:local[1]]))
-            s0, a0, b0 = self.k.segment_sumsq(first, np.array([0, first.shape[0]], np.int64))
-            s1, a1, b1 = self.k.segment_sumsq(xc, np.ascontiguousarray(local[1:]))
-            S[0, c], mn[0, c], mx[0, c] = s0[0], a0[0], b0[0]
-            S[1:, c], mn[1:, c], mx[1:, c] = s1, a1, b1
+            s0, a0, b0, u0 = self.k.segment_urms(first, np.array([0, first.shape[0]], np.int64),
+                                                 self.prev_sum[c], self.prev_cnt, self.vpc)
+            s1, a1, b1, u1 = self.k.segment_urms(xc, np.ascontiguousarray(local[1:]), s0[0],
+                                                 first.shape[0], self.vpc)
+            S[0, c], mn[0, c], mx[0, c], u[0, c] = s0[0], a0[0], b0[0], u0[0]
+            S[1:, c], mn[1:, c], mx[1:, c], u[1:, c] = s1, a1, b1, u1
             self.left[c] = xc[local[-1]:].copy()
         self.k_open = k0 + m
         cnt = np.diff(np.concatenate(([start], e))).astype(np.int64)
@@ -415,10 +422,6 @@ class Analyzer:
             if clip.any():
                 flags[clip] |= FLAG_CLIPPED
                 self.clipped += int(clip.sum())
-        # Urms(1/2): value k covers half cycles k-1 and k (the first one: just its own)
-        if self.prev_sum is None:
-            self.prev_sum = np.zeros(self.nch, sdt)
-        u = self.k.urms_half(S, cnt, self.prev_sum, self.prev_cnt, self.vpc)
         self.prev_sum = S[-1].copy()
         self.prev_cnt = int(cnt[-1])
         kvals = np.arange(k0, k0 + m)

@@ -176,6 +176,15 @@ def goertzel(x: np.ndarray, freqs: np.ndarray) -> np.ndarray:
                     np.complex128)
 
 
+def segment_urms(x: np.ndarray, edges: np.ndarray, prev_sum, prev_count: int, scale: float):
+    """segment_sumsq of one channel plus Urms(1/2) of each segment with the one before it; see
+    the Cython twin (there one pass; here the two steps it fuses)."""
+    sums, mins, maxs = segment_sumsq(x, edges)
+    u = urms_half(sums[:, None], np.diff(np.asarray(edges, np.int64)),
+                  np.array([prev_sum], sums.dtype), prev_count, scale)
+    return sums, mins, maxs, u[:, 0]
+
+
 def urms_half(sums, counts, prev_sum, prev_count, scale):
     """Urms(1/2) from half-cycle sums of squares; see the Cython twin (same operations)."""
     n = sums.shape[0]
