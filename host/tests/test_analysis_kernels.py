@@ -259,6 +259,39 @@ def test_sumsq_variant_rejects_bad_edges_anywhere(simd, at):
 
 
 @needs_cython
+@pytest.mark.parametrize("simd", VARIANTS, indirect=True)
+@pytest.mark.parametrize("d", [1, 2, 19, 20, 31, 32, 33, 64, 100, 1000, 65536])
+def test_block_sum_variant(simd, d):
+    # 37 blocks: two groups of 16 reduced together and a partial group of 5; full-scale blocks
+    # (d = 65536 of -32768 sums to exactly -2**31, the int32 limit)
+    rng = np.random.default_rng(d)
+    x = rng.integers(-32768, 32768, d * 37 + d // 2 + 1, dtype=np.int16)
+    x[:d] = -32768
+    x[d:2 * d] = 32767
+    got = K.block_sum(x, d)
+    np.testing.assert_array_equal(got, ref.block_sum(x, d))
+    assert got[0] == -32768.0 * d and got[1] == 32767.0 * d
+
+
+@needs_cython
+@pytest.mark.parametrize("simd", VARIANTS, indirect=True)
+@pytest.mark.parametrize("nt", [1, 2, 13, 40])
+def test_fir_variant_bit_exact(simd, nt):
+    # every output count around the 8- and 64-output steps and the 2048-output blocks
+    rng = np.random.default_rng(nt)
+    taps = rng.random(nt)
+    taps /= taps.sum()
+    for n in [1, 7, 8, 9, 63, 64, 65, 127, 130, 2047, 2048, 2049, 5000]:
+        z = rng.standard_normal(n + nt - 1) * 1e3
+        np.testing.assert_array_equal(K.fir(z, taps), ref.fir(z, taps))
+    z = np.sin(np.arange(9000) * 0.3) + 0.3 * rng.standard_normal(9000)
+    a, b = K.fir_crossings(z, taps, 0.2, False, 0.0), ref.fir_crossings(z, taps, 0.2, False, 0.0)
+    for u, v in zip(a[:3], b[:3]):
+        np.testing.assert_array_equal(u, v)
+    assert a[3:] == b[3:]
+
+
+@needs_cython
 def test_simd_env_forces_a_variant():
     code = "from powersentinel.analysis import _kernels as K; print(K.simd_variant())"
     for want, got in (("scalar", "scalar"), ("nosuch", VARIANTS[-1])):

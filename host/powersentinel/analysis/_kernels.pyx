@@ -54,6 +54,10 @@ cdef extern from "simd_kernels.h":
     ps_sumsq_fn ps_sumsq_lookup(int level) noexcept nogil
     void ps_urms_1ch(const int64_t *s, const int64_t *n, Py_ssize_t m, int64_t prev_s,
                      int64_t prev_n, double scale, double *out, int level) noexcept nogil
+    void ps_block_sum_i16(const int16_t *x, Py_ssize_t nb, Py_ssize_t d, double *out,
+                          int level) noexcept nogil
+    void ps_fir(const double *z, const double *taps, Py_ssize_t nt, Py_ssize_t n, double *y,
+                int level) noexcept nogil
 
 cdef ps_sumsq_fn _sumsq_impl = ps_sumsq_lookup(0)
 cdef int _simd_level = 0  # index into ps_sumsq_names
@@ -213,17 +217,6 @@ def total_sum(const int16_t[::1] x):
     return acc
 
 
-cdef void _block_sum_i16(const int16_t[::1] x, Py_ssize_t d, double[::1] out) noexcept nogil:
-    cdef Py_ssize_t i, k, base
-    cdef int32_t acc
-    for i in range(out.shape[0]):
-        base = i * d
-        acc = 0
-        for k in range(d):
-            acc += x[base + k]
-        out[i] = <double>acc
-
-
 cdef void _block_sum_f(const floatin_t[::1] x, Py_ssize_t d, double[::1] out) noexcept nogil:
     cdef Py_ssize_t i, k, base
     cdef double acc
@@ -244,8 +237,9 @@ def block_sum(const sample_t[::1] x, Py_ssize_t d):
     out = np.empty(nb, np.float64)
     cdef double[::1] o = out
     if sample_t is int16_t:
-        with nogil:
-            _block_sum_i16(x, d, o)
+        if nb > 0:
+            with nogil:
+                ps_block_sum_i16(&x[0], nb, d, &o[0], _simd_level)
     else:
         with nogil:
             _block_sum_f(x, d, o)
@@ -255,20 +249,15 @@ def block_sum(const sample_t[::1] x, Py_ssize_t d):
 cdef Py_ssize_t _fir_crossings(const double[::1] z, const double[::1] taps, double h,
                                int* armed, double* prev, double[::1] y, int64_t[::1] idx,
                                double[::1] y0, double[::1] y1) noexcept nogil:
-    cdef Py_ssize_t k, j, nt = taps.shape[0], n = z.shape[0] - taps.shape[0] + 1, nc = 0
-    cdef double t, v, p = prev[0]
+    cdef Py_ssize_t j, nt = taps.shape[0], n = z.shape[0] - taps.shape[0] + 1, nc = 0
+    cdef double v, p = prev[0]
     cdef int arm = armed[0]
-    # tap-major: each output still sums its taps in ascending order (same rounding as the
-    # NumPy reference), but the inner loop runs over independent outputs and vectorises
+    # the FIR (simd_kernels.h: each output sums its taps in ascending order, the rounding of the
+    # NumPy reference) block by block, so the outputs stay in L1 for the crossing search
     cdef Py_ssize_t b, e
-    for b in range(0, n, 2048):  # blocks of outputs stay in L1 across the taps
+    for b in range(0, n, 2048):
         e = b + 2048 if b + 2048 < n else n
-        for j in range(b, e):
-            y[j - b] = 0.0
-        for k in range(nt):
-            t = taps[k]
-            for j in range(b, e):
-                y[j - b] = y[j - b] + t * z[j + k]
+        ps_fir(&z[b], &taps[0], nt, e - b, &y[0], _simd_level)
         for j in range(b, e):
             v = y[j - b]
             if v < -h:
@@ -283,6 +272,20 @@ cdef Py_ssize_t _fir_crossings(const double[::1] z, const double[::1] taps, doub
     armed[0] = arm
     prev[0] = p
     return nc
+
+
+def fir(const double[::1] z, const double[::1] taps):
+    """Valid-mode FIR y[j] = sum_k taps[k] * z[j + k], k ascending (fir_crossings' filter)."""
+    cdef Py_ssize_t nt = taps.shape[0]
+    if nt < 1:
+        raise ValueError("need at least one tap")
+    cdef Py_ssize_t n = z.shape[0] - nt + 1
+    out = np.empty(max(n, 0), np.float64)
+    cdef double[::1] y = out
+    if n > 0:
+        with nogil:
+            ps_fir(&z[0], &taps[0], nt, n, &y[0], _simd_level)
+    return out
 
 
 def fir_crossings(const double[::1] z, const double[::1] taps, double h, bint armed, double prev):

@@ -7,7 +7,7 @@ from types import ModuleType
 
 from . import ref
 
-NAMES = ("segment_sumsq", "segment_urms", "block_sum", "fir_crossings", "hysteresis",
+NAMES = ("segment_sumsq", "segment_urms", "block_sum", "fir", "fir_crossings", "hysteresis",
          "group_reduce", "goertzel", "total_sum", "urms_half")
 
 

@@ -72,6 +72,8 @@ def block_sum(x: np.ndarray, d: int) -> np.ndarray:
 def fir(z: np.ndarray, taps: np.ndarray) -> np.ndarray:
     """Valid-mode FIR y[j] = sum_k taps[k] z[j+k], accumulated k ascending like the Cython loop."""
     nt = taps.shape[0]
+    if nt < 1:
+        raise ValueError("need at least one tap")
     n = z.shape[0] - nt + 1
     if n <= 0:
         return np.empty(0, np.float64)

@@ -468,4 +468,125 @@ static void ps_urms_1ch(const int64_t *s, const int64_t *n, ptrdiff_t m, int64_t
     ps_urms_1ch_plain(s, n, m, prev_s, prev_n, scale, out);
 }
 
+/* 3. Block sums (boxcar decimation before the frequency FIR): out[i] = sum of x[i*d .. i*d+d),
+ * exact in int32 for d <= 65536 (the caller checks). AVX-512: pmaddwd against ones gives pair
+ * sums, and the lanes of 16 blocks are reduced at once by the same tree as the half cycles. */
+static void ps_block_sum_plain(const int16_t *x, ptrdiff_t nb, ptrdiff_t d, double *out) {
+    for (ptrdiff_t i = 0; i < nb; i++) {
+        int32_t acc = 0;
+        for (ptrdiff_t k = 0; k < d; k++)
+            acc += x[i * d + k];
+        out[i] = (double)acc;
+    }
+}
+
+#ifdef PS_HAVE_X86
+__attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx2,sse4.1")))
+static void ps_block_sum_avx512(const int16_t *x, ptrdiff_t nb, ptrdiff_t d, double *out) {
+    ps_tree_idx t __attribute__((aligned(64)));
+    ps_tree_index_fill(&t);
+    const __m512i ones = _mm512_set1_epi16(1);
+    for (ptrdiff_t i0 = 0; i0 < nb; i0 += 16) {
+        int n = nb - i0 < 16 ? (int)(nb - i0) : 16;
+        __m512i v[16];
+        for (int k = 0; k < 16; k++) {
+            __m512i acc = _mm512_setzero_si512();
+            if (k < n) {
+                const int16_t *p = x + (i0 + k) * d;
+                ptrdiff_t j = 0;
+                for (; j + 32 <= d; j += 32)
+                    acc = _mm512_add_epi32(acc, _mm512_madd_epi16(
+                        _mm512_loadu_si512((const void *)(p + j)), ones));
+                if (j < d) {
+                    __mmask32 m = (__mmask32)((1ULL << (d - j)) - 1);
+                    acc = _mm512_add_epi32(acc, _mm512_madd_epi16(
+                        _mm512_maskz_loadu_epi16(m, (const void *)(p + j)), ones));
+                }
+            }
+            v[k] = acc;
+        }
+        for (int lvl = 0; lvl < 4; lvl++) {
+            __m512i lo = _mm512_load_si512((const void *)t.d[lvl][0]);
+            __m512i hi = _mm512_load_si512((const void *)t.d[lvl][1]);
+            PS_TREE_LEVEL(v, 8 >> lvl, _mm512_add_epi32, _mm512_permutex2var_epi32, lo, hi)
+        }
+        /* int32 partial sums never wrap: |sum| <= d * 32768 <= 2**31, and -2**31 is exact */
+        __mmask16 keep = (__mmask16)((1u << n) - 1);
+        _mm512_mask_storeu_pd(out + i0, (__mmask8)keep,
+                              _mm512_cvtepi32_pd(_mm512_castsi512_si256(v[0])));
+        _mm512_mask_storeu_pd(out + i0 + 8, (__mmask8)(keep >> 8),
+                              _mm512_cvtepi32_pd(_mm512_extracti64x4_epi64(v[0], 1)));
+    }
+}
+#endif
+
+static void ps_block_sum_i16(const int16_t *x, ptrdiff_t nb, ptrdiff_t d, double *out,
+                             int level) {
+#ifdef PS_HAVE_X86
+    if (level >= 3) {  /* the level was checked against the CPU when it was chosen */
+        ps_block_sum_avx512(x, nb, d, out);
+        return;
+    }
+#endif
+    ps_block_sum_plain(x, nb, d, out);
+}
+
+/* 4. FIR, valid part: y[j] = sum_k taps[k] * z[j + k] for j < n, each output adding its taps in
+ * ascending order from 0.0, multiply then add (no FMA: -ffp-contract=off), as the NumPy
+ * reference does; the order across outputs is free. Plain: tap-major over blocks of outputs, which
+ * gcc vectorises at the baseline width. AVX-512: 64 outputs in 8 registers across all taps (no
+ * load and store of y per tap). */
+static void ps_fir_plain(const double *z, const double *taps, ptrdiff_t nt, ptrdiff_t n,
+                         double *y) {
+    for (ptrdiff_t b = 0; b < n; b += 2048) {  /* blocks of outputs stay in L1 across taps */
+        ptrdiff_t e = b + 2048 < n ? b + 2048 : n;
+        for (ptrdiff_t j = b; j < e; j++)
+            y[j] = 0.0;
+        for (ptrdiff_t k = 0; k < nt; k++) {
+            double tk = taps[k];
+            for (ptrdiff_t j = b; j < e; j++)
+                y[j] = y[j] + tk * z[j + k];
+        }
+    }
+}
+
+#ifdef PS_HAVE_X86
+__attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx2,sse4.1")))
+static void ps_fir_avx512(const double *z, const double *taps, ptrdiff_t nt, ptrdiff_t n,
+                          double *y) {
+    ptrdiff_t j = 0;
+    for (; j + 64 <= n; j += 64) {
+        __m512d a[8];
+        for (int i = 0; i < 8; i++)
+            a[i] = _mm512_setzero_pd();
+        for (ptrdiff_t k = 0; k < nt; k++) {
+            __m512d tk = _mm512_set1_pd(taps[k]);
+            for (int i = 0; i < 8; i++)
+                a[i] = _mm512_add_pd(a[i], _mm512_mul_pd(tk, _mm512_loadu_pd(z + j + 8 * i + k)));
+        }
+        for (int i = 0; i < 8; i++)
+            _mm512_storeu_pd(y + j + 8 * i, a[i]);
+    }
+    for (; j < n; j += 8) {  /* the last < 64 outputs, 8 at a time, the final step masked */
+        __mmask8 m = n - j >= 8 ? (__mmask8)0xff : (__mmask8)((1u << (n - j)) - 1);
+        __m512d a = _mm512_setzero_pd();
+        for (ptrdiff_t k = 0; k < nt; k++)
+            a = _mm512_add_pd(a, _mm512_mul_pd(_mm512_set1_pd(taps[k]),
+                                               _mm512_maskz_loadu_pd(m, z + j + k)));
+        _mm512_mask_storeu_pd(y + j, m, a);
+    }
+}
+#endif
+
+static void ps_fir(const double *z, const double *taps, ptrdiff_t nt, ptrdiff_t n, double *y,
+                   int level) {
+#ifdef PS_HAVE_X86
+    if (level >= 3) {
+        ps_fir_avx512(z, taps, nt, n, y);
+        return;
+    }
+#endif
+    ps_fir_plain(z, taps, nt, n, y);
+}
+
 #endif
