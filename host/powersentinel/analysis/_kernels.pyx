@@ -6,8 +6,9 @@ compare them (bit for bit where the arithmetic is integer or done in the same or
 `kernels.py` falls back to `ref` when this extension is missing or POWERSENTINEL_NO_CYTHON=1.
 
 The build compiles with -O3 and without -march=native, i.e. for baseline x86-64 (SSE2). Loops are
-written so that gcc vectorises them there; the hot loops of Urms(1/2) are C intrinsics in
-simd_kernels.h, one variant per instruction set chosen at run time, plain C off x86.
+written so that gcc vectorises them there; the hot loops (Urms(1/2), block sums, FIR) are C
+intrinsics in simd_kernels.h, one variant per instruction set chosen at run time, plain C off
+x86.
 Float loops are serial (C does not reassociate float sums): their results then do not depend on
 how a recording is cut into chunks.
 """
@@ -41,14 +42,13 @@ def _check_edges(const int64_t[::1] edges, Py_ssize_t n):
             raise ValueError("edges must be non-decreasing")
 
 
-# The int16 sum of squares is the hot loop of Urms(1/2): C intrinsics in simd_kernels.h, one
-# variant per instruction set, the best the CPU runs chosen at import (POWERSENTINEL_SIMD=name
-# forces one; the tests run them all).
+# The hot loops (the int16 sum of squares of Urms(1/2); block sums and FIR of the frequency) are
+# C intrinsics in simd_kernels.h, one variant per instruction set, the best the CPU runs chosen
+# at import (POWERSENTINEL_SIMD=name forces one; the tests run them all).
 cdef extern from "simd_kernels.h":
     ctypedef Py_ssize_t (*ps_sumsq_fn)(const int16_t *x, Py_ssize_t nx, const int64_t *edges,
-                                       Py_ssize_t m,
-                                       int64_t *out, int16_t *mn, int16_t *mx, double *u,
-                                       int64_t prev_s, int64_t prev_n,
+                                       Py_ssize_t m, int64_t *out, int16_t *mn, int16_t *mx,
+                                       double *u, int64_t prev_s, int64_t prev_n,
                                        double scale) noexcept nogil
     const char *ps_sumsq_names[]
     ps_sumsq_fn ps_sumsq_lookup(int level) noexcept nogil
@@ -105,8 +105,9 @@ _init_simd()
 cdef int _sumsq_i16(const int16_t[::1] x, const int64_t[::1] edges, int64_t[::1] out,
                     int16_t[::1] mn, int16_t[::1] mx, double *u, int64_t prev_s, int64_t prev_n,
                     double scale) except -1:
-    # The ends are checked here, the order of the edges by the driver as it goes (it stops at
-    # the first decreasing one): no pass over the edges of its own.
+    # The ends are checked here, the rest by the driver as it goes (it stops at the first edge
+    # that decreases or passes the end, before reading past it): no pass over the edges of its
+    # own. With both ends in range, an edge past the end means a later one decreases.
     cdef Py_ssize_t m = edges.shape[0] - 1, bad
     if m < 0:
         raise ValueError("edges must hold at least one index")

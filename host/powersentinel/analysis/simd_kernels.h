@@ -458,6 +458,7 @@ static void ps_urms_1ch_avx512(const int64_t *s, const int64_t *n, ptrdiff_t m, 
 
 static void ps_urms_1ch(const int64_t *s, const int64_t *n, ptrdiff_t m, int64_t prev_s,
                         int64_t prev_n, double scale, double *out, int level) {
+    (void)level;  /* only the x86 variants use it */
 #ifdef PS_HAVE_X86
     if (level >= 3 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq")
             && __builtin_cpu_supports("avx512vl")) {
@@ -522,6 +523,7 @@ static void ps_block_sum_avx512(const int16_t *x, ptrdiff_t nb, ptrdiff_t d, dou
 
 static void ps_block_sum_i16(const int16_t *x, ptrdiff_t nb, ptrdiff_t d, double *out,
                              int level) {
+    (void)level;  /* only the x86 variants use it */
 #ifdef PS_HAVE_X86
     if (level >= 3) {  /* the level was checked against the CPU when it was chosen */
         ps_block_sum_avx512(x, nb, d, out);
@@ -580,6 +582,7 @@ static void ps_fir_avx512(const double *z, const double *taps, ptrdiff_t nt, ptr
 
 static void ps_fir(const double *z, const double *taps, ptrdiff_t nt, ptrdiff_t n, double *y,
                    int level) {
+    (void)level;  /* only the x86 variants use it */
 #ifdef PS_HAVE_X86
     if (level >= 3) {
         ps_fir_avx512(z, taps, nt, n, y);
