@@ -299,3 +299,33 @@ def test_simd_env_forces_a_variant():
         out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
                              text=True, check=True).stdout.strip()
         assert out == got
+
+
+@needs_cython  # built here, so the compiler that built it is here
+def test_simd_header_builds_without_x86(tmp_path):
+    # Off x86 (aarch64 boards, Apple silicon) only the plain C loops exist: build the header as
+    # such (x86 macro undefined) with warnings as errors, and run each plain loop once.
+    import sysconfig
+    cc = sysconfig.get_config_var("CC") or "cc"
+    hdr = os.path.join(os.path.dirname(ref.__file__))
+    src = tmp_path / "noarch.c"
+    src.write_text(
+        "#include <stdint.h>\n#include <stddef.h>\n#include <math.h>\n#undef __x86_64__\n"
+        '#include "simd_kernels.h"\n'
+        "int main(void) {\n"
+        "    int16_t x[100]; int64_t e[3] = {0, 40, 100}, s[2]; int16_t lo[2], hi[2];\n"
+        "    double u[2], d[10], y[9], t[2] = {0.5, 0.5};\n"
+        "    for (int i = 0; i < 100; i++) x[i] = (int16_t)(i - 50);\n"
+        "    if (ps_sumsq_lookup(1) != NULL || ps_sumsq_lookup(0)(x, 100, e, 2, s, lo, hi, u,"
+        " 0, 0, 1.0) != -1) return 1;\n"
+        "    if (s[0] != 42540 || lo[1] != -10 || hi[1] != 49) return 2;\n"
+        "    ps_block_sum_i16(x, 10, 10, d, 3);\n"
+        "    if (d[0] != -455.0 || d[9] != 445.0) return 3;\n"
+        "    ps_fir(d, t, 2, 9, y, 3);\n"
+        "    return y[0] == -405.0 ? 0 : 4;\n}\n")
+    exe = tmp_path / "noarch"
+    r = subprocess.run(cc.split() + ["-O2", "-Wall", "-Wextra", "-Werror", "-Wno-unused-function",
+                                     "-I", hdr, str(src), "-o", str(exe), "-lm"],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert subprocess.run([str(exe)]).returncode == 0
