@@ -45,8 +45,9 @@ typedef ptrdiff_t (*ps_sumsq_fn)(const int16_t *x, ptrdiff_t nx, const int64_t *
 #define PS_INLINE static inline __attribute__((always_inline))
 
 /* out[i], mn[i], mx[i] (and u[i]) for segments [edges[i], edges[i+1]), i < m; the caller has
- * checked 0 <= edges[0] and edges[m] <= len(x). u[i] = sqrt((s[i-1] + s[i]) / (n[i-1] + n[i]))
- * * scale with s[-1], n[-1] = prev_s, prev_n: the operations and order of ps_urms_1ch. */
+ * checked 0 <= edges[0], every other edge is checked here. u[i] = sqrt((s[i-1] + s[i]) /
+ * (n[i-1] + n[i])) * scale with s[-1], n[-1] = prev_s, prev_n: the operations and order of
+ * ps_urms_1ch. */
 #define PS_SEGMENTS_DRIVER(name, body, attrs)                                                    \
     attrs static ptrdiff_t name(const int16_t *x, ptrdiff_t nx, const int64_t *edges,          \
                                 ptrdiff_t m,                                                    \
@@ -460,8 +461,7 @@ static void ps_urms_1ch(const int64_t *s, const int64_t *n, ptrdiff_t m, int64_t
                         int64_t prev_n, double scale, double *out, int level) {
     (void)level;  /* only the x86 variants use it */
 #ifdef PS_HAVE_X86
-    if (level >= 3 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq")
-            && __builtin_cpu_supports("avx512vl")) {
+    if (level >= 3) {  /* ps_sumsq_lookup(3) checked f/bw/dq/vl when the level was chosen */
         ps_urms_1ch_avx512(s, n, m, prev_s, prev_n, scale, out);
         return;
     }
@@ -525,7 +525,7 @@ static void ps_block_sum_i16(const int16_t *x, ptrdiff_t nb, ptrdiff_t d, double
                              int level) {
     (void)level;  /* only the x86 variants use it */
 #ifdef PS_HAVE_X86
-    if (level >= 3) {  /* the level was checked against the CPU when it was chosen */
+    if (level >= 3) {  /* ps_sumsq_lookup(3) checked f/bw/dq/vl when the level was chosen */
         ps_block_sum_avx512(x, nb, d, out);
         return;
     }
