@@ -135,7 +135,6 @@ class TestReplies(TestCase):
         self.assertEqual(P.end_list("UPS"), "END LIST UPS\n")
         self.assertEqual(P.ups_line("apps", ""), 'UPS apps "Description unavailable"\n')
         self.assertEqual(P.client_line("apps", "10.0.0.5"), "CLIENT apps 10.0.0.5\n")
-        self.assertEqual(P.range_line("a", "v", 1, 9), 'RANGE a v "1" "9"\n')
         self.assertEqual(P.err(P.DATA_STALE), "ERR DATA-STALE\n")
 
     def test_descriptions_load_on_demand_and_leave(self):

@@ -210,6 +210,30 @@ class TestAuthAndFsd(Base):
         self.assertEqual(self.ask(c, "LOGOUT"), "OK Goodbye\n")
         self.assertTrue(c.quit)
 
+    def test_every_command_login_rule_and_argument_count(self):
+        # upsd 2.8.0's answers, command by command: which need USERNAME/PASSWORD first (checked
+        # before the arguments), and how many words each takes (case-insensitive names)
+        c = self.conn()
+        for cmd in ("login", "PRIMARY", "MASTER", "FSD", "SET", "INSTCMD"):
+            self.assertEqual(self.ask(c, cmd), "ERR USERNAME-REQUIRED\n", cmd)
+        for line in ("VER x", "NETVER x", "PROTVER x", "HELP x", "LOGOUT x", "USERNAME",
+                     "USERNAME a b", "PASSWORD", "PASSWORD a b", "GET", "LIST"):
+            self.assertEqual(self.ask(c, line), "ERR INVALID-ARGUMENT\n", line)
+        self.assertEqual(self.ask(c, "STARTTLS x y"), "ERR FEATURE-NOT-CONFIGURED\n")
+        self.assertEqual(self.ask(c, "netver"), "1.3\n")
+        self.assertEqual(self.ask(c, "PROTVER"), "1.3\n")
+        self.assertEqual(self.ask(c, "Help"), P.HELP_LINE + "\n")
+        self.assertEqual(self.ask(c, "VER"), P.VERSION_LINE + "\n")
+        self.ask(c, "USERNAME admin")
+        self.ask(c, "PASSWORD secret")
+        for line in ("LOGIN", "LOGIN apps x", "PRIMARY", "MASTER apps x", "FSD", "SET VAR",
+                     "INSTCMD apps"):
+            self.assertEqual(self.ask(c, line), "ERR INVALID-ARGUMENT\n", line)
+        self.assertEqual(self.ask(c, "master apps"), "OK MASTER-GRANTED\n")
+        self.assertEqual(self.ask(c, "PRIMARY apps"), "OK PRIMARY-GRANTED\n")
+        self.assertEqual(self.srv.stats["auth_fail"], 0)
+        self.assertFalse(c.quit)
+
     def test_failed_logins_delay_then_success_clears(self):
         for _ in range(3):
             c = self.conn("10.9.9.9")

@@ -294,14 +294,6 @@ def client_line(ups, addr):
     return "CLIENT %s %s\n" % (ups, addr)
 
 
-def enum_line(ups, var, value):
-    return 'ENUM %s %s "%s"\n' % (ups, var, encode(value))
-
-
-def range_line(ups, var, lo, hi):
-    return 'RANGE %s %s "%d" "%d"\n' % (ups, var, lo, hi)
-
-
 def describe(name, cmd=False):
     """upsd's description of a variable (of an instant command with cmd=True), or None. The
     tables are in descs.py, imported for this call only and dropped again: GET DESC and GET

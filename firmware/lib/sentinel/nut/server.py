@@ -36,7 +36,10 @@ Server API for the sentinel:
       (server closing). on_fsd gets how = "FSD".
   stats: dict of counters (conns, refused, shed, idle, abuse, auth_fail, errors)
 
-Security (issue 8): credentials are checked against salted hashes (auth.py) at LOGIN, PRIMARY/
+Commands are dispatched through one table (_COMMANDS, in the style of upsd's netcmds.h):
+name, handler, whether USERNAME/PASSWORD are required, argument count, and the right checked.
+
+Security: credentials are checked against salted hashes (auth.py) at LOGIN, PRIMARY/
 MASTER, FSD, SET and INSTCMD, as upsd does, with a per-address delay after repeated failures;
 roles: "secondary" may LOGIN, "primary" may LOGIN, PRIMARY/MASTER and FSD; "actions" adds FSD,
 SET, INSTCMD per user. At most max_conns connections: a newcomer beyond that sheds the
@@ -60,7 +63,7 @@ _ROLE_ACTIONS = {
     "primary": ("LOGIN", "PRIMARY", "MASTER", "FSD"),
     "master": ("LOGIN", "PRIMARY", "MASTER", "FSD"),
 }
-_NEED_USER = ("LOGIN", "PRIMARY", "MASTER", "FSD", "SET", "INSTCMD")
+_F_USER = 1  # USERNAME and PASSWORD must come first (upsd's FLAG_USER)
 _READ_CHUNK = 128
 _TRACK_KEEP = 4
 
@@ -188,7 +191,8 @@ class NutServer:
 
     def auth_delay_ms(self, conn, args):
         """Delay to apply before handling `args` (credential-checking commands only)."""
-        if args and args[0].upper() in _NEED_USER and conn.user is not None \
+        e = _COMMANDS.get(args[0].upper()) if args else None
+        if e is not None and e[1] & _F_USER and conn.user is not None \
                 and conn.password is not None:
             return self.limiter.delay_ms(conn.addr, self.now_ms())
         return 0
@@ -250,81 +254,78 @@ class NutServer:
         return tid
 
     def handle(self, conn, args):
-        """Reply (one or more lines) to one request line split into `args`."""
-        if not args:
+        """Reply (one or more lines) to one request line split into `args`: the command is
+        looked up in _COMMANDS; its login requirement and argument count are checked here,
+        the rest by its handler."""
+        e = _COMMANDS.get(args[0].upper()) if args else None
+        if e is None:
             return P.err(P.UNKNOWN_COMMAND)
-        cmd = args[0].upper()
-        a = args[1:]
-        n = len(a)
-        if cmd in _NEED_USER:
+        fn, flags, lo, hi, perm = e
+        if flags & _F_USER:
             if conn.user is None:
                 return P.err(P.USERNAME_REQUIRED)
             if conn.password is None:
                 return P.err(P.PASSWORD_REQUIRED)
-        if cmd == "GET":
-            return self._get(conn, a, n)
-        if cmd == "LIST":
-            return self._list(a, n)
-        if cmd in ("VER", "NETVER", "PROTVER", "HELP", "LOGOUT"):
-            if n != 0:
-                return P.err(P.INVALID_ARGUMENT)
-            if cmd == "VER":
-                return P.VERSION_LINE + "\n"
-            if cmd == "HELP":
-                return P.HELP_LINE + "\n"
-            if cmd == "LOGOUT":
-                conn.quit = True
-                return "OK Goodbye\n"
-            return P.NETVER + "\n"
-        if cmd == "STARTTLS":
-            return P.err(P.FEATURE_NOT_CONFIGURED)
-        if cmd == "USERNAME" or cmd == "PASSWORD":
-            if n != 1:
-                return P.err(P.INVALID_ARGUMENT)
-            if cmd == "USERNAME":
-                if conn.user is not None:
-                    return P.err(P.ALREADY_SET_USERNAME)
-                conn.user = a[0]
-            else:
-                if conn.password is not None:
-                    return P.err(P.ALREADY_SET_PASSWORD)
-                conn.password = a[0]
-            return P.ok()
-        if cmd == "LOGIN":
-            if n != 1:
-                return P.err(P.INVALID_ARGUMENT)
-            if conn.ups is not None:
-                return P.err(P.ALREADY_LOGGED_IN)
-            c = self._canon(a[0])
-            if c is None:
-                return P.err(P.UNKNOWN_UPS)
-            if not self._allowed(conn, "LOGIN"):
-                return P.err(P.ACCESS_DENIED)
-            conn.ups = c[0]
-            self._notify(self.on_login, c[0], (conn.addr, conn.user, "LOGIN"))
-            return P.ok()
-        if cmd in ("PRIMARY", "MASTER", "FSD"):
-            if n != 1:
-                return P.err(P.INVALID_ARGUMENT)
-            c = self._canon(a[0])
-            if c is None:
-                return P.err(P.UNKNOWN_UPS)
-            if not self._allowed(conn, cmd):
-                return P.err(P.ACCESS_DENIED)
-            if cmd == "FSD":
-                self._fsd[c[0]] = True
-                self._notify(self.on_fsd, c[0], (conn.addr, conn.user, "FSD"))
-                return P.ok("FSD-SET")
-            return P.ok(cmd + "-GRANTED")
-        if cmd == "SET":
-            return self._set(conn, a, n)
-        if cmd == "INSTCMD":
-            return self._instcmd(conn, a, n)
-        return P.err(P.UNKNOWN_COMMAND)
-
-    def _get(self, conn, a, n):
-        if n < 1:
+        a = args[1:]
+        if not lo <= len(a) <= hi:
             return P.err(P.INVALID_ARGUMENT)
+        return fn(self, conn, a, perm)
+
+    def _ver(self, conn, a, perm):
+        return P.VERSION_LINE + "\n"
+
+    def _netver(self, conn, a, perm):
+        return P.NETVER + "\n"
+
+    def _help(self, conn, a, perm):
+        return P.HELP_LINE + "\n"
+
+    def _logout(self, conn, a, perm):
+        conn.quit = True
+        return "OK Goodbye\n"
+
+    def _starttls(self, conn, a, perm):
+        return P.err(P.FEATURE_NOT_CONFIGURED)
+
+    def _username(self, conn, a, perm):
+        if conn.user is not None:
+            return P.err(P.ALREADY_SET_USERNAME)
+        conn.user = a[0]
+        return P.ok()
+
+    def _password(self, conn, a, perm):
+        if conn.password is not None:
+            return P.err(P.ALREADY_SET_PASSWORD)
+        conn.password = a[0]
+        return P.ok()
+
+    def _login(self, conn, a, perm):
+        if conn.ups is not None:
+            return P.err(P.ALREADY_LOGGED_IN)
+        c = self._canon(a[0])
+        if c is None:
+            return P.err(P.UNKNOWN_UPS)
+        if not self._allowed(conn, perm):
+            return P.err(P.ACCESS_DENIED)
+        conn.ups = c[0]
+        self._notify(self.on_login, c[0], (conn.addr, conn.user, "LOGIN"))
+        return P.ok()
+
+    def _primary(self, conn, a, perm):
+        """PRIMARY, MASTER (its old name) and FSD: `perm` is the command itself."""
+        c = self._canon(a[0])
+        if c is None:
+            return P.err(P.UNKNOWN_UPS)
+        if not self._allowed(conn, perm):
+            return P.err(P.ACCESS_DENIED)
+        if perm == "FSD":
+            self._fsd[c[0]] = True
+            self._notify(self.on_fsd, c[0], (conn.addr, conn.user, "FSD"))
+            return P.ok("FSD-SET")
+        return P.ok(perm + "-GRANTED")
+
+    def _get(self, conn, a, perm):
+        n = len(a)
         sub = a[0].upper()
         if sub == "TRACKING":
             if n < 2:
@@ -378,9 +379,8 @@ class NutServer:
         kind = self._rw(c[0], var)
         return P.type_line(ups, var, kind is not None, kind or "NUMBER")
 
-    def _list(self, a, n):
-        if n < 1:
-            return P.err(P.INVALID_ARGUMENT)
+    def _list(self, conn, a, perm):
+        n = len(a)
         sub = a[0].upper()
         if sub == "UPS":
             out = [P.begin_list("UPS")]
@@ -434,9 +434,8 @@ class NutServer:
         q = sub + " " + ups + " " + a[2]
         return P.begin_list(q) + P.end_list(q)  # no enumerated or ranged variables served
 
-    def _set(self, conn, a, n):
-        if n < 2:
-            return P.err(P.INVALID_ARGUMENT)
+    def _set(self, conn, a, perm):
+        n = len(a)
         sub = a[0].upper()
         if sub == "TRACKING":
             v = a[1].upper()
@@ -456,7 +455,7 @@ class NutServer:
             return P.err(P.UNKNOWN_UPS)
         if self._stale(c[0]):
             return P.err(P.DATA_STALE)
-        if not self._allowed(conn, "SET"):
+        if not self._allowed(conn, perm):
             return P.err(P.ACCESS_DENIED)
         var, val = a[2], a[3]
         kv = self._lookup(c[0], var)
@@ -484,9 +483,8 @@ class NutServer:
             return P.ok("TRACKING " + self._track_add("SUCCESS" if code is None else "ERR FAILED"))
         return P.ok() if code is None else P.err(code)
 
-    def _instcmd(self, conn, a, n):
-        if n < 2:
-            return P.err(P.INVALID_ARGUMENT)
+    def _instcmd(self, conn, a, perm):
+        n = len(a)
         c = self._canon(a[0])
         if c is None:
             return P.err(P.UNKNOWN_UPS)
@@ -499,7 +497,7 @@ class NutServer:
                 name = k
         if name is None:
             return P.err(P.CMD_NOT_SUPPORTED)
-        if not self._allowed(conn, "INSTCMD", name):
+        if not self._allowed(conn, perm, name):
             return P.err(P.ACCESS_DENIED)
         f = getattr(self.provider, "instcmd", None)
         # upsd 2.8.0 passes the parameter only when exactly one follows the command name
@@ -624,3 +622,27 @@ class NutServer:
             self._srv = None
         for k in list(self.conns):
             self._drop(k, "server")
+
+
+# The command table, in the style of upsd's netcmds.h: name -> (handler, flags, fewest and most
+# words after the name, the right the user must hold, checked by the handler at upsd's point).
+# A name not here answers ERR UNKNOWN-COMMAND.
+_ANY = P.MAX_ARGS
+_COMMANDS = {
+    "VER": (NutServer._ver, 0, 0, 0, None),
+    "NETVER": (NutServer._netver, 0, 0, 0, None),
+    "PROTVER": (NutServer._netver, 0, 0, 0, None),
+    "HELP": (NutServer._help, 0, 0, 0, None),
+    "STARTTLS": (NutServer._starttls, 0, 0, _ANY, None),
+    "GET": (NutServer._get, 0, 1, _ANY, None),
+    "LIST": (NutServer._list, 0, 1, _ANY, None),
+    "USERNAME": (NutServer._username, 0, 1, 1, None),
+    "PASSWORD": (NutServer._password, 0, 1, 1, None),
+    "LOGIN": (NutServer._login, _F_USER, 1, 1, "LOGIN"),
+    "LOGOUT": (NutServer._logout, 0, 0, 0, None),
+    "PRIMARY": (NutServer._primary, _F_USER, 1, 1, "PRIMARY"),
+    "MASTER": (NutServer._primary, _F_USER, 1, 1, "MASTER"),
+    "FSD": (NutServer._primary, _F_USER, 1, 1, "FSD"),
+    "SET": (NutServer._set, _F_USER, 2, _ANY, "SET"),
+    "INSTCMD": (NutServer._instcmd, _F_USER, 2, _ANY, "INSTCMD"),
+}
