@@ -1,8 +1,20 @@
 # Deterministic synthetic mains for the firmware tests and benchmarks (MicroPython and CPython).
 # A sine (plus optional harmonics, noise and DC offset) whose amplitude follows a piecewise
-# envelope, written as int16 ADC counts.
+# envelope, written as int16 ADC counts; and the validated "mains" config the monitor is built from.
 import math
 from array import array
+
+from sentinel import config
+
+_MAINS = config.defaults()["mains"]
+
+
+def mains_cfg(**kw):
+    """The "mains" config section as config.validate() makes it (every schema default), with kw
+    overriding: what the firmware hands to MainsMonitor and Capture."""
+    c = dict(_MAINS)
+    c.update(kw)
+    return c
 
 
 class Gen:

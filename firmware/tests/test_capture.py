@@ -2,7 +2,7 @@
 from array import array
 
 from mpunit import TestCase
-from siggen import Gen, blocks
+from siggen import Gen, blocks, mains_cfg
 from sentinel.capture import Capture
 from sentinel.mains import MainsMonitor
 
@@ -11,10 +11,7 @@ BL = 16
 
 
 def cfg(**kw):
-    c = {"nominal_v": 230.0, "nominal_hz": 50, "sample_rate": RATE, "block_len": BL,
-         "volts_per_count": 0.02, "capture_pre_ms": 100, "capture_post_ms": 400}
-    c.update(kw)
-    return c
+    return mains_cfg(sample_rate=RATE, block_len=BL, capture_pre_ms=100, capture_post_ms=400, **kw)
 
 
 def run(a, c=None, slots=2, pop=False):

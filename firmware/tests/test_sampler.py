@@ -4,15 +4,14 @@ import asyncio
 from array import array
 
 from mpunit import TestCase
-from siggen import Gen
+from siggen import Gen, mains_cfg
 from sentinel.capture import Capture
 from sentinel.mains import MainsMonitor
 from sentinel import sampler
 
 RATE = 4000
 BL = 16
-CFG = {"nominal_v": 230.0, "nominal_hz": 50, "sample_rate": RATE, "block_len": BL,
-       "volts_per_count": 0.02}
+CFG = mains_cfg(nominal_hz=50, sample_rate=RATE, block_len=BL)
 
 
 class FakeAdc:

@@ -11,15 +11,27 @@
 #   - square, scaled by >> _SH, summed over the current half-cycle segment;
 #   - zero crossings with hysteresis (a crossing counts only after the signal went beyond +-zh
 #     on the other side), which noise and harmonics cannot multiply;
-#   - the fast loss check: samples since |x| last exceeded lv; a sine above lost_pct exceeds lv
-#     for at least 60 of every 180 degrees, so 120 degrees (of the nominal cycle) without one
-#     means the supply has gone, whatever the onset phase.
+#   - the fast loss checks, either of which decides "lost":
+#     - samples since |x| last exceeded lv; a sine above lost_pct exceeds lv for at least 60 of
+#       every 180 degrees, so 120 degrees (of the nominal cycle) without one means the supply
+#       has gone, whatever the onset phase (the quicker check for deep interruptions);
+#     - the sum of squares over a sliding window of one nominal half period, compared with
+#       lost_pct: the square of a sine (and of its odd harmonics) has a period of half a cycle,
+#       so that window gives Urms over exactly the last half cycle whatever the phase and the
+#       wave shape. It decides every residual below lost_pct within one half period of the
+#       onset; the envelope check alone misses residuals just below lost_pct whose harmonics
+#       keep them above lv (they fell to the half-cycle path, up to 19.5 ms at 50 Hz).
 # Per half cycle (segment boundaries at accepted zero crossings, or forced when crossings are
 # missing): Urms(1/2) over the last two segments, event state machines, frequency from
 # interpolated up-crossings averaged over up to 10 cycles.
 # The methods on that path are @micropython.native: a bytecode function whose frame exceeds
 # 11 words takes it from the heap at every call (a collection each time on a full heap).
-# Optional config key "lost_pct" (default 50): the fast trigger's level.
+#
+# Gaps: samples the source lost (skip(n): ADC overruns, a stalled source) or samples that may not
+# be contiguous (resync()) restart the half-cycle segmentation, the Urms(1/2) window, the
+# frequency average and the fast checks at the next zero crossing. The decisions (lost, good, an
+# open event) are held until post-gap samples decide them: a gap is never itself a dip, a
+# frequency excursion or a loss. gaps / gap_samples count them.
 import math
 from array import array
 
@@ -67,13 +79,21 @@ _SMIN = const(16)  # a crossing ends a segment only from this length on
 _DSUM = const(17)  # out: completed segment sum of squares
 _DN = const(18)    # out: completed segment length
 _DXS = const(19)   # out: completed segment sum of x
-_NST = const(20)
+_WS = const(20)    # sliding half-period window: sum of (x*x) >> SH
+_WK = const(21)    # window: next slot
+_WN = const(22)    # window: length (nominal half period, samples)
+_WLO = const(23)   # trip when WS falls below this
+_WHI = const(24)   # re-arm when WS is back at or above this
+_WST = const(25)   # window state: 0 armed, 1 tripped
+_NST = const(26)   # the window's squares follow the state (26 in the kernels)
 
 _F_UP = const(1)
 _F_DOWN = const(2)
 _F_GAP = const(4)
 _F_SEG = const(8)
 _F_FORCED = const(16)
+_F_LOW = const(32)
+_CAP = const((1 << 30) - 1)   # counters saturate here (31-bit small ints)
 
 _SUB = const(1024)          # crossing times in 1/1024 sample
 _WRAP = const(1 << 29)      # positions are relative to an epoch of 2**29 samples
@@ -109,6 +129,12 @@ def _kern_plain(buf, i, n, st):
     px = st[11] - 65536
     smax = st[15]
     smin = st[16]
+    ws = st[20]
+    wk = st[21]
+    wn = st[22]
+    wlo = st[23]
+    whi = st[24]
+    wst = st[25]
     flag = 0
     while i < n:
         s = buf[i]
@@ -150,8 +176,20 @@ def _kern_plain(buf, i, n, st):
                 sn = 0
                 xs = 0
                 flag |= 8
-        ssum += (x * x) >> sh
+        q = (x * x) >> sh
+        ssum += q
         xs += x
+        ws += q - st[26 + wk]
+        st[26 + wk] = q
+        wk += 1
+        if wk == wn:
+            wk = 0
+        if wst:
+            if ws >= whi:
+                wst = 0
+        elif ws < wlo:
+            wst = 1
+            flag |= 32
         sn += 1
         if sn >= smax and (flag & 8) == 0:
             st[17] = ssum
@@ -171,6 +209,9 @@ def _kern_plain(buf, i, n, st):
     st[10] = zst
     st[11] = px + 65536
     st[12] = flag
+    st[20] = ws
+    st[21] = wk
+    st[25] = wst
     return i
 
 
@@ -195,6 +236,12 @@ if _HAVE_VIPER:
         px = st[11] - 65536
         smax = st[15]
         smin = st[16]
+        ws = st[20]
+        wk = st[21]
+        wn = st[22]
+        wlo = st[23]
+        whi = st[24]
+        wst = st[25]
         flag = 0
         while i < n:
             s = int(b[i])
@@ -238,8 +285,20 @@ if _HAVE_VIPER:
                     sn = 0
                     xs = 0
                     flag |= 8
-            ssum += (x * x) >> sh
+            q = (x * x) >> sh
+            ssum += q
             xs += x
+            ws += q - st[26 + wk]
+            st[26 + wk] = q
+            wk += 1
+            if wk == wn:
+                wk = 0
+            if wst:
+                if ws >= whi:
+                    wst = 0
+            elif ws < wlo:
+                wst = 1
+                flag |= 32
             sn += 1
             if sn >= smax and (flag & 8) == 0:
                 st[17] = ssum
@@ -259,6 +318,9 @@ if _HAVE_VIPER:
         st[10] = zst
         st[11] = px + 65536
         st[12] = flag
+        st[20] = ws
+        st[21] = wk
+        st[25] = wst
         return i
 
     _kern_fast = _kern_viper
@@ -318,20 +380,22 @@ def _wdiff(a, b):
 
 
 class MainsMonitor:
-    """Mains analysis for one phase. cfg: the "mains" config section (see schema.MAINS).
+    """Mains analysis for one phase. cfg: the validated "mains" config section (every key of
+    schema.MAINS present, as config.validate() makes it).
 
     fast: None = viper kernel when available; False = plain bytecode kernel; True = require viper.
     """
 
     def __init__(self, cfg, fast=None):
-        g = cfg.get
-        self.rate = rate = int(g("sample_rate", 4000))
-        self.nominal_v = float(g("nominal_v", 230.0))
-        self.nominal_hz = fn = float(g("nominal_hz", 50))
-        self.vpc = vpc = float(g("volts_per_count", 0.02))
-        hyst = float(g("hysteresis_pct", 2.0))
-        self.freq_tol = tol = float(g("freq_tolerance_hz", 1.0))
-        lost_pct = float(g("lost_pct", 50.0))
+        self.rate = rate = int(cfg["sample_rate"])
+        self.nominal_v = float(cfg["nominal_v"])
+        self.nominal_hz = fn = float(cfg["nominal_hz"])
+        self.vpc = vpc = float(cfg["volts_per_count"])
+        hyst = float(cfg["hysteresis_pct"])
+        self.freq_tol = tol = float(cfg["freq_tolerance_hz"])
+        lost_pct = float(cfg["lost_pct"])
+        dip = float(cfg["dip_pct"])
+        swell = float(cfg["swell_pct"])
         if fast is None:
             kern = _kern_fast or _kern_plain
         elif fast:
@@ -360,15 +424,16 @@ class MainsMonitor:
             return int(v * v) >> sh
 
         self._ms_nom = thr(100.0)
-        self._dip_on = thr(float(g("dip_pct", 90.0)))
-        self._dip_off = thr(float(g("dip_pct", 90.0)) + hyst)
-        self._sw_on = thr(float(g("swell_pct", 110.0)))
-        self._sw_off = thr(float(g("swell_pct", 110.0)) - hyst)
-        self._int_on = thr(float(g("interruption_pct", 10.0)))
+        self._dip_on = thr(dip)
+        self._dip_off = thr(dip + hyst)
+        self._sw_on = thr(swell)
+        self._sw_off = thr(swell - hyst)
+        self._int_on = thr(float(cfg["interruption_pct"]))
         self._lost_on = thr(lost_pct)
         self._lost_off = thr(lost_pct + hyst)
 
-        st = self._st = array("i", [0] * _NST)
+        wn = self._half_nom
+        st = self._st = array("i", [0] * (_NST + wn))
         st[_SH] = sh
         st[_FS] = fs
         # 120 nominal degrees without |x| > lv; lv is where a sine of amplitude lost_pct spends
@@ -378,7 +443,10 @@ class MainsMonitor:
         st[_ZH] = max(1, int(0.05 * peak))
         st[_SMAX] = int(half * 1.25)
         st[_SMIN] = int(half * 0.5)
-        self.gap_samples = st[_GMAX]
+        # the half-period window (its sum stays below 2**28: wn <= _smax_cap)
+        st[_WN] = wn
+        st[_WLO] = wn * self._lost_on
+        st[_WHI] = wn * self._lost_off
 
         # frequency: per-period bounds in 1/_SUB samples
         per = rate * _SUB / fn
@@ -404,6 +472,8 @@ class MainsMonitor:
         self._hc_l = array("i", [0] * _NC)
         self._evq = array("i", [0] * (_EQ * _EF))
         self.events_dropped = 0
+        self.gaps = 0          # gaps in the samples (skip() calls), saturating small ints
+        self.gap_samples = 0   # samples they lost in all
         self.epoch = 0
         self.pos = 0
         self.reset()
@@ -442,6 +512,7 @@ class MainsMonitor:
         self._fcount = 0
         self._fsum = 0
         self._fk = 0
+        self._fhold = False    # freq_ok held until the frequency is measured again
         self.freq_ok = False
         self._qh = 0
         self._qn = 0
@@ -458,6 +529,15 @@ class MainsMonitor:
         st[_ZST] = 1
         st[_PX] = _BIAS_X
         st[_FLAG] = 0
+        # the window restarts full of nominal squares: it can only decide "lost" from samples
+        # after the restart, and does so within one half period of them
+        ms = self._ms_nom
+        wn = st[_WN]
+        for j in range(wn):
+            st[_NST + j] = ms
+        st[_WS] = wn * ms
+        st[_WK] = 0
+        st[_WST] = 0
         self._seg_ok = False       # the first segment after a restart starts mid-cycle
         self._seg_s = self.pos
         self._seg_o = 0
@@ -470,12 +550,25 @@ class MainsMonitor:
         self._up_f = 0
 
     def skip(self, n):
-        """n samples were lost (ADC overrun): advance time and resynchronise."""
+        """n samples were lost (ADC overrun, a stalled source): count the gap, advance time
+        and resynchronise."""
+        if n <= 0:
+            return
+        if self.gaps < _CAP:
+            self.gaps += 1
+        self.gap_samples = _CAP if n > _CAP - self.gap_samples else self.gap_samples + n
         self.pos += n
         self._rebase()
+        self.resync()
+
+    def resync(self):
+        """The next sample may not follow the last one: restart the half-cycle segmentation,
+        the Urms(1/2) window, the frequency average and the fast checks at the next zero
+        crossing. lost, good and an open event keep their state until new samples decide."""
         self._restart()
         self._fcount = 0
         self._fsum = 0
+        self._fhold = True
 
     # -- the hot path ----------------------------------------------------------------------
     @micropython.native
@@ -544,7 +637,9 @@ class MainsMonitor:
         # t: position just after the sample that raised the flag
         st = self._st
         if f & _F_GAP:
-            self._trip(t - 1)
+            self._trip(t - 1, st[_GMAX], True)
+        if f & _F_LOW:
+            self._trip(t - 1, st[_WN], False)
         if f & _F_UP:
             self._upcross(t - 1, st[_XB] - _BIAS_X, st[_XA] - _BIAS_X)
         if f & _F_SEG:
@@ -585,8 +680,10 @@ class MainsMonitor:
     def _freq_check(self):
         c = self._fcount
         if c < 3:
-            self.freq_ok = False
+            if not self._fhold:
+                self.freq_ok = False
             return
+        self._fhold = False
         s = self._fsum
         if self.freq_ok:
             self.freq_ok = c * self._f_lo <= s <= c * self._f_hi
@@ -595,15 +692,18 @@ class MainsMonitor:
         self._update_good()
 
     @micropython.native
-    def _trip(self, q):
-        # the fast check: no sample above lv for 120 degrees
-        self._up_ok = False
-        self._fcount = 0
-        self._fsum = 0
-        self.freq_ok = False
+    def _trip(self, q, span, flat):
+        # a fast check fired at sample q, looking back `span` samples; flat: no sample above lv
+        # for 120 degrees (the crossings are gone too, so is the frequency); otherwise the
+        # half-period window fell below lost_pct (crossings and frequency still hold)
+        if flat:
+            self._up_ok = False
+            self._fcount = 0
+            self._fsum = 0
+            self.freq_ok = False
         if self._warm_n or self.lost:
             return
-        self._disturb(q - self._st[_GMAX])
+        self._disturb(q - span)
         self.lost = True
         self._lost_seen = True
         self._lost_p = q
