@@ -137,3 +137,52 @@ class Polling(TestCase):
 
         asyncio.run(main())
         self.assertEqual(out, [None, True, 1, None, 2, True, 2, None, False])
+
+
+def import_without_socket(name):
+    """A fresh import of sentinel.<name> on a board whose firmware has no `socket` module (a
+    plain Pico): a socket.py first on the path raises ImportError, as the missing module
+    would. Returns the module; the real one is put back for the other tests."""
+    import sys
+
+    d = "/tmp/ps_nosocket"
+    try:
+        os.mkdir(d)
+    except OSError:
+        pass
+    with open(d + "/socket.py", "w") as f:
+        f.write("raise ImportError('no module named socket')\n")
+    full = "sentinel." + name
+    real = sys.modules.pop(full)
+    sys.path.insert(0, d)
+    try:
+        return __import__(full, None, None, [name])
+    finally:
+        sys.path.remove(d)
+        sys.modules[full] = real
+
+
+class NoNetwork(TestCase):
+    def test_imports_without_socket_and_tcp_checks_answer_no_network(self):
+        h_mod = import_without_socket("health")
+        self.assertIsNone(h_mod.socket)
+        h = h_mod.Health(FakeNut(), spawn=lambda c: self.fail("no probe without a network"))
+        web = {"name": "web1", "address": "127.0.0.1", "health": "tcp:%d" % OPEN}
+        self.assertIs(h.check("apps", web, 1000), False)
+        self.assertEqual(h.why("web1"), "no network")
+        # a "nut" check needs no socket: the NUT server's logins decide
+        nas = {"name": "nas1", "address": "10.0.2.5", "health": "nut"}
+        self.assertIs(h.check("storage", nas, 1000), True)
+        self.assertIs(asyncio.run(h_mod.tcp_check("127.0.0.1", OPEN, 100)), False)
+
+    def test_network_down_answers_no_network_until_it_is_up(self):
+        state = ["down"]
+        h = Health(FakeNut(), spawn=lambda c: c.close() or state.append("probe"),
+                   net_state=lambda: state[0])
+        web = {"name": "web1", "address": "127.0.0.1", "health": "tcp:%d" % OPEN}
+        self.assertIs(h.check("apps", web, 1000), False)
+        self.assertEqual(h.why("web1"), "no network")
+        state[0] = "up"
+        self.assertIsNone(h.check("apps", web, 2000))  # a probe starts now
+        self.assertIsNone(h.why("web1"))
+        self.assertEqual(state[1:], ["probe"])

@@ -375,6 +375,65 @@ class TestPointOfNoReturn(TestCase):
         self.assertNotIn("waiting_for_ups_output", r.events())
 
 
+class TestLoadOffCompletion(TestCase):
+    """The end of LOAD_OFF is the machine's own rule, from its inputs: a UPS on contacts and
+    one on a Q1 link behave the same, and so does a board that restarts from the cut."""
+
+    def load_off(self, cfg=None):
+        r = Rig(cfg)
+        r.outage()
+        r.run(60000 + STEP)
+        r.call("sequence_done")
+        self.assertEqual(r.sm.state, LOAD_OFF)
+        r.recs = []
+        return r
+
+    def test_contacts_only_ups_output_off_completes_the_load_off(self):
+        cfg = make_cfg()
+        cfg["ups"]["link"] = "contacts"
+        r = self.load_off(cfg)
+        # what the control loop sets for a contact UPS: its ready flag and an OFF contact
+        r.i.ups_link_configured = True
+        r.i.ups_link_ok = True
+        r.i.ups_output_off = True
+        r.run(STEP)
+        self.assertEqual(r.sm.state, WAIT_MAINS)
+        self.assertEqual(r.transitions(), [(LOAD_OFF, WAIT_MAINS, "load_off_done")])
+
+    def test_q1_output_off_completes_the_load_off_in_update(self):
+        r = self.load_off()
+        r.run(5000)
+        self.assertEqual(r.sm.state, LOAD_OFF)  # output still on: the UPS counts down
+        r.i.ups_output_off = True
+        r.run(STEP)
+        self.assertEqual(r.transitions(), [(LOAD_OFF, WAIT_MAINS, "load_off_done")])
+
+    def test_output_off_from_a_dead_link_does_not_count(self):
+        r = self.load_off()
+        r.i.ups_output_off = True
+        r.i.ups_link_ok = False
+        r.run(5000)
+        self.assertEqual(r.sm.state, LOAD_OFF)
+
+    def test_power_on_boot_resuming_load_off_completes_it(self):
+        r = self.load_off()
+        d = json.loads(json.dumps(r.sm.to_dict(r.now)))
+        r2 = Rig(r.cfg, r.now + 60000, StateMachine.from_dict(r.cfg, d, r.now + 60000))
+        r2.i = Inputs(ups_charge=100, ups_runtime=1200, ups_on_battery=True, mains_lost=True,
+                      mains_good=False, powered_up=True)
+        r2.run(STEP)
+        self.assertEqual(r2.transitions(), [(LOAD_OFF, WAIT_MAINS, "load_off_done")])
+        self.assertFalse(r2.i.powered_up)  # consumed: it happens once per boot
+
+    def test_powered_up_outside_load_off_changes_nothing(self):
+        r = Rig()
+        r.i.powered_up = True
+        r.run(1000)
+        self.assertEqual(r.sm.state, ONLINE)
+        self.assertEqual(r.recs, [])
+        self.assertFalse(r.i.powered_up)
+
+
 class TestSecondOutage(TestCase):
     def restoring(self):
         r = Rig()
@@ -569,7 +628,9 @@ class TestPersistence(TestCase):
         r.call("sequence_done")
         r2 = self.roundtrip(r, down_ms=120000)  # the board lost power with its servers
         self.assertEqual(r2.sm.state, LOAD_OFF)
-        r2.call("load_off_done")  # main: power-on reset while in LOAD_OFF
+        r2.i.powered_up = True  # a power-on reset while in LOAD_OFF
+        r2.run(STEP)
+        self.assertEqual(r2.sm.state, WAIT_MAINS)
         r2.mains_back()
         r2.run(60000 + STEP)
         self.assertEqual(r2.sm.state, RESTORING)

@@ -5,6 +5,7 @@ import socket
 
 from mpunit import TestCase
 from sentinel import wol
+from test_health import import_without_socket
 
 PORT = 39409  # loopback only
 
@@ -94,3 +95,32 @@ class Send(TestCase):
         s = wol.Sender("127.0.0.1", PORT, sock_factory=Broken)
         self.assertEqual(s.send_now("02:00:00:00:00:01", "127.0.0.2"), 0)
         self.assertEqual((s.sent, s.errors), (0, 2))
+
+
+class NoNetwork(TestCase):
+    def test_without_socket_a_wake_sends_nothing_and_logs_why(self):
+        w = import_without_socket("wol")
+        self.assertIsNone(w.socket)
+        log = []
+        s = w.Sender("127.255.255.255", PORT, log=lambda t, d: log.append((t, d)))
+        self.assertEqual(asyncio.run(s.send("02:00:00:00:00:01", "127.0.0.2")), 0)
+        self.assertEqual((s.sent, s.errors, s.skipped), (0, 0, 1))
+        self.assertEqual(log, [("wol_skipped", {"mac": "02:00:00:00:00:01", "addr": "127.0.0.2",
+                                                "reason": "no network module"})])
+
+    def test_network_down_sends_nothing_until_it_is_up(self):
+        state = ["down"]
+        log = []
+        bc = _listener("127.255.255.255", PORT)
+        try:
+            s = wol.Sender("127.255.255.255", PORT, directed=False,
+                           log=lambda t, d: log.append(d["reason"]),
+                           net_state=lambda: state[0])
+            self.assertEqual(asyncio.run(s.send("02:00:00:00:00:01", repeat=1)), 0)
+            self.assertEqual(log, ["network down"])
+            state[0] = "up"
+            self.assertEqual(asyncio.run(s.send("02:00:00:00:00:01", repeat=1)), 1)
+            self.assertEqual(len(_drain(bc)), 1)
+            s.close()
+        finally:
+            bc.close()

@@ -14,10 +14,17 @@ at or after `since_ms` has finished (so a result from before a power cut is neve
 Why not asyncio.open_connection: on MicroPython it reports a refused connection as connected
 (the error only shows at the first write), and a wait_for timeout cancels it without closing
 its socket (lwIP has few sockets). tcp_check owns its socket, polls it, and always closes it.
+
+Without networking (no `socket` module on the board, or the network down) a tcp check answers
+False at once and `why(host)` says "no network"; the "nut" and "none" kinds need no socket.
 """
 import asyncio
 import select
-import socket
+
+try:
+    import socket
+except ImportError:  # a board built without networking: tcp checks fail, never crash
+    socket = None
 
 KINDS = ("nut", "tcp", "none")
 _POLL_STEP_MS = 20
@@ -59,6 +66,8 @@ async def tcp_check(addr, port, timeout_ms=3000, now_ms=None):
     unreachable, timed out, name not resolved). The connection is closed at once.
     getaddrinfo blocks for DNS names: configure hosts by IPv4 address where possible.
     `now_ms` (a clock function) bounds the wait by time; without one it counts poll steps."""
+    if socket is None:
+        return False
     s = None
     try:
         ai = socket.getaddrinfo(addr, port, 0, socket.SOCK_STREAM)[0]
@@ -111,10 +120,14 @@ class Health:
     spawn        starts a coroutine in the background; default asyncio.create_task
     interval_ms  a new tcp probe of the same host starts at most this often
     timeout_ms   one tcp probe's connect timeout
+    net_state    () -> "up" | "down" | "absent" (Board.network_state); None: assume up
     """
 
-    def __init__(self, nut, tcp_fn=None, spawn=None, interval_ms=5000, timeout_ms=3000):
+    def __init__(self, nut, tcp_fn=None, spawn=None, interval_ms=5000, timeout_ms=3000,
+                 net_state=None):
         self.nut = nut
+        self.net_state = net_state
+        self._no_net = set()  # hosts whose last tcp check found no network
         self.tcp_fn = tcp_fn or tcp_check
         self.spawn = spawn or asyncio.create_task
         self.interval_ms = interval_ms
@@ -134,6 +147,10 @@ class Health:
         if kind == "nut":
             return self.nut_ok(tier, host["address"])
         name = host["name"]
+        if self._no_network():
+            self._no_net.add(name)
+            return False
+        self._no_net.discard(name)
         st = self._probes.get(name)
         if st is None:
             st = [None, False, None, None]
@@ -158,6 +175,15 @@ class Health:
             st[1] = False
             st[2] = ok
             st[3] = started
+
+    def _no_network(self):
+        if socket is None and self.tcp_fn is tcp_check:
+            return True
+        return self.net_state is not None and self.net_state() != "up"
+
+    def why(self, host_name):
+        """"no network" if the host's last tcp check could not be made for want of one."""
+        return "no network" if host_name in self._no_net else None
 
     def forget(self):
         """Drop cached results (a new plan starts)."""

@@ -1,10 +1,12 @@
 """The power state machine: when to shut servers down, when to power them back on.
 
-Pure logic. main.py feeds it `update(now_ms, inputs)` a few times a second; the sequencer reads
-`state`, `plan_id`, `drill` and `ponr`, drives the tiers, and reports back with `tier_progress()`,
-`pass_point_of_no_return()` and `sequence_done()`; main tells it `load_off_done()` when the UPS
-has cut its output. Every call returns the records it produced (see below) so main can log them;
-the last `history_len` are also kept in `history()`.
+Pure logic, and every power rule. The control loop feeds it `update(now_ms, inputs)` a few
+times a second; the sequencer reads `state`, `plan_id`, `drill` and `ponr`, drives the tiers, and
+reports back with `tier_progress()`, `pass_point_of_no_return()` and `sequence_done()`. The end
+of LOAD_OFF is decided here too, from the inputs alone: the UPS (a Q1 link or an OFF contact,
+alike) says its output is off, or the board has just powered up from the cut it asked for.
+Every call returns the records it produced (see below) so the caller can log them; the last
+`history_len` are also kept in `history()`.
 
 States (the normal cycle runs top to bottom, then back to ONLINE):
   ONLINE         mains (or the UPS's line input) feeds the load
@@ -20,7 +22,7 @@ States (the normal cycle runs top to bottom, then back to ONLINE):
   RESTORING      the sequencer powers tiers on (WOL, health checks); done -> ONLINE. An outage
                  here is timed like any other and may start a new shutdown
 
-Times: `now_ms` is a monotonic millisecond count that does not wrap (main accumulates
+Times: `now_ms` is a monotonic millisecond count that does not wrap (the caller accumulates
 `ticks_diff`); the machine never reads a clock.
 
 A record is a tuple (t_ms, from_state, to_state, cause, detail); from_state == to_state for an
@@ -80,7 +82,8 @@ _FORMAT = 1  # to_dict() layout version
 
 
 class Inputs:
-    """What the state machine is told at each update. main keeps one and refreshes it.
+    """What the state machine is told at each update. The control loop keeps one and
+    refreshes it.
 
     mains_lost        the mains monitor's fast loss trigger (a level: true while interrupted)
     mains_good        mains voltage and frequency within tolerance
@@ -91,11 +94,14 @@ class Inputs:
     ups_link_configured  a UPS link exists (ups.link is not "none")
     ups_output_off    the UPS says its output is off (Q1 or an OFF contact)
     commands          console commands, consumed by update(): "drill", "shutdown", "abort"
+    powered_up        the board has just started from a power-on reset; consumed by update()
+                      (a board resuming LOAD_OFF was powered by the load it asked to cut)
     """
 
     def __init__(self, mains_lost=False, mains_good=True, mains_present=True, ups_on_battery=False,
                  ups_low_battery=False, ups_charge=None, ups_runtime=None, ups_link_ok=True,
-                 ups_link_configured=True, ups_output_off=False, commands=None):
+                 ups_link_configured=True, ups_output_off=False, commands=None,
+                 powered_up=False):
         self.mains_lost = mains_lost
         self.mains_good = mains_good
         self.mains_present = mains_present
@@ -107,6 +113,7 @@ class Inputs:
         self.ups_link_configured = ups_link_configured
         self.ups_output_off = ups_output_off
         self.commands = [] if commands is None else commands
+        self.powered_up = powered_up
 
 
 class StateMachine:
@@ -290,6 +297,8 @@ class StateMachine:
             self._link_ok = i.ups_link_ok
             self._event(now, LINK_RESTORED if i.ups_link_ok else LINK_LOST)
 
+        powered_up = i.powered_up
+        i.powered_up = False
         cmds = i.commands
         if cmds:
             for c in cmds:
@@ -327,7 +336,10 @@ class StateMachine:
                 self._back_reported = True  # logged only: the sequence completes regardless
                 self._event(now, MAINS_BACK_AFTER_PONR)
         elif st == LOAD_OFF:
-            if now - self.since >= self.load_off_ms:
+            if powered_up or (ups_known and i.ups_output_off):
+                # the UPS cut its output: seen on its link or contacts, or by the board it powers
+                self._load_off_done(now)
+            elif now - self.since >= self.load_off_ms:
                 self._go(now, WAIT_MAINS, LOAD_OFF_ELAPSED)
                 self._charge_reported = False
                 self._output_reported = False
@@ -376,7 +388,7 @@ class StateMachine:
                 return
         self._event(now, REJECTED)
 
-    # ---- notifications from the sequencer and main ----------------------------------------
+    # ---- notifications from the sequencer and the app -------------------------------------
 
     def _current(self, plan_id):
         return plan_id is None or plan_id == self.plan_id
@@ -425,13 +437,17 @@ class StateMachine:
         return new
 
     def load_off_done(self, now):
-        """The UPS has cut its output (or the board rebooted from the power cycle it caused)."""
+        """The UPS has cut its output (or the board rebooted from the power cycle it caused).
+        update() decides this itself from its inputs; this entry is for tests and tools."""
         new = self._begin()
         if self.state == LOAD_OFF:
-            self._charge_reported = False
-            self._output_reported = False
-            self._go(now, WAIT_MAINS, LOAD_OFF_DONE)
+            self._load_off_done(now)
         return new
+
+    def _load_off_done(self, now):
+        self._charge_reported = False
+        self._output_reported = False
+        self._go(now, WAIT_MAINS, LOAD_OFF_DONE)
 
     # ---- persistence ----------------------------------------------------------------------
 
@@ -454,7 +470,7 @@ class StateMachine:
     @classmethod
     def from_dict(cls, cfg, d, now, elapsed_ms=0, history_len=16):
         """A machine resuming a persisted one at `now` after a reboot. `elapsed_ms` is the time
-        the board was down, if main knows it (RTC); timers then count it. An unreadable dict
+        the board was down, if the caller knows it (RTC); timers then count it. An unreadable dict
         gives a fresh ONLINE machine with a RESUME_INVALID event (its next update() sees the
         real power situation within return_stable_ms)."""
         sm = cls(cfg, now, history_len)

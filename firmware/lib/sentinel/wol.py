@@ -7,10 +7,15 @@ does that; a unicast to the host's own address helps where a router forwards it 
 still knows the MAC), so both are sent.
 
 Runs under MicroPython and CPython. Socket errors are counted, never raised: a wake is
-best-effort and the sequencer's health check decides whether the host came up.
+best-effort and the sequencer's health check decides whether the host came up. A board without
+networking (no `socket` module, or the network down) sends nothing and logs why.
 """
 import asyncio
-import socket
+
+try:
+    import socket
+except ImportError:  # a board built without networking: wakes are skipped, not a crash
+    socket = None
 
 PACKET_LEN = 102
 _HEX = "0123456789abcdef"
@@ -69,13 +74,19 @@ class Sender:
     broadcast, port   recovery.wol_broadcast and recovery.wol_port
     directed          also send to the host's own address (IPv4 literals only: resolving a DNS
                       name would block, and the host is off)
+    log               log(type, data): told about every wake skipped for want of a network
+    net_state         () -> "up" | "down" | "absent" (Board.network_state); None: assume up
     """
 
-    def __init__(self, broadcast="255.255.255.255", port=9, directed=True, sock_factory=None):
+    def __init__(self, broadcast="255.255.255.255", port=9, directed=True, sock_factory=None,
+                 log=None, net_state=None):
         self.broadcast = broadcast
         self.port = port
         self.directed = directed
         self._factory = sock_factory
+        self.log = log
+        self.net_state = net_state
+        self.skipped = 0  # wakes not sent: no network
         self._sock = None
         self._buf = bytearray(PACKET_LEN)
         self.sent = 0  # datagrams sent
@@ -119,9 +130,26 @@ class Sender:
                 n += 1
         return n
 
+    def no_network(self):
+        """Why nothing can be sent now ("no network module", "network down"), or None."""
+        if socket is None and self._factory is None:
+            return "no network module"
+        st = self.net_state() if self.net_state is not None else "up"
+        if st != "up":
+            return "network " + st
+        return None
+
     async def send(self, mac, addr=None, repeat=3, gap_ms=100):
         """A burst of `repeat` send_now() spaced by gap_ms (a single UDP datagram is easily
-        lost on a busy or just-powered switch). Returns the datagrams sent."""
+        lost on a busy or just-powered switch). Returns the datagrams sent: 0, with a log
+        record saying why, when there is no network."""
+        why = self.no_network()
+        if why is not None:
+            self.skipped += 1
+            if self.log is not None:
+                self.log("wol_skipped", {"mac": mac if isinstance(mac, str) else None,
+                                         "addr": addr, "reason": why})
+            return 0
         n = 0
         for i in range(repeat):
             if i:
