@@ -277,6 +277,108 @@ class TestOtherRates(TestCase):
         self.assertLessEqual(worst, 90)
 
 
+class TestGaps(TestCase):
+    """Samples missing from the stream (skip: the source counted them) or possibly not
+    contiguous (resync: a stalled source resumed at another phase) are never an anomaly."""
+
+    def run_gaps(self, hz, f, how, on_after=None, depth=0.0):
+        # a good supply, then gaps of k = 1..40 blocks cut out of it at pseudo-random phases
+        # (the good run between them and f just off nominal make the phase at the cut vary)
+        g = Gen(f=f, dc=120, seed=hz, **NOISY)
+        m = MainsMonitor(cfg(hz))
+        bad = []
+        total = [0]
+
+        def watch(m, t):
+            total[0] += BL
+            if total[0] > RATE // 5 and (m.lost or not m.good or m.in_event):
+                bad.append((total[0], m.lost, m.good, m.in_event))
+
+        stream(m, g, RATE, watch)
+        seed = 7 + hz
+        cut = 0
+        for k in range(1, 41):
+            seed = (seed * 1103515245 + 12345) & 0x7FFFFFFF
+            stream(m, g, BL * (3 + seed % 60), watch)        # 12..250 ms of good supply
+            g.i += k * BL                                      # k blocks never arrive
+            cut += k * BL
+            if how == "skip":
+                m.skip(k * BL)
+            else:
+                m.resync()
+        stream(m, g, RATE // 2, watch)
+        return m, bad, cut
+
+    def test_lost_blocks_are_not_an_anomaly(self):
+        for hz, f in ((50, 50.013), (60, 59.987)):
+            m, bad, cut = self.run_gaps(hz, f, "skip")
+            self.assertEqual(bad[:3], [], "%r Hz" % hz)
+            self.assertEqual(events(m), [])
+            self.assertIsNone(m.lost_at)
+            self.assertEqual(m.gaps, 40)
+            self.assertEqual(m.gap_samples, cut)
+            self.assertEqual(m.samples, m.pos)
+            self.assertAlmostEqual(m.freq, f, delta=0.03)
+
+    def test_phase_jumps_after_resync_are_not_an_anomaly(self):
+        for hz, f in ((50, 49.987), (60, 60.013)):
+            m, bad, cut = self.run_gaps(hz, f, "resync")
+            self.assertEqual(bad[:3], [], "%r Hz" % hz)
+            self.assertEqual(events(m), [])
+            self.assertIsNone(m.lost_at)
+            self.assertEqual(m.gaps, 0)          # resync alone counts nothing
+
+    def test_interruption_right_after_a_gap_is_decided_in_time(self):
+        for hz in (50, 60):
+            worst = 0
+            n = 0
+            for k in (1, 7, 40):
+                for depth in (0.0, 0.48):
+                    for after in (0, 5, 16, 37, 70):     # onset, samples after the gap
+                        n += 1
+                        on = RATE + k * BL + after + n % BL   # the gap starts at RATE
+                        g = Gen(f=hz, phase0_deg=n * 37, env=((on, depth),), **NOISY)
+                        m = MainsMonitor(cfg(hz))
+                        stream(m, g, RATE)
+                        m.skip(k * BL)
+                        g.i += k * BL
+                        dec = []
+
+                        def watch(m, t):
+                            if m.lost and not dec:
+                                dec.append(RATE + k * BL + t)
+
+                        stream(m, g, 60 + 25 * RATE // 1000, watch)
+                        self.assertTrue(dec, "%r Hz gap %r depth %r" % (hz, k, depth))
+                        self.assertGreaterEqual(m.lost_at, on)
+                        worst = max(worst, dec[0] - on)
+            self.assertLessEqual(worst * 1000 // RATE, 15, "%r Hz: %r samples" % (hz, worst))
+
+    def test_gap_keeps_an_open_dip(self):
+        # a dip that spans a gap is one dip, timed over the gap
+        on = 3000
+        g = Gen(env=((on, 0.7), (on + 2000, 1.0)), **NOISY)
+        m = MainsMonitor(cfg())
+        stream(m, g, on + 400)
+        self.assertTrue(m.in_event)
+        m.skip(10 * BL)
+        g.i += 10 * BL
+        stream(m, g, 3000)
+        e = events(m)
+        self.assertEqual([x["kind"] for x in e], ["dip"])
+        self.assertLessEqual(abs(e[0]["samples"] - 2000), 40)
+
+    def test_counters_saturate(self):
+        m = MainsMonitor(cfg())
+        m.gaps = (1 << 30) - 1
+        m.gap_samples = (1 << 30) - 10
+        m.skip(64)
+        self.assertEqual(m.gaps, (1 << 30) - 1)
+        self.assertEqual(m.gap_samples, (1 << 30) - 1)
+        m.skip(0)
+        self.assertEqual(m.samples, 64)
+
+
 class TestEngine(TestCase):
     def test_plain_and_fast_kernels_agree(self):
         if not mains._kern_fast:
