@@ -3,7 +3,8 @@ scenarios rely on must say no when they should."""
 from types import SimpleNamespace
 
 from powersentinel.bench.judge import RULES
-from powersentinel.bench.runner import RunResult, _new_tail
+from powersentinel.bench.results import RunResult
+from powersentinel.bench.runner import _new_tail
 from powersentinel.bench.scenario import Host
 
 T0 = 1000.0  # wall time of story 0; scale 1 keeps story == wall - T0

@@ -1,3 +1,8 @@
 """Power Sentinel host tools: deploy, configure, monitor, analyse, and the virtual board."""
+from .paths import use_firmware_lib
 
-__version__ = "0.1.0"
+use_firmware_lib()
+# the version is written once, in the firmware (pyproject.toml reads it from there too)
+from sentinel.version import VERSION as __version__  # noqa: E402
+
+__all__ = ["__version__"]

@@ -12,10 +12,15 @@ import json
 import os
 import time
 
+import numpy as np
+
+from .analysis.readers import write_capture
+from .errors import PowerSentinelError
+
 READ_MAX = 1536
 
 
-class CaptureError(Exception):
+class CaptureError(PowerSentinelError):
     """A capture that cannot be pulled or written (one line)."""
 
 
@@ -98,9 +103,6 @@ def existing(out_dir, cid, fmt):
 
 def save(out_dir, cid, meta, data, fmt="npz", cfg_mains=None):
     """Write one capture; returns its path."""
-    import numpy as np
-
-    from .analysis.readers import write_capture
     if len(data) % 2:
         raise CaptureError("capture %d: odd byte count %d for int16 samples" % (cid, len(data)))
     p = describe(meta, cfg_mains)

@@ -3,27 +3,35 @@ failures are one line on stderr and a non-zero exit status, never a traceback.""
 import json
 import os
 import sys
+import time
 
 import click
+import serial
+from rich.console import Console
+from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn,
+                           TimeRemainingColumn)
+from rich.table import Table
 
-from . import __version__
+from . import __version__, siteconfig
+from . import captures as C
+from . import logs as L
+from . import virtual as vboard
+from .bench.cli import hil
+from .demo import run_demo
+from .deploy import deploy as do_deploy
+from .errors import PowerSentinelError
+from .link import Link, LinkError
+from .monitor import Monitor
+from .ui import render_status
 
-# Exceptions that mean "the user's situation", not a bug: printed as one line, exit 2.
-EXPECTED = ()
-
-
-def _expected():
-    global EXPECTED
-    if not EXPECTED:
-        from .captures import CaptureError
-        from .deploy import DeployError
-        from .link import LinkError
-        from .logs import LogStoreError
-        from .siteconfig import ConfigPushError, SiteConfigError
-        from .virtual import VirtualError
-        EXPECTED = (DeployError, LinkError, VirtualError, SiteConfigError, ConfigPushError,
-                    LogStoreError, CaptureError)
-    return EXPECTED
+# Optional: the analysis needs NumPy and its compiled kernels. A broken build must neither take
+# the other commands down nor make `analyze` vanish: the command stays and says what is wrong.
+try:
+    from .analysis.cli import analyze
+except ImportError as e:
+    ANALYSIS_BROKEN = "%s: %s" % (type(e).__name__, e)
+else:
+    ANALYSIS_BROKEN = None
 
 
 def fail(msg, code=2):
@@ -69,9 +77,8 @@ def virtual_start(d, config, heap, nut_port, time_scale):
     onto it through the console, exactly as onto a real board. board.json in DIR describes the
     running board (serial pty, NUT address, pids, flash image).
     """
-    from . import virtual as v
     extra = ["--time-scale", str(time_scale)] if time_scale != 1.0 else []
-    meta = v.start(d, config=config, heap=heap, nut_port=nut_port, extra_args=extra)
+    meta = vboard.start(d, config=config, heap=heap, nut_port=nut_port, extra_args=extra)
     click.echo(json.dumps(meta, indent=1))
 
 
@@ -79,8 +86,7 @@ def virtual_start(d, config, heap, nut_port, time_scale):
 @click.option("--dir", "d", required=True, type=click.Path(file_okay=False))
 def virtual_stop(d):
     """Stop the virtual board in DIR (its supervisor and interpreter); the flash image stays."""
-    from . import virtual as v
-    if v.stop(d):
+    if vboard.stop(d):
         click.echo("stopped %s" % d)
     else:
         click.echo("no virtual board running in %s" % d)
@@ -104,14 +110,13 @@ def virtual_set(d, at_phase, assignments):
     ups.link=ok|lost|garbage
     adc=run|stall           fault injection: the ADC stops delivering samples
     """
-    from . import virtual as v
     values = {}
     for a in assignments:
         if "=" not in a:
             fail("expected KEY=VALUE, got %r" % a)
         k, val = a.split("=", 1)
         values[k.strip()] = val
-    st = v.set_wires(d, values, at_phase=at_phase)
+    st = vboard.set_wires(d, values, at_phase=at_phase)
     click.echo(json.dumps({"mains": st["mains"], "ups": st["ups"], "contacts": st["contacts"]}))
 
 
@@ -119,8 +124,7 @@ def virtual_set(d, at_phase, assignments):
 @click.option("--dir", "d", required=True, type=click.Path(file_okay=False))
 def virtual_get(d):
     """Print the wires' state and the board's reset history as JSON."""
-    from . import virtual as v
-    click.echo(json.dumps(v.state(d), indent=1))
+    click.echo(json.dumps(vboard.state(d), indent=1))
 
 
 # -- device ------------------------------------------------------------------------------------
@@ -135,9 +139,6 @@ def deploy(port, dry_run, no_reboot):
     Only changed files are sent. They land under temporary names and are renamed into place
     once all are verified, so an interrupted deploy leaves the previous firmware runnable.
     """
-    from rich.progress import Progress
-
-    from .deploy import deploy as do_deploy
     with Progress(transient=True) as prog:
         tasks = {}
 
@@ -160,15 +161,12 @@ def deploy(port, dry_run, no_reboot):
 @click.option("--json", "as_json", is_flag=True, help="machine-readable output")
 def status(port, as_json):
     """One screen of truth: mains, UPS, state, heap."""
-    from .link import Link
     with Link(port) as link:
         ident = link.identify()
         st = link.request("status")
     if as_json:
         click.echo(json.dumps({"identify": ident, "status": st}, indent=1))
         return
-    from .ui import render_status
-    from rich.console import Console
     Console().print(render_status(ident, st))
 
 
@@ -184,7 +182,6 @@ def demo(d, keep, no_paris, report_dir):
     mains and show the firmware noticing; then replay the Paris hospital outage (3 h without
     mains, 20 min of battery) with real upsmon clients: ordered shutdown, load off with restore,
     ordered power-on, and a report. Exit status 0 only if every step and expectation held."""
-    from .demo import run_demo
     sys.exit(run_demo(d, keep, paris=not no_paris, report_dir=report_dir))
 
 
@@ -205,14 +202,10 @@ class _open_link:
         self.port = port
 
     def __enter__(self):
-        from .link import Link
         self.link = Link(self.port, timeout=_link_timeout())
         return self.link
 
     def __exit__(self, typ, e, tb):
-        import serial
-
-        from .link import LinkError
         try:
             self.link.close()
         except (OSError, serial.SerialException):
@@ -225,9 +218,6 @@ class _open_link:
 
 
 def _progress():
-    from rich.console import Console
-    from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn,
-                               TimeRemainingColumn)
     con = Console(stderr=True)
     # no bar when stderr is a file or a pipe: it would only leave blank lines in a log
     return Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
@@ -265,7 +255,6 @@ def config_validate(file, output):
     Each problem is printed as FILE:LINE: key.path: what is wrong; what is allowed. Exit
     status 0 when the file would be accepted by the board, 2 otherwise.
     """
-    from . import siteconfig
     try:
         cfg = siteconfig.load(file)
     except siteconfig.SiteConfigError as e:
@@ -293,7 +282,6 @@ def config_push(file, port, dry_run, force, no_wait):
     atomically by the board, which then restarts to apply it: an upload that is cut short
     leaves the previous configuration in force. Unchanged passwords keep their hash.
     """
-    from . import siteconfig
     try:
         siteconfig.load(file)  # fail fast, before touching the port
     except siteconfig.SiteConfigError as e:
@@ -344,7 +332,6 @@ def config_pull(port, output, as_toml):
 
     The TOML form can be edited and pushed back with `config push`.
     """
-    from . import siteconfig
     with _open_link(port) as link:
         link.identify()
         cfg, source = siteconfig.fetch(link)
@@ -360,12 +347,11 @@ def config_pull(port, output, as_toml):
 
 # -- event log ---------------------------------------------------------------------------------
 def _print_items(items, as_json, device, con):
-    from . import logs
     if as_json:
         for it in items:
-            click.echo(logs.json_line(it, device))
+            click.echo(L.json_line(it, device))
     elif items:
-        con.print(logs.table(items))
+        con.print(L.table(items))
 
 
 @cli.command()
@@ -387,9 +373,6 @@ def logs(port, follow, as_json, db, last_n, device):
     recorded as a gap and shown as one. With --follow the log is printed as the board writes
     it, until Ctrl-C; a board that stops answering is waited for.
     """
-    from rich.console import Console
-
-    from . import logs as L
     con = Console()
     err = Console(stderr=True)
     if follow and not port:
@@ -424,12 +407,6 @@ def logs(port, follow, as_json, db, last_n, device):
 def _follow(port, store, dev, as_json, con, err):
     """Print records as they come: `log` events at once, a pull every few seconds and after
     each event (catching anything the events missed), reconnecting when the board goes away."""
-    import time
-
-    import serial
-
-    from . import logs as L
-    from .link import Link, LinkError
     printed = store.last_seq(dev) or 0
     link = None
     down = None
@@ -506,11 +483,6 @@ def captures():
 @click.option("--json", "as_json", is_flag=True, help="machine-readable output")
 def captures_list(port, as_json):
     """List the captures on the board: id, event, time, size, sample rate."""
-    from rich.console import Console
-    from rich.table import Table
-
-    from . import captures as C
-    from .logs import when
     with _open_link(port) as link:
         link.identify()
         caps = C.list_captures(link)
@@ -526,7 +498,7 @@ def captures_list(port, as_json):
         n = (c.get("bytes") or 0) // 2
         start = m.get("start_epoch") or m.get("epoch")
         t.add_row(str(c.get("id")), str(m.get("event") or m.get("type") or "-"),
-                  when(start) if start else "-", str(n), "%s Hz" % rate if rate else "-",
+                  L.when(start) if start else "-", str(n), "%s Hz" % rate if rate else "-",
                   "%.0f ms" % (1000.0 * n / rate) if rate else "-")
     Console().print(t)
     if not caps:
@@ -548,8 +520,6 @@ def captures_pull(port, out_dir, ids, fmt, force):
     calibration, nominal voltage/frequency and start time, plus CAPTURE.meta.json with
     everything the board recorded. Captures already in DIR are skipped.
     """
-    from . import captures as C
-    from . import siteconfig
     with _open_link(port) as link:
         link.identify()
         try:
@@ -584,23 +554,29 @@ def monitor(port, seconds):
     Refreshed from the board's status events; if the board stops answering a red banner says
     since when, and the view resumes by itself when it is back. q or Ctrl-C quits.
     """
-    from .monitor import Monitor
     Monitor(port, link_timeout=min(_link_timeout(), 1.0)).run(seconds)
 
 
-def _register_optional():
-    # Commands whose implementation lives in its own package; imported lazily so a missing
-    # optional part never breaks the rest of the CLI.
-    try:
-        from .analysis.cli import analyze
-        cli.add_command(analyze)
-    except ImportError:
-        pass
-    from .bench.cli import hil
-    cli.add_command(hil)
+class AnalysisUnavailable(PowerSentinelError):
+    """The analysis package cannot be imported (a broken or missing build)."""
 
 
-_register_optional()
+def _analysis_unavailable(why):
+    """`analyze` standing in for the real command when the analysis cannot be imported."""
+    @click.command("analyze", short_help="UNAVAILABLE: the analysis cannot be loaded",
+                   context_settings={"ignore_unknown_options": True, "allow_extra_args": True,
+                                     "help_option_names": []})
+    @click.argument("args", nargs=-1, type=click.UNPROCESSED)
+    def unavailable(args):
+        raise AnalysisUnavailable(
+            "`powersentinel analyze` cannot run: the analysis package does not load (%s). "
+            "Rebuild it from the checkout with `make setup` or `pip install "
+            "--no-build-isolation -e .`" % why)
+    return unavailable
+
+
+cli.add_command(analyze if ANALYSIS_BROKEN is None else _analysis_unavailable(ANALYSIS_BROKEN))
+cli.add_command(hil)
 
 
 def main(argv=None):
@@ -615,7 +591,7 @@ def main(argv=None):
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)
         sys.exit(130)
-    except _expected() as e:
+    except PowerSentinelError as e:
         fail(str(e))
     except SystemExit:
         raise

@@ -1,20 +1,24 @@
 """The README's main job: a virtual board from a fresh flash image, live status, a mains
 outage, and the firmware noticing it. Each step is checked; the exit status says if all held."""
+import os
 import shutil
 import tempfile
 import time
 
 from rich.console import Console
 from rich.live import Live
+from rich.table import Table
 
 from . import virtual
+from .bench.runner import run_scenario
+from .bench.scenario import load_scenario
 from .link import Link
+from .paths import firmware_dir
 from .ui import render_status
 
 
 def _paris_view(story_s, sample, st):
     """One live frame of the Paris story: story clock, mains, UPS, state, tiers and hosts."""
-    from rich.table import Table
     t = Table(title="Paris hospital outage, story time %dh%02dm" % (story_s // 3600,
                                                                    story_s % 3600 // 60),
               show_header=True, expand=False)
@@ -36,12 +40,6 @@ def _paris_view(story_s, sample, st):
 
 def run_paris(con, report_dir, scale=None):
     """The Paris hospital outage scenario on a fresh virtual board with real upsmon clients."""
-    import os
-
-    from .bench.runner import run_scenario
-    from .bench.scenario import load_scenario
-    from .paths import firmware_dir
-
     path = os.path.join(os.path.dirname(firmware_dir()), "hil_tests", "scenarios",
                         "paris_hospital.toml")
     sc = load_scenario(path)

@@ -5,16 +5,21 @@ Files are uploaded under temporary names and renamed into place only once all of
 the board and verified, so an interrupted deploy leaves the previous firmware runnable.
 """
 import binascii
+import contextlib
 import hashlib
+import io
 import json
 import os
 import subprocess
 import sys
 import tempfile
 
+from mpremote.romfs import make_romfs
 from mpremote.transport import TransportError, TransportExecError
 from mpremote.transport_serial import SerialTransport
 
+from . import ports
+from .errors import PowerSentinelError
 from .paths import firmware_dir
 
 # index = sys.implementation._mpy >> 10 (MicroPython's MP_NATIVE_ARCH_*)
@@ -26,7 +31,7 @@ MANIFEST = "/.firmware.json"
 ROOT_FILES = ("boot.py", "main.py")  # stay as source: the port runs them by name
 
 
-class DeployError(Exception):
+class DeployError(PowerSentinelError):
     """An expected failure, reported as one line."""
 
 
@@ -100,11 +105,10 @@ class Board:
     """A serial connection to a MicroPython board in its raw REPL (mpremote's transport)."""
 
     def __init__(self, port):
-        if port.startswith("virtual:"):
-            from .virtual import port_of
-            port = port_of(port[len("virtual:"):])
-        if not os.path.exists(port):
-            raise DeployError("no such port: %s" % port)
+        try:
+            port = ports.device(port)
+        except ports.PortError as e:
+            raise DeployError(str(e))
         try:
             self.t = SerialTransport(port, baudrate=115200)
         except TransportError as e:
@@ -182,7 +186,6 @@ class Board:
 
 def romfs_image(built, tmp):
     """A ROMFS image of the compiled modules (lib/...), as `mpremote romfs build` makes one."""
-    from mpremote.romfs import make_romfs
     root = os.path.join(tmp, "romfs")
     for dest, local, _ in built:
         if dest.startswith("/lib/"):
@@ -190,8 +193,6 @@ def romfs_image(built, tmp):
             os.makedirs(os.path.dirname(target), exist_ok=True)
             with open(local, "rb") as f, open(target, "wb") as g:
                 g.write(f.read())
-    import contextlib
-    import io
     with contextlib.redirect_stdout(io.StringIO()):  # make_romfs lists what it packs
         return make_romfs(root, mpy_cross=False)
 

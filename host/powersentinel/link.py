@@ -1,17 +1,18 @@
 """The host side of the console protocol (firmware/lib/sentinel/console.py) over pyserial.
 
-`Link(port)` opens the board's serial port (a USB device, a virtual board's pty, or
-`virtual:DIR`), and `request(op, **args)` sends one framed request and waits for the reply with
-the same id, skipping REPL noise, boot banners and half lines (they fail the frame check) and
-collecting unsolicited events on the way.
+`Link(port)` opens the board's serial port (a USB device, a virtual board's pty, `virtual://DIR`
+or any other name ports.py accepts), and `request(op, **args)` sends one framed request and
+waits for the reply with the same id, skipping REPL noise, boot banners and half lines (they
+fail the frame check) and collecting unsolicited events on the way.
 """
 import collections
 import itertools
-import os
 import time
 
 import serial
 
+from . import ports
+from .errors import PowerSentinelError
 from .paths import use_firmware_lib
 
 use_firmware_lib()
@@ -19,7 +20,7 @@ from sentinel import console  # noqa: E402  (one definition of the framing, shar
 from sentinel.version import PROTOCOL  # noqa: E402
 
 
-class LinkError(Exception):
+class LinkError(PowerSentinelError):
     """An expected failure (no port, busy, no answer, wrong firmware), reported as one line."""
 
 
@@ -27,23 +28,14 @@ class LinkLost(LinkError):
     """The port itself failed mid-conversation (cable pulled, board re-enumerated)."""
 
 
-def resolve_port(port):
-    if port.startswith("virtual:"):
-        from .virtual import VirtualError, port_of
-        try:
-            return port_of(port[len("virtual:"):])
-        except VirtualError as e:
-            raise LinkError(str(e))
-    return port
-
-
 class Link:
     def __init__(self, port, baudrate=115200, timeout=3.0):
-        self.port = resolve_port(port)
-        if not os.path.exists(self.port):
-            raise LinkError("no such port: %s" % self.port)
         try:
-            self.ser = serial.Serial(self.port, baudrate, timeout=0.05, exclusive=True)
+            self.port = ports.device(port)
+        except ports.PortError as e:
+            raise LinkError(str(e))
+        try:
+            self.ser = serial.serial_for_url(self.port, baudrate, timeout=0.05, exclusive=True)
         except serial.SerialException as e:
             msg = str(e)
             if "lock" in msg.lower() or "busy" in msg.lower():

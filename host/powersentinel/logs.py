@@ -15,6 +15,10 @@ import os
 import sqlite3
 import time
 
+from rich.table import Table
+
+from .errors import PowerSentinelError
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS records (
     device TEXT NOT NULL, gen INTEGER NOT NULL, seq INTEGER NOT NULL,
@@ -31,7 +35,7 @@ CREATE TABLE IF NOT EXISTS devices (
 READ_MAX = 32  # records per log_read (the board's limit)
 
 
-class LogStoreError(Exception):
+class LogStoreError(PowerSentinelError):
     """The log database cannot be opened or is not ours."""
 
 
@@ -225,7 +229,6 @@ def json_line(item, device=None):
 
 
 def table(items, title=None):
-    from rich.table import Table
     t = Table(title=title)
     t.add_column("seq", justify="right")
     t.add_column("time")

@@ -9,9 +9,13 @@ and leaves the terminal as it was.
 import os
 import select
 import sys
+import termios
 import time
+import tty
 
 import serial
+from rich.console import Console
+from rich.live import Live
 
 from .link import Link, LinkError, LinkLost
 from .ui import event_text, render_dashboard
@@ -30,8 +34,6 @@ class _Keys:
     def __enter__(self):
         try:
             if self.f.isatty():
-                import termios
-                import tty
                 self.old = termios.tcgetattr(self.f.fileno())
                 tty.setcbreak(self.f.fileno())
         except (OSError, ValueError, AttributeError):
@@ -40,7 +42,6 @@ class _Keys:
 
     def __exit__(self, *exc):
         if self.old is not None:
-            import termios
             termios.tcsetattr(self.f.fileno(), termios.TCSADRAIN, self.old)
 
     def read(self):
@@ -182,8 +183,6 @@ class Monitor:
     def run(self, duration=None):
         """Until q, Ctrl-C or `duration` seconds. The first connection must work (its
         LinkError propagates: the user named a wrong port); later outages are shown."""
-        from rich.console import Console
-        from rich.live import Live
         con = self.console or Console()
         self.connect()
         end = time.monotonic() + duration if duration else None

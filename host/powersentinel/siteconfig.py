@@ -20,11 +20,13 @@ import os
 import re
 import time
 
+from .errors import PowerSentinelError
+from .link import LinkError
 from .paths import use_firmware_lib
 
 use_firmware_lib()
 from sentinel import config as fwconfig  # noqa: E402
-from sentinel import passwd, schema  # noqa: E402
+from sentinel import console, passwd, schema  # noqa: E402
 
 try:
     import tomllib  # Python 3.11+
@@ -38,7 +40,7 @@ CHUNK_CHARS = 2048      # the device's limit per config_put_chunk
 FRAME_BUDGET = 3900     # the device refuses request lines over console.MAX_LINE (4096) bytes
 
 
-class SiteConfigError(Exception):
+class SiteConfigError(PowerSentinelError):
     """A site file that cannot be used; `problems` holds one Problem per thing wrong."""
 
     def __init__(self, msg, problems=()):
@@ -46,7 +48,7 @@ class SiteConfigError(Exception):
         self.problems = list(problems)
 
 
-class ConfigPushError(Exception):
+class ConfigPushError(PowerSentinelError):
     """The board did not take the configuration (its own message is included)."""
 
 
@@ -495,7 +497,6 @@ def device_text(cfg):
 def _chunks(text):
     """(offset, piece) with each request frame under the device's line limit: JSON escaping
     of the quotes inside the text can make a 2048-character piece far longer on the wire."""
-    from sentinel import console
     off = 0
     while off < len(text):
         n = min(CHUNK_CHARS, len(text) - off)
@@ -510,7 +511,6 @@ def upload(link, cfg, progress=None, attempts=2):
     """Send `cfg` and commit it. Returns the commit reply ({installed, changed}).
     A chunk whose reply is lost restarts the upload at offset 0 (which discards the
     unfinished one on the board), so a retry can never splice two uploads together."""
-    from .link import LinkError
     text = device_text(cfg)
     digest = hashlib.sha256(text.encode()).hexdigest()
     for attempt in range(attempts):
@@ -536,7 +536,6 @@ def upload(link, cfg, progress=None, attempts=2):
 def wait_restart(link, uptime_before_ms, timeout=30.0):
     """After a commit the board applies the config by rebooting: wait until it answers with a
     smaller uptime. Returns its identify reply, or None if it did not restart in time."""
-    from .link import LinkError
     t0 = time.monotonic()
     deadline = t0 + timeout
     while time.monotonic() < deadline:

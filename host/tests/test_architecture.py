@@ -3,7 +3,13 @@ firmware/lib (imports inside functions count: deferring an import hides a cycle,
 remove it), and no class longer than 600 lines in host/ or firmware/."""
 import ast
 import os
+import re
+import subprocess
+import sys
 
+from setuptools.config.pyprojecttoml import read_configuration
+
+import powersentinel
 from support import REPO
 
 MAX_CLASS_LINES = 600
@@ -182,3 +188,19 @@ def test_the_class_length_check_counts_nested_classes_from_header_to_last_line(t
         "\n        y = 2\n")
     assert long_classes([str(tmp_path)], base=str(tmp_path)) == [
         "sub/big.py:2 class Inner is %d lines" % (MAX_CLASS_LINES + 1)]
+
+
+def test_the_version_is_written_in_one_place():
+    # firmware/lib/sentinel/version.py; the package metadata and the host read it from there
+    src = open(os.path.join(REPO, "firmware", "lib", "sentinel", "version.py")).read()
+    version = re.search(r'^VERSION = "([^"]+)"$', src, re.M).group(1)
+    assert powersentinel.__version__ == version
+    cfg = read_configuration(os.path.join(REPO, "pyproject.toml"), expand=True)
+    assert cfg["project"]["version"] == version
+    found = subprocess.run(["grep", "-rIl", "--include=*.py", "--include=*.toml", "-F",
+                            '"%s"' % version, "host/powersentinel", "firmware", "pyproject.toml"],
+                           cwd=REPO, capture_output=True, text=True).stdout.split()
+    assert found == ["firmware/lib/sentinel/version.py"], found
+    r = subprocess.run([sys.executable, "-m", "powersentinel.cli", "--version"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.stdout.strip().endswith(version), r.stdout + r.stderr

@@ -1,5 +1,6 @@
 """Every board command fails the same way on the same situations: one line on stderr, exit 2,
 never a traceback -- through main() in CliRunner and through the installed console script."""
+import json
 import os
 import subprocess
 import sys
@@ -113,3 +114,81 @@ def test_every_command_has_help():
         assert r.returncode == 0 and r.stdout.startswith("Usage: powersentinel " + " ".join(cmd))
         body = r.stdout.split("\n\n", 2)[1]
         assert len(body.split()) >= 5, (cmd, body)  # says what it does, not just its name
+
+
+def fake_virtual_dir(tmp_path, port):
+    """A directory that looks like a running virtual board whose console is `port`."""
+    d = tmp_path / "vb"
+    d.mkdir()
+    (d / "board.json").write_text(json.dumps({"serial": port}))
+    return str(d)
+
+
+@pytest.mark.parametrize("form", ["virtual://", "virtual:"])
+def test_virtual_url_reaches_the_board_through_pyserial(form, tmp_path):
+    with FakeBoard() as fb:
+        d = fake_virtual_dir(tmp_path, fb.port)
+        code, out, err = invoke(["status", "--json", "--port", form + d])
+    assert code == 0, err
+    assert json.loads(out)["identify"]["protocol"] is not None
+
+
+@pytest.mark.parametrize("cmd", COMMANDS, ids=lambda c: " ".join(c[:2]).replace(EXAMPLE, "FILE"))
+def test_virtual_url_without_a_board(cmd, tmp_path):
+    d = str(tmp_path / "none")
+    code, _, err = invoke(args_for(cmd, "virtual://" + d, tmp_path))
+    one_line_error(code, err, "cannot open virtual://%s: no virtual board is running in %s"
+                   % (d, d))
+
+
+def test_deploy_on_a_virtual_url_without_a_board(tmp_path):
+    d = str(tmp_path / "none")
+    code, _, err = invoke(["deploy", "--port", "virtual:" + d])
+    one_line_error(code, err, "cannot open virtual:%s: no virtual board is running in %s" % (d, d))
+
+
+def test_unknown_url_scheme_is_one_line():
+    code, _, err = invoke(["status", "--port", "nosuch://x"])
+    one_line_error(code, err, "cannot open nosuch://x: invalid URL, protocol 'nosuch' not known")
+
+
+def test_the_link_and_deploy_never_import_the_virtual_board():
+    # the port handler reaches the board; opening a port needs none of the board's controls
+    code = ("import sys; import powersentinel.link, powersentinel.deploy; "
+            "print('powersentinel.virtual' in sys.modules)")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and r.stdout.strip() == "False", r.stdout + r.stderr
+
+
+def test_a_broken_analysis_build_keeps_the_analyze_command_and_says_how_to_fix_it():
+    # as when the package or its compiled kernels fail to import: every other command works,
+    # and `analyze` is still listed and explains itself in one line
+    code = ("import sys\n"
+            "class Broken:\n"
+            "    def find_spec(self, name, path=None, target=None):\n"
+            "        if name == 'powersentinel.analysis.cli':\n"
+            "            raise ImportError('_kernels.so: undefined symbol: ps_sumsq')\n"
+            "sys.meta_path.insert(0, Broken())\n"
+            "from powersentinel.cli import main\n"
+            "main(sys.argv[1:])\n")
+    run = lambda *a: subprocess.run([sys.executable, "-c", code] + list(a), capture_output=True,  # noqa: E731
+                                    text=True, timeout=60)
+    r = run("--help")
+    assert r.returncode == 0 and "analyze" in r.stdout and "UNAVAILABLE" in r.stdout, r.stdout
+    r = run("analyze", "x.wav", "--json")
+    assert r.returncode == 2 and "Traceback" not in r.stderr and r.stderr.count("\n") == 1, r.stderr
+    assert r.stderr.startswith("error: `powersentinel analyze` cannot run: the analysis package "
+                               "does not load (ImportError: _kernels.so: undefined symbol: ps_sumsq). Rebuild")
+    assert "make setup" in r.stderr
+    r = run("config", "validate", EXAMPLE)
+    assert r.returncode == 0, r.stderr
+
+
+def test_every_expected_error_is_a_powersentinel_error():
+    from powersentinel import captures, deploy, link, logs, siteconfig, virtual
+    from powersentinel.bench import rig, scenario
+    from powersentinel.errors import PowerSentinelError
+    for cls in (captures.CaptureError, deploy.DeployError, link.LinkError, link.LinkLost,
+                logs.LogStoreError, siteconfig.SiteConfigError, siteconfig.ConfigPushError,
+                virtual.VirtualError, rig.RigError, scenario.ScenarioError):
+        assert issubclass(cls, PowerSentinelError), cls

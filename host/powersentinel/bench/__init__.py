@@ -6,11 +6,7 @@ inputs (rig.py), the runner (runner.py), reports (report.py) and the `hil` CLI (
     sc = load_scenario("hil_tests/scenarios/flicker.toml")
     result = run_scenario(sc, report_dir="out")     # result.passed, result.verdicts
 """
+from .runner import run_scenario
 from .scenario import ScenarioError, load_scenario, parse_duration
 
 __all__ = ["ScenarioError", "load_scenario", "parse_duration", "run_scenario"]
-
-
-def run_scenario(*args, **kw):
-    from .runner import run_scenario as _run
-    return _run(*args, **kw)

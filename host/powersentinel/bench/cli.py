@@ -3,6 +3,10 @@ import sys
 
 import click
 
+from .rig import SerialBoardRig
+from .runner import run_scenario
+from .scenario import ScenarioError, load_scenario
+
 
 @click.group("hil")
 def hil():
@@ -19,10 +23,6 @@ def hil():
 @click.option("--ci", is_flag=True, help="use each scenario's ci_time_scale (the fast variant)")
 def hil_run(scenarios, port, report_dir, time_scale, ci):
     """Run SCENARIO files; exit 0 only if every expectation of every scenario holds."""
-    from .rig import SerialBoardRig
-    from .runner import run_scenario
-    from .scenario import ScenarioError, load_scenario
-
     try:
         loaded = [load_scenario(p) for p in scenarios]
     except ScenarioError as e:

@@ -1,17 +1,18 @@
-"""Expectations -> verdicts, from what a run recorded (runner.RunResult). Pure: no I/O, so the
-rules are unit-tested on hand-made results (hil_tests/test_judge.py)."""
+"""Expectations -> verdicts, from what a run recorded (results.RunResult). Pure: no I/O, so the
+rules are unit-tested on hand-made results."""
 from __future__ import annotations
 
 import re
 
+from .results import POLL_RIG_S, RunResult, Verdict
 from .scenario import parse_duration
+from .truth import measure
 
 POLL_SLACK_S = 1.5  # wall: upsmon polls every second (POLLFREQALERT 1), the runner every 0.5 s
 
 
-def judge(res):
+def judge(res: RunResult):
     out = []
-    from .runner import Verdict
     if res.error:
         out.append(Verdict("run completed", "run", False, res.error))
     for e in res.scenario.expects:
@@ -31,10 +32,6 @@ def _window(res, a):
     if w is None:
         return 0.0, float("inf")
     return parse_duration(w[0]), parse_duration(w[1])
-
-
-def _fmt_t(res, wall):
-    return "t=%s" % _story(res.story(wall))
 
 
 def _story(s):
@@ -186,7 +183,6 @@ def r_tier_wait(res, a):
 
 
 def _truth_for(stim, mains_cfg):
-    from .truth import measure
     f = float(mains_cfg.get("nominal_hz", 50))
     rate = float(mains_cfg.get("sample_rate", 4000))
     dur = stim["duration_s"]
@@ -346,7 +342,6 @@ def r_no_restore_before(res, a):
 def r_restore_when_powered(res, a):
     """Every power-on began with the UPS output on: the first rig reading taken after the
     RESTORING transition (runner polls the rig every POLL_RIG_S) shows the output on."""
-    from .runner import POLL_RIG_S
     restores = [w for w, f, to, c_ in res.transitions if to == "RESTORING" and w >= res.t0]
     if not restores:
         return False, "no power-on at all"

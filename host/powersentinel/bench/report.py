@@ -17,6 +17,8 @@ def _story_axis(res, walls):
 
 
 def timeline_png(res, path):
+    # imported here, not at the top: matplotlib costs a third of a second at every CLI start,
+    # and its backend must be chosen before pyplot loads
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

@@ -14,8 +14,12 @@ import os
 import tempfile
 import time
 
+from .. import virtual
+from ..errors import PowerSentinelError
+from ..link import Link
 
-class RigError(Exception):
+
+class RigError(PowerSentinelError):
     """The rig cannot do what the scenario asks (one line)."""
 
 
@@ -76,7 +80,6 @@ class VirtualRig(Rig):
         self.nut = ("127.0.0.1", 0)
 
     def start(self, config_path, ups_runtime_s, time_scale):
-        from .. import virtual
         with open(config_path) as f:
             self.nominal_hz = float(json.load(f).get("mains", {}).get("nominal_hz", 50))
         self.meta = virtual.start(self.dir, config=config_path, heap=self.heap,
@@ -87,11 +90,9 @@ class VirtualRig(Rig):
         self.nut = (host, int(port))
 
     def stop(self):
-        from .. import virtual
         virtual.stop(self.dir)
 
     def _set(self, values, at_phase=None):
-        from .. import virtual
         try:
             virtual.set_wires(self.dir, values, at_phase=at_phase)
         except virtual.VirtualError as e:
@@ -130,18 +131,15 @@ class VirtualRig(Rig):
         self._set({"ups.load": load_pct})
 
     def reset_board(self, cause="hard"):
-        from .. import virtual
         virtual.control(self.dir, {"cmd": "reset", "cause": cause})
 
     def read(self):
-        from .. import virtual
         s = virtual.state(self.dir)
         return {"mains_level": s["mains"]["level"], "frequency": s["mains"]["frequency"],
                 "samples": s["mains"]["samples"], "ups": s["ups"], "boots": s["boots"],
                 "resets": [tuple(r) for r in s.get("resets", [])]}
 
     def wait_mains_applied(self, level, timeout=0.2):
-        from .. import virtual
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if abs(virtual.state(self.dir)["mains"]["level"] - level) < 1e-9:
@@ -160,7 +158,6 @@ class SerialBoardRig(Rig):
         self.nut = (nut_host or "", nut_port)
 
     def start(self, config_path, ups_runtime_s, time_scale):
-        from ..link import Link
         with Link(self.port) as link:
             link.identify()
 

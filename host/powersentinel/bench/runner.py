@@ -17,18 +17,19 @@ import secrets
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass, field
 
+from ..link import Link, LinkError
 from ..paths import use_firmware_lib
+from .judge import judge
+from .report import write_report
+from .results import POLL_RIG_S, POLL_STATUS_S, RunResult
 from .rig import RigError, VirtualRig
-from .scenario import ScenarioError
+from .scenario import ScenarioError, parse_duration
 from .site import Site
 
 use_firmware_lib()
-
-POLL_STATUS_S = 0.5
-POLL_RIG_S = 0.25
-
+from sentinel import config, console  # noqa: E402  (the firmware's own validator and framing)
+from sentinel.passwd import hash_password  # noqa: E402
 
 class _StampedEvents(collections.deque):
     """The link's event queue, stamping each event with its arrival (wall) time: events that
@@ -41,51 +42,11 @@ class _StampedEvents(collections.deque):
         super().append(obj)
 
 
-@dataclass
-class Verdict:
-    name: str
-    kind: str
-    passed: bool
-    detail: str
-    needs: tuple = ()
-
-
-@dataclass
-class RunResult:
-    scenario: object
-    scale: float
-    verdicts: list = field(default_factory=list)
-    samples: list = field(default_factory=list)      # periodic observations (see _sample)
-    transitions: list = field(default_factory=list)  # (wall, from, to, cause)
-    mains_events: list = field(default_factory=list)  # (wall received, event dict)
-    stimuli: list = field(default_factory=list)      # dicts for mains disturbances, with truth
-    ups_commands: list = field(default_factory=list)  # (wall first seen, command)
-    audit: list = field(default_factory=list)        # (wall, tier, missing names, unknown addrs)
-    resets: list = field(default_factory=list)       # (wall, cause) of every board (re)start
-    notes: list = field(default_factory=list)
-    metrics: dict = field(default_factory=dict)
-    hosts: list = field(default_factory=list)        # SimHost objects (histories)
-    t0: float = 0.0
-    t_end: float = 0.0
-    config: dict = field(default_factory=dict)
-    error: str | None = None
-    report: dict = field(default_factory=dict)
-
-    @property
-    def passed(self):
-        return self.error is None and all(v.passed for v in self.verdicts)
-
-    def story(self, wall):
-        return (wall - self.t0) * self.scale
-
-
 # ---- device config ---------------------------------------------------------------------------
 
 def device_config(sc, site, scale, user, pw_hash):
     """The device config (JSON-ready) for scenario `sc` at `scale`; notes list what was
     clamped to the schema's limits."""
-    from sentinel import config
-
     notes = []
 
     def sec(name, story_s, lo):
@@ -171,7 +132,6 @@ class Runner:
 
     # -- plumbing ------------------------------------------------------------------------------
     def _status(self):
-        from ..link import LinkError
         try:
             st = self.link.request("status", timeout=1.0, retries=0)
         except LinkError:
@@ -182,7 +142,6 @@ class Runner:
     def _read_available(self):
         """Take the event frames already waiting on the port without blocking (so transitions are
         stamped within one loop turn of their arrival, not at the next status poll)."""
-        from sentinel import console
         link = self.link
         try:
             n = link.ser.in_waiting
@@ -257,12 +216,10 @@ class Runner:
             r.set_mains(level=float(level), at_phase=a.get("phase"))
         elif act in ("dip", "swell", "flicker"):
             level = float(a.get("residual", 0.0) if act != "swell" else a["level"])
-            from .scenario import parse_duration
             self._disturb(act, level, parse_duration(a["duration"]), a.get("phase"))
         elif act == "frequency":
             r.set_mains(frequency=float(a["hz"]), at_phase=a.get("phase"))
             if "to_hz" in a:
-                from .scenario import parse_duration
                 now = time.time()
                 self._drift = (now, now + parse_duration(a["over"]) / self.scale,
                                float(a["hz"]), float(a["to_hz"]))
@@ -275,7 +232,6 @@ class Runner:
         elif act == "contact":
             r.set_contact(a["line"], a["value"])
         elif act == "chatter":
-            from .scenario import parse_duration
             half = parse_duration(a.get("period", "20ms")) / 2
             now = time.time()
             for k in range(2 * int(a.get("count", 10))):
@@ -325,9 +281,6 @@ class Runner:
 
     # -- main ------------------------------------------------------------------------------------
     def run(self):
-        from ..link import Link
-        from sentinel.passwd import hash_password
-
         sc = self.sc
         res = self.res
         user = "hilmon"
@@ -372,10 +325,8 @@ class Runner:
                 self.rig.stop()
             except Exception as e:
                 res.notes.append("stopping the rig: %s" % e)
-        from .judge import judge
         res.verdicts = judge(res)
         if self.report_dir:
-            from .report import write_report
             res.report = write_report(res, self.report_dir)
         if self._own_workdir:
             shutil.rmtree(self.workdir, ignore_errors=True)
@@ -440,7 +391,6 @@ class Runner:
 
     def _collect_log(self):
         """Mains events the console stream may have missed (across a reboot), from the journal."""
-        from ..link import LinkError
         seen = {(e.get("start_ms"), e.get("duration_ms")) for _, e in self.res.mains_events}
         frm = 0
         try:

@@ -15,10 +15,12 @@ import re
 import tomllib
 from dataclasses import dataclass, field
 
+from ..errors import PowerSentinelError
+
 _DUR = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
 
 
-class ScenarioError(Exception):
+class ScenarioError(PowerSentinelError):
     """A scenario file that cannot be used; `errors` lists every problem found."""
 
     def __init__(self, path, errors):

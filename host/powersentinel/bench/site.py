@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import os
 import selectors
-import shutil
 import socket
 import threading
 import time
@@ -486,7 +485,3 @@ def _magic_target(data):
     if data[i + 6:i + 102] != mac * 16:
         return None
     return mac.hex()
-
-
-def nut_tools_note():
-    return None if shutil.which("upsc") else "upsc is not installed"

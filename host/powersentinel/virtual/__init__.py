@@ -1,35 +1,22 @@
-"""The virtual board: the real MicroPython interpreter running the real firmware on a littlefs
-flash image, its console on a pty, its pins driven from the host. See supervisor.py."""
+"""The virtual board's controls: start (deploying the firmware through the console, as onto a
+real board), stop, wires (set/get) over the supervisor's control socket. The board itself is
+the real MicroPython interpreter running the real firmware on a littlefs flash image, its
+console on a pty, its pins driven from the host: see supervisor.py."""
 import json
 import os
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 
+from .. import deploy as firmware  # firmware.deploy() is looked up at call time (tests patch it)
+from ..deploy import Board, DeployError
+from .board import VirtualError, board_json, info, port_of
 
-class VirtualError(Exception):
-    """An expected failure, reported as one line."""
-
-
-def _board_json(d):
-    return os.path.join(os.path.abspath(d), "board.json")
-
-
-def info(d):
-    try:
-        with open(_board_json(d)) as f:
-            return json.load(f)
-    except FileNotFoundError:
-        raise VirtualError("no virtual board is running in %s (start one with "
-                           "`powersentinel virtual start --dir %s`)" % (d, d))
-    except ValueError:
-        raise VirtualError("%s is damaged: stop the board and start it again" % _board_json(d))
-
-
-def port_of(d):
-    return info(d)["serial"]
+__all__ = ["VirtualError", "info", "port_of", "wait_for", "control", "state", "set_wires",
+           "start", "stop", "install_config"]
 
 
 def _alive(pid):
@@ -99,11 +86,11 @@ def start(d, config=None, heap="128wK", nut_port=0, deploy=True, progress=None,
     current firmware through the console exactly as onto a real board. Returns board.json."""
     d = os.path.abspath(d)
     os.makedirs(d, exist_ok=True)
-    if os.path.exists(_board_json(d)):
+    if os.path.exists(board_json(d)):
         pid = info(d).get("pid")
         if pid and _alive(pid):
             raise VirtualError("a virtual board is already running in %s (pid %d)" % (d, pid))
-        os.unlink(_board_json(d))
+        os.unlink(board_json(d))
     fresh = not os.path.exists(os.path.join(d, "flash.img"))
     cmd = [sys.executable, "-m", "powersentinel.virtual.supervisor", "--dir", d,
            "--heap", heap, "--nut-port", str(nut_port)] + list(extra_args)
@@ -123,9 +110,8 @@ def start(d, config=None, heap="128wK", nut_port=0, deploy=True, progress=None,
         if proc.poll() is not None:
             raise VirtualError("the virtual board failed to start (see %s)"
                                % os.path.join(d, "supervisor.log"))
-        return os.path.exists(_board_json(d))
+        return os.path.exists(board_json(d))
 
-    from ..deploy import DeployError
     try:
         _bring_up(d, proc, ready, fresh, config, deploy, progress, timeout)
     except (VirtualError, DeployError):
@@ -156,7 +142,6 @@ def start(d, config=None, heap="128wK", nut_port=0, deploy=True, progress=None,
 def _bounded(fn, timeout, what, d):
     """Run fn() with a deadline: mpremote waits without one, and a board that dies mid-transfer
     must not hang the caller. On expiry the interpreter is reset, which ends the transfer."""
-    import threading
     box = {}
 
     def run():
@@ -183,10 +168,8 @@ def _bounded(fn, timeout, what, d):
 def _bring_up(d, proc, ready, fresh, config, deploy, progress, timeout):
     wait_for(ready, timeout, "the virtual board to come up")
     if fresh and deploy:
-        from ..deploy import deploy as do_deploy
-
         def flash():
-            do_deploy(info(d)["serial"], progress=progress, reboot=False)
+            firmware.deploy(info(d)["serial"], progress=progress, reboot=False)
             if config:
                 install_config(d, config)
 
@@ -223,7 +206,6 @@ def _load_config(path):
 
 def install_config(d, path):
     """Write a JSON config onto the board's flash (through the console, as a user would)."""
-    from ..deploy import Board
     with open(path, "rb") as f:
         data = f.read()
     with Board(info(d)["serial"]) as b:
@@ -231,15 +213,44 @@ def install_config(d, path):
         b.exec("import os\nos.rename('/config.json.new', '/config.json')")
 
 
+def _live_in_groups(groups):
+    """Processes (not zombies) whose process group is one of `groups`: the supervisor and the
+    interpreter each lead a session of their own, so their groups hold the board's processes."""
+    out = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % name) as f:
+                fields = f.read().rsplit(") ", 1)[1].split()
+        except (OSError, IndexError):
+            continue  # exited while we looked
+        if fields[0] != "Z" and int(fields[2]) in groups:
+            out.append(int(name))
+    return out
+
+
+def _reap(pid):
+    # a supervisor started by this process stays a zombie until we wait for it
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass
+
+
 def stop(d, timeout=10.0):
-    """Stop the board in d and everything it started; idempotent."""
+    """Stop the board in d; return once every process of it (supervisor, interpreter and what
+    they started) has exited. The flash image stays. Idempotent: False if none was running.
+
+    An exited process whose parent has not yet collected it (a zombie) counts as exited: it
+    holds no port, file or memory, and only its parent can collect it."""
     d = os.path.abspath(d)
     try:
         meta = info(d)
     except VirtualError:
         return False
     pid = meta.get("pid")
-    ipid = meta.get("interpreter_pid")
+    groups = {p for p in (pid, meta.get("interpreter_pid")) if p}
     if pid and _alive(pid):
         try:
             control(d, {"cmd": "stop"}, timeout=2)
@@ -249,11 +260,17 @@ def stop(d, timeout=10.0):
             wait_for(lambda: not _alive(pid), timeout, "the supervisor to exit")
         except VirtualError:
             os.kill(pid, signal.SIGKILL)
-    if ipid and _alive(ipid):
-        try:
-            os.killpg(ipid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+    # the supervisor kills its interpreter on the way out; whatever is left (a supervisor that
+    # had to be killed, a process the interpreter started) is killed here
+    for g in groups:
+        if _live_in_groups({g}):
+            try:
+                os.killpg(g, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+    wait_for(lambda: not _live_in_groups(groups), timeout, "the board's processes to exit")
+    if pid:
+        _reap(pid)
     for name in ("board.json", "control.sock"):
         try:
             os.unlink(os.path.join(d, name))
