@@ -7,6 +7,7 @@ from mpunit import TestCase
 from sentinel import config, q1
 from sentinel import statemachine as S
 from sentinel import sequencer as Q
+from sentinel import seqstate
 from sentinel.health import Health
 from sentinel.statemachine import Inputs, StateMachine
 
@@ -207,8 +208,11 @@ class Rig:
             self.sm = StateMachine.from_dict(self.cfg, sm_d, self.now, down_ms)
             assert self.seq.restore(seq_d, self.now, down_ms)
 
-    def reboot(self, down_ms=0, drop_clients=True, seq_kw=None):
-        saved = json.dumps([self.sm.to_dict(self.now), self.seq.to_dict(self.now)])
+    def reboot(self, down_ms=0, drop_clients=True, seq_kw=None, seq_saved=None):
+        """seq_saved: what the sequencer saved (default: its to_dict() now)."""
+        if seq_saved is None:
+            seq_saved = self.seq.to_dict(self.now)
+        saved = json.dumps([self.sm.to_dict(self.now), seq_saved])
         self.now += down_ms
         if drop_clients:
             for h in self.fleet.hosts:
@@ -714,21 +718,121 @@ class Persist(TestCase):
         self.assertEqual(r2.seq.m_down, {"apps": 5000})
 
 
-class AsyncWrapper(TestCase):
-    def test_run_steps_the_plan_and_hands_over_records(self):
+class StepRecords(TestCase):
+    def test_step_hands_over_the_records_its_reports_produced(self):
         r = Rig()
         r.i.commands.append("drill")
         r.sm.update(r.now, r.i)  # SHUTTING_DOWN (drill)
         got = []
-
-        async def main():
-            t = asyncio.create_task(r.seq.run(lambda: r.sm, 5, got.extend))
-            for _ in range(40):
-                await sleep_ms(5)
-                if r.sm.state == S.ONLINE:
-                    break
-            t.cancel()
-
-        asyncio.run(main())
+        for _ in range(3):
+            got.extend(r.seq.step(r.now, r.sm))  # the list is reused: keep its items
+            if r.sm.state == S.ONLINE:
+                break
+            r.now += STEP
         self.assertEqual(r.sm.state, S.ONLINE)
         self.assertEqual([g[3] for g in got if g[1] != g[2]], [S.SEQUENCE_DONE, S.DRILL_DONE])
+
+
+class SavedFormat(TestCase):
+    def test_fields_are_named_and_modes_are_not_phases(self):
+        r = Rig()
+        r.outage()
+        r.run_until(lambda: r.seq.phase("databases") == "waiting")
+        d = r.seq.to_dict(r.now)
+        self.assertEqual(d["v"], 2)
+        self.assertEqual(d["mode"], "shutdown")
+        db = d["tiers"][1]
+        self.assertEqual((db["name"], db["phase"], db["t_act"]), ("databases", "waiting", 100))
+        self.assertEqual(db["hosts"][0]["state"], "in")
+        self.assertEqual(d["tiers"][0]["hosts"][0]["t1"], 12100)  # web1 logged out at 3 s
+        r.run_until(r.state(S.LOAD_OFF))
+        r.power_cycle()
+        r.run_until(lambda: r.seq.phase("storage") == "up", 600000)
+        self.assertEqual(r.seq.summary(r.now)["mode"], "power_on")
+        for mode in seqstate.MODES:
+            self.assertNotIn(mode, (seqstate.IDLE, seqstate.FSD, seqstate.WAITING, seqstate.DONE,
+                                    seqstate.TIMEOUT, seqstate.OFF, seqstate.WAKING, seqstate.UP))
+
+    def test_unreadable_record_leaves_the_plan_untouched(self):
+        r = Rig()
+        r.outage()
+        r.run_until(lambda: r.seq.phase("databases") == "waiting")
+        d = json.loads(json.dumps(r.seq.to_dict(r.now)))
+        d["tiers"][2]["hosts"][0]["t0"] = "x"  # the last field read is bad
+        r2 = Rig()
+        self.assertFalse(r2.seq.restore(d, r.now))
+        self.assertEqual(r2.seq.mode, None)
+        self.assertEqual(r2.seq.phases(), {"apps": "idle", "databases": "idle", "storage": "idle"})
+        self.assertIsNone(r2.seq.tiers[0].t_act)
+        d["tiers"][2]["hosts"][0]["t0"] = None
+        d["mode"] = "up"  # a version 1 name in a version 2 record
+        self.assertFalse(r2.seq.restore(d, r.now))
+
+
+# What the previous firmware (saved format 1: tiers and hosts as positional lists, modes "down",
+# "off", "up") saved at two moments of the standard rig's timeline, captured from it.
+V1_MID_SHUTDOWN = json.loads(  # Rig(); outage(); until databases is "waiting" (now 16200)
+    '{"age_ms": 15100, "m_down": {"apps": 5000}, "mode": "down", "drill": false, '
+    '"complete": false, "tiers": [["apps", "done", 15100, 15100, 10100, [["out", null, null, '
+    '12100, 0, false], ["out", null, null, 10100, 0, false]]], ["databases", "waiting", 10100, '
+    '100, null, [["in", null, null, null, 0, false]]], ["storage", "idle", null, null, null, '
+    '[[null, null, null, null, 0, false]]]], "m_boot": {}, "load_off": null, "plan_id": 1, '
+    '"pos": 1, "lo_tries": 0, "v": 1}')
+V1_MID_POWER_ON = json.loads(  # db1 boots in 400 s; full_shutdown(); power_cycle(); until db1
+    # has had its second wake, then 5 s (now 423200)
+    '{"age_ms": 335000, "m_down": {"storage": 4000, "databases": 8000, "apps": 5000}, '
+    '"mode": "up", "drill": false, "complete": false, "tiers": [["apps", "off", null, null, '
+    'null, [[null, null, null, null, 0, false], [null, null, null, null, 0, false]]], '
+    '["databases", "waking", 315000, 305000, null, [["waking", 305000, 5000, null, 2, false]]], '
+    '["storage", "up", 335000, 335000, 315000, [["up", 335000, 335000, 315000, 1, false]]]], '
+    '"m_boot": {"nas1": 20000}, "load_off": null, "plan_id": 2, "pos": 1, "lo_tries": 0, '
+    '"v": 1}')
+
+
+class Upgrade(TestCase):
+    """A board upgraded in the middle of a plan resumes it from what the previous firmware
+    saved exactly as a board that kept this firmware resumes from its own record."""
+
+    def twins(self, setup, now, **over):
+        up, same = Rig(hosts=std_hosts(**over)), Rig(hosts=std_hosts(**over))
+        for r in (up, same):
+            setup(r)
+            self.assertEqual(r.now, now)  # the moment of the capture
+        return up, same
+
+    def test_mid_shutdown(self):
+        def setup(r):
+            r.outage()
+            r.run_until(lambda: r.seq.phase("databases") == "waiting")
+        up, same = self.twins(setup, 16200)
+        up.reboot(3000, seq_saved=V1_MID_SHUTDOWN)
+        same.reboot(3000)
+        self.assertEqual(up.seq.mode, seqstate.MODE_SHUTDOWN)
+        self.assertEqual(up.seq.to_dict(up.now), same.seq.to_dict(same.now))
+        self.assertEqual(sorted(up.nut.on), ["apps", "databases"])  # FSD raised again
+        for r in (up, same):
+            r.run_until(r.state(S.LOAD_OFF), 120000)
+        self.assertEqual(up.jr, same.jr)
+        self.assertEqual(up.log, same.log)
+        # databases: FSD at 16100, the 3 s reboot, then its grace for db1 to reconnect (it
+        # does not: the rig's hosts stay off the network); storage's nas1 is gone likewise
+        self.assertEqual(up.seq.m_down, {"apps": 5000, "databases": 3000 + Q.RESUME_GRACE_MS + 100,
+                                         "storage": 0})
+
+    def test_mid_power_on(self):
+        def setup(r):
+            r.full_shutdown()
+            r.power_cycle()
+            r.run_until(lambda: r.seq.tiers[1].hosts[0].tries == 2, 900000)
+            r.run(5000)
+        up, same = self.twins(setup, 423200, db1={"boot": 400000})
+        up.reboot(2000, drop_clients=False, seq_saved=V1_MID_POWER_ON)
+        same.reboot(2000, drop_clients=False)
+        self.assertEqual(up.seq.mode, seqstate.MODE_POWER_ON)
+        self.assertEqual(up.seq.to_dict(up.now), same.seq.to_dict(same.now))
+        for r in (up, same):
+            r.run_until(r.state(S.ONLINE), 900000)
+        self.assertEqual(up.jr, same.jr)
+        self.assertEqual(up.wols(), same.wols())
+        self.assertEqual(up.seq.m_boot, same.seq.m_boot)
+        self.assertEqual(sorted(up.seq.m_boot), ["db1", "nas1", "web1", "web2"])

@@ -72,7 +72,7 @@ def test_outage_runs_the_plan_and_power_on_brings_tiers_back(site):
     assert "S01R0001" in ups["commands"], ups  # told to cut the load and restore it
     virtual.set_wires(d, {"mains": "on"})
     seen, s = states_seen(link, lambda s: s["state"]["name"] == "ONLINE", 30)
-    assert s["plan"]["mode"] == "up" and s["plan"]["complete"]
+    assert s["plan"]["mode"] == "power_on" and s["plan"]["complete"]
     assert [t["name"] for t in s["plan"]["tiers"]] == ["storage", "databases", "apps"]
     assert all(t["phase"] == "up" for t in s["tiers"])
     assert not any(t["fsd"] for t in s["tiers"])  # FSD is not a latch

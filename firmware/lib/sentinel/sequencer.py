@@ -36,29 +36,20 @@ Per state of the machine:
   ONLINE         a shutdown plan that had not finished was cancelled (mains back before the
                  point of no return, or an abort): FSD is cleared on every tier.
 
-Tier phases (phase(tier), for the NUT provider and the console): "idle" (nothing done, or
-waiting for its delay), "fsd" (FSD raised this step), "waiting" (FSD raised, clients still
-logged in), "done" (all logged out), "timeout" (max_wait_s ran out, or a host did not come up),
-"off" (the UPS load is off), "waking" (FSD cleared, hosts woken, health pending), "up".
-A drill changes no phase.
+The plan modes, tier phases (phase(tier), for the NUT provider and the console), host states
+and the saved form of the progress are in seqstate.py; what a drill finds and its report, in
+drill.py. A drill changes no phase.
 """
 import asyncio
 
 from sentinel import statemachine as S
-from sentinel.health import Health, logged_in_addrs, norm_addr, parse
-
-IDLE = "idle"
-FSD = "fsd"
-WAITING = "waiting"
-DONE = "done"
-TIMEOUT = "timeout"
-OFF = "off"
-WAKING = "waking"
-UP = "up"
-
-DOWN = "down"  # plan modes
-POWER_ON = "up"
-LOADOFF = "off"
+from sentinel import seqstate
+from sentinel.drill import Drill
+from sentinel.health import Health, logged_in_addrs
+from sentinel.seqstate import (CHECKED, DONE, FSD, H_ABSENT, H_GONE, H_IN, H_LOST, H_OUT,
+                               H_TIMEOUT, H_UP, H_WAKING, IDLE, LO_FAILED, LO_NONE, LO_PENDING,
+                               LO_SENT, MODE_LOAD_OFF, MODE_POWER_ON, MODE_SHUTDOWN, OFF,
+                               REACHABLE, TIMEOUT, UP, WAITING, WAKING, Tier, seconds)
 
 # After a reboot mid-shutdown every upsmon connection is gone: give the clients that were still
 # logged in this long to reconnect (upsmon retries every POLLFREQ, 5 s) before an empty tier
@@ -69,63 +60,9 @@ LOAD_OFF_RETRY_MS = 10000
 LOAD_OFF_TRIES = 3
 _LIST_MAX = 16  # names/addresses per journal record (a record holds at most 1 KiB)
 
-_FORMAT = 1
-
 
 def _awaitable(r):
     return r is not None and (hasattr(r, "send") or hasattr(r, "__await__"))
-
-
-def _age(now, t):
-    return None if t is None else now - t
-
-
-def _at(now, age, elapsed):
-    return None if age is None else now - age - elapsed
-
-
-def _s(ms):
-    """ms -> seconds with one decimal (JSON-friendly), None stays None."""
-    return None if ms is None else round(ms / 1000, 1)
-
-
-class _Host:
-    def __init__(self, cfg):
-        self.cfg = cfg
-        self.name = cfg["name"]
-        self.addr = norm_addr(cfg["address"])
-        self.mac = cfg.get("mac")
-        self.kind = parse(cfg.get("health") or "nut")[0]
-        self.reset()
-
-    def reset(self):
-        # shutdown: "in" (logged in when FSD was raised), "out" (logged out at t1), "absent"
-        #   (not logged in at FSD), "lost" (was in when the board rebooted: may reconnect),
-        #   "gone" (lost and never came back)
-        # power-on: "waking", "up" (healthy at t1), "timeout"
-        self.state = None  # type: str | None
-        self.t0 = None    # power-on: first wake (or check) time
-        self.t_try = None  # power-on: last wake
-        self.t1 = None    # logout time / healthy time
-        self.tries = 0    # wakes sent
-        self.was_on = False  # power-on: its upsmon was already back at the tier's start
-
-
-class _Tier:
-    def __init__(self, cfg):
-        self.name = cfg["name"]
-        self.delay_ms = cfg.get("delay_s", 0) * 1000
-        self.max_wait_ms = cfg.get("max_wait_s", 120) * 1000
-        self.hosts = [_Host(h) for h in cfg.get("hosts", ())]
-        self.phase = IDLE
-        self.reset()
-
-    def reset(self):
-        self.t_start = None  # became the tier in progress (its delay starts)
-        self.t_act = None    # FSD raised / FSD cleared and wakes sent
-        self.t_end = None
-        for h in self.hosts:
-            h.reset()
 
 
 class ContactLoadOff:
@@ -147,7 +84,7 @@ class Sequencer:
     ups_actions  object with shutdown_restore(delay_min, restore_min) -> bool or awaitable bool
                  (UpsLink, ContactLoadOff), or None when the UPS cannot be commanded
     journal_fn   journal_fn(type, data, now_ms, critical=bool) (Journal.append fits), or None
-    now_ms_fn    monotonic ms clock, used by run() and to time-stamp async completions
+    now_ms_fn    monotonic ms clock, to time-stamp async completions
     wake         wake(mac, addr) -> anything (an awaitable is spawned), e.g. wol.Sender.send;
                  None: no magic packets (hosts must power on with their outlet)
     health       object with check(tier, host_cfg, now_ms, since_ms) -> True/False/None;
@@ -166,32 +103,30 @@ class Sequencer:
         self.spawn = spawn or asyncio.create_task
         self.health = health if health is not None else Health(nut, spawn=self.spawn)
         self.resume_grace_ms = resume_grace_ms
-        self.drill_probe_ms = drill_probe_ms
         rec = cfg["recovery"]
         self.boot_ms = rec["boot_timeout_s"] * 1000
         self.retries = rec["wake_retries"]
         self.delay_min = cfg["ups"]["shutdown_delay_min"]
         self.restore_min = cfg["ups"]["restore_min"]
         self.stable_s = cfg["policy"]["stable_mains_s"]
-        self.tiers = [_Tier(t) for t in cfg.get("tiers", ())]
+        self.tiers = [Tier(t) for t in cfg["tiers"]]
         # the plan being followed (persisted by to_dict)
         self.plan_id = None
-        self.mode = None        # None, DOWN, LOADOFF, POWER_ON
+        self.mode = None        # None or a seqstate MODE_*
         self.drill = False
         self.complete = False   # this plan's walk finished (sequence_done sent)
         self.order = []         # tier indexes in walk order
         self.pos = 0            # index into order of the tier in progress
         self.t_plan = None
-        self.load_off = None    # None (not yet), "pending", "sent", "failed", "none"
-        self._lo_tries = 0
+        self.load_off = None    # None (not yet) or a seqstate LO_*
+        self.lo_tries = 0
         self._lo_last = None
         self.resumed_at = None  # set by restore(): reconnect grace for the tier in progress
         # measured figures of the last real sequences (persisted: drills estimate from them)
         self.m_down = {}        # tier -> ms from FSD until its last client left (or max_wait)
         self.m_boot = {}        # host -> ms from first wake until healthy
         self.report = None      # last drill report
-        self._drill_hosts = {}  # host name -> [connected, reachable]
-        self._drill_unknown = {}
+        self._drill = Drill(self.tiers, nut, self.health, drill_probe_ms)
         self.dirty = False
         self.errors = 0
         self._recs = []
@@ -251,23 +186,23 @@ class Sequencer:
             recs.clear()
         st = sm.state
         if st == S.SHUTTING_DOWN:
-            if self.mode != DOWN or self.plan_id != sm.plan_id:
-                self._start(now, DOWN, sm.plan_id, sm.drill)
+            if self.mode != MODE_SHUTDOWN or self.plan_id != sm.plan_id:
+                self._start(now, MODE_SHUTDOWN, sm.plan_id, sm.drill)
             if self.drill:
                 self._drill_down(now, sm)
             else:
                 self._down(now, sm)
         elif st == S.RESTORING:
-            if self.mode != POWER_ON or self.plan_id != sm.plan_id:
-                self._start(now, POWER_ON, sm.plan_id, sm.drill)
+            if self.mode != MODE_POWER_ON or self.plan_id != sm.plan_id:
+                self._start(now, MODE_POWER_ON, sm.plan_id, sm.drill)
             if self.drill:
                 self._drill_up(now, sm)
             else:
                 self._up(now, sm)
         elif st == S.LOAD_OFF:
-            if self.mode != DOWN or self.plan_id != sm.plan_id:
+            if self.mode != MODE_SHUTDOWN or self.plan_id != sm.plan_id:
                 # resumed straight into LOAD_OFF without our plan: the tiers are done
-                self.mode = DOWN
+                self.mode = MODE_SHUTDOWN
                 self.plan_id = sm.plan_id
                 self.drill = False
                 self.complete = True
@@ -275,8 +210,8 @@ class Sequencer:
                 self.dirty = True
             self._load_off(now)
         elif st == S.WAIT_MAINS:
-            if self.mode != LOADOFF:
-                self.mode = LOADOFF
+            if self.mode != MODE_LOAD_OFF:
+                self.mode = MODE_LOAD_OFF
                 self._clear_all_fsd()
                 for t in self.tiers:
                     self._set_phase(t, OFF)
@@ -286,40 +221,25 @@ class Sequencer:
                 self._abandon(now, "drill_aborted")  # a real outage ended the rehearsal
             # a power-on in progress pauses here: nothing is woken on battery
         elif st == S.ONLINE:
-            if (self.mode == DOWN or self.mode == POWER_ON) and not self.complete:
+            if (self.mode == MODE_SHUTDOWN or self.mode == MODE_POWER_ON) and not self.complete:
                 if self.drill:
                     self._abandon(now, "drill_aborted")
-                elif self.mode == DOWN:
+                elif self.mode == MODE_SHUTDOWN:
                     self._abandon(now, "shutdown_cancelled")
                 else:
                     self._abandon(now, "power_on_abandoned")
         return recs
 
-    async def run(self, get_sm, period_ms=250, on_records=None):
-        """Thin asyncio wrapper for apps that prefer a task: step() every period_ms with
-        get_sm() and now_ms_fn(); on_records(list) gets the machine records."""
-        clock = self.now_ms
-        if clock is None:
-            raise ValueError("run() needs now_ms_fn")
-        sleep = getattr(asyncio, "sleep_ms", None)
-        while True:
-            recs = self.step(clock(), get_sm())
-            if recs and on_records is not None:
-                on_records(recs)
-            if sleep is not None:
-                await sleep(period_ms)
-            else:
-                await asyncio.sleep(period_ms / 1000)
-
     # ---- plans ----------------------------------------------------------------------------
 
     def _start(self, now, mode, plan_id, drill):
-        if self.mode == DOWN and not self.complete and not self.drill:
+        if self.mode == MODE_SHUTDOWN and not self.complete and not self.drill:
             # the shutdown ended before its end (mains back before the point of no return):
             # nothing more may shut down
             self._clear_all_fsd()
             self._log("shutdown_cancelled", {"plan": self.plan_id}, now, True)
-        keep_drill = drill and self.drill and self.mode == DOWN and mode == POWER_ON
+        keep_drill = (drill and self.drill and self.mode == MODE_SHUTDOWN
+                      and mode == MODE_POWER_ON)
         self.mode = mode
         self.plan_id = plan_id
         self.drill = drill
@@ -327,18 +247,17 @@ class Sequencer:
         self.pos = 0
         self.t_plan = now
         self.load_off = None
-        self._lo_tries = 0
+        self.lo_tries = 0
         self._lo_last = None
         self.resumed_at = None
         n = len(self.tiers)
-        self.order = list(range(n)) if mode == DOWN else list(range(n - 1, -1, -1))
+        self.order = list(range(n)) if mode == MODE_SHUTDOWN else list(range(n - 1, -1, -1))
         for t in self.tiers:
             t.reset()
         if drill:
             if not keep_drill:
-                self._drill_hosts = {}
-                self._drill_unknown = {}
-        elif mode == DOWN:
+                self._drill.reset()
+        elif mode == MODE_SHUTDOWN:
             self._log("shutdown_start", {"plan": plan_id,
                                          "tiers": [self.tiers[i].name for i in self.order]},
                       now, True)
@@ -388,9 +307,9 @@ class Sequencer:
             absent = []
             for h in t.hosts:
                 if h.addr in addrs:
-                    h.state = "in"
+                    h.state = H_IN
                 else:
-                    h.state = "absent"
+                    h.state = H_ABSENT
                     absent.append(h.name)
             self._set_phase(t, FSD)
             self._log("tier_fsd", {"plan": pid, "tier": t.name, "clients": len(addrs),
@@ -402,19 +321,19 @@ class Sequencer:
         grace_over = self.resumed_at is None or now - self.resumed_at >= self.resume_grace_ms
         for h in t.hosts:
             s = h.state
-            if s == "in" or s == "absent":
+            if s == H_IN or s == H_ABSENT:
                 if h.addr not in addrs:
-                    if s == "in":
-                        h.state = "out"
+                    if s == H_IN:
+                        h.state = H_OUT
                         h.t1 = now
                         self.dirty = True
                 else:
-                    h.state = "in"  # absent at FSD, logged in since (it sees FSD)
-            elif s == "lost":
+                    h.state = H_IN  # absent at FSD, logged in since (it sees FSD)
+            elif s == H_LOST:
                 if h.addr in addrs:
-                    h.state = "in"
+                    h.state = H_IN
                 elif grace_over:
-                    h.state = "gone"
+                    h.state = H_GONE
                     self.dirty = True
                 else:
                     lost = True
@@ -438,7 +357,7 @@ class Sequencer:
             for a in addrs:
                 if a not in pending:
                     pending.append(a)
-            names = [h.name for h in t.hosts if h.addr in addrs or h.state == "lost"]
+            names = [h.name for h in t.hosts if h.addr in addrs or h.state == H_LOST]
             self._log("tier_timeout", {"plan": pid, "tier": t.name, "waited_ms": waited,
                                        "pending": pending[:_LIST_MAX],
                                        "hosts": names[:_LIST_MAX]}, now, True)
@@ -450,23 +369,23 @@ class Sequencer:
         return False
 
     def _load_off(self, now):
-        if self.drill or self.load_off in ("sent", "none"):
+        if self.drill or self.load_off == LO_SENT or self.load_off == LO_NONE:
             return
-        if self.load_off == "pending":
+        if self.load_off == LO_PENDING:
             return  # an async command is in flight
-        if self.load_off == "failed":
-            if self._lo_tries >= LOAD_OFF_TRIES or now - self._lo_last < LOAD_OFF_RETRY_MS:
+        if self.load_off == LO_FAILED:
+            if self.lo_tries >= LOAD_OFF_TRIES or now - self._lo_last < LOAD_OFF_RETRY_MS:
                 return
         ups = self.ups
         if ups is None:
-            self.load_off = "none"
+            self.load_off = LO_NONE
             self.dirty = True
             self._log("ups_off", {"plan": self.plan_id, "ok": False,
                                   "why": "no UPS command configured"}, now, True)
             return
-        self._lo_tries += 1
+        self.lo_tries += 1
         self._lo_last = now
-        self.load_off = "pending"
+        self.load_off = LO_PENDING
         self.dirty = True
         try:
             r = ups.shutdown_restore(self.delay_min, self.restore_min)
@@ -487,10 +406,10 @@ class Sequencer:
     def _load_off_result(self, now, ok, pid):
         if pid != self.plan_id:
             return
-        self.load_off = "sent" if ok else "failed"
+        self.load_off = LO_SENT if ok else LO_FAILED
         self.dirty = True
         self._log("ups_off", {"plan": pid, "ok": ok, "delay_min": self.delay_min,
-                              "restore_min": self.restore_min, "try": self._lo_tries,
+                              "restore_min": self.restore_min, "try": self.lo_tries,
                               "took_ms": now - self.t_plan}, now, True)
 
     # ---- power-on -------------------------------------------------------------------------
@@ -511,7 +430,7 @@ class Sequencer:
                 t = self.tiers[i]
                 tiers[t.name] = None if t.t_end is None else t.t_end - t.t_start
                 for h in t.hosts:
-                    if h.state == "timeout":
+                    if h.state == H_TIMEOUT:
                         failed.append(h.name)
             self._log("power_on", {"plan": self.plan_id, "done": True,
                                    "took_ms": now - self.t_plan, "tiers": tiers,
@@ -519,7 +438,7 @@ class Sequencer:
             self._sm(sm.sequence_done(now, self.plan_id))
 
     def _wake(self, now, t, h):
-        h.state = "waking"
+        h.state = H_WAKING
         h.t_try = now
         self.dirty = True
         if not h.mac:
@@ -551,16 +470,16 @@ class Sequencer:
                 if h.addr in addrs:
                     # its upsmon is back: the host is on (its health check still decides "up")
                     h.was_on = True
-                    h.state = "waking"
+                    h.state = H_WAKING
                     h.t_try = now
                 else:
                     self._wake(now, t, h)
         finished = True
         for h in t.hosts:
-            if h.state == "up" or h.state == "timeout":
+            if h.state == H_UP or h.state == H_TIMEOUT:
                 continue
             if self.health.check(t.name, h.cfg, now, h.t0) is True:
-                h.state = "up"
+                h.state = H_UP
                 h.t1 = now
                 took = now - h.t0
                 if h.kind != "none" and not h.was_on:  # a boot we waited for: a measurement
@@ -573,7 +492,7 @@ class Sequencer:
                 if h.mac and h.tries < 1 + self.retries:
                     self._wake(now, t, h)
                 else:
-                    h.state = "timeout"
+                    h.state = H_TIMEOUT
                     self.dirty = True
                     self._log("host_timeout", {"tier": t.name, "host": h.name,
                                                "waited_ms": now - h.t0, "tries": h.tries},
@@ -583,7 +502,7 @@ class Sequencer:
         if not finished:
             return False
         t.t_end = now
-        failed = [h.name for h in t.hosts if h.state == "timeout"]
+        failed = [h.name for h in t.hosts if h.state == H_TIMEOUT]
         self._set_phase(t, TIMEOUT if failed else UP)
         self._log("power_on", {"plan": pid, "tier": t.name, "took_ms": now - t.t_act,
                                "up": len(t.hosts) - len(failed), "failed": failed[:_LIST_MAX]},
@@ -593,119 +512,31 @@ class Sequencer:
 
     # ---- drill ----------------------------------------------------------------------------
 
-    def _drill_connected(self):
-        for t in self.tiers:
-            addrs = logged_in_addrs(self.nut, t.name)
-            known = []
-            for h in t.hosts:
-                self._drill_hosts[h.name] = [h.addr in addrs, None]
-                known.append(h.addr)
-            self._drill_unknown[t.name] = [a for a in addrs if a not in known][:_LIST_MAX]
-
     def _drill_down(self, now, sm):
         if self.complete:
             return
-        self._drill_connected()
+        self._drill.connected()
         for i in self.order:
-            self._sm(sm.tier_progress(now, self.tiers[i].name, "checked", self.plan_id))
+            self._sm(sm.tier_progress(now, self.tiers[i].name, CHECKED, self.plan_id))
         self.complete = True
         self.dirty = True
         self._sm(sm.sequence_done(now, self.plan_id))
 
     def _drill_up(self, now, sm):
-        if self.complete:
-            return
-        if not self._drill_hosts:
-            self._drill_connected()  # resumed after a reboot: the first half is redone here
-        pending = False
-        late = now - self.t_plan >= self.drill_probe_ms
-        for t in self.tiers:
-            for h in t.hosts:
-                d = self._drill_hosts[h.name]
-                if d[1] is not None:
-                    continue
-                if h.kind == "none":
-                    d[1] = "unchecked"
-                    continue
-                r = self.health.check(t.name, h.cfg, now, self.t_plan)
-                if r is not None:
-                    d[1] = bool(r)
-                elif late:
-                    d[1] = False  # no answer within drill_probe_ms
-                else:
-                    pending = True
-        if pending:
+        if self.complete or not self._drill.probe(now, self.t_plan):
             return
         for i in self.order:
-            self._sm(sm.tier_progress(now, self.tiers[i].name, "reachable", self.plan_id))
-        self.report = self._drill_report(now)
-        r = self.report
+            self._sm(sm.tier_progress(now, self.tiers[i].name, REACHABLE, self.plan_id))
+        lo = None if self.ups is None else {"delay_min": self.delay_min,
+                                            "restore_min": self.restore_min}
+        r = self.report = self._drill.report(self.plan_id, self.m_down, self.m_boot,
+                                             self.boot_ms, lo, self.stable_s)
         self._log("drill", {"plan": self.plan_id, "ok": r["ok"], "shutdown_s": r["shutdown_s"],
                             "power_on_s": r["power_on_s"], "problems": r["problems"][:8],
                             "n_problems": len(r["problems"])}, now, True)
         self.complete = True
         self.dirty = True
         self._sm(sm.sequence_done(now, self.plan_id))
-
-    def _drill_report(self, now):
-        tiers = []
-        problems = []
-        down_total = 0
-        up_total = 0
-        for t in self.tiers:
-            hosts = []
-            n_con = 0
-            boot = 0
-            boot_measured = True
-            for h in t.hosts:
-                con, reach = self._drill_hosts.get(h.name, (None, None))
-                hosts.append({"host": h.name, "addr": h.addr, "connected": con,
-                              "reachable": reach})
-                if con:
-                    n_con += 1
-                else:
-                    problems.append("%s (%s): not logged in to its tier" % (h.name, t.name))
-                if reach is False and (con or h.kind != "nut"):  # nut: the same fact twice
-                    problems.append("%s (%s): health check %s failed" % (
-                        h.name, t.name, h.cfg.get("health") or "nut"))
-                if h.kind != "none":
-                    b = self.m_boot.get(h.name)
-                    if b is None:
-                        b = self.boot_ms
-                        boot_measured = False
-                    boot = max(boot, b)
-                if h.kind != "nut" and not h.mac:
-                    pass  # powers on with its outlet: nothing to send
-            if n_con:
-                w = self.m_down.get(t.name)
-                down_basis = "measured" if w is not None else "max_wait"
-                if w is None:
-                    w = t.max_wait_ms
-            else:
-                w = 0
-                down_basis = "nobody logged in"
-            down = t.delay_ms + w
-            up = t.delay_ms + boot
-            down_total += down
-            up_total += up
-            tiers.append({"name": t.name, "hosts": hosts,
-                          "unknown": self._drill_unknown.get(t.name, []),
-                          "down_s": _s(down), "down_basis": down_basis,
-                          "up_s": _s(up),
-                          "up_basis": "measured" if boot_measured else "boot_timeout"})
-        return {
-            "plan": self.plan_id,
-            "ok": not problems,
-            "order_down": [self.tiers[i].name for i in range(len(self.tiers))],
-            "order_up": [self.tiers[i].name for i in range(len(self.tiers) - 1, -1, -1)],
-            "tiers": tiers,
-            "shutdown_s": _s(down_total),
-            "load_off": None if self.ups is None else {"delay_min": self.delay_min,
-                                                       "restore_min": self.restore_min},
-            "wait_before_power_on_s": self.stable_s,
-            "power_on_s": _s(up_total),
-            "problems": problems,
-        }
 
     # ---- status ---------------------------------------------------------------------------
 
@@ -716,106 +547,59 @@ class Sequencer:
             t = self.tiers[i]
             hosts = []
             for h in t.hosts:
-                if self.mode == POWER_ON:
+                if self.mode == MODE_POWER_ON:
                     took = None if h.t1 is None or h.t0 is None else h.t1 - h.t0
                 else:
                     took = None if h.t1 is None or t.t_act is None else h.t1 - t.t_act
-                hosts.append({"host": h.name, "state": h.state, "took_s": _s(took),
+                hosts.append({"host": h.name, "state": h.state, "took_s": seconds(took),
                               "tries": h.tries})
             if t.t_act is None:
                 took = None
             else:
                 took = (now if t.t_end is None else t.t_end) - t.t_act
-            tiers.append({"name": t.name, "phase": t.phase, "took_s": _s(took),
+            tiers.append({"name": t.name, "phase": t.phase, "took_s": seconds(took),
                           "hosts": hosts})
+        elapsed = None if self.t_plan is None else now - self.t_plan
         return {"plan": self.plan_id, "mode": self.mode, "drill": self.drill,
-                "complete": self.complete, "elapsed_s": _s(_age(now, self.t_plan)),
+                "complete": self.complete, "elapsed_s": seconds(elapsed),
                 "load_off": self.load_off, "tiers": tiers,
-                "measured": {"down_s": {k: _s(v) for k, v in self.m_down.items()},
-                             "boot_s": {k: _s(v) for k, v in self.m_boot.items()}}}
+                "measured": {"down_s": {k: seconds(v) for k, v in self.m_down.items()},
+                             "boot_s": {k: seconds(v) for k, v in self.m_boot.items()}}}
 
     # ---- persistence ----------------------------------------------------------------------
 
     def to_dict(self, now):
-        """Plan progress, JSON-ready, times as ages at `now`. Clears `dirty`."""
+        """Plan progress, JSON-ready (seqstate.dump). Clears `dirty`."""
         self.dirty = False
-        tiers = []
-        for t in self.tiers:
-            hs = []
-            for h in t.hosts:
-                hs.append([h.state, _age(now, h.t0), _age(now, h.t_try), _age(now, h.t1),
-                           h.tries, h.was_on])
-            tiers.append([t.name, t.phase, _age(now, t.t_start), _age(now, t.t_act),
-                          _age(now, t.t_end), hs])
-        return {"v": _FORMAT, "plan_id": self.plan_id, "mode": self.mode,
-                "drill": self.drill, "complete": self.complete, "pos": self.pos,
-                "age_ms": _age(now, self.t_plan),
-                "load_off": "failed" if self.load_off == "pending" else self.load_off,
-                "lo_tries": self._lo_tries,
-                "tiers": tiers, "m_down": dict(self.m_down), "m_boot": dict(self.m_boot)}
+        return seqstate.dump(self, now)
 
     def restore(self, d, now, elapsed_ms=0):
-        """Resume a to_dict() result after a reboot (elapsed_ms: time the board was down, if
-        known). Re-raises FSD on the tiers the shutdown had reached; the tier in progress gives
-        its clients resume_grace_ms to reconnect before an empty tier counts as down. Returns
-        False (and keeps a fresh plan) if `d` does not fit this config."""
-        try:
-            if d["v"] != _FORMAT:
-                return False
-            m = d["m_down"]
-            b = d["m_boot"]
-            self.m_down = {k: int(v) for k, v in m.items()}
-            self.m_boot = {k: int(v) for k, v in b.items()}
-            saved = d["tiers"]
-            if [x[0] for x in saved] != [t.name for t in self.tiers]:
-                return False  # the tiers changed: the measured figures still hold per name
-            for t, x in zip(self.tiers, saved):
-                if len(x[5]) != len(t.hosts):
-                    return False
-            mode = d["mode"]
-            if mode not in (None, DOWN, LOADOFF, POWER_ON):
-                return False
-            for t, x in zip(self.tiers, saved):
-                t.phase = x[1]
-                t.t_start = _at(now, x[2], elapsed_ms)
-                t.t_act = _at(now, x[3], elapsed_ms)
-                t.t_end = _at(now, x[4], elapsed_ms)
-                for h, y in zip(t.hosts, x[5]):
-                    h.state = y[0]
-                    h.t0 = _at(now, y[1], elapsed_ms)
-                    h.t_try = _at(now, y[2], elapsed_ms)
-                    h.t1 = _at(now, y[3], elapsed_ms)
-                    h.tries = y[4]
-                    h.was_on = bool(y[5])
-            self.mode = mode
-            self.plan_id = d["plan_id"]
-            self.drill = bool(d["drill"])
-            self.complete = bool(d["complete"])
-            self.pos = d["pos"]
-            self.t_plan = _at(now, d["age_ms"], elapsed_ms)
-            self.load_off = d["load_off"]
-            self._lo_tries = d["lo_tries"]
-            self._lo_last = None if self.load_off is None else now - LOAD_OFF_RETRY_MS
-        except (KeyError, TypeError, ValueError, IndexError):
+        """Resume a to_dict() result, also one written by earlier firmware, after a reboot
+        (elapsed_ms: time the board was down, if known). Re-raises FSD on the tiers the
+        shutdown had reached; the tier in progress gives its clients resume_grace_ms to
+        reconnect before an empty tier counts as down. Returns False (and keeps a fresh plan)
+        if `d` does not fit this config."""
+        if not seqstate.load(self, d, now, elapsed_ms):
             return False
+        mode = self.mode
+        self._lo_last = None if self.load_off is None else now - LOAD_OFF_RETRY_MS
         n = len(self.tiers)
-        self.order = list(range(n)) if mode != POWER_ON else list(range(n - 1, -1, -1))
+        self.order = list(range(n)) if mode != MODE_POWER_ON else list(range(n - 1, -1, -1))
         self.resumed_at = now
         if self.drill:
             # a rehearsal is cheap to redo; its first half is redone if it was lost
-            self._drill_hosts = {}
-            self._drill_unknown = {}
-            if mode == DOWN:
+            self._drill.reset()
+            if mode == MODE_SHUTDOWN:
                 self.complete = False
-        elif mode == DOWN:
+        elif mode == MODE_SHUTDOWN:
             for k in range(min(self.pos + 1, n)):
                 t = self.tiers[self.order[k]]
                 if t.t_act is not None:
                     self._fsd(t.name, True)  # the NUT server's FSD lived in RAM
                 if k == self.pos and t.t_end is None:
                     for h in t.hosts:
-                        if h.state == "in":
-                            h.state = "lost"
+                        if h.state == H_IN:
+                            h.state = H_LOST
             if self.complete:
                 self.pos = n
         self.dirty = False
