@@ -1,4 +1,4 @@
-"""Smoke test of the analysis benchmark (issue 6), run as a user runs it, in a tiny size. The
+"""Smoke test of the analysis benchmark, run as a user runs it, in a tiny size. The
 benchmark itself checks that every Urms(1/2) formulation (Cython in each SIMD variant, NumPy
 cumsum and the blocked NumPy ones) gives the same values; here its JSON must be complete."""
 import json

@@ -1,4 +1,4 @@
-"""Smoke test of the NUT benchmarks (issue 4): each runs in a tiny mode, as a user runs it
+"""Smoke test of the NUT benchmarks: each runs in a tiny mode, as a user runs it
 (`.venv/bin/python benchmarks/...`), and its JSON must make sense. ~30 s; needs the real NUT
 binaries (nut-server, nut-client)."""
 import json

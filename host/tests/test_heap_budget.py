@@ -1,4 +1,4 @@
-"""The firmware's heap budget on the virtual board (issue 2/3): at 128wK (the default), under the heap_bench
+"""The firmware's heap budget on the virtual board: at 128wK (the default), under the heap_bench
 scenario (Q1 link, 3 tiers x 2 hosts, 2 NUT users, 8 NUT clients logged in and polling, a mains
 outage with its waveform capture), the firmware must survive and keep at least 20 % of its heap
 free at the peak. One ~20 s scenario run is shared by the tests below.

@@ -1,4 +1,4 @@
-"""Sampler stall, UPS link stall and signal faults on the virtual board (issue 8, items 2 and 4).
+"""Sampler stall, UPS link stall and signal faults on the virtual board.
 
 Each test drives the real firmware through the supervisor's wires and checks what a server's
 upsmon would see over NUT, what the board logged, and that it never started a shutdown.

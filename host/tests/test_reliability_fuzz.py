@@ -1,4 +1,4 @@
-"""Hostile input, sans-IO (issue 8, item 5): the fuzz harnesses' properties over a few thousand
+"""Hostile input, sans-IO: the fuzz harnesses' properties over a few thousand
 mutated inputs each (dependency-free random driver, deterministic per PS_REL_SEED), and, where
 atheris is installed, a short coverage-guided atheris run of each harness. The long atheris runs
 are documented in docs/reliability.md."""

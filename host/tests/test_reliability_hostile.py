@@ -1,5 +1,5 @@
-"""Hostile input over the real sockets and pty (issue 8, item 5) and authorisation and
-connection exhaustion (item 6), against the firmware on the virtual board.
+"""Hostile input over the real sockets and pty, and authorisation and connection
+exhaustion, against the firmware on the virtual board.
 
 One board serves the module: two tiers ("apps" and "lab"; FSD is only ever raised on "lab"),
 four users (benchmarks/reliability_common.USERS), max_conns 16.

@@ -1,4 +1,4 @@
-"""Network faults between the sentinel and a server (issue 8, item 3): the REAL upsmon (NUT
+"""Network faults between the sentinel and a server: the REAL upsmon (NUT
 2.8.0) watching the board through a loopback fault proxy (benchmarks/reliability_common.
 FaultProxy) that delays, black-holes and partitions the TCP stream.
 

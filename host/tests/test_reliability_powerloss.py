@@ -1,4 +1,4 @@
-"""Power loss on flash, board level (issue 8, item 1): the CI variant of
+"""Power loss on flash, board level: the CI variant of
 benchmarks/reliability_powerloss.py (the long run: --kills 1000, see docs/reliability.md), and
 the boot-loop counter under repeated power cuts.
 

@@ -1,4 +1,4 @@
-"""Accelerated soak (issue 8, item 7): benchmarks/reliability_soak.py for ~45 s (the long run is
+"""Accelerated soak: benchmarks/reliability_soak.py for ~45 s (the long run is
 `--duration 3600`, see docs/reliability.md). Knob: PS_REL_SOAK_S (default 45)."""
 import os
 import sys

@@ -180,3 +180,44 @@ def test_a_deploy_that_fails_twice_at_bring_up_power_cycles_the_board(tmp_path, 
         assert len(calls) == 3 and meta["firmware"], (calls, meta)
     finally:
         virtual.stop(d)
+
+
+def live_in_groups(pgids):
+    """Processes (zombies aside: they have exited) whose process group is one of pgids."""
+    out = []
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                with open("/proc/%s/stat" % name) as f:
+                    fields = f.read().rsplit(") ", 1)[1].split()
+            except (OSError, IndexError):
+                continue
+            if fields[0] != "Z" and int(fields[2]) in pgids:
+                out.append(int(name))
+    return out
+
+
+def test_virtual_stop_returns_once_every_process_of_the_board_has_exited(tmp_path):
+    # started and stopped by the console script, as a user does: the supervisor outlives the
+    # command that started it
+    ps = venv_tool("powersentinel")
+    d = str(tmp_path / "b")
+    r = subprocess.run([ps, "virtual", "start", "--dir", d], capture_output=True, text=True,
+                       timeout=600)
+    assert r.returncode == 0, r.stderr
+    meta = json.loads(r.stdout)
+    sup, interp = meta["pid"], meta["interpreter_pid"]
+    try:
+        # a process the board's interpreter started
+        mpremote(meta["serial"], "exec", "import os\nos.system('sleep 600 &')")
+        children = wait_for(lambda: [p for p in live_in_groups({interp}) if p != interp], 20,
+                            "the interpreter's child")
+        r = subprocess.run([ps, "virtual", "stop", "--dir", d], capture_output=True, text=True,
+                           timeout=60)
+        left = live_in_groups({sup, interp})  # right when the command has returned
+        assert r.returncode == 0 and r.stdout.startswith("stopped"), r.stdout + r.stderr
+        assert left == [], left
+        assert no_leftover([sup, interp] + children) == []
+        assert not os.path.exists(os.path.join(d, "board.json"))
+    finally:
+        virtual.stop(d)
