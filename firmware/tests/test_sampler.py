@@ -15,22 +15,34 @@ CFG = mains_cfg(nominal_hz=50, sample_rate=RATE, block_len=BL)
 
 
 class FakeAdc:
-    """Serves n samples of a siggen.Gen in blocks through one reused buffer, as the HAL does;
-    `lose` maps a block number to how many blocks the "hardware" dropped before it."""
+    """Serves n samples of a siggen.Gen in blocks through one reused buffer, as the HAL does,
+    with a clock: a block is delivered when its last sample has been made (or later, see late).
+    The maps are keyed by the block number (sample index // BL) where the fault starts:
+    lose: blocks the "hardware" dropped and counted as overruns; stall: ms during which the
+    source made samples it never delivered nor counted (a paused virtual ADC); late: ms by which
+    the samples from there on are delayed, then delivered at once (a starved host)."""
 
-    def __init__(self, g, n, lose=None):
+    def __init__(self, g, n, lose=None, stall=None, late=None):
         self.g = g
         self.n = n
         self.chunk = None
         self.c0 = 0
         self.buf = array("h", bytes(2 * BL))
         self.mv = memoryview(self.buf)
+        self.ring = array("h", bytes(2 * BL * 64))   # only its length matters here
         self.k = 0
         self.overruns = 0
         self.lose = lose or {}
+        self.stall = stall or {}
+        self.late = late or {}
         self.started = False
         self.rate = RATE
         self.block_len = BL
+        self.t_us = 0
+        self.hold = 0
+
+    def clock(self):
+        return self.t_us // 1000
 
     def start(self):
         self.started = True
@@ -50,12 +62,31 @@ class FakeAdc:
             n = self.lose.pop(blk)
             self.overruns += n
             self.k += BL * n
+        if blk in self.stall:
+            self.k += self.stall.pop(blk) * RATE // 1000
+        if blk in self.late:
+            self.hold = self.k * 1000000 // RATE + self.late.pop(blk) * 1000
         if self.k + BL > self.n:
             return None
         for j in range(BL):
             self.buf[j] = self._at(self.k + j)
         self.k += BL
+        self.t_us = max(self.t_us, self.k * 1000000 // RATE, self.hold)
         return self.mv
+
+
+def run_faulty(n, **faults):
+    """A good supply through FakeAdc with faults; returns (monitor, changes after start-up,
+    events, on_gap calls)."""
+    adc = FakeAdc(Gen(f=50.02, noise=0.005, harm=((3, 0.04),)), n, **faults)
+    m = MainsMonitor(CFG)
+    changes = []
+    evs = []
+    gaps = []
+    asyncio.run(sampler.run(adc, m, on_event=evs.append, on_gap=gaps.append, clock=adc.clock,
+                            on_change=lambda mon: changes.append((mon.samples, mon.lost,
+                                                                  mon.good))))
+    return m, changes[1:], evs, gaps
 
 
 class TestSampler(TestCase):
@@ -75,7 +106,7 @@ class TestSampler(TestCase):
         def on_block(mon):
             calls["block"] += 1
 
-        asyncio.run(sampler.run(adc, m, cap, on_block=on_block, progress=progress,
+        asyncio.run(sampler.run(adc, m, cap, on_block=on_block, progress=progress, clock=adc.clock,
                                 on_change=lambda mon: changes.append((mon.samples, mon.lost, mon.good)),
                                 on_event=evs.append,
                                 on_capture=lambda meta, data: caps.append((meta, len(data)))))
@@ -97,9 +128,67 @@ class TestSampler(TestCase):
     def test_overruns_keep_the_clock(self):
         adc = FakeAdc(Gen(noise=0.005), 12000, lose={200: 3})
         m = MainsMonitor(CFG)
-        asyncio.run(sampler.run(adc, m))
+        asyncio.run(sampler.run(adc, m, clock=adc.clock))
         self.assertEqual(adc.overruns, 3)
         self.assertEqual(m.samples, 12000)   # fed + skipped
         self.assertTrue(m.good)
         self.assertFalse(m.lost)
         self.assertEqual(m.pending(), 0)
+
+    def test_overruns_are_a_counted_gap(self):
+        m, changes, evs, gaps = run_faulty(12000, lose={200: 3, 400: 40})
+        self.assertEqual(gaps, [3 * BL, 40 * BL])
+        self.assertEqual((m.gaps, m.gap_samples), (2, 43 * BL))
+        self.assertEqual(changes, [])          # good throughout, never lost
+        self.assertEqual(evs, [])
+
+    def test_silent_stall_is_a_gap_not_an_anomaly(self):
+        # the source pauses and resumes at a later phase without counting anything
+        for ms in (30, 50, 200, 333, 2000):
+            n = ms * RATE // 1000
+            m, changes, evs, gaps = run_faulty(20000 + 2 * n, stall={300: ms, 700 + n // BL: ms})
+            self.assertEqual(changes, [], "%r ms" % ms)
+            self.assertEqual(evs, [])
+            self.assertEqual(len(gaps), 2, "%r ms: %r" % (ms, gaps))
+            for g in gaps:
+                self.assertLessEqual(abs(g - ms * RATE // 1000), 8, "%r ms: %r" % (ms, gaps))
+            self.assertEqual(m.gaps, 2)
+            # the sample clock stays true: every sample made is fed or skipped
+            self.assertLessEqual(abs(m.samples - (20000 + 2 * n)), 16)
+
+    def test_late_burst_is_neither_a_gap_nor_an_anomaly(self):
+        # samples delayed (a starved host), none lost: no gap, whatever the delay
+        for ms in (40, 200, 1500):
+            m, changes, evs, gaps = run_faulty(20000, late={300: ms, 2000: ms})
+            self.assertEqual(changes, [], "%r ms" % ms)
+            self.assertEqual(evs, [])
+            self.assertEqual(gaps, [], "%r ms" % ms)
+            self.assertEqual(m.samples, 20000)
+
+    def test_outage_after_a_stall_is_decided(self):
+        on = 300 * BL + 4000 + 200          # 50 ms after the source resumes
+        adc = FakeAdc(Gen(env=((on, 0.0),)), on + 1000, stall={300: 1000})
+        m = MainsMonitor(CFG)
+        lost = []
+        asyncio.run(sampler.run(adc, m, clock=adc.clock,
+                                on_change=lambda mon: lost.append(adc.k) if mon.lost else None))
+        self.assertTrue(lost)
+        self.assertLessEqual(lost[0] - on, 60)
+
+
+class TestGapWatch(TestCase):
+    def test_drift_is_not_a_gap(self):
+        # the ADC 0.1 % slower than the clock for 100 s: the usual lag follows
+        w = sampler.GapWatch(RATE, BL, 512)
+        t = 0
+        for k in range(25000):
+            t = k * 4004 // 1000
+            self.assertEqual(w.arrived(t, 0), sampler.FINE)
+            self.assertEqual(w.settle(t), 0)
+        self.assertLess(w.lag - w.base, 200)
+
+    def test_long_pause_keeps_small_ints(self):
+        w = sampler.GapWatch(20000, 32, 512)
+        w.arrived(0, 0)
+        self.assertEqual(w.arrived(10 * 3600 * 1000, 0), sampler.JUMP)   # counted as 1 h
+        self.assertLessEqual(w.lag, 3600 * 20000)

@@ -1,9 +1,11 @@
 # The sampler task: ADC blocks -> mains monitor (+ waveform captures), with hooks for the
-# rest of the firmware. One await per block; everything else is synchronous and bounded.
+# rest of the firmware; and GapWatch, which finds samples a source lost without counting them.
+# One await per block; everything else is synchronous and bounded.
 #
 #   adc_source  HAL AdcSource: start(); async read() -> memoryview of block_len int16 samples
-#               (valid until the next read); overruns (blocks lost). A read() returning None
-#               ends the task (replays, tests).
+#               (valid until the next read); overruns (blocks lost); ring (its buffer: a reader
+#               late by more than its length loses blocks). A read() returning None ends the
+#               task (replays, tests).
 #   monitor     sentinel.mains.MainsMonitor
 #   capture     sentinel.capture.Capture or None
 #   on_block(monitor)            after every block (cheap: called 250 times/s at 4 kHz)
@@ -13,23 +15,176 @@
 #   on_capture(meta, data)       for every finished waveform capture: data is a memoryview of
 #                                the capture's int16 little-endian bytes, valid only during the
 #                                call (no 4 KB copy on the heap); copy it to keep it
+#   on_gap(n_samples)            samples were lost (overruns, or a source that stalled): the
+#                                monitor has counted them (gaps, gap_samples) and resynchronises
+#   clock                        ms ticks (default time.ticks_ms), for GapWatch
+#
+# Gaps. Lost blocks the source counts (overruns) are skipped in time before the next block is
+# fed. A source can also lose samples silently: the virtual board's ADC paused (`virtual set
+# adc=stall`) or starved by a loaded host resumes at a later phase, and that jump would read as
+# a dip, a frequency excursion or a loss. GapWatch compares the samples received with a clock.
+# When a block arrives late (the lag is up by more than 2 blocks + 20 ms), either the reader
+# was held up and a backlog waits in the ring (the samples are contiguous), or the source
+# paused: the block is held and the next one read; if that one was not already waiting, the
+# held block follows a pause and the monitor resynchronises before it sees it. A lag up by half
+# the ring or more (a loop stall that long is close to losing blocks) resynchronises at once.
+# A lag that stays up for two 500 ms windows is a gap: counted and skipped like overruns. A
+# late burst (samples delayed, none lost) drains back to the usual lag and is not a gap.
+import sys
+import time
+from array import array
+
+if sys.implementation.name == "micropython":
+    import micropython  # pyright: ignore[reportAssignmentType]
+else:
+    class micropython:  # noqa: N801  (CPython: the decorator changes nothing)
+        @staticmethod
+        def native(f):
+            return f
+
+_WINDOW_MS = 500        # the lag's minimum is taken over windows this long
+_MAX_DT_MS = 3600000    # a longer pause counts as this long (keeps the arithmetic small ints)
+_BIG = (1 << 30) - 1
+
+FINE = 0                # arrived(): the block follows the previous one
+LATE = 1                # late: read the next block, then ask paused()
+JUMP = 2                # very late: resynchronise now
+
+
+class GapWatch:
+    """The lag of a sample stream behind a clock (small ints throughout). rate: samples/s;
+    block: samples per block; jump: a lag this far above the usual one resynchronises at once;
+    overruns: the source's count of blocks it dropped, now."""
+
+    def __init__(self, rate, block, jump, overruns=0):
+        self.rate = rate
+        self.block = block
+        self.dropped = 0       # samples the source dropped before the last block that arrived
+        self._over = overruns
+        self.tol = 2 * block + rate // 50     # the lag's jitter: not a gap
+        self.jump = jump if jump > self.tol else self.tol
+        self.lag = 0           # samples due by the clock minus samples received (or skipped)
+        self.base = 0          # the usual lag: the minimum over the last quiet window
+        self._t = None
+        self._acc = 0          # ms * rate remainder
+        self._w0 = 0
+        self._lo = _BIG        # minimum lag in this window
+        self._prev = 0         # minimum lag in the previous window
+        self._up = False
+        self._dt = 0
+
+    @micropython.native  # per block: a bytecode frame this big would come from the heap
+    def arrived(self, now, overruns):
+        """A block arrived at `now` (ms ticks); overruns: the source's count of dropped blocks
+        (their samples are in `dropped`). FINE, LATE or JUMP."""
+        d = overruns - self._over if overruns > self._over else 0
+        self._over = overruns
+        skipped = self.dropped = d * self.block
+        n = self.block
+        if self._t is None:            # the first block sets the usual lag: 0
+            self._t = self._w0 = now
+            return FINE
+        dt = time.ticks_diff(now, self._t)
+        self._t = now
+        if dt < 0:
+            dt = 0
+        elif dt > _MAX_DT_MS:
+            dt = _MAX_DT_MS
+        self._dt = dt
+        a = self._acc + (dt % 1000) * self.rate
+        self.lag += (dt // 1000) * self.rate + a // 1000 - n - skipped
+        self._acc = a % 1000
+        if self.lag < self._lo:
+            self._lo = self.lag
+        up = self.lag - self.base
+        was = self._up
+        self._up = up > self.tol
+        if was or not self._up:
+            return FINE
+        return JUMP if up > self.jump else LATE
+
+    def paused(self):
+        """After LATE and the next arrived(): True when that block was not already waiting (it
+        took half a block period or more), so the late one followed a pause of the source."""
+        return 2 * self._dt * self.rate >= self.block * 1000
+
+    @micropython.native  # per block: a bytecode frame this big would come from the heap
+    def settle(self, now):
+        """Call after arrived(): at the end of each window, the samples lost without being
+        counted (0 if none)."""
+        if time.ticks_diff(now, self._w0) < _WINDOW_MS:
+            return 0
+        self._w0 = now
+        m = self._lo
+        self._lo = _BIG
+        p = self._prev
+        self._prev = m
+        if m - self.base <= self.tol:
+            self.base = m          # follows clock drift and a backlog drained
+            return 0
+        if p - self.base <= self.tol:
+            return 0               # up for one window only: maybe a slow burst
+        g = (m if m < p else p) - self.base
+        self.lag -= g
+        self._prev = m - g
+        self._up = self.lag - self.base > self.tol
+        return g
 
 
 async def run(adc_source, monitor, capture=None, on_block=None, progress=None, on_change=None,
-              on_event=None, on_capture=None):
+              on_event=None, on_capture=None, on_gap=None, clock=None):
     adc_source.start()
-    over = getattr(adc_source, "overruns", 0)
+    clock = clock or time.ticks_ms
     lost = monitor.lost
     good = monitor.good
+    watch = None
+    held = None
+    nxt = None           # a block already read (while deciding about a late one)
+    nd = 0
+    nnow = 0
     while True:
-        block = await adc_source.read()
-        if block is None:
-            return
-        o = adc_source.overruns
-        if o != over:
-            # blocks were dropped: keep the sample clock true and resynchronise the analysis
-            monitor.skip((o - over) * len(block))
-            over = o
+        # everything inline: a call per block would take a heap frame on the bytecode VM
+        if nxt is not None:
+            block = nxt
+            nxt = None
+            d = nd
+            now = nnow
+            late = FINE
+        else:
+            block = await adc_source.read()
+            if block is None:
+                return
+            if watch is None:
+                watch = GapWatch(monitor.rate, len(block), len(adc_source.ring) // 2,
+                                 adc_source.overruns)
+                held = array("h", bytes(2 * len(block)))
+            now = clock()
+            late = watch.arrived(now, adc_source.overruns)
+            d = watch.dropped
+        end = False
+        if late == JUMP:
+            monitor.resync()
+        elif late == LATE:
+            # a backlog or a pause? hold this block (its view dies at the next read) and see
+            # whether the next one was already waiting
+            for j in range(watch.block):
+                held[j] = block[j]
+            block = held
+            nxt = await adc_source.read()
+            if nxt is None:
+                end = True
+            else:
+                nnow = clock()
+                watch.arrived(nnow, adc_source.overruns)
+                nd = watch.dropped
+                if watch.paused():
+                    monitor.resync()
+        # samples dropped before this block (overruns, or a gap found late): skipped in time
+        g = d + watch.settle(now)
+        if g:
+            monitor.skip(g)
+            if on_gap is not None:
+                on_gap(g)
         monitor.feed(block)
         if capture is not None:
             capture.feed(block, monitor)
@@ -53,3 +208,5 @@ async def run(adc_source, monitor, capture=None, on_block=None, progress=None, o
                     on_capture(c[0], c[1])
             finally:
                 capture.release()
+        if end:
+            return
