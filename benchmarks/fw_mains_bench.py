@@ -1,6 +1,6 @@
 # Mains monitor cost on MicroPython: plain bytecode kernel vs viper kernel, in one process.
 # Run under MicroPython from the repo root:
-#   .venv/bin/micropython benchmarks/fw_mains_bench.py [SECONDS] [--out FILE]
+#   .venv/bin/micropython benchmarks/fw_mains_bench.py [SECONDS] [--out FILE] [--decision]
 # Feeds SECONDS (default 10) of a noisy 50 Hz signal (1 % noise, 5 % h3/h5, 3 % h7, DC offset,
 # with a dip, a swell and an interruption every second so every path runs) at 4 kHz in blocks
 # of 16 (the default config), and reports per configuration:
@@ -8,13 +8,17 @@
 #   - the bare kernel over whole blocks (no per-block Python): the viper/bytecode ratio;
 #   - feed() + Capture.feed() as the sampler task runs them.
 # Prints a markdown table (and writes it to FILE with --out). Best of 3 runs per figure.
+# --decision adds the loss decision time per residual depth (not a timing: sample counts):
+# worst over onset phases 0..355 degrees in 5-degree steps, the onset at every position within
+# a block, with the same noise and harmonics; the decision is the end of the block in which
+# "lost" became true.
 import gc
 import sys
 import time
 
 sys.path.insert(0, "firmware/lib")
 sys.path.insert(0, "firmware/tests")
-from siggen import Gen, blocks  # noqa: E402
+from siggen import Gen, blocks, mains_cfg  # noqa: E402
 
 from sentinel import mains  # noqa: E402
 from sentinel.capture import Capture  # noqa: E402
@@ -22,8 +26,10 @@ from sentinel.mains import MainsMonitor  # noqa: E402
 
 RATE = 4000
 BL = 16
-CFG = {"nominal_v": 230.0, "nominal_hz": 50, "sample_rate": RATE, "block_len": BL,
-       "volts_per_count": 0.02, "capture_pre_ms": 100, "capture_post_ms": 400}
+CFG = mains_cfg(nominal_hz=50, sample_rate=RATE, block_len=BL, capture_pre_ms=100,
+                capture_post_ms=400)
+NOISY = {"noise": 0.01, "harm": ((3, 0.05), (5, 0.05), (7, 0.03))}
+DEPTHS = (0.0, 0.05, 0.1, 0.2, 0.3, 0.4, 0.45, 0.46, 0.47, 0.48, 0.49)
 
 
 def signal():
@@ -83,14 +89,49 @@ def time_kernel(a, seconds, kern):
     return time.ticks_diff(time.ticks_us(), t0)
 
 
+def decision(hz, depth):
+    """Worst loss decision time (samples after the onset) at this residual depth."""
+    worst = 0
+    k = 0
+    for phase in range(0, 360, 5):
+        on = 1200 + (k * 5) % BL
+        k += 1
+        g = Gen(f=hz, phase0_deg=phase, phase_at=on, env=((on, depth),), **NOISY)
+        m = MainsMonitor(mains_cfg(nominal_hz=hz, sample_rate=RATE, block_len=BL))
+        t = 0
+        dec = None
+        for b in blocks(g.make(on + 30 * RATE // 1000), BL):
+            m.feed(b)
+            t += BL
+            if m.lost:
+                dec = t
+                break
+        if dec is None:
+            raise SystemExit("not decided: %r Hz, residual %r, phase %r" % (hz, depth, phase))
+        worst = max(worst, dec - on)
+    return worst
+
+
+def decision_table():
+    lines = ["", "| residual (% of nominal) | worst decision at 50 Hz (ms) | at 60 Hz (ms) |",
+             "|---:|---:|---:|"]
+    for depth in DEPTHS:
+        w = [decision(hz, depth) * 1000.0 / RATE for hz in (50, 60)]
+        lines.append("| %d | %.2f | %.2f |" % (round(depth * 100), w[0], w[1]))
+    return lines
+
+
 def main(argv):
     seconds = 10
     out = None
+    dec = False
     k = 0
     while k < len(argv):
         if argv[k] == "--out":
             out = argv[k + 1]
             k += 1
+        elif argv[k] == "--decision":
+            dec = True
         else:
             seconds = int(argv[k])
         k += 1
@@ -121,6 +162,8 @@ def main(argv):
                      "(%d s of signal, block_len %d, %s %s)" % (
                          p[0] / v[0], p[1] / v[1], p[2] / v[2], seconds, BL,
                          sys.implementation.name, sys.platform))
+    if dec:
+        lines += decision_table()
     text = "\n".join(lines)
     print(text)
     if out:

@@ -65,17 +65,18 @@ _DONE = 2
 
 
 class Capture:
-    """cfg: the "mains" config section; slots: captures kept at once (filling or pending)."""
+    """cfg: the validated "mains" config section; slots: captures kept at once (filling or
+    pending)."""
 
     def __init__(self, cfg, slots=2):
-        rate = int(cfg.get("sample_rate", 4000))
+        rate = int(cfg["sample_rate"])
         self.rate = rate
-        self.vpc = float(cfg.get("volts_per_count", 0.02))
-        self.pre = int(cfg.get("capture_pre_ms", 100)) * rate // 1000
-        self.post = int(cfg.get("capture_post_ms", 400)) * rate // 1000
+        self.vpc = float(cfg["volts_per_count"])
+        self.pre = int(cfg["capture_pre_ms"]) * rate // 1000
+        self.post = int(cfg["capture_post_ms"]) * rate // 1000
         self.n = max(1, self.pre + self.post)
         # the monitor opens a disturbance up to ~1.5 cycles after its start: 100 ms of margin
-        self.ring_n = self.pre + rate // 10 + int(cfg.get("block_len", 16))
+        self.ring_n = self.pre + rate // 10 + int(cfg["block_len"])
         self._ring = array("h", bytes(2 * self.ring_n))
         self._w = 0       # next ring index
         self._fill = 0    # valid samples in the ring (<= ring_n)
@@ -87,7 +88,7 @@ class Capture:
         self._t0e = array("i", [0] * slots)   # first sample: (monitor epoch, position)
         self._t0p = array("i", [0] * slots)
         self._anc = array("i", [0] * slots)   # disturbance start, samples after the first one
-        self._gap = array("i", [0] * slots)   # samples lost to ADC overruns (zero-filled)
+        self._gap = array("i", [0] * slots)   # samples lost in gaps (zero-filled)
         self._p = array("i", [0, 0, 0])
         self._seen = 0
         self._nfill = 0   # slots filling (skips the slot loop when none)
@@ -149,7 +150,8 @@ class Capture:
 
     @micropython.native
     def _lost(self, missing):
-        # ADC overrun: the ring is no longer contiguous; filling slots get zeros for the hole.
+        # a gap (monitor.skip): the ring is no longer contiguous; filling slots get zeros for
+        # the hole.
         self._fill = 0
         if missing <= 0:
             return
