@@ -55,8 +55,8 @@ def _same(a, b):
     for i in range(4):
         np.testing.assert_array_equal(a.freq10s[i], b.freq10s[i])
     np.testing.assert_array_equal(a.freq_cycles[1], b.freq_cycles[1])
-    np.testing.assert_array_equal(a.harmonics["mean_v"], b.harmonics["mean_v"])
-    np.testing.assert_array_equal(a.harmonics["v10min"], b.harmonics["v10min"])
+    for key in ("mean_v", "v10min", "thd10min_pct", "thd_t", "thd_pct"):
+        np.testing.assert_array_equal(a.harmonics[key], b.harmonics[key], err_msg=key)
     assert a.warnings == b.warnings
     assert sorted(a.captures) == sorted(b.captures)
     for k in a.captures:

@@ -95,8 +95,11 @@ class HarmonicsStage:
                 gi, tw, ids, G2 = gi[:cut], tw[:cut], ids[:cut], G2[:cut]
             flag = np.array([self.g10_flags.get(g, 0) for g in gi.tolist()], np.uint8)
             good = flag == 0
+            # h2..h40 summed strictly in order: a plain sum's order follows the batch's memory
+            # layout and size, which would make the THD depend on the chunking
+            h_sum = np.add.accumulate(G2[:, :, 1:], axis=2)[:, :, -1]
             with np.errstate(divide="ignore", invalid="ignore"):
-                thd2 = np.where(G2[:, :, 0] > 0, G2[:, :, 1:].sum(axis=2) / G2[:, :, 0], np.nan)
+                thd2 = np.where(G2[:, :, 0] > 0, h_sum / G2[:, :, 0], np.nan)
             if self.h_thd_n < self.cap:
                 take = min(len(tw), self.cap - self.h_thd_n)
                 self.h_thd_t.append(tw[:take])
