@@ -4,7 +4,9 @@ import os
 
 import pytest
 
+from powersentinel.bench.runner import device_config
 from powersentinel.bench.scenario import ScenarioError, from_dict, load_scenario, parse_duration
+from powersentinel.bench.site import Site
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -85,17 +87,15 @@ def test_a_scenario_without_expectations_is_refused():
 
 
 def test_device_config_scales_policy_and_reports_clamps():
-    from powersentinel.bench.runner import device_config
-    from powersentinel.bench.site import Site
     raw = _base()
-    raw["policy"] = {"grace": "60s", "stable_mains": "5m", "return_stable": "2s"}
-    raw["tiers"][0]["max_wait"] = "2m"
+    raw["policy"] = {"grace_s": 60, "stable_mains_s": 300, "return_stable_ms": 2000}
+    raw["tiers"][0]["max_wait_s"] = 120
     sc = from_dict(raw)
     site = Site(sc, ("127.0.0.1", 1), "u", "p", 240)
-    cfg, full, notes = device_config(sc, site, 240, "hilmon", "sha256$abcd$" + "0" * 64)
+    full, notes = device_config(sc, site, 240, "hilmon", "sha256$abcd$" + "0" * 64)
     assert full["policy"]["grace_s"] == 0 and full["policy"]["stable_mains_s"] == 1
     assert full["policy"]["return_stable_ms"] == 2000  # a debounce: physics, never scaled
-    assert full["tiers"][0]["max_wait_s"] == 1 and any("max_wait" in n for n in notes)
+    assert full["tiers"][0]["max_wait_s"] == 1 and any("max_wait_s" in n for n in notes)
     assert full["tiers"][0]["hosts"][0]["address"].startswith("127.0.0.")
     assert full["recovery"]["wol_broadcast"] == "127.0.0.1"
     assert full["ups"]["battery_runtime_s"] == 5  # 20 min / 240

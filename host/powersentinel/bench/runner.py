@@ -20,6 +20,7 @@ import time
 
 from ..link import Link, LinkError
 from ..paths import use_firmware_lib
+from . import devconfig
 from .judge import judge
 from .report import write_report
 from .results import POLL_RIG_S, POLL_STATUS_S, RunResult
@@ -28,7 +29,7 @@ from .scenario import ScenarioError, parse_duration
 from .site import Site
 
 use_firmware_lib()
-from sentinel import config, console  # noqa: E402  (the firmware's own validator and framing)
+from sentinel import console  # noqa: E402  (one definition of the framing)
 from sentinel.passwd import hash_password  # noqa: E402
 
 class _StampedEvents(collections.deque):
@@ -45,67 +46,14 @@ class _StampedEvents(collections.deque):
 # ---- device config ---------------------------------------------------------------------------
 
 def device_config(sc, site, scale, user, pw_hash):
-    """The device config (JSON-ready) for scenario `sc` at `scale`; notes list what was
-    clamped to the schema's limits."""
-    notes = []
-
-    def sec(name, story_s, lo):
-        exact = story_s / scale
-        v = int(round(exact))
-        if v < lo:
-            notes.append("%s: %g s of story time / scale %g = %.2f s, clamped to %d s"
-                         % (name, story_s, scale, exact, lo))
-            v = lo
-        elif abs(v - exact) > 0.25 * max(exact, 1.0):
-            # the device counts whole seconds: say so when that changes the story noticeably
-            notes.append("%s: %g s of story time / scale %g = %.2f s, rounded to %d s"
-                         % (name, story_s, scale, exact, v))
-        return v
-
-    p = sc.policy
-    policy = {}
-    for key, dev, lo in (("grace", "grace_s", 0), ("runtime_floor", "runtime_floor_s", 0),
-                         ("stable_mains", "stable_mains_s", 0)):
-        if key in p:
-            policy[dev] = sec("policy." + key, p[key], lo)
-    for key in ("charge_floor_pct", "restart_charge_pct", "shutdown_on_link_lost"):
-        if key in p:
-            policy[key] = p[key]
-    # signal-level debounces are physics, not story: never scaled
-    if "return_stable" in p:
-        policy["return_stable_ms"] = int(p["return_stable"] * 1000)
-    if "lb_filter" in p:
-        policy["lb_filter_ms"] = int(p["lb_filter"] * 1000)
-    u = sc.ups
-    tiers = []
-    for t in sc.tiers:
-        tiers.append({"name": t.name, "max_wait_s": sec("tiers.%s.max_wait" % t.name, t.max_wait_s, 1),
-                      "delay_s": sec("tiers.%s.delay" % t.name, t.delay_s, 0),
-                      "hosts": site.device_hosts(t.name)})
-    if u.link_lost_s is not None:
-        # a link timeout is physics of the serial line, like return_stable: never scaled
-        cfg_link_lost = int(round(u.link_lost_s))
-    else:
-        cfg_link_lost = None
-    boot = max([h.boot_s for h in sc.hosts()] or [60.0])
-    cfg = {
-        "site": {"name": sc.name[:32]},
-        "mains": dict(sc.mains),
-        "ups": {"link": u.link, "battery_runtime_s": max(1, int(round(u.runtime_s / scale))),
-                "shutdown_delay_min": u.shutdown_delay_min, "restore_min": u.restore_min,
-                "contacts": u.contacts},
-        "policy": policy,
-        "nut": {"users": [{"name": user, "password": pw_hash, "role": "secondary"}]},
-        "tiers": tiers,
-        "recovery": {"wol_port": site.wol_port, "wol_broadcast": "127.0.0.1",
-                     "boot_timeout_s": sec("recovery.boot_timeout (2 x longest boot)", 2 * boot, 10)},
-    }
-    if cfg_link_lost is not None:
-        cfg["ups"]["link_lost_s"] = cfg_link_lost
-    full, errors = config.validate(cfg)
-    if errors:
-        raise ScenarioError(sc.path, ["generated device config: " + e for e in errors])
-    return cfg, full, notes
+    """(device config, notes) for scenario `sc` at `scale` on the simulated `site`: the config
+    `config push` of the same site file would install, the device's defaults filled in; notes
+    list what was clamped or rounded."""
+    full, problems, notes = devconfig.device_config(sc, site.device_hosts, site.wol_port, scale,
+                                                    user, pw_hash)
+    if problems:
+        raise ScenarioError(sc.path, ["generated device config: " + p for p in problems])
+    return full, notes
 
 
 # ---- the run ---------------------------------------------------------------------------------
@@ -288,8 +236,8 @@ class Runner:
         self.site = Site(sc, None, user, password, self.scale)
         res.hosts = self.site.hosts
         res.notes += self.site.notes
-        cfg, full, notes = device_config(sc, self.site, self.scale, user, hash_password(password))
-        res.config = full
+        cfg, notes = device_config(sc, self.site, self.scale, user, hash_password(password))
+        res.config = cfg
         res.notes += notes
         cfg_path = os.path.join(self.workdir, "device-config.json")
         with open(cfg_path, "w") as f:

@@ -6,6 +6,11 @@ for the timeline, the UPS simulator (battery, S<n>R<m> minutes) and the device's
 the mains waveform itself (dips, swells, flickers: their `duration`) is never scaled, so the
 sub-cycle physics of mains detection stays real.
 
+The device's settings (`[ups]`, `[policy]`, `[mains]`, a tier's `max_wait_s`/`delay_s`) are
+written with the site file's keys and values, in story time; runner.device_config scales them in
+one pass and converts them with the site file's own converter (siteconfig.convert). Only the
+simulation has keys of its own: the UPS's `load_pct`/`charge_pct`, the hosts' behaviour.
+
 Every problem in a file is reported at once, one line each, as `FILE: path: what is wrong`.
 """
 from __future__ import annotations
@@ -16,6 +21,11 @@ import tomllib
 from dataclasses import dataclass, field
 
 from ..errors import PowerSentinelError
+from ..paths import use_firmware_lib
+from . import devconfig
+
+use_firmware_lib()
+from sentinel import schema  # noqa: E402  (the site file's keys: one vocabulary)
 
 _DUR = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
 
@@ -78,14 +88,11 @@ class Tier:
 
 @dataclass
 class Ups:
+    """The simulated UPS (the device's view of it is in Scenario.site["ups"])."""
     link: str = "q1"               # q1 | contacts | none
     runtime_s: float = 1200.0      # full-charge runtime at `load_pct` (story seconds)
     load_pct: float = 30.0
     charge_pct: float = 100.0
-    shutdown_delay_min: int = 1
-    restore_min: int = 1
-    contacts: str = "OB=1;LB=2;"
-    link_lost_s: float | None = None  # silence before the link counts as lost (never scaled)
 
 
 @dataclass
@@ -115,13 +122,20 @@ class Scenario:
     ci_time_scale: float
     duration_s: float
     ups: Ups
-    policy: dict                   # story-time policy settings (seconds) and percents
-    mains: dict                    # device mains section overrides
+    site: dict                     # site-file sections "ups", "policy", "mains" (story time)
     tiers: list
     timeline: list
     expects: list
     heap: str = "128wK"
     needs: tuple = ()
+
+    @property
+    def policy(self):
+        return self.site["policy"]
+
+    @property
+    def mains(self):
+        return self.site["mains"]
 
     def hosts(self):
         return [h for t in self.tiers for h in t.hosts]
@@ -174,9 +188,7 @@ EXPECTS = {
 # firmware features an expectation may depend on; hil_tests marks those not yet wired as xfail
 FEATURES = ("sequencer", "coverage", "lb_tier_order")
 STATES = ("ONLINE", "ON_BATTERY", "SHUTTING_DOWN", "LOAD_OFF", "WAIT_MAINS", "RESTORING")
-POLICY_KEYS = {"grace": "s", "charge_floor_pct": "n", "runtime_floor": "s",
-               "shutdown_on_link_lost": "b", "stable_mains": "s", "restart_charge_pct": "n",
-               "return_stable": "s", "lb_filter": "s"}
+UPS_SIM_KEYS = {"load_pct", "charge_pct"}  # the simulated UPS's; every other [ups] key is the site file's
 HOST_KEYS = {"name", "upsmon", "in_plan", "hang_on_shutdown", "shutdown", "boot", "wake", "health"}
 _NAME = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
 
@@ -249,6 +261,26 @@ class _V:
         return (a, b)
 
 
+def _site_section(v, raw, section, own=()):
+    """The scenario's [section] as site-file keys (its values are checked by the converter when
+    the device config is made); keys the site file does not have are reported here."""
+    d = raw.get(section, {})
+    if not isinstance(d, dict):
+        v.err(section, "must be a table of the site file's %s keys" % section)
+        return {}
+    out = {}
+    for k, x in d.items():
+        if k in own:
+            continue
+        if schema.field("%s.%s" % (section, k)) is None:
+            allowed = [f["k"] for f in schema.field(section)["f"]] + sorted(own)
+            v.err("%s.%s" % (section, k), "unknown key; allowed keys (the site file's): %s"
+                  % ", ".join(allowed))
+        else:
+            out[k] = x
+    return out
+
+
 def load_scenario(path) -> Scenario:
     try:
         with open(path, "rb") as f:
@@ -283,39 +315,17 @@ def from_dict(raw, path="<scenario>") -> Scenario:
     if not (isinstance(heap, str) and re.match(r"^\d+[wk]?K?$", heap)):
         v.err("board.heap", "a MicroPython heap size such as \"128wK\", got %r" % (heap,))
 
-    u = raw.get("ups", {})
-    v.keys("ups", u, {"link", "runtime", "load_pct", "charge_pct", "shutdown_delay_min",
-                      "restore_min", "contacts", "link_lost"})
-    ups = Ups(link=v.choice("ups.link", u.get("link"), ("q1", "contacts", "none"), "q1"),
-              runtime_s=v.dur("ups.runtime", u.get("runtime"), 1200.0),
+    site = {sec: _site_section(v, raw, sec, UPS_SIM_KEYS if sec == "ups" else ())
+            for sec in ("ups", "policy", "mains")}
+    u = raw.get("ups", {}) if isinstance(raw.get("ups", {}), dict) else {}
+    site["ups"].setdefault("link", "q1")  # the bench always has a UPS to simulate
+    if site["ups"]["link"] == "contacts":
+        site["ups"].setdefault("contacts", "OB=1;LB=2;")
+    runtime = site["ups"].get("battery_runtime_s", schema.field("ups.battery_runtime_s")["d"])
+    ups = Ups(link=site["ups"]["link"],
+              runtime_s=v.num("ups.battery_runtime_s", runtime, 1, None, 1200.0),
               load_pct=v.num("ups.load_pct", u.get("load_pct"), 1, 100, 30.0),
-              charge_pct=v.num("ups.charge_pct", u.get("charge_pct"), 0, 100, 100.0),
-              shutdown_delay_min=v.num("ups.shutdown_delay_min", u.get("shutdown_delay_min"), 1, 10, 1, True),
-              restore_min=v.num("ups.restore_min", u.get("restore_min"), 1, 9999, 1, True),
-              contacts=u.get("contacts", "OB=1;LB=2;"),
-              link_lost_s=v.dur("ups.link_lost", u.get("link_lost")))
-    if ups.runtime_s <= 0:
-        v.err("ups.runtime", "must be > 0")
-    if ups.link_lost_s is not None and not 1 <= ups.link_lost_s <= 600:
-        v.err("ups.link_lost", "1 s..10 min of real time (never scaled), got %s" % u.get("link_lost"))
-
-    pol = raw.get("policy", {})
-    v.keys("policy", pol, set(POLICY_KEYS))
-    policy = {}
-    for k, kind in POLICY_KEYS.items():
-        if k not in pol:
-            continue
-        if kind == "s":
-            policy[k] = v.dur("policy." + k, pol[k], 0.0)
-        elif kind == "n":
-            policy[k] = v.num("policy." + k, pol[k], 0, 100, 0, True)
-        else:
-            policy[k] = v.boolean("policy." + k, pol[k], True)
-
-    mains = raw.get("mains", {})
-    if not isinstance(mains, dict):
-        v.err("mains", "must be a table of device mains settings")
-        mains = {}
+              charge_pct=v.num("ups.charge_pct", u.get("charge_pct"), 0, 100, 100.0))
 
     tiers = []
     seen_hosts = set()
@@ -325,15 +335,17 @@ def from_dict(raw, path="<scenario>") -> Scenario:
         traw = []
     for ti, t in enumerate(traw):
         w = "tiers[%d]" % ti
-        if not v.keys(w, t, {"name", "max_wait", "delay", "hosts"}, required=("name",)):
+        if not v.keys(w, t, {"name", "max_wait_s", "delay_s", "hosts"}, required=("name",)):
             continue
         tn = t.get("name", "")
         if not isinstance(tn, str) or not _NAME.match(tn):
             v.err(w + ".name", "letters, digits, - and _ only, got %r" % (tn,))
         if any(x.name == tn for x in tiers):
             v.err(w + ".name", "tier %r is defined twice" % tn)
-        tier = Tier(tn, v.dur(w + ".max_wait", t.get("max_wait"), 120.0),
-                    v.dur(w + ".delay", t.get("delay"), 0.0))
+        tier = Tier(tn, v.num(w + ".max_wait_s", t.get("max_wait_s"), 0, None,
+                              schema.field("tiers.max_wait_s")["d"]),
+                    v.num(w + ".delay_s", t.get("delay_s"), 0, None,
+                          schema.field("tiers.delay_s")["d"]))
         for hi, h in enumerate(t.get("hosts", [])):
             hw = "%s.hosts[%d]" % (w, hi)
             if not v.keys(hw, h, HOST_KEYS, required=("name",)):
@@ -403,13 +415,19 @@ def from_dict(raw, path="<scenario>") -> Scenario:
     if not expects:
         v.err("expect", "a scenario needs at least one [[expect]]: what would it test?")
 
-    if v.errors:
-        raise ScenarioError(path, v.errors)
-    return Scenario(name=name, path=os.path.abspath(path) if path != "<scenario>" else path,
+    scenario = Scenario(name=name, path=os.path.abspath(path) if path != "<scenario>" else path,
                     description=sc.get("description", ""), time_scale=float(scale),
-                    ci_time_scale=float(ci_scale), duration_s=duration, ups=ups, policy=policy,
-                    mains=mains, tiers=tiers, timeline=timeline, expects=expects, heap=heap,
+                    ci_time_scale=float(ci_scale), duration_s=duration, ups=ups, site=site,
+                    tiers=tiers, timeline=timeline, expects=expects, heap=heap,
                     needs=needs)
+    # the device settings, checked by the site file's converter; a key already reported above
+    # is not reported twice
+    said = {e.split(": ", 1)[0] for e in v.errors}
+    errors = v.errors + [p for p in devconfig.check(scenario)
+                         if not any(p.split(": ", 1)[0].startswith(w) for w in said)]
+    if errors:
+        raise ScenarioError(path, errors)
+    return scenario
 
 
 def _default_name(kind, a):
