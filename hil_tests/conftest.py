@@ -6,6 +6,9 @@ import os
 import pytest
 
 from hilsupport import SCENARIOS, UNWIRED  # noqa: F401
+from powersentinel.bench.rig import SerialBoardRig
+from powersentinel.bench.runner import run_scenario
+from powersentinel.bench.scenario import load_scenario
 
 
 def pytest_addoption(parser):
@@ -18,10 +21,6 @@ def pytest_addoption(parser):
 @pytest.fixture(scope="session")
 def hil_runs(request, tmp_path_factory):
     """scenario file name -> RunResult, each scenario run once at its ci_time_scale."""
-    from powersentinel.bench.rig import SerialBoardRig
-    from powersentinel.bench.runner import run_scenario
-    from powersentinel.bench.scenario import load_scenario
-
     cache = {}
     board = request.config.getoption("--board")
     report = request.config.getoption("--hil-report") or str(tmp_path_factory.mktemp("hil-report"))

@@ -1,8 +1,9 @@
 """The scenarios on the board (`--board`, virtual by default), one test per expectation, each
 scenario run once at its CI time scale. Expectations that need firmware features not yet wired
-(conftest.UNWIRED) are strict xfails: they must fail now and pass once the feature is wired."""
+(hilsupport.UNWIRED) are strict xfails: they must fail now and pass once the feature is wired."""
 import glob
 import os
+import xml.etree.ElementTree as ET
 
 import pytest
 
@@ -41,6 +42,5 @@ def test_reports_written(hil_runs):
         assert os.path.getsize(res.report[k]) > 500
     html = open(res.report["html"]).read()
     assert "flickers" in html and ("PASS" in html or "FAIL" in html)
-    import xml.etree.ElementTree as ET
     suite = ET.parse(res.report["junit"]).getroot()
     assert int(suite.get("tests")) == len(res.verdicts) >= 5

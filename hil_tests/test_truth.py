@@ -1,6 +1,8 @@
 """The bench's mains ground truth: the virtual board's waveform generator, measured by the host
 analysis library, gives the programmed durations at every onset phase (so a device event can
 be judged against it within half a cycle)."""
+import math
+
 import pytest
 
 from powersentinel.bench import truth
@@ -18,7 +20,6 @@ def test_generator_durations_match_host_analysis(level, dur, phase):
 
 
 def test_replay_starts_on_the_onset_phase():
-    import math
     x, start = truth.replay(0.0, 0.1, 90, {})
     # 90 deg: the positive peak; the sample before the change is near the peak amplitude
     peak = 230 * math.sqrt(2) / 0.02

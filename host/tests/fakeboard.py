@@ -21,6 +21,10 @@ import threading
 import time
 import tty
 
+from click.testing import CliRunner
+
+from powersentinel.cli import main
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "..", "firmware", "lib"))
 from sentinel import config as fwconfig  # noqa: E402
@@ -357,9 +361,6 @@ if pytest is not None:
 def invoke(args, env=None):
     """Run the CLI's real entry point (main(): the one-line error handling included) inside
     click's CliRunner isolation. Returns (exit code, stdout, stderr)."""
-    from click.testing import CliRunner
-
-    from powersentinel.cli import main
     runner = CliRunner()
     env = dict({"POWERSENTINEL_TIMEOUT": "1", "COLUMNS": "120"}, **(env or {}))
     with runner.isolation(env=env) as streams:

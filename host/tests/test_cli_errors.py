@@ -9,6 +9,9 @@ import pytest
 import serial
 
 from fakeboard import FakeBoard, invoke
+from powersentinel import captures, deploy, link, logs, siteconfig, virtual
+from powersentinel.bench import rig, scenario
+from powersentinel.errors import PowerSentinelError
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 BIN = os.path.join(os.path.dirname(sys.executable), "powersentinel")
@@ -185,9 +188,6 @@ def test_a_broken_analysis_build_keeps_the_analyze_command_and_says_how_to_fix_i
 
 
 def test_every_expected_error_is_a_powersentinel_error():
-    from powersentinel import captures, deploy, link, logs, siteconfig, virtual
-    from powersentinel.bench import rig, scenario
-    from powersentinel.errors import PowerSentinelError
     for cls in (captures.CaptureError, deploy.DeployError, link.LinkError, link.LinkLost,
                 logs.LogStoreError, siteconfig.SiteConfigError, siteconfig.ConfigPushError,
                 virtual.VirtualError, rig.RigError, scenario.ScenarioError):

@@ -15,7 +15,9 @@ import pytest
 
 from fakeboard import invoke
 from powersentinel import virtual
+from powersentinel.analysis.readers import open_recording
 from powersentinel.link import Link, LinkError
+from powersentinel.monitor import Monitor
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 EXAMPLE = os.path.join(REPO, "docs", "site.example.toml")
@@ -86,7 +88,6 @@ def test_status_and_monitor_follow_the_real_firmware(board):
     assert code == 0, se
     st = json.loads(so)["status"]
     assert 200 < st["mains"]["v"] < 260
-    from powersentinel.monitor import Monitor
     m = Monitor(board["serial"], link_timeout=1.0)
     m.connect()
     try:
@@ -137,7 +138,6 @@ def test_logs_pull_is_incremental_on_the_real_firmware(board, tmp_path):
 
 @needs("identify", "capture_list", "capture_read", "config_get")
 def test_captures_pull_from_the_real_firmware(board, tmp_path):
-    from powersentinel.analysis.readers import open_recording
     virtual.set_wires(board["dir"], {"mains": "0.5"})
     time.sleep(1.0)
     virtual.set_wires(board["dir"], {"mains": "on"})

@@ -8,8 +8,9 @@ import time
 import pytest
 
 from support import no_leftover, venv_tool
+from powersentinel import deploy as dep
 from powersentinel import virtual
-from powersentinel.deploy import deploy
+from powersentinel.deploy import DeployError, deploy
 from powersentinel.link import Link
 from powersentinel.virtual import wait_for
 
@@ -162,8 +163,6 @@ def test_a_flash_that_will_not_mount_gives_a_degraded_board_not_a_reformat(tmp_p
 def test_a_deploy_that_fails_twice_at_bring_up_power_cycles_the_board(tmp_path, monkeypatch):
     # as when the first try hangs and still holds the port: start() must power-cycle the board
     # from blank once and deploy again, not give up
-    from powersentinel import deploy as dep
-    from powersentinel.deploy import DeployError
     real = dep.deploy
     calls = []
 
