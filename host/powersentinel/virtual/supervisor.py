@@ -4,7 +4,7 @@ It owns
 - the console: a pty whose slave path (`/dev/pts/N`) is the board's "USB port". It outlives the
   interpreter, so mpremote and pyserial see one port across reboots, as with a real board;
 - the interpreter: the MicroPython unix port, restarted on every reset on a pty of its own whose
-  line discipline makes Ctrl-C a KeyboardInterrupt (see shared/reference/micropython.md);
+  line discipline makes Ctrl-C a KeyboardInterrupt (ISIG on), as on a board;
   bytes are relayed between the two ptys;
 - the wires (see wire.py): the ADC waveform paced in real time, contact levels, the UPS serial
   line (a Q1 UPS simulator), the outputs and the watchdog;
