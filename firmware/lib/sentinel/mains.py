@@ -16,11 +16,11 @@
 #       every 180 degrees, so 120 degrees (of the nominal cycle) without one means the supply
 #       has gone, whatever the onset phase (the quicker check for deep interruptions);
 #     - the sum of squares over a sliding window of one nominal half period, compared with
-#       lost_pct: the square of a sine (and of its odd harmonics) has a period of half a cycle,
+#       lost_pct: the square of a wave made of odd harmonics (mains) repeats every half cycle,
 #       so that window gives Urms over exactly the last half cycle whatever the phase and the
 #       wave shape. It decides every residual below lost_pct within one half period of the
 #       onset; the envelope check alone misses residuals just below lost_pct whose harmonics
-#       keep them above lv (they fell to the half-cycle path, up to 19.5 ms at 50 Hz).
+#       keep them above lv (they were left to Urms(1/2): up to 19.5 ms at 50 Hz).
 # Per half cycle (segment boundaries at accepted zero crossings, or forced when crossings are
 # missing): Urms(1/2) over the last two segments, event state machines, frequency from
 # interpolated up-crossings averaged over up to 10 cycles.

@@ -137,11 +137,15 @@ async def run(adc_source, monitor, capture=None, on_block=None, progress=None, o
     clock = clock or time.ticks_ms
     lost = monitor.lost
     good = monitor.good
-    watch = None
-    held = None
-    nxt = None           # a block already read (while deciding about a late one)
+    nxt = await adc_source.read()    # a block already read: the first, or the one after a late one
+    if nxt is None:
+        return
+    bl = len(nxt)
+    watch = GapWatch(monitor.rate, bl, len(adc_source.ring) // 2, adc_source.overruns)
+    held = array("h", bytes(2 * bl))
+    nnow = clock()
+    watch.arrived(nnow, adc_source.overruns)
     nd = 0
-    nnow = 0
     while True:
         # everything inline: a call per block would take a heap frame on the bytecode VM
         if nxt is not None:
@@ -154,10 +158,6 @@ async def run(adc_source, monitor, capture=None, on_block=None, progress=None, o
             block = await adc_source.read()
             if block is None:
                 return
-            if watch is None:
-                watch = GapWatch(monitor.rate, len(block), len(adc_source.ring) // 2,
-                                 adc_source.overruns)
-                held = array("h", bytes(2 * len(block)))
             now = clock()
             late = watch.arrived(now, adc_source.overruns)
             d = watch.dropped
@@ -167,7 +167,7 @@ async def run(adc_source, monitor, capture=None, on_block=None, progress=None, o
         elif late == LATE:
             # a backlog or a pause? hold this block (its view dies at the next read) and see
             # whether the next one was already waiting
-            for j in range(watch.block):
+            for j in range(bl):
                 held[j] = block[j]
             block = held
             nxt = await adc_source.read()

@@ -55,7 +55,8 @@ MAINS = (
      "doc": "mains is good only within nominal_hz +- this"},
     {"k": "lost_pct", "t": "float", "d": 50.0, "min": 20.0, "max": 80.0,
      "doc": "fast loss trigger: mains is lost when no sample reaches this % of the nominal "
-            "peak (x 0.866) for 120 degrees"},
+            "peak (x 0.866) for 120 degrees, or the rms over the last half period is below "
+            "this % of nominal_v"},
     {"k": "capture_pre_ms", "t": "int", "d": 100, "min": 0, "max": 1000,
      "doc": "waveform kept before an event's start"},
     {"k": "capture_post_ms", "t": "int", "d": 400, "min": 0, "max": 2000,
