@@ -1,6 +1,7 @@
 """The shape of the code: no import cycle among the modules of host/powersentinel or
 firmware/lib (imports inside functions count: deferring an import hides a cycle, it does not
-remove it), and no class longer than 600 lines in host/ or firmware/."""
+remove it), no class longer than 600 lines in host/ or firmware/, and the version written in
+one place."""
 import ast
 import os
 import re
@@ -155,7 +156,7 @@ def test_the_cycle_finder_sees_function_level_and_relative_imports(tmp_path):
 
 
 def long_classes(tops, base=REPO):
-    """"file:line class NAME is N lines" for every class over the limit under the directories."""
+    """One line, "file:line class NAME is N lines", per class over the limit under `tops`."""
     out = []
     for top in tops:
         for dirpath, dirnames, filenames in os.walk(top):
