@@ -21,16 +21,18 @@ ROOTS = [(os.path.join(REPO, "host"), ("powersentinel",)),
 
 
 def _modules():
-    """{dotted module name: source file} for every module of the checked packages."""
+    """{dotted module name: source file} for every module of the checked packages (Cython
+    modules included: `from . import _kernels` imports the extension, not its package)."""
     mods = {}
     for root, packages in ROOTS:
         for pkg in packages:
             for dirpath, dirnames, filenames in os.walk(os.path.join(root, pkg)):
                 dirnames[:] = sorted(d for d in dirnames if d != "__pycache__")
                 for fn in filenames:
-                    if not fn.endswith(".py"):
+                    if not fn.endswith((".py", ".pyx")):
                         continue
-                    rel = os.path.relpath(os.path.join(dirpath, fn), root)[:-3].split(os.sep)
+                    rel = os.path.relpath(os.path.join(dirpath, fn), root)
+                    rel = os.path.splitext(rel)[0].split(os.sep)
                     if rel[-1] == "__init__":
                         rel = rel[:-1]
                     mods[".".join(rel)] = os.path.join(dirpath, fn)
@@ -40,7 +42,13 @@ def _modules():
 def _imports(name, path, mods):
     """The checked modules that `name` imports, anywhere in its file."""
     is_pkg = path.endswith("__init__.py")
-    tree = ast.parse(open(path, encoding="utf-8").read(), path)
+    src = open(path, encoding="utf-8").read()
+    if path.endswith(".pyx"):
+        # Cython is not Python: keep its Python-level import lines (cimports are C-level)
+        src = "\n".join(ln.strip() for ln in src.splitlines()
+                        if re.match(r"\s*(import|from\s+\S+\s+import)\s", ln)
+                        and "cimport" not in ln)
+    tree = ast.parse(src, path)
     out = set()
 
     def add(target, names=()):
