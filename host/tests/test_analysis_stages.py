@@ -16,6 +16,7 @@ from powersentinel.analysis.stages.frequency import FrequencyStage
 from powersentinel.analysis.stages.grid import FLAG_CLIPPED, FLAG_EVENT, Grid
 from powersentinel.analysis.stages.halfcycles import HalfCycleRows, HalfCycleStage
 from powersentinel.analysis.stages.harmonics import HarmonicsStage
+from powersentinel.analysis.stages.history import SampleHistory
 
 BACKENDS = ["numpy"] + (["cython"] if kernels.cython is not None else [])
 FS = 8_000          # 80 samples per half cycle at 50 Hz
@@ -195,15 +196,18 @@ def test_events_polyphase_rules_across_cuts(backend):
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_events_refined_and_captured_across_cuts(backend):
     """Refinement and captures read the waveform from the sample history: a cut on the sample
-    where the dip starts, or steps shorter than a half cycle, change nothing."""
+    where the dip starts, steps shorter than a half cycle, or an event longer than the history
+    fed in short steps change nothing."""
     k = kernels.get(backend)
     grid = Grid(FS, 50.0, None)
     synth = Synth(FS, harmonics={3: 0.05}, noise_v=0.5, volts_per_count=VPC, seed=4,
-                  events=[dip(0.3, 0.1, 0.4, onset_deg=90), swell(0.7, 0.04, 1.2)])
-    x = synth.generate(1.0)
+                  events=[dip(0.3, 0.1, 0.4, onset_deg=90), swell(0.7, 0.04, 1.2),
+                          dip(1.2, 0.9, 0.5)])
+    x = synth.generate(2.5)
     truth = synth.truth()
     start = int(round(truth[0]["start_s"] * FS))  # the sample where the dip begins
-    cuts = [start, start + 1, *range(start + 2, start + 200, 37), grid.edge(40) + 3, 6001]
+    cuts = [start, start + 1, *range(start + 2, start + 200, 37), grid.edge(40) + 3, 6001,
+            *range(8000, 20000, 500)]
 
     def run(c):
         hc, steps = _halfcycle_steps(grid, k, x, c)
@@ -215,8 +219,9 @@ def test_events_refined_and_captured_across_cuts(backend):
     got_flags, got = run(cuts)
     np.testing.assert_array_equal(np.concatenate(ref_flags), np.concatenate(got_flags))
     _same(ref, got)
-    d, s = ref["events"]
-    assert (d.type, s.type) == ("dip", "swell") and d.refined and s.refined
+    d, s, long = ref["events"]
+    assert [e.type for e in ref["events"]] == ["dip", "swell", "dip"]
+    assert d.refined and s.refined and long.refined
     assert abs(d.start_s - truth[0]["start_s"]) < 1e-3
     assert abs(d.duration_s - truth[0]["duration_s"]) < 1e-3
     # the capture spans the event and `pre` samples each side, in volts
@@ -225,6 +230,12 @@ def test_events_refined_and_captured_across_cuts(backend):
     assert a0 == grid.edge(d.k_start - 1) - 800
     assert a0 + v.shape[0] == grid.edge(d.k_end + 1) + 800
     np.testing.assert_array_equal(v[:, 0], x[a0:a0 + v.shape[0]] * VPC)
+    # a long one: `pre` + `post` samples around its start and around its end
+    for name, edge in (("start", grid.edge(long.k_start - 1) - 800),
+                       ("end", grid.edge(long.k_end + 1) - 3200)):
+        t0, v = ref["captures"][2][name]
+        assert round(t0 * FS) == edge and v.shape[0] == 4000
+        np.testing.assert_array_equal(v[:, 0], x[edge:edge + 4000] * VPC)
 
 
 # -- frequency -------------------------------------------------------------------------------
@@ -345,3 +356,25 @@ def test_harmonics_any_cut_same_values():
     for cuts, lag in (([1, edge - 1, edge + 1, 2 * edge, 5000, 9999], 1),
                       (list(range(333, x.shape[0], 333)), 2)):
         _same(run(cuts, lag), ref)
+
+
+# -- the sample history the event stage reads -----------------------------------------------
+def test_sample_history_serves_across_feeds():
+    h = SampleHistory(1, 10)
+    x = np.arange(40, dtype=np.int16)[:, None]
+    got = {}
+
+    def keep(name):
+        return lambda a0, data: got.setdefault(name, (a0, data[:, 0].tolist()))
+    h.feed(x[:12], 0)                 # keeps samples 2..11
+    h.request(0, 20, keep("partly gone"))
+    h.request(8, 9, keep("held"))
+    h.request(0, 2, keep("gone"))
+    h.request(30, 50, keep("past the end"))
+    h.feed(x[12:13], 12)
+    assert got["held"] == (8, [8]) and got["gone"] == (2, [])
+    assert "partly gone" not in got
+    h.feed(x[13:37], 13)
+    assert got["partly gone"] == (2, list(range(2, 20)))  # from where the history begins
+    h.finish(37)
+    assert got["past the end"] == (30, list(range(30, 37)))

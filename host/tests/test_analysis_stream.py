@@ -39,7 +39,8 @@ def _signal(dtype, channels=1):
     s = Synth(8_000, freq=50.2, harmonics={3: 0.05}, noise_v=1.0, volts_per_count=vpc,
               channels=channels, seed=3,
               events=[dip(1.0, 0.13, 0.5, onset_deg=30), swell(2.2, 0.3, 1.15),
-                      interruption(3.05, 0.4, 0.0), dip(4.0, 0.01, 0.2)])
+                      interruption(3.05, 0.4, 0.0), dip(4.0, 0.01, 0.2),
+                      dip(6.0, 1.5, 0.6)])  # longer than the sample history
     x = s.generate(12.5)
     return x.astype(dtype) if vpc is None else x, (vpc or 1.0)
 
@@ -80,7 +81,26 @@ def test_streaming_equals_whole(backend, dtype, seed):
         an.feed(x[pos:pos + n])
         pos += n
     _same(whole, an.finish())
-    assert len(whole.events) == 5
+    assert len(whole.events) == 6
+    assert all(part.shape[0] > 0 for cap in whole.captures.values() for _, part in cap.values())
+
+
+@pytest.mark.parametrize("max_captures", [50, 2])
+def test_captures_do_not_depend_on_chunking(max_captures):
+    """The start of an event longer than the sample history is captured as it happens; with
+    more events than max_captures, the first ones by start keep their captures."""
+    x, vpc = _signal(np.int16)
+    kw = dict(volts_per_count=vpc, keep_10cycle=True, max_captures=max_captures)
+    whole = analyze_array(x, 8_000, **kw)
+    _same(whole, analyze_array(x, 8_000, chunk=4_000, **kw))
+    long_dip = whole.events[-1]
+    assert long_dip.duration_s > 1.4
+    caps = whole.captures
+    assert sorted(caps) == list(range(min(max_captures, len(whole.events))))
+    if max_captures == 50:
+        start, end = caps[long_dip.id]["start"], caps[long_dip.id]["end"]
+        assert start[0] == pytest.approx(long_dip.iec_start_s - 0.1)
+        assert start[1].shape[0] == end[1].shape[0] == 0.5 * 8_000
 
 
 @pytest.mark.skipif(kernels.cython is None, reason="Cython kernels not built")

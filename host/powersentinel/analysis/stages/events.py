@@ -113,6 +113,11 @@ def ieee1159(ev: Event, nominal_v: float) -> str | None:
 
 
 
+def capture_key(ev: Event) -> tuple:
+    """The order in which events get waveform captures: by IEC start, then kind."""
+    return (ev.k_start, ev.type)
+
+
 class EventStage:
     """Dip, swell and interruption detection with hysteresis per channel, combined by the
     polyphase rules (dip and swell: any phase; interruption: all phases).
@@ -127,7 +132,8 @@ class EventStage:
     their duration is a lower bound; a warning each), serves the waveforms still wanted, and
     returns the result fields events (sorted by start, ids from 0, refined timing settled,
     includes_interruption set) and captures (event id -> {"event" | "start" | "end":
-    (t0 s, volts [n, ch])}) for the first max_captures events."""
+    (t0 s, volts [n, ch])}) for the first max_captures events by IEC start (an event longer
+    than `post` gets a start and an end capture, `pre` + `post` samples each)."""
 
     def __init__(self, grid: Grid, kernels: ModuleType, channels: int, nominal_v: float,
                  volts_per_count: float, thresholds: Thresholds, refine: bool,
@@ -148,12 +154,13 @@ class EventStage:
         self.open: dict[str, Event | None] = {t: None for t in KINDS}
         self.events: list[Event] = []
         self.n_started = 0
-        self.n_captured = 0
-        self.captures: dict = {}
+        self.captures: dict = {}  # uid -> {"event" | "start" | "end": (t0 s, volts)}
+        self.kept: dict = {}      # uid -> capture_key() of the events that keep their captures
+        self.early: dict = {}     # uid -> the start capture of an open event
         self.f_hint = grid.f_nom
         # refinement looks up to 3 cycles before a start that Urms(1/2) may see 12 half cycles
-        # late; a capture starts `pre` before it
-        self.history = SampleHistory(channels, int(grid.cycle * 24) + pre + 16)
+        # late; a short event's capture starts `pre` before a start up to `post` back
+        self.history = SampleHistory(channels, max(int(grid.cycle * 24), post) + pre + 16)
 
     def feed(self, rows: HalfCycleRows | None, x: np.ndarray, n0: int,
              f_hint: float) -> np.ndarray | None:
@@ -230,6 +237,12 @@ class EventStage:
         ev.channels = [ev.ch_start]
         if not self.do_refine:
             ev.start_done = True
+        # the start's waveform is taken now, while the history holds it: a long event may end
+        # after it has left the history (an event that cannot make the captures is skipped)
+        if self._may_keep(capture_key(ev)):
+            rec = self.early[ev.uid] = {}
+            s = self.grid.edge(ev.k_start - 1)
+            self.history.request(max(s - self.pre, 0), s + self.post, self._keep(rec, "start"))
 
     def _on_end(self, ev: Event, ongoing_until: int | None = None) -> None:
         """Close ev; ongoing_until: the samples recorded, for an event the recording cut."""
@@ -253,9 +266,7 @@ class EventStage:
                     self._refine_request(ev, "start")
                 if not ongoing:
                     self._refine_request(ev, "end")
-        if self.n_captured < self.max_captures:
-            self.n_captured += 1
-            self._capture_request(ev)
+        self._capture(ev)
 
     # -- sub-cycle refinement and waveform captures --------------------------------------------
     def _refine_request(self, ev: Event, mode: str) -> None:
@@ -304,20 +315,37 @@ class EventStage:
                 ev.end_ref = (a0 + s2) / grid.fs
         self.history.request(a, b, done)
 
-    def _capture_request(self, ev: Event) -> None:
-        rec = self.captures.setdefault(ev.uid, {})
+    def _may_keep(self, key: tuple) -> bool:
+        """Whether an event with this key can still be among the first max_captures."""
+        if len(self.kept) < self.max_captures:
+            return True
+        return bool(self.kept) and key < max(self.kept.values())
+
+    def _capture(self, ev: Event) -> None:
+        """Keep the captures of the first max_captures events by capture_key(), whatever order
+        they end in (within a step, the kinds end one after the other)."""
+        early = self.early.pop(ev.uid, None)
+        key = capture_key(ev)
+        if not self._may_keep(key):
+            return
+        if len(self.kept) >= self.max_captures:
+            last = max(self.kept, key=lambda uid: self.kept[uid])
+            del self.kept[last]
+            self.captures.pop(last, None)
+        self.kept[ev.uid] = key
         s = self.grid.edge(ev.k_start - 1)
         e = self.grid.edge((ev.k_end if ev.k_end is not None else ev.k_start) + 1)
+        if e - s <= self.post:  # one capture from `pre` before to `pre` after
+            rec = self.captures[ev.uid] = {}
+            self.history.request(max(s - self.pre, 0), e + self.pre, self._keep(rec, "event"))
+        else:  # the start one, taken at the start, and one around the end
+            rec = self.captures[ev.uid] = early if early is not None else {}
+            self.history.request(max(e - self.post, 0), e + self.pre, self._keep(rec, "end"))
 
-        def keep(name):
-            def cb(a0, data):
-                rec[name] = (a0 / self.grid.fs, data.astype(np.float64) * self.vpc)
-            return cb
-        if e - s <= self.post:
-            self.history.request(max(s - self.pre, 0), e + self.pre, keep("event"))
-        else:
-            self.history.request(max(s - self.pre, 0), s + self.post, keep("start"))
-            self.history.request(max(e - self.post, 0), e + self.pre, keep("end"))
+    def _keep(self, rec: dict, name: str):
+        def cb(a0, data):
+            rec[name] = (a0 / self.grid.fs, data.astype(np.float64) * self.vpc)
+        return cb
 
     # -- end -----------------------------------------------------------------------------------
     def finish(self, k_open: int, n_done: int, f_hint: float, warnings: list[str]) -> dict:
@@ -343,5 +371,6 @@ class EventStage:
         for i, e in enumerate(events):
             e.id = i
         by_uid = {e.uid: e.id for e in events}
-        captures = {by_uid[k]: v for k, v in self.captures.items() if k in by_uid}
+        captures = {by_uid[k]: v for k, v in sorted(self.captures.items(),
+                                                    key=lambda kv: by_uid[kv[0]])}
         return {"events": events, "captures": captures}

@@ -49,11 +49,11 @@ class SampleHistory:
                 if r.have < n0:  # fill from the tail (requests made during this step)
                     lo = max(r.have, t0)
                     hi = min(r.b, n0)
+                    if lo > r.a and not r.parts:
+                        r.a = lo  # history no longer holds the start: keep what exists
                     if hi > lo:
                         r.parts.append(self.tail[lo - t0:hi - t0])
                     r.have = max(r.have, hi) if hi > lo else max(r.have, lo)
-                    if lo > r.a and not r.parts:
-                        r.a = lo  # history no longer holds the start: keep what exists
                 lo = max(r.have, n0)
                 hi = min(r.b, n1)
                 if hi > lo:
