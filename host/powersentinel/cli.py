@@ -85,7 +85,8 @@ def virtual_start(d, config, heap, nut_port, time_scale):
 @virtual.command("stop")
 @click.option("--dir", "d", required=True, type=click.Path(file_okay=False))
 def virtual_stop(d):
-    """Stop the virtual board in DIR (its supervisor and interpreter); the flash image stays."""
+    """Stop the virtual board in DIR; return once every process of it (supervisor, interpreter
+    and anything it started) has exited. The flash image stays."""
     if vboard.stop(d):
         click.echo("stopped %s" % d)
     else:
