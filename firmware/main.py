@@ -1,5 +1,6 @@
-# The composition root: read the config, build the board's HAL and the tasks, and run.
-# A Ctrl-C from the console (mpremote) interrupts it into the REPL, as on any MicroPython board.
+# Runs after boot.py: hands over to the composition root (sentinel.app), which reads the config,
+# builds the board's HAL and the tasks, and runs. A Ctrl-C from the console (mpremote)
+# interrupts it into the REPL, as on any MicroPython board.
 import sentinel.app
 
 sentinel.app.main()

@@ -93,16 +93,16 @@ class Sender:
         self.errors = 0  # datagrams that failed (no route, socket error)
         self.last_error = None
 
-    def _socket(self):
+    def _socket(self, sk):
         if self._sock is None:
             if self._factory is not None:
                 s = self._factory()
             else:
-                s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-                so = getattr(socket, "SO_BROADCAST", None)
+                s = sk.socket(sk.AF_INET, sk.SOCK_DGRAM)
+                so = getattr(sk, "SO_BROADCAST", None)
                 if so is not None:  # absent on some ports: broadcasts then go out anyway or fail
                     try:
-                        s.setsockopt(socket.SOL_SOCKET, so, 1)
+                        s.setsockopt(sk.SOL_SOCKET, so, 1)
                     except OSError:
                         pass
             self._sock = s
@@ -110,9 +110,12 @@ class Sender:
 
     def _sendto(self, ip, pkt):
         try:
+            sk = socket
+            if sk is None:
+                raise OSError("no network module")
             # getaddrinfo gives the sockaddr form every port accepts (raw bytes on unix)
-            sa = socket.getaddrinfo(ip, self.port, 0, socket.SOCK_DGRAM)[0][-1]
-            self._socket().sendto(pkt, sa)
+            sa = sk.getaddrinfo(ip, self.port, 0, sk.SOCK_DGRAM)[0][-1]
+            self._socket(sk).sendto(pkt, sa)
             self.sent += 1
             return True
         except OSError as e:

@@ -1,0 +1,140 @@
+"""The control loop: every CONTROL_MS, gather the inputs (mains monitor, UPS link or contacts),
+update the battery model, run StateMachine.update and the sequencer's step, refresh the coverage
+audit, persist the plan when it changed, let the journal flush its batch, and publish the
+Snapshot the NUT view answers from.
+
+Every power rule lives in the state machine: this loop only translates sensors into Inputs and
+the machine's records into journal records and console events.
+"""
+import asyncio
+import json
+
+from sentinel.runtime import write_atomic
+from sentinel.statemachine import Inputs
+
+CONTROL_MS = 100
+COVERAGE_MS = 2000  # the coverage audit walks every tier's logins: not every step
+
+
+class Control:
+    """rt: the Runtime; sensing: the Sensing (monitor, contacts, first-block flag); link: the
+    UpsLink or None; battery, sm, seq, cov: the logic modules; snap: the Snapshot to publish."""
+
+    def __init__(self, rt, sensing, link, battery, sm, seq, cov, snap):
+        self.rt = rt
+        self.sensing = sensing
+        self.monitor = sensing.monitor
+        self.contacts = sensing.contacts
+        self.link = link
+        self.battery = battery
+        self.sm = sm
+        self.seq = seq
+        self.cov = cov
+        self.snap = snap
+        self.inputs = Inputs()
+        self._cov_at = -10 ** 9
+
+    def _gather(self):
+        i = self.inputs
+        rt = self.rt
+        mon = self.monitor
+        i.mains_lost = mon.lost
+        i.mains_good = mon.good
+        # during the monitor's first cycles its flags mean nothing yet: not "out of tolerance"
+        i.mains_present = not rt.stale() and (mon.good or mon.lost or rt.uptime() > 2000)
+        link = self.link
+        con = self.contacts
+        if link is not None:
+            ok = bool(link.link_ok)
+            toks = link.status
+            i.ups_link_configured = True
+            i.ups_link_ok = ok
+            i.ups_on_battery = ok and ("OB" in toks)
+            i.ups_low_battery = ok and ("LB" in toks)
+            i.ups_charge = link.charge if ok else None
+            i.ups_runtime = None
+            i.ups_output_off = ok and ("OFF" in toks)
+        elif con is not None:
+            i.ups_link_configured = True
+            i.ups_link_ok = bool(con.ready)
+            i.ups_on_battery = bool(con.has("OB"))
+            i.ups_low_battery = bool(con.has("LB"))
+            i.ups_output_off = bool(con.has("OFF"))
+        else:
+            i.ups_link_configured = False
+        return i
+
+    def step(self):
+        now = self.rt.now()
+        sm = self.sm
+        i = self._gather()
+        self.battery.update(now, i.ups_on_battery or sm.on_battery, i.ups_charge)
+        i.ups_charge = self.battery.charge_pct
+        i.ups_runtime = self.battery.runtime_s
+        before = (sm.state, sm.plan_id)
+        self.records(sm.update(now, i))
+        self.records(self.seq.step(now, sm))
+        if now - self._cov_at >= COVERAGE_MS:
+            self._cov_at = now
+            self.cov.update(now, quiet=sm.state != "ONLINE")
+            cov = self.snap.coverage
+            for name in cov:
+                cov[name] = self.cov.nut_vars(name)
+        if (sm.state, sm.plan_id) != before or self.seq.dirty:
+            self.persist()
+        self.rt.journal.poll(now)
+        self.publish(now)
+
+    def publish(self, now):
+        s = self.snap
+        i = self.inputs
+        mon = self.monitor
+        b = self.battery
+        s.sampler_at = self.rt.alive.get("sampler")
+        s.seen = self.sensing.seen
+        s.ob = bool(i.ups_on_battery or self.sm.on_battery)
+        s.lb = bool(i.ups_link_configured and i.ups_low_battery)
+        s.charge = int(b.charge_pct)
+        s.runtime = int(b.runtime_s)
+        s.v = round(mon.urms, 1)
+        s.hz = round(mon.freq or 0.0, 2)
+        link = self.link
+        s.load = link.load if link is not None and link.link_ok else None
+        s.state = self.sm.state
+        s.plan_id = self.sm.plan_id
+        ph = s.phases
+        for name in ph:
+            ph[name] = self.seq.phase(name)
+        s.at = now
+
+    def records(self, recs):
+        """State machine records into the journal (transitions also as console events)."""
+        for rec in recs or ():
+            t, frm, to, cause, detail = rec
+            data = {"from": frm, "to": to, "cause": cause, "detail": detail}
+            self.rt.log("state" if frm != to else "policy", data, critical=frm != to)
+            if frm != to:
+                self.rt.console.event("state", **data)
+
+    def persist(self):
+        """The plan's progress, so a reboot mid-sequence resumes where it was."""
+        rt = self.rt
+        try:
+            now = rt.now()
+            write_atomic(rt.files["state"], json.dumps({"sm": self.sm.to_dict(now),
+                                                        "seq": self.seq.to_dict(now),
+                                                        "at": rt.board.time()}))
+        except OSError as e:
+            rt.error("persist", e)
+
+    async def run(self):
+        # A failing iteration is reported and does not count as progress: if it keeps failing,
+        # the supervisor stops feeding the watchdog and the board restarts (then safe mode).
+        rt = self.rt
+        while True:
+            try:
+                self.step()
+                rt.progress("control")
+            except Exception as e:
+                rt.error("control", e)
+            await asyncio.sleep_ms(CONTROL_MS)

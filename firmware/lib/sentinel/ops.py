@@ -1,0 +1,140 @@
+"""The console operations (identify, status, config_get, config_put_chunk, config_put_commit,
+log_read, capture_list, capture_read, drill_start, time_set, ping): their handler table, their
+arguments and replies.
+
+The rarely used ones (a config push, reading a capture) live in sentinel.ops_rare, imported
+for the request and forgotten after it, so their code does not stay on the heap. No handler
+collects garbage: the reporter does, in its own step of the loop.
+"""
+import sys
+
+from sentinel.runtime import drop_modules
+from sentinel.version import PROTOCOL, VERSION
+
+_RARE = ("config_put_chunk", "config_put_commit", "capture_read")
+
+
+class Ops:
+    """rt: the Runtime; the other arguments are what status and identify report: the
+    Sensing, the UpsLink or None, the battery model, the state machine, the sequencer, the
+    coverage audit, the NutServer, the NutStarter, the LoopLag, the Snapshot; commands: the list
+    console commands go into; reboot: async fn() that reboots; cfg_source and cfg_errors: where
+    the config came from and what was wrong with it."""
+
+    def __init__(self, rt, sensing, link, battery, sm, seq, cov, nut, net, lag, snap, commands,
+                 reboot, cfg_source="defaults", cfg_errors=()):
+        self.rt = rt
+        self.sensing = sensing
+        self.link = link
+        self.battery = battery
+        self.sm = sm
+        self.seq = seq
+        self.cov = cov
+        self.nut = nut
+        self.net = net
+        self.lag = lag
+        self.snap = snap
+        self.cfg_source = cfg_source
+        self.cfg_errors = list(cfg_errors)
+        self.commands = commands  # the control loop's Inputs.commands
+        self.reboot = reboot      # async fn() a config commit runs to reboot
+        self.upload = None        # offset expected next of a config upload in progress
+
+    def handlers(self):
+        h = {"ping": lambda req: "pong", "identify": self.identify, "status": self.status,
+             "config_get": self.config_get, "log_read": self.log_read,
+             "capture_list": self.capture_list, "drill_start": self.drill_start,
+             "time_set": self.time_set}
+        for name in _RARE:
+            h[name] = self._rare(name)
+        return h
+
+    def _rare(self, name):
+        def call(req):
+            # imported for this request only and dropped after it: saves device heap
+            from sentinel import ops_rare
+            try:
+                return getattr(ops_rare, name)(self, req)
+            finally:
+                del ops_rare
+                drop_modules(("ops_rare",))
+        return call
+
+    def identify(self, req):
+        b = self.rt.board
+        return {"firmware": VERSION, "protocol": PROTOCOL, "board": b.name,
+                "device_id": b.unique_id(),
+                "mpy": getattr(sys.implementation, "_mpy", None),
+                "uptime_ms": self.rt.uptime(), "reset_cause": b.reset_cause(),
+                "config_source": self.cfg_source, "config_errors": self.cfg_errors,
+                "network": b.network_state(), "safe_mode": False}
+
+    def status(self, req=None):
+        rt = self.rt
+        sen = self.sensing
+        mon = sen.monitor
+        f = mon.freq
+        ups = {"link": "none", "status": self.snap.tokens(),
+               "charge": round(self.battery.charge_pct), "runtime": int(self.battery.runtime_s),
+               "source": self.battery.charge_source}
+        con = sen.contacts
+        if self.link is not None:
+            ups["link"] = self.link.state
+        elif con is not None:
+            ups["link"] = "contacts"
+            ups["contacts"] = con.statuses()
+            ups["chatter"] = sum(con.deb.chatter)
+        sm = self.sm
+        now = rt.now()
+        tiers = self.cov.status(now)
+        for t in tiers:
+            t["phase"] = self.seq.phase(t["name"])
+            t["fsd"] = self.nut.fsd(t["name"])
+        adc = sen.adc
+        lag = self.lag
+        h = sm.history()
+        return {"mains": {"v": round(mon.urms, 1), "hz": None if f is None else round(f, 3),
+                          "lost": mon.lost, "good": mon.good, "events": sen.events[-5:]},
+                "ups": ups,
+                "state": {"name": sm.state, "cause": h[-1][3] if h else "boot",
+                          "ponr": sm.ponr, "plan_id": sm.plan_id, "drill": sm.drill},
+                "tiers": tiers, "plan": self.seq.summary(now), "drill": self.seq.report,
+                "heap": {"free": rt.heap[0], "alloc": rt.heap[1]},
+                "loop": {"max_stall_ms": lag.max_ms, "stall_ms_1m": lag.window_ms(),
+                         "stalls": lag.stalls},
+                "adc": {"overruns": 0 if adc is None else adc.overruns,
+                        "ring_ms": sen.ring_ms(), "gaps": mon.gaps,
+                        "gap_samples": mon.gap_samples},
+                "network": {"state": rt.board.network_state(), "nut": self.net.serving},
+                "errors": rt.errors,
+                "uptime_ms": rt.uptime(), "time": rt.board.time()}
+
+    def config_get(self, req):
+        return {"config": self.rt.cfg, "source": self.cfg_source}
+
+    def log_read(self, req):
+        # Only what is on flash is handed out: a record still batched in RAM could be lost to a
+        # power cut and its sequence number reused, and the host would keep a different record.
+        j = self.rt.journal
+        j.flush()
+        frm = req.get("from_seq", 0)
+        n = min(int(req.get("max", 32)), 32)
+        recs = j.read(frm, n)
+        return {"records": [{"seq": r[0], "epoch": r[1], "ms": r[2], "type": r[3], "data": r[4]}
+                            for r in recs],
+                "first": j.first_seq(), "last": j.last_seq()}
+
+    def capture_list(self, req):
+        return [{"id": cid, "bytes": size} for cid, size in self.rt.journal.list_captures()]
+
+    def drill_start(self, req):
+        self.commands.append("drill")
+        return {"started": True}
+
+    def time_set(self, req):
+        epoch = req.get("epoch")
+        if not isinstance(epoch, (int, float)) or epoch < 1600000000:
+            raise ValueError("time_set needs epoch (seconds since 1970, after 2020)")
+        b = self.rt.board
+        b.set_time(epoch)
+        return {"time": b.time()}

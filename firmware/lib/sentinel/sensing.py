@@ -1,0 +1,112 @@
+"""The sensing tasks: the sampler (HAL ADC blocks into the mains monitor and the capture ring)
+with its hooks, and the contact poller of a dry-contact UPS.
+
+Owns what the hooks keep: the recent mains events shown in status, whether the monitor has read
+its first block, and the AdcSource (its overrun count and ring span are reported). Hooks log
+mains changes, events, captures and gaps in the samples (an `adc_gap` record at most every
+GAP_RECORD_MS, with the gaps since the last); a failing hook is counted, never allowed to stop
+sensing.
+"""
+import asyncio
+import time
+
+from sentinel import sampler
+
+GAP_RECORD_MS = 10000
+
+
+class Sensing:
+    def __init__(self, rt, monitor, capture, contacts=None):
+        self.rt = rt
+        self.monitor = monitor
+        self.capture = capture
+        self.contacts = contacts   # ContactMonitor or None
+        self.adc = None            # the AdcSource, once the sampler runs
+        self.events = []           # recent mains events for status (bounded)
+        self.seen = False          # first block read (NUT answers WAIT before)
+        self._gap_at = -10 ** 9
+        self._gaps_logged = 0
+        self._gap_samples_logged = 0
+
+    def ring_ms(self):
+        """How long the ADC ring holds samples: a loop stall longer than this loses blocks."""
+        a = self.adc
+        return 0 if a is None else len(a.ring) * 1000 // a.rate
+
+    # -- sampler hooks ---------------------------------------------------------------------------
+    def on_mains_change(self, mon):
+        self.rt.console.event("mains", lost=mon.lost, good=mon.good, v=round(mon.urms, 1))
+        if mon.lost:
+            self.rt.log("mains_lost", {"v": round(mon.urms, 1)}, critical=True)
+
+    def on_mains_event(self, ev):
+        ev = {"type": ev["kind"], "start_ms": ev["start_ms"], "duration_ms": ev["duration_ms"],
+              "pct": ev["pct"], "v": ev.get("residual_v", ev.get("peak_v")),
+              "trig": ev["trig"]}
+        self.events.append(ev)
+        if len(self.events) > 8:
+            self.events.pop(0)
+        self.rt.log("mains_event", ev)
+        self.rt.console.event("event", **ev)
+
+    def on_capture(self, meta, data):
+        m = self.rt.cfg["mains"]
+        meta["nominal_v"] = m["nominal_v"]
+        meta["nominal_hz"] = m["nominal_hz"]
+        meta["sample_rate"] = meta["rate"]
+        # the capture starts pre_ms before the disturbance it belongs to
+        meta["start_epoch"] = self.rt.board.time() - (self.monitor.samples - meta["t0"]) \
+            // meta["rate"]
+        ev = self.events[-1] if self.events else None
+        meta["event"] = ev["type"] if ev and ev.get("trig") == meta["trig"] else "disturbance"
+        # written straight from the capture slot: no 4 KB copy on the heap
+        self.rt.journal.save_capture(meta, data, now_ms=self.rt.now())
+
+    def on_block(self, mon):
+        self.seen = True
+
+    def on_gap(self, n):
+        # a loaded host or a long loop stall can make many: one record per GAP_RECORD_MS
+        # carries how many gaps and samples were lost since the last one
+        mon = self.monitor
+        now = self.rt.now()
+        if now - self._gap_at >= GAP_RECORD_MS:
+            self._gap_at = now
+            self.rt.log("adc_gap", {"gaps": mon.gaps - self._gaps_logged,
+                                    "samples": mon.gap_samples - self._gap_samples_logged,
+                                    "last": n})
+            self._gaps_logged = mon.gaps
+            self._gap_samples_logged = mon.gap_samples
+
+    # -- tasks -----------------------------------------------------------------------------------
+    async def sampler_task(self):
+        rt = self.rt
+        m = rt.cfg["mains"]
+        self.adc = rt.board.adc(m["sample_rate"], m["block_len"])
+        await sampler.run(self.adc, self.monitor, self.capture, on_block=self.on_block,
+                          progress=lambda: rt.progress("sampler"),
+                          on_change=rt.guard("mains", self.on_mains_change),
+                          on_event=rt.guard("event", self.on_mains_event),
+                          on_capture=rt.guard("capture", self.on_capture),
+                          on_gap=rt.guard("gap", self.on_gap))
+
+    async def contacts_task(self):
+        rt = self.rt
+        c = rt.board.contacts()
+        mon = self.contacts
+        if mon is None:
+            return
+        chatter = 0
+        last_report = -10 ** 9
+        while True:
+            if mon.update(c.read(), time.ticks_ms()):
+                rt.log("contacts", {"status": mon.statuses()})
+            total = sum(mon.deb.chatter)
+            if total != chatter and rt.now() - last_report > 10000:
+                # an anomaly worth a record, at most every 10 s: loose wire, missing pull-up
+                rt.log("contact_chatter", {"edges": total - chatter,
+                                           "lines": [x[0] for x in mon.line_states() if x[3]]})
+                chatter = total
+                last_report = rt.now()
+            rt.progress("ups")
+            await asyncio.sleep_ms(10)

@@ -1,0 +1,437 @@
+# The wired sentinel (sentinel.app.Sentinel) on a fake board, under the real MicroPython event
+# loop: it senses, decides and answers its console before the network exists, and starts its
+# NUT server when the network comes up. Also the parts the app is built from: the NUT view's
+# snapshot, the loop-lag monitor, and a status that never collects garbage.
+import asyncio
+import gc
+import json
+import math
+import os
+import random
+from array import array
+
+from mpunit import TestCase
+from sentinel import config, console
+from sentinel.app import Sentinel
+from sentinel.nutview import NutView, Snapshot
+from sentinel.tasks import LoopLag
+
+NUT_PORT = 39431  # loopback only
+
+
+class FakeAdc:
+    """A clean 230 V / 50 Hz sine, one block per read, paced like a real ADC."""
+
+    def __init__(self, rate, block_len, vpc):
+        self.rate = rate
+        self.block_len = block_len
+        self.ring = array("h", bytes(2 * block_len * 16))
+        self.overruns = 0
+        per = rate // 50
+        amp = 230.0 * math.sqrt(2) / vpc
+        self.cycle = array("h", [int(amp * math.sin(2 * math.pi * k / per)) for k in range(per)])
+        self.buf = array("h", bytes(2 * block_len))
+        self.pos = 0
+        self.blocks = 0
+
+    def start(self):
+        pass
+
+    async def read(self):
+        await asyncio.sleep_ms(self.block_len * 1000 // self.rate)
+        n = len(self.cycle)
+        for k in range(self.block_len):
+            self.buf[k] = self.cycle[(self.pos + k) % n]
+        self.pos = (self.pos + self.block_len) % n
+        self.blocks += 1
+        return memoryview(self.buf)
+
+
+class FakeBoard:
+    """Every Board method, with a network the test switches: "down", "up" or "absent"."""
+
+    name = "fake"
+
+    def __init__(self, cfg, net="down"):
+        self.cfg = cfg
+        self.net = net
+        self._adc = None
+        self.binds = 0
+        self.hellos = []
+        self.fed = 0
+
+    async def start(self):
+        pass
+
+    def background(self):
+        return []
+
+    def adc(self, rate, block_len):
+        if self._adc is None:
+            self._adc = FakeAdc(rate, block_len, self.cfg["mains"]["volts_per_count"])
+        return self._adc
+
+    def contacts(self):
+        raise AssertionError("no contacts configured")
+
+    def outputs(self):
+        raise AssertionError("no outputs configured")
+
+    def uart(self, baud):
+        raise AssertionError("no UPS link configured")
+
+    def network_state(self):
+        return self.net
+
+    def network_up(self):
+        return self.net == "up"
+
+    def ip(self):
+        return "127.0.0.1" if self.net == "up" else "0.0.0.0"
+
+    def nut_bind(self):
+        self.binds += 1
+        return ("127.0.0.1", NUT_PORT)
+
+    def watchdog_start(self, ms):
+        pass
+
+    def watchdog_feed(self):
+        self.fed += 1
+
+    def watchdog_park(self):
+        pass
+
+    def time(self):
+        return 1700000000
+
+    def set_time(self, epoch):
+        pass
+
+    def reset_cause(self):
+        return "soft"
+
+    def unique_id(self):
+        return "fake-01"
+
+    def reset(self):
+        raise AssertionError("reset")
+
+    def hello(self, info):
+        self.hellos.append(info)
+
+    def heartbeat(self, info):
+        pass
+
+
+class Console:
+    """Both ends of the console: requests in (a reader), frames out (a writer)."""
+
+    def __init__(self):
+        self.pending = b""
+        self.frames = []
+        self.rid = 0
+
+    def write(self, data):
+        f = console.decode(data)
+        if f is not None:
+            self.frames.append(f)
+
+    async def read(self, n):
+        while not self.pending:
+            await asyncio.sleep_ms(5)
+        b, self.pending = self.pending[:n], self.pending[n:]
+        return b
+
+    def request(self, op, **args):
+        self.rid += 1
+        args["id"] = self.rid
+        args["op"] = op
+        self.pending += console.encode(args)
+        return self.rid
+
+    def reply(self, rid):
+        for f in self.frames:
+            if f.get("id") == rid:
+                return f
+        return None
+
+    def logs(self, kind):
+        return [f["data"] for f in self.frames if f.get("ev") == "log" and f.get("type") == kind]
+
+
+def _rmtree(path):
+    for e in os.ilistdir(path):
+        p = path + "/" + e[0]
+        if e[1] == 0x4000:
+            _rmtree(p)
+            os.rmdir(p)
+        else:
+            os.remove(p)
+
+
+def _root():
+    """An empty directory standing for the board's filesystem."""
+    root = "/tmp/ps_test_app_%08x" % random.getrandbits(30)
+    os.mkdir(root)
+    return root
+
+
+async def _until(cond, what, ms=20000):
+    """Wait for cond() with a deadline (real time: the loop must actually run the tasks)."""
+    t = 0
+    while not cond():
+        if t >= ms:
+            raise AssertionError("timed out waiting for " + what)
+        await asyncio.sleep_ms(20)
+        t += 20
+
+
+async def _answer(con, op, **args):
+    rid = con.request(op, **args)
+    await _until(lambda: con.reply(rid) is not None, "a reply to " + op)
+    r = con.reply(rid)
+    if not r["ok"]:
+        raise AssertionError("%s failed: %r" % (op, r))
+    return r["data"]
+
+
+async def _nut_ver():
+    r, w = await asyncio.open_connection("127.0.0.1", NUT_PORT)
+    try:
+        w.write(b"LIST UPS\n")
+        await w.drain()
+        lines = []
+        while not lines or lines[-1] != b"END LIST UPS\n":
+            lines.append(await r.readline())
+        return lines
+    finally:
+        w.close()
+        await w.wait_closed()  # MicroPython closes the socket here, not in close()
+
+
+def _cfg():
+    cfg = config.defaults()
+    cfg["nut"]["port"] = NUT_PORT
+    return cfg
+
+
+def run_app(board, body):
+    """Run the wired sentinel on `board` while `body(sentinel, console)` runs."""
+    con = Console()
+    root = _root()
+    s = Sentinel(board, board.cfg, "defaults", [], write=con.write, root=root)
+
+    async def main():
+        t = asyncio.create_task(s.run(con))
+        try:
+            await body(s, con)
+        finally:
+            t.cancel()
+            s.nut.close()
+            await asyncio.sleep_ms(0)
+
+    try:
+        asyncio.run(main())
+    finally:
+        asyncio.new_event_loop()  # drop the sentinel's tasks: the next test starts clean
+        _rmtree(root)
+        os.rmdir(root)
+    return s, con
+
+
+class TestNetworkLate(TestCase):
+    def test_senses_and_answers_before_the_network_then_serves_nut_when_it_comes_up(self):
+        board = FakeBoard(_cfg(), "down")
+        seen = {}
+
+        async def body(s, con):
+            await _until(lambda: board.hellos, "hello")
+            # sensing, deciding and the console work with no network
+            await _until(lambda: s.sensing.monitor.good and s.control.snap.seen,
+                         "mains read as good, published")
+            st = await _answer(con, "status")
+            seen["before"] = st
+            ident = await _answer(con, "identify")
+            seen["ident"] = ident["network"]
+            seen["binds_before"] = board.binds
+            try:
+                await _nut_ver()
+                seen["listening_before"] = True
+            except OSError:
+                seen["listening_before"] = False
+            board.net = "up"
+            await _until(lambda: s.net.serving, "the NUT server to start")
+            seen["lines"] = await _nut_ver()
+            seen["after"] = await _answer(con, "status")
+
+        s, con = run_app(board, body)
+        before = seen["before"]
+        self.assertEqual(before["network"], {"state": "down", "nut": False})
+        self.assertEqual(seen["ident"], "down")
+        self.assertTrue(before["mains"]["good"])
+        self.assertTrue(225 < before["mains"]["v"] < 235, before["mains"])
+        self.assertEqual(before["state"]["name"], "ONLINE")
+        self.assertEqual(seen["binds_before"], 0)
+        self.assertFalse(seen["listening_before"])
+        self.assertEqual(seen["lines"][-1], b"END LIST UPS\n")
+        self.assertIn(b"UPS sentinel ", seen["lines"][1])
+        self.assertEqual(seen["after"]["network"], {"state": "up", "nut": True})
+        self.assertEqual(con.logs("network"), [{"state": "down"}, {"state": "up"}])
+        self.assertEqual(len(con.logs("nut_started")), 1)
+        self.assertEqual(len(board.hellos), 1)
+
+    def test_no_network_module_keeps_sensing_and_never_binds(self):
+        board = FakeBoard(_cfg(), "absent")
+        seen = {}
+
+        async def body(s, con):
+            await _until(lambda: s.sensing.monitor.good, "mains read as good")
+            await _until(lambda: s.net.state == "absent", "the network state")
+            seen["st"] = await _answer(con, "status")
+
+        s, con = run_app(board, body)
+        self.assertEqual(seen["st"]["network"], {"state": "absent", "nut": False})
+        self.assertTrue(seen["st"]["mains"]["good"])
+        self.assertEqual(board.binds, 0)
+        self.assertEqual(con.logs("network"), [{"state": "absent"}])
+
+    def test_network_up_at_boot_serves_nut_before_hello(self):
+        board = FakeBoard(_cfg(), "up")
+        seen = {}
+
+        async def body(s, con):
+            await _until(lambda: board.hellos, "hello")
+            seen["serving_at_hello"] = s.net.serving
+            seen["lines"] = await _nut_ver()
+
+        s, con = run_app(board, body)
+        self.assertTrue(seen["serving_at_hello"])
+        self.assertEqual(seen["lines"][-1], b"END LIST UPS\n")
+        self.assertEqual(con.logs("network"), [])  # nothing to report: up from the start
+        self.assertEqual(con.logs("nut_started"), [])
+
+    def test_status_reports_loop_and_adc_and_does_not_collect(self):
+        board = FakeBoard(_cfg(), "up")
+        seen = {}
+
+        async def body(s, con):
+            await _until(lambda: s.sensing.seen, "sensing")
+            junk = [bytearray(1000) for _ in range(60)]
+            del junk  # 60 KB of garbage a collection would free
+            a0 = gc.mem_alloc()
+            st = s.ops.status()
+            seen["drop"] = a0 - gc.mem_alloc()
+            seen["st"] = st
+
+        s, con = run_app(board, body)
+        st = seen["st"]
+        self.assertLess(seen["drop"], 30000)  # status did not run a collection
+        self.assertEqual(sorted(st["loop"]), ["max_stall_ms", "stall_ms_1m", "stalls"])
+        self.assertEqual(st["adc"]["overruns"], 0)
+        self.assertEqual(st["adc"]["ring_ms"], 64)  # 16 blocks of 16 samples at 4 kHz
+        json.dumps(st)  # it goes out on the console as JSON
+
+
+class TestGaps(TestCase):
+    def test_lost_blocks_are_logged_and_shown_not_read_as_an_outage(self):
+        board = FakeBoard(_cfg(), "up")
+        seen = {}
+
+        async def body(s, con):
+            await _until(lambda: s.sensing.monitor.good, "mains read as good")
+            board._adc.overruns += 3  # the reader was late: three blocks overwritten
+            await _until(lambda: con.logs("adc_gap"), "an adc_gap record")
+            seen["st"] = await _answer(con, "status")
+
+        s, con = run_app(board, body)
+        self.assertEqual(con.logs("adc_gap"), [{"gaps": 1, "samples": 48, "last": 48}])
+        adc = seen["st"]["adc"]
+        self.assertEqual((adc["overruns"], adc["gaps"], adc["gap_samples"]), (3, 1, 48))
+        self.assertEqual(seen["st"]["state"]["name"], "ONLINE")
+        self.assertEqual(con.logs("mains_lost"), [])
+
+
+class TestNutView(TestCase):
+    def view(self, now=10000):
+        snap = Snapshot(["apps", "db"])
+        clock = [now]
+        return snap, NutView("fake", ["apps", "db"], snap, lambda: clock[0], 15000), clock
+
+    def test_wait_until_the_first_reading_and_stale_until_published(self):
+        snap, v, clock = self.view()
+        self.assertIsNone(v.status("apps"))
+        self.assertIsNone(v.vars("apps"))
+        snap.seen = True
+        snap.sampler_at = 9900
+        snap.at = 9950
+        self.assertEqual(v.status("apps"), "OL")
+        snap.ob = True
+        snap.lb = True
+        self.assertEqual(v.status("apps"), "OB")  # never LB: the sentinel says when, with FSD
+        self.assertEqual(snap.tokens(), "OB LB")
+
+    def test_vars_come_from_the_snapshot(self):
+        snap, v, clock = self.view()
+        snap.seen = True
+        snap.sampler_at = snap.at = 10000
+        snap.charge, snap.runtime, snap.v, snap.hz = 87, 900, 229.5, 50.01
+        snap.state, snap.plan_id = "ON_BATTERY", 3
+        snap.phases["db"] = "fsd"
+        snap.coverage["db"] = [("sentinel.coverage.connected", "pg1")]
+        d = dict(v.vars("db"))
+        self.assertEqual((d["battery.charge"], d["battery.runtime"], d["input.voltage"],
+                          d["input.frequency"]), (87, 900, 229.5, 50.01))
+        self.assertEqual((d["sentinel.state"], d["sentinel.plan"], d["sentinel.tier"],
+                          d["sentinel.tier.phase"]), ("ON_BATTERY", 3, "db", "fsd"))
+        self.assertEqual(d["sentinel.coverage.connected"], "pg1")
+        self.assertNotIn("ups.load", d)
+        snap.load = 41
+        self.assertEqual(dict(v.vars("db"))["ups.load"], 41)
+        self.assertEqual(v.ups_names(), [("apps", "Power Sentinel tier apps"),
+                                         ("db", "Power Sentinel tier db")])
+
+    def test_stale_when_the_sampler_or_the_control_step_stops(self):
+        snap, v, clock = self.view()
+        snap.seen = True
+        snap.sampler_at = snap.at = 10000
+        clock[0] = 25000
+        self.assertIsNotNone(v.vars("apps"))
+        clock[0] = 25001
+        self.assertIsNone(v.vars("apps"))  # nothing published for stale_s: DATA-STALE
+        snap.at = 25000
+        self.assertIsNone(v.vars("apps"))  # published, but the sampler is silent
+        snap.sampler_at = 24000
+        self.assertIsNotNone(v.vars("apps"))
+
+
+class FakeRt:
+    def __init__(self):
+        self.recs = []
+
+    def log(self, kind, data=None, critical=False):
+        self.recs.append((kind, data))
+
+
+class TestLoopLag(TestCase):
+    def test_max_window_and_records(self):
+        rt = FakeRt()
+        lag = LoopLag(rt, lambda: 32)
+        lag.note(3, 1000)
+        lag.note(20, 2000)
+        self.assertEqual((lag.max_ms, lag.window_ms(), lag.stalls), (20, 20, 0))
+        self.assertEqual(rt.recs, [])
+        lag.note(40, 3000)  # over half the ring: recorded
+        lag.note(50, 4000)  # again within 10 s: counted, not recorded again
+        self.assertEqual(lag.stalls, 2)
+        self.assertEqual(rt.recs, [("loop_stall", {"ms": 40, "limit_ms": 32, "stalls": 1})])
+        lag.note(1, 62000)  # a new window: the last one's worst still shows
+        self.assertEqual(lag.window_ms(), 50)
+        lag.note(2, 123000)  # two windows on: the stall is out of the last minute
+        self.assertEqual((lag.window_ms(), lag.max_ms), (2, 50))
+
+    def test_no_record_before_the_ring_is_known(self):
+        rt = FakeRt()
+        lag = LoopLag(rt, lambda: 0)
+        lag.note(500, 1000)
+        self.assertEqual((rt.recs, lag.max_ms), ([], 500))
