@@ -77,12 +77,20 @@ class FakeAdc:
 
 def run_faulty(n, **faults):
     """A good supply through FakeAdc with faults; returns (monitor, changes after start-up,
-    events, on_gap calls)."""
+    events, on_gap calls). monitor.resyncs counts its resync() calls."""
     adc = FakeAdc(Gen(f=50.02, noise=0.005, harm=((3, 0.04),)), n, **faults)
     m = MainsMonitor(CFG)
     changes = []
     evs = []
     gaps = []
+    m.resyncs = 0
+    resync = m.resync
+
+    def counted():
+        m.resyncs += 1
+        resync()
+
+    m.resync = counted
     asyncio.run(sampler.run(adc, m, on_event=evs.append, on_gap=gaps.append, clock=adc.clock,
                             on_change=lambda mon: changes.append((mon.samples, mon.lost,
                                                                   mon.good))))
@@ -156,6 +164,19 @@ class TestSampler(TestCase):
             # the sample clock stays true: every sample made is fed or skipped
             self.assertLessEqual(abs(m.samples - (20000 + 2 * n)), 16)
 
+    def test_stalls_in_quick_succession_are_each_resynchronised(self):
+        # a second pause before the first one was counted (within a second) is still caught
+        for ms, apart in ((50, 20), (90, 60), (150, 100), (300, 250)):
+            stall = {}
+            blk = 300
+            for _ in range(4):
+                stall[blk] = ms
+                blk += ms * RATE // 1000 // BL + apart
+            m, changes, evs, gaps = run_faulty(blk * BL + 12000, stall=stall)
+            self.assertEqual(changes, [], "%r ms %r blocks apart" % (ms, apart))
+            self.assertEqual(evs, [])
+            self.assertEqual(sum(gaps), 4 * ms * RATE // 1000, "%r ms: %r" % (ms, gaps))
+
     def test_late_burst_is_neither_a_gap_nor_an_anomaly(self):
         # samples delayed (a starved host), none lost: no gap, whatever the delay
         for ms in (40, 200, 1500):
@@ -164,6 +185,8 @@ class TestSampler(TestCase):
             self.assertEqual(evs, [])
             self.assertEqual(gaps, [], "%r ms" % ms)
             self.assertEqual(m.samples, 20000)
+            if ms < 128:     # a backlog below half the ring: seen waiting, no resync needed
+                self.assertEqual(m.resyncs, 0)
 
     def test_outage_after_a_stall_is_decided(self):
         on = 300 * BL + 4000 + 200          # 50 ms after the source resumes

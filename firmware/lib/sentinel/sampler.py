@@ -21,15 +21,16 @@
 #
 # Gaps. Lost blocks the source counts (overruns) are skipped in time before the next block is
 # fed. A source can also lose samples silently: the virtual board's ADC paused (`virtual set
-# adc=stall`) or starved by a loaded host resumes at a later phase, and that jump would read as
-# a dip, a frequency excursion or a loss. GapWatch compares the samples received with a clock.
-# When a block arrives late (the lag is up by more than 2 blocks + 20 ms), either the reader
-# was held up and a backlog waits in the ring (the samples are contiguous), or the source
-# paused: the block is held and the next one read; if that one was not already waiting, the
-# held block follows a pause and the monitor resynchronises before it sees it. A lag up by half
-# the ring or more (a loop stall that long is close to losing blocks) resynchronises at once.
-# A lag that stays up for two 500 ms windows is a gap: counted and skipped like overruns. A
-# late burst (samples delayed, none lost) drains back to the usual lag and is not a gap.
+# adc=stall`) or starved by a loaded host, or a board's timer interrupt held off, resumes at a
+# later phase, and that jump would read as a dip, a frequency excursion or a loss. GapWatch
+# compares the samples received with a clock. When a block arrives late (the lag up by more
+# than 2 blocks + 20 ms on its lowest since the last such jump), either the reader was held up
+# and a backlog waits in the ring (the samples are contiguous), or the source paused: the block
+# is held and the next one read; if that one was not already waiting, the held block follows a
+# pause and the monitor resynchronises before it sees it. A lag up by half the ring or more (a
+# loop stall that long is close to losing blocks) resynchronises at once. A lag that stays up
+# for two 500 ms windows is a gap: counted and skipped like overruns. A late burst (samples
+# delayed, none lost) drains back to the usual lag and is not a gap.
 import sys
 import time
 from array import array
@@ -65,12 +66,12 @@ class GapWatch:
         self.jump = jump if jump > self.tol else self.tol
         self.lag = 0           # samples due by the clock minus samples received (or skipped)
         self.base = 0          # the usual lag: the minimum over the last quiet window
+        self._ref = 0          # the lowest lag since the last jump: the next one is from here
         self._t = None
         self._acc = 0          # ms * rate remainder
         self._w0 = 0
         self._lo = _BIG        # minimum lag in this window
         self._prev = 0         # minimum lag in the previous window
-        self._up = False
         self._dt = 0
 
     @micropython.native  # per block: a bytecode frame this big would come from the heap
@@ -96,11 +97,12 @@ class GapWatch:
         self._acc = a % 1000
         if self.lag < self._lo:
             self._lo = self.lag
-        up = self.lag - self.base
-        was = self._up
-        self._up = up > self.tol
-        if was or not self._up:
+        if self.lag < self._ref:
+            self._ref = self.lag
+        up = self.lag - self._ref
+        if up <= self.tol:
             return FINE
+        self._ref = self.lag
         return JUMP if up > self.jump else LATE
 
     def paused(self):
@@ -121,13 +123,15 @@ class GapWatch:
         self._prev = m
         if m - self.base <= self.tol:
             self.base = m          # follows clock drift and a backlog drained
+            if m > self._ref:
+                self._ref = m
             return 0
         if p - self.base <= self.tol:
             return 0               # up for one window only: maybe a slow burst
         g = (m if m < p else p) - self.base
         self.lag -= g
+        self._ref -= g
         self._prev = m - g
-        self._up = self.lag - self.base > self.tol
         return g
 
 
