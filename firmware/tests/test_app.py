@@ -352,6 +352,32 @@ class TestGaps(TestCase):
         self.assertEqual(con.logs("mains_lost"), [])
 
 
+class TestRareOps(TestCase):
+    def test_config_push_ops_are_loaded_per_request_and_dropped(self):
+        import sys
+
+        con = Console()
+        root = _root()
+        try:
+            board = FakeBoard(_cfg(), "up")
+            s = Sentinel(board, board.cfg, "defaults", [], write=con.write, root=root)
+            h = s.rt.console.handlers
+            self.assertNotIn("sentinel.ops_rare", sys.modules)
+            self.assertEqual(h["config_put_chunk"]({"offset": 0, "text": "{}"}),
+                             {"received": 2})
+            self.assertNotIn("sentinel.ops_rare", sys.modules)
+            with self.assertRaises(ValueError):
+                h["config_put_chunk"]({"offset": 5, "text": "x"})  # not where the upload is
+            with self.assertRaises(ValueError):
+                h["config_put_commit"]({"length": 2, "sha256": "0" * 64})
+            self.assertNotIn("sentinel.ops_rare", sys.modules)
+            self.assertIsNone(s.ops.upload)  # a damaged upload is forgotten
+        finally:
+            asyncio.new_event_loop()
+            _rmtree(root)
+            os.rmdir(root)
+
+
 class TestNutView(TestCase):
     def view(self, now=10000):
         snap = Snapshot(["apps", "db"])

@@ -165,7 +165,8 @@ class Runtime:
         return self.log(kind, data, critical)
 
     def error(self, where, e):
-        self.errors += 1
+        if self.errors < 0x3FFFFFFF:  # a small int however long a fault lasts
+            self.errors += 1
         try:
             self.console.event("error", where=where, error=repr(e))
         except Exception:
