@@ -124,6 +124,7 @@ class TestEvents(TestCase):
         for hz in (50, 60):
             half = RATE // (2 * hz)
             for depth, kind, key in ((0.7, "dip", "residual_v"), (0.4, "dip", "residual_v"),
+                                     (0.47, "dip", "residual_v"),
                                      (1.2, "swell", "peak_v"), (0.0, "interruption", "residual_v"),
                                      (0.05, "interruption", "residual_v")):
                 for phase in (0, 45, 90, 135, 200, 290):
@@ -166,6 +167,25 @@ class TestEvents(TestCase):
             self.assertLess(lost[-1], on + n + 2 * RATE // 50 + BL)   # cleared within 2 cycles
             self.assertTrue(trace[-1][2], "good again afterwards")
             self.assertFalse(trace[-1][1])
+
+    def test_sag_just_below_lost_pct_trips_and_clears(self):
+        # 47 % for 100 ms: lost within 15 ms (the half-period window), back within 2 cycles
+        # of the recovery, frequency kept (good again at once)
+        for hz in (50, 60):
+            for phase in (0, 70, 160, 250):
+                on = 4000 + phase // 30
+                n = 400
+                g = Gen(f=hz, phase0_deg=phase, phase_at=on, env=((on, 0.47), (on + n, 1.0)),
+                        **NOISY)
+                m = MainsMonitor(cfg(hz))
+                trace = []
+                stream(m, g, on + 2000, lambda m, t: trace.append((t, m.lost, m.good)))
+                lost = [t for t, l, g_ in trace if l]
+                self.assertTrue(lost, "%r Hz phase %r" % (hz, phase))
+                self.assertLessEqual(lost[0] - on, 15 * RATE // 1000)
+                self.assertLess(lost[-1], on + n + 2 * RATE // hz + BL)
+                self.assertTrue(trace[-1][2])
+                self.assertEqual([e["kind"] for e in events(m)], ["dip"])
 
     def test_starts_without_mains(self):
         m = MainsMonitor(cfg())
