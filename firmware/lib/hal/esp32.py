@@ -13,6 +13,9 @@ class Esp32Board(McuBoard):
     OUTPUT_PINS = (4,)              # optocoupler to the UPS remote-shutdown input
     UART_ID = 2
     UART_PINS = {"tx": 17, "rx": 16}  # through a MAX3232 to the UPS RS-232 port
+    TIMER_ID = 0                   # hardware timers 0-3; -1 (virtual) is refused since 1.26
+    PARK_TIMER_ID = 1              # its callbacks are scheduled (soft), so they run at the REPL
+    RESET_REPORTS = "SOFT_RESET"   # machine.reset() is esp_restart(): ESP_RST_SW
 
     def make_adc(self):
         adc = machine.ADC(machine.Pin(int(self.adc_pin or self.ADC_PIN)))

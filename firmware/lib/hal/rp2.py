@@ -14,6 +14,10 @@ class Rp2Board(McuBoard):
     OUTPUT_PINS = (14,)   # optocoupler to the UPS remote-shutdown input
     UART_ID = 1           # GP0/GP1 stay free for a debug UART
     UART_PINS = {"tx": machine.Pin(4), "rx": machine.Pin(5)}
+    TIMER_ID = -1         # rp2 has only the virtual timer: Timer(0) "doesn't exist"
+    PARK_TIMER_ID = -1
+    RESET_REPORTS = "WDT_RESET"  # machine.reset() goes through the watchdog
+    UNNAMED_CAUSES = {2: "hard"}  # the RUN pin reads 2 (HARD_RESET), a name rp2 does not have
 
     def make_adc(self):
         return machine.ADC(int(self.adc_pin or self.ADC_PIN))

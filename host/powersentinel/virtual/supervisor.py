@@ -31,6 +31,7 @@ import tty
 from . import wire
 from .upssim import UpsSim
 from .waveform import Waveform
+from .rom import _vprofiles
 
 ROM_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "rom")
 EXIT_HARD = 3   # rom/_vmachine.py: machine.reset()
@@ -78,6 +79,11 @@ class Supervisor:
     def __init__(self, args):
         self.dir = os.path.abspath(args.dir)
         self.heap = args.heap
+        self.profile = args.profile        # the port the `machine` stand-in plays (rom/_vprofiles.py)
+        self.isr_preset = args.isr_preset  # test knob: ISR counters' starting values
+        self.wifi = args.wifi
+        self.sample_rate = args.sample_rate
+        self.machine_reset = False         # the last reset was the firmware's machine.reset()
         self.flash = os.path.join(self.dir, "flash.img")
         self.intent_path = os.path.join(self.dir, "reset.intent")
         self.romfs = os.path.join(self.dir, "romfs.img")
@@ -149,7 +155,7 @@ class Supervisor:
                 "pid": os.getpid(), "flash": self.flash, "romfs": self.romfs, "heap": self.heap,
                 "interpreter_pid": self.proc.pid if self.proc else None,
                 "boots": self.boots, "reset_cause": self.cause,
-                "firmware": self.fw, "control": self.ctl_path}
+                "firmware": self.fw, "control": self.ctl_path, "profile": self.profile}
         tmp = os.path.join(self.dir, "board.json.tmp")
         with open(tmp, "w") as f:
             json.dump(info, f, indent=1)
@@ -175,7 +181,10 @@ class Supervisor:
             "rom": ROM_DIR, "flash": self.flash, "wire_port": self.wire_srv.getsockname()[1],
             "nut_port": self.nut_port, "cause": self.cause, "format": fresh,
             "raw": self.want_raw, "intent": self.intent_path,
-            "uid": hashlib.sha256(self.flash.encode()).hexdigest()[:12]})
+            "uid": hashlib.sha256(self.flash.encode()).hexdigest()[:12],
+            "profile": self.profile, "sample_rate": self.sample_rate,
+            "isr_preset": self.isr_preset, "wifi": self.wifi,
+            "machine_reset": self.machine_reset})
         with open(self.intent_path, "w"):
             pass
 
@@ -209,6 +218,7 @@ class Supervisor:
                 intent = f.read().strip()
         except OSError:
             intent = ""
+        self.machine_reset = intent == "hard" and not self.pending_cause
         if self.pending_cause:
             # a reset we caused (control `reset`, watchdog): the kill is not a crash
             self.cause, self.pending_cause, self.want_raw = self.pending_cause, None, False
@@ -526,6 +536,11 @@ def main(argv=None):
     ap.add_argument("--ups-runtime", type=float, default=1200.0)
     ap.add_argument("--time-scale", type=float, default=1.0)
     ap.add_argument("--contact-names", type=json.loads, default=None)
+    ap.add_argument("--profile", default=_vprofiles.DEFAULT, choices=sorted(_vprofiles.PROFILES),
+                    help="the port the virtual board's `machine` behaves like")
+    ap.add_argument("--isr-preset", type=json.loads, default=None,
+                    help='JSON {attribute: value} preset on hard-IRQ callback objects (tests)')
+    ap.add_argument("--wifi", default="up", choices=("up", "down"))
     args = ap.parse_args(argv)
     os.makedirs(args.dir, exist_ok=True)
     flash = os.path.join(args.dir, "flash.img")

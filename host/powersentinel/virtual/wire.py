@@ -1,16 +1,18 @@
 """The wire protocol between the virtual board's supervisor (host) and the firmware's virtual HAL.
 
 One TCP connection on loopback carries every signal a real board would get from its pins:
-frames of `type (1 byte) | length (uint16 LE) | payload`. The firmware side is
-firmware/lib/hal/virtual.py (MicroPython); keep the two in step.
+frames of `type (1 byte) | length (uint16 LE) | payload`. The board side is the ROM's
+rom/_vwire.py, which drives the `machine` stand-in (rom/_vmachine.py) the firmware's HAL runs
+on; keep the two in step.
 
-host -> board: A  ADC block: int16 LE samples
+host -> board: A  ADC block: int16 LE samples (their pace clocks the board's hard timers)
                C  contact input levels: one byte per line, 0 or 1
                U  bytes arriving on the UPS serial line
 board -> host: H  hello: JSON {"fw": version, "protocol": n}
                U  bytes the firmware sends on the UPS serial line
                O  output line levels: one byte per line
-               W  watchdog: empty = feed; uint32 LE timeout ms = start (0 = park)
+               W  watchdog: empty = feed; uint32 LE timeout ms = start (0 = stop; no port
+                  profile sends it: their watchdogs cannot be stopped)
                P  progress: JSON (the firmware's heartbeat: heap, state) for the supervisor
 """
 import struct

@@ -9,11 +9,35 @@ import vfs
 
 _p = json.loads(os.getenv("PSV_BOOT"))
 sys.path.insert(0, _p["rom"])
+_hw = os.getenv("PSV_HWROM")
+if _hw:
+    # the launcher's compiled copy of this directory, in memory outside the heap: the stand-ins
+    # then cost the heap no more than a board's C modules do
+    import uctypes
+    _a, _n, _heap = _hw.split(":")
+    vfs.mount(vfs.VfsRom(uctypes.bytearray_at(int(_a), int(_n))), "/.hwrom")
+    sys.path.insert(0, "/.hwrom")
 import blockdev
 import _vboard
+
+_vboard.PROFILE = _p.get("profile") or "rp2"
+_vboard.SAMPLE_RATE = _p.get("sample_rate") or 4000
+_vboard.ISR_PRESET = _p.get("isr_preset")
+_vboard.WIFI = _p.get("wifi") or "up"
 import _vmachine
 
+_vmachine.configure(_vboard.PROFILE)
+_vboard.CONTACT_PINS = _vmachine._P["contact_pins"]
+_vboard.OUTPUT_PINS = _vmachine._P["output_pins"]
 sys.modules["machine"] = _vmachine
+import _vnetwork
+
+if _vmachine._P["network"]:
+    sys.modules["network"] = _vnetwork
+import _vwire  # imported now: the host filesystem (this directory) is hidden below
+import asyncio
+
+asyncio.ThreadSafeFlag = _vwire.ThreadSafeFlag
 _rp = os.getenv("PSV_ROMFS")
 if _rp:
     import uctypes
@@ -23,9 +47,15 @@ if _rp:
 import _vvfs
 
 sys.modules["vfs"] = _vvfs
+if _hw:
+    import _vgc
+    _vgc.HEAP_BYTES = int(_heap)
+    sys.modules["gc"] = _vgc
+    vfs.umount("/.hwrom")  # every module is loaded; its code stays mapped by the launcher
 _vboard.WIRE = ("127.0.0.1", _p["wire_port"])
 _vboard.NUT = ("127.0.0.1", _p["nut_port"])
 _vboard.RESET_CAUSE = _p["cause"]
+_vboard.MACHINE_RESET = bool(_p.get("machine_reset"))
 _vboard.UID = _p["uid"]
 _raw = _p.get("raw")  # soft reset from the raw REPL: boot.py only, as boards do
 

@@ -1,0 +1,141 @@
+"""The port profiles the virtual board's `machine` stand-in plays (rom/_vprofiles.py).
+
+- Every `machine.X` / `network.X` the HAL uses exists in each port profile that runs that code:
+  the check pyright on the port stubs does not give (the stubs list names a port lacks).
+- The stand-in offers exactly what its profile lists, and no other port's names.
+- The firmware runs on the virtual board with each profile, and keeps sampling with its ISR
+  counters started just below 2**30 (where a 32-bit port's small ints end)."""
+import ast
+import json
+import os
+import subprocess
+import time
+
+import pytest
+
+from support import REPO, venv_tool
+from powersentinel import virtual
+from powersentinel.link import Link
+from powersentinel.virtual import wait_for
+from powersentinel.virtual.rom._vprofiles import PROFILES
+
+HAL = os.path.join(REPO, "firmware", "lib", "hal")
+ROM = os.path.join(REPO, "host", "powersentinel", "virtual", "rom")
+# which profiles run each HAL file
+RUNS_ON = {"__init__.py": list(PROFILES), "_mcu.py": list(PROFILES),
+           "virtual.py": list(PROFILES), "rp2.py": ["rp2", "rp2-pico"], "esp32.py": ["esp32"]}
+# the stand-in's own public names besides the machine API: its set-up entry point and constants
+STAND_IN_OWN = {"configure", "EXIT_HARD", "EXIT_SOFT", "PROFILES"}
+
+
+def _uses(path, module):
+    """Dotted names used as `module.X` or `module.X.Y` in a file (getattr with a default is a
+    probe for an optional name, not a use)."""
+    tree = ast.parse(open(path).read(), path)
+    parents = {}
+    for node in ast.walk(tree):
+        for child in ast.iter_child_nodes(node):
+            parents[child] = node
+    used = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) \
+                and node.value.id == module:
+            name = node.attr
+            up = parents.get(node)
+            if isinstance(up, ast.Attribute) and up.value is node and up.attr[:1].isupper():
+                name += "." + up.attr  # a class constant such as Pin.IN
+            used.add(name)
+    return used
+
+
+def test_the_check_sees_what_the_hal_uses():
+    used = _uses(os.path.join(HAL, "_mcu.py"), "machine")
+    assert {"Timer", "Timer.PERIODIC", "Pin.IN", "Pin.PULL_UP", "WDT", "reset_cause"} <= used
+    assert {"WLAN", "STA_IF"} <= _uses(os.path.join(HAL, "_mcu.py"), "network")
+    assert "ADC.ATTN_11DB" in _uses(os.path.join(HAL, "esp32.py"), "machine")
+
+
+@pytest.mark.parametrize("fname", sorted(RUNS_ON))
+def test_every_machine_and_network_name_the_hal_uses_exists_in_each_profile(fname):
+    path = os.path.join(HAL, fname)
+    missing = []
+    for prof in RUNS_ON[fname]:
+        p = PROFILES[prof]
+        for name in sorted(_uses(path, "machine")):
+            if name not in p["machine"]:
+                missing.append("%s: machine.%s not on %s" % (fname, name, prof))
+        for name in sorted(_uses(path, "network")):
+            # a profile without `network` is fine: the HAL imports it inside a try
+            if p["network"] is not None and name not in p["network"]:
+                missing.append("%s: network.%s not on %s" % (fname, name, prof))
+    assert not missing, missing
+
+
+def test_every_hal_file_is_assigned_to_profiles():
+    files = {f for f in os.listdir(HAL) if f.endswith(".py")}
+    assert files == set(RUNS_ON), files ^ set(RUNS_ON)
+
+
+_OFFERED = """
+import sys, json
+sys.path.insert(0, %r)
+import _vboard
+import _vmachine
+out = {}
+for prof in %r:
+    _vmachine.configure(prof)
+    names = [k for k in _vmachine.__dict__ if not k.startswith("_")
+             and type(getattr(_vmachine, k)) is not type(sys)]
+    for cls in ("Pin", "Timer", "ADC", "UART", "WDT", "RTC"):
+        if hasattr(_vmachine, cls):
+            c = getattr(_vmachine, cls)
+            names += ["%%s.%%s" %% (cls, a) for a in dir(c)
+                      if a[:1].isupper() and not callable(getattr(c, a))]
+    out[prof] = sorted(names)
+print(json.dumps(out))
+"""
+
+
+def test_the_stand_in_offers_exactly_what_each_profile_lists():
+    r = subprocess.run([venv_tool("micropython"), "-c", _OFFERED % (ROM, sorted(PROFILES))],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stdout + r.stderr
+    offered = json.loads(r.stdout)
+    for prof, p in PROFILES.items():
+        assert set(offered[prof]) - STAND_IN_OWN == set(p["machine"]), prof
+    assert "HARD_RESET" not in offered["rp2"] and "HARD_RESET" in offered["esp32"]
+
+
+def _status(port):
+    with Link(port) as link:
+        return link.request("status")
+
+
+@pytest.mark.parametrize("profile", ["rp2", "esp32"])
+def test_sampling_goes_on_through_the_isr_counters_wrap(tmp_path, profile):
+    """The ADC's block counters start 200 blocks (0.8 s at 4 kHz / 16) below 2**30 - 1, where
+    they wrap; a counter that crossed 2**30 would fail the hard IRQ as on a 32-bit port."""
+    top = (1 << 30) - 1
+    preset = {"blocks": top - 200, "rblocks": top - 200}
+    d = str(tmp_path / "b")
+    virtual.start(d, extra_args=("--profile", profile, "--isr-preset", json.dumps(preset)))
+    try:
+        meta = virtual.info(d)
+        assert meta["profile"] == profile
+        t0 = time.monotonic()
+        wait_for(lambda: _status(meta["serial"])["uptime_ms"] > 3000, 30, "3 s of uptime")
+        st = _status(meta["serial"])
+        # the wrap came 0.8 s after sampling began; the mains is still measured, nothing lost
+        assert st["mains"]["good"] and abs(st["mains"]["v"] - 230.0) < 5, st["mains"]
+        assert st["adc"]["overruns"] == 0, st["adc"]
+        v0 = virtual.state(d)["mains"]["samples"]
+        virtual.set_wires(d, {"mains": "off"})
+        wait_for(lambda: _status(meta["serial"])["mains"]["lost"], 10,
+                 "the firmware to see the outage (samples still flowing)")
+        assert virtual.state(d)["mains"]["samples"] > v0
+        log = open(os.path.join(d, "console.log"), "rb").read()
+        assert b"Uncaught exception in IRQ" not in log
+        assert b"PowerSentinel virtual board" in log
+        print("%s: wrapped and sampling %.1f s after start" % (profile, time.monotonic() - t0))
+    finally:
+        virtual.stop(d)
