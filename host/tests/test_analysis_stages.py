@@ -132,7 +132,7 @@ def _rows_of(u, grid, k0=0):
 
 
 def _event_stage(k, grid, nch=1, **kw):
-    opts = dict(refine=False, max_captures=0, pre=0, post=0)
+    opts = dict(refine=False, max_captures=0, pre=0, post=0, f_at=lambda n: 50.0)
     opts.update(kw)
     return EventStage(grid, k, nch, 230.0, VPC, Thresholds(), **opts)
 
@@ -143,7 +143,7 @@ def _feed_events(stage, grid, u, cut_rows):
     for a, b in _pieces(len(u), cut_rows):
         rows = _rows_of(u[a:b], grid, a)
         n0, n1 = grid.edge(a), grid.edge(b)
-        flags.append(stage.feed(rows, np.zeros((n1 - n0, rows.u.shape[1]), np.int16), n0, 50.0))
+        flags.append(stage.feed(rows, np.zeros((n1 - n0, rows.u.shape[1]), np.int16), n0))
     return np.concatenate(flags)
 
 
@@ -158,7 +158,7 @@ def test_events_hysteresis_across_every_cut(backend):
         + [260.0, 255.0, 249.0] + [230.0] * 6
     ref = _event_stage(k, grid)
     ref_flags = _feed_events(ref, grid, u, [])
-    ref_out = ref.finish(len(u), grid.edge(len(u)), 50.0, [])
+    ref_out = ref.finish(len(u), grid.edge(len(u)), [])
     dips = [e for e in ref_out["events"] if e.type == "dip"]
     swells = [e for e in ref_out["events"] if e.type == "swell"]
     assert len(dips) == 1 and len(swells) == 1
@@ -170,7 +170,7 @@ def test_events_hysteresis_across_every_cut(backend):
         stage = _event_stage(k, grid)
         flags = _feed_events(stage, grid, u, [cut, cut + 1, cut + 3])
         np.testing.assert_array_equal(flags, ref_flags)
-        _same(stage.finish(len(u), grid.edge(len(u)), 50.0, [])["events"], ref_out["events"])
+        _same(stage.finish(len(u), grid.edge(len(u)), [])["events"], ref_out["events"])
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -185,7 +185,7 @@ def test_events_polyphase_rules_across_cuts(backend):
     for cuts in ([], [5], [11, 12], list(range(1, len(u)))):
         stage = _event_stage(k, grid, 3)
         _feed_events(stage, grid, u, cuts)
-        outs.append(stage.finish(len(u), grid.edge(len(u)), 50.0, [])["events"])
+        outs.append(stage.finish(len(u), grid.edge(len(u)), [])["events"])
     for out in outs[1:]:
         _same(out, outs[0])
     kinds = [(e.type, e.channels, e.includes_interruption) for e in outs[0]]
@@ -200,7 +200,7 @@ def test_events_refined_and_captured_across_cuts(backend):
     fed in short steps change nothing."""
     k = kernels.get(backend)
     grid = Grid(FS, 50.0, None)
-    synth = Synth(FS, harmonics={3: 0.05}, noise_v=0.5, volts_per_count=VPC, seed=4,
+    synth = Synth(FS, freq=50.7, harmonics={3: 0.05}, noise_v=0.5, volts_per_count=VPC, seed=4,
                   events=[dip(0.3, 0.1, 0.4, onset_deg=90), swell(0.7, 0.04, 1.2),
                           dip(1.2, 0.9, 0.5)])
     x = synth.generate(2.5)
@@ -211,9 +211,13 @@ def test_events_refined_and_captured_across_cuts(backend):
 
     def run(c):
         hc, steps = _halfcycle_steps(grid, k, x, c)
-        st = _event_stage(k, grid, refine=True, max_captures=5, pre=800, post=3200)
-        flags = [st.feed(r, xs, n0, 50.0) for r, xs, n0 in steps]
-        out = st.finish(hc.k_open, x.shape[0], 50.0, [])
+        fr = FrequencyStage(grid, k, 230.0, VPC, 10_000, EventStage.history_length(grid, 800, 3200))
+        st = _event_stage(k, grid, refine=True, max_captures=5, pre=800, post=3200, f_at=fr.f_at)
+        flags = []
+        for r, xs, n0 in steps:
+            fr.feed(np.ascontiguousarray(xs[:, 0]))  # the frequency hint, as the Analyzer wires it
+            flags.append(st.feed(r, xs, n0))
+        out = st.finish(hc.k_open, x.shape[0], [])
         return [f for f in flags if f is not None], out
     ref_flags, ref = run([])
     got_flags, got = run(cuts)
@@ -244,17 +248,27 @@ def test_frequency_any_cut_same_values(backend):
     k = kernels.get(backend)
     grid = Grid(FS, 50.0, 1_700_000_395.0)  # 10 s clock boundaries at 5 s and 15 s
     x = _signal(12.0, f=50.13)
-    D = FrequencyStage(grid, k, 230.0, VPC, 10_000).D
+    D = FrequencyStage(grid, k, 230.0, VPC, 10_000, 4000).D
     cuts = [1, D - 1, D, D + 1, 2 * D + 3, 5 * D, 5 * D + 1, 40_000, 40_001, 40_000 + D - 1,
             *range(60_000, 61_000, 13), x.shape[0] - 2]
 
     def run(c):
-        st = FrequencyStage(grid, k, 230.0, VPC, 10_000)
+        """The result, and f_at() asked from 4000 samples back to 1.5 cycles before the end of
+        the samples fed, after each piece."""
+        st = FrequencyStage(grid, k, 230.0, VPC, 10_000, 4000)
+        hints = {}
         for a, b in _pieces(x.shape[0], c):
             st.feed(x[a:b])
-        return st.finish([], np.full(10, 230.0), [])
-    ref = run([])
-    _same(ref, run(cuts))
+            for n in range(max(b - 4000, 0), b - 240, 97):
+                hints.setdefault(n, st.f_at(n))
+        return st.finish([], np.full(10, 230.0), []), hints
+    ref, ref_hints = run([])
+    got, hints = run(cuts)
+    _same(ref, got)
+    full = FrequencyStage(grid, k, 230.0, VPC, 10_000, 10**9)  # forgets nothing
+    full.feed(x)
+    assert all(f == full.f_at(n) for n, f in {**ref_hints, **hints}.items())
+    assert len(hints) > 900 and len(set(hints.values())) > 10
     t10, f10, n10, fl = ref["freq10s"]
     # the clock windows [390, 400) and [400, 410) s, each holding the cycles recorded in it
     assert t10.tolist() == [-5.0, 5.0] and fl.tolist() == [0, 0]
@@ -266,7 +280,7 @@ def test_frequency_any_cut_same_values(backend):
 def test_frequency_flags_and_refuses_wrong_rate():
     k = kernels.get("numpy")
     grid = Grid(FS, 50.0, None)
-    st = FrequencyStage(grid, k, 230.0, VPC, 10_000)
+    st = FrequencyStage(grid, k, 230.0, VPC, 10_000, 4000)
     st.feed(_signal(2.0))
     ev = SimpleNamespace(iec_start_s=1.0, iec_duration_s=0.1)  # the fields the stage reads
     out = st.finish([ev], np.full(10, 230.0), [])
@@ -276,10 +290,10 @@ def test_frequency_flags_and_refuses_wrong_rate():
     np.testing.assert_array_equal(flagged, t[(t > 1.0) & (t - 1.5 / 50 < 1.1)])
     assert flagged.size == 6
     # recorded at 8 kHz, declared as 12 kHz: 50 Hz reads as 75 Hz
-    wrong = FrequencyStage(Grid(12_000, 50.0, None), k, 230.0, VPC, 10_000)
+    wrong = FrequencyStage(Grid(12_000, 50.0, None), k, 230.0, VPC, 10_000, 4000)
     with pytest.raises(AnalysisInputError, match=r"frequency 75\.0\d Hz is far from the nominal 50 Hz"):
         wrong.feed(_signal(2.0))
-    silent = FrequencyStage(grid, k, 230.0, VPC, 10_000)
+    silent = FrequencyStage(grid, k, 230.0, VPC, 10_000, 4000)
     silent.feed(np.zeros(8000, np.int16))
     w = []
     silent.finish([], np.zeros(10), w)

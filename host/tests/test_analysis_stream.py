@@ -85,6 +85,23 @@ def test_streaming_equals_whole(backend, dtype, seed):
     assert all(part.shape[0] > 0 for cap in whole.captures.values() for _, part in cap.values())
 
 
+@pytest.mark.parametrize("seed", [0, 1])
+def test_streaming_equals_whole_polyphase_off_nominal(seed):
+    """Refinement searches the frequency near the one measured before each event: where the
+    chunks end must not change which measurement that is."""
+    x, vpc = _signal(np.float64, channels=3)
+    kw = dict(volts_per_count=vpc, keep_10cycle=True, start_time=1_700_000_395.0)
+    whole = analyze_array(x, 8_000, **kw)
+    rng = np.random.default_rng(seed)
+    an = Analyzer(8_000, channels=3, **kw)
+    pos = 0
+    while pos < x.shape[0]:
+        n = int(rng.integers(1, 3_000))
+        an.feed(x[pos:pos + n])
+        pos += n
+    _same(whole, an.finish())
+
+
 @pytest.mark.parametrize("max_captures", [50, 2])
 def test_captures_do_not_depend_on_chunking(max_captures):
     """The start of an event longer than the sample history is captured as it happens; with

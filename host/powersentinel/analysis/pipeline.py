@@ -112,11 +112,12 @@ class Analyzer:
         self.warnings: list[str] = []
         self.finished = False
         g, ch, vpc, cap = self.grid, self.nch, self.vpc, series_cap
+        pre, post = int(round(capture_pre_s * self.fs)), int(round(capture_post_s * self.fs))
         self.halfcycles = HalfCycleStage(g, k, ch, vpc, cap)
+        self.frequency = FrequencyStage(g, k, self.u_nom, vpc, cap,
+                                        keep=EventStage.history_length(g, pre, post))
         self.events = EventStage(g, k, ch, self.u_nom, vpc, self.th, refine, max_captures,
-                                 pre=int(round(capture_pre_s * self.fs)),
-                                 post=int(round(capture_post_s * self.fs)))
-        self.frequency = FrequencyStage(g, k, self.u_nom, vpc, cap)
+                                 pre, post, f_at=self.frequency.f_at)
         self.aggregation = AggregationStage(g, k, ch, vpc, keep_10cycle, cap)
         self.harmonics = HarmonicsStage(g, ch, vpc, cap) if harmonics else None
 
@@ -164,11 +165,11 @@ class Analyzer:
                  for c in range(self.nch)]
         if self.nch == 1 and not chans[0].flags.c_contiguous:
             chans[0] = np.ascontiguousarray(chans[0])
+        self.frequency.feed(chans[0])  # first: refinement asks it about this step's cycles
         rows = self.halfcycles.feed(chans, n0)
-        evflags = self.events.feed(rows, x, n0, self.frequency.f_recent)
+        evflags = self.events.feed(rows, x, n0)
         groups = [] if rows is None else self.aggregation.feed(
             rows.k, rows.S, rows.cnt, rows.u, rows.flags | evflags)
-        self.frequency.feed(chans[0])
         if self.harmonics is not None:
             self.harmonics.feed(x, n0 + x.shape[0], groups)
         self.n_done = n0 + x.shape[0]
@@ -185,8 +186,7 @@ class Analyzer:
                 f"recording too short: {self.n_done} samples, need at least two cycles "
                 f"({int(2 * self.grid.cycle)} samples)")
         warnings = self.warnings
-        ev = self.events.finish(self.halfcycles.k_open, self.n_done, self.frequency.f_recent,
-                                warnings)
+        ev = self.events.finish(self.halfcycles.k_open, self.n_done, warnings)
         agg = self.aggregation.finish()
         harm = self.harmonics.finish() if self.harmonics is not None else {"harmonics": None}
         hc = self.halfcycles.finish(warnings)

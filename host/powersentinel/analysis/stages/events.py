@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from types import ModuleType
+from typing import Callable
 
 import numpy as np
 
@@ -65,6 +66,7 @@ class Event:
     start_done: bool = False
     start_ref: float | None = None
     end_ref: float | None = None
+    f_hint: float = 0.0  # measured frequency before the start, where refinement searches
 
     def settle(self) -> None:
         """Combine the IEC timing with the refined start/end where available."""
@@ -122,13 +124,15 @@ class EventStage:
     """Dip, swell and interruption detection with hysteresis per channel, combined by the
     polyphase rules (dip and swell: any phase; interruption: all phases).
 
-    feed(rows, x, n0, f_hint): the step's completed half cycles (HalfCycleRows, or None if it
-    completed none), its raw samples x [n, ch] from global index n0, and the latest measured
-    frequency (a hint for refinement). Returns FLAG_EVENT per row (None without rows).
+    feed(rows, x, n0): the step's completed half cycles (HalfCycleRows, or None if it completed
+    none) and its raw samples x [n, ch] from global index n0. Returns FLAG_EVENT per row (None
+    without rows). Refinement searches the frequency near f_at(n) (FrequencyStage.f_at: the
+    measured frequency at sample n), asked at each start about the cycles before it, two
+    cycles before the samples fed, so the answer does not depend on the chunking.
     State across steps: each kind's per-channel hysteresis state and combined state, the open
     event of each kind, and a sample history (SampleHistory) from which refinement and
     captures take the waveform around each start and end, also across steps.
-    finish(k_open, n_done, f_hint, warnings): closes the events still open at the end (ongoing:
+    finish(k_open, n_done, warnings): closes the events still open at the end (ongoing:
     their duration is a lower bound; a warning each), serves the waveforms still wanted, and
     returns the result fields events (sorted by start, ids from 0, refined timing settled,
     includes_interruption set) and captures (event id -> {"event" | "start" | "end":
@@ -137,7 +141,7 @@ class EventStage:
 
     def __init__(self, grid: Grid, kernels: ModuleType, channels: int, nominal_v: float,
                  volts_per_count: float, thresholds: Thresholds, refine: bool,
-                 max_captures: int, pre: int, post: int):
+                 max_captures: int, pre: int, post: int, f_at: Callable[[int], float]):
         self.grid = grid
         self.k = kernels
         self.nch = channels
@@ -157,14 +161,17 @@ class EventStage:
         self.captures: dict = {}  # uid -> {"event" | "start" | "end": (t0 s, volts)}
         self.kept: dict = {}      # uid -> capture_key() of the events that keep their captures
         self.early: dict = {}     # uid -> the start capture of an open event
-        self.f_hint = grid.f_nom
+        self.f_at = f_at
         # refinement looks up to 3 cycles before a start that Urms(1/2) may see 12 half cycles
         # late; a short event's capture starts `pre` before a start up to `post` back
-        self.history = SampleHistory(channels, max(int(grid.cycle * 24), post) + pre + 16)
+        self.history = SampleHistory(channels, self.history_length(grid, pre, post))
 
-    def feed(self, rows: HalfCycleRows | None, x: np.ndarray, n0: int,
-             f_hint: float) -> np.ndarray | None:
-        self.f_hint = f_hint
+    @staticmethod
+    def history_length(grid: Grid, pre: int, post: int) -> int:
+        """Samples before a step that refinement and captures may still ask for."""
+        return max(int(grid.cycle * 24), post) + pre + 16
+
+    def feed(self, rows: HalfCycleRows | None, x: np.ndarray, n0: int) -> np.ndarray | None:
         out = None if rows is None else self._detect(rows.u, rows.k, rows.flags)
         self.history.feed(x, n0)
         return out
@@ -235,6 +242,8 @@ class EventStage:
 
     def _on_start(self, ev: Event) -> None:
         ev.channels = [ev.ch_start]
+        # the cycles before the disturbance; asked at least two cycles before the samples fed
+        ev.f_hint = self.f_at(self.grid.edge(ev.k_start - 3))
         if not self.do_refine:
             ev.start_done = True
         # the start's waveform is taken now, while the history holds it: a long event may end
@@ -291,7 +300,7 @@ class EventStage:
         a = max(a, 0)
         lo = max(lo, a)
         ch = ev.ch_start if mode != "end" else ev.ch_end
-        f_hint = self.f_hint
+        f_hint = ev.f_hint
 
         def done(a0: int, data: np.ndarray, lo=lo, hi=hi, mode=mode, ch=ch):
             y = data[:, ch].astype(np.float64)
@@ -348,8 +357,7 @@ class EventStage:
         return cb
 
     # -- end -----------------------------------------------------------------------------------
-    def finish(self, k_open: int, n_done: int, f_hint: float, warnings: list[str]) -> dict:
-        self.f_hint = f_hint
+    def finish(self, k_open: int, n_done: int, warnings: list[str]) -> dict:
         for typ in KINDS:
             ev = self.open[typ]
             if ev is not None:  # duration unknown: till the end of the recording

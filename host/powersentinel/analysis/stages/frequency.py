@@ -25,17 +25,21 @@ class FrequencyStage:
     feed(xc): the step's samples of the first channel (contiguous, 1-D). Raises
     AnalysisInputError once 50 cycles show that the sample rate or the nominal frequency is
     wrong (measured frequency off by 20 % or more).
-    f_recent: the last valid cycle's frequency (the nominal one before any).
+    f_at(n): the frequency of the last valid cycle that ended at or before sample n (the
+    nominal one before any), for n from `keep` samples before the last step on. A crossing is
+    known about 2/3 of a cycle after it, so for n that far before the samples fed the answer
+    does not depend on where steps end.
     State across steps: the partial decimation block (raw samples), the FIR history, the
-    hysteresis state, the last crossing and the open 10 s window (durations summed in fixed
-    point, 2**-20 sample, which is exact: no rounding depends on where steps end).
+    hysteresis state, the last crossing, the recent cycles (for f_at) and the open 10 s window
+    (durations summed in fixed point, 2**-20 sample, which is exact: no rounding depends on
+    where steps end).
     finish(events, urms_half, warnings) -> the result fields freq_cycles (capped at series_cap
     values), freq_cycles_complete, freq_cycles_flags and freq10s (flagged where an event
     touched them). Without any cycle: AnalysisInputError if urms_half shows voltage (the sample
     rate must be wrong), else a warning."""
 
     def __init__(self, grid: Grid, kernels: ModuleType, nominal_v: float,
-                 volts_per_count: float, series_cap: int):
+                 volts_per_count: float, series_cap: int, keep: int):
         self.grid = grid
         self.k = kernels
         self.u_nom = nominal_v
@@ -61,7 +65,10 @@ class FrequencyStage:
         self.fc_f: list = []
         self.fc_n = 0
         self.fc_complete = True
-        self.f_recent = f_nom
+        self.keep = keep
+        self.n_fed = 0
+        self.recent_t = np.empty(0)   # ends (samples) and frequencies of the recent valid cycles
+        self.recent_f = np.empty(0)
         self.raw_periods: list = []   # first cycle lengths, for the sample-rate sanity check
         self.rate_checked = False
         self.w10: int | None = None
@@ -69,7 +76,16 @@ class FrequencyStage:
         self.w10_cnt = 0
         self.f10: list = []
 
+    def f_at(self, n: int) -> float:
+        i = int(np.searchsorted(self.recent_t, n, side="right"))
+        return float(self.recent_f[i - 1]) if i else self.grid.f_nom
+
     def feed(self, xc: np.ndarray) -> None:
+        # forget the cycles f_at() can no longer be asked about, but the last of them
+        cut = int(np.searchsorted(self.recent_t, self.n_fed - self.keep, side="right")) - 1
+        if cut > 0:
+            self.recent_t, self.recent_f = self.recent_t[cut:], self.recent_f[cut:]
+        self.n_fed += xc.shape[0]
         D = self.D
         parts = []
         off = 0
@@ -127,7 +143,8 @@ class FrequencyStage:
         tend = allc[1:] / fs
         f = fs / d
         if ok.any():
-            self.f_recent = float(f[ok][-1])
+            self.recent_t = np.concatenate((self.recent_t, allc[1:][ok]))
+            self.recent_f = np.concatenate((self.recent_f, f[ok]))
         if self.fc_n < self.cap:
             take = min(int(ok.sum()), self.cap - self.fc_n)
             self.fc_t.append(tend[ok][:take])
