@@ -291,7 +291,7 @@ def test_frequency_flags_and_refuses_wrong_rate():
     assert flagged.size == 6
     # recorded at 8 kHz, declared as 12 kHz: 50 Hz reads as 75 Hz
     wrong = FrequencyStage(Grid(12_000, 50.0, None), k, 230.0, VPC, 10_000, 4000)
-    with pytest.raises(AnalysisInputError, match=r"frequency 75\.0\d Hz is far from the nominal 50 Hz"):
+    with pytest.raises(AnalysisInputError, match=r"frequency 75\.0\d Hz is far from the nominal"):
         wrong.feed(_signal(2.0))
     silent = FrequencyStage(grid, k, 230.0, VPC, 10_000, 4000)
     silent.feed(np.zeros(8000, np.int16))
