@@ -136,6 +136,8 @@ def test_sampling_goes_on_through_the_isr_counters_wrap(tmp_path, profile):
         log = open(os.path.join(d, "console.log"), "rb").read()
         assert b"Uncaught exception in IRQ" not in log
         assert b"PowerSentinel virtual board" in log
+        # the knob reached the ADC's interrupt handler
+        assert b"hard IRQ preset: blocks = %d" % (top - 200) in log, log[-2000:]
         print("%s: wrapped and sampling %.1f s after start" % (profile, time.monotonic() - t0))
     finally:
         virtual.stop(d)

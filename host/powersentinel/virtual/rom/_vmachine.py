@@ -181,6 +181,7 @@ class Timer:
             for k, v in (_vboard.ISR_PRESET or {}).items():
                 if hasattr(self._obj, k):  # a boot knob: start the ISR's counters late
                     setattr(self._obj, k, v)
+                    print("[rom] hard IRQ preset: %s = %d\r" % (k, v))
             d = self._obj.__dict__
             ints = [k for k in d if type(d[k]) is int]
         self._ints = ints

@@ -33,7 +33,8 @@ PROFILES = {
         "contact_pins": (10, 11, 12, 13, 6, 7, 8, 9),
         "output_pins": (14, 15, 16, 17),
     },
-    # A plain Pico (RPI_PICO image): as rp2, but the image has no `network` (nor `socket`).
+    # A plain Pico (RPI_PICO image): as rp2, but the image has no `network` (nor `socket`; the
+    # stand-in hides `network` only: the unix port's `socket` stays, the NUT server needs it).
     "rp2-pico": None,
     # ESP32-WROOM DevKit, MicroPython 1.29 esp32 port. Sources: docs.micropython.org esp32 quickref
     # (Timer ids 0-3 are the four hardware timers; -1 is refused since 1.26, micropython#18263;
