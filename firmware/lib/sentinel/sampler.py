@@ -64,8 +64,9 @@ class GapWatch:
         self._over = overruns
         self.tol = 2 * block + rate // 50     # the lag's jitter: not a gap
         self.jump = jump if jump > self.tol else self.tol
-        self.lag = 0           # samples due by the clock minus samples received (or skipped)
-        self.base = 0          # the usual lag: the minimum over the last quiet window
+        # samples due by the clock minus samples received (or skipped), from the usual lag:
+        # each quiet window's lowest lag becomes 0, which follows clock drift and keeps it small
+        self.lag = 0
         self._ref = 0          # the lowest lag since the last jump: the next one is from here
         self._t = None
         self._acc = 0          # ms * rate remainder
@@ -108,7 +109,8 @@ class GapWatch:
     def paused(self):
         """After LATE and the next arrived(): True when that block was not already waiting (it
         took half a block period or more), so the late one followed a pause of the source."""
-        return 2 * self._dt * self.rate >= self.block * 1000
+        dt = self._dt if self._dt < 1000 else 1000
+        return 2 * dt * self.rate >= self.block * 1000
 
     @micropython.native  # per block: a bytecode frame this big would come from the heap
     def settle(self, now):
@@ -121,14 +123,14 @@ class GapWatch:
         self._lo = _BIG
         p = self._prev
         self._prev = m
-        if m - self.base <= self.tol:
-            self.base = m          # follows clock drift and a backlog drained
-            if m > self._ref:
-                self._ref = m
+        if m <= self.tol:
+            self.lag -= m
+            self._ref = self._ref - m if self._ref > m else 0
+            self._prev = 0
             return 0
-        if p - self.base <= self.tol:
+        if p <= self.tol:
             return 0               # up for one window only: maybe a slow burst
-        g = (m if m < p else p) - self.base
+        g = m if m < p else p
         self.lag -= g
         self._ref -= g
         self._prev = m - g
