@@ -67,8 +67,7 @@ class FrequencyStage:
         self.fc_complete = True
         self.keep = keep
         self.n_fed = 0
-        self.recent_t = np.empty(0)   # ends (samples) and frequencies of the recent valid cycles
-        self.recent_f = np.empty(0)
+        self.recent: list = []  # (ends in samples, frequencies) of recent valid cycles, per step
         self.raw_periods: list = []   # first cycle lengths, for the sample-rate sanity check
         self.rate_checked = False
         self.w10: int | None = None
@@ -77,14 +76,15 @@ class FrequencyStage:
         self.f10: list = []
 
     def f_at(self, n: int) -> float:
-        i = int(np.searchsorted(self.recent_t, n, side="right"))
-        return float(self.recent_f[i - 1]) if i else self.grid.f_nom
+        for t, f in reversed(self.recent):
+            if t[0] <= n:
+                return float(f[int(np.searchsorted(t, n, side="right")) - 1])
+        return self.grid.f_nom
 
     def feed(self, xc: np.ndarray) -> None:
         # forget the cycles f_at() can no longer be asked about, but the last of them
-        cut = int(np.searchsorted(self.recent_t, self.n_fed - self.keep, side="right")) - 1
-        if cut > 0:
-            self.recent_t, self.recent_f = self.recent_t[cut:], self.recent_f[cut:]
+        while len(self.recent) > 1 and self.recent[1][0][0] <= self.n_fed - self.keep:
+            del self.recent[0]
         self.n_fed += xc.shape[0]
         D = self.D
         parts = []
@@ -143,8 +143,7 @@ class FrequencyStage:
         tend = allc[1:] / fs
         f = fs / d
         if ok.any():
-            self.recent_t = np.concatenate((self.recent_t, allc[1:][ok]))
-            self.recent_f = np.concatenate((self.recent_f, f[ok]))
+            self.recent.append((allc[1:][ok], f[ok]))
         if self.fc_n < self.cap:
             take = min(int(ok.sum()), self.cap - self.fc_n)
             self.fc_t.append(tend[ok][:take])
