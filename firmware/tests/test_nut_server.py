@@ -1,7 +1,9 @@
 # NUT server logic without sockets: NutServer.handle() on Conn objects, FSD, logins, shedding.
 from mpunit import TestCase
 
+from sentinel import config, schema
 from sentinel.nut import protocol as P
+from sentinel.nut import server
 from sentinel.nut.auth import LoginLimiter, hash_password
 from sentinel.nut.server import Conn, NutServer
 
@@ -52,23 +54,38 @@ class Provider:
         return None
 
 
+def nut_cfg(**kw):
+    """The "nut" section as config.validate() makes it from kw: what the sentinel hands over."""
+    cfg, errs = config.validate({"nut": kw})
+    assert not errs, errs
+    return cfg["nut"]
+
+
+def server_cfg(**kw):
+    """nut_cfg(**kw) with the test users."""
+    cfg = nut_cfg(**kw)
+    cfg["users"] = users()
+    return cfg
+
+
 def users():
-    return [
-        {"name": "mon", "password": hash_password("monpass", "x1"), "role": "secondary"},
-        {"name": "admin", "password": hash_password("secret", "x2"), "role": "primary",
+    us = nut_cfg(users=[
+        {"name": "mon", "password": hash_password("monpass", "x1")},
+        {"name": "admin", "password": hash_password("adm1n-pw", "x2"), "role": "primary",
          "actions": ["SET", "INSTCMD"]},
-        {"name": "ops", "password": hash_password("opspw", "x3"), "instcmds": ["load.off"]},
-        {"name": "plain", "password": "plainpw", "role": "primary"},
-        {"name": "nopw", "password": "", "role": "secondary"},
-    ]
+        {"name": "ops", "password": hash_password("opspw", "x3"), "actions": ["INSTCMD"]},
+    ])["users"]
+    # stored passwords the validator refuses: the server must still never match them
+    us.append(dict(us[0], name="plain", password="plainpw", role="primary"))
+    us.append(dict(us[0], name="nopw", password=""))
+    return us
 
 
 class Base(TestCase):
     def setUp(self):
         self.clock = Clock()
         self.prov = Provider()
-        self.srv = NutServer({"max_conns": 3, "idle_timeout_s": 60, "users": users()},
-                             self.prov, self.clock)
+        self.srv = NutServer(server_cfg(max_conns=3), self.prov, self.clock)
         self.events = []
         self.srv.on_logout = lambda ups, c: self.events.append(("logout", ups, c))
         self.srv.on_login = lambda ups, c: self.events.append(("login", ups, c))
@@ -173,7 +190,7 @@ class TestAuthAndFsd(Base):
                          "CLIENT apps 10.0.0.6\nCLIENT apps 10.0.0.5\nEND LIST CLIENT apps\n")
 
     def test_primary_fsd_prefix_and_clear(self):
-        c = self.login("admin", "secret", None)
+        c = self.login("admin", "adm1n-pw", None)
         self.assertEqual(self.ask(c, "PRIMARY storage"), "OK PRIMARY-GRANTED\n")
         self.assertEqual(self.ask(c, "MASTER storage"), "OK MASTER-GRANTED\n")
         self.assertEqual(self.ask(c, "FSD databases"), "OK FSD-SET\n")
@@ -225,7 +242,7 @@ class TestAuthAndFsd(Base):
         self.assertEqual(self.ask(c, "Help"), P.HELP_LINE + "\n")
         self.assertEqual(self.ask(c, "VER"), P.VERSION_LINE + "\n")
         self.ask(c, "USERNAME admin")
-        self.ask(c, "PASSWORD secret")
+        self.ask(c, "PASSWORD adm1n-pw")
         for line in ("LOGIN", "LOGIN apps x", "PRIMARY", "MASTER apps x", "FSD", "SET VAR",
                      "INSTCMD apps"):
             self.assertEqual(self.ask(c, line), "ERR INVALID-ARGUMENT\n", line)
@@ -253,7 +270,7 @@ class TestAuthAndFsd(Base):
         self.assertEqual(self.srv.auth_delay_ms(c, ["LOGIN", "apps"]), 0)
 
     def test_set_and_instcmd(self):
-        c = self.login("admin", "secret", None)
+        c = self.login("admin", "adm1n-pw", None)
         self.assertEqual(self.ask(c, "SET VAR apps sentinel.state drill"), "OK\n")
         self.assertEqual(self.prov.calls[-1], ("SET", "apps", "sentinel.state", "drill"))
         self.assertEqual(self.ask(c, "SET VAR apps sentinel.state toolongvalue"), "ERR TOO-LONG\n")
@@ -266,14 +283,33 @@ class TestAuthAndFsd(Base):
         self.assertEqual(self.prov.calls[-1], ("INSTCMD", "apps", "shutdown.return", "30"))
         self.assertEqual(self.ask(c, "INSTCMD apps beeper.toggle"), "ERR CMD-NOT-SUPPORTED\n")
 
-    def test_instcmd_per_command_grant(self):
+    def test_instcmd_action_on_a_default_role(self):
         c = self.login("ops", "opspw", None)
         self.assertEqual(self.ask(c, "INSTCMD apps load.off"), "OK\n")
-        self.assertEqual(self.ask(c, "INSTCMD apps shutdown.return"), "ERR ACCESS-DENIED\n")
-        self.assertEqual(self.ask(c, "LOGIN apps"), "ERR ACCESS-DENIED\n")
+        self.assertEqual(self.ask(c, "INSTCMD apps shutdown.return"), "OK\n")
+        self.assertEqual(self.ask(c, "SET VAR apps sentinel.state x"), "ERR ACCESS-DENIED\n")
+        self.assertEqual(self.ask(c, "FSD apps"), "ERR ACCESS-DENIED\n")
+        self.assertEqual(self.ask(c, "LOGIN apps"), "OK\n")  # the schema's default role
+
+    def test_rights_are_the_schemas(self):
+        # every role the schema allows has its rights, and none it refuses; every right a
+        # command checks comes from a role or from the schema's "actions"
+        self.assertEqual(sorted(server._ROLE_ACTIONS), sorted(schema.field("nut.users.role")["c"]))
+        granted = set(schema.field("nut.users.actions")["c"])
+        for acts in server._ROLE_ACTIONS.values():
+            granted.update(acts)
+        for e in server._COMMANDS.values():
+            if e[4] is not None:
+                self.assertIn(e[4], granted)
+
+    def test_defaults_from_the_schema(self):
+        srv = NutServer(config.defaults()["nut"], self.prov, self.clock)
+        self.assertEqual(srv.max_conns, schema.field("nut.max_conns")["d"])
+        self.assertEqual(srv.idle_ms, schema.field("nut.idle_timeout_s")["d"] * 1000)
+        self.assertEqual(srv.users, {})
 
     def test_tracking(self):
-        c = self.login("admin", "secret", None)
+        c = self.login("admin", "adm1n-pw", None)
         self.assertEqual(self.ask(c, "GET TRACKING"), "OFF\n")
         self.assertEqual(self.ask(c, "SET TRACKING ON"), "OK\n")
         r = self.ask(c, "INSTCMD apps load.off")
@@ -312,7 +348,7 @@ class TestConnections(Base):
         self.assertEqual(self.srv.numlogins("apps"), 1)
 
     def test_limiter_injected(self):
-        srv = NutServer({"users": users()}, self.prov, self.clock, limiter=LoginLimiter(free=9))
+        srv = NutServer(server_cfg(), self.prov, self.clock, limiter=LoginLimiter(free=9))
         c = Conn("10.1.1.1", 1, 0, 64)
         for _ in range(5):
             c.user, c.password = "mon", "bad"

@@ -23,6 +23,7 @@ sys.path.insert(0, os.path.join(HERE, ".."))
 from powersentinel.paths import use_firmware_lib  # noqa: E402
 
 use_firmware_lib()
+from sentinel import config  # noqa: E402  # pyright: ignore[reportMissingImports]
 from sentinel.nut import protocol as P  # noqa: E402  # pyright: ignore[reportMissingImports]
 from sentinel.nut import server as S  # noqa: E402  # pyright: ignore[reportMissingImports]
 from sentinel.passwd import hash_password  # noqa: E402  # pyright: ignore[reportMissingImports]
@@ -76,8 +77,9 @@ class Provider:
 def _server():
     prov = Provider()
     clock = [0]
-    srv = S.NutServer({"max_conns": 4, "idle_timeout_s": 60, "users": USERS}, prov,
-                      lambda: clock[0])
+    cfg, errs = config.validate({"nut": {"max_conns": 4, "users": USERS}})
+    assert not errs, errs
+    srv = S.NutServer(cfg["nut"], prov, lambda: clock[0])
     return srv, prov, clock
 
 
@@ -211,6 +213,7 @@ def main():
         random_run(n, int(os.environ.get("PS_REL_SEED", "0")))
         print("ok: %d inputs" % n)
         return
+    # optional (not in the dev extras): only the coverage-guided mode needs it
     import atheris  # pyright: ignore[reportMissingModuleSource]
     if os.environ.get("PS_FUZZ_INSTRUMENT", "1") == "1":
         getattr(atheris, "instrument_all")()  # coverage feedback from the firmware modules (~15 s)

@@ -3,7 +3,8 @@
 #
 #   micropython nut_harness.py SPEC.json [FIRMWARE_LIB]
 #
-# SPEC: {"host": "127.0.0.1", "port": N, "ctl_port": M, "nut": {cfg "nut" section},
+# SPEC: {"host": "127.0.0.1", "port": N, "ctl_port": M,
+#        "nut": {keys of the cfg "nut" section; the schema's defaults fill the rest},
 #        "limiter": {LoginLimiter keyword arguments} (optional),
 #        "upses": [{"name": "apps", "desc": "...", "status": "OL" | null,
 #                   "vars": [[var, value], ...], "rw": [[var, "NUMBER" | "STRING:n"], ...],
@@ -28,8 +29,33 @@ import asyncio
 _lib = sys.argv[2] if len(sys.argv) > 2 else __file__.rsplit("/", 1)[0] + "/../../firmware/lib"
 sys.path.insert(0, _lib)
 
+from sentinel import config, schema  # noqa: E402
 from sentinel.nut.server import NutServer  # noqa: E402
 from sentinel.nut.auth import LoginLimiter  # noqa: E402
+
+
+def _filled(fields, given, defaults, where):
+    """`given` over `defaults`; a key the schema does not have, or a required one missing,
+    stops the harness."""
+    keys = [f["k"] for f in fields]
+    out = dict(defaults)
+    for k in given:
+        if k not in keys:
+            raise SystemExit("spec %s.%s: not a schema key (allowed: %s)" % (where, k, ", ".join(keys)))
+        out[k] = given[k]
+    for f in fields:
+        if f.get("d") == schema.REQUIRED and f["k"] not in out:
+            raise SystemExit("spec %s: %s is required" % (where, f["k"]))
+    return out
+
+
+def nut_section(given):
+    """The "nut" section with every default config.validate() fills in, the spec's values over
+    them. Values are not range-checked, so a test may idle clients out sooner than a site may."""
+    nut = _filled(schema.NUT, given, config.defaults()["nut"], "nut")
+    user_defaults = {f["k"]: f["d"] for f in schema.NUT_USER if f["d"] != schema.REQUIRED}
+    nut["users"] = [_filled(schema.NUT_USER, u, user_defaults, "nut.users") for u in nut["users"]]
+    return nut
 
 
 class FakeProvider:
@@ -90,7 +116,7 @@ def main():
     spec = json.load(open(sys.argv[1]))
     prov = FakeProvider(spec["upses"])
     lim = spec.get("limiter")
-    srv = NutServer(spec.get("nut", {}), prov, time.ticks_ms,
+    srv = NutServer(nut_section(spec.get("nut", {})), prov, time.ticks_ms,
                     limiter=LoginLimiter(**lim) if lim else None)
     events = []
 

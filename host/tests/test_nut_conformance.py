@@ -69,8 +69,8 @@ def _sentinel_users():
              "actions": list(u.actions)}
         if u.upsmon:
             d["role"] = u.upsmon
-        if u.instcmds:
-            d["instcmds"] = list(u.instcmds)
+        if "ALL" in u.instcmds:  # upsd's "instcmds = ALL" is the sentinel's INSTCMD action
+            d["actions"].append("INSTCMD")
         out.append(d)
     return out
 

@@ -57,11 +57,10 @@ except ImportError:  # pragma: no cover
 from sentinel.nut import protocol as P
 from sentinel.nut.auth import LoginLimiter, check_password
 
+# the schema's roles (nut.users.role); "actions" adds FSD, SET, INSTCMD
 _ROLE_ACTIONS = {
     "secondary": ("LOGIN",),
-    "slave": ("LOGIN",),
     "primary": ("LOGIN", "PRIMARY", "MASTER", "FSD"),
-    "master": ("LOGIN", "PRIMARY", "MASTER", "FSD"),
 }
 _F_USER = 1  # USERNAME and PASSWORD must come first (upsd's FLAG_USER)
 _READ_CHUNK = 128
@@ -114,15 +113,15 @@ class Conn:
 
 class NutServer:
     def __init__(self, cfg_nut, provider, now_ms_fn, sleep_ms=None, maxline=512, limiter=None):
-        cfg = cfg_nut or {}
+        """cfg_nut: the "nut" section as config.validate() makes it (every key present)."""
         self.provider = provider
         self.now_ms = now_ms_fn
         self._sleep_ms = sleep_ms or _sleep_ms
-        self.max_conns = int(cfg.get("max_conns", 8))
-        self.idle_ms = int(cfg.get("idle_timeout_s", 60) * 1000)
+        self.max_conns = cfg_nut["max_conns"]
+        self.idle_ms = cfg_nut["idle_timeout_s"] * 1000
         self.maxline = maxline
         self.users = {}
-        for u in cfg.get("users", ()):
+        for u in cfg_nut["users"]:
             self.users[u["name"]] = u
         self.limiter = limiter or LoginLimiter()
         self.conns = []
@@ -170,18 +169,11 @@ class NutServer:
 
     # -- command handling (no I/O: returns the reply text) -----------------------------------
 
-    def _allowed(self, conn, action, cmd=None):
+    def _allowed(self, conn, action):
         u = self.users.get(conn.user)
         ok = False
-        if u is not None and check_password(u.get("password"), conn.password or ""):
-            if action in _ROLE_ACTIONS.get(u.get("role") or "", ()):
-                ok = True
-            acts = u.get("actions") or ()
-            if action in acts:
-                ok = True
-            if action == "INSTCMD" and not ok and cmd is not None:
-                ic = u.get("instcmds") or ()
-                ok = "ALL" in ic or cmd in ic
+        if u is not None and check_password(u["password"], conn.password or ""):
+            ok = action in _ROLE_ACTIONS[u["role"]] or action in u["actions"]
             # a right password clears the address's failure count even if the action is refused
             self.limiter.succeeded(conn.addr, self.now_ms())
         else:
@@ -497,7 +489,7 @@ class NutServer:
                 name = k
         if name is None:
             return P.err(P.CMD_NOT_SUPPORTED)
-        if not self._allowed(conn, perm, name):
+        if not self._allowed(conn, perm):
             return P.err(P.ACCESS_DENIED)
         f = getattr(self.provider, "instcmd", None)
         # upsd 2.8.0 passes the parameter only when exactly one follows the command name
@@ -609,7 +601,7 @@ class NutServer:
                 if now - k.last_ms > self.idle_ms:
                     self._drop(k, "idle")
 
-    async def start(self, host="0.0.0.0", port=3493, backlog=4):
+    async def start(self, host, port, backlog=4):
         self._srv = await asyncio.start_server(self._client, host, port, backlog)
         self._sweep = asyncio.create_task(self._sweeper())
 
