@@ -1,6 +1,9 @@
 from mpunit import TestCase
 
+from sentinel import config
 from sentinel.battery import ESTIMATE, UPS, BatteryModel
+
+RUNTIME = config.defaults()["ups"]["battery_runtime_s"]
 
 
 class TestEstimate(TestCase):
@@ -48,8 +51,26 @@ class TestEstimate(TestCase):
     def test_initial_pct_and_validation(self):
         b = BatteryModel(runtime_full_s=600, initial_pct=40)
         self.assertEqual(b.runtime_s, 240)
-        self.assertRaises(ValueError, BatteryModel, 0)
+        self.assertRaises(ValueError, BatteryModel, -1)
         self.assertRaises(ValueError, BatteryModel, 100, 0)
+
+    def test_zero_runtime_the_schema_allows(self):
+        # a valid config may say 0: no estimated runtime, and the estimate empties on battery
+        cfg, errs = config.validate({"ups": {"battery_runtime_s": 0}})
+        self.assertEqual(errs, [])
+        b = BatteryModel(runtime_full_s=cfg["ups"]["battery_runtime_s"])
+        b.update(0, False)
+        self.assertEqual((b.charge_pct, b.runtime_s), (100.0, 0))
+        b.update(1000, True)
+        self.assertEqual((b.charge_pct, b.runtime_s), (100.0, 0))  # no time on battery yet
+        b.update(1001, True)
+        self.assertEqual((b.charge_pct, b.runtime_s, b.charge_source), (0.0, 0, ESTIMATE))
+        b.update(2000, True, ups_charge=80, ups_runtime_s=500)  # the UPS's own figures win
+        self.assertEqual((b.charge_pct, b.runtime_s, b.runtime_source), (80.0, 500, UPS))
+        b.update(3000, False)
+        self.assertEqual(b.charge_pct, 0.0)  # the second on battery emptied the estimate
+        b.update(3000 + 28800 * 1000, False)
+        self.assertEqual((b.charge_pct, b.runtime_s), (100.0, 0))
 
     def test_ticks_wrap(self):
         b = BatteryModel(runtime_full_s=100)
@@ -84,7 +105,7 @@ class TestPreferUps(TestCase):
         self.assertEqual(b.runtime_s, 600)
 
     def test_ups_values_clamped(self):
-        b = BatteryModel()
+        b = BatteryModel(RUNTIME)
         b.update(0, False, ups_charge=130)
         self.assertEqual(b.charge_pct, 100.0)
         b.update(1, False, ups_charge=-3)

@@ -2,7 +2,7 @@ import asyncio
 
 from mpunit import TestCase
 
-from sentinel import q1fmt
+from sentinel import config, q1fmt
 from sentinel.upslink import LOST, OK, INIT, UpsLink
 
 Q1_OL = b"(230.0 230.0 230.0 020 50.0 27.3 25.0 00001000\r"
@@ -82,12 +82,18 @@ def run(coro):
     return asyncio.run(coro)
 
 
+UPS = config.defaults()["ups"]
+
+
 def make(responder, **kw):
+    """A link over a fake UART, configured as the validated ups section's defaults and kw."""
     clock = Clock()
     uart = FakeUart(clock, responder)
     ticks = []
+    args = {"poll_ms": UPS["poll_ms"], "link_lost_s": UPS["link_lost_s"]}
+    args.update(kw)
     link = UpsLink(uart, clock.now, progress=lambda: ticks.append(clock.t), sleep_ms=clock.sleep_ms,
-                   **kw)
+                   **args)
     return clock, uart, link, ticks
 
 

@@ -4,7 +4,8 @@
 # runtime at full charge (battery_runtime_s), linear recharge on line over recharge_s (slower
 # than most UPS chargers, so after an outage the sentinel believes the battery is emptier than it
 # is rather than fuller). When the UPS reports a charge, the estimate is re-anchored to it, so
-# if the link drops mid-outage the estimate carries on from the last reported value.
+# if the link drops mid-outage the estimate carries on from the last reported value. A runtime of
+# 0 (the schema allows it) estimates no runtime: the estimated charge empties at once on battery.
 
 _MASK30 = 0x3FFFFFFF
 _HALF30 = 0x20000000
@@ -22,9 +23,10 @@ class BatteryModel:
     """update() once per poll with what is known; read charge_pct, runtime_s, the sources, and
     on_battery_s (seconds since the current outage began, 0 on line)."""
 
-    def __init__(self, runtime_full_s=1200, recharge_s=28800, initial_pct=100.0):
-        if runtime_full_s <= 0 or recharge_s <= 0:
-            raise ValueError("runtime_full_s and recharge_s must be > 0")
+    def __init__(self, runtime_full_s, recharge_s=28800, initial_pct=100.0):
+        """runtime_full_s: the ups section's battery_runtime_s (>= 0)."""
+        if runtime_full_s < 0 or recharge_s <= 0:
+            raise ValueError("runtime_full_s must be >= 0 and recharge_s > 0")
         self.runtime_full_s = runtime_full_s
         self.recharge_s = recharge_s
         self._charge = float(min(100.0, max(0.0, initial_pct)))
@@ -52,7 +54,10 @@ class BatteryModel:
         self._last_ms = now_ms
         if self._on_battery:
             self._ob_ms += dt
-            self._charge -= dt * 0.1 / self.runtime_full_s  # 100 % per runtime_full_s, dt in ms
+            if self.runtime_full_s:
+                self._charge -= dt * 0.1 / self.runtime_full_s  # 100 % per runtime_full_s, dt in ms
+            elif dt:
+                self._charge = 0.0
         else:
             self._charge += dt * 0.1 / self.recharge_s
         if not on_battery:

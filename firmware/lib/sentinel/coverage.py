@@ -22,7 +22,7 @@ WARN_AFTER_MS = 30000  # upsmon reconnects within a few POLLFREQ (5 s): shorter 
 
 
 class Coverage:
-    """cfg: the whole config (its "tiers"); nut: logged_in(tier); journal_fn(type, data, now_ms,
+    """cfg: the validated config (its "tiers"); nut: logged_in(tier); journal_fn(type, data, now_ms,
     critical=bool) (Journal.append fits), or None; now_ms: when monitoring starts (every host counts
     as missing from then until it is seen)."""
 
@@ -31,9 +31,9 @@ class Coverage:
         self.journal = journal_fn
         self.warn_after_ms = warn_after_ms
         self.tiers = []  # [(tier name, [[host, addr, since_ms or None, warned], ...]), ...]
-        for t in cfg.get("tiers", ()):
+        for t in cfg["tiers"]:
             hosts = []
-            for h in t.get("hosts", ()):
+            for h in t["hosts"]:
                 hosts.append([h["name"], norm_addr(h["address"]), now_ms, False])
             self.tiers.append((t["name"], hosts))
         self._unknown = {}  # tier -> [addr] logged in but not configured for that tier

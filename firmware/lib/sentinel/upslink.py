@@ -50,9 +50,10 @@ async def _sleep_ms(ms):
 class UpsLink:
     """Q1 client. uart: HAL Uart; now_ms(): int ms (ticks_ms or monotonic); progress(): called
     once per poll cycle (liveness for the supervisor); sleep_ms(ms): awaitable, injectable so tests
-    advance a fake clock; battery_nominal_v: pack voltage for charge when `F` does not give it."""
+    advance a fake clock; battery_nominal_v: pack voltage for charge when `F` does not give it;
+    poll_ms, link_lost_s: the validated ups section's."""
 
-    def __init__(self, uart, now_ms, progress=None, poll_ms=2000, link_lost_s=10,
+    def __init__(self, uart, now_ms, poll_ms, link_lost_s, progress=None,
                  reply_timeout_ms=1000, cmd_timeout_ms=500, sleep_ms=None,
                  battery_nominal_v=None):
         self._uart = uart
