@@ -33,9 +33,7 @@ class AdcSource:
         self.block_len = block_len
         self.nblocks = ring_blocks
         self.ring = array("h", bytes(2 * block_len * ring_blocks))
-        mv = memoryview(self.ring)
-        # one view per slot, made now: read() hands them out without allocating
-        self._slots = [mv[i * block_len:(i + 1) * block_len] for i in range(ring_blocks)]
+        self._mv = memoryview(self.ring)
         self._size = len(self.ring)
         self.w = 0        # ISR: ring index of the next sample
         self.blocks = 0   # ISR: blocks completed, modulo _WRAP + 1
@@ -88,7 +86,10 @@ class AdcSource:
         self.rslot = s + 1 if s + 1 < self.nblocks else 0
         r = self.rblocks
         self.rblocks = r + 1 if r < _WRAP else 0
-        return self._slots[s]
+        # a view per read (one small object), rather than one kept per slot: the heap's peak
+        # matters more than this garbage
+        pos = s * self.block_len
+        return self._mv[pos:pos + self.block_len]
 
 
 class Contacts:

@@ -37,7 +37,7 @@ class Wire:
         self.addr = addr
         self.sock = None
         self.lock = _thread.allocate_lock()  # soft timers (a thread) send too
-        self._scratch = bytearray(4096)
+        self._scratch = bytearray(512)  # even: whole samples
         self._smv = memoryview(self._scratch)
         _vmachine._send = self.send
 
@@ -64,15 +64,19 @@ class Wire:
             h = await r.readexactly(3)
             kind = h[0:1]
             n = h[1] | (h[2] << 8)
-            if kind == b"A" and n <= len(smv):
-                # into a preallocated buffer: no allocation per block
-                got = 0
-                while got < n:
-                    m = await r.readinto(smv[got:n])
-                    if not m:
-                        raise OSError(104)
-                    got += m
-                _vmachine._adc_feed(self._scratch, n // 2)
+            if kind == b"A":
+                # through a small preallocated buffer, a piece at a time (a frame after the
+                # supervisor was starved holds up to a second of samples)
+                while n:
+                    k = min(n, len(smv))
+                    got = 0
+                    while got < k:
+                        m = await r.readinto(smv[got:k])
+                        if not m:
+                            raise OSError(104)
+                        got += m
+                    _vmachine._adc_feed(self._scratch, k // 2)
+                    n -= k
                 continue
             payload = await r.readexactly(n) if n else b""
             if kind == b"C":
