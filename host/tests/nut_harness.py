@@ -41,7 +41,8 @@ def _filled(fields, given, defaults, where):
     out = dict(defaults)
     for k in given:
         if k not in keys:
-            raise SystemExit("spec %s.%s: not a schema key (allowed: %s)" % (where, k, ", ".join(keys)))
+            raise SystemExit("spec %s.%s: not a schema key (allowed: %s)"
+                             % (where, k, ", ".join(keys)))
         out[k] = given[k]
     for f in fields:
         if f.get("d") == schema.REQUIRED and f["k"] not in out:
