@@ -23,6 +23,7 @@ from .errors import PowerSentinelError
 from .link import Link, LinkError
 from .monitor import Monitor
 from .ui import render_status
+from .virtual.rom import _vprofiles as vprofiles
 
 # Optional: the analysis needs NumPy and its compiled kernels. A broken build must neither take
 # the other commands down nor make `analyze` vanish: the command stays and says what is wrong.
@@ -70,7 +71,11 @@ def virtual():
 @click.option("--time-scale", type=float, default=1.0, show_default=True,
               help="UPS battery and delay minutes run this many times faster (mains physics "
                    "is never scaled)")
-def virtual_start(d, config, heap, nut_port, time_scale):
+@click.option("--profile", type=click.Choice(sorted(vprofiles.PROFILES)),
+              default=vprofiles.DEFAULT, show_default=True,
+              help="the port the board's `machine` behaves like (timers, reset causes, "
+                   "watchdog, UART timing); rp2-pico: a plain Pico, no network module")
+def virtual_start(d, config, heap, nut_port, time_scale, profile):
     """Start a virtual board in DIR and return once its firmware is running.
 
     A new DIR gets a fresh 2 MiB littlefs flash image, and the current firmware is deployed
@@ -78,6 +83,7 @@ def virtual_start(d, config, heap, nut_port, time_scale):
     running board (serial pty, NUT address, pids, flash image).
     """
     extra = ["--time-scale", str(time_scale)] if time_scale != 1.0 else []
+    extra += ["--profile", profile]
     meta = vboard.start(d, config=config, heap=heap, nut_port=nut_port, extra_args=extra)
     click.echo(json.dumps(meta, indent=1))
 

@@ -181,3 +181,25 @@ def test_rp2_reset_causes_and_the_watchdog_at_the_repl(vboard):
         time.sleep(0.5)
     assert virtual.state(d)["wdt_ms"] == 8000
     assert "ok" in _mpremote(port, "exec", "print('ok')")
+
+
+def test_virtual_start_takes_a_profile_and_a_plain_pico_runs_without_network(tmp_path):
+    exe = venv_tool("powersentinel")
+    d = str(tmp_path / "pico")
+    r = subprocess.run([exe, "virtual", "start", "--dir", d, "--profile", "pico2"],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 2 and "'pico2' is not one of" in r.stderr, r.stderr
+    r = subprocess.run([exe, "virtual", "start", "--dir", d, "--profile", "rp2-pico"],
+                       capture_output=True, text=True, timeout=300)
+    try:
+        assert r.returncode == 0, r.stdout + r.stderr
+        meta = json.loads(r.stdout)
+        assert meta["profile"] == "rp2-pico"
+        with Link(meta["serial"]) as link:
+            ident = link.request("identify")
+            st = link.request("status")
+        # no `network` module on this image: reported, and the sentinel keeps sensing
+        assert ident["network"] == "absent", ident
+        assert st["mains"]["good"], st["mains"]
+    finally:
+        virtual.stop(d)
