@@ -314,3 +314,20 @@ class TestWatchdog(TestCase):
         # never a "stop" (a timeout of 0) on the wire
         self.assertFalse(any(k == b"W" and p == bytes(4) for k, p in SENT))
         b._park.deinit()
+
+
+class TestNetworkTrouble(TestCase):
+    def test_a_radio_that_fails_to_start_reads_down_and_start_does_not_raise(self):
+        _profile("rp2")
+        import _vnetwork
+
+        def broken(self, on=None):
+            raise RuntimeError("Wifi Unknown Error 0x0101")
+        saved = _vnetwork.WLAN.active
+        _vnetwork.WLAN.active = broken
+        try:
+            b = _board()
+            _run(b.start())
+            self.assertEqual(b.network_state(), "down")
+        finally:
+            _vnetwork.WLAN.active = saved

@@ -244,7 +244,7 @@ class McuBoard(Board):
             self._wlan.active(True)
             if net.get("ssid") and not self._wlan.isconnected():
                 self._wlan.connect(net["ssid"], net.get("password", ""))
-        except OSError:
+        except Exception:  # OSError on esp32, RuntimeError from some radio drivers
             pass  # radio or driver trouble: the state reads "down" and sensing goes on
 
     def network_state(self):
@@ -252,7 +252,7 @@ class McuBoard(Board):
             return "absent"
         try:
             return "up" if self._wlan is not None and self._wlan.isconnected() else "down"
-        except OSError:
+        except Exception:
             return "down"
 
     def ip(self):
