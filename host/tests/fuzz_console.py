@@ -144,6 +144,7 @@ def main():
         random_run(n, int(os.environ.get("PS_REL_SEED", "0")))
         print("ok: %d inputs" % n)
         return
+    # optional (not in the dev extras): only the coverage-guided mode needs it
     import atheris  # pyright: ignore[reportMissingModuleSource]
     if os.environ.get("PS_FUZZ_INSTRUMENT", "1") == "1":
         getattr(atheris, "instrument_all")()  # coverage feedback from the firmware modules (~15 s)

@@ -30,6 +30,11 @@ import time
 
 import pytest
 
+from powersentinel.paths import use_firmware_lib
+
+use_firmware_lib()
+from sentinel.journal import decode_records  # noqa: E402
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.normpath(os.path.join(HERE, "..", ".."))
 HARNESS = os.path.join(HERE, "journal_harness.py")
@@ -259,14 +264,10 @@ def test_journal_survives_power_loss(tmp_path, capsys):
 
 
 def _cpython_decode_matches(img, mp_seqs):
-    try:
+    try:  # optional: littlefs-python reads the image on the host
         from littlefs import LittleFS, UserContext
     except ImportError:
         return 0
-    from powersentinel.paths import use_firmware_lib
-
-    use_firmware_lib()
-    from sentinel.journal import decode_records  # pyright: ignore[reportMissingImports]
 
     with open(img, "rb") as f:
         data = f.read()
