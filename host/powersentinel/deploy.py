@@ -149,7 +149,10 @@ class Board:
             return {}
 
     def reboot(self):
-        self.t.exec_raw_no_follow("import machine\nmachine.reset()")
+        # with the firmware's reset marker (hal/_mcu.py, McuBoard.INTENT_PATH): on rp2 a bare
+        # machine.reset() reads back as a watchdog reset, which counts towards safe mode
+        self.t.exec_raw_no_follow("open('/.reset_intent', 'w').write('deploy')\n"
+                                  "import machine\nmachine.reset()")
 
     def romfs_size(self):
         """Bytes of the board's first ROMFS partition, or 0 when it has none."""

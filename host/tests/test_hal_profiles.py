@@ -203,3 +203,14 @@ def test_virtual_start_takes_a_profile_and_a_plain_pico_runs_without_network(tmp
         assert st["mains"]["good"], st["mains"]
     finally:
         virtual.stop(d)
+
+
+def test_a_deploy_reboot_is_not_counted_as_a_crash_on_rp2(vboard):
+    from powersentinel.deploy import deploy
+    d, port = vboard["dir"], vboard["serial"]
+    boots = virtual.info(d)["boots"]
+    deploy(port, log=lambda *a: None)
+    wait_for(lambda: virtual.info(d)["boots"] > boots and virtual.info(d).get("firmware"), 30,
+             "the board to boot after the deploy")
+    with Link(port) as link:
+        assert link.request("identify")["reset_cause"] == "hard"
