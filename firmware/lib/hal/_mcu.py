@@ -256,9 +256,10 @@ class McuBoard(Board):
             return "down"
 
     def ip(self):
-        if self.network_state() != "up":
+        w = self._wlan
+        if w is None or self.network_state() != "up":
             return "0.0.0.0"
-        return self._wlan.ifconfig()[0]
+        return w.ifconfig()[0]
 
     def nut_bind(self):
         return ("0.0.0.0", self.cfg.get("nut", {}).get("port", 3493))
@@ -281,7 +282,9 @@ class McuBoard(Board):
                         callback=self._park_feed, hard=False)
 
     def _park_feed(self, _t):
-        self._wdt.feed()
+        w = self._wdt
+        if w is not None:
+            w.feed()
 
     def time(self):
         return time.time()
