@@ -204,7 +204,7 @@ class TestEvents(TestCase):
         m = MainsMonitor(cfg())
         stream(m, Gen(env=tuple(env)), 2000 + 12 * 1200 + 1000)
         self.assertEqual(m.pending(), 8)
-        self.assertEqual(m.events_dropped, 4)
+        self.assertEqual(m.events.dropped, 4)
         seqs = [e["seq"] for e in events(m)]
         self.assertEqual(seqs, list(range(1, 9)))
 

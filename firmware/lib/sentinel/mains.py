@@ -1,5 +1,6 @@
-# Mains monitor: Urms(1/2), frequency, IEC 61000-4-30 style dip/swell/interruption events and a
-# fast "mains lost" trigger, computed from blocks of int16 ADC samples.
+# Mains monitor: Urms(1/2), frequency, a fast "mains lost" trigger and the disturbance numbering
+# that captures follow, computed from blocks of int16 ADC samples; it feeds Urms(1/2) to the
+# IEC 61000-4-30 style dip/swell/interruption detector (sentinel.mainsevents) and orchestrates.
 #
 # Time is the sample index (sample / sample_rate), so results are deterministic under test.
 # feed() is allocation-free (MicroPython: no float and no integer beyond the 31-bit small-int
@@ -22,8 +23,9 @@
 #       onset; the envelope check alone misses residuals just below lost_pct whose harmonics
 #       keep them above lv (they were left to Urms(1/2): up to 19.5 ms at 50 Hz).
 # Per half cycle (segment boundaries at accepted zero crossings, or forced when crossings are
-# missing): Urms(1/2) over the last two segments, event state machines, frequency from
-# interpolated up-crossings averaged over up to 10 cycles.
+# missing): Urms(1/2) over the last two segments, the dip/swell/interruption machines (owned by
+# sentinel.mainsevents.EventDetector), frequency from interpolated up-crossings averaged over
+# up to 10 cycles.
 # The methods on that path are @micropython.native: a bytecode function whose frame exceeds
 # 11 words takes it from the heap at every call (a collection each time on a full heap).
 #
@@ -42,6 +44,8 @@ except ImportError:
         return x
 
 import sys
+
+from sentinel.mainsevents import EventDetector
 
 # The native and viper emitters exist on every MicroPython port this firmware targets; their
 # decorators are resolved by the compiler (so they cannot be probed with hasattr()). CPython gets
@@ -100,15 +104,7 @@ _WRAP = const(1 << 29)      # positions are relative to an epoch of 2**29 sample
 _HALF = const(1 << 28)
 _MASK = const((1 << 29) - 1)
 _NF = const(10)             # cycles averaged for the frequency
-_HN = const(8)              # half-cycle segments kept for event edge timing
-_NC = const(5)              # start-edge candidate segments per event
-_EQ = const(8)              # finished events kept until popped
-_EF = const(13)             # ints per event record
 
-KIND_DIP = const(1)
-KIND_SWELL = const(2)
-KIND_INTERRUPTION = const(3)
-KINDS = (None, "dip", "swell", "interruption")
 
 
 def _kern_plain(buf, i, n, st):
@@ -326,25 +322,6 @@ if _HAVE_VIPER:
     _kern_fast = _kern_viper
 
 
-def _span_frac(e):
-    # Fraction of a half cycle (from one of its ends) that holds energy fraction e of a sine:
-    # solves (p - sin(p)cos(p)) / pi = e for p / pi by bisection (monotonic, 2**-20 precise).
-    if e <= 0.0:
-        return 0.0
-    if e >= 1.0:
-        return 1.0
-    lo = 0.0
-    hi = 1.0
-    for _ in range(20):
-        mid = 0.5 * (lo + hi)
-        p = mid * math.pi
-        if (p - math.sin(p) * math.cos(p)) / math.pi < e:
-            lo = mid
-        else:
-            hi = mid
-    return 0.5 * (lo + hi)
-
-
 def _cross_frac(xb, xa):
     # where the signal crossed zero between x[q-1] = xb and x[q] = xa, in 1/_SUB sample after q-1
     a = xb if xb >= 0 else -xb
@@ -360,18 +337,6 @@ def _mean(s, w):
     # s * _SUB / w without leaving the small-int range (s < 2**29, w < 2**20)
     q = s // w
     return q * _SUB + ((s - q * w) * _SUB) // w
-
-
-def _clear(ch):
-    for j in range(_NC):
-        ch[j] = -1
-
-
-def _shift(a):
-    # (positions older than one epoch only matter to events longer than 37 h at 4 kHz)
-    for k in range(len(a)):
-        v = a[k] - _WRAP
-        a[k] = v if v > -_WRAP else -_WRAP
 
 
 def _wdiff(a, b):
@@ -394,8 +359,6 @@ class MainsMonitor:
         hyst = float(cfg["hysteresis_pct"])
         self.freq_tol = tol = float(cfg["freq_tolerance_hz"])
         lost_pct = float(cfg["lost_pct"])
-        dip = float(cfg["dip_pct"])
-        swell = float(cfg["swell_pct"])
         if fast is None:
             kern = _kern_fast or _kern_plain
         elif fast:
@@ -424,11 +387,6 @@ class MainsMonitor:
             return int(v * v) >> sh
 
         self._ms_nom = thr(100.0)
-        self._dip_on = thr(dip)
-        self._dip_off = thr(dip + hyst)
-        self._sw_on = thr(swell)
-        self._sw_off = thr(swell - hyst)
-        self._int_on = thr(float(cfg["interruption_pct"]))
         self._lost_on = thr(lost_pct)
         self._lost_off = thr(lost_pct + hyst)
 
@@ -459,19 +417,7 @@ class MainsMonitor:
         self._f_hi_in = int(rate * _SUB / (fn - tol + h))
         self._per = array("i", [0] * _NF)
 
-        # segment history (for event edges): mean square, start position, length
-        self._hh = array("i", [0] * _HN)
-        self._hs = array("i", [0] * _HN)
-        self._hl = array("i", [0] * _HN)
-        # start-edge candidates of the low (dip) and high (swell) event machines
-        self._lc_h = array("i", [0] * _NC)
-        self._lc_s = array("i", [0] * _NC)
-        self._lc_l = array("i", [0] * _NC)
-        self._hc_h = array("i", [0] * _NC)
-        self._hc_s = array("i", [0] * _NC)
-        self._hc_l = array("i", [0] * _NC)
-        self._evq = array("i", [0] * (_EQ * _EF))
-        self.events_dropped = 0
+        self.events = EventDetector(cfg, thr, self._volts)
         self.gaps = 0          # gaps in the samples (skip() calls), saturating small ints
         self.gap_samples = 0   # samples they lost in all
         self.epoch = 0
@@ -490,33 +436,21 @@ class MainsMonitor:
         self._restart()
         self._u = 0            # latest Urms(1/2), mean square units
         self._nu = 0           # Urms(1/2) values computed
-        self._hk = 0
-        self._hcount = 0
         self.lost = False
         self._lost_seen = False
         self._lost_p = 0       # positions are all relative to the current epoch
         self._lost_e = 0       # lost_at: epoch and position at the time
         self._lost_a = 0
-        self._lo = 0           # low event: 0 idle, else active
-        self._hi = 0
-        self._lo_trig = 0
-        self._hi_trig = 0
         # every attribute exists from here on: adding one later would grow the instance dict,
         # an allocation inside feed()
-        self._lo_u = self._lo_p = self._lo_m = 0
-        self._hi_u = self._hi_p = self._hi_m = 0
         self.trig_seq = 0      # disturbances seen (a capture follows each)
         self.trig_pos = 0      # where the newest one started (current epoch)
-        _clear(self._lc_h)
-        _clear(self._hc_h)
+        self.events.reset()
         self._fcount = 0
         self._fsum = 0
         self._fk = 0
         self._fhold = False    # freq_ok held until the frequency is measured again
         self.freq_ok = False
-        self._qh = 0
-        self._qn = 0
-        self._seq = 0
         self.good = False
 
     def _restart(self):
@@ -624,9 +558,7 @@ class MainsMonitor:
         self.epoch += 1
         self._seg_s -= _WRAP
         self._up_p -= _WRAP
-        _shift(self._hs)
-        _shift(self._lc_s)
-        _shift(self._hc_s)
+        self.events.rebase()
         self._lost_p = max(-_WRAP, self._lost_p - _WRAP)
         self.trig_pos = max(-_WRAP, self.trig_pos - _WRAP)
         self._up_p = max(-_WRAP, self._up_p)
@@ -714,7 +646,7 @@ class MainsMonitor:
     @micropython.native
     def _disturb(self, anchor):
         # A new disturbance starts unless one is already open: captures follow trig_seq.
-        if self.lost or self._lo or self._hi:
+        if self.lost or self.events.active:
             return
         self.trig_seq += 1
         self.trig_pos = anchor
@@ -752,14 +684,8 @@ class MainsMonitor:
         if not self._seg_ok:
             self._seg_ok = True
             return
-        h = _mean(dsum, dsub)
-        k = (self._hk + 1) % _HN
-        self._hk = k
-        self._hh[k] = h
-        self._hs[k] = start
-        self._hl[k] = dn
-        if self._hcount < _HN:
-            self._hcount += 1
+        ev = self.events
+        ev.add(_mean(dsum, dsub), start, dn)
         pn = self._pn
         psum = self._psum
         self._psum = dsum
@@ -769,54 +695,19 @@ class MainsMonitor:
         u = _mean(dsum + psum, dsub + pn)
         self._u = u
         self._nu += 1
-        self._events(u, h, k)
-
-    @micropython.native
-    def _events(self, u, h, k):
-        # low (dip / interruption) machine
-        if self._lo:
-            self._track(self._lc_h, self._lc_s, self._lc_l, h)
-            if h < self._lo_m:
-                self._lo_m = h
-            if u < self._lo_u:
-                self._lo_u = u
-            if u >= self._dip_off:
-                kind = KIND_INTERRUPTION if self._lo_u < self._int_on else KIND_DIP
-                self._finish(kind, self._lo_trig, self._lc_h, self._lc_s, self._lc_l, self._lo_p, self._lo_m,
-                             self._lo_u, k, False)
-                self._lo = 0
-        elif u < self._dip_on:
-            self._disturb(self._hs[(k - 2) % _HN])
-            self._lo = 1
-            self._lo_trig = self.trig_seq
-            self._lo_u = u
-            self._lo_p = self._pre(k)
-            self._lo_m = self._seed(self._lc_h, self._lc_s, self._lc_l, k, False)
-        # high (swell) machine
-        if self._hi:
-            self._track(self._hc_h, self._hc_s, self._hc_l, h)
-            if h > self._hi_m:
-                self._hi_m = h
-            if u > self._hi_u:
-                self._hi_u = u
-            if u <= self._sw_off:
-                self._finish(KIND_SWELL, self._hi_trig, self._hc_h, self._hc_s, self._hc_l, self._hi_p,
-                             self._hi_m, self._hi_u, k, True)
-                self._hi = 0
-        elif u > self._sw_on:
-            self._disturb(self._hs[(k - 2) % _HN])
-            self._hi = 1
-            self._hi_trig = self.trig_seq
-            self._hi_u = u
-            self._hi_p = self._pre(k)
-            self._hi_m = self._seed(self._hc_h, self._hc_s, self._hc_l, k, True)
+        # the event machines first: an event that starts now opens a new disturbance unless
+        # "lost" or the other event already has one
+        t = ev.update(u, self.lost, self.trig_seq)
+        if t != self.trig_seq:
+            self.trig_seq = t
+            self.trig_pos = ev.start(2)
         # the slow path and the end of "lost": Urms(1/2) over a window that began after the trip
         if self.lost:
             if (u >= self._lost_off and self._st[_GAP] < self._st[_GMAX]
-                    and self._hs[(k - 1) % _HN] > self._lost_p):
+                    and ev.start(1) > self._lost_p):
                 self.lost = False
         elif u < self._lost_on:
-            self._disturb(self._hs[(k - 2) % _HN])
+            self._disturb(ev.start(2))
             self.lost = True
             self._lost_seen = True
             self._lost_p = self._seg_s
@@ -825,110 +716,8 @@ class MainsMonitor:
         self._update_good()
 
     def _update_good(self):
-        self.good = (not self.lost and not self._lo and not self._hi and self.freq_ok
+        self.good = (not self.lost and not self.events.active and self.freq_ok
                      and self._nu > 0)
-
-    def _pre(self, k):
-        # the level before the event: the segment before the earliest possible onset
-        if self._hcount >= 4:
-            return self._hh[(k - 3) % _HN]
-        return self._ms_nom
-
-    @micropython.native
-    def _seed(self, ch, cs, cl, k, high):
-        # the three newest segments may hold the onset; up to two more are added later
-        m = self._hh[k]
-        for j in range(3):
-            kk = (k - 2 + j) % _HN
-            if j < 3 - self._hcount:      # not measured yet (just after start-up)
-                ch[j] = 0 if high else _HALF
-                cs[j] = self._hs[k]
-                cl[j] = 0
-                continue
-            v = self._hh[kk]
-            ch[j] = v
-            cs[j] = self._hs[kk]
-            cl[j] = self._hl[kk]
-            if (v > m) if high else (v < m):
-                m = v
-        for j in range(3, _NC):
-            ch[j] = -1
-        return m
-
-    @micropython.native
-    def _track(self, ch, cs, cl, h):
-        # collect the start candidates that follow the detection
-        for j in range(_NC):
-            if ch[j] < 0:
-                ch[j] = h
-                cs[j] = self._hs[self._hk]
-                cl[j] = self._hl[self._hk]
-                return
-
-    def _cand_count(self, ch):
-        # candidates are filled in order; unfilled ones hold -1
-        for j in range(_NC):
-            if ch[j] < 0:
-                return j
-        return _NC
-
-    @micropython.native
-    def _finish(self, kind, trig, ch, cs, cl, pre, ext_h, ext_u, k, high):
-        # Edges: the transition half cycle is the one around the level midway between the
-        # pre-event level and the extreme; pop_event() places the edge inside it from its level.
-        span = ext_h - pre if high else pre - ext_h
-        if span < 1:
-            span = 1
-        cnt = self._cand_count(ch)
-        js = cnt - 1
-        for j in range(cnt):
-            a = ch[j] - pre if high else pre - ch[j]
-            if 2 * a >= span:
-                js = j
-                break
-        # onset in js, or in the half cycle before it if that one is the more mixed
-        if js > 0:
-            a1 = ch[js - 1] - pre if high else pre - ch[js - 1]
-            a0 = ch[js] - pre if high else pre - ch[js]
-            if a1 > span - a0:
-                js -= 1
-        hh = self._hh
-        je = k
-        for j in range(self._hcount):
-            kk = (k - j) % _HN
-            a = hh[kk] - pre if high else pre - hh[kk]
-            if 2 * a >= span:
-                je = kk
-                break
-        # recovery in je, or in the half cycle after it if that one is the more mixed
-        if je != k:
-            kn = (je + 1) % _HN
-            a0 = hh[je] - pre if high else pre - hh[je]
-            a1 = hh[kn] - pre if high else pre - hh[kn]
-            if a1 > span - a0:
-                je = kn
-        if self._qn >= _EQ:
-            self.events_dropped += 1
-            _clear(ch)
-            return
-        q = self._evq
-        b = ((self._qh + self._qn) % _EQ) * _EF
-        self._qn += 1
-        self._seq += 1
-        q[b] = kind
-        q[b + 1] = self._seq
-        q[b + 2] = trig
-        q[b + 3] = self.epoch
-        q[b + 4] = cs[js]
-        q[b + 5] = cl[js]
-        q[b + 6] = ch[js]
-        q[b + 7] = self._hs[je]
-        q[b + 8] = self._hl[je]
-        q[b + 9] = hh[je]
-        q[b + 10] = pre
-        q[b + 11] = ext_h
-        q[b + 12] = ext_u
-        _clear(ch)
 
     # -- read side (may allocate) ----------------------------------------------------------
     def _volts(self, ms):
@@ -965,14 +754,14 @@ class MainsMonitor:
 
     @property
     def in_event(self):
-        return bool(self._lo or self._hi)
+        return bool(self.events.active)
 
     def since(self, pos):
         """Samples from position pos (current epoch, e.g. trig_pos) to now."""
         return self.pos - pos
 
     def pending(self):
-        return self._qn
+        return self.events.pending()
 
     def pop_event(self):
         """Oldest finished event as a dict, or None.
@@ -980,30 +769,7 @@ class MainsMonitor:
         kind "dip" | "swell" | "interruption"; start (sample index) and start_ms; samples and
         duration_ms; residual_v (dip, interruption: minimum Urms(1/2)) or peak_v (swell:
         maximum); pct (that value in % of nominal_v); trig (the disturbance / capture id)."""
-        if not self._qn:
-            return None
-        q = self._evq
-        b = self._qh * _EF
-        self._qh = (self._qh + 1) % _EQ
-        self._qn -= 1
-        kind = q[b]
-        pre = q[b + 10]
-        span = abs(q[b + 11] - pre) or 1
-        base = q[b + 3] * _WRAP
-        # the disturbed part of each transition half cycle, from its level
-        d = min(1.0, abs(q[b + 6] - pre) / span)
-        start = q[b + 4] + q[b + 5] * (1.0 - _span_frac(d))
-        d = min(1.0, abs(q[b + 9] - pre) / span)
-        end = q[b + 7] + q[b + 8] * _span_frac(d)
-        n = max(1, int(end - start + 0.5))
-        start = base + int(start + 0.5)
-        v = self._volts(q[b + 12])
-        ev = {"kind": KINDS[kind], "seq": q[b + 1], "trig": q[b + 2], "start": start,
-              "start_ms": start * 1000 // self.rate, "samples": n,
-              "duration_ms": n * 1000.0 / self.rate,
-              "pct": round(100.0 * v / self.nominal_v, 2)}
-        ev["peak_v" if kind == KIND_SWELL else "residual_v"] = round(v, 2)
-        return ev
+        return self.events.pop()
 
     def status(self):
         """A small dict for the console / NUT."""
