@@ -1,96 +1,14 @@
 """The hardware abstraction layer: the only firmware package that may import `machine` or
 `network`.
 
-`Board` below states the whole interface as code; each port's board (`hal.rp2`, `hal.esp32`,
+`Board` (hal/board.py) states the whole interface as code; each port's board (`hal.rp2`, `hal.esp32`,
 and `hal.virtual`, which runs the same `hal._mcu` code over a `machine` stand-in) subclasses it.
 Firmware logic receives the Board from `main.py`, calls these methods directly, never imports a
 board module itself, and so runs under a fake board in unit tests.
 """
 
 
-class Board:
-    """What firmware logic may ask of a board. Methods with a sensible default are implemented
-    here; the others raise NotImplementedError until a port provides them."""
-
-    name = "board"  # "virtual" | "esp32" | "rp2"
-
-    async def start(self):
-        """Bring up what the board needs. Never raises because the network is missing or down:
-        a Wi-Fi connection is attempted, not awaited."""
-
-    def background(self):
-        """Coroutines the board needs running."""
-        return []
-
-    def adc(self, rate, block_len):
-        """-> AdcSource: start(); async read() -> memoryview of block_len int16 samples (valid
-        until the next read); overruns (blocks lost because the reader was late, a small int);
-        rate."""
-        raise NotImplementedError
-
-    def contacts(self):
-        """-> Contacts: read() -> int bitmask of input lines (bit n = line n, 1 = high / contact
-        closed); lines."""
-        raise NotImplementedError
-
-    def outputs(self):
-        """-> Outputs: set(line, level); get(line); lines."""
-        raise NotImplementedError
-
-    def uart(self, baud):
-        """-> Uart: async write(bytes); async read_until(term, timeout_ms) -> bytes or None;
-        flush_input(). read_until never blocks the event loop."""
-        raise NotImplementedError
-
-    def network_state(self):
-        """"up" | "down" | "absent" (no network/socket module on this image)."""
-        return "absent"
-
-    def network_up(self):
-        return self.network_state() == "up"
-
-    def ip(self):
-        return "0.0.0.0"
-
-    def nut_bind(self):
-        """(host, port) the NUT server listens on."""
-        raise NotImplementedError
-
-    def watchdog_start(self, timeout_ms):
-        raise NotImplementedError
-
-    def watchdog_feed(self):
-        raise NotImplementedError
-
-    def watchdog_park(self):
-        """Called when the firmware is interrupted to the REPL: keep a developer's mpremote
-        session from being reset by the watchdog."""
-
-    def time(self):
-        """Wall clock (RTC), seconds since 1970."""
-        raise NotImplementedError
-
-    def set_time(self, epoch):
-        raise NotImplementedError
-
-    def reset_cause(self):
-        """"power_on" | "soft" | "hard" | "wdt" | "crash" | "unknown". A reset the firmware
-        asked for (reset()) reads "hard", never as a crash."""
-        return "unknown"
-
-    def unique_id(self):
-        """Hex string identifying this board (host logs are kept per board)."""
-        raise NotImplementedError
-
-    def reset(self):
-        """Does not return."""
-        raise NotImplementedError
-
-    def hello(self, info):
-        """Report to a supervising host (the virtual board sends it over its wire)."""
-
-    def heartbeat(self, info):
-        """Progress report to a supervising host."""
+from hal.board import Board  # noqa: F401  (the interface, for callers of the package)
 
 
 def make_board(cfg=None):

@@ -11,7 +11,7 @@ import machine
 import micropython
 from micropython import const
 
-from hal import Board
+from hal.board import Board
 
 RING_BLOCKS = 64  # ADC blocks buffered: 256 ms at 4 kHz / 16; to be sized from the worst loop stall
 _WRAP = const(0x3FFFFFFF)  # block counters run 0.._WRAP then 0: 31-bit small ints on every port
