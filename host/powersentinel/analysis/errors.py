@@ -1,7 +1,8 @@
 """Errors of the analysis. The CLI turns AnalysisInputError into a one-line message, exit 2."""
+from ..errors import PowerSentinelError
 
 
-class AnalysisError(Exception):
+class AnalysisError(PowerSentinelError):
     """Base class of the analysis errors."""
 
 
