@@ -1,6 +1,7 @@
 """Firmware heap on the virtual board under a realistic load.
 
     .venv/bin/python benchmarks/heap_bench.py [--heaps 128wK,112wK] [--duration 20] [--json F]
+                                              [--no-romfs]
 
 For each heap size: start a fresh virtual board (the real MicroPython unix port running the
 deployed firmware) with a realistic configuration -- Q1 UPS link, 3 tiers x 2 hosts, 2 NUT
@@ -125,7 +126,7 @@ def _console_tail(d, n=2000):
         return ""
 
 
-def scenario(heap="128wK", duration=20.0, workdir=None, log=None):
+def scenario(heap="128wK", duration=20.0, workdir=None, log=None, romfs=True):
     """Run the scenario on a fresh board; returns a dict of figures:
     heap, ok, error, samples [(t, free, alloc)], min_free, peak_alloc, total, min_free_pct,
     nut_logins, captures, mains_lost_seen."""
@@ -141,7 +142,8 @@ def scenario(heap="128wK", duration=20.0, workdir=None, log=None):
     clients = []
     try:
         try:
-            meta = virtual.start(d, config=cfg_path, heap=heap, timeout=40)
+            meta = virtual.start(d, config=cfg_path, heap=heap, timeout=40,
+                                 extra_args=() if romfs else ("--romfs-kib", "0"))
         except virtual.VirtualError as e:
             res["error"] = "start: %s | %s" % (e, _console_tail(d, 600).strip()[-400:])
             return res
@@ -210,10 +212,13 @@ def main():
     ap.add_argument("--heaps", default="128wK,112wK")
     ap.add_argument("--duration", type=float, default=20.0)
     ap.add_argument("--json", help="also write the full results here")
+    ap.add_argument("--no-romfs", dest="romfs", action="store_false",
+                    help="a board without a ROMFS partition (stock RPI_PICO): the modules are "
+                         ".mpy files on littlefs, loaded into the heap")
     a = ap.parse_args()
     out = []
     for heap in a.heaps.split(","):
-        r = scenario(heap, a.duration, log=print)
+        r = scenario(heap, a.duration, log=print, romfs=a.romfs)
         out.append(r)
         if r["samples"]:
             print("%-6s %s  total %d B  peak alloc %d B  min free %d B (%.1f %%)  samples %d  "

@@ -75,7 +75,11 @@ def virtual():
               default=vprofiles.DEFAULT, show_default=True,
               help="the port the board's `machine` behaves like (timers, reset causes, "
                    "watchdog, UART timing); rp2-pico: a plain Pico, no network module")
-def virtual_start(d, config, heap, nut_port, time_scale, profile):
+@click.option("--romfs/--no-romfs", default=True, show_default=True,
+              help="give the board a ROMFS partition (the firmware's modules run in place); "
+                   "--no-romfs: none, as the stock RPI_PICO image, so deploy uploads .mpy files "
+                   "and their code takes heap")
+def virtual_start(d, config, heap, nut_port, time_scale, profile, romfs):
     """Start a virtual board in DIR and return once its firmware is running.
 
     A new DIR gets a fresh 2 MiB littlefs flash image, and the current firmware is deployed
@@ -84,6 +88,8 @@ def virtual_start(d, config, heap, nut_port, time_scale, profile):
     """
     extra = ["--time-scale", str(time_scale)] if time_scale != 1.0 else []
     extra += ["--profile", profile]
+    if not romfs:
+        extra += ["--romfs-kib", "0"]
     meta = vboard.start(d, config=config, heap=heap, nut_port=nut_port, extra_args=extra)
     click.echo(json.dumps(meta, indent=1))
 

@@ -115,7 +115,8 @@ def main():
     except FileNotFoundError:
         data = b""
     buf = _map(data, size)
-    os.environ["PSV_ROMFS"] = "%d:%d:%s" % (ctypes.addressof(buf), size, path)
+    if size:  # no partition: the ROM gives no vfs.rom_ioctl segments, as such a board
+        os.environ["PSV_ROMFS"] = "%d:%d:%s" % (ctypes.addressof(buf), size, path)
     hw, heap = hw_rom_image(os.path.dirname(os.path.abspath(path)))
     hwbuf = _map(hw, len(hw))
     os.environ["PSV_HWROM"] = "%d:%d:%d" % (ctypes.addressof(hwbuf), len(hw), heap)

@@ -41,12 +41,12 @@ CONTACT_LINES = 8
 OUTPUT_LINES = 4
 
 
-ROMFS_BYTES = 256 * 1024  # the ROMFS partition (firmware modules run in place from it)
+ROMFS_KIB = 256  # the ROMFS partition (firmware modules run in place from it); 0: none
 
 
-def micropython_cmd(heap: str, romfs: str):
+def micropython_cmd(heap: str, romfs: str, romfs_bytes: int = ROMFS_KIB * 1024):
     return [sys.executable, os.path.join(os.path.dirname(os.path.abspath(__file__)), "launch.py"),
-            romfs, str(ROMFS_BYTES), "-X", "heapsize=%s" % heap, "-i",
+            romfs, str(romfs_bytes), "-X", "heapsize=%s" % heap, "-i",
             os.path.join(ROM_DIR, "rom.py")]
 
 
@@ -87,6 +87,9 @@ class Supervisor:
         self.flash = os.path.join(self.dir, "flash.img")
         self.intent_path = os.path.join(self.dir, "reset.intent")
         self.romfs = os.path.join(self.dir, "romfs.img")
+        # 0: no ROMFS partition, as on stock images without one (RPI_PICO): deploy then
+        # uploads .mpy files to littlefs and their code is loaded into the heap
+        self.romfs_bytes = args.romfs_kib * 1024
         self.sel = selectors.DefaultSelector()
         self.log = open(os.path.join(self.dir, "console.log"), "ab", buffering=0)
         self.stopping = False
@@ -196,8 +199,8 @@ class Supervisor:
 
         if not os.path.exists(self.romfs):
             with open(self.romfs, "wb") as f:
-                f.truncate(ROMFS_BYTES)  # an empty (erased) partition
-        self.proc = subprocess.Popen(micropython_cmd(self.heap, self.romfs), stdin=sfd, stdout=sfd,
+                f.truncate(self.romfs_bytes)  # an empty (erased) partition
+        self.proc = subprocess.Popen(micropython_cmd(self.heap, self.romfs, self.romfs_bytes), stdin=sfd, stdout=sfd,
                                      stderr=sfd, env=env, cwd=self.dir, start_new_session=True,
                                      preexec_fn=ctty, close_fds=True)
         os.close(sfd)
@@ -536,6 +539,8 @@ def main(argv=None):
     ap.add_argument("--ups-runtime", type=float, default=1200.0)
     ap.add_argument("--time-scale", type=float, default=1.0)
     ap.add_argument("--contact-names", type=json.loads, default=None)
+    ap.add_argument("--romfs-kib", type=int, default=ROMFS_KIB,
+                    help="size of the board's ROMFS partition; 0: the board has none")
     ap.add_argument("--profile", default=_vprofiles.DEFAULT, choices=sorted(_vprofiles.PROFILES),
                     help="the port the virtual board's `machine` behaves like")
     ap.add_argument("--isr-preset", type=json.loads, default=None,
