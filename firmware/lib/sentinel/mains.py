@@ -357,7 +357,7 @@ class MainsMonitor:
         self.nominal_hz = fn = float(cfg["nominal_hz"])
         self.vpc = vpc = float(cfg["volts_per_count"])
         hyst = float(cfg["hysteresis_pct"])
-        self.freq_tol = tol = float(cfg["freq_tolerance_hz"])
+        tol = float(cfg["freq_tolerance_hz"])
         lost_pct = float(cfg["lost_pct"])
         if fast is None:
             kern = _kern_fast or _kern_plain
@@ -368,11 +368,8 @@ class MainsMonitor:
         else:
             kern = _kern_plain
         self._kern = kern
-        self.fast = kern is not _kern_plain
 
         half = rate / (2.0 * fn)                      # nominal half period, samples
-        self._half_nom = int(half + 0.5)
-        self._warm_len = 2 * int(rate / fn)
         self._smax_cap = int(half * 1.75) + 1          # longest segment ever (1.4x period, 1.25x)
         nom_c = self.nominal_v / vpc                   # nominal rms, counts
         peak = nom_c * 1.41421356
@@ -386,11 +383,10 @@ class MainsMonitor:
             v = nom_c * pct / 100.0
             return int(v * v) >> sh
 
-        self._ms_nom = thr(100.0)
         self._lost_on = thr(lost_pct)
         self._lost_off = thr(lost_pct + hyst)
 
-        wn = self._half_nom
+        wn = int(half + 0.5)                            # the window: nominal half period
         st = self._st = array("i", [0] * (_NST + wn))
         st[_SH] = sh
         st[_FS] = fs
@@ -430,16 +426,15 @@ class MainsMonitor:
         st = self._st
         st[_DC] = _BIAS_X
         self._dcq = 0          # DC offset, counts * 256
-        self._warm_n = self._warm_len     # two cycles to seed the DC mean
+        self._warm_n = 2 * int(self.rate / self.nominal_hz)   # two cycles to seed the DC mean
         self._warm_lo = 32767
         self._warm_hi = -32768
         self._restart()
         self._u = 0            # latest Urms(1/2), mean square units
         self._nu = 0           # Urms(1/2) values computed
         self.lost = False
-        self._lost_seen = False
         self._lost_p = 0       # positions are all relative to the current epoch
-        self._lost_e = 0       # lost_at: epoch and position at the time
+        self._lost_e = -1      # lost_at: epoch (-1: never lost) and position at the time
         self._lost_a = 0
         # every attribute exists from here on: adding one later would grow the instance dict,
         # an allocation inside feed()
@@ -465,7 +460,7 @@ class MainsMonitor:
         st[_FLAG] = 0
         # the window restarts full of nominal squares: it can only decide "lost" from samples
         # after the restart, and does so within one half period of them
-        ms = self._ms_nom
+        ms = self.events.ms_nom
         wn = st[_WN]
         for j in range(wn):
             st[_NST + j] = ms
@@ -637,7 +632,6 @@ class MainsMonitor:
             return
         self._disturb(q - span)
         self.lost = True
-        self._lost_seen = True
         self._lost_p = q
         self._lost_e = self.epoch
         self._lost_a = q
@@ -665,7 +659,7 @@ class MainsMonitor:
         self._seg_o = o
         # A boundary is forced 1.25 half periods on when no crossing came (never earlier: a
         # forced boundary must not pre-empt a slightly late crossing, or it locks out the sync)
-        half = self._half_nom
+        half = st[_WN]                # the nominal half period
         if self._fcount:
             half = (self._fsum // self._fcount + _SUB) // (2 * _SUB)
         smax = half + (half >> 2)
@@ -700,16 +694,15 @@ class MainsMonitor:
         t = ev.update(u, self.lost, self.trig_seq)
         if t != self.trig_seq:
             self.trig_seq = t
-            self.trig_pos = ev.start(2)
+            self.trig_pos = ev.onset
         # the slow path and the end of "lost": Urms(1/2) over a window that began after the trip
         if self.lost:
             if (u >= self._lost_off and self._st[_GAP] < self._st[_GMAX]
-                    and ev.start(1) > self._lost_p):
+                    and ev.window > self._lost_p):
                 self.lost = False
         elif u < self._lost_on:
-            self._disturb(ev.start(2))
+            self._disturb(ev.onset)
             self.lost = True
-            self._lost_seen = True
             self._lost_p = self._seg_s
             self._lost_e = self.epoch
             self._lost_a = self._seg_s
@@ -748,9 +741,19 @@ class MainsMonitor:
     @property
     def lost_at(self):
         """Sample index at which "lost" was last decided (None before the first time)."""
-        if not self._lost_seen:
+        if self._lost_e < 0:
             return None
         return self._lost_e * _WRAP + self._lost_a
+
+    @property
+    def fast(self):
+        """True when the viper kernel runs."""
+        return self._kern is not _kern_plain
+
+    @property
+    def events_dropped(self):
+        """Finished events lost to a full queue (nobody popped them)."""
+        return self.events.dropped
 
     @property
     def in_event(self):

@@ -83,7 +83,7 @@ class EventDetector:
         hyst = float(cfg["hysteresis_pct"])
         dip = float(cfg["dip_pct"])
         swell = float(cfg["swell_pct"])
-        self._ms_nom = thr(100.0)
+        self.ms_nom = thr(100.0)   # the mean square of nominal_v
         self._dip_on = thr(dip)
         self._dip_off = thr(dip + hyst)
         self._sw_on = thr(swell)
@@ -109,6 +109,8 @@ class EventDetector:
         """Forget the history, any open event and the queue."""
         self._hk = 0
         self._hcount = 0
+        self.onset = 0         # set by add(), read before the next rebase(): where a change the
+        self.window = 0        # next Urms(1/2) shows can start, and where that window starts
         self._lo = 0           # low event: 0 idle, else active
         self._hi = 0
         self.active = 0        # either is active
@@ -129,11 +131,6 @@ class EventDetector:
         _shift(self._lc_s)
         _shift(self._hc_s)
 
-    def start(self, back):
-        """Start position of the segment `back` places before the newest (2: the earliest
-        possible onset of a change the newest Urms(1/2) shows; 1: where that window began)."""
-        return self._hs[(self._hk - back) % _HN]
-
     def add(self, h, start, n):
         """A half-cycle segment [start, start + n) of mean square h is complete. (Bytecode:
         its frame is small enough for the VM's stack, and native code is 5x larger.)"""
@@ -144,13 +141,15 @@ class EventDetector:
         self._hl[k] = n
         if self._hcount < _HN:
             self._hcount += 1
+        self.onset = self._hs[(k - 2) % _HN]
+        self.window = self._hs[(k - 1) % _HN]
 
     @micropython.native
     def update(self, u, lost, trig):
         """Step both machines with a new Urms(1/2) u over the two newest segments. lost: the
         monitor's "lost"; trig: its disturbance count. Returns trig, plus one when an event
         starts while nothing is open (neither "lost" nor the other event): a new disturbance,
-        starting at start(2)."""
+        starting at onset."""
         k = self._hk
         h = self._hh[k]
         # low (dip / interruption) machine
@@ -199,7 +198,7 @@ class EventDetector:
         # the level before the event: the segment before the earliest possible onset
         if self._hcount >= 4:
             return self._hh[(k - 3) % _HN]
-        return self._ms_nom
+        return self.ms_nom
 
     @micropython.native
     def _seed(self, ch, cs, cl, k, high):
