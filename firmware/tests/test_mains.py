@@ -479,8 +479,8 @@ class TestEngine(TestCase):
     def test_the_dicts_on_the_per_block_path_keep_headroom(self):
         # MicroPython (py/map.c) grows a dict only when it is full, to the next of these sizes,
         # and a method call on an instance first misses in the instance's dict, probing on to
-        # a free slot: with these dicts 95-100 % full, feed() took 39 % more instructions
-        # (callgrind, unix port) than with them at 83-85 %.
+        # a free slot: with these dicts 95-100 % full, feed() took 38 % more instructions
+        # (callgrind, unix port) than with them at 82-85 %.
         import sys
 
         if sys.implementation.name != "micropython":
