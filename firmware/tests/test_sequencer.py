@@ -2,6 +2,7 @@
 # servers (upsmon clients that log out after FSD and log in again after a wake) and a fake clock.
 import asyncio
 import json
+import sys
 
 from mpunit import TestCase
 from sentinel import config, q1
@@ -634,6 +635,19 @@ class SecondOutage(TestCase):
 
 
 class Drill(TestCase):
+    def test_the_drill_module_loads_with_the_first_drill_not_at_boot(self):
+        # boards without ROMFS hold every imported module's code in RAM
+        sys.modules.pop("sentinel.drill", None)
+        r = Rig()
+        r.tick()
+        self.assertNotIn("sentinel.drill", sys.modules)
+        r.i.commands.append("drill")
+        r.tick()
+        r.tick()
+        self.assertIn("sentinel.drill", sys.modules)
+        self.assertEqual(r.sm.state, S.ONLINE)
+        self.assertIsNotNone(r.seq.report)
+
     def test_drill_checks_everything_and_touches_nothing(self):
         r = Rig(hosts=std_hosts(db1={"up": False}))
         r.fleet.hosts[0].tcp_ms = 10 ** 9  # web1 is up but its service does not answer

@@ -44,7 +44,6 @@ import asyncio
 
 from sentinel import statemachine as S
 from sentinel import seqstate
-from sentinel.drill import Drill
 from sentinel.health import Health, logged_in_addrs
 from sentinel.seqstate import (CHECKED, DONE, FSD, H_ABSENT, H_GONE, H_IN, H_LOST, H_OUT,
                                H_TIMEOUT, H_UP, H_WAKING, IDLE, LO_FAILED, LO_NONE, LO_PENDING,
@@ -126,7 +125,8 @@ class Sequencer:
         self.m_down = {}        # tier -> ms from FSD until its last client left (or max_wait)
         self.m_boot = {}        # host -> ms from first wake until healthy
         self.report = None      # last drill report
-        self._drill = Drill(self.tiers, nut, self.health, drill_probe_ms)
+        self._drill_probe_ms = drill_probe_ms
+        self._drill = None      # a drill's findings, made when a drill starts
         self.dirty = False
         self.errors = 0
         self._recs = []
@@ -256,7 +256,7 @@ class Sequencer:
             t.reset()
         if drill:
             if not keep_drill:
-                self._drill.reset()
+                self._new_drill()
         elif mode == MODE_SHUTDOWN:
             self._log("shutdown_start", {"plan": plan_id,
                                          "tiers": [self.tiers[i].name for i in self.order]},
@@ -512,10 +512,17 @@ class Sequencer:
 
     # ---- drill ----------------------------------------------------------------------------
 
+    def _new_drill(self):
+        # imported when a drill starts, not at boot: drills are rare, and this saves device heap
+        # on boards whose modules load into RAM
+        from sentinel.drill import Drill
+        d = self._drill = Drill(self.tiers, self.nut, self.health, self._drill_probe_ms)
+        return d
+
     def _drill_down(self, now, sm):
         if self.complete:
             return
-        self._drill.connected()
+        (self._drill or self._new_drill()).connected()
         for i in self.order:
             self._sm(sm.tier_progress(now, self.tiers[i].name, CHECKED, self.plan_id))
         self.complete = True
@@ -523,14 +530,15 @@ class Sequencer:
         self._sm(sm.sequence_done(now, self.plan_id))
 
     def _drill_up(self, now, sm):
-        if self.complete or not self._drill.probe(now, self.t_plan):
+        d = self._drill or self._new_drill()
+        if self.complete or not d.probe(now, self.t_plan):
             return
         for i in self.order:
             self._sm(sm.tier_progress(now, self.tiers[i].name, REACHABLE, self.plan_id))
         lo = None if self.ups is None else {"delay_min": self.delay_min,
                                             "restore_min": self.restore_min}
-        r = self.report = self._drill.report(self.plan_id, self.m_down, self.m_boot,
-                                             self.boot_ms, lo, self.stable_s)
+        r = self.report = d.report(self.plan_id, self.m_down, self.m_boot,
+                                   self.boot_ms, lo, self.stable_s)
         self._log("drill", {"plan": self.plan_id, "ok": r["ok"], "shutdown_s": r["shutdown_s"],
                             "power_on_s": r["power_on_s"], "problems": r["problems"][:8],
                             "n_problems": len(r["problems"])}, now, True)
@@ -588,7 +596,7 @@ class Sequencer:
         self.resumed_at = now
         if self.drill:
             # a rehearsal is cheap to redo; its first half is redone if it was lost
-            self._drill.reset()
+            self._new_drill()
             if mode == MODE_SHUTDOWN:
                 self.complete = False
         elif mode == MODE_SHUTDOWN:
