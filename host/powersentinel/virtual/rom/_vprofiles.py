@@ -5,9 +5,9 @@
 # DEEPSLEEP 4, SOFT 5.
 
 PROFILES = {
-    # Raspberry Pi Pico W, stock MicroPython 1.29 rp2 port. Sources: shared/reference/micropython.md
-    # "Observed on the stock rp2 port" (timer ids, reset constants, reset() reads WDT_RESET, the WDT
-    # cannot be stopped, 31-bit small ints, UART timeout_char); docs.micropython.org rp2 quickref
+    # Raspberry Pi Pico W, stock MicroPython 1.29 rp2 port. Sources: the stock RPI_PICO image run on
+    # an emulated RP2040 (timer ids, reset constants, reset() reads WDT_RESET, the WDT cannot be
+    # stopped, 31-bit small ints, UART timeout_char); docs.micropython.org rp2 quickref
     # (Pin, ADC(26), UART(1, tx=Pin(4), rx=Pin(5)), Timer(-1), WDT max 8388 ms, network.WLAN).
     "rp2": {
         "machine": ("ADC", "Pin", "Pin.IN", "Pin.OUT", "Pin.PULL_UP", "UART", "Timer",
