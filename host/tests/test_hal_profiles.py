@@ -22,7 +22,7 @@ from powersentinel.virtual.rom._vprofiles import PROFILES
 HAL = os.path.join(REPO, "firmware", "lib", "hal")
 ROM = os.path.join(REPO, "host", "powersentinel", "virtual", "rom")
 # which profiles run each HAL file
-RUNS_ON = {"__init__.py": list(PROFILES), "_mcu.py": list(PROFILES),
+RUNS_ON = {"__init__.py": list(PROFILES), "board.py": list(PROFILES), "_mcu.py": list(PROFILES),
            "virtual.py": list(PROFILES), "rp2.py": ["rp2", "rp2-pico"], "esp32.py": ["esp32"]}
 # the stand-in's own public names besides the machine API: its set-up entry point and constants
 STAND_IN_OWN = {"configure", "EXIT_HARD", "EXIT_SOFT", "PROFILES"}
