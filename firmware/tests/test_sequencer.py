@@ -567,6 +567,34 @@ class Resume(TestCase):
         self.assertEqual([t for t, _ in r.fsd_times()],
                          ["apps", "databases", "apps", "databases", "storage"])
 
+    def test_a_tier_told_soon_after_a_reboot_waits_for_its_clients_to_reconnect(self):
+        # the apps end right after the reboot: the databases are told while db1's upsmon has
+        # not reconnected yet; an empty tier then is no proof that its servers are down
+        r = Rig(hosts=std_hosts(web1={"logout": 30000}, web2={"logout": 30000}))
+        r.outage()
+        r.run_until(lambda: r.seq.phase("apps") == "waiting")
+        r.run(1000)
+        r.reboot(down_ms=1000)
+        t_boot = r.now
+        web = [h.addr for h in r.fleet.hosts[:2]]
+        r.nut.clients["apps"].extend(web)  # the apps' upsmons reconnect, see FSD...
+        r.run(500)
+        for a in web:
+            r.nut.clients["apps"].remove(a)  # ...and finish
+        r.run_until(lambda: r.seq.phase("apps") == "done", 5000)
+        r.run_until(lambda: "databases" in r.nut.on, 15000)  # after the tier's delay
+        self.assertLess(r.now - t_boot, Q.RESUME_GRACE_MS)
+        r.run(3000)
+        self.assertNotEqual(r.seq.phase("databases"), "done")
+        self.assertNotIn("storage", r.nut.on)
+        db1 = r.fleet.hosts[2]
+        db1.connected = True
+        r.nut.clients["databases"].append(db1.addr)
+        r.run(2000)
+        self.assertEqual(r.seq.phase("databases"), "waiting")
+        self.assertNotIn("storage", r.nut.on)
+        self.assertEqual(r.ups.sent, [])
+
     def test_client_that_never_reconnects_counts_down_after_the_grace(self):
         r = Rig()
         r.outage()

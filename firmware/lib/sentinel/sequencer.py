@@ -120,7 +120,7 @@ class Sequencer:
         self.load_off = None    # None (not yet) or a seqstate LO_*
         self.lo_tries = 0
         self._lo_last = None
-        self.resumed_at = None  # set by restore(): reconnect grace for the tier in progress
+        self.resumed_at = None  # set by restore(): reconnect grace for the clients of every tier
         # measured figures of the last real sequences (persisted: drills estimate from them)
         self.m_down = {}        # tier -> ms from FSD until its last client left (or max_wait)
         self.m_boot = {}        # host -> ms from first wake until healthy
@@ -305,20 +305,23 @@ class Sequencer:
             t.t_act = now
             addrs = logged_in_addrs(self.nut, t.name)
             absent = []
+            # soon after this board rebooted, a client missing now may only not have reconnected
+            # yet: it gets the reconnect grace, as the clients of the tier in progress do
+            missing = H_ABSENT if self._grace_over(now) else H_LOST
             for h in t.hosts:
                 if h.addr in addrs:
                     h.state = H_IN
                 else:
-                    h.state = H_ABSENT
+                    h.state = missing
                     absent.append(h.name)
             self._set_phase(t, FSD)
             self._log("tier_fsd", {"plan": pid, "tier": t.name, "clients": len(addrs),
                                    "absent": absent[:_LIST_MAX]}, now, True)
-            if addrs:
+            if addrs or missing == H_LOST:
                 return False  # "fsd" for this step; nobody can have left yet
         addrs = logged_in_addrs(self.nut, t.name)
         lost = False
-        grace_over = self.resumed_at is None or now - self.resumed_at >= self.resume_grace_ms
+        grace_over = self._grace_over(now)
         for h in t.hosts:
             s = h.state
             if s == H_IN or s == H_ABSENT:
@@ -510,6 +513,10 @@ class Sequencer:
         self._sm(sm.tier_progress(now, t.name, t.phase, pid))
         return True
 
+    def _grace_over(self, now):
+        """True unless this board resumed a plan less than resume_grace_ms ago."""
+        return self.resumed_at is None or now - self.resumed_at >= self.resume_grace_ms
+
     # ---- drill ----------------------------------------------------------------------------
 
     def _new_drill(self):
@@ -584,8 +591,8 @@ class Sequencer:
     def restore(self, d, now, elapsed_ms=0):
         """Resume a to_dict() result, also one written by earlier firmware, after a reboot
         (elapsed_ms: time the board was down, if known). Re-raises FSD on the tiers the
-        shutdown had reached; the tier in progress gives its clients resume_grace_ms to
-        reconnect before an empty tier counts as down. Returns False (and keeps a fresh plan)
+        shutdown had reached; for resume_grace_ms the clients of the tier in progress, and of
+        any tier told in that time, may reconnect before an empty tier counts as down. Returns False (and keeps a fresh plan)
         if `d` does not fit this config."""
         if not seqstate.load(self, d, now, elapsed_ms):
             return False
