@@ -240,6 +240,39 @@ def run_app(board, body):
     return s, con
 
 
+async def _first_status():
+    """Ask NUT for ups.status from the moment it listens; its first answer."""
+    for _ in range(2000):
+        r, w = await asyncio.open_connection("127.0.0.1", NUT_PORT)
+        try:
+            w.write(b"GET VAR sentinel ups.status\n")
+            await w.drain()
+            line = await r.readline()
+            if line:
+                return line
+        except OSError:
+            pass  # not listening yet (the connect completes, or fails, at the first write)
+        finally:
+            w.close()
+            await w.wait_closed()
+        await asyncio.sleep_ms(1)
+    raise AssertionError("NUT never listened")
+
+
+class TestNutAtBoot(TestCase):
+    def test_nut_listens_only_once_it_has_a_reading_to_serve(self):
+        # upsmon counts a UPS answering DATA-STALE at login as lost for a whole DEADTIME, and
+        # would miss an FSD in that time
+        board = FakeBoard(_cfg(), "up")
+        seen = {}
+
+        async def body(s, con):
+            seen["first"] = await _first_status()
+
+        run_app(board, body)
+        self.assertEqual(seen["first"], b'VAR sentinel ups.status "OL"\n')
+
+
 class TestNetworkLate(TestCase):
     def test_senses_and_answers_before_the_network_then_serves_nut_when_it_comes_up(self):
         board = FakeBoard(_cfg(), "down")

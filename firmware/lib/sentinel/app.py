@@ -22,6 +22,8 @@ from sentinel.runtime import (EPOCH_VALID, SAFE_MODE_BOOTS, STABLE_UPTIME_MS, Ru
 from sentinel.tasks import ALIVE_LIMITS, LoopLag, NutStarter, reporter, supervisor
 from sentinel.version import PROTOCOL, VERSION
 
+FIRST_READING_MS = 3000  # NUT waits at most this long at boot for the first mains reading
+
 
 class Sentinel:
     """Every part, wired. board: the HAL Board; cfg: the validated config; cfg_source,
@@ -158,6 +160,13 @@ class Sentinel:
         co, limits = self.tasks(reader or StdinReader())
         for c in co:
             tasks.append(asyncio.create_task(c))
+        # NUT listens once there is a reading to serve: a client that logs in to a sentinel
+        # with none yet gets DATA-STALE, and upsmon then counts the UPS lost for a whole
+        # DEADTIME (it would miss an FSD). Bounded: a sampler that never starts still gets NUT
+        # serving, and DATA-STALE is then the truth.
+        t0 = rt.now()
+        while self.view.stale() and rt.now() - t0 < FIRST_READING_MS:
+            await asyncio.sleep_ms(10)
         # with the network up, NUT listens before the board says hello (as a host expects);
         # without it, sensing, deciding and the console run while the starter keeps looking
         if not await self.net.try_start():
