@@ -220,3 +220,27 @@ def test_virtual_stop_returns_once_every_process_of_the_board_has_exited(tmp_pat
         assert not os.path.exists(os.path.join(d, "board.json"))
     finally:
         virtual.stop(d)
+
+
+def test_a_board_without_romfs_gets_mpy_files_and_runs(tmp_path):
+    # the stock RPI_PICO image: no ROMFS partition, so deploy uploads .mpy files to littlefs
+    # and their code loads into the heap (which needs more of it than 128wK)
+    d = str(tmp_path / "board")
+    r = subprocess.run([venv_tool("powersentinel"), "virtual", "start", "--dir", d,
+                        "--no-romfs", "--heap", "192wK"],
+                       capture_output=True, text=True, timeout=240)
+    try:
+        assert r.returncode == 0, r.stdout + r.stderr
+        port = virtual.info(d)["serial"]
+        out = mpremote(port, "exec", "import os, vfs; print(vfs.rom_ioctl(1)); "
+                       "print(sorted(os.listdir('/lib/sentinel')))")
+        segments, files = out.strip().splitlines()[-2:]
+        assert segments == "0"
+        assert "'app.mpy'" in files and "'app.py'" not in files
+        mpremote(port, "exec", "--no-follow", "import machine; machine.reset()")
+        wait_serving(d, 1, timeout=60)
+        with Link(port) as link:
+            st = link.request("status")
+        assert st["state"]["name"] == "ONLINE" and st["heap"]["free"] > 0
+    finally:
+        virtual.stop(d)
