@@ -1,4 +1,6 @@
 # NUT server logic without sockets: NutServer.handle() on Conn objects, FSD, logins, shedding.
+import asyncio
+
 from mpunit import TestCase
 
 from sentinel import config, schema
@@ -79,6 +81,19 @@ def users():
     us.append(dict(us[0], name="plain", password="plainpw", role="primary"))
     us.append(dict(us[0], name="nopw", password=""))
     return us
+
+
+class Writer:
+    """The part of a StreamWriter that NutServer._feed uses."""
+
+    def __init__(self):
+        self.out = b""
+
+    def write(self, data):
+        self.out += data
+
+    async def drain(self):
+        pass
 
 
 class Base(TestCase):
@@ -346,6 +361,56 @@ class TestConnections(Base):
         self.assertFalse(self.srv._make_room())  # only logged-in clients left: refuse newcomer
         self.assertEqual(self.srv.stats["shed"], 2)
         self.assertEqual(self.srv.numlogins("apps"), 1)
+
+    def speak(self, c, line=b"GET VAR apps ups.status\n"):
+        """One request through the server's own input path (as the connection task feeds it)."""
+        w = Writer()
+        asyncio.run(self.srv._feed(c, w, line))
+        return w.out
+
+    def test_active_clients_are_never_shed_by_silent_newcomers(self):
+        # a client that polls (logged in or not) keeps its place against sockets that never spoke
+        poller = self.conn("10.0.0.20")  # not logged in: polls like collectd or upsc
+        self.assertEqual(self.speak(poller), b'VAR apps ups.status "OL"\n')
+        self.clock.t += 3000  # 3 s since its last poll: the silent ones are newer
+        s1 = self.conn("10.0.0.21")
+        self.clock.t += 10
+        s2 = self.conn("10.0.0.22")
+        self.assertTrue(self.srv._make_room())
+        self.assertEqual(s1.gone, "shed")  # the oldest that never sent a request
+        self.assertTrue(self.srv._make_room())
+        self.assertEqual(s2.gone, "shed")
+        self.assertIsNone(poller.gone)
+        # only an active client left: the newcomer is refused, the poller keeps its connection
+        self.assertFalse(self.srv._make_room())
+        self.assertIsNone(poller.gone)
+        self.assertEqual(self.srv.stats["shed"], 2)
+
+    def test_silent_first_then_the_longest_idle_past_the_active_window(self):
+        active_ms = self.srv.active_ms
+        self.assertEqual(active_ms, self.srv.idle_ms // 2)
+        idle_a = self.conn("10.0.0.30")
+        self.speak(idle_a)
+        self.clock.t += 100
+        idle_b = self.conn("10.0.0.31")
+        self.speak(idle_b)
+        self.clock.t += active_ms  # both now idle past the window, a the longer
+        recent = self.conn("10.0.0.32")
+        self.speak(recent)
+        silent = self.conn("10.0.0.33")  # the newest of all, and silent: shed first
+        self.assertTrue(self.srv._make_room())
+        self.assertEqual(silent.gone, "shed")
+        self.assertTrue(self.srv._make_room())
+        self.assertEqual(idle_a.gone, "shed")
+        self.assertTrue(self.srv._make_room())
+        self.assertEqual(idle_b.gone, "shed")
+        self.assertFalse(self.srv._make_room())  # `recent` is active
+        self.assertIsNone(recent.gone)
+        # an empty line or a bad command is still a request: the client is not silent
+        quiet = self.conn("10.0.0.34")
+        self.speak(quiet, b"\n")
+        self.assertFalse(self.srv._make_room())
+        self.assertIsNone(quiet.gone)
 
     def test_limiter_injected(self):
         srv = NutServer(server_cfg(), self.prov, self.clock, limiter=LoginLimiter(free=9))

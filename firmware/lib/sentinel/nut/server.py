@@ -42,9 +42,12 @@ name, handler, whether USERNAME/PASSWORD are required, argument count, and the r
 Security: credentials are checked against salted hashes (auth.py) at LOGIN, PRIMARY/
 MASTER, FSD, SET and INSTCMD, as upsd does, with a per-address delay after repeated failures;
 roles: "secondary" may LOGIN, "primary" may LOGIN, PRIMARY/MASTER and FSD; "actions" adds FSD,
-SET, INSTCMD per user. At most max_conns connections: a newcomer beyond that sheds the
-longest-idle connection that is not logged in, else is refused. Idle connections are dropped
-after idle_timeout_s. Input is bounded per connection (protocol.LineParser).
+SET, INSTCMD per user. At most max_conns connections: a newcomer beyond that sheds a connection
+that is neither logged in nor active (sent a request within active_ms, half of idle_timeout_s):
+first the oldest that never sent a request, else the one idle longest; if there is none, the
+newcomer is refused. So a client that keeps polling is never pushed out by sockets that do not
+speak. Idle connections are dropped after idle_timeout_s. Input is bounded per connection
+(protocol.LineParser).
 """
 
 import asyncio
@@ -103,6 +106,7 @@ class Conn:
         self.password = None
         self.ups = None  # canonical name after LOGIN
         self.last_ms = now_ms  # time of the last complete command (upsd's last_heard)
+        self.heard = False  # a complete request came: shed silent sockets before this one
         self.parser = P.LineParser(maxline, maxline * 4)
         self.tracking = False
         self.quit = False  # LOGOUT answered: close after the reply
@@ -119,6 +123,9 @@ class NutServer:
         self._sleep_ms = sleep_ms or _sleep_ms
         self.max_conns = cfg_nut["max_conns"]
         self.idle_ms = cfg_nut["idle_timeout_s"] * 1000
+        # a client that sent a request within this window is active and never shed: 30 s by
+        # default, well above upsmon's 5 s and collectd's 10 s poll intervals
+        self.active_ms = self.idle_ms // 2
         self.maxline = maxline
         self.users = {}
         for u in cfg_nut["users"]:
@@ -527,11 +534,17 @@ class NutServer:
                 self.stats["errors"] += 1
 
     def _make_room(self):
-        """At capacity: shed the longest-idle connection that is not logged in. False if every
-        connection is logged in (the newcomer is refused instead)."""
+        """At capacity: shed a connection that is neither logged in nor active: the oldest one
+        that never sent a request, else the one idle longest. False if there is none (the
+        newcomer is refused instead)."""
+        now = self.now_ms()
         victim = None
         for k in self.conns:
-            if k.ups is None and (victim is None or k.last_ms < victim.last_ms):
+            if k.ups is not None or (k.heard and now - k.last_ms < self.active_ms):
+                continue
+            # silent before heard; then the earliest last_ms (connect time for silent ones)
+            if victim is None or (victim.heard and not k.heard) or \
+                    (victim.heard == k.heard and k.last_ms < victim.last_ms):
                 victim = k
         if victim is None:
             return False
@@ -574,6 +587,7 @@ class NutServer:
             if r == P.ABUSE:
                 return "abuse"
             conn.last_ms = self.now_ms()
+            conn.heard = True
             if p.too_long:
                 reply = P.err(P.TOO_LONG)
             else:
