@@ -1,7 +1,10 @@
-"""Connection shedding on the virtual board (the deployed firmware, real sockets on loopback):
-clients that keep polling keep their connections, logged in or not, while sockets that never
-send a byte come and go; a newcomer that speaks is served; when every place is held by an
-active or logged-in client, a silent newcomer is refused and nobody else is disturbed."""
+"""NUT on the virtual board (the deployed firmware, real sockets on loopback).
+
+Connection shedding: clients that keep polling keep their connections, logged in or not, while
+sockets that never send a byte come and go; a newcomer that speaks is served; when every place
+is held by an active or logged-in client, a silent newcomer is refused and nobody else is
+disturbed. Also what the firmware serves: the nominal ratings from the config, and no variable
+with an empty value."""
 import json
 import os
 import socket
@@ -28,6 +31,7 @@ def board(tmp_path_factory):
            "nut": {"max_conns": MAX_CONNS, "idle_timeout_s": 60,
                    "users": [{"name": USER, "password": hash_password(PASSWORD),
                               "role": "secondary"}]},
+           "mains": {"nominal_v": 230.0, "nominal_hz": 50},
            "tiers": [{"name": "apps", "max_wait_s": 60, "hosts": []}]}
     path = str(base / "config.json")
     with open(path, "w") as f:
@@ -165,3 +169,16 @@ def test_silent_newcomer_refused_when_every_place_is_active(board):
     finally:
         for p in pollers:
             p.close()
+
+
+def test_nominal_ratings_served_and_no_empty_value(board):
+    with NutClient(*board, timeout=3) as c:
+        lines = c.cmd("LIST VAR apps")
+    vals = {}
+    for ln in lines[1:-1]:
+        name, _, val = ln[len("VAR apps "):].partition(" ")
+        vals[name] = val
+    assert vals["input.voltage.nominal"] == '"230"' and vals["input.frequency.nominal"] == '"50"'
+    # no host is planned for the tier: no list of hosts to show
+    assert vals["sentinel.coverage.connected"] == vals["sentinel.coverage.missing"] == '"none"'
+    assert [k for k, v in vals.items() if v == '""'] == []

@@ -84,7 +84,8 @@ class Sentinel:
 
         names = ups_list(cfg)
         snap = Snapshot(names)
-        self.view = NutView(board.name, names, snap, rt.now, cfg["nut"]["stale_s"] * 1000)
+        self.view = NutView(board.name, names, snap, rt.now, cfg["nut"]["stale_s"] * 1000,
+                            (cfg["mains"]["nominal_v"], cfg["mains"]["nominal_hz"]))
         nut = NutServer(cfg["nut"], self.view, rt.now)
         self.nut = nut
         rec = cfg["recovery"]

@@ -100,6 +100,7 @@ class Control:
         s.hz = round(mon.freq or 0.0, 2)
         link = self.link
         s.load = link.load if link is not None and link.link_ok else None
+        s.take_ups(link, self.contacts)
         s.state = self.sm.state
         s.plan_id = self.sm.plan_id
         ph = s.phases

@@ -5,8 +5,18 @@ The view never reads the monitor, the UPS link or the battery model itself: NUT 
 one coherent reading per control step, and a connection task never touches sensing state.
 Data is stale (every per-UPS query answers DATA-STALE, so upsmon fails safe) when the sampler
 has not made progress for nut.stale_s, or when the control step has not published for as long.
+
+ups.status: OL or OB is the sentinel's own decision and LB is never served (a stock upsmon
+seeing OB LB shuts its server down by itself, out of tier order); the UPS's other statuses
+(_PASS, from the link's Q1 bits or the contacts) and ALARM with ups.alarm are served as the
+UPS reports them, the same on every tier (only FSD, the server's, differs per tier).
 """
 from sentinel.version import VERSION
+
+# UPS statuses passed through: upsmon 2.8.0 only notifies on these (docs/nut-clients.md)
+_PASS = ("RB", "BYPASS", "CAL", "OFF", "OVER", "TRIM", "BOOST")
+# a list variable with no item (an empty value is dropped by dummy-ups and its repeater)
+_NONE = "none"
 
 
 class Snapshot:
@@ -21,6 +31,8 @@ class Snapshot:
     state, plan_id                 the state machine's decision
     phases      tier -> the sequencer's phase for it
     coverage    tier -> [(var, value), ...]  sentinel.coverage.* (refreshed with the audit)
+    ups_toks    the UPS's statuses in _PASS, as it reports them (take_ups)
+    alarm       ups.alarm text, "" when the UPS reports no alarm
     """
 
     def __init__(self, names):
@@ -38,13 +50,51 @@ class Snapshot:
         self.plan_id = 0
         self.phases = {}
         self.coverage = {}
+        self.ups_toks = ()
+        self.alarm = ""
+        self._src = None  # the Q1 reply or contact bits ups_toks and alarm come from
         for t in names:
             self.phases[t] = None
             self.coverage[t] = []
 
     def tokens(self):
-        """ups.status tokens for the console: OB/OL, and LB when the UPS says so."""
-        return ("OB" if self.ob else "OL") + (" LB" if self.lb else "")
+        """ups.status tokens for the console: as NUT serves them, and LB when the UPS says so."""
+        return self.status() + (" LB" if self.lb else "")
+
+    def status(self):
+        """ups.status as NUT serves it (without FSD, which the server adds per tier)."""
+        st = ("ALARM " if self.alarm else "") + ("OB" if self.ob else "OL")
+        for t in self.ups_toks:
+            st += " " + t
+        return st
+
+    def take_ups(self, link, contacts):
+        """Keep what the UPS reports beyond OL/OB/LB: from the link's last Q1 reply while the
+        link is OK, else from the contacts. Recomputed only when its source changes, so the
+        control step allocates nothing between replies."""
+        if link is not None:
+            q = link.q1 if link.link_ok else None
+            if q is self._src:
+                return
+            self._src = q
+            toks = link.status if q is not None else ()
+            # the alarm texts of NUT's Q1 drivers (blazer, nutdrv_qx), which clients may match
+            alarm = ""
+            if q is not None and q.failed:
+                alarm = "UPS selftest failed!"
+            if q is not None and q.shutdown_active:
+                alarm = (alarm + " Shutdown imminent!").lstrip()
+        elif contacts is not None:
+            b = contacts.status
+            if b == self._src:
+                return
+            self._src = b
+            toks = contacts.statuses()
+            alarm = ""
+        else:
+            return
+        self.ups_toks = tuple(t for t in toks if t in _PASS)
+        self.alarm = alarm
 
 
 def ups_list(cfg):
@@ -54,14 +104,20 @@ def ups_list(cfg):
 
 class NutView:
     """board_name: device.model; names: ups_list(cfg); snap: the Snapshot; now: the ms clock;
-    stale_ms: nut.stale_s in ms."""
+    stale_ms: nut.stale_s in ms; nominal: (mains.nominal_v, mains.nominal_hz), or None."""
 
-    def __init__(self, board_name, names, snap, now, stale_ms):
+    def __init__(self, board_name, names, snap, now, stale_ms, nominal=None):
         self.board_name = board_name
         self.names = names
         self.snap = snap
         self.now = now
         self.stale_ms = stale_ms
+        self.nominal = ()
+        if nominal is not None:
+            v, hz = nominal
+            # "230" as NUT's drivers print a whole rating, not "230.0"
+            self.nominal = (("input.voltage.nominal", int(v) if v == int(v) else v),
+                            ("input.frequency.nominal", hz))
 
     def tier_names(self):
         return self.names
@@ -76,11 +132,10 @@ class NutView:
                 or now - s.at > self.stale_ms)
 
     def status(self, ups):
-        # OB/OL only: a stock upsmon that sees OB+LB shuts its server down by itself, which
-        # would break tier order; the sentinel acts on LB and tells each tier when with FSD
+        # never LB: the sentinel acts on LB and tells each tier when, with FSD
         if not self.snap.seen:
             return None
-        return "OB" if self.snap.ob else "OL"
+        return self.snap.status()
 
     def vars(self, ups):
         if self.stale():
@@ -96,7 +151,11 @@ class NutView:
                ("sentinel.state", s.state), ("sentinel.tier", ups),
                ("sentinel.tier.phase", s.phases.get(ups)),
                ("sentinel.plan", s.plan_id)]
-        out.extend(s.coverage.get(ups, ()))
+        out.extend(self.nominal)
+        for k, x in s.coverage.get(ups, ()):
+            out.append((k, _NONE if x == "" else x))
         if s.load is not None:
             out.append(("ups.load", s.load))
+        if s.alarm:
+            out.append(("ups.alarm", s.alarm))
         return out

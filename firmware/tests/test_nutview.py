@@ -1,0 +1,132 @@
+# What NUT clients see from the Snapshot: statuses beyond OL/OB from the UPS link or contacts,
+# ups.alarm, nominal ratings from the config, and list variables that are never empty strings.
+from mpunit import TestCase
+
+from sentinel.contacts import ContactMonitor
+from sentinel.nutview import NutView, Snapshot
+from sentinel.q1 import Q1Status, status_tokens
+
+
+class FakeLink:
+    """The UpsLink attributes the snapshot reads: link_ok, q1, status."""
+
+    def __init__(self, q=None):
+        self.link_ok = q is not None
+        self.q1 = q
+        self.status = status_tokens(q) if q is not None else ()
+
+    def reply(self, q):
+        self.link_ok = True
+        self.q1 = q
+        self.status = status_tokens(q)
+
+
+def q1(bits, vin=230.0, vout=230.0):
+    return Q1Status(vin, vin, vout, 20, 50.0, 27.0, 30.0, bits)
+
+
+B_OB, B_AVR, B_FAILED, B_TEST, B_SHUTDOWN = 0x80, 0x20, 0x10, 0x04, 0x02
+
+
+class Base(TestCase):
+    def view(self, nominal=(120.0, 60)):
+        snap = Snapshot(["apps", "db"])
+        snap.seen = True
+        snap.sampler_at = snap.at = 10000
+        return snap, NutView("fake", ["apps", "db"], snap, lambda: 10000, 15000, nominal)
+
+
+class TestStatuses(Base):
+    def test_q1_statuses_are_served_on_every_tier_alike(self):
+        snap, v = self.view()
+        link = FakeLink(q1(0))
+        snap.take_ups(link, None)
+        self.assertEqual(v.status("apps"), "OL")
+        for bits, vout, want in ((B_TEST, 230.0, "OL CAL"), (B_AVR, 200.0, "OL TRIM"),
+                                 (B_AVR, 230.0, "OL BYPASS"), (B_AVR, 260.0, "OL BOOST"),
+                                 (0, 0.0, "OL OFF")):
+            link.reply(q1(bits, vout=vout))
+            snap.take_ups(link, None)
+            self.assertEqual([v.status("apps"), v.status("db")], [want, want])
+            self.assertNotIn("ups.alarm", dict(v.vars("db")))
+
+    def test_alarm_with_ups_alarm_as_nut_q1_drivers_word_it(self):
+        snap, v = self.view()
+        link = FakeLink(q1(B_FAILED | B_TEST))
+        snap.take_ups(link, None)
+        self.assertEqual(v.status("db"), "ALARM OL CAL")
+        self.assertEqual(dict(v.vars("db"))["ups.alarm"], "UPS selftest failed!")
+        link.reply(q1(B_FAILED | B_SHUTDOWN))
+        snap.take_ups(link, None)
+        self.assertEqual(dict(v.vars("apps"))["ups.alarm"], "UPS selftest failed! Shutdown imminent!")
+        link.reply(q1(0))
+        snap.take_ups(link, None)
+        self.assertEqual(v.status("apps"), "OL")
+        self.assertNotIn("ups.alarm", dict(v.vars("apps")))
+
+    def test_ob_and_lb_stay_the_sentinels_call(self):
+        # OB/OL is the sentinel's own decision (snap.ob) and LB is never served, whatever the
+        # UPS says: a stock upsmon seeing OB LB would shut down on its own, out of tier order
+        snap, v = self.view()
+        link = FakeLink(q1(B_OB | 0x40 | B_TEST))
+        snap.take_ups(link, None)
+        self.assertEqual(v.status("apps"), "OL CAL")
+        snap.ob = True
+        self.assertEqual(v.status("apps"), "OB CAL")
+        self.assertEqual(snap.tokens(), "OB CAL")
+
+    def test_link_lost_serves_no_ups_statuses(self):
+        snap, v = self.view()
+        link = FakeLink(q1(B_FAILED | B_TEST))
+        snap.take_ups(link, None)
+        link.link_ok = False
+        snap.take_ups(link, None)
+        self.assertEqual(v.status("apps"), "OL")
+        self.assertNotIn("ups.alarm", dict(v.vars("apps")))
+
+    def test_contact_statuses(self):
+        snap, v = self.view()
+        con = ContactMonitor("OB=0;BYPASS=1;CAL=2;OFF=3;OVER=4;RB=5;LB=6", 7, 0)
+        con.update(0, 0)
+        snap.take_ups(None, con)
+        self.assertEqual(v.status("apps"), "OL")
+        con.update(0b1111110, 10)
+        snap.take_ups(None, con)
+        self.assertEqual(v.status("apps"), "OL RB BYPASS CAL OFF OVER")
+        self.assertEqual(v.status("db"), "OL RB BYPASS CAL OFF OVER")
+
+    def test_unchanged_inputs_are_not_recomputed(self):
+        # the control step calls take_ups every 100 ms: same reply, same tuple, no allocation
+        snap, v = self.view()
+        link = FakeLink(q1(B_TEST))
+        snap.take_ups(link, None)
+        first = snap.ups_toks
+        snap.take_ups(link, None)
+        self.assertIs(snap.ups_toks, first)
+
+
+class TestVars(Base):
+    def test_nominal_ratings_from_the_config(self):
+        snap, v = self.view((120.0, 60))
+        d = dict(v.vars("apps"))
+        self.assertEqual((d["input.voltage.nominal"], d["input.frequency.nominal"]), (120, 60))
+        snap, v = self.view((230.5, 50))
+        d = dict(v.vars("db"))
+        self.assertEqual((d["input.voltage.nominal"], d["input.frequency.nominal"]), (230.5, 50))
+
+    def test_empty_coverage_lists_are_none(self):
+        snap, v = self.view()
+        snap.coverage["apps"] = [("sentinel.coverage.connected", ""),
+                                 ("sentinel.coverage.expected", 0),
+                                 ("sentinel.coverage.missing", "")]
+        snap.coverage["db"] = [("sentinel.coverage.connected", "pg1,pg2"),
+                               ("sentinel.coverage.expected", 3),
+                               ("sentinel.coverage.missing", "pg3")]
+        a = dict(v.vars("apps"))
+        self.assertEqual((a["sentinel.coverage.connected"], a["sentinel.coverage.expected"],
+                          a["sentinel.coverage.missing"]), ("none", 0, "none"))
+        d = dict(v.vars("db"))
+        self.assertEqual((d["sentinel.coverage.connected"], d["sentinel.coverage.missing"]),
+                         ("pg1,pg2", "pg3"))
+        for k, x in v.vars("apps") + v.vars("db"):
+            self.assertNotEqual(str(x), "", k)
