@@ -878,3 +878,81 @@ class Upgrade(TestCase):
         self.assertEqual(up.wols(), same.wols())
         self.assertEqual(up.seq.m_boot, same.seq.m_boot)
         self.assertEqual(sorted(up.seq.m_boot), ["db1", "nas1", "web1", "web2"])
+
+
+class ClientFsd(TestCase):
+    """A NUT client's FSD on a tier (the server has raised it there and handed ("fsd", tier) to
+    the state machine): an operator-forced shutdown starting with that tier."""
+
+    def client_fsd(self, r, name):
+        r.nut.set_fsd(name, True)  # what NutServer does on FSD before it tells anyone
+        r.i.commands.append(("fsd", name))
+
+    def test_starts_the_plan_from_that_tier_and_the_flag_clears_at_power_on(self):
+        r = Rig()
+        r.run(1000)
+        self.client_fsd(r, "databases")
+        r.tick()
+        self.assertEqual((r.sm.state, r.sm.shutdown_cause), (S.SHUTTING_DOWN, S.CLIENT_FSD))
+        r.run_until(r.state(S.LOAD_OFF))
+        told = [j[1]["tier"] for j in r.records("tier_fsd")]
+        self.assertEqual(told, ["databases", "apps", "storage"])
+        # the forced tier does not wait its delay_s (10 s): the operator asked now
+        self.assertLess(r.records("tier_fsd")[0][2] - 1000, 2000)
+        self.assertEqual(len(r.ups.sent), 1)  # the UPS power cycle, as for any full plan
+        r.power_cycle()
+        r.run_until(r.state(S.ONLINE))
+        self.assertEqual(r.nut.on, {})  # no tier left in FSD, without a reboot
+        self.assertTrue(("fsd", "databases", False) in [e[:3] for e in r.log])
+
+    def test_is_neither_cancelled_by_mains_nor_aborted(self):
+        r = Rig(policy={"grace_s": 600})
+        r.outage()
+        r.run(1000)
+        self.assertEqual(r.sm.state, S.ON_BATTERY)
+        self.client_fsd(r, "apps")
+        r.tick()
+        self.assertEqual(r.sm.state, S.SHUTTING_DOWN)
+        r.i.commands.append("abort")
+        r.mains_back()
+        r.run(5000)
+        self.assertEqual(r.sm.state, S.SHUTTING_DOWN)
+        self.assertIn(S.REJECTED, [x[3] for x in r.recs])
+
+    def test_ends_a_drill_and_runs_for_real(self):
+        r = Rig()
+        r.i.commands.append("drill")
+        r.tick()
+        self.assertTrue(r.sm.drill)
+        self.client_fsd(r, "storage")
+        r.tick()
+        self.assertEqual((r.sm.state, r.sm.drill, r.sm.forced_tier),
+                         (S.SHUTTING_DOWN, False, "storage"))
+        r.run_until(r.state(S.LOAD_OFF))
+        self.assertEqual([j[1]["tier"] for j in r.records("tier_fsd")],
+                         ["storage", "apps", "databases"])
+
+    def test_a_reboot_keeps_the_forced_order(self):
+        r = Rig()
+        self.client_fsd(r, "storage")
+        r.run(2000)
+        self.assertEqual(r.seq.phase("storage"), seqstate.WAITING)
+        r.reboot(down_ms=1000, drop_clients=False)
+        self.assertEqual(r.sm.forced_tier, "storage")
+        self.assertEqual(r.nut.on.get("storage") is not None, True)  # raised again at restore
+        r.run_until(r.state(S.LOAD_OFF))
+        self.assertEqual([j[1]["tier"] for j in r.records("tier_fsd")],
+                         ["storage", "apps", "databases"])
+
+    def test_while_the_load_is_off_the_flag_waits_for_the_tier_s_power_on(self):
+        r = Rig()
+        r.full_shutdown()
+        r.power_cycle()
+        self.assertEqual(r.sm.state, S.WAIT_MAINS)
+        r.run(1000)
+        self.client_fsd(r, "apps")
+        r.tick()
+        self.assertEqual(r.sm.state, S.WAIT_MAINS)
+        self.assertIn("apps", r.nut.on)
+        r.run_until(r.state(S.ONLINE))
+        self.assertEqual(r.nut.on, {})

@@ -214,3 +214,20 @@ def test_help_explains_every_config_command():
     for sub in ("validate", "push", "pull"):
         code, so, _ = invoke(["config", sub, "--help"])
         assert code == 0 and "config %s [OPTIONS]" % sub in so and len(so) > 300
+
+
+def test_instcmds_per_user_validate_and_round_trip(tmp_path):
+    """A user's `instcmds`, as docs/nut-clients.md gives them, pass `config validate`; an
+    unknown command name is refused with the names allowed; `config pull` writes them back."""
+    base = '[[nut.users]]\nname = "ops"\npassword = "Ops-2f9c-stapler"\n'
+    p = write(tmp_path, base + 'instcmds = ["beeper.toggle", "test.battery.start.quick"]\n')
+    out = str(tmp_path / "device.json")
+    code, _, se = invoke(["config", "validate", p, "-o", out])
+    assert code == 0, se
+    user = json.load(open(out))["nut"]["users"][0]
+    assert user["instcmds"] == ["beeper.toggle", "test.battery.start.quick"]
+    assert 'instcmds = ["beeper.toggle", "test.battery.start.quick"]' in \
+        siteconfig.to_toml(json.load(open(out)))
+    p = write(tmp_path, base + 'instcmds = ["load.of"]\n')
+    code, _, se = invoke(["config", "validate", p])
+    assert code == 2 and 'nut.users[0].instcmds[0]: "load.of" is not allowed; allowed: "ALL"' in se

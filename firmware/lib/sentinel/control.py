@@ -3,12 +3,14 @@ update the battery model, run StateMachine.update and the sequencer's step, refr
 audit, persist the plan when it changed, let the journal flush its batch, and publish the
 Snapshot the NUT view answers from.
 
-Every power rule lives in the state machine: this loop only translates sensors into Inputs and
-the machine's records into journal records and console events.
+Every power rule lives in the state machine: this loop only translates sensors, and NUT
+clients' requests (a client's FSD, instant commands, through nut/rwvars.NutActions), into Inputs,
+and the machine's records into journal records and console events.
 """
 import asyncio
 import json
 
+from sentinel.nut.rwvars import NutActions
 from sentinel.runtime import write_atomic
 from sentinel.statemachine import Inputs
 
@@ -33,6 +35,17 @@ class Control:
         self.snap = snap
         self.inputs = Inputs()
         self._cov_at = -10 ** 9
+        nut = seq.nut
+        nut.on_fsd = self.client_fsd
+        nut.actions = NutActions(rt.cfg, seq.ups, sm, self.inputs.commands, rt.log,
+                                 asyncio.create_task)
+
+    def client_fsd(self, ups, client):
+        """A NUT client sent FSD on a tier (the server raised it there): journalled with who,
+        and handed to the state machine, which decides what it starts."""
+        self.rt.log("client_fsd", {"ups": ups, "addr": client[0], "user": client[1]},
+                    critical=True)
+        self.inputs.commands.append(("fsd", ups))
 
     def _gather(self):
         i = self.inputs

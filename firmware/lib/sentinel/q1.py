@@ -40,6 +40,12 @@ CMD_Q1 = b"Q1\r"
 CMD_F = b"F\r"
 CMD_I = b"I\r"
 CMD_CANCEL = b"C\r"
+# Instant commands, with the bytes NUT's own nutdrv_qx (megatec) sends for them
+CMD_LOAD_OFF = b"S00R0000\r"  # cut the output now and keep it off
+CMD_TEST = b"T\r"             # 10-second battery test
+CMD_TEST_LOW = b"TL\r"        # battery test until low battery
+CMD_TEST_CANCEL = b"CT\r"
+CMD_BEEPER = b"Q\r"           # toggle the beeper
 
 _STRIP = const(b"\r\n\x00 ")
 

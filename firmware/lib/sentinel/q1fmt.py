@@ -3,16 +3,11 @@
 # is q1.py), so none of this is on the device's heap. Pure; MicroPython and CPython 3.10+, with
 # the same bit-identical formatting rules as q1.py (fields formatted from integers).
 
-from sentinel.q1 import (B_AVR, B_BATTERY_LOW, B_BEEPER, B_FAILED, B_SHUTDOWN, B_STANDBY,
-                         B_TEST, B_UTILITY_FAIL, Q1Error, format_shutdown,
-                         format_shutdown_restore)
+from sentinel.q1 import (B_AVR, B_BATTERY_LOW, B_BEEPER, B_FAILED, B_SHUTDOWN,  # noqa: F401
+                         B_STANDBY, B_TEST, B_UTILITY_FAIL, CMD_BEEPER, CMD_TEST, CMD_TEST_CANCEL,
+                         CMD_TEST_LOW, Q1Error, format_shutdown, format_shutdown_restore)
 
 _STRIP = b"\r\n\x00 "
-
-CMD_TEST = b"T\r"
-CMD_TEST_LOW = b"TL\r"
-CMD_TEST_CANCEL = b"CT\r"
-CMD_BEEPER = b"Q\r"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -135,7 +130,8 @@ def parse_command(data):
     """A command as the UPS receives it -> tuple:
     ('status',) ('rating',) ('info',) ('cancel',) ('test_quick',) ('test_low',)
     ('test_minutes', nn) ('test_cancel',) ('beeper',) ('shutdown', delay_min, restore_min|None).
-    delay_min is a float for .2-.9 and an int for 01-10. Raises Q1Error('command')."""
+    delay_min is a float for .2-.9, an int for 01-10, and 0 for the immediate `S00R<mmmm>`
+    (what NUT's driver sends for load.off). Raises Q1Error('command')."""
     if isinstance(data, str):
         data = data.encode()
     data = bytes(data).strip(_STRIP)
@@ -154,6 +150,8 @@ def parse_command(data):
         d = s[1:3]
         if d[0] == "." and "2" <= d[1] <= "9":
             delay = (ord(d[1]) - 48) / 10
+        elif d == "00" and len(s) == 8:
+            delay = 0  # "S00R0000": NUT's load.off, output off at once
         elif d.isdigit() and 1 <= int(d) <= 10:
             delay = int(d)
         else:
@@ -169,6 +167,8 @@ def format_command(name, *args):
     """Inverse of parse_command: format_command(*parse_command(b)) == b."""
     if name == "shutdown":
         delay, restore = args
+        if delay == 0:
+            return ("S00R" + "0" * (4 - len(str(restore))) + str(restore) + "\r").encode()
         if restore is None:
             return format_shutdown(delay)
         return format_shutdown_restore(delay, restore)

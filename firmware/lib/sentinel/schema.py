@@ -27,6 +27,10 @@ REQUIRED = "<required>"  # a default that means "no default: the key must be giv
 
 HEALTH_KINDS = ("nut", "tcp:<port>", "none")
 CONTACT_SIGNALS = ("OL", "OB", "LB", "RB", "BYPASS", "CAL", "OFF", "OVER")
+# the NUT instant commands the sentinel can offer (nut/instcmd.py performs them)
+INSTCMDS = ("ALL", "beeper.toggle", "load.off", "load.on", "sentinel.drill.start",
+            "sentinel.drill.stop", "shutdown.return", "shutdown.stop", "test.battery.start.deep",
+            "test.battery.start.quick", "test.battery.stop")
 
 SITE = (
     {"k": "name", "t": "str", "d": "sentinel", "min": 1, "max": 32, "fmt": "text",
@@ -113,7 +117,9 @@ NUT_USER = (
     {"k": "role", "t": "enum", "d": "secondary", "c": ("secondary", "primary"),
      "doc": "upsmon role: a primary may also send PRIMARY and FSD"},
     {"k": "actions", "t": "enums", "d": (), "c": ("FSD", "SET", "INSTCMD"),
-     "doc": "extra rights granted to this user"},
+     "doc": "extra rights granted to this user (INSTCMD: every instant command)"},
+    {"k": "instcmds", "t": "enums", "d": (), "c": INSTCMDS,
+     "doc": "instant commands this user may run (ALL: every one), as upsd.users' instcmds"},
 )
 
 NUT = (

@@ -8,6 +8,7 @@ reports give times (`seconds()`).
 Saved format (JSON-ready; every time is an age in ms at the moment of saving, so the clock
 restart of a reboot does not matter; None where not reached):
   {"v": 2, "plan_id", "mode", "drill", "complete", "pos", "age_ms", "load_off", "lo_tries",
+   "first" (the tier a client FSD forced first, or None; absent from earlier firmware's),
    "m_down": {tier: ms}, "m_boot": {host: ms},
    "tiers": [{"name", "phase", "t_start", "t_act", "t_end",
               "hosts": [{"state", "t0", "t_try", "t1", "tries", "was_on"}]}]}
@@ -120,7 +121,7 @@ def dump(seq, now):
             "complete": seq.complete, "pos": seq.pos, "age_ms": _age(now, seq.t_plan),
             # a command in flight when the board went down is not known to have been sent
             "load_off": LO_FAILED if seq.load_off == LO_PENDING else seq.load_off,
-            "lo_tries": seq.lo_tries, "tiers": tiers,
+            "lo_tries": seq.lo_tries, "first": seq.first, "tiers": tiers,
             "m_down": dict(seq.m_down), "m_boot": dict(seq.m_boot)}
 
 
@@ -176,6 +177,8 @@ def load(seq, d, now, elapsed_ms=0):
         for h, y in zip(t.hosts, hosts):
             h.state, h.t0, h.t_try, h.t1, h.tries, h.was_on = y
     seq.mode = mode
+    first = d.get("first")
+    seq.first = first if isinstance(first, str) else None
     (seq.plan_id, seq.drill, seq.complete, seq.pos, seq.t_plan, seq.load_off,
      seq.lo_tries) = plan
     return True

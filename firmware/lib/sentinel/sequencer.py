@@ -13,7 +13,8 @@ returns the state machine records its reports produced (tier_progress, sequence_
 to log; `seq.dirty` says the plan progress changed and to_dict() should be persisted.
 
 Per state of the machine:
-  SHUTTING_DOWN  real: tiers in config order. Tier k: wait its delay_s, raise FSD (the first FSD
+  SHUTTING_DOWN  real: tiers in config order (a NUT client's FSD on a tier, sm.forced_tier: that
+                 tier first, without its delay_s, then the others in config order). Tier k: wait its delay_s, raise FSD (the first FSD
                  passes the point of no return), wait until nobody is logged in to it (every
                  upsmon logged out or its connection closed) or max_wait_s has passed (the hosts
                  still logged in are journalled by address), then tier k+1. After the last tier:
@@ -45,6 +46,7 @@ import asyncio
 from sentinel import statemachine as S
 from sentinel import seqstate
 from sentinel.health import Health, logged_in_addrs
+from sentinel.nutview import ups_list
 from sentinel.seqstate import (CHECKED, DONE, FSD, H_ABSENT, H_GONE, H_IN, H_LOST, H_OUT,
                                H_TIMEOUT, H_UP, H_WAKING, IDLE, LO_FAILED, LO_NONE, LO_PENDING,
                                LO_SENT, MODE_LOAD_OFF, MODE_POWER_ON, MODE_SHUTDOWN, OFF,
@@ -109,12 +111,14 @@ class Sequencer:
         self.restore_min = cfg["ups"]["restore_min"]
         self.stable_s = cfg["policy"]["stable_mains_s"]
         self.tiers = [Tier(t) for t in cfg["tiers"]]
+        self.ups_names = ups_list(cfg)  # every UPS the NUT server serves (FSD is cleared on all)
         # the plan being followed (persisted by to_dict)
         self.plan_id = None
         self.mode = None        # None or a seqstate MODE_*
         self.drill = False
         self.complete = False   # this plan's walk finished (sequence_done sent)
         self.order = []         # tier indexes in walk order
+        self.first = None       # the tier a client FSD forced: walked first
         self.pos = 0            # index into order of the tier in progress
         self.t_plan = None
         self.load_off = None    # None (not yet) or a seqstate LO_*
@@ -155,8 +159,8 @@ class Sequencer:
             self.errors += 1  # a tier the NUT provider does not serve: nothing to tell anyone
 
     def _clear_all_fsd(self):
-        for t in self.tiers:
-            self._fsd(t.name, False)
+        for name in self.ups_names:
+            self._fsd(name, False)
 
     def _tier(self, name):
         for t in self.tiers:
@@ -187,7 +191,7 @@ class Sequencer:
         st = sm.state
         if st == S.SHUTTING_DOWN:
             if self.mode != MODE_SHUTDOWN or self.plan_id != sm.plan_id:
-                self._start(now, MODE_SHUTDOWN, sm.plan_id, sm.drill)
+                self._start(now, MODE_SHUTDOWN, sm.plan_id, sm.drill, sm.forced_tier)
             if self.drill:
                 self._drill_down(now, sm)
             else:
@@ -232,7 +236,21 @@ class Sequencer:
 
     # ---- plans ----------------------------------------------------------------------------
 
-    def _start(self, now, mode, plan_id, drill):
+    def _walk(self, mode):
+        """Tier indexes in walk order: config order to shut down (the forced tier first),
+        reverse order to power on."""
+        n = len(self.tiers)
+        if mode == MODE_POWER_ON:
+            return list(range(n - 1, -1, -1))
+        order = list(range(n))
+        for i in order:
+            if self.tiers[i].name == self.first:
+                order.remove(i)
+                order.insert(0, i)
+                break
+        return order
+
+    def _start(self, now, mode, plan_id, drill, first=None):
         if self.mode == MODE_SHUTDOWN and not self.complete and not self.drill:
             # the shutdown ended before its end (mains back before the point of no return):
             # nothing more may shut down
@@ -250,8 +268,8 @@ class Sequencer:
         self.lo_tries = 0
         self._lo_last = None
         self.resumed_at = None
-        n = len(self.tiers)
-        self.order = list(range(n)) if mode == MODE_SHUTDOWN else list(range(n - 1, -1, -1))
+        self.first = first if mode == MODE_SHUTDOWN else None
+        self.order = self._walk(mode)
         for t in self.tiers:
             t.reset()
         if drill:
@@ -295,7 +313,7 @@ class Sequencer:
             t.t_start = now
             self.dirty = True
         if t.t_act is None:
-            if now - t.t_start < t.delay_ms:
+            if now - t.t_start < t.delay_ms and t.name != self.first:
                 return False
             # report first: the first real FSD passes the point of no return
             self._sm(sm.tier_progress(now, t.name, FSD, pid))
@@ -599,7 +617,7 @@ class Sequencer:
         mode = self.mode
         self._lo_last = None if self.load_off is None else now - LOAD_OFF_RETRY_MS
         n = len(self.tiers)
-        self.order = list(range(n)) if mode != MODE_POWER_ON else list(range(n - 1, -1, -1))
+        self.order = self._walk(mode)
         self.resumed_at = now
         if self.drill:
             # a rehearsal is cheap to redo; its first half is redone if it was lost

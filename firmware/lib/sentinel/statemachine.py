@@ -48,6 +48,7 @@ RUNTIME_FLOOR = "runtime_floor"
 LOW_BATTERY = "ups_low_battery"
 LINK_LOST = "ups_link_lost"                # also an event when lost while on line
 MANUAL = "manual"
+CLIENT_FSD = "client_fsd"                  # a NUT client (a primary upsmon) sent FSD on a tier
 DRILL = "drill"
 SEQUENCE_DONE = "sequence_done"
 LOAD_OFF_DONE = "load_off_done"
@@ -93,7 +94,8 @@ class Inputs:
     ups_link_ok       the UPS link answers (the link module applies link_lost_s)
     ups_link_configured  a UPS link exists (ups.link is not "none")
     ups_output_off    the UPS says its output is off (Q1 or an OFF contact)
-    commands          console commands, consumed by update(): "drill", "shutdown", "abort"
+    commands          console and NUT commands, consumed by update(): "drill", "drill_stop",
+                      "shutdown", "abort", and ("fsd", tier) for a NUT client's FSD on a tier
     powered_up        the board has just started from a power-on reset; consumed by update()
                       (a board resuming LOAD_OFF was powered by the load it asked to cut)
     """
@@ -141,6 +143,7 @@ class StateMachine:
         self.shutdown_cause = None
         self.plan = {}                 # tier name -> phase reported by the sequencer
         self.plan_id = 0               # +1 for every new shutdown or restore plan
+        self.forced_tier = None        # a client FSD's tier: the plan starts there
         self.resume_to = ONLINE        # where a cancelled outage returns (ONLINE or RESTORING)
         self.outage_start = None       # when the outage being handled began
         # observations, not persisted (a reboot observes afresh)
@@ -199,6 +202,7 @@ class StateMachine:
     def _new_plan(self, drill):
         self.plan_id += 1
         self.plan = {}
+        self.forced_tier = None
         self.drill = drill
         self.ponr = False
         self._back_reported = False
@@ -366,27 +370,56 @@ class StateMachine:
                     self._go(now, RESTORING, MAINS_STABLE)
         return self._new
 
-    def _command(self, now, c):
+    def allowed(self, c):
+        """Whether command `c` (see Inputs.commands) would be obeyed now."""
         st = self.state
         if c == "drill":
-            if st == ONLINE:
-                self.resume_to = ONLINE
-                self._shutdown(now, DRILL, False, True)
-                return
+            return st == ONLINE
+        if c == "drill_stop":
+            return self.drill
+        if c == "shutdown":
+            return not self.drill and st in (ONLINE, ON_BATTERY, RESTORING)
+        if c == "abort":
+            return self.drill or (st == SHUTTING_DOWN and not self.ponr and not self.on_battery
+                                  and self.shutdown_cause == MANUAL)
+        return False
+
+    def _command(self, now, c):
+        st = self.state
+        if isinstance(c, tuple):
+            self._client_fsd(now, c[1])
+        elif not self.allowed(c):
+            self._event(now, REJECTED)
+        elif c == "drill":
+            self.resume_to = ONLINE
+            self._shutdown(now, DRILL, False, True)
         elif c == "shutdown":
-            if not self.drill and st in (ONLINE, ON_BATTERY, RESTORING):
-                if st != ON_BATTERY:
-                    self.resume_to = st
-                self._shutdown(now, MANUAL, False)
-                return
-        elif c == "abort":
-            if self.drill:
-                self._back_to(now, ONLINE, DRILL_ABORTED)
-                return
-            if st == SHUTTING_DOWN and not self.ponr and self.shutdown_cause == MANUAL and not self.on_battery:
-                self._back_to(now, self.resume_to, ABORTED)
-                return
-        self._event(now, REJECTED)
+            if st != ON_BATTERY:
+                self.resume_to = st
+            self._shutdown(now, MANUAL, False)
+        elif self.drill:  # "drill_stop", "abort"
+            self._back_to(now, ONLINE, DRILL_ABORTED)
+        else:
+            self._back_to(now, self.resume_to, ABORTED)
+
+    def _client_fsd(self, now, tier):
+        """A NUT client's FSD on `tier` (the NUT server has already raised it there): an
+        operator-forced shutdown of every tier, starting with that one, then the UPS power
+        cycle and the power-on, as a console shutdown. It cannot be aborted: the tier's servers
+        are already going down. A running real shutdown goes on (no longer cancelled by mains);
+        while the load is off the flag waits for the tier's power-on, which clears it."""
+        st = self.state
+        if self.drill:
+            self._back_to(now, ONLINE, DRILL_ABORTED)  # a rehearsal gives way to the real thing
+            st = ONLINE
+        if st in (ONLINE, ON_BATTERY, RESTORING):
+            if st != ON_BATTERY:
+                self.resume_to = st
+            self._shutdown(now, CLIENT_FSD, False)
+            self.forced_tier = tier
+        else:
+            self.cancellable = False
+            self._event(now, CLIENT_FSD)
 
     # ---- notifications from the sequencer and the app -------------------------------------
 
@@ -463,6 +496,7 @@ class StateMachine:
             "cause": self.shutdown_cause,
             "plan": dict(self.plan),
             "plan_id": self.plan_id,
+            "forced_tier": self.forced_tier,
             "resume_to": self.resume_to,
             "outage_age_ms": None if self.outage_start is None else now - self.outage_start,
         }
@@ -487,6 +521,8 @@ class StateMachine:
         sm.shutdown_cause = d["cause"]
         sm.plan = dict(plan)
         sm.plan_id = d["plan_id"]
+        ft = d.get("forced_tier")  # absent in what earlier firmware saved
+        sm.forced_tier = ft if isinstance(ft, str) else None
         sm.resume_to = resume
         sm.outage_start = None if oa is None else now - oa - elapsed_ms
         sm.on_battery = st == ON_BATTERY

@@ -258,6 +258,11 @@ class UpsLink:
         # Without a working link there is no telling whether the UPS heard it.
         return self.state == OK and rs not in (b"NAK", b"(NAK")
 
+    async def send(self, cmd):
+        """Send one command (a q1.CMD_* constant or a formatted S<n>R<m>) for a NUT instant
+        command. True if sent over a working link and not refused (NAK)."""
+        return await self._command(cmd)
+
     async def shutdown_restore(self, delay_min, restore_min):
         """Send `S<n>R<mmmm>`: cut the output after delay_min minutes (.2-.9 or 1-10), restore
         it restore_min minutes later (0: stay off). True if sent over a working link and not

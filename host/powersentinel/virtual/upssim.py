@@ -1,7 +1,10 @@
 """A Megatec/Q1 UPS on the virtual board's UPS serial line.
 
 Its battery discharges with the load while on battery and recharges on line; it honours
-`S<n>R<m>` (load off after n minutes, back on m minutes after mains returns) and `C`. Minutes
+`S<n>R<m>` (load off after n minutes, back on m minutes after mains returns; `S00R<m>` at
+once), `C` (cancel a shutdown, output back on), `T` (10 s battery test), `TL` (test until low
+battery), `T<nn>` (nn minutes), `CT` (end the test) and `Q` (toggle the beeper); the test and
+beeper show in the Q1 status bits. Minutes
 and battery time run `time_scale` times faster than the wall clock, so hour-long stories fit in
 minutes; the mains waveform itself is never scaled.
 """
@@ -32,6 +35,8 @@ class UpsSim:
         self._shutdown_at = None
         self._restore_after = None            # scaled seconds after mains returns; None = stay off
         self._mains_back_at = None
+        self.beeper = False                   # Q1 bit 0 (the replies before Q was modelled)
+        self._test_until = None               # clock time a battery test ends; inf: until LB
         self._last = clock()
 
     # -- state ---------------------------------------------------------------------------------
@@ -73,6 +78,11 @@ class UpsSim:
             self._mains_back_at = None
         if self.charge <= 0.0:
             self.output_on = False
+        if self._test_until is not None and (now >= self._test_until or self.low_battery()):
+            self._test_until = None
+
+    def testing(self) -> bool:
+        return self._test_until is not None
 
     def status_tokens(self):
         toks = ["OB" if self.on_battery() else "OL"]
@@ -100,7 +110,8 @@ class UpsSim:
             in_v = self.input_v if self.mains_ok else 0.0
             out_v = (in_v if not self.on_battery() else 230.0) if self.output_on else 0.0
             bits = q1fmt.make_bits(on_battery=self.on_battery(), battery_low=self.low_battery(),
-                                shutdown_active=self._shutdown_at is not None)
+                                shutdown_active=self._shutdown_at is not None,
+                                testing=self.testing(), beeper=self.beeper)
             return q1fmt.format_q1({"vin": in_v, "vin_fault": in_v, "vout": out_v,
                                  "load": self.load, "freq": self.input_hz if self.mains_ok else 0.0,
                                  "vbat": 20.4 + 6.9 * self.charge / 100.0, "temp": 30.0,
@@ -119,6 +130,15 @@ class UpsSim:
                 self._restore_after = None      # R0000: stay off
             else:
                 self._restore_after = restore_min * 60.0
+        elif kind in ("test_quick", "test_low", "test_minutes"):
+            secs = {"test_quick": 10.0, "test_low": float("inf")}.get(kind)
+            if secs is None:
+                secs = cmd[1] * 60.0
+            self._test_until = self.clock() + secs / self.time_scale
+        elif kind == "test_cancel":
+            self._test_until = None
+        elif kind == "beeper":
+            self.beeper = not self.beeper
         elif kind == "cancel":
             self._shutdown_at = None
             if not self.output_on and self.mains_ok:
@@ -130,5 +150,6 @@ class UpsSim:
         return {"status": " ".join(self.status_tokens()), "charge": round(self.charge, 1),
                 "runtime": round(self.runtime_s()), "load": self.load, "output_on": self.output_on,
                 "shutdown_pending": self._shutdown_at is not None,
+                "testing": self.testing(), "beeper": self.beeper,
                 "restore_pending": self._restore_after is not None,
                 "commands": [c for _, c in self.commands[-10:]]}

@@ -23,6 +23,7 @@ VAR_DESC = {
     "driver.name": "Driver name",
     "driver.version": "Driver version - NUT release",
     "driver.version.internal": "Internal driver version",
+    "sentinel.grace": "Time on battery before the sentinel starts the shutdown (seconds)",
 }
 
 CMD_DESC = {
@@ -32,5 +33,9 @@ CMD_DESC = {
     "shutdown.stayoff": "Turn off the load and remain off",
     "shutdown.stop": "Stop a shutdown in progress",
     "test.battery.start.quick": "Start a quick battery test",
+    "test.battery.start.deep": "Start a deep battery test",
+    "test.battery.stop": "Stop the battery test",
+    "sentinel.drill.start": "Rehearse the shutdown plan (no FSD, no load-off)",
+    "sentinel.drill.stop": "End a drill",
     "beeper.toggle": "Toggle the UPS beeper",
 }

@@ -22,6 +22,15 @@ Optional (absent: nothing writable, no instant commands):
                                          "INVALID-VALUE", "INSTCMD-FAILED"...), sent as ERR.
 Calls are synchronous and must be quick (they run inside the connection task).
 
+Actions (NutServer.actions; the sentinel sets rwvars.NutActions): when set, commands and
+writable variables come from it instead of the provider, with who asked:
+  cmds(ups), rw_vars(ups)                as above; a kind may be "RANGE NUMBER"
+  rw_values(ups) -> [(var, value), ...]  the writable variables' values (served with vars())
+  range(ups, var) -> (lo, hi) | None     LIST RANGE
+  set_var(ups, var, value, who) / instcmd(ups, cmd, param, who) -> None | code
+  refused(ups, kind, name, who, code)    a SET ("nut_set") or INSTCMD ("nut_instcmd") the
+                                         server refused (ACCESS-DENIED); who = (addr, user)
+
 Server API for the sentinel:
   NutServer(cfg_nut, provider, now_ms_fn)   cfg_nut: the config's "nut" section
   await start(host, port)   /   close()
@@ -42,12 +51,12 @@ name, handler, whether USERNAME/PASSWORD are required, argument count, and the r
 Security: credentials are checked against salted hashes (auth.py) at LOGIN, PRIMARY/
 MASTER, FSD, SET and INSTCMD, as upsd does, with a per-address delay after repeated failures;
 roles: "secondary" may LOGIN, "primary" may LOGIN, PRIMARY/MASTER and FSD; "actions" adds FSD,
-SET, INSTCMD per user. At most max_conns connections: a newcomer beyond that sheds a connection
-that is neither logged in nor active (sent a request within active_ms, half of idle_timeout_s):
-first the oldest that never sent a request, else the one idle longest; if there is none, the
-newcomer is refused. So a client that keeps polling is never pushed out by sockets that do not
-speak. Idle connections are dropped after idle_timeout_s. Input is bounded per connection
-(protocol.LineParser).
+SET, INSTCMD (every instant command) per user, "instcmds" the named commands (or "ALL"). At
+most max_conns connections: a newcomer beyond that sheds a connection that is neither logged in
+nor active (sent a request within active_ms, half of idle_timeout_s): first the oldest that
+never sent a request, else the one idle longest; if there is none, the newcomer is refused. So
+a client that keeps polling is never pushed out by sockets that do not speak. Idle connections
+are dropped after idle_timeout_s. Input is bounded per connection (protocol.LineParser).
 """
 
 import asyncio
@@ -137,6 +146,7 @@ class NutServer:
         self.on_login = None
         self.on_logout = None
         self.on_fsd = None
+        self.actions = None
         self.stats = {"conns": 0, "refused": 0, "shed": 0, "idle": 0, "abuse": 0,
                       "auth_fail": 0, "errors": 0}
         self._srv = None
@@ -176,11 +186,14 @@ class NutServer:
 
     # -- command handling (no I/O: returns the reply text) -----------------------------------
 
-    def _allowed(self, conn, action):
+    def _allowed(self, conn, action, cmd=None):
         u = self.users.get(conn.user)
         ok = False
         if u is not None and check_password(u["password"], conn.password or ""):
             ok = action in _ROLE_ACTIONS[u["role"]] or action in u["actions"]
+            if cmd is not None and not ok:
+                names = u.get("instcmds") or ()
+                ok = cmd in names or "ALL" in names
             # a right password clears the address's failure count even if the action is refused
             self.limiter.succeeded(conn.addr, self.now_ms())
         else:
@@ -208,6 +221,8 @@ class NutServer:
         for k, v in vs:
             if k != "ups.status":
                 out.append((k, v))
+        if self.actions is not None:
+            out.extend(self.actions.rw_values(ups))
         out.sort(key=lambda kv: kv[0])
         return out
 
@@ -223,10 +238,14 @@ class NutServer:
         for k, v in self.provider.vars(ups) or ():
             if k.lower() == low:
                 return k, v
+        if self.actions is not None:
+            for k, v in self.actions.rw_values(ups):
+                if k.lower() == low:
+                    return k, v
         return None
 
     def _rw(self, ups, var):
-        f = getattr(self.provider, "rw_vars", None)
+        f = getattr(self.actions or self.provider, "rw_vars", None)
         if f is None:
             return None
         low = var.lower()
@@ -236,7 +255,7 @@ class NutServer:
         return None
 
     def _cmds(self, ups):
-        f = getattr(self.provider, "cmds", None)
+        f = getattr(self.actions or self.provider, "cmds", None)
         return sorted(f(ups) or ()) if f is not None else []
 
     def _track_add(self, status):
@@ -431,7 +450,14 @@ class NutServer:
         if self._lookup(c[0], a[2]) is None:
             return P.err(P.VAR_NOT_SUPPORTED)
         q = sub + " " + ups + " " + a[2]
-        return P.begin_list(q) + P.end_list(q)  # no enumerated or ranged variables served
+        r = None
+        if sub == "RANGE" and self.actions is not None:
+            kv = self._lookup(c[0], a[2])
+            r = self.actions.range(c[0], kv[0])
+        if r is None:
+            return P.begin_list(q) + P.end_list(q)  # no enumerated variables served
+        return "%sRANGE %s %s \"%d\" \"%d\"\n%s" % (P.begin_list(q), ups, a[2], r[0], r[1],
+                                                  P.end_list(q))
 
     def _set(self, conn, a, perm):
         n = len(a)
@@ -454,9 +480,9 @@ class NutServer:
             return P.err(P.UNKNOWN_UPS)
         if self._stale(c[0]):
             return P.err(P.DATA_STALE)
-        if not self._allowed(conn, perm):
-            return P.err(P.ACCESS_DENIED)
         var, val = a[2], a[3]
+        if not self._allowed(conn, perm):
+            return self._refused(c[0], "nut_set", var, conn)
         kv = self._lookup(c[0], var)
         if kv is None:
             return P.err(P.VAR_NOT_SUPPORTED)
@@ -472,9 +498,17 @@ class NutServer:
                 return P.err(P.SET_FAILED)
             if len(val) > lim:
                 return P.err(P.TOO_LONG)
-        f = getattr(self.provider, "set_var", None)
-        code = f(c[0], kv[0], val) if f is not None else P.SET_FAILED
+        if self.actions is not None:
+            code = self.actions.set_var(c[0], kv[0], val, (conn.addr, conn.user))
+        else:
+            f = getattr(self.provider, "set_var", None)
+            code = f(c[0], kv[0], val) if f is not None else P.SET_FAILED
         return self._done(conn, code)
+
+    def _refused(self, ups, kind, name, conn):
+        if self.actions is not None:
+            self.actions.refused(ups, kind, name, (conn.addr, conn.user), P.ACCESS_DENIED)
+        return P.err(P.ACCESS_DENIED)
 
     def _done(self, conn, code):
         if conn.tracking:
@@ -496,11 +530,15 @@ class NutServer:
                 name = k
         if name is None:
             return P.err(P.CMD_NOT_SUPPORTED)
-        if not self._allowed(conn, perm):
-            return P.err(P.ACCESS_DENIED)
-        f = getattr(self.provider, "instcmd", None)
+        if not self._allowed(conn, perm, name):
+            return self._refused(c[0], "nut_instcmd", name, conn)
         # upsd 2.8.0 passes the parameter only when exactly one follows the command name
-        code = f(c[0], name, a[2] if n == 3 else None) if f is not None else P.INSTCMD_FAILED
+        param = a[2] if n == 3 else None
+        if self.actions is not None:
+            code = self.actions.instcmd(c[0], name, param, (conn.addr, conn.user))
+        else:
+            f = getattr(self.provider, "instcmd", None)
+            code = f(c[0], name, param) if f is not None else P.INSTCMD_FAILED
         return self._done(conn, code)
 
     # -- connections ---------------------------------------------------------------------------
