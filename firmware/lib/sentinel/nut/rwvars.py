@@ -121,6 +121,10 @@ class NutActions:
         data["result"] = result
         self.log(kind, data, critical=True)
 
-    def refused(self, ups, kind, name, who, code):
+    def refused(self, ups, kind, name, who, code, value=None):
         """The server refused the request before it reached us (ACCESS-DENIED)."""
-        self.note(kind, {"ups": ups, "var" if kind == "nut_set" else "cmd": name}, who, code)
+        if kind == "nut_set":
+            data = {"ups": ups, "var": name, "value": value}
+        else:
+            data = {"ups": ups, "cmd": name}
+        self.note(kind, data, who, code)

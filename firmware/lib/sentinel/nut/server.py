@@ -28,8 +28,10 @@ writable variables come from it instead of the provider, with who asked:
   rw_values(ups) -> [(var, value), ...]  the writable variables' values (served with vars())
   range(ups, var) -> (lo, hi) | None     LIST RANGE
   set_var(ups, var, value, who) / instcmd(ups, cmd, param, who) -> None | code
-  refused(ups, kind, name, who, code)    a SET ("nut_set") or INSTCMD ("nut_instcmd") the
-                                         server refused (ACCESS-DENIED); who = (addr, user)
+  refused(ups, kind, name, who, code, value)
+                                         a SET ("nut_set", with its value) or INSTCMD
+                                         ("nut_instcmd") the server refused (ACCESS-DENIED);
+                                         who = (addr, user)
 
 Server API for the sentinel:
   NutServer(cfg_nut, provider, now_ms_fn)   cfg_nut: the config's "nut" section
@@ -482,7 +484,7 @@ class NutServer:
             return P.err(P.DATA_STALE)
         var, val = a[2], a[3]
         if not self._allowed(conn, perm):
-            return self._refused(c[0], "nut_set", var, conn)
+            return self._refused(c[0], "nut_set", var, conn, val)
         kv = self._lookup(c[0], var)
         if kv is None:
             return P.err(P.VAR_NOT_SUPPORTED)
@@ -505,9 +507,9 @@ class NutServer:
             code = f(c[0], kv[0], val) if f is not None else P.SET_FAILED
         return self._done(conn, code)
 
-    def _refused(self, ups, kind, name, conn):
+    def _refused(self, ups, kind, name, conn, value=None):
         if self.actions is not None:
-            self.actions.refused(ups, kind, name, (conn.addr, conn.user), P.ACCESS_DENIED)
+            self.actions.refused(ups, kind, name, (conn.addr, conn.user), P.ACCESS_DENIED, value)
         return P.err(P.ACCESS_DENIED)
 
     def _done(self, conn, code):
