@@ -42,9 +42,9 @@ class TestStatuses(Base):
         link = FakeLink(q1(0))
         snap.take_ups(link, None)
         self.assertEqual(v.status("apps"), "OL")
-        for bits, vout, want in ((B_TEST, 230.0, "OL CAL"), (B_AVR, 200.0, "OL TRIM"),
-                                 (B_AVR, 230.0, "OL BYPASS"), (B_AVR, 260.0, "OL BOOST"),
-                                 (0, 0.0, "OL OFF")):
+        for bits, vout, want in ((B_AVR, 200.0, "OL TRIM"), (B_AVR, 230.0, "OL BYPASS"),
+                                 (B_AVR, 260.0, "OL BOOST"), (0, 0.0, "OL OFF"),
+                                 (B_TEST | B_AVR, 200.0, "OL TRIM")):  # never CAL
             link.reply(q1(bits, vout=vout))
             snap.take_ups(link, None)
             self.assertEqual([v.status("apps"), v.status("db")], [want, want])
@@ -54,7 +54,7 @@ class TestStatuses(Base):
         snap, v = self.view()
         link = FakeLink(q1(B_FAILED | B_TEST))
         snap.take_ups(link, None)
-        self.assertEqual(v.status("db"), "ALARM OL CAL")
+        self.assertEqual(v.status("db"), "ALARM OL")
         self.assertEqual(dict(v.vars("db"))["ups.alarm"], "UPS selftest failed!")
         link.reply(q1(B_FAILED | B_SHUTDOWN))
         snap.take_ups(link, None)
@@ -68,12 +68,14 @@ class TestStatuses(Base):
         # OB/OL is the sentinel's own decision (snap.ob) and LB is never served, whatever the
         # UPS says: a stock upsmon seeing OB LB would shut down on its own, out of tier order
         snap, v = self.view()
-        link = FakeLink(q1(B_OB | 0x40 | B_TEST))
+        link = FakeLink(q1(B_OB | 0x40 | B_AVR, vout=260.0))
         snap.take_ups(link, None)
-        self.assertEqual(v.status("apps"), "OL CAL")
+        self.assertEqual(v.status("apps"), "OL BOOST")
         snap.ob = True
-        self.assertEqual(v.status("apps"), "OB CAL")
-        self.assertEqual(snap.tokens(), "OB CAL")
+        self.assertEqual(v.status("apps"), "OB BOOST")
+        snap.lb = True
+        self.assertEqual(v.status("apps"), "OB BOOST")
+        self.assertEqual(snap.tokens(), "OB BOOST LB")  # the console shows LB
 
     def test_link_lost_serves_no_ups_statuses(self):
         snap, v = self.view()
@@ -92,15 +94,16 @@ class TestStatuses(Base):
         self.assertEqual(v.status("apps"), "OL")
         con.update(0b1111110, 10)
         snap.take_ups(None, con)
-        self.assertEqual(v.status("apps"), "OL RB BYPASS CAL OFF OVER")
-        self.assertEqual(v.status("db"), "OL RB BYPASS CAL OFF OVER")
+        self.assertEqual(v.status("apps"), "OL RB BYPASS OFF OVER")
+        self.assertEqual(v.status("db"), "OL RB BYPASS OFF OVER")
 
     def test_unchanged_inputs_are_not_recomputed(self):
         # the control step calls take_ups every 100 ms: same reply, same tuple, no allocation
         snap, v = self.view()
-        link = FakeLink(q1(B_TEST))
+        link = FakeLink(q1(B_AVR, vout=200.0))
         snap.take_ups(link, None)
         first = snap.ups_toks
+        self.assertEqual(first, ("TRIM",))
         snap.take_ups(link, None)
         self.assertIs(snap.ups_toks, first)
 

@@ -18,7 +18,8 @@
 #   {"op": "logged_in", "ups": u}                -> {"clients": [[addr, user], ...]}
 #   {"op": "events"}                             -> {"events": [[kind, ups, addr, user, how, ms]]}
 #   {"op": "stats"}      -> {"stats": {...}, "conns": n, "mem_alloc": n, "mem_free": n,
-#                            "mem_base": heap in use once listening, "done": provider actions}
+#                            "mem_base": heap in use once listening, "done": provider actions,
+#                            "reads": {ups: vars() calls, one per GET VAR, stale or not}}
 #   {"op": "quit"}
 import sys
 import json
@@ -74,6 +75,7 @@ class FakeProvider:
                 "stale": False,
             }
         self.done = []  # (ups, what) actions performed, for tests
+        self.reads = {}  # ups -> vars() calls: how many polls a UPS has had, stale or not
 
     def ups_names(self):
         return self.order
@@ -82,6 +84,7 @@ class FakeProvider:
         return self.u[ups]["status"]
 
     def vars(self, ups):
+        self.reads[ups] = self.reads.get(ups, 0) + 1
         d = self.u[ups]
         if d["stale"]:
             return None
@@ -153,7 +156,7 @@ def main():
             gc.collect()
             return {"ok": True, "stats": srv.stats, "conns": len(srv.conns),
                     "mem_alloc": gc.mem_alloc(), "mem_free": gc.mem_free(),
-                    "mem_base": mem.get("base", 0), "done": prov.done}
+                    "mem_base": mem.get("base", 0), "done": prov.done, "reads": prov.reads}
         elif op == "quit":
             stop.set()
         else:

@@ -316,6 +316,116 @@ def test_upsmon_secondary_obeys_fsd_and_logs_out(ours):
         assert c.cmd("GET VAR databases ups.status") == ['VAR databases ups.status "OB DISCHRG"']
 
 
+# NUT 2.8 statuses the sentinel passes through from the UPS (firmware nutview.py); OB and OL
+# are the sentinel's own, LB and CAL it never serves
+NUT28_STATUSES = ["ALARM OL", "OL OFF", "OL BYPASS", "OL TRIM", "OL BOOST", "OL OVER", "OL RB",
+                  "ALARM OB RB BYPASS OFF OVER TRIM BOOST"]
+
+
+def _wait_reads(h, ups, more, timeout):
+    """Until the server has answered `more` further GET VAR on `ups` (polls, stale or not)."""
+    start = h.control(op="stats")["reads"].get(ups, 0)
+    deadline = time.monotonic() + timeout
+    while h.control(op="stats")["reads"].get(ups, 0) < start + more:
+        assert time.monotonic() < deadline, "upsmon stopped polling %s" % ups
+        time.sleep(0.05)
+
+
+def _upsmons(h, ups):
+    """A secondary and a primary upsmon on `ups`, logged in (DEADTIME 3 s, polls every 1 s)."""
+    mons = [RealUpsmon([Monitor(ups, "127.0.0.1", h.port, "mon", "monpass")],
+                       pollfreq=1, deadtime=3, hostsync=3, finaldelay=0),
+            RealUpsmon([Monitor(ups, "127.0.0.1", h.port, "admin", "secret", "primary")],
+                       pollfreq=1, deadtime=3, hostsync=3, finaldelay=0)]
+    try:
+        for m in mons:
+            m.start()
+            m.wait_logged_in(5)
+    except BaseException:
+        for m in mons:
+            m.stop()
+        raise
+    return mons
+
+
+def _lost_on_battery_shuts_down(h, ups, mons, last):
+    """Serve `last` (on battery), then stale data beyond DEADTIME: True if every upsmon ran
+    its SHUTDOWNCMD (upsmon's own fail-safe for a UPS lost while on battery), False if none
+    did while they went on polling for twice DEADTIME."""
+    h.control(op="status", ups=ups, value=last)
+    _wait_reads(h, ups, len(mons), 10)
+    h.control(op="stale", ups=ups, on=True)
+    try:
+        deadline = time.monotonic() + 20
+        start = h.control(op="stats")["reads"].get(ups, 0)
+        while True:
+            done = [m.shutdown_time() is not None for m in mons]
+            if all(done):
+                return True
+            polls = h.control(op="stats")["reads"].get(ups, 0) - start
+            if not any(done) and polls >= 6 * len(mons):
+                return False
+            assert time.monotonic() < deadline, (done, polls, mons[1].log()[-1500:])
+            time.sleep(0.05)
+    finally:
+        h.control(op="stale", ups=ups, on=False)
+
+
+def test_nut28_statuses_never_shut_upsmon_down(ours):
+    """The real upsmon 2.8.0, secondary and primary, sees every status the sentinel may pass
+    through, then loses the data (stale) while the UPS was last seen on bypass and off: no
+    shutdown. Its fail-safe still works after all of them: lost while on battery (with every
+    status served), both shut down."""
+    ours.control(op="fsd", ups="apps", on=False)
+    mons = _upsmons(ours, "apps")
+    try:
+        for st in NUT28_STATUSES:
+            ours.control(op="status", ups="apps", value=st)
+            _wait_reads(ours, "apps", 2 * len(mons), 10)  # two polls from each upsmon
+            assert [m.shutdown_time() for m in mons] == [None, None], (st, mons[0].log()[-1500:])
+        ours.control(op="status", ups="apps", value="OL BYPASS OFF")
+        _wait_reads(ours, "apps", len(mons), 10)
+        ours.control(op="stale", ups="apps", on=True)
+        try:
+            _wait_reads(ours, "apps", 5 * len(mons), 15)  # beyond DEADTIME 3 s
+            assert [m.shutdown_time() for m in mons] == [None, None], mons[0].log()[-1500:]
+        finally:
+            ours.control(op="stale", ups="apps", on=False)
+        assert _lost_on_battery_shuts_down(ours, "apps", mons, NUT28_STATUSES[-1]), \
+            mons[1].log()[-1500:]
+    finally:
+        for m in mons:
+            m.stop()
+        ours.control(op="fsd", ups="apps", on=False)  # the primary raised it
+        ours.control(op="status", ups="apps", value="OL")
+
+
+def _upsmon_version():
+    r = subprocess.run([os.path.join(nutreal.NUT_BIN, "upsmon"), "-V"], capture_output=True,
+                       text=True, timeout=10)
+    return (r.stdout + r.stderr).strip().rsplit(" ", 1)[-1]
+
+
+def test_why_cal_is_not_served_upsmon_280_keeps_it(ours):
+    """upsmon 2.8.0 never clears a CAL it has seen: afterwards it counts no OB LB as critical,
+    and a UPS lost while on battery no longer shuts the server down. (Should NUT on CI change,
+    this fails and says to reconsider serving CAL.)"""
+    if _upsmon_version() != "2.8.0":
+        pytest.skip("the CAL latch is a fact about upsmon 2.8.0")
+    ours.control(op="fsd", ups="apps", on=False)
+    mons = _upsmons(ours, "apps")
+    try:
+        ours.control(op="status", ups="apps", value="OL CAL")
+        _wait_reads(ours, "apps", 2 * len(mons), 10)
+        assert not _lost_on_battery_shuts_down(ours, "apps", mons, "OB")
+        assert "also calibrating - not declaring a critical state" in mons[0].log()
+    finally:
+        for m in mons:
+            m.stop()
+        ours.control(op="fsd", ups="apps", on=False)
+        ours.control(op="status", ups="apps", value="OL")
+
+
 def test_stale_and_wait(ours):
     with ours.client() as c:
         ours.control(op="stale", ups="databases", on=True)

@@ -9,12 +9,14 @@ has not made progress for nut.stale_s, or when the control step has not publishe
 ups.status: OL or OB is the sentinel's own decision and LB is never served (a stock upsmon
 seeing OB LB shuts its server down by itself, out of tier order); the UPS's other statuses
 (_PASS, from the link's Q1 bits or the contacts) and ALARM with ups.alarm are served as the
-UPS reports them, the same on every tier (only FSD, the server's, differs per tier).
+UPS reports them, the same on every tier (only FSD, the server's, differs per tier). Never CAL:
+upsmon 2.8.0 keeps a CAL it has seen until it restarts, and then never counts OB LB as
+critical, not even a sentinel lost while on battery (docs/nut-clients.md).
 """
 from sentinel.version import VERSION
 
-# UPS statuses passed through: upsmon 2.8.0 only notifies on these (docs/nut-clients.md)
-_PASS = ("RB", "BYPASS", "CAL", "OFF", "OVER", "TRIM", "BOOST")
+# UPS statuses passed through: upsmon 2.8.0 ignores them or only notifies
+_PASS = ("RB", "BYPASS", "OFF", "OVER", "TRIM", "BOOST")
 # a list variable with no item (an empty value is dropped by dummy-ups and its repeater)
 _NONE = "none"
 
