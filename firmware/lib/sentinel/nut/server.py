@@ -22,7 +22,7 @@ Optional (absent: nothing writable, no instant commands):
                                          "INVALID-VALUE", "INSTCMD-FAILED"...), sent as ERR.
 Calls are synchronous and must be quick (they run inside the connection task).
 
-Actions (NutServer.actions; the sentinel sets rwvars.NutActions): when set, commands and
+Actions (NutServer(..., actions=) or .actions; the sentinel sets rwvars.NutActions): when set, commands and
 writable variables come from it instead of the provider, with who asked:
   cmds(ups), rw_vars(ups)                as above; a kind may be "RANGE NUMBER"
   rw_values(ups) -> [(var, value), ...]  the writable variables' values (served with vars())
@@ -127,7 +127,8 @@ class Conn:
 
 
 class NutServer:
-    def __init__(self, cfg_nut, provider, now_ms_fn, sleep_ms=None, maxline=512, limiter=None):
+    def __init__(self, cfg_nut, provider, now_ms_fn, sleep_ms=None, maxline=512, limiter=None,
+                 actions=None):
         """cfg_nut: the "nut" section as config.validate() makes it (every key present)."""
         self.provider = provider
         self.now_ms = now_ms_fn
@@ -148,7 +149,7 @@ class NutServer:
         self.on_login = None
         self.on_logout = None
         self.on_fsd = None
-        self.actions = None
+        self.actions = actions
         self.stats = {"conns": 0, "refused": 0, "shed": 0, "idle": 0, "abuse": 0,
                       "auth_fail": 0, "errors": 0}
         self._srv = None
@@ -455,7 +456,7 @@ class NutServer:
         r = None
         if sub == "RANGE" and self.actions is not None:
             kv = self._lookup(c[0], a[2])
-            r = self.actions.range(c[0], kv[0])
+            r = None if kv is None else self.actions.range(c[0], kv[0])
         if r is None:
             return P.begin_list(q) + P.end_list(q)  # no enumerated variables served
         return "%sRANGE %s %s \"%d\" \"%d\"\n%s" % (P.begin_list(q), ups, a[2], r[0], r[1],
