@@ -22,8 +22,8 @@ Optional (absent: nothing writable, no instant commands):
                                          "INVALID-VALUE", "INSTCMD-FAILED"...), sent as ERR.
 Calls are synchronous and must be quick (they run inside the connection task).
 
-Actions (NutServer(..., actions=) or .actions; the sentinel sets rwvars.NutActions): when set, commands and
-writable variables come from it instead of the provider, with who asked:
+Actions (NutServer(..., actions=) or .actions; the sentinel sets rwvars.NutActions): when
+set, commands and writable variables come from it instead of the provider, with who asked:
   cmds(ups), rw_vars(ups)                as above; a kind may be "RANGE NUMBER"
   rw_values(ups) -> [(var, value), ...]  the writable variables' values (served with vars())
   range(ups, var) -> (lo, hi) | None     LIST RANGE
