@@ -29,14 +29,25 @@ $(STUBS): $(STAMP)
 
 setup: $(STAMP) $(STUBS)
 
-# Debian packages the tests use: NUT's real upsd/upsmon/upsc/nutdrv_qx to compare against, and
-# tmux to drive `monitor` in a real terminal.
-SYSTEM_PKGS = nut-client nut-server tmux
-nut:
-	@if [ ! -x /lib/nut/upsd ] || ! command -v upsc >/dev/null || ! command -v tmux >/dev/null; then \
+# Debian packages the tests use: NUT's real upsd/upsmon/upsc/nutdrv_qx to compare against, tmux
+# to drive `monitor` in a real terminal, and the NUT clients of test_nut_clients.py (check_ups,
+# collectd's nut plugin; node-nut from npm, pinned, into build/npm).
+SYSTEM_PKGS = nut-client nut-server tmux monitoring-plugins-basic collectd-core
+NODE_NUT = build/npm/node_modules/node-nut/package.json
+nut: $(NODE_NUT)
+	@if [ ! -x /lib/nut/upsd ] || ! command -v upsc >/dev/null || ! command -v tmux >/dev/null \
+	    || [ ! -x /usr/lib/nagios/plugins/check_ups ] || [ ! -e /usr/lib/collectd/nut.so ]; then \
 	  if [ "$$(id -u)" = 0 ]; then \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(SYSTEM_PKGS) >/dev/null; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(SYSTEM_PKGS) >/dev/null; \
 	  else echo "missing Debian packages: run 'sudo apt-get install $(SYSTEM_PKGS)'"; exit 1; fi; fi
+
+$(NODE_NUT):
+	@if ! command -v npm >/dev/null; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null; \
+	  else echo "missing npm: run 'sudo apt-get install nodejs npm'"; exit 1; fi; fi
+	mkdir -p build/npm
+	npm install -s --prefix build/npm --no-audit --no-fund node-nut@1.0.3
 
 demo: setup
 	$(BIN)/powersentinel demo
