@@ -690,3 +690,43 @@ class TestHistory(TestCase):
         finally:
             micropython.heap_unlock()
         self.assertEqual(sm.state, ON_BATTERY)
+
+
+class TestClientFsd(TestCase):
+    def test_allowed_says_what_update_would_obey(self):
+        r = Rig()
+        self.assertEqual([r.sm.allowed(c) for c in ("drill", "drill_stop", "shutdown", "abort")],
+                         [True, False, True, False])
+        r.i.commands.append("drill")
+        r.run(STEP)
+        self.assertEqual([r.sm.allowed(c) for c in ("drill", "drill_stop", "shutdown", "abort")],
+                         [False, True, False, True])
+        self.assertFalse(r.sm.allowed("bogus"))
+
+    def test_client_fsd_is_a_forced_shutdown_from_its_tier_and_is_persisted(self):
+        r = Rig()
+        r.i.commands.append(("fsd", "db"))
+        r.run(STEP)
+        sm = r.sm
+        self.assertEqual((sm.state, sm.shutdown_cause, sm.forced_tier, sm.cancellable),
+                         (SHUTTING_DOWN, sm_mod.CLIENT_FSD, "db", False))
+        d = json.loads(json.dumps(sm.to_dict(r.now)))
+        self.assertEqual(StateMachine.from_dict(r.cfg, d, 0).forced_tier, "db")
+        del d["forced_tier"]  # saved by earlier firmware
+        back = StateMachine.from_dict(r.cfg, d, 0)
+        self.assertEqual((back.state, back.forced_tier), (SHUTTING_DOWN, None))
+
+    def test_a_running_outage_shutdown_is_no_longer_cancelled_by_mains(self):
+        r = Rig(make_cfg(grace_s=0))
+        r.outage()
+        r.run(500)
+        self.assertEqual((r.sm.state, r.sm.cancellable), (SHUTTING_DOWN, True))
+        r.i.commands.append(("fsd", "apps"))
+        r.run(STEP)
+        self.assertFalse(r.sm.cancellable)
+        self.assertEqual(r.recs[-1][3], sm_mod.CLIENT_FSD)
+        r.i.mains_lost = False
+        r.i.mains_good = True
+        r.i.ups_on_battery = False
+        r.run(10000)
+        self.assertEqual(r.sm.state, SHUTTING_DOWN)

@@ -2,7 +2,7 @@ import asyncio
 
 from mpunit import TestCase
 
-from sentinel import config, q1fmt
+from sentinel import config, q1, q1fmt
 from sentinel.upslink import LOST, OK, INIT, UpsLink
 
 Q1_OL = b"(230.0 230.0 230.0 020 50.0 27.3 25.0 00001000\r"
@@ -295,3 +295,14 @@ class TestRunAndCommands(TestCase):
         self.assertFalse(run(link.cancel_shutdown()))  # NAK
         self.assertRaises(ValueError, lambda: run(link.shutdown_restore(1.5, 0)))
         self.assertEqual(uart.writes.count(b"S01R0000\r"), 2)
+
+    def test_send_an_instant_command(self):
+        st, respond0 = ups()
+        replies = {b"Q\r": b"(NAK\r"}
+        clock, uart, link, _ = make(lambda c: replies.get(c, respond0(c)))
+        self.assertFalse(run(link.send(q1.CMD_TEST)))  # link not up yet
+        run(link.poll_once())
+        self.assertTrue(run(link.send(q1.CMD_LOAD_OFF)))
+        self.assertFalse(run(link.send(q1.CMD_BEEPER)))  # NAK
+        self.assertIn(b"S00R0000\r", uart.writes)
+        self.assertEqual(link.last_command, b"Q\r")
