@@ -248,7 +248,7 @@ def read_lines(proc: subprocess.Popen, n: int, timeout: float) -> list[str]:
                 break
             buf += chunk
             if chunk == b"\n":
-                out.append(buf[:-1].decode("latin-1"))
+                out.append(buf[:-1].decode("utf-8", "replace"))
                 buf = b""
     finally:
         sel.close()
@@ -379,56 +379,74 @@ def fresh_dir(site: Site, client: str, t: Target) -> str:
     return d
 
 
-def collectd(site: Site, t: Target) -> dict:
-    """collectd's nut plugin reading every tier each second into the csv plugin, until its
-    second read; the first read's values are compared (collectd -T may stop before its write
-    threads have written everything)."""
-    d = fresh_dir(site, "collectd", t)
-    conf = write_file(os.path.join(d, "collectd.conf"), (
-                # one read thread: two nut plugin reads at once can crash collectd (SIGSEGV
-                # seen in libupsclient's set-up, against upsd as well)
-                'Hostname "h"\nFQDNLookup false\nInterval 1\nReadThreads 1\n'
-                'BaseDir "%s"\nPIDFile "%s/pid"\n'
-                'PluginDir "%s"\nTypesDB "%s"\nLoadPlugin nut\nLoadPlugin csv\n'
-                '<Plugin nut>\n%s</Plugin>\n<Plugin csv>\n  DataDir "%s/csv"\n'
-                '  StoreRates false\n</Plugin>\n' % (
-                    d, d, COLLECTD_PLUGINS, COLLECTD_TYPES,
-                    "".join('  UPS "%s"\n' % t.ups(u) for u in TIERS), d)))
-    csv = os.path.join(d, "csv")
+class Collectd:
+    """collectd in the foreground with the nut plugin reading every tier each second into the
+    csv plugin."""
 
-    def files():
-        return {os.path.join(root, fn) for root, _, fns in os.walk(csv) for fn in fns}
+    def __init__(self, site: Site, t: Target):
+        self.t = t
+        self.dir = d = fresh_dir(site, "collectd", t)
+        self.csv = os.path.join(d, "csv")
+        conf = write_file(os.path.join(d, "collectd.conf"), (
+            # one read thread: two nut plugin reads at once can crash collectd (SIGSEGV seen
+            # in libupsclient's set-up, against upsd as well)
+            'Hostname "h"\nFQDNLookup false\nInterval 1\nReadThreads 1\n'
+            'BaseDir "%s"\nPIDFile "%s/pid"\n'
+            'PluginDir "%s"\nTypesDB "%s"\nLoadPlugin nut\nLoadPlugin csv\n'
+            '<Plugin nut>\n%s</Plugin>\n<Plugin csv>\n  DataDir "%s/csv"\n'
+            '  StoreRates false\n</Plugin>\n' % (
+                d, d, COLLECTD_PLUGINS, COLLECTD_TYPES,
+                "".join('  UPS "%s"\n' % t.ups(u) for u in TIERS), d)))
+        log = open(os.path.join(d, "log"), "wb")
+        self.proc = subprocess.Popen([COLLECTD, "-f", "-C", conf], stdout=log, stderr=log,
+                                     stdin=subprocess.DEVNULL)
+        log.close()
 
-    def rows(fn):
+    def files(self) -> set[str]:
+        return {os.path.join(root, fn) for root, _, fns in os.walk(self.csv) for fn in fns}
+
+    @staticmethod
+    def rows(fn: str) -> list[str]:
         with open(fn) as f:
             return f.read().splitlines()[1:]
 
-    def read_twice():
-        charge = [f for f in files() if "/percent-charge-" in f]
-        return len(charge) == len(TIERS) and all(len(rows(f)) >= 2 for f in charge)
+    def reads(self) -> int:
+        """Reads written for every tier (rows of its battery charge), the fewest of them."""
+        charge = [f for f in self.files() if "/percent-charge-" in f]
+        return min(len(self.rows(f)) for f in charge) if len(charge) == len(TIERS) else 0
 
-    log = open(os.path.join(d, "log"), "wb")
-    p = subprocess.Popen([COLLECTD, "-f", "-C", conf], stdout=log, stderr=log,
-                         stdin=subprocess.DEVNULL)
-    log.close()
+    def wait_reads(self, n: int, timeout: float) -> None:
+        rc.virtual.wait_for(lambda: self.reads() >= n or self.proc.poll() is not None,
+                            timeout, "collectd's read %d" % n)
+
+    def log(self) -> list[str]:
+        """What the nut plugin logged (a server that hangs up shows here), the port cut."""
+        with open(os.path.join(self.dir, "log"), "rb") as f:
+            text = f.read().decode("latin-1")
+        return [line.replace(":%d" % self.t.port, "").replace(", %d)" % self.t.port, ")")
+                for line in text.splitlines()
+                if line.startswith("nut plugin:") or "read-function of plugin `nut" in line]
+
+    def stop(self) -> None:
+        stop(self.proc)
+
+
+def collectd(site: Site, t: Target) -> dict:
+    """collectd's nut plugin until its second read; the first read's values are compared
+    (collectd -T may stop before its write threads have written everything)."""
+    c = Collectd(site, t)
     try:
-        rc.virtual.wait_for(lambda: read_twice() or p.poll() is not None, 15,
-                            "collectd's second read")
+        c.wait_reads(2, 15)
     finally:
-        stop(p)
-    out = {"collectd exit": str(p.returncode)}
-    with open(os.path.join(d, "log"), "rb") as f:
-        logged = f.read().decode("latin-1")
-    # what the nut plugin logs (a server that hangs up shows here), the address cut
-    for line in logged.splitlines():
-        if line.startswith("nut plugin:"):
-            out["collectd log " + line.replace(":%d" % t.port, "").replace(
-                ", %d)" % t.port, ")")] = "logged"
-    for fn in sorted(files()):
+        c.stop()
+    out = {"collectd exit": str(c.proc.returncode)}
+    for line in c.log():
+        out["collectd log " + line] = "logged"
+    for fn in sorted(c.files()):
         plugin, name = fn.split(os.sep)[-2:]
         # files are named <type>-<date>: keep the type, and the first row without its epoch
         key = "collectd %s/%s" % (plugin, re.sub(r"-\d{4}-\d\d-\d\d$", "", name))
-        first = rows(fn)[:1]
+        first = c.rows(fn)[:1]
         out[key] = first[0].split(",", 1)[1] if first else "no row"
     return out
 

@@ -132,7 +132,8 @@ def test_eneru_finds_the_site_nominal_voltage(site):
     230 V (at a 120 V site it then reports a permanent brownout)."""
     real, ours = results(site, "eneru")
     assert "eneru Nominal" in ours, ours
-    assert real["eneru Nominal"].startswith("%.1fV (NUT=%.1f" % (H.NOMINAL_V, H.NOMINAL_V)), real
+    assert real["eneru Nominal"].startswith("%.1fV (NUT=%.1f" % (H.NOMINAL_V, H.NOMINAL_V)), (
+        "no input.voltage.nominal in the sentinel's variables (upsd holds a copy)", real)
     assert ours["eneru Nominal"] == real["eneru Nominal"]
 
 
@@ -153,7 +154,7 @@ def _close(socks):
         s.close()
 
 
-def _nut2_poller(t):
+def _nut2_poller(site, t):
     c = H.nut2.PyNUTClient(t.host, t.port, H.ADMIN, H.password(H.ADMIN), timeout=5)
     try:
         assert c.get_var("apps", "ups.status") == "OL"
@@ -180,7 +181,7 @@ print(json.dumps(c.GetUPSVars("apps")[b"ups.status"].decode()), flush=True)
 """
 
 
-def _pynut_poller(t):
+def _pynut_poller(site, t):
     """In its own interpreter: PyNUTClient spins forever on a socket the server closed."""
     p = subprocess.Popen([sys.executable, "-c", _PYNUT_POLLER, t.host, str(t.port)],
                          stdin=subprocess.PIPE, stdout=subprocess.PIPE,
@@ -199,7 +200,7 @@ def _pynut_poller(t):
         H.stop(p)
 
 
-def _aionut_poller(t):
+def _aionut_poller(site, t):
     """Home Assistant's client reconnects silently: count the TCP connections it needs."""
     opened = []
     real_open = ac.asyncio.open_connection
@@ -236,9 +237,9 @@ def test_live_poller_survives_silent_newcomers(site, client):
     """A client that polls without logging in (as these do) is not shed by newcomers that
     have not sent a byte: no error, no reconnect."""
     fn, want = POLLERS[client]
-    got = fn(site.real)
+    got = fn(site, site.real)
     assert got == want, "against upsd: %r" % got
-    got = fn(site.sentinel)
+    got = fn(site, site.sentinel)
     assert got == want, "%s polling the sentinel, after %d silent connections: %r" % (
         client, SILENT, got)
 
