@@ -137,6 +137,28 @@ def test_eneru_finds_the_site_nominal_voltage(site):
     assert ours["eneru Nominal"] == real["eneru Nominal"]
 
 
+def test_aionut_runs_a_command_the_sentinel_offers(site):
+    """Home Assistant's service call: a command from list_commands, run by a user with the
+    INSTCMD right, reaches the UPS (the simulator's beeper); a user without it is refused."""
+    async def go():
+        c = AIONUTClient(site.sentinel.host, site.sentinel.port, H.ADMIN,
+                         H.password(H.ADMIN), timeout=5)
+        mon = AIONUTClient(site.sentinel.host, site.sentinel.port, H.MON, H.password(H.MON),
+                           timeout=5)
+        try:
+            assert "beeper.toggle" in await c.list_commands("apps")
+            with pytest.raises(H.NUTError, match="ACCESS-DENIED"):
+                await mon.run_command("apps", "beeper.toggle")
+            return await c.run_command("apps", "beeper.toggle")
+        finally:
+            c.shutdown()
+            mon.shutdown()
+    before = H.rc.virtual.state(site.board.dir)["ups"]["beeper"]
+    assert asyncio.run(go()) == "OK"
+    H.rc.virtual.wait_for(lambda: H.rc.virtual.state(site.board.dir)["ups"]["beeper"] != before,
+                          5, "the UPS beeper to toggle")
+
+
 # -- live pollers and silent newcomers ----------------------------------------------------------
 SILENT = 8  # the sentinel's max_conns: sockets that connect and never send a byte
 
