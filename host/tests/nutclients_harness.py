@@ -17,7 +17,6 @@ import re
 import selectors
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -128,8 +127,8 @@ class Repeater(RealUpsd):
 
 class Site:
     """One virtual board (the sentinel) and one real upsd holding a copy of its data, plus
-    repeaters made on demand. Results are cached per client, so the tests of differences and
-    those of known defects share one run."""
+    repeaters made on demand. Results are cached per client, so the comparison and the tests
+    that look further into one client's result share one run."""
 
     def __init__(self, workdir: str):
         self.workdir = workdir
@@ -603,7 +602,7 @@ class GoNutClient:
         return out
 
     def new_ups(self, name: str) -> dict:
-        u = {"name": name}
+        u: dict = {"name": name}
         u["clients"] = [l[len("CLIENT %s " % name):]
                         for l in self.send("LIST CLIENT " + name)[1:-1]]
         u["commands"] = {}
