@@ -562,9 +562,10 @@ def nut2_client(site: Site, t: Target) -> dict:
 
 
 class GoNutClient:
-    """The request sequence of the Go client go.nut (github.com/robbiet480/go.nut), which
-    Prometheus's nut_exporter uses, with its parsing and its strictness: any ERR fails the
-    whole scrape, and a reply line that does not split as it expects is an error too.
+    """The request sequence of the Go client go.nut (robbiet480/go.nut: nut.go and ups.go at
+    commit 0715702), which Prometheus's nut_exporter uses, with its parsing and strictness:
+    any ERR fails the whole scrape, and a reply line that does not split as it expects is an
+    error too.
 
     NewClient: VER, NETVER. Authenticate: USERNAME, PASSWORD. GetUPSList: LIST UPS, then for
     each UPS (NewUPS): LIST CLIENT, LIST CMD (GET CMDDESC for each), GET UPSDESC,
