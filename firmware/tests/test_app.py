@@ -411,6 +411,33 @@ class TestRareOps(TestCase):
             os.rmdir(root)
 
 
+class TestLazyWake(TestCase):
+    def test_wake_on_lan_loads_with_the_first_wake_not_at_boot(self):
+        import sys
+
+        sys.modules.pop("sentinel.wol", None)  # other test modules of this run import it
+        con = Console()
+        root = _root()
+        try:
+            board = FakeBoard(_cfg(), "down")
+            s = Sentinel(board, board.cfg, "defaults", [], write=con.write, root=root)
+            self.assertNotIn("sentinel.wol", sys.modules)
+            self.assertIsNone(s.wol)
+            # the sequencer's wake: a burst, skipped here with a record (the network is down)
+            self.assertEqual(asyncio.run(s.control.seq.wake("02:00:00:00:00:01", "10.0.0.9")),
+                             0)
+            self.assertIn("sentinel.wol", sys.modules)
+            self.assertEqual((s.wol.skipped, s.wol.port), (1, board.cfg["recovery"]["wol_port"]))
+            self.assertEqual(con.logs("wol_skipped")[0]["reason"], "network down")
+            w = s.wol
+            asyncio.run(s.control.seq.wake("02:00:00:00:00:01"))
+            self.assertIs(s.wol, w)  # one sender (one socket) for the board's life
+        finally:
+            asyncio.new_event_loop()
+            _rmtree(root)
+            os.rmdir(root)
+
+
 class TestNutView(TestCase):
     def view(self, now=10000):
         snap = Snapshot(["apps", "db"])

@@ -100,6 +100,25 @@ class TestAppendRead(JournalBase):
         self.assertEqual(j.read(13, 10), [])
         self.assertEqual(j.last_seq(), 12)
 
+    def test_reading_shares_the_batch_buffer_only_when_nothing_is_pending(self):
+        # one 2 KB buffer for the journal's life: reads use the batch buffer once it is empty,
+        # and never overwrite records still waiting in it
+        j = Journal(MNT, batch_n=5)
+        for k in range(7):
+            j.append("test", {"k": k})
+        self.assertEqual(j.pending(), 2)
+        self.assertFalse(j._readbuf() is j._buf)
+        self.assertEqual(_seqs(j.read(0, 100)), [1, 2, 3, 4, 5, 6, 7])
+        self.assertEqual(j.first_seq(), 1)
+        j.flush()
+        self.assertEqual(_seqs(j.read(0, 100)), [1, 2, 3, 4, 5, 6, 7])  # the pending two landed
+        self.assertIs(j._readbuf(), j._buf)
+        self.assertEqual(_seqs(j.read(3, 2)), [3, 4])
+        j.append("test", {"k": 7})
+        self.assertEqual(j.read(8, 1)[0][3:], ("test", {"k": 7}))
+        j.flush()
+        self.assertEqual(_seqs(Journal(MNT).read(0, 100)), list(range(1, 9)))
+
     def test_unknown_type_kept_by_name(self):
         j = Journal(MNT)
         j.append("weird_event", {"a": 1}, critical=True)

@@ -44,12 +44,12 @@ class Sentinel:
         from sentinel.sensing import Sensing
         from sentinel.sequencer import ContactLoadOff, Sequencer
         from sentinel.statemachine import StateMachine
-        from sentinel.wol import Sender
 
         rt = Runtime(board, cfg, Journal(root, epoch_fn=board.time), write, root)
         self.rt = rt
         self.reboot = False
         self.main_task = None
+        self.wol = None    # the wol.Sender, once a power-on has woken a host
         m = cfg["mains"]
         ups = cfg["ups"]
         link = None
@@ -88,16 +88,13 @@ class Sentinel:
                             (cfg["mains"]["nominal_v"], cfg["mains"]["nominal_hz"]))
         nut = NutServer(cfg["nut"], self.view, rt.now)
         self.nut = nut
-        rec = cfg["recovery"]
-        sender = Sender(rec["wol_broadcast"], rec["wol_port"], log=rt.log,
-                        net_state=board.network_state)
         if link is not None:
             actions = link
         elif ups["shutdown_output"] is not None:
             actions = ContactLoadOff(self._pulse_output)
         else:
             actions = None
-        seq = Sequencer(cfg, nut, actions, rt.journal_fn, rt.now, wake=sender.send,
+        seq = Sequencer(cfg, nut, actions, rt.journal_fn, rt.now, wake=self._wake,
                         health=Health(nut, net_state=board.network_state))
         if saved and saved.get("seq"):
             seq.restore(saved["seq"], now, elapsed_ms=down_ms)
@@ -113,6 +110,16 @@ class Sentinel:
         rt.console.handlers = self.ops.handlers()
         self.cfg_source = cfg_source
         self.cfg_errors = list(cfg_errors)
+
+    def _wake(self, mac, addr=None):
+        # Wake-on-LAN runs only in a power-on sequence: its module loads with the first wake,
+        # not at boot (saves device heap; boards without ROMFS hold every module's code in RAM)
+        if self.wol is None:
+            from sentinel.wol import Sender
+            rec = self.rt.cfg["recovery"]
+            self.wol = Sender(rec["wol_broadcast"], rec["wol_port"], log=self.rt.log,
+                              net_state=self.rt.board.network_state)
+        return self.wol.send(mac, addr)
 
     async def _pulse_output(self):
         # a contact-closure UPS: close its shutdown input for a second

@@ -272,7 +272,6 @@ class Journal:
         self._pend = 0  # records pending
         self._pend_first = 0  # seq of the first pending record
         self._pend_ms = 0  # now_ms of the first pending record
-        self._sbuf = bytearray(_SCAN_BUF)  # read/scan buffer, preallocated once
         self._segs = []  # first-seq names of the segments, oldest first
         self._cur_size = 0  # bytes in the newest segment
         self._next = 1
@@ -302,12 +301,18 @@ class Journal:
         out.sort()
         return out
 
-    def _scan(self, f):
+    def _readbuf(self):
+        # Reading shares the batch buffer (one 2 KB buffer fewer on the heap for the board's
+        # life): free whenever no record is pending, as after the flush a log read does first.
+        # With records pending (a flush failing on flash), a temporary buffer for this read.
+        return bytearray(_SCAN_BUF) if self._n else self._buf
+
+    def _scan(self, f, buf):
         """Yield (file offset, buf index, length) of each valid record of an open file; the
-        record is self._sbuf[index:index+length], valid until the next iteration. The caller
+        record is buf[index:index+length] (buf from _readbuf()), valid until the next
+        iteration. The caller
         owns the file, so leaving the loop early closes it (MicroPython does not finalise
         abandoned generators)."""
-        buf = self._sbuf
         mv = memoryview(buf)
         cap = len(buf)
         n = f.readinto(buf) or 0
@@ -343,16 +348,17 @@ class Journal:
         path = self._seg_path(name)
         last = -1
         end = 0
+        buf = self._readbuf()
         with open(path, "rb") as f:
-            for off, i, r in self._scan(f):
-                last = _seq_at(self._sbuf, i)
+            for off, i, r in self._scan(f, buf):
+                last = _seq_at(buf, i)
                 end = off + r
         return last, end, os.stat(path)[6]
 
     def _truncate(self, path, size):
         # MicroPython files cannot truncate: copy the valid prefix, then rename over (atomic).
         tmp = self.log_dir + "/trunc.tmp"
-        buf = self._sbuf
+        buf = self._readbuf()
         mv = memoryview(buf)
         with open(path, "rb") as src:
             with open(tmp, "wb") as dst:
@@ -493,15 +499,16 @@ class Journal:
         k = 0
         while k + 1 < len(segs) and segs[k + 1] <= from_seq:
             k += 1
+        buf = self._readbuf()
         for name in segs[k:]:
             try:
                 f = open(self._seg_path(name), "rb")
             except OSError:
                 continue  # removed by a flush that freed space
             with f:
-                for off, i, r in self._scan(f):
-                    if _seq_at(self._sbuf, i) > last:
-                        rec = _decode(self._sbuf, i)
+                for off, i, r in self._scan(f, buf):
+                    if _seq_at(buf, i) > last:
+                        rec = _decode(buf, i)
                         out.append(rec)
                         last = rec[0]
                         if len(out) >= max_n:
@@ -519,10 +526,11 @@ class Journal:
 
     def first_seq(self):
         """Seq of the oldest record kept (flushed or pending), None if empty."""
+        buf = self._readbuf() if self._segs else None
         for name in self._segs:
             with open(self._seg_path(name), "rb") as f:
-                for off, i, r in self._scan(f):
-                    return _seq_at(self._sbuf, i)
+                for off, i, r in self._scan(f, buf):
+                    return _seq_at(buf, i)
         return self._pend_first if self._pend else None
 
     def last_seq(self):
