@@ -70,8 +70,12 @@ def firmware_files():
     return out
 
 
-def build(arch, outdir, progress=None):
-    """Compile into outdir; returns [(dest, local file, sha256)]."""
+def build(arch, outdir, progress=None, in_heap=False):
+    """Compile into outdir; returns [(dest, local file, sha256)]. in_heap: the modules will be
+    loaded into the heap (no ROMFS), so they are compiled without line numbers (-O3: about
+    3 % less heap for the firmware's code; a traceback then names functions, not lines). The
+    firmware has no assert, so -O3 changes nothing else. In ROMFS the code costs no heap, and
+    keeps its line numbers."""
     root = firmware_dir()
     files = firmware_files()
     built = []
@@ -83,6 +87,8 @@ def build(arch, outdir, progress=None):
             cmd = mpy_cross_cmd() + ["-o", local, "-s", rel]
             if arch:
                 cmd.append("-march=%s" % arch)
+            if in_heap:
+                cmd.append("-O3")
             r = subprocess.run(cmd + [src], capture_output=True, text=True)
             if r.returncode:
                 raise DeployError("mpy-cross failed on %s: %s" % (rel, r.stderr.strip()))
@@ -215,7 +221,7 @@ def deploy(port, dry_run=False, progress=None, reboot=True, log=print, use_romfs
         old = b.read_manifest()
         rom_size = b.romfs_size() if use_romfs else 0
         with tempfile.TemporaryDirectory(prefix="psv-deploy-") as tmp:
-            built = build(arch, tmp, progress)
+            built = build(arch, tmp, progress, in_heap=not rom_size)
             image = romfs_image(built, tmp) if rom_size else None
             if image is not None and len(image) > rom_size:
                 raise DeployError("the firmware (%d bytes) does not fit the board's ROMFS "
