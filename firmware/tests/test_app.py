@@ -405,6 +405,14 @@ class TestRareOps(TestCase):
                 h["config_put_commit"]({"length": 2, "sha256": "0" * 64})
             self.assertNotIn("sentinel.ops_rare", sys.modules)
             self.assertIsNone(s.ops.upload)  # a damaged upload is forgotten
+            # the table is the Ops object: handlers looked up per request, unknown ops absent
+            self.assertIs(h, s.ops)
+            self.assertEqual(h.get("ping")({}), "pong")
+            self.assertIsNotNone(h.get("time_set"))
+            self.assertIsNone(h.get("nope"))
+            self.assertIsNone(h.get("handlers"))  # only console ops, not any attribute
+            with self.assertRaises(KeyError):
+                h["nope"]
         finally:
             asyncio.new_event_loop()
             _rmtree(root)

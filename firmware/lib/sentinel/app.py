@@ -107,7 +107,7 @@ class Sentinel:
         self.ops = Ops(rt, self.sensing, link, battery, sm, seq, cov, nut, self.net, self.lag,
                        snap, self.control.inputs.commands, self._reboot_soon, cfg_source,
                        cfg_errors)
-        rt.console.handlers = self.ops.handlers()
+        rt.console.handlers = self.ops
         self.cfg_source = cfg_source
         self.cfg_errors = list(cfg_errors)
 

@@ -1,6 +1,6 @@
 """The console operations (identify, status, config_get, config_put_chunk, config_put_commit,
-log_read, capture_list, capture_read, drill_start, time_set, ping): their handler table, their
-arguments and replies.
+log_read, capture_list, capture_read, drill_start, time_set, ping): their handler table (the
+Ops object itself), their arguments and replies.
 
 The rarely used ones (a config push, reading a capture) live in sentinel.ops_rare, imported
 for the request and forgotten after it, so their code does not stay on the heap. No handler
@@ -12,6 +12,8 @@ from sentinel.runtime import drop_modules
 from sentinel.version import PROTOCOL, VERSION
 
 _RARE = ("config_put_chunk", "config_put_commit", "capture_read")
+_OPS = ("ping", "identify", "status", "config_get", "log_read", "capture_list", "drill_start",
+        "time_set")
 
 
 class Ops:
@@ -40,14 +42,24 @@ class Ops:
         self.reboot = reboot      # async fn() a config commit runs to reboot
         self.upload = None        # offset expected next of a config upload in progress
 
-    def handlers(self):
-        h = {"ping": lambda req: "pong", "identify": self.identify, "status": self.status,
-             "config_get": self.config_get, "log_read": self.log_read,
-             "capture_list": self.capture_list, "drill_start": self.drill_start,
-             "time_set": self.time_set}
-        for name in _RARE:
-            h[name] = self._rare(name)
+    def get(self, op):
+        """The handler of console op `op`, or None: Ops is the ConsoleServer's handler table.
+        The handler is looked up per request, not kept in a dict of bound methods and closures
+        for the board's life (saves device heap)."""
+        if op in _OPS:
+            return getattr(self, op)
+        if op in _RARE:
+            return self._rare(op)
+        return None
+
+    def __getitem__(self, op):
+        h = self.get(op)
+        if h is None:
+            raise KeyError(op)
         return h
+
+    def ping(self, req):
+        return "pong"
 
     def _rare(self, name):
         def call(req):
