@@ -412,6 +412,17 @@ class TestConnections(Base):
         self.assertFalse(self.srv._make_room())
         self.assertIsNone(quiet.gone)
 
+    def test_a_login_step_alone_does_not_protect_a_socket(self):
+        # one USERNAME per socket must not let an attacker hold places a real client needs
+        poller = self.conn("10.0.0.40")
+        self.speak(poller)
+        half = self.conn("10.0.0.41")
+        self.speak(half, b"USERNAME x\n")
+        self.speak(half, b"PASSWORD y\n")
+        self.assertTrue(self.srv._make_room())
+        self.assertEqual(half.gone, "shed")
+        self.assertIsNone(poller.gone)
+
     def test_limiter_injected(self):
         srv = NutServer(server_cfg(), self.prov, self.clock, limiter=LoginLimiter(free=9))
         c = Conn("10.1.1.1", 1, 0, 64)

@@ -55,8 +55,8 @@ MASTER, FSD, SET and INSTCMD, as upsd does, with a per-address delay after repea
 roles: "secondary" may LOGIN, "primary" may LOGIN, PRIMARY/MASTER and FSD; "actions" adds FSD,
 SET, INSTCMD (every instant command) per user, "instcmds" the named commands (or "ALL"). At
 most max_conns connections: a newcomer beyond that sheds a connection that is neither logged in
-nor active (sent a request within active_ms, half of idle_timeout_s): first the oldest that
-never sent a request, else the one idle longest; if there is none, the newcomer is refused. So
+nor active (sent a request other than USERNAME/PASSWORD within active_ms, half of
+idle_timeout_s): first the oldest that never sent such a request, else the one idle longest; if there is none, the newcomer is refused. So
 a client that keeps polling is never pushed out by sockets that do not speak. Idle connections
 are dropped after idle_timeout_s. Input is bounded per connection (protocol.LineParser).
 """
@@ -79,6 +79,7 @@ _ROLE_ACTIONS = {
 _F_USER = 1  # USERNAME and PASSWORD must come first (upsd's FLAG_USER)
 _READ_CHUNK = 128
 _TRACK_KEEP = 4
+_LOGIN_STEPS = ("USERNAME", "PASSWORD")
 
 
 def peer_addr(pe):
@@ -628,11 +629,14 @@ class NutServer:
             if r == P.ABUSE:
                 return "abuse"
             conn.last_ms = self.now_ms()
-            conn.heard = True
             if p.too_long:
                 reply = P.err(P.TOO_LONG)
             else:
                 args = p.args()
+                # a login step alone is not activity: a real client sends USERNAME, PASSWORD and
+                # LOGIN at once, and one USERNAME per socket must not buy a protected place
+                if not args or args[0].upper() not in _LOGIN_STEPS:
+                    conn.heard = True
                 d = self.auth_delay_ms(conn, args)
                 if d:
                     await self._sleep_ms(d)
