@@ -146,18 +146,32 @@ def test_sampling_goes_on_through_the_isr_counters_wrap(tmp_path, profile):
         virtual.stop(d)
 
 
-def _mpremote(port, *args):
-    r = subprocess.run([venv_tool("mpremote"), "connect", port, "resume"] + list(args),
-                       capture_output=True, text=True, timeout=30)
+def _mpremote(d, port, *args):
+    """mpremote on the running board. The one retry: the virtual board's known limitation
+    (docs/bench.md): a Ctrl-C landing while the heap is locked, as it is in every hard IRQ on this
+    profile, kills the interpreter; mpremote then waits forever on the pty. The retry is allowed
+    only when that is what happened (the board's last reset is a crash)."""
+    cmd = [venv_tool("mpremote"), "connect", port, "resume"] + list(args)
+    boots = virtual.info(d)["boots"]
+    try:
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=30)
+    except subprocess.TimeoutExpired:
+        meta = virtual.info(d)
+        assert meta["boots"] > boots and meta["reset_cause"] == "crash", meta
+        wait_for(lambda: virtual.info(d).get("firmware"), 30, "the board to boot after the crash")
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=30)
     assert r.returncode == 0, r.stdout + r.stderr
     return r.stdout
 
 
 def _reboot_with(d, port, code):
     boots = virtual.info(d)["boots"]
-    _mpremote(port, "exec", "--no-follow", code)
-    wait_for(lambda: virtual.info(d)["boots"] > boots and virtual.info(d).get("firmware"), 30,
-             "the board to boot again")
+    _mpremote(d, port, "exec", "--no-follow", code)
+
+    def rebooted():  # by the code, not by a crash that _mpremote retried after
+        meta = virtual.info(d)
+        return meta["boots"] > boots and meta["reset_cause"] != "crash" and meta.get("firmware")
+    wait_for(rebooted, 30, "the board to boot again")
     with Link(port) as link:
         return link.request("identify")["reset_cause"]
 
@@ -171,8 +185,8 @@ def test_rp2_reset_causes_and_the_watchdog_at_the_repl(vboard):
     assert _reboot_with(d, port, "from hal._mcu import McuBoard\nMcuBoard().reset()") == "hard"
     assert _reboot_with(d, port, "import machine\nmachine.reset()") == "wdt"
     wait_for(lambda: virtual.state(d)["wdt_ms"], 20, "the firmware to arm its watchdog")
+    assert "42" in _mpremote(d, port, "exec", "print(6 * 7)")  # interrupts the firmware: the REPL
     boots = virtual.info(d)["boots"]
-    assert "42" in _mpremote(port, "exec", "print(6 * 7)")  # interrupts the firmware: the REPL
     st = virtual.state(d)
     assert st["wdt_ms"] == 8000, st["wdt_ms"]  # still armed: never stopped through the wire
     deadline = time.monotonic() + 2.5 * st["wdt_ms"] / 1000
@@ -180,7 +194,7 @@ def test_rp2_reset_causes_and_the_watchdog_at_the_repl(vboard):
         assert virtual.info(d)["boots"] == boots, "the watchdog reset the board at the REPL"
         time.sleep(0.5)
     assert virtual.state(d)["wdt_ms"] == 8000
-    assert "ok" in _mpremote(port, "exec", "print('ok')")
+    assert "ok" in _mpremote(d, port, "exec", "print('ok')")
 
 
 def test_virtual_start_takes_a_profile_and_a_plain_pico_runs_without_network(tmp_path):
