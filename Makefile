@@ -30,16 +30,21 @@ $(STUBS): $(STAMP)
 setup: $(STAMP) $(STUBS)
 
 # Debian packages the tests use: NUT's real upsd/upsmon/upsc/nutdrv_qx to compare against, tmux
-# to drive `monitor` in a real terminal, and the NUT clients of test_nut_clients.py (check_ups,
-# collectd's nut plugin; node-nut from npm, pinned, into build/npm).
-SYSTEM_PKGS = nut-client nut-server tmux monitoring-plugins-basic collectd-core
+# to drive `monitor` in a real terminal, the NUT clients of test_nut_clients.py (check_ups,
+# collectd's nut plugin; node-nut from npm, pinned, into build/npm), the receivers of the
+# sentinel's alerts (rsyslog, Mosquitto), the Prometheus server that scrapes /metrics, headless
+# Chromium for the status page, and NSS's certutil for upsmon over TLS. The tests start their
+# own instances of these servers on loopback ports; none is used as a system service.
+SYSTEM_PKGS = nut-client nut-server tmux monitoring-plugins-basic collectd-core \
+	rsyslog mosquitto mosquitto-clients prometheus chromium fonts-dejavu-core libnss3-tools
 NODE_NUT = build/npm/node_modules/node-nut/package.json
 nut: $(NODE_NUT)
-	@if [ ! -x /lib/nut/upsd ] || ! command -v upsc >/dev/null || ! command -v tmux >/dev/null \
-	    || [ ! -x /usr/lib/nagios/plugins/check_ups ] || [ ! -e /usr/lib/collectd/nut.so ]; then \
+	@missing=$$(for p in $(SYSTEM_PKGS); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null \
+	    | grep -q '^install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(SYSTEM_PKGS) >/dev/null; \
-	  else echo "missing Debian packages: run 'sudo apt-get install $(SYSTEM_PKGS)'"; exit 1; fi; fi
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	  else echo "missing Debian packages: run 'sudo apt-get install" $$missing"'"; exit 1; fi; fi
 
 $(NODE_NUT):
 	@if ! command -v npm >/dev/null; then \
