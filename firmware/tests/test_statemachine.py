@@ -425,6 +425,37 @@ class TestLoadOffCompletion(TestCase):
         self.assertEqual(r2.transitions(), [(LOAD_OFF, WAIT_MAINS, "load_off_done")])
         self.assertFalse(r2.i.powered_up)  # consumed: it happens once per boot
 
+    def test_resumed_on_battery_waits_for_the_link_to_answer(self):
+        # A sentinel that saved ON_BATTERY reboots: its Q1 link has not answered yet. That is
+        # not a lost link, so it must not shut the site down before the UPS had time to answer.
+        r = Rig()
+        r.outage()
+        r.run(STEP)
+        self.assertEqual(r.sm.state, ON_BATTERY)
+        d = json.loads(json.dumps(r.sm.to_dict(r.now)))
+        r2 = Rig(r.cfg, r.now + 5000, StateMachine.from_dict(r.cfg, d, r.now + 5000))
+        r2.i = Inputs(mains_lost=True, mains_good=False, ups_link_ok=False, ups_link_known=False)
+        r2.run(3000)
+        self.assertEqual(r2.sm.state, ON_BATTERY)
+        self.assertEqual(r2.events(), [])  # no ups_link_lost either
+        # the link answers and the UPS is on line: the outage ends as usual
+        r2.i = Inputs(ups_charge=100, ups_runtime=1200)
+        r2.run(30000)
+        self.assertEqual(r2.sm.state, ONLINE)
+
+    def test_resumed_on_battery_with_a_link_that_never_answers(self):
+        # once the link module declares it lost (link_lost_s without a reply), the policy holds
+        r = Rig()
+        r.outage()
+        r.run(STEP)
+        d = json.loads(json.dumps(r.sm.to_dict(r.now)))
+        r2 = Rig(r.cfg, r.now + 5000, StateMachine.from_dict(r.cfg, d, r.now + 5000))
+        r2.i = Inputs(mains_lost=True, mains_good=False, ups_link_ok=False, ups_link_known=False)
+        r2.run(3000)
+        r2.i.ups_link_known = True
+        r2.run(STEP)
+        self.assertEqual(r2.first(SHUTTING_DOWN)[3], "ups_link_lost")
+
     def test_powered_up_outside_load_off_changes_nothing(self):
         r = Rig()
         r.i.powered_up = True

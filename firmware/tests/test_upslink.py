@@ -186,9 +186,11 @@ class TestPolling(TestCase):
         for _ in range(4):
             run(link.poll_once())
         self.assertEqual(link.state, INIT)  # 3 s since the first poll
+        self.assertFalse(link.link_known)   # not answered yet is not lost
         for _ in range(3):
             run(link.poll_once())
         self.assertEqual(link.state, LOST)
+        self.assertTrue(link.link_known)
         self.assertEqual(uart.writes, [b"Q1\r"] * 7)  # no F / I without a live UPS
         self.assertIsNone(link.charge)
 

@@ -155,6 +155,40 @@ def test_ups_low_battery_flashes_on_line_are_logged_not_obeyed(q1board):
         assert not [r for r in recs if r["type"] == "state"], _causes(recs)
 
 
+def test_reboot_on_battery_waits_for_the_ups_link_before_judging_it(q1board):
+    # A sentinel that reboots during an outage resumes ON_BATTERY before its Q1 link has
+    # answered. Not answered yet is not lost: it must not shut the site down for "ups_link_lost"
+    # (it did, at once, on the first control step after the boot).
+    b = q1board
+    with rc.link(b) as lk:
+        b.wires({"mains": "off"})
+        try:
+            virtual.wait_for(lambda: lk.request("status")["state"]["name"] == "ON_BATTERY", 10,
+                             "the outage to be seen")
+            boots = b.boots()
+            b.kill()
+            b.wait_booted(boots)
+            b.refresh()
+        except BaseException:
+            b.wires({"mains": "on"})
+            raise
+    try:
+        with rc.link(b) as lk:
+            s0 = max(r["seq"] for r in _log_since(lk, 0) if r["type"] == "boot")
+            virtual.wait_for(lambda: lk.request("status")["ups"]["link"] == "ok", 10,
+                             "the Q1 link to answer after the reboot")
+            st = lk.request("status")["state"]["name"]
+            causes = _causes(_log_since(lk, s0))
+            assert st == "ON_BATTERY", (st, causes)
+            assert ("state", "ups_link_lost") not in causes, causes
+            assert ("policy", "ups_link_lost") not in causes, causes
+    finally:
+        b.wires({"mains": "on"})
+    with rc.link(b) as lk:
+        virtual.wait_for(lambda: lk.request("status")["state"]["name"] == "ONLINE", 30,
+                         "the outage to end")
+
+
 @pytest.fixture(scope="module")
 def contactboard(tmp_path_factory):
     d = str(tmp_path_factory.mktemp("ct") / "b")

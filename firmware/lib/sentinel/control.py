@@ -62,6 +62,7 @@ class Control:
             toks = link.status
             i.ups_link_configured = True
             i.ups_link_ok = ok
+            i.ups_link_known = bool(link.link_known)
             i.ups_on_battery = ok and ("OB" in toks)
             i.ups_low_battery = ok and ("LB" in toks)
             i.ups_charge = link.charge if ok else None
@@ -70,6 +71,7 @@ class Control:
         elif con is not None:
             i.ups_link_configured = True
             i.ups_link_ok = bool(con.ready)
+            i.ups_link_known = bool(con.ready)  # still debouncing its first reading
             i.ups_on_battery = bool(con.has("OB"))
             i.ups_low_battery = bool(con.has("LB"))
             i.ups_output_off = bool(con.has("OFF"))

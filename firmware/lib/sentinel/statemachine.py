@@ -92,6 +92,8 @@ class Inputs:
     ups_on_battery    UPS says OB          ups_low_battery   UPS says LB
     ups_charge        battery %, or None   ups_runtime       seconds, or None
     ups_link_ok       the UPS link answers (the link module applies link_lost_s)
+    ups_link_known    the link has given a verdict, ok or lost (False while a link that just
+                      started has not yet answered nor timed out: that is not a lost link)
     ups_link_configured  a UPS link exists (ups.link is not "none")
     ups_output_off    the UPS says its output is off (Q1 or an OFF contact)
     commands          console and NUT commands, consumed by update(): "drill", "drill_stop",
@@ -103,7 +105,7 @@ class Inputs:
     def __init__(self, mains_lost=False, mains_good=True, mains_present=True, ups_on_battery=False,
                  ups_low_battery=False, ups_charge=None, ups_runtime=None, ups_link_ok=True,
                  ups_link_configured=True, ups_output_off=False, commands=None,
-                 powered_up=False):
+                 powered_up=False, ups_link_known=True):
         self.mains_lost = mains_lost
         self.mains_good = mains_good
         self.mains_present = mains_present
@@ -112,6 +114,7 @@ class Inputs:
         self.ups_charge = ups_charge
         self.ups_runtime = ups_runtime
         self.ups_link_ok = ups_link_ok
+        self.ups_link_known = ups_link_known
         self.ups_link_configured = ups_link_configured
         self.ups_output_off = ups_output_off
         self.commands = [] if commands is None else commands
@@ -296,8 +299,10 @@ class StateMachine:
             self._lb_reported = False
         low = lb and (ob or lb_long)
 
-        link_lost = i.ups_link_configured and not i.ups_link_ok
-        if i.ups_link_configured and i.ups_link_ok != self._link_ok:
+        # A link still waiting for its first reply after boot is not lost: a sentinel that
+        # resumes ON_BATTERY must not shut the site down before the UPS had time to answer.
+        link_lost = i.ups_link_configured and i.ups_link_known and not i.ups_link_ok
+        if i.ups_link_configured and i.ups_link_known and i.ups_link_ok != self._link_ok:
             self._link_ok = i.ups_link_ok
             self._event(now, LINK_RESTORED if i.ups_link_ok else LINK_LOST)
 

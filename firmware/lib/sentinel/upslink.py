@@ -92,6 +92,7 @@ class UpsLink:
     # Read-only, computed on access by one __getattr__ (eight properties would cost ~1.3 KB of
     # heap on the device):
     #   link_ok            state == OK
+    #   link_known         state != INIT: the link has answered, or has timed out for good
     #   input_v, input_hz, output_v, load, battery_v
     #                      the last Q1 reading's field while the link is OK, else None
     #   on_battery, shutdown_active
@@ -103,6 +104,8 @@ class UpsLink:
     def __getattr__(self, name):
         if name == "link_ok":
             return self.state == OK
+        if name == "link_known":
+            return self.state != INIT
         if name in _READINGS:
             q = self.q1
             if q is None or self.state != OK:
