@@ -14,6 +14,7 @@ sys.path.insert(0, "host/powersentinel/virtual/rom")
 from blockdev import FileBlockDev  # noqa: E402
 
 from sentinel.journal import Journal  # noqa: E402
+from sentinel import journalread  # noqa: E402
 
 IMG = "/tmp/ps_journal_bench.img"
 MNT = "/flash"
@@ -40,11 +41,11 @@ def run(batch, n_events):
         us = time.ticks_diff(time.ticks_us(), t0)
         erases, writes = bd.erases - e0, bd.writes - w0
         segs = j.segments()
-        rec_bytes = sum(s[1] for s in segs) / (j.last_seq() - j.first_seq() + 1)
+        rec_bytes = sum(s[1] for s in segs) / (j.last_seq() - journalread.first_seq(j) + 1)
         assert j.last_seq() == n_events
         return {"batch": batch, "events": n_events, "erases": erases, "programs": writes,
                 "erase_per_event": erases / n_events, "prog_per_event": writes / n_events,
-                "us_per_event": us / n_events, "segments": len(segs), "first": j.first_seq(),
+                "us_per_event": us / n_events, "segments": len(segs), "first": journalread.first_seq(j),
                 "rec_bytes": rec_bytes}
     finally:
         vfs.umount(MNT)

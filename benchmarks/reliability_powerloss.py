@@ -40,7 +40,8 @@ import reliability_common as rc  # noqa: E402  # pyright: ignore[reportMissingIm
 from reliability_common import LinkError, virtual  # noqa: E402  # pyright: ignore  # pyright: ignore[reportMissingImports]
 
 from sentinel import config as fwconfig  # noqa: E402  # pyright: ignore[reportMissingImports]
-from sentinel.journal import decode_records, encode_record  # noqa: E402  # pyright: ignore[reportMissingImports]
+from sentinel.journal import encode_record  # noqa: E402  # pyright: ignore[reportMissingImports]
+from sentinel.journalread import decode_records  # noqa: E402  # pyright: ignore[reportMissingImports]
 
 CRITICAL = ("boot", "state", "config", "mains_lost", "stuck")
 SEG_SIZE, MAX_SEGS = 32768, 8   # sentinel.journal.Journal defaults, as app.py builds it

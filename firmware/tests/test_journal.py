@@ -13,6 +13,7 @@ from blockdev import FileBlockDev  # noqa: E402
 
 from sentinel import journal as J  # noqa: E402
 from sentinel.journal import Journal  # noqa: E402
+from sentinel import journalread as JR  # noqa: E402
 
 MNT = "/flash"
 
@@ -74,7 +75,7 @@ class JournalBase(TestCase):
 class TestAppendRead(JournalBase):
     def test_roundtrip_and_fields(self):
         j = Journal(MNT, batch_n=100)
-        self.assertIsNone(j.first_seq())
+        self.assertIsNone(JR.first_seq(j))
         self.assertIsNone(j.last_seq())
         s1 = j.append("mains_lost", {"v": 12.5, "why": "rms"}, now_ms=1234, epoch=1700000000)
         s2 = j.append("boot", None, now_ms=1300, epoch=1700000001)
@@ -83,11 +84,11 @@ class TestAppendRead(JournalBase):
         self.assertEqual(j.pending(), 3)
         self.assertEqual(j.flush(), 3)
         self.assertEqual(j.pending(), 0)
-        recs = j.read(0, 10)
+        recs = JR.read(j, 0, 10)
         self.assertEqual(recs[0], (1, 1700000000, 1234, "mains_lost", {"v": 12.5, "why": "rms"}))
         self.assertEqual(recs[1], (2, 1700000001, 1300, "boot", None))
         self.assertEqual(recs[2], (3, 0, 1400, "mains_lost", b"\x00\xff\xa5"))
-        self.assertEqual((j.first_seq(), j.last_seq()), (1, 3))
+        self.assertEqual((JR.first_seq(j), j.last_seq()), (1, 3))
 
     def test_read_window_and_pending_visible(self):
         j = Journal(MNT, batch_n=5)
@@ -95,9 +96,9 @@ class TestAppendRead(JournalBase):
             j.append("test", {"k": k})
         self.assertEqual(j.pending(), 2)  # 10 flushed in two batches
         self.assertEqual(j.committed, 10)
-        self.assertEqual(_seqs(j.read(4, 3)), [4, 5, 6])
-        self.assertEqual(_seqs(j.read(9, 100)), [9, 10, 11, 12])  # 11, 12 still in RAM
-        self.assertEqual(j.read(13, 10), [])
+        self.assertEqual(_seqs(JR.read(j, 4, 3)), [4, 5, 6])
+        self.assertEqual(_seqs(JR.read(j, 9, 100)), [9, 10, 11, 12])  # 11, 12 still in RAM
+        self.assertEqual(JR.read(j, 13, 10), [])
         self.assertEqual(j.last_seq(), 12)
 
     def test_reading_shares_the_batch_buffer_only_when_nothing_is_pending(self):
@@ -108,26 +109,26 @@ class TestAppendRead(JournalBase):
             j.append("test", {"k": k})
         self.assertEqual(j.pending(), 2)
         self.assertFalse(j._readbuf() is j._buf)
-        self.assertEqual(_seqs(j.read(0, 100)), [1, 2, 3, 4, 5, 6, 7])
-        self.assertEqual(j.first_seq(), 1)
+        self.assertEqual(_seqs(JR.read(j, 0, 100)), [1, 2, 3, 4, 5, 6, 7])
+        self.assertEqual(JR.first_seq(j), 1)
         j.flush()
-        self.assertEqual(_seqs(j.read(0, 100)), [1, 2, 3, 4, 5, 6, 7])  # the pending two landed
+        self.assertEqual(_seqs(JR.read(j, 0, 100)), [1, 2, 3, 4, 5, 6, 7])  # the pending two landed
         self.assertIs(j._readbuf(), j._buf)
-        self.assertEqual(_seqs(j.read(3, 2)), [3, 4])
+        self.assertEqual(_seqs(JR.read(j, 3, 2)), [3, 4])
         j.append("test", {"k": 7})
-        self.assertEqual(j.read(8, 1)[0][3:], ("test", {"k": 7}))
+        self.assertEqual(JR.read(j, 8, 1)[0][3:], ("test", {"k": 7}))
         j.flush()
-        self.assertEqual(_seqs(Journal(MNT).read(0, 100)), list(range(1, 9)))
+        self.assertEqual(_seqs(JR.read(Journal(MNT), 0, 100)), list(range(1, 9)))
 
     def test_unknown_type_kept_by_name(self):
         j = Journal(MNT)
         j.append("weird_event", {"a": 1}, critical=True)
-        self.assertEqual(j.read(0, 1)[0][3:], ("weird_event", {"a": 1}))
+        self.assertEqual(JR.read(j, 0, 1)[0][3:], ("weird_event", {"a": 1}))
 
     def test_epoch_fn(self):
         j = Journal(MNT, epoch_fn=lambda: 1234567)
         j.append("boot")
-        self.assertEqual(j.read(0, 1)[0][1], 1234567)
+        self.assertEqual(JR.read(j, 0, 1)[0][1], 1234567)
 
     def test_payload_limit(self):
         j = Journal(MNT)
@@ -152,7 +153,7 @@ class TestFlushPolicy(JournalBase):
         self.assertEqual(j.flushes, 0)
         j.append("test", big)  # does not fit: the first is flushed to make room
         self.assertEqual((j.flushes, j.pending()), (1, 1))
-        self.assertEqual(_seqs(j.read(0, 5)), [1, 2])
+        self.assertEqual(_seqs(JR.read(j, 0, 5)), [1, 2])
 
     def test_age_trigger_and_wrap(self):
         j = Journal(MNT, batch_n=100, max_age_ms=1000)
@@ -198,15 +199,15 @@ class TestRotation(JournalBase):
         self.assertEqual(len(files), 3)
         for name, size in j.segments():
             self.assertLessEqual(size, 1024)
-        first = j.first_seq()
+        first = JR.first_seq(j)
         self.assertGreater(first, 100)  # old segments were deleted
         self.assertEqual(int(files[0][:8], 16), first)  # named by first seq
-        recs = j.read(0, 1000)
+        recs = JR.read(j, 0, 1000)
         self.assertEqual(_seqs(recs), list(range(first, 201)))
         for r in recs:
             self.assertEqual(r[4]["k"], r[0] - 1)
         # read from the middle of a later segment touches only the segments it needs
-        self.assertEqual(_seqs(j.read(190, 3)), [190, 191, 192])
+        self.assertEqual(_seqs(JR.read(j, 190, 3)), [190, 191, 192])
 
     def test_batch_never_straddles(self):
         j = Journal(MNT, seg_size=600, max_segments=4, batch_n=3)
@@ -234,10 +235,10 @@ class TestReopen(JournalBase):
         j.flush()
         self.fl.remount()
         j = Journal(MNT, batch_n=4)
-        self.assertEqual((j.first_seq(), j.last_seq(), j.next_seq()), (1, 10, 11))
+        self.assertEqual((JR.first_seq(j), j.last_seq(), j.next_seq()), (1, 10, 11))
         self.assertEqual(j.append("boot"), 11)
         j.flush()
-        self.assertEqual(_seqs(j.read(0, 100)), list(range(1, 12)))
+        self.assertEqual(_seqs(JR.read(j, 0, 100)), list(range(1, 12)))
 
     def test_unflushed_records_lost_not_reused_wrongly(self):
         j = Journal(MNT, batch_n=100)
@@ -248,7 +249,7 @@ class TestReopen(JournalBase):
         self.fl.remount()
         j = Journal(MNT)
         self.assertEqual(j.next_seq(), 6)
-        self.assertEqual(j.read(0, 100)[-1][4], {"k": 4})
+        self.assertEqual(JR.read(j, 0, 100)[-1][4], {"k": 4})
 
     def test_seq_continues_across_rotation(self):
         j = Journal(MNT, seg_size=500, max_segments=2, batch_n=3)
@@ -258,7 +259,7 @@ class TestReopen(JournalBase):
         self.fl.remount()
         j = Journal(MNT, seg_size=500, max_segments=2, batch_n=3)
         self.assertEqual(j.next_seq(), 101)
-        self.assertEqual(j.read(0, 1000)[-1][0], 100)
+        self.assertEqual(JR.read(j, 0, 1000)[-1][0], 100)
 
 
 class TestRecovery(JournalBase):
@@ -281,7 +282,7 @@ class TestRecovery(JournalBase):
         self.assertEqual(os.stat(path)[6], size)  # cut back to the last valid record
         self.assertEqual(j.next_seq(), 11)
         j.append("test", {"k": "after"}, critical=True)
-        recs = j.read(0, 100)
+        recs = JR.read(j, 0, 100)
         self.assertEqual(_seqs(recs), list(range(1, 12)))
         self.assertEqual(recs[-1][4], {"k": "after"})
         self.assertEqual(Journal(MNT).recovered, 0)  # clean now
@@ -309,7 +310,7 @@ class TestRecovery(JournalBase):
         j = Journal(MNT, seg_size=300, max_segments=4)
         self.assertNotIn(files[-1], _seg_files())
         self.assertEqual(j.next_seq(), name)  # never reuses a seq that may have been written
-        self.assertEqual(j.read(0, 100)[-1][0], name - 1)
+        self.assertEqual(JR.read(j, 0, 100)[-1][0], name - 1)
 
     def test_crc_corruption_skips_only_that_record(self):
         path = self._fill(10)
@@ -320,7 +321,7 @@ class TestRecovery(JournalBase):
             f.seek(4 * rec_len + J.HDR + 3)
             f.write(bytes([b[0] ^ 0x01]))
         j = Journal(MNT)
-        recs = j.read(0, 100)
+        recs = JR.read(j, 0, 100)
         self.assertEqual(_seqs(recs), [1, 2, 3, 4, 6, 7, 8, 9, 10])
         for r in recs:
             self.assertEqual(r[4], {"k": r[0] - 1, "pad": "p" * 10})
@@ -332,16 +333,16 @@ class TestRecovery(JournalBase):
         with open(path, "r+b") as f:
             f.seek(2 * rec_len + 2)  # record 3's length: now claims a longer payload
             f.write(b"\xf0\x01")
-        self.assertEqual(_seqs(Journal(MNT).read(0, 100)), [1, 2, 4, 5, 6])
+        self.assertEqual(_seqs(JR.read(Journal(MNT), 0, 100)), [1, 2, 4, 5, 6])
 
     def test_decode_records_cpython_codec(self):
         blob = (J.encode_record(7, "dip", {"v": 150.0}, epoch=5, ms=9) + b"\x13\xa5junk"
                 + J.encode_record(8, "x_custom", {"a": [1, 2]}) + J.encode_record(9, 2, b"raw"))
-        self.assertEqual(J.decode_records(blob), [
+        self.assertEqual(JR.decode_records(blob), [
             (7, 5, 9, "dip", {"v": 150.0}), (8, 0, 0, "x_custom", {"a": [1, 2]}),
             (9, 0, 0, "reset", b"raw")])
-        self.assertEqual(J.decode_records(blob[:-1]), J.decode_records(blob)[:2])
-        self.assertEqual(J.record_dict((1, 2, 3, "boot", None)),
+        self.assertEqual(JR.decode_records(blob[:-1]), JR.decode_records(blob)[:2])
+        self.assertEqual(JR.record_dict((1, 2, 3, "boot", None)),
                          {"seq": 1, "epoch": 2, "ms": 3, "type": "boot", "data": None})
 
     def test_crc32_matches_fallback(self):
@@ -362,10 +363,10 @@ class TestFlashFull(TestCase):
             self.assertEqual((j.last_error, j.dropped), (28, 0))
             self.assertEqual(j.pending(), 0)  # ...and recovered by dropping old segments
             seqs = []  # page through: read() holds its whole answer in RAM
-            page = j.read(0, 100)
+            page = JR.read(j, 0, 100)
             while page:
                 seqs += _seqs(page)
-                page = j.read(seqs[-1] + 1, 100)
+                page = JR.read(j, seqs[-1] + 1, 100)
             self.assertEqual(seqs[-1], 1500)
             self.assertEqual(seqs, list(range(seqs[0], 1501)))
         finally:
@@ -380,13 +381,13 @@ class TestCaptures(JournalBase):
         cid = j.save_capture({"rate": 4000, "pre_ms": 100}, data, now_ms=5)
         self.assertEqual(cid, 2)  # the seq of its "capture" record
         self.assertEqual(j.pending(), 0)  # the announcing record is on flash
-        self.assertEqual(j.read(2, 1)[0][3:], ("capture", {"bytes": 4096}))
+        self.assertEqual(JR.read(j, 2, 1)[0][3:], ("capture", {"bytes": 4096}))
         meta_len = len(b'{"rate":4000,"pre_ms":100}')
         self.assertEqual(j.list_captures(), [(2, 16 + meta_len + 4096 + 4)])
-        meta, d = j.read_capture(cid)
+        meta, d = JR.read_capture(j, cid)
         self.assertEqual(meta, {"rate": 4000, "pre_ms": 100})
         self.assertEqual(d, data)
-        self.assertIsNone(j.read_capture(99))
+        self.assertIsNone(JR.read_capture(j, 99))
 
     def test_corrupt_capture_detected(self):
         j = Journal(MNT)
@@ -396,7 +397,7 @@ class TestCaptures(JournalBase):
             f.seek(300)
             f.write(b"\x02")
         with self.assertRaises(ValueError):
-            j.read_capture(cid)
+            JR.read_capture(j, cid)
 
     def test_count_and_bytes_caps(self):
         j = Journal(MNT, max_captures=3, max_capture_bytes=10000)
@@ -407,7 +408,7 @@ class TestCaptures(JournalBase):
         caps = j.list_captures()
         self.assertEqual([c[0] for c in caps], ids[-2:])  # bytes cap: 3 would exceed 10000
         self.assertLessEqual(sum(c[1] for c in caps), 10000)
-        self.assertEqual(j.read_capture(ids[-1])[1], b"\x0a" * 4500)
+        self.assertEqual(JR.read_capture(j, ids[-1])[1], b"\x0a" * 4500)
         with self.assertRaises(ValueError):
             j.save_capture({}, bytes(20000))
 
@@ -427,6 +428,6 @@ class TestCaptures(JournalBase):
         self.assertEqual(j.next_seq(), orphan + 1)  # never reuses a capture id
         self.assertNotIn("junk.tmp", os.listdir(MNT + "/cap"))
         with self.assertRaises(ValueError):
-            j.read_capture(orphan)
-        self.assertEqual(j.read_capture(cid)[1], b"abc")
+            JR.read_capture(j, orphan)
+        self.assertEqual(JR.read_capture(j, cid)[1], b"abc")
         self.assertEqual(j.save_capture({}, b"d"), orphan + 1)

@@ -43,6 +43,7 @@ from blockdev import FileBlockDev  # noqa: E402
 
 import sentinel.journal as jmod  # noqa: E402
 from sentinel.journal import Journal  # noqa: E402
+from sentinel import journalread as JR  # noqa: E402
 
 out = sys.stdout
 
@@ -125,11 +126,11 @@ except OSError as e:
     sys.exit(3)
 
 j = Journal("/", seg_size=SEG_SIZE, max_segments=MAX_SEGS, batch_n=1000, batch_bytes=4096)
-out.write("F %s %s %d %d %d\n" % (j.first_seq(), j.last_seq(), j.next_seq(), j.recovered,
+out.write("F %s %s %d %d %d\n" % (JR.first_seq(j), j.last_seq(), j.next_seq(), j.recovered,
                                    len(j.segments())))
 seq = 0
 while True:
-    page = j.read(seq + 1, 32)
+    page = JR.read(j, seq + 1, 32)
     if not page:
         break
     for r in page:

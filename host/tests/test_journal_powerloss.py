@@ -33,7 +33,7 @@ import pytest
 from powersentinel.paths import use_firmware_lib
 
 use_firmware_lib()
-from sentinel.journal import decode_records  # noqa: E402
+from sentinel.journalread import decode_records  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.normpath(os.path.join(HERE, "..", ".."))

@@ -37,7 +37,6 @@ class Sentinel:
         from sentinel.capture import Capture
         from sentinel.control import Control
         from sentinel.coverage import Coverage
-        from sentinel.health import Health
         from sentinel.journal import Journal
         from sentinel.mains import MainsMonitor
         from sentinel.nut.server import NutServer
@@ -95,7 +94,7 @@ class Sentinel:
         else:
             actions = None
         seq = Sequencer(cfg, nut, actions, rt.journal_fn, rt.now, wake=self._wake,
-                        health=Health(nut, net_state=board.network_state))
+                        net_state=board.network_state)
         if saved and saved.get("seq"):
             seq.restore(saved["seq"], now, elapsed_ms=down_ms)
         cov = Coverage(cfg, nut, rt.journal_fn, now)

@@ -16,9 +16,21 @@ Outputs:
   nut_vars(tier) -> [("sentinel.coverage.connected", "web1,web2"),
                      ("sentinel.coverage.missing", "db2,db3"), ...]   for the tier's NUT UPS
 """
-from sentinel.health import logged_in_addrs, norm_addr
-
 WARN_AFTER_MS = 30000  # upsmon reconnects within a few POLLFREQ (5 s): shorter gaps are normal
+
+
+def norm_addr(a):
+    """An address as the NUT server reports it, comparable with the config: IPv4-mapped IPv6
+    ("::ffff:10.0.0.5") becomes the IPv4 form; names compare case-insensitively."""
+    a = a.lower()
+    if a.startswith("::ffff:") and "." in a:
+        return a[7:]
+    return a
+
+
+def logged_in_addrs(nut, tier):
+    """Normalised addresses of the clients logged in to `tier` (duplicates kept)."""
+    return [norm_addr(a) for a, _u in nut.logged_in(tier)]
 
 
 class Coverage:

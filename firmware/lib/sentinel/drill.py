@@ -6,7 +6,7 @@ half notes which configured hosts are logged in to their tier (and which unknown
 the probe time has run out; `report()` turns the findings and the last real sequence's measured
 figures into the estimate of what a real outage would take.
 """
-from sentinel.health import logged_in_addrs
+from sentinel.coverage import logged_in_addrs
 from sentinel.seqstate import seconds
 
 _LIST_MAX = 16  # unknown addresses kept per tier

@@ -26,6 +26,8 @@ try:
 except ImportError:  # a board built without networking: tcp checks fail, never crash
     socket = None
 
+from sentinel.coverage import logged_in_addrs, norm_addr
+
 KINDS = ("nut", "tcp", "none")
 _POLL_STEP_MS = 20
 
@@ -45,20 +47,6 @@ def parse(health):
         if p.isdigit() and 0 < int(p) < 65536:
             return "tcp", int(p)
     raise ValueError("bad health check " + health)
-
-
-def norm_addr(a):
-    """An address as the NUT server reports it, comparable with the config: IPv4-mapped IPv6
-    ("::ffff:10.0.0.5") becomes the IPv4 form; names compare case-insensitively."""
-    a = a.lower()
-    if a.startswith("::ffff:") and "." in a:
-        return a[7:]
-    return a
-
-
-def logged_in_addrs(nut, tier):
-    """Normalised addresses of the clients logged in to `tier` (duplicates kept)."""
-    return [norm_addr(a) for a, _u in nut.logged_in(tier)]
 
 
 async def tcp_check(addr, port, timeout_ms=3000, now_ms=None):

@@ -1,6 +1,8 @@
 """Event journal: append-only, CRC-protected records in rotating segment files, plus waveform
-captures. Runs under MicroPython on the device; the record codec (`encode_record`,
-`decode_records`, `TYPES`) also runs under CPython so the host decodes what the device sends.
+captures. Runs under MicroPython on the device; the record codec (`encode_record`, `TYPES`,
+and `journalread.decode_records`) also runs under CPython so the host decodes what the device
+sends. Reading (records by seq, the oldest kept, captures) is `journalread`'s, loaded only by
+what reads.
 
 Record format (version 1), little-endian, 21 + L bytes:
     off  size  field
@@ -190,52 +192,9 @@ def _seq_at(mv, i):
     return struct.unpack_from("<I", mv, i + 4)[0]
 
 
-def _decode(mv, i):
-    """The record at mv[i] (already checked) -> (seq, epoch, uptime_ms, type, data)."""
-    fmt = mv[i + 1]
-    ln = mv[i + 2] | (mv[i + 3] << 8)
-    seq, epoch, ms = struct.unpack_from("<III", mv, i + 4)
-    code = mv[i + 16]
-    name = TYPES[code] if code < len(TYPES) else "type%d" % code
-    p = bytes(mv[i + HDR:i + HDR + ln])
-    data = None
-    if fmt == FMT_JSON:
-        try:
-            data = json.loads(p)
-        except ValueError:
-            data = p
-        if code == 0 and isinstance(data, dict) and "_t" in data:
-            name = data.pop("_t")
-    elif fmt == FMT_BYTES:
-        data = p
-    return (seq, epoch, ms, name, data)
-
-
 def _next_magic(buf, i, n):
     j = buf.find(b"\xa5", i, n)
     return n if j < 0 else j
-
-
-def decode_records(blob):
-    """All valid records in a byte string (a segment file or a dump), in stored order, skipping
-    corrupt bytes. CPython and MicroPython."""
-    mv = memoryview(blob)
-    n = len(blob)
-    i = 0
-    out = []
-    while i < n:
-        r = _check(mv, i, n)
-        if r > 0:
-            out.append(_decode(mv, i))
-            i += r
-        else:
-            i = _next_magic(blob, i + 1, n)
-    return out
-
-
-def record_dict(rec):
-    """Record tuple -> dict (for JSON transport over the console)."""
-    return {"seq": rec[0], "epoch": rec[1], "ms": rec[2], "type": rec[3], "data": rec[4]}
 
 
 def _mkdir(path):
@@ -488,51 +447,7 @@ class Journal:
         else:
             self._cur_size += self._n
 
-    # ---- reading --------------------------------------------------------------------------
-    def read(self, from_seq=0, max_n=32):
-        """Up to max_n records with seq >= from_seq, oldest first, including those not yet
-        flushed: list of (seq, epoch, uptime_ms, type, data). Corrupt records are skipped,
-        and seqs are strictly increasing."""
-        out = []
-        last = from_seq - 1
-        segs = self._segs
-        k = 0
-        while k + 1 < len(segs) and segs[k + 1] <= from_seq:
-            k += 1
-        buf = self._readbuf()
-        for name in segs[k:]:
-            try:
-                f = open(self._seg_path(name), "rb")
-            except OSError:
-                continue  # removed by a flush that freed space
-            with f:
-                for off, i, r in self._scan(f, buf):
-                    if _seq_at(buf, i) > last:
-                        rec = _decode(buf, i)
-                        out.append(rec)
-                        last = rec[0]
-                        if len(out) >= max_n:
-                            return out
-        mv = memoryview(self._buf)
-        i = 0
-        while i < self._n and len(out) < max_n:
-            r = _check(mv, i, self._n)
-            if _seq_at(mv, i) > last:
-                rec = _decode(mv, i)
-                out.append(rec)
-                last = rec[0]
-            i += r
-        return out
-
-    def first_seq(self):
-        """Seq of the oldest record kept (flushed or pending), None if empty."""
-        buf = self._readbuf() if self._segs else None
-        for name in self._segs:
-            with open(self._seg_path(name), "rb") as f:
-                for off, i, r in self._scan(f, buf):
-                    return _seq_at(buf, i)
-        return self._pend_first if self._pend else None
-
+    # ---- reading: sentinel.journalread ------------------------------------------------------
     def last_seq(self):
         """Seq of the newest record (pending included), None if empty."""
         if self._pend:
@@ -595,21 +510,3 @@ class Journal:
     def list_captures(self):
         """[(id, file size bytes)] oldest first."""
         return [(c, os.stat(self._cap_path(c))[6]) for c in self._list(self.cap_dir, ".cap")]
-
-    def read_capture(self, cid):
-        """-> (meta dict, data bytes), None if no such capture; ValueError if its CRC fails."""
-        try:
-            f = open(self._cap_path(cid), "rb")
-        except OSError:
-            return None
-        with f:
-            blob = f.read()
-        if len(blob) < _CAP_HDR + 4 or blob[:4] != b"SCAP":
-            raise ValueError("capture %d: bad header" % cid)
-        ver, _, ml, id2, dl = struct.unpack_from("<BBHII", blob, 4)
-        end = _CAP_HDR + ml + dl
-        if ver != 1 or id2 != cid or end + 4 != len(blob):
-            raise ValueError("capture %d: bad header" % cid)
-        if crc32(memoryview(blob)[:end]) != struct.unpack_from("<I", blob, end)[0]:
-            raise ValueError("capture %d: CRC mismatch" % cid)
-        return json.loads(blob[_CAP_HDR:_CAP_HDR + ml]), blob[_CAP_HDR + ml:end]

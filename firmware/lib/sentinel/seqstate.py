@@ -16,7 +16,7 @@ Version 1 (earlier firmware) held each tier and host as a positional list, in th
 as the fields above, and the modes "down", "off", "up"; load() still reads it, so a board
 upgraded in the middle of a plan resumes it.
 """
-from sentinel.health import norm_addr, parse
+from sentinel.coverage import norm_addr
 
 # Plan modes (Sequencer.mode; None: no plan).
 MODE_SHUTDOWN = "shutdown"
@@ -64,7 +64,7 @@ class Host:
         self.name = cfg["name"]
         self.addr = norm_addr(cfg["address"])
         self.mac = cfg["mac"]
-        self.kind = parse(cfg["health"])[0]
+        self.kind = cfg["health"].split(":")[0]  # validated: "nut", "none" or "tcp:<port>"
         self.reset()
 
     def reset(self):

@@ -45,7 +45,7 @@ import asyncio
 
 from sentinel import statemachine as S
 from sentinel import seqstate
-from sentinel.health import Health, logged_in_addrs
+from sentinel.coverage import logged_in_addrs
 from sentinel.nutview import ups_list
 from sentinel.seqstate import (CHECKED, DONE, FSD, H_ABSENT, H_GONE, H_IN, H_LOST, H_OUT,
                                H_TIMEOUT, H_UP, H_WAKING, IDLE, LO_FAILED, LO_NONE, LO_PENDING,
@@ -89,12 +89,14 @@ class Sequencer:
     wake         wake(mac, addr) -> anything (an awaitable is spawned), e.g. wol.Sender.send;
                  None: no magic packets (hosts must power on with their outlet)
     health       object with check(tier, host_cfg, now_ms, since_ms) -> True/False/None;
-                 default health.Health(nut)
+                 None: a health.Health(nut, net_state=net_state), built at the first power-on
+                 or drill (the checks' code stays off the device heap until then)
+    net_state    () -> "up" | "down" | "absent" for that Health (Board.network_state)
     spawn        starts a coroutine in the background; default asyncio.create_task
     """
 
     def __init__(self, cfg, nut, ups_actions, journal_fn, now_ms_fn=None, wake=None,
-                 health=None, spawn=None, resume_grace_ms=RESUME_GRACE_MS,
+                 health=None, spawn=None, resume_grace_ms=RESUME_GRACE_MS, net_state=None,
                  drill_probe_ms=DRILL_PROBE_MS):
         self.nut = nut
         self.ups = ups_actions
@@ -102,7 +104,8 @@ class Sequencer:
         self.now_ms = now_ms_fn
         self.wake = wake
         self.spawn = spawn or asyncio.create_task
-        self.health = health if health is not None else Health(nut, spawn=self.spawn)
+        self.health = health
+        self.net_state = net_state
         self.resume_grace_ms = resume_grace_ms
         rec = cfg["recovery"]
         self.boot_ms = rec["boot_timeout_s"] * 1000
@@ -499,7 +502,7 @@ class Sequencer:
         for h in t.hosts:
             if h.state == H_UP or h.state == H_TIMEOUT:
                 continue
-            if self.health.check(t.name, h.cfg, now, h.t0) is True:
+            if self._checks().check(t.name, h.cfg, now, h.t0) is True:
                 h.state = H_UP
                 h.t1 = now
                 took = now - h.t0
@@ -531,6 +534,14 @@ class Sequencer:
         self._sm(sm.tier_progress(now, t.name, t.phase, pid))
         return True
 
+    def _checks(self):
+        # the health checks load with the first power-on or drill that needs them, not at boot
+        # (saves device heap on boards whose modules load into RAM)
+        if self.health is None:
+            from sentinel.health import Health
+            self.health = Health(self.nut, spawn=self.spawn, net_state=self.net_state)
+        return self.health
+
     def _grace_over(self, now):
         """True unless this board resumed a plan less than resume_grace_ms ago."""
         return self.resumed_at is None or now - self.resumed_at >= self.resume_grace_ms
@@ -541,7 +552,7 @@ class Sequencer:
         # imported when a drill starts, not at boot: drills are rare, and this saves device heap
         # on boards whose modules load into RAM
         from sentinel.drill import Drill
-        d = self._drill = Drill(self.tiers, self.nut, self.health, self._drill_probe_ms)
+        d = self._drill = Drill(self.tiers, self.nut, self._checks(), self._drill_probe_ms)
         return d
 
     def _drill_down(self, now, sm):
