@@ -1,0 +1,108 @@
+"""Which journal records are alerts: record type -> (severity, one-line text template).
+
+The table is data: a record whose type is not in it is no alert (the outbox skips it). A
+template names the record's data fields in braces ("{tier}"); a field the record lacks shows
+as "?". State changes take their severity from the state entered (STATE_SEVERITY).
+"""
+
+# RFC 5424 severities, most severe first: the index is the syslog severity number
+SEVERITIES = ("emerg", "alert", "crit", "err", "warning", "notice", "info", "debug")
+
+KINDS = {
+    # the sentinel itself
+    "boot": ("notice", "sentinel started (firmware {fw}, reset cause {cause}, config {config})"),
+    "config": ("notice", "a new configuration was installed"),
+    "config_error": ("err", "configuration problem: {error}"),
+    "stuck": ("alert", "tasks stopped making progress ({tasks}): the watchdog resets the board"),
+    "loop_stall": ("warning", "event loop stalled {ms} ms (limit {limit_ms} ms)"),
+    "network": ("warning", "network is {state}"),
+    "nut_start_failed": ("err", "the NUT server cannot start: {error}"),
+    "alert_test": ("notice", "test alert requested from the console"),
+    "alerts_lost": ("err", "{count} journal records were rotated away before {transport} "
+                           "delivered them (alerts among them are lost)"),
+    # mains
+    "mains_lost": ("crit", "mains lost ({v} V)"),
+    "mains_event": ("warning", "mains {type}: {pct}% of nominal for {duration_ms} ms"),
+    # power state and the plan
+    "state": ("warning", "state {from} -> {to} ({cause})"),
+    "client_fsd": ("crit", "NUT client {user}@{addr} set forced shutdown on {ups}"),
+    "shutdown_start": ("crit", "shutdown started, tiers in order: {tiers}"),
+    "shutdown_cancelled": ("notice", "shutdown cancelled"),
+    "power_on_abandoned": ("warning", "power-on abandoned"),
+    "tier_fsd": ("crit", "tier {tier}: forced shutdown sent to {clients} client(s)"),
+    "tier_done": ("notice", "tier {tier}: every client logged out after {took_ms} ms"),
+    "tier_timeout": ("err", "tier {tier}: clients still logged in after {waited_ms} ms"),
+    "ups_off": ("alert", "UPS load off command (ok: {ok})"),
+    "power_on": ("notice", "power-on: tier {tier}"),
+    "host_up": ("info", "host {host} of tier {tier} is up"),
+    "host_timeout": ("err", "host {host} of tier {tier} did not come up"),
+    "wol_skipped": ("warning", "Wake-on-LAN not sent to {mac}: {reason}"),
+    # coverage and redundancy
+    "coverage_missing": ("warning", "host {host} ({addr}) of tier {tier} is not logged in to NUT"),
+    "coverage_back": ("notice", "host {host} ({addr}) of tier {tier} is logged in again"),
+    # drills and UPS commands (self-tests run as NUT instant commands)
+    "drill": ("notice", "drill finished (ok: {ok}, shutdown {shutdown_s} s)"),
+    "drill_aborted": ("warning", "drill aborted: a real outage takes over"),
+    "nut_instcmd": ("notice", "UPS command {cmd} from {user}@{addr}: {result}"),
+    # UPS
+    "contact_chatter": ("warning", "UPS contacts chatter ({edges} edges)"),
+    "adc_gap": ("info", "mains samples lost ({gaps} gaps)"),
+}
+
+STATE_SEVERITY = {"ONLINE": "notice", "ON_BATTERY": "warning", "SHUTTING_DOWN": "crit",
+                  "LOAD_OFF": "alert", "WAIT_MAINS": "warning", "RESTORING": "notice"}
+
+
+def rank(severity):
+    """0 (emerg) .. 7 (debug); an unknown name ranks as debug."""
+    try:
+        return SEVERITIES.index(severity)
+    except ValueError:
+        return 7
+
+
+def fill(template, data):
+    """The template with each {field} replaced by str(data[field]) ("?" when missing)."""
+    out = []
+    i = 0
+    n = len(template)
+    while i < n:
+        j = template.find("{", i)
+        if j < 0:
+            out.append(template[i:])
+            break
+        k = template.find("}", j)
+        if k < 0:
+            out.append(template[i:])
+            break
+        out.append(template[i:j])
+        v = data.get(template[j + 1:k], "?") if isinstance(data, dict) else "?"
+        if isinstance(v, list):
+            v = ", ".join([str(x) for x in v])
+        out.append(str(v))
+        i = k + 1
+    return "".join(out)
+
+
+def classify(kind, data):
+    """(severity, text) of a record of type `kind`, or None when it is no alert."""
+    k = KINDS.get(kind)
+    if k is None:
+        return None
+    sev = k[0]
+    if kind == "state" and isinstance(data, dict):
+        sev = STATE_SEVERITY.get(data.get("to"), sev)
+    elif kind in ("drill", "ups_off") and isinstance(data, dict) and data.get("ok") is False:
+        sev = "err" if kind == "drill" else "crit"
+    return sev, fill(k[1], data)
+
+
+def alert(rec, site):
+    """The alert dict (see the package contract) of journal record `rec` (seq, epoch, ms,
+    type, data), or None when the record is no alert."""
+    data = rec[4] if isinstance(rec[4], dict) else {}
+    c = classify(rec[3], data)
+    if c is None:
+        return None
+    return {"id": rec[0], "ts": rec[1], "site": site, "kind": rec[3], "severity": c[0],
+            "text": c[1], "data": data}
