@@ -116,7 +116,7 @@ class Sentinel:
             from sentinel.alerts.outbox import Outbox
             self.outbox = Outbox(rt.journal, cfg, root, rt.now, rt.log,
                                  progress=lambda: rt.progress("alerts"))
-            self.ops.alerts = self.outbox
+            self.ops.attach_alerts(self.outbox)
         self.cfg_source = cfg_source
         self.cfg_errors = list(cfg_errors)
 

@@ -125,6 +125,10 @@ class Ops:
             st["alerts"] = self.alerts.status()
         return st
 
+    def attach_alerts(self, outbox):
+        """The alerts Outbox: status reports it, alerts_test needs it."""
+        self.alerts = outbox
+
     def alerts_test(self, req):
         """Append an alert_test record; every enabled transport delivers it like any alert."""
         if self.alerts is None:

@@ -91,7 +91,7 @@ def classify(kind, data):
         return None
     sev = k[0]
     if kind == "state" and isinstance(data, dict):
-        sev = STATE_SEVERITY.get(data.get("to"), sev)
+        sev = STATE_SEVERITY.get(data.get("to", ""), sev)
     elif kind in ("drill", "ups_off") and isinstance(data, dict) and data.get("ok") is False:
         sev = "err" if kind == "drill" else "crit"
     return sev, fill(k[1], data)

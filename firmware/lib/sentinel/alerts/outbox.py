@@ -73,7 +73,7 @@ def load_transport(name, cfg, site):
 class Lane:
     """One transport's delivery state (see the module docstring)."""
 
-    def __init__(self, name, transport, timeout_ms, path, cursor):
+    def __init__(self, name, transport, timeout_ms, path, cursor, error=None):
         self.name = name
         self.t = transport       # None: it could not be built (error says why)
         self.timeout_ms = timeout_ms
@@ -84,7 +84,7 @@ class Lane:
         self.head = None         # the alert dict of ids[0], once read
         self.next_at = 0         # ms (outbox clock) before which no send is tried
         self.delay = 0           # the last retry delay (0: the last send succeeded)
-        self.error = None        # the last failure, kept after a success (cleared on retry 0)
+        self.error = error       # the last failure (kept after a later success)
         self.sent = 0
         self.rejected = 0
         self.failures = 0
@@ -137,9 +137,7 @@ class Outbox:
                     write_cursor(path, cur)
                 except OSError:
                     pass
-            lane = Lane(name, t, sec["timeout_ms"], path, cur)
-            lane.error = err
-            self.lanes.append(lane)
+            self.lanes.append(Lane(name, t, sec["timeout_ms"], path, cur, err))
 
     def enabled(self):
         """Names of the lanes that can send."""

@@ -63,13 +63,12 @@ class Transport:
         self.sender = cfg["sender"]
         self.rcpts = recipients(cfg["to"])
         self.helo = "".join([c if c.isalpha() or c.isdigit() or c == "-" else "-" for c in site])
-        self.r = None
         self.w = None
 
-    async def _reply(self):
+    async def _reply(self, r):
         """(code, last line) of one possibly multi-line reply."""
         while True:
-            line = await self.r.readline()
+            line = await r.readline()
             if not line:
                 raise OSError("the SMTP server closed the connection")
             try:
@@ -79,11 +78,12 @@ class Transport:
             if line[3:4] != b"-":
                 return code, line.strip().decode()
 
-    async def _cmd(self, line, want, per_message=False):
+    async def _cmd(self, rw, line, want, per_message=False):
+        r, w = rw
         if line is not None:
-            self.w.write(line.encode() + b"\r\n")
-            await self.w.drain()
-        code, text = await self._reply()
+            w.write(line.encode() + b"\r\n")
+            await w.drain()
+        code, text = await self._reply(r)
         if code // 100 == want // 100:
             return code
         if per_message and code // 100 == 5:
@@ -91,31 +91,32 @@ class Transport:
         raise OSError(text)
 
     async def send(self, alert):
-        self.r, self.w = await asyncio.open_connection(self.host, self.port)
+        rw = await asyncio.open_connection(self.host, self.port)
+        self.w = rw[1]
         try:
-            await self._cmd(None, 220)
-            await self._cmd("EHLO " + (self.helo or "powersentinel"), 250)
+            await self._cmd(rw, None, 220)
+            await self._cmd(rw, "EHLO " + (self.helo or "powersentinel"), 250)
             if self.user:
-                await self._cmd("AUTH LOGIN", 334)
-                await self._cmd(_b64(self.user), 334)
-                await self._cmd(_b64(self.password), 235)
-            await self._cmd("MAIL FROM:<%s>" % self.sender, 250, True)
+                await self._cmd(rw, "AUTH LOGIN", 334)
+                await self._cmd(rw, _b64(self.user), 334)
+                await self._cmd(rw, _b64(self.password), 235)
+            await self._cmd(rw, "MAIL FROM:<%s>" % self.sender, 250, True)
             ok = []
             refused = None
             for rc in self.rcpts:
                 try:
-                    await self._cmd("RCPT TO:<%s>" % rc, 250, True)
+                    await self._cmd(rw, "RCPT TO:<%s>" % rc, 250, True)
                     ok.append(rc)
                 except Rejected as e:  # one bad address must not stop the others
                     refused = e
             if not ok:
                 raise refused or Rejected("no recipient")
-            await self._cmd("DATA", 354, True)
-            self.w.write(dot_stuff(message(alert, self.sender, self.rcpts)).encode()
+            await self._cmd(rw, "DATA", 354, True)
+            rw[1].write(dot_stuff(message(alert, self.sender, self.rcpts)).encode()
                          + b"\r\n.\r\n")
-            await self._cmd(None, 250, True)
+            await self._cmd(rw, None, 250, True)
             try:
-                await self._cmd("QUIT", 221)
+                await self._cmd(rw, "QUIT", 221)
             except OSError:  # delivered already: a rude goodbye does not matter
                 pass
         finally:
@@ -124,5 +125,4 @@ class Transport:
     async def close(self):
         w = self.w
         self.w = None
-        self.r = None
         await close(w)

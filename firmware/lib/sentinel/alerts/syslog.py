@@ -74,12 +74,15 @@ class Transport:
     async def send(self, alert):
         msg = format_message(alert, self.facility)
         if not self.tcp:
-            if self.sock is None:
-                self.addr = socket.getaddrinfo(self.host, self.port, 0, socket.SOCK_DGRAM)[0][-1]
+            s = self.sock
+            addr = self.addr
+            if s is None or addr is None:
+                addr = socket.getaddrinfo(self.host, self.port, 0, socket.SOCK_DGRAM)[0][-1]
                 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
                 s.setblocking(False)
                 self.sock = s
-            self.sock.sendto(msg.encode(), self.addr)
+                self.addr = addr
+            s.sendto(msg.encode(), addr)
             return
         if self.w is not None and self._peer_gone():
             await self.close()
