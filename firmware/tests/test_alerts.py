@@ -306,3 +306,32 @@ class OutboxTest(TestCase):
         self.assertEqual(len(lost), 1)
         self.assertGreater(lost[0][4]["count"], 0)
         self.assertEqual(self.ts["syslog"].got, [lost[0][0]])
+
+
+class Config(TestCase):
+    def test_off_by_default(self):
+        from sentinel import config
+        cfg = config.defaults()["alerts"]
+        for name in ("syslog", "webhook", "smtp", "mqtt"):
+            self.assertFalse(cfg[name]["enabled"], name)
+        self.assertEqual(cfg["syslog"]["proto"], "tcp")
+        self.assertEqual(cfg["mqtt"]["port"], 1883)
+
+    def test_clear_errors_for_an_unusable_transport(self):
+        from sentinel import config
+        cfg, errs = config.validate({"alerts": {
+            "backoff_min_ms": 5000, "backoff_max_ms": 2000,
+            "syslog": {"enabled": True, "facility": "local9"},
+            "webhook": {"enabled": True, "url": "https://x/"},
+            "smtp": {"enabled": True, "host": "10.0.0.1", "to": "a@b"}}})
+        self.assertIn('alerts.syslog.facility: "local9" is not allowed; allowed: "kern", "user", '
+                      '"mail", "daemon", "auth", "syslog", "lpr", "news", "uucp", "cron", '
+                      '"authpriv", "ftp", "ntp", "audit", "console", "cron2", "local0", "local1", '
+                      '"local2", "local3", "local4", "local5", "local6", "local7"', errs)
+        self.assertIn("alerts.syslog.host: must be given when alerts.syslog.enabled is true",
+                      errs)
+        self.assertIn('alerts.webhook.url: https://x/ must start with http:// (https is not '
+                      'supported)', errs)
+        self.assertIn("alerts.smtp.sender: must be given when alerts.smtp.enabled is true", errs)
+        self.assertIn("alerts.backoff_max_ms: must be at least backoff_min_ms (5000)", errs)
+        self.assertEqual(len(errs), 5, errs)
