@@ -40,9 +40,16 @@ class Kinds(TestCase):
         self.assertEqual(kinds.fill("tiers {tiers}", {"tiers": ["a", "b"]}), "tiers a, b")
         self.assertEqual(kinds.fill("{unclosed", {}), "{unclosed")
 
-    def test_failed_drill_is_an_error(self):
+    def test_failures_are_more_severe(self):
         self.assertEqual(kinds.classify("drill", {"ok": False})[0], "err")
         self.assertEqual(kinds.classify("drill", {"ok": True})[0], "notice")
+        self.assertEqual(kinds.classify("ups_off", {"ok": False})[0], "alert")
+        self.assertEqual(kinds.classify("network", {"state": "down"})[0], "warning")
+        self.assertEqual(kinds.classify("network", {"state": "up"})[0], "notice")
+        self.assertEqual(kinds.classify("power_on", {"tier": "db", "up": 2, "failed": []}),
+                         ("notice", "power-on: tier db, 2 host(s) up, not up: "))
+        self.assertEqual(kinds.classify("power_on", {"done": True, "failed": ["pg1"]}),
+                         ("err", "power-on finished; hosts not up: pg1"))
 
     def test_alert_dict(self):
         a = kinds.alert((7, 1796447334, 5, "mains_lost", {"v": 2.0}), "s1")

@@ -2,7 +2,9 @@
 
 The table is data: a record whose type is not in it is no alert (the outbox skips it). A
 template names the record's data fields in braces ("{tier}"); a field the record lacks shows
-as "?". State changes take their severity from the state entered (STATE_SEVERITY).
+as "?". State changes take their severity from the state entered (STATE_SEVERITY); a few kinds
+are more severe when a field says so (ESCALATE: a failed drill, a failed load-off; a power-on
+with hosts that did not come up).
 """
 
 # RFC 5424 severities, most severe first: the index is the syslog severity number
@@ -32,8 +34,9 @@ KINDS = {
     "tier_fsd": ("crit", "tier {tier}: forced shutdown sent to {clients} client(s)"),
     "tier_done": ("notice", "tier {tier}: every client logged out after {took_ms} ms"),
     "tier_timeout": ("err", "tier {tier}: clients still logged in after {waited_ms} ms"),
-    "ups_off": ("alert", "UPS load off command (ok: {ok})"),
-    "power_on": ("notice", "power-on: tier {tier}"),
+    "ups_off": ("crit", "UPS told to cut its load (ok: {ok})"),
+    "power_on": ("notice", "power-on: tier {tier}, {up} host(s) up, not up: {failed}"),
+    "power_on/done": ("notice", "power-on finished; hosts not up: {failed}"),
     "host_up": ("info", "host {host} of tier {tier} is up"),
     "host_timeout": ("err", "host {host} of tier {tier} did not come up"),
     "wol_skipped": ("warning", "Wake-on-LAN not sent to {mac}: {reason}"),
@@ -51,6 +54,9 @@ KINDS = {
 
 STATE_SEVERITY = {"ONLINE": "notice", "ON_BATTERY": "warning", "SHUTTING_DOWN": "crit",
                   "LOAD_OFF": "alert", "WAIT_MAINS": "warning", "RESTORING": "notice"}
+# kind -> (field, value, severity): a record whose field has that value takes that severity
+ESCALATE = {"drill": ("ok", False, "err"), "ups_off": ("ok", False, "alert"),
+            "network": ("state", "up", "notice")}
 
 
 def rank(severity):
@@ -85,15 +91,22 @@ def fill(template, data):
 
 
 def classify(kind, data):
-    """(severity, text) of a record of type `kind`, or None when it is no alert."""
+    """(severity, text) of a record of type `kind` with fields `data` (a dict), or None when
+    it is no alert."""
+    if kind == "power_on" and data.get("done"):
+        kind = "power_on/done"  # the whole power-on's end, not one tier's
     k = KINDS.get(kind)
     if k is None:
         return None
     sev = k[0]
-    if kind == "state" and isinstance(data, dict):
+    if kind == "state":
         sev = STATE_SEVERITY.get(data.get("to", ""), sev)
-    elif kind in ("drill", "ups_off") and isinstance(data, dict) and data.get("ok") is False:
-        sev = "err" if kind == "drill" else "crit"
+    elif kind in ESCALATE:
+        e = ESCALATE[kind]
+        if e[0] in data and data[e[0]] == e[1]:
+            sev = e[2]
+    elif kind.startswith("power_on") and data.get("failed"):
+        sev = "err"
     return sev, fill(k[1], data)
 
 

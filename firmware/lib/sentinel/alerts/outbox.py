@@ -36,6 +36,11 @@ MAX_IDS = 128   # alert ids a lane holds ahead of delivery; it stops reading ahe
 IDLE_MS = 200   # pause when no lane has anything to do
 
 
+def inc(n):
+    """n + 1, held below 2**30 so a counter stays a small int however long it runs."""
+    return n + 1 if n < 0x3FFFFFFF else n
+
+
 def next_delay(prev_ms, lo, hi):
     """The retry delay after one more failure: lo first, then doubling, at most hi."""
     return lo if prev_ms <= 0 else min(prev_ms * 2, hi)
@@ -209,14 +214,14 @@ class Outbox:
         try:
             await asyncio.wait_for_ms(lane.t.send(a), lane.timeout_ms)
         except Rejected as e:
-            lane.rejected += 1
+            lane.rejected = inc(lane.rejected)
             # not an alert kind itself, so a receiver rejecting everything cannot loop
             self.log("alert_rejected", {"transport": lane.name, "id": a["id"],
                                         "error": str(e)})
             self._done(lane, a["id"])
             return True
         except Exception as e:  # OSError, TimeoutError, or a transport's bug: retry later
-            lane.failures += 1
+            lane.failures = inc(lane.failures)
             lane.error = repr(e) if str(e) else type(e).__name__
             lane.delay = next_delay(lane.delay, self.lo, self.hi)
             lane.next_at = self.now() + jitter(lane.delay, self.rnd())
@@ -225,7 +230,7 @@ class Outbox:
             except Exception:
                 pass
             return False
-        lane.sent += 1
+        lane.sent = inc(lane.sent)
         self._done(lane, a["id"])
         return True
 
