@@ -26,11 +26,16 @@ class Kinds(TestCase):
         self.assertEqual(kinds.classify("state", {"to": "ONLINE"})[0], "notice")
 
     def test_non_alert_records_are_skipped(self):
-        for k in ("policy", "wol", "nut_login", "alert_rejected", "test", "capture"):
+        for k in ("policy", "wol", "nut_login", "alert_rejected", "test", "capture", "mains",
+                  "boo", "power_on/"):
             self.assertIsNone(kinds.classify(k, {}), k)
 
     def test_every_entry_is_a_known_severity_and_fills(self):
-        for k, (sev, tpl) in kinds.KINDS.items():
+        ks = kinds.kinds()
+        self.assertGreater(len(ks), 30)
+        self.assertEqual(len(set(ks)), len(ks))
+        for k in ks:
+            sev, tpl = kinds.entry(k)
             self.assertIn(sev, kinds.SEVERITIES, k)
             self.assertNotIn("{", kinds.fill(tpl, {}), k)
 
@@ -69,20 +74,28 @@ class Time(TestCase):
         self.assertEqual(util.iso(1796447334), "2026-12-05T05:08:54Z")
         self.assertIsNone(util.iso(1000))
         self.assertEqual(util.rfc5322(1796447334), "Sat, 05 Dec 2026 05:08:54 +0000")
+        self.assertEqual(util.rfc5322(1709251199), "Thu, 29 Feb 2024 23:59:59 +0000")
+        self.assertEqual(util.rfc5322(1767225600), "Thu, 01 Jan 2026 00:00:00 +0000")
+
+    def test_facility_codes_match_the_schema(self):
+        from sentinel import schema
+        for i, name in enumerate(schema.FACILITIES):
+            self.assertEqual(syslog.facility_code(name), i)
 
 
 class Syslog(TestCase):
     def test_rfc5424_message(self):
-        m = syslog.format_message(_alert(), "local0")
+        m = syslog.format_message(_alert(), syslog.facility_code("local0"))
         self.assertEqual(m, '<130>1 2026-12-05T05:08:54Z paris_dc powersentinel - mains_lost '
                             '[ps@32473 id="42" severity="crit" site="paris dc"] mains lost (3.1 V)')
 
     def test_facility_severity_and_unknown_time(self):
-        m = syslog.format_message(_alert(severity="notice", ts=0, kind="boot"), "daemon")
+        m = syslog.format_message(_alert(severity="notice", ts=0, kind="boot"),
+                                  syslog.facility_code("daemon"))
         self.assertTrue(m.startswith("<29>1 - paris_dc powersentinel - boot "), m)
 
     def test_structured_data_escapes(self):
-        m = syslog.format_message(_alert(site='a"b]c\\'), "local7")
+        m = syslog.format_message(_alert(site='a"b]c\\'), 23)
         self.assertIn('site="a\\"b\\]c\\\\"', m)
 
     def test_octet_counting(self):

@@ -2,8 +2,9 @@
 because time.gmtime's epoch differs between ports) and closing an asyncio stream quietly."""
 
 EPOCH_VALID = 1600000000  # before 2020: the RTC was never set, the time is unknown
-_DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
-_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+# names 3 letters apart: two strings, not two tuples of 19 (device heap)
+_DAYS = "MonTueWedThuFriSatSun"
+_MONTHS = "JanFebMarAprMayJunJulAugSepOctNovDec"
 
 
 def utc(epoch):
@@ -35,8 +36,8 @@ def rfc5322(epoch):
     if epoch < EPOCH_VALID:
         return None
     t = utc(epoch)
-    return "%s, %02d %s %04d %02d:%02d:%02d +0000" % (_DAYS[t[6]], t[2], _MONTHS[t[1] - 1], t[0],
-                                                      t[3], t[4], t[5])
+    return "%s, %02d %s %04d %02d:%02d:%02d +0000" % (
+        _DAYS[t[6] * 3:t[6] * 3 + 3], t[2], _MONTHS[t[1] * 3 - 3:t[1] * 3], t[0], t[3], t[4], t[5])
 
 
 async def close(stream):
