@@ -1,5 +1,5 @@
 """The console operations (identify, status, config_get, config_put_chunk, config_put_commit,
-log_read, capture_list, capture_read, drill_start, time_set, ping): their handler table (the
+log_read, capture_list, capture_read, drill_start, time_set, alerts_test, ping): their handler table (the
 Ops object itself), their arguments and replies.
 
 The rarely used ones (a config push, reading a capture) live in sentinel.ops_rare, imported
