@@ -219,7 +219,9 @@ class Clock:
         return self.ms
 
 
-class OutboxTest(TestCase):
+class OutboxBase:
+    """A fresh journal in a temporary directory, fake transports, a hand-driven outbox."""
+
     def setUp(self):
         self.d = _tmpdir()
         self.clock = Clock()
@@ -243,6 +245,8 @@ class OutboxTest(TestCase):
                         await box.deliver(lane)
         asyncio.run(go())
 
+
+class OutboxTest(OutboxBase, TestCase):
     def test_in_order_only_alerts_above_min_severity(self):
         b = self.box()
         ids = [self.j.append("mains_lost", {"v": 1.0}), self.j.append("policy", {}),
@@ -355,3 +359,19 @@ class Config(TestCase):
         self.assertIn("alerts.smtp.sender: must be given when alerts.smtp.enabled is true", errs)
         self.assertIn("alerts.backoff_max_ms: must be at least backoff_min_ms (5000)", errs)
         self.assertEqual(len(errs), 5, errs)
+
+
+class OutboxFlash(OutboxBase, TestCase):
+    def test_only_records_on_flash_are_sent(self):
+        b = self.box(("syslog",))
+        real = self.j.flush
+        self.j.flush = lambda: 0  # flash failing: the batch stays in RAM
+        a1 = self.j.append("alert_test", {})
+        lane = b.lanes[0]
+        self.assertFalse(b.scan(lane))
+        self.assertEqual(lane.ids, [])
+        self.pump(b, 3)
+        self.assertEqual(self.ts["syslog"].got, [])
+        self.j.flush = real
+        self.pump(b)
+        self.assertEqual(self.ts["syslog"].got, [a1])

@@ -1,6 +1,6 @@
 """The console operations (identify, status, config_get, config_put_chunk, config_put_commit,
-log_read, capture_list, capture_read, drill_start, time_set, alerts_test, ping): their handler table (the
-Ops object itself), their arguments and replies.
+log_read, capture_list, capture_read, drill_start, time_set, alerts_test, ping): their handler
+table (the Ops object itself), their arguments and replies.
 
 The rarely used ones (a config push, reading a capture) live in sentinel.ops_rare, imported
 for the request and forgotten after it, so their code does not stay on the heap. No handler

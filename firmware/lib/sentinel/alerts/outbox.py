@@ -154,7 +154,8 @@ class Outbox:
         return c is not None and rank(c[0]) <= self.min_rank
 
     def scan(self, lane):
-        """Look at up to READ_N records after lane.scan (one journal read). True if it read."""
+        """Look at up to READ_N records after lane.scan (one journal read). True if it moved
+        on (more may follow at once), False when there was nothing to do or flash is failing."""
         j = self.journal
         last = j.last_seq()
         if last is None or lane.scan >= last or len(lane.ids) >= MAX_IDS:
@@ -171,8 +172,9 @@ class Outbox:
             if self._wanted(rec):
                 if seq > j.committed:
                     j.flush()
-                    if seq > j.committed:  # flash failing: only what is on flash is sent
-                        return True
+                    if seq > j.committed:
+                        # flash failing: only what is on flash is sent; idle, then try again
+                        return False
                 lane.ids.append(seq)
                 if lane.head is None and len(lane.ids) == 1:
                     lane.head = make_alert(rec, self.site)
