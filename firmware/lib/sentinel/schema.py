@@ -188,6 +188,22 @@ FACILITIES = ("kern", "user", "mail", "daemon", "auth", "syslog", "lpr", "news",
               "local2", "local3", "local4", "local5", "local6", "local7")
 
 
+def _server(what, port):
+    # where a transport sends: its server's address and port
+    return ({"k": "host", "t": "str", "d": "", "min": 0, "max": 64, "fmt": "text",
+             "doc": "%s: IPv4 address or DNS name (a name is resolved once per connection, "
+                    "blocking)" % what},
+            {"k": "port", "t": "int", "d": port, "min": 1, "max": 65535, "doc": what + " port"})
+
+
+def _login(what, clear_why):
+    # optional credentials: an empty user means none
+    return ({"k": "user", "t": "str", "d": "", "min": 0, "max": 64, "fmt": "text",
+             "doc": "%s user name; empty: none" % what},
+            {"k": "password", "t": "str", "d": "", "min": 0, "max": 64, "fmt": "text",
+             "doc": "%s password (stored on the device in clear: %s)" % (what, clear_why)})
+
+
 def _timeout(d=5000):
     return {"k": "timeout_ms", "t": "int", "d": d, "min": 500, "max": 30000,
             "doc": "one delivery attempt is abandoned (and retried later) after this long"}
@@ -195,9 +211,7 @@ def _timeout(d=5000):
 
 ALERTS_SYSLOG = (
     {"k": "enabled", "t": "bool", "d": False, "doc": "send alerts to a syslog receiver"},
-    {"k": "host", "t": "str", "d": "", "min": 0, "max": 64, "fmt": "text",
-     "doc": "syslog receiver: IPv4 address or DNS name (a name is resolved once, blocking)"},
-    {"k": "port", "t": "int", "d": 514, "min": 1, "max": 65535, "doc": "receiver port"},
+) + _server("syslog receiver", 514) + (
     {"k": "proto", "t": "enum", "d": "tcp", "c": ("tcp", "udp"),
      "doc": "tcp: RFC 6587 octet counting, a stopped receiver is noticed and the alert retried; "
             "udp: RFC 5426, fire and forget (lost while the receiver is down)"},
@@ -215,15 +229,10 @@ ALERTS_WEBHOOK = (
     _timeout(),
 )
 
+# no TLS: use a relay on the local network
 ALERTS_SMTP = (
     {"k": "enabled", "t": "bool", "d": False, "doc": "send alerts as e-mail"},
-    {"k": "host", "t": "str", "d": "", "min": 0, "max": 64, "fmt": "text",
-     "doc": "SMTP server: IPv4 address or DNS name (no TLS: use a relay on the local network)"},
-    {"k": "port", "t": "int", "d": 25, "min": 1, "max": 65535, "doc": "SMTP server port"},
-    {"k": "user", "t": "str", "d": "", "min": 0, "max": 64, "fmt": "text",
-     "doc": "AUTH LOGIN user name; empty: no authentication"},
-    {"k": "password", "t": "str", "d": "", "min": 0, "max": 64, "fmt": "text",
-     "doc": "AUTH LOGIN password (stored on the device in clear: SMTP needs it)"},
+) + _server("SMTP server", 25) + _login("AUTH LOGIN", "SMTP needs it") + (
     {"k": "sender", "t": "str", "d": "", "min": 0, "max": 100, "fmt": "text",
      "doc": "envelope and From address"},
     {"k": "to", "t": "str", "d": "", "min": 0, "max": 255, "fmt": "text",
@@ -233,13 +242,7 @@ ALERTS_SMTP = (
 
 ALERTS_MQTT = (
     {"k": "enabled", "t": "bool", "d": False, "doc": "publish alerts and state to an MQTT broker"},
-    {"k": "host", "t": "str", "d": "", "min": 0, "max": 64, "fmt": "text",
-     "doc": "MQTT broker: IPv4 address or DNS name"},
-    {"k": "port", "t": "int", "d": 1883, "min": 1, "max": 65535, "doc": "broker port"},
-    {"k": "user", "t": "str", "d": "", "min": 0, "max": 64, "fmt": "text",
-     "doc": "broker user name; empty: anonymous"},
-    {"k": "password", "t": "str", "d": "", "min": 0, "max": 64, "fmt": "text",
-     "doc": "broker password (stored on the device in clear)"},
+) + _server("MQTT broker", 1883) + _login("broker", "MQTT needs it") + (
     {"k": "client_id", "t": "str", "d": "", "min": 0, "max": 64, "fmt": "text",
      "doc": "MQTT client id; empty: powersentinel-<site name>"},
     {"k": "topic_prefix", "t": "str", "d": "powersentinel", "min": 1, "max": 64, "fmt": "text",
