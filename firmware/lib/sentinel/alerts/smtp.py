@@ -55,6 +55,8 @@ def recipients(to):
 
 
 class Transport:
+    """The e-mail transport (package contract); cfg: the alerts.smtp section."""
+
     def __init__(self, cfg, site):
         self.host = cfg["host"]
         self.port = cfg["port"]

@@ -56,6 +56,8 @@ def frame(msg):
 
 
 class Transport:
+    """The syslog transport (package contract); cfg: the alerts.syslog section."""
+
     def __init__(self, cfg, site):
         self.host = cfg["host"]
         self.port = cfg["port"]

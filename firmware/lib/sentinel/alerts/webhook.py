@@ -77,6 +77,8 @@ def outcome(status_line):
 
 
 class Transport:
+    """The webhook transport (package contract); cfg: the alerts.webhook section."""
+
     def __init__(self, cfg, site):
         self.host, self.port, self.path = parse_url(cfg["url"])
         self.secret = cfg["secret"]
