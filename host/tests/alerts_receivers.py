@@ -9,7 +9,6 @@ import signal
 import socket
 import subprocess
 import threading
-import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from powersentinel.virtual import wait_for
@@ -211,7 +210,3 @@ def wait_ids(fn, want, timeout, what):
     """Wait until every id in want has arrived (fn() -> ids)."""
     want = set(want)
     return wait_for(lambda: want <= set(fn()), timeout, what)
-
-
-def now():
-    return time.monotonic()

@@ -19,6 +19,9 @@ from support import REPO, venv_tool
 sys.path.insert(0, os.path.join(REPO, "firmware", "lib"))
 from sentinel.alerts import kinds  # noqa: E402  (the firmware's table, under CPython)
 
+# aiosmtpd warns that AUTH without TLS is unsafe: on loopback, on purpose
+pytestmark = pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")
+
 SECRET = "hook-secret"
 DELIVERY_S = 30  # receivers back: everything queued arrives within this (backoff max 1 s)
 

@@ -16,6 +16,9 @@ from support import REPO
 sys.path.insert(0, os.path.join(REPO, "firmware", "lib"))
 from sentinel.alerts import webhook as fw_webhook  # noqa: E402  (pure: runs under CPython too)
 
+# aiosmtpd warns that AUTH without TLS is unsafe: on loopback, on purpose
+pytestmark = pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")
+
 MPY = os.path.join(os.path.dirname(sys.executable), "micropython")
 
 SCRIPT = r"""

@@ -23,7 +23,7 @@ loop_stall warning event loop stalled {ms} ms (limit {limit_ms} ms)
 network warning network is {state}
 nut_start_failed err the NUT server cannot start: {error}
 alert_test notice test alert requested from the console
-alerts_lost err {count} journal records were rotated away before {transport} delivered them (alerts among them are lost)
+alerts_lost err {transport}: {count} journal records rotated away undelivered (alerts lost)
 mains_lost crit mains lost ({v} V)
 mains_event warning mains {type}: {pct}% of nominal for {duration_ms} ms
 state warning state {from} -> {to} ({cause})
