@@ -367,3 +367,47 @@ class OutboxFlash(OutboxBase, TestCase):
         self.j.flush = real
         self.pump(b)
         self.assertEqual(self.ts["syslog"].got, [a1])
+
+
+class Slow(FakeTransport):
+    """A receiver that accepts the connection and never answers."""
+
+    async def send(self, alert):
+        await asyncio.sleep_ms(60000)
+
+
+class OutboxFaults(OutboxBase, TestCase):
+    def test_a_send_past_its_timeout_is_retried_and_others_go_on(self):
+        b = self.box(("syslog", "webhook"))
+        b.lanes[1].t = Slow()
+        b.lanes[1].timeout_ms = 50
+        a1 = self.j.append("alert_test", {}, critical=True)
+        self.pump(b, 2)
+        self.assertEqual(self.ts["syslog"].got, [a1])
+        st = b.status()["transports"]["webhook"]
+        self.assertEqual((st["failures"], st["pending"], st["delivered"] < a1), (1, 1, True))
+        self.assertIn("TimeoutError", st["error"])
+        self.assertEqual(b.lanes[1].t.closed, 1)  # the half-open connection is dropped
+
+    def test_a_transport_that_cannot_be_built_is_reported_not_fatal(self):
+        saved = outbox.TRANSPORTS
+        outbox.TRANSPORTS = (("syslog", "sentinel.alerts.no_such_module"),) + saved[1:]
+        try:
+            cfg = _cfg(syslog={"enabled": True, "timeout_ms": 1000})
+            log = lambda k, d=None, critical=False: self.j.append(k, d)  # noqa: E731
+            b = outbox.Outbox(self.j, cfg, self.d, lambda: 0, log)
+        finally:
+            outbox.TRANSPORTS = saved
+        self.assertEqual(b.enabled(), ["syslog"])
+        st = b.status()["transports"]["syslog"]
+        self.assertFalse(st["ok"])
+        self.assertIn("ImportError", st["error"])
+        self.j.append("alert_test", {}, critical=True)
+
+        async def one_round():  # the task skips the lane that cannot send
+            t = asyncio.create_task(b.run())
+            await asyncio.sleep_ms(50)
+            t.cancel()
+        asyncio.run(one_round())
+        asyncio.new_event_loop()  # drop the cancelled task: the next test starts clean
+        self.assertEqual(b.status()["transports"]["syslog"]["pending"], 0)

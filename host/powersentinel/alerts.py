@@ -12,7 +12,8 @@ class AlertsError(PowerSentinelError):
 def fire_test(link, timeout=30.0, progress=None, poll_s=0.3, clock=time.monotonic):
     """Append an alert_test record on the board, then wait until every enabled transport has
     delivered it or `timeout` seconds have passed. progress(name, done) is called as each
-    transport delivers. Returns (alert id, {transport: (delivered, last error or None)})."""
+    transport delivers (done True) or turns out unable to send (done False). Returns
+    (alert id, {transport: (delivered, its last error or None)})."""
     try:
         r = link.request("alerts_test")
     except PowerSentinelError as e:
@@ -23,7 +24,7 @@ def fire_test(link, timeout=30.0, progress=None, poll_s=0.3, clock=time.monotoni
         raise
     aid = r["id"]
     names = list(r.get("transports") or [])
-    done = {}
+    done = {}     # name -> True (delivered) or False (cannot send at all)
     errors = {}
     deadline = clock() + timeout
     while True:
@@ -34,12 +35,19 @@ def fire_test(link, timeout=30.0, progress=None, poll_s=0.3, clock=time.monotoni
         for name in names:
             t = tr.get(name, {})
             errors[name] = t.get("error")
-            if name not in done and (t.get("delivered") or 0) >= aid:
+            if name in done:
+                continue
+            if (t.get("delivered") or 0) >= aid:
                 done[name] = True
-                if progress is not None:
-                    progress(name, True)
+            elif t.get("ok") is False:  # the board could not build it: no use waiting
+                done[name] = False
+            else:
+                continue
+            if progress is not None:
+                progress(name, done[name])
         if len(done) == len(names) or clock() > deadline:
             break
         time.sleep(poll_s)
-    return aid, {n: (n in done, None if n in done else errors.get(n) or "not delivered yet")
+    return aid, {n: (done.get(n) is True,
+                     None if done.get(n) else errors.get(n) or "not delivered in time")
                  for n in names}

@@ -579,7 +579,7 @@ def alerts_test(port, timeout):
         link.identify()
         with con.status("waiting for the test alert to be delivered", spinner="dots") as sp:
             def progress(name, ok):
-                sp.update("delivered through %s" % name)
+                sp.update("%s through %s" % ("delivered" if ok else "cannot send", name))
             aid, res = A.fire_test(link, timeout=timeout, progress=progress)
     bad = 0
     click.echo("test alert %d" % aid)

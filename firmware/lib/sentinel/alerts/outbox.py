@@ -145,8 +145,9 @@ class Outbox:
             self.lanes.append(Lane(name, t, sec["timeout_ms"], path, cur, err))
 
     def enabled(self):
-        """Names of the lanes that can send."""
-        return [ln.name for ln in self.lanes if ln.t is not None]
+        """Names of the enabled transports (those that could not be built included: their
+        status says why)."""
+        return [ln.name for ln in self.lanes]
 
     # -- reading the journal -------------------------------------------------------------------
     def _wanted(self, rec):
