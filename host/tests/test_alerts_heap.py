@@ -4,26 +4,12 @@ board with syslog, webhook and e-mail enabled and their real receivers on loopba
 are built and sent during the outage. At least 20 % of the heap stays free at the peak.
 
 `pytest -s` prints the figures (docs/alerts.md has them)."""
-import importlib.util
-import os
-
 import pytest
 
 from alerts_receivers import Rsyslog, Smtp, Webhook
-from support import REPO
-
-BUDGET_FREE_PCT = 20.0  # the same budget as test_heap_budget.py
+from test_heap_budget import BUDGET_FREE_PCT, _heap_bench  # the same budget, a fresh module
 
 pytestmark = pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")
-
-
-def _heap_bench():
-    path = os.path.join(REPO, "benchmarks", "heap_bench.py")
-    spec = importlib.util.spec_from_file_location("heap_bench_alerts", path)
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
 
 
 def test_heap_budget_holds_with_three_transports(tmp_path):
