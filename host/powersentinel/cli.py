@@ -13,6 +13,7 @@ from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn,
 from rich.table import Table
 
 from . import __version__, siteconfig
+from . import alerts as A
 from . import captures as C
 from . import logs as L
 from . import virtual as vboard
@@ -553,6 +554,42 @@ def captures_pull(port, out_dir, ids, fmt, force):
         click.echo("%s  %s" % (path, "(already there)" if status == "exists" else ""))
     n = sum(1 for r in res if r[2] == "pulled")
     click.echo("%d pulled, %d already in %s" % (n, len(res) - n, out_dir))
+
+
+# -- alerts ------------------------------------------------------------------------------------
+@cli.group()
+def alerts():
+    """Alerts the sentinel sends itself (syslog, webhook, e-mail, MQTT): docs/alerts.md."""
+
+
+@alerts.command("test")
+@click.option("--port", required=True, help=PORT_HELP)
+@click.option("--timeout", type=float, default=30.0, show_default=True,
+              help="seconds to wait for every transport to deliver")
+def alerts_test(port, timeout):
+    """Fire a test alert through every enabled transport and report each delivery.
+
+    The board appends an `alert_test` record (severity notice) to its journal; each enabled
+    transport delivers it like any alert, in order after those still queued. One line per
+    transport: delivered, or failed with the transport's last error. Exit status 0 only if
+    every transport delivered within --timeout.
+    """
+    con = Console(stderr=True)
+    with _open_link(port) as link:
+        link.identify()
+        with con.status("waiting for the test alert to be delivered", spinner="dots") as sp:
+            def progress(name, ok):
+                sp.update("%s through %s" % ("delivered" if ok else "cannot send", name))
+            aid, res = A.fire_test(link, timeout=timeout, progress=progress)
+    bad = 0
+    click.echo("test alert %d" % aid)
+    for name, (ok, err) in res.items():
+        if ok:
+            click.echo("%-8s delivered" % name)
+        else:
+            bad += 1
+            click.echo("%-8s failed: %s" % (name, err))
+    sys.exit(1 if bad else 0)
 
 
 # -- live view ---------------------------------------------------------------------------------

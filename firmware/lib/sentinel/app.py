@@ -107,6 +107,15 @@ class Sentinel:
                        snap, self.control.inputs.commands, self._reboot_soon, cfg_source,
                        cfg_errors)
         rt.console.handlers = self.ops
+        self.outbox = None
+        a = cfg.get("alerts")
+        if a and any(a[n]["enabled"] for n in ("syslog", "webhook", "smtp", "mqtt")):
+            # imported only when a transport is enabled (device heap: boards without ROMFS
+            # hold every imported module's bytecode in RAM)
+            from sentinel.alerts.outbox import Outbox
+            self.outbox = Outbox(rt.journal, cfg, root, rt.now, rt.log,
+                                 progress=lambda: rt.progress("alerts"))
+            self.ops.attach_alerts(self.outbox)
         self.cfg_source = cfg_source
         self.cfg_errors = list(cfg_errors)
 
@@ -152,6 +161,10 @@ class Sentinel:
             co.append(s.contacts_task())
         else:
             del limits["ups"]
+        if self.outbox is not None:
+            co.append(self.outbox.run())
+        else:
+            del limits["alerts"]
         return co, limits
 
     async def run(self, reader=None):

@@ -1,6 +1,6 @@
 """The console operations (identify, status, config_get, config_put_chunk, config_put_commit,
-log_read, capture_list, capture_read, drill_start, time_set, ping): their handler table (the
-Ops object itself), their arguments and replies.
+log_read, capture_list, capture_read, drill_start, time_set, alerts_test, ping): their handler
+table (the Ops object itself), their arguments and replies.
 
 The rarely used ones (a config push, reading a capture) live in sentinel.ops_rare, imported
 for the request and forgotten after it, so their code does not stay on the heap. No handler
@@ -13,7 +13,7 @@ from sentinel.version import PROTOCOL, VERSION
 
 _RARE = ("config_put_chunk", "config_put_commit", "capture_read")
 _OPS = ("ping", "identify", "status", "config_get", "log_read", "capture_list", "drill_start",
-        "time_set")
+        "time_set", "alerts_test")
 
 
 class Ops:
@@ -41,6 +41,7 @@ class Ops:
         self.commands = commands  # the control loop's Inputs.commands
         self.reboot = reboot      # async fn() a config commit runs to reboot
         self.upload = None        # offset expected next of a config upload in progress
+        self.alerts = None        # the alerts Outbox, when a transport is enabled
 
     def get(self, op):
         """The handler of console op `op`, or None: Ops is the ConsoleServer's handler table.
@@ -105,21 +106,36 @@ class Ops:
         adc = sen.adc
         lag = self.lag
         h = sm.history()
-        return {"mains": {"v": round(mon.urms, 1), "hz": None if f is None else round(f, 3),
-                          "lost": mon.lost, "good": mon.good, "events": sen.events[-5:]},
-                "ups": ups,
-                "state": {"name": sm.state, "cause": h[-1][3] if h else "boot",
-                          "ponr": sm.ponr, "plan_id": sm.plan_id, "drill": sm.drill},
-                "tiers": tiers, "plan": self.seq.summary(now), "drill": self.seq.report,
-                "heap": {"free": rt.heap[0], "alloc": rt.heap[1]},
-                "loop": {"max_stall_ms": lag.max_ms, "stall_ms_1m": lag.window_ms(),
-                         "stalls": lag.stalls},
-                "adc": {"overruns": 0 if adc is None else adc.overruns,
-                        "ring_ms": sen.ring_ms(), "gaps": mon.gaps,
-                        "gap_samples": mon.gap_samples},
-                "network": {"state": rt.board.network_state(), "nut": self.net.serving},
-                "errors": rt.errors,
-                "uptime_ms": rt.uptime(), "time": rt.board.time()}
+        st = {"mains": {"v": round(mon.urms, 1), "hz": None if f is None else round(f, 3),
+                        "lost": mon.lost, "good": mon.good, "events": sen.events[-5:]},
+              "ups": ups,
+              "state": {"name": sm.state, "cause": h[-1][3] if h else "boot",
+                        "ponr": sm.ponr, "plan_id": sm.plan_id, "drill": sm.drill},
+              "tiers": tiers, "plan": self.seq.summary(now), "drill": self.seq.report,
+              "heap": {"free": rt.heap[0], "alloc": rt.heap[1]},
+              "loop": {"max_stall_ms": lag.max_ms, "stall_ms_1m": lag.window_ms(),
+                       "stalls": lag.stalls},
+              "adc": {"overruns": 0 if adc is None else adc.overruns,
+                      "ring_ms": sen.ring_ms(), "gaps": mon.gaps,
+                      "gap_samples": mon.gap_samples},
+              "network": {"state": rt.board.network_state(), "nut": self.net.serving},
+              "errors": rt.errors,
+              "uptime_ms": rt.uptime(), "time": rt.board.time()}
+        if self.alerts is not None:
+            st["alerts"] = self.alerts.status()
+        return st
+
+    def attach_alerts(self, outbox):
+        """The alerts Outbox: status reports it, alerts_test needs it."""
+        self.alerts = outbox
+
+    def alerts_test(self, req):
+        """Append an alert_test record; every enabled transport delivers it like any alert."""
+        if self.alerts is None:
+            raise ValueError("no alert transport is enabled (alerts.syslog, alerts.webhook, "
+                             "alerts.smtp or alerts.mqtt in the site config)")
+        seq = self.rt.log("alert_test", {"by": "console"}, critical=True)
+        return {"id": seq, "transports": self.alerts.enabled()}
 
     def config_get(self, req):
         return {"config": self.rt.cfg, "source": self.cfg_source}

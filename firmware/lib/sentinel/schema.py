@@ -180,6 +180,119 @@ BOARD = (
      "doc": "GPIO of the mains sensor (null: the board module's default, docs/wiring.md)"},
 )
 
+# Alerts (sentinel.alerts): every transport off by default; its module is imported only when
+# enabled. Severities are RFC 5424 names, most severe first.
+SEVERITIES = ("emerg", "alert", "crit", "err", "warning", "notice", "info", "debug")
+FACILITIES = ("kern", "user", "mail", "daemon", "auth", "syslog", "lpr", "news", "uucp", "cron",
+              "authpriv", "ftp", "ntp", "audit", "console", "cron2", "local0", "local1",
+              "local2", "local3", "local4", "local5", "local6", "local7")
+
+
+def _server(what, port):
+    # where a transport sends: its server's address and port
+    return ({"k": "host", "t": "str", "d": "", "min": 0, "max": 64, "fmt": "text",
+             "doc": "%s: IPv4 address or DNS name (a name is resolved once per connection, "
+                    "blocking)" % what},
+            {"k": "port", "t": "int", "d": port, "min": 1, "max": 65535, "doc": what + " port"})
+
+
+def _login(what, clear_why):
+    # optional credentials: an empty user means none
+    return ({"k": "user", "t": "str", "d": "", "min": 0, "max": 64, "fmt": "text",
+             "doc": "%s user name; empty: none" % what},
+            {"k": "password", "t": "str", "d": "", "min": 0, "max": 64, "fmt": "text",
+             "doc": "%s password (stored on the device in clear: %s)" % (what, clear_why)})
+
+
+def _timeout(d=5000):
+    return {"k": "timeout_ms", "t": "int", "d": d, "min": 500, "max": 30000,
+            "doc": "one delivery attempt is abandoned (and retried later) after this long"}
+
+
+ALERTS_SYSLOG = (
+    {"k": "enabled", "t": "bool", "d": False, "doc": "send alerts to a syslog receiver"},
+) + _server("syslog receiver", 514) + (
+    {"k": "proto", "t": "enum", "d": "tcp", "c": ("tcp", "udp"),
+     "doc": "tcp: RFC 6587 octet counting, a stopped receiver is noticed and the alert retried; "
+            "udp: RFC 5426, fire and forget (lost while the receiver is down)"},
+    {"k": "facility", "t": "enum", "d": "local0", "c": FACILITIES,
+     "doc": "syslog facility of every alert (the severity comes from the alert)"},
+    _timeout(),
+)
+
+ALERTS_WEBHOOK = (
+    {"k": "enabled", "t": "bool", "d": False, "doc": "POST alerts as JSON to a URL"},
+    {"k": "url", "t": "str", "d": "", "min": 0, "max": 200, "fmt": "text",
+     "doc": "http://host[:port]/path (plain HTTP; https is not supported)"},
+    {"k": "secret", "t": "str", "d": "", "min": 0, "max": 64, "fmt": "text",
+     "doc": "shared secret: when set, X-PowerSentinel-Signature: sha256=<HMAC-SHA256 of the body>"},
+    _timeout(),
+)
+
+# no TLS: use a relay on the local network
+ALERTS_SMTP = (
+    {"k": "enabled", "t": "bool", "d": False, "doc": "send alerts as e-mail"},
+) + _server("SMTP server", 25) + _login("AUTH LOGIN", "SMTP needs it") + (
+    {"k": "sender", "t": "str", "d": "", "min": 0, "max": 100, "fmt": "text",
+     "doc": "envelope and From address"},
+    {"k": "to", "t": "str", "d": "", "min": 0, "max": 255, "fmt": "text",
+     "doc": "recipients, comma separated"},
+    _timeout(10000),
+)
+
+ALERTS_MQTT = (
+    {"k": "enabled", "t": "bool", "d": False, "doc": "publish alerts and state to an MQTT broker"},
+) + _server("MQTT broker", 1883) + _login("broker", "MQTT needs it") + (
+    {"k": "client_id", "t": "str", "d": "", "min": 0, "max": 64, "fmt": "text",
+     "doc": "MQTT client id; empty: powersentinel-<site name>"},
+    {"k": "topic_prefix", "t": "str", "d": "powersentinel", "min": 1, "max": 64, "fmt": "text",
+     "doc": "first level of every topic"},
+    {"k": "discovery", "t": "bool", "d": True, "doc": "publish Home Assistant MQTT discovery"},
+    {"k": "discovery_prefix", "t": "str", "d": "homeassistant", "min": 1, "max": 64,
+     "fmt": "text", "doc": "Home Assistant's discovery topic prefix"},
+    {"k": "keepalive_s", "t": "int", "d": 60, "min": 0, "max": 3600,
+     "doc": "MQTT keepalive (0: none)"},
+    _timeout(),
+)
+
+ALERTS = (
+    {"k": "min_severity", "t": "enum", "d": "notice", "c": SEVERITIES,
+     "doc": "alerts less severe than this are not sent (they stay in the journal)"},
+    {"k": "backoff_min_ms", "t": "int", "d": 1000, "min": 100, "max": 60000,
+     "doc": "first retry delay after a failed delivery (doubles, jittered, per transport)"},
+    {"k": "backoff_max_ms", "t": "int", "d": 300000, "min": 1000, "max": 3600000,
+     "doc": "longest retry delay"},
+    {"k": "syslog", "t": "section", "f": ALERTS_SYSLOG, "doc": "syslog (RFC 5424)"},
+    {"k": "webhook", "t": "section", "f": ALERTS_WEBHOOK, "doc": "HTTP webhook"},
+    {"k": "smtp", "t": "section", "f": ALERTS_SMTP, "doc": "e-mail over SMTP"},
+    {"k": "mqtt", "t": "section", "f": ALERTS_MQTT, "doc": "MQTT and Home Assistant discovery"},
+)
+
+
+def alerts_errors(cfg):
+    """Cross-field problems of the (validated) alerts section: an enabled transport without
+    where to send. [] when there are none."""
+    a = cfg["alerts"]
+    out = []
+    for name, keys in (("syslog", ("host",)), ("webhook", ("url",)),
+                       ("smtp", ("host", "sender", "to")), ("mqtt", ("host",))):
+        sec = a[name]
+        if not sec["enabled"]:
+            continue
+        for k in keys:
+            if not sec[k].strip():
+                out.append("alerts.%s.%s: must be given when alerts.%s.enabled is true"
+                           % (name, k, name))
+    url = a["webhook"]["url"]
+    if a["webhook"]["enabled"] and url and not url.startswith("http://"):
+        out.append("alerts.webhook.url: %s must start with http:// (https is not supported)"
+                   % url)
+    if a["backoff_max_ms"] < a["backoff_min_ms"]:
+        out.append("alerts.backoff_max_ms: must be at least backoff_min_ms (%d)"
+                   % a["backoff_min_ms"])
+    return out
+
+
 SCHEMA = (
     {"k": "version", "t": "int", "d": VERSION, "min": VERSION, "max": VERSION,
      "doc": "configuration format version"},
@@ -193,6 +306,8 @@ SCHEMA = (
     {"k": "recovery", "t": "section", "f": RECOVERY, "doc": "powering servers back on"},
     {"k": "network", "t": "section", "f": NETWORK, "doc": "how the board joins the network"},
     {"k": "board", "t": "section", "f": BOARD, "doc": "pin overrides for this board"},
+    {"k": "alerts", "t": "section", "f": ALERTS,
+     "doc": "telling people and their tools (syslog, webhook, e-mail, MQTT); all off by default"},
 )
 
 

@@ -13,7 +13,9 @@ import time
 from sentinel.runtime import STABLE_UPTIME_MS, WDT_MS, mark_stable
 
 # Tasks the supervisor requires fresh progress from, and how fresh (ms).
-ALIVE_LIMITS = {"sampler": 2000, "control": 2000, "ups": 15000}
+# alerts: the outbox notes progress before each send, and a send is bounded by its timeout_ms
+# (30 s at most)
+ALIVE_LIMITS = {"sampler": 2000, "control": 2000, "ups": 15000, "alerts": 45000}
 LAG_TICK_MS = 10
 LAG_WINDOW_MS = 60000
 STALL_RECORD_MS = 10000    # at most one loop_stall record this often (a loaded host stalls often)
