@@ -137,3 +137,15 @@ class Build(TestCase):
         cfg = dict(CFG)
         cfg["client_id"] = "mine"
         self.assertEqual(M.Transport(cfg, "lab").client_id, "mine")
+
+    def test_no_socket_module_fails_the_send_cleanly(self):
+        import asyncio
+
+        from test_health import import_without_socket
+
+        m = import_without_socket("alerts.mqtt")
+        self.assertIsNone(m.socket)
+        tr = m.Transport(CFG, "lab")
+        with self.assertRaises(OSError):
+            asyncio.run(tr.send(_alert("test", {})))
+        self.assertEqual(tr.errors, 1)

@@ -27,8 +27,12 @@ While connected and idle, a keepalive task sends PINGREQ so the broker does not 
 import asyncio
 import json
 import select
-import socket
 import time
+
+try:
+    import socket
+except ImportError:  # a board built without networking: every send fails, nothing crashes
+    socket = None
 
 from sentinel.version import VERSION
 
@@ -206,6 +210,9 @@ class Transport:
         self._r = None
         self._w = None
         self._pid = 0
+        # packets for the next write: one TCP segment per exchange (separate small writes meet
+        # Nagle and delayed ACK: 40 ms per alert measured on loopback)
+        self._out = bytearray()
         self._tx_at = 0           # ticks_ms of the last packet written (keepalive)
         self._lock = asyncio.Lock()  # one exchange at a time: send and the keepalive task
         self._ka = None           # the keepalive task
@@ -227,7 +234,7 @@ class Transport:
             if self._w is None:
                 await self._connect(dl)
             for topic, payload in retained_for(alert, self.t):
-                self._w.write(publish_packet(topic, payload, 0, True))
+                self._out += publish_packet(topic, payload, 0, True)
             await self._publish1(self.t["alert"], json.dumps(alert), dl)
             self.sent += 1
         except Exception as e:
@@ -245,9 +252,9 @@ class Transport:
             ka.cancel()
         if self._w is not None:
             try:
-                self._w.write(publish_packet(self.t["availability"], "offline", 0, True))
-                self._w.write(bytes((DISCONNECT, 0)))
-                await asyncio.wait_for_ms(self._w.drain(), self.timeout_ms)
+                self._out += publish_packet(self.t["availability"], "offline", 0, True)
+                self._out += bytes((DISCONNECT, 0))
+                await self._drain(time.ticks_add(time.ticks_ms(), self.timeout_ms))
             except Exception:
                 pass
         self._drop()
@@ -262,6 +269,8 @@ class Transport:
     async def _open(self, dl):
         """A connected non-blocking socket to the broker (closed again on any failure)."""
         cfg = self.cfg
+        if socket is None:
+            raise OSError("mqtt: this board has no network")
         ai = socket.getaddrinfo(cfg["host"], cfg["port"], 0, socket.SOCK_STREAM)[0]
         s = socket.socket(ai[0], ai[1], ai[2])
         try:
@@ -291,8 +300,9 @@ class Transport:
         self._r = asyncio.StreamReader(s)
         self._w = asyncio.StreamWriter(s, {})
         cfg = self.cfg
-        self._w.write(connect_packet(self.client_id, cfg["keepalive_s"], self.t["availability"],
-                                     b"offline", cfg["user"], cfg["password"]))
+        self._out = bytearray(connect_packet(self.client_id, cfg["keepalive_s"],
+                                             self.t["availability"], b"offline", cfg["user"],
+                                             cfg["password"]))
         await self._drain(dl)
         first, body = await self._read(dl)
         if first != CONNACK:
@@ -301,10 +311,10 @@ class Transport:
         if err:
             raise OSError("mqtt: broker refused the connection: " + err)
         self.connects += 1
-        self._w.write(publish_packet(self.t["availability"], "online", 0, True))
+        self._out += publish_packet(self.t["availability"], "online", 0, True)
         if self.cfg["discovery"]:
             for topic, payload in discovery(cfg, self.site, self.node):
-                self._w.write(publish_packet(topic, payload, 0, True))
+                self._out += publish_packet(topic, payload, 0, True)
         if self.keepalive_ms and self._ka is None:
             self._ka = asyncio.create_task(self._keepalive())
 
@@ -316,6 +326,7 @@ class Transport:
     def _drop(self):
         s = self._sock
         self._sock = self._r = self._w = None
+        self._out = bytearray()
         if s is not None:
             try:
                 s.close()
@@ -324,12 +335,22 @@ class Transport:
 
     # ---- packets on the wire ---------------------------------------------------------------
     async def _drain(self, dl):
-        await asyncio.wait_for_ms(self._w.drain(), self._left(dl))
+        """Writes the queued packets."""
+        w = self._w
+        if w is None:
+            raise OSError("mqtt: not connected")
+        out = self._out
+        self._out = bytearray()
+        w.write(out)
+        await asyncio.wait_for_ms(w.drain(), self._left(dl))
         self._tx_at = time.ticks_ms()
 
     async def _readn(self, n, dl):
+        r = self._r
+        if r is None:
+            raise OSError("mqtt: not connected")
         try:
-            return await asyncio.wait_for_ms(self._r.readexactly(n), self._left(dl))
+            return await asyncio.wait_for_ms(r.readexactly(n), self._left(dl))
         except EOFError:
             raise OSError("mqtt: connection closed by the broker")
 
@@ -352,7 +373,7 @@ class Transport:
         """PUBLISH QoS 1 and wait for its PUBACK (other packets are skipped)."""
         self._pid = self._pid % 65535 + 1
         pid = self._pid
-        self._w.write(publish_packet(topic, payload, 1, False, pid))
+        self._out += publish_packet(topic, payload, 1, False, pid)
         await self._drain(dl)
         while True:
             first, body = await self._read(dl)
@@ -373,7 +394,7 @@ class Transport:
                     await self._connect(dl)
                     await self._drain(dl)
                 elif time.ticks_diff(time.ticks_ms(), self._tx_at) >= half:
-                    self._w.write(bytes((PINGREQ, 0)))
+                    self._out += bytes((PINGREQ, 0))
                     await self._drain(dl)
                     while (await self._read(dl))[0] != PINGRESP:
                         pass
