@@ -101,13 +101,27 @@ def connect_packet(client_id, keepalive_s, will_topic=None, will_msg=b"", user=N
 
 
 def publish_packet(topic, payload, qos=0, retain=False, pid=0):
-    """PUBLISH; `pid` (1..65535) only with QoS 1."""
-    if isinstance(payload, str):
-        payload = payload.encode()
-    body = mqtt_str(topic)
+    """PUBLISH; `pid` (1..65535) only with QoS 1. Built in one buffer: alerts are the biggest
+    packets and each concatenation would copy them again (device heap)."""
+    tb = topic.encode()
+    pb = payload.encode() if isinstance(payload, str) else payload
+    n = 2 + len(tb) + (2 if qos else 0) + len(pb)
+    v = varint(n)
+    buf = bytearray(1 + len(v) + n)
+    buf[0] = PUBLISH | (qos << 1) | (1 if retain else 0)
+    i = 1 + len(v)
+    buf[1:i] = v
+    buf[i] = len(tb) >> 8
+    buf[i + 1] = len(tb) & 0xFF
+    i += 2
+    buf[i:i + len(tb)] = tb
+    i += len(tb)
     if qos:
-        body += bytes((pid >> 8, pid & 0xFF))
-    return _packet(PUBLISH | (qos << 1) | (1 if retain else 0), body + payload)
+        buf[i] = pid >> 8
+        buf[i + 1] = pid & 0xFF
+        i += 2
+    buf[i:] = pb
+    return buf
 
 
 def connack_error(body):
@@ -356,17 +370,17 @@ class Transport:
 
     async def _read(self, dl):
         """(first byte, body) of the next packet from the broker."""
-        first = (await self._readn(1, dl))[0]
-        n = 0
-        shift = 0
-        while True:
+        h = await self._readn(2, dl)  # every packet has a type byte and a length byte
+        first = h[0]
+        b = h[1]
+        n = b & 0x7F
+        shift = 7
+        while b & 0x80:
+            if shift > 21:
+                raise OSError("mqtt: malformed packet from the broker")
             b = (await self._readn(1, dl))[0]
             n |= (b & 0x7F) << shift
             shift += 7
-            if not b & 0x80:
-                break
-            if shift > 21:
-                raise OSError("mqtt: malformed packet from the broker")
         return first, (await self._readn(n, dl) if n else b"")
 
     async def _publish1(self, topic, payload, dl):
