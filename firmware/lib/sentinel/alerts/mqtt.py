@@ -245,8 +245,10 @@ class Transport:
         asyncio.TimeoutError otherwise, within timeout_ms (DNS lookups aside)."""
         self._closed = False
         dl = time.ticks_add(time.ticks_ms(), self.timeout_ms)
-        # the keepalive task may hold the connection for a ping: that wait counts too
-        await asyncio.wait_for_ms(self._lock.acquire(), self._left(dl))
+        # the keepalive task may hold the connection for a ping: that wait counts too (a
+        # wait_for only then: each one allocates a task)
+        lk = self._lock
+        await (asyncio.wait_for_ms(lk.acquire(), self._left(dl)) if lk.locked() else lk.acquire())
         try:
             if self._w is None:
                 await self._connect(dl)
