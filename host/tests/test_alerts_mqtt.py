@@ -282,7 +282,11 @@ def broker(tmp_path):
 # MQTT_ENTITY_DEVICE_INFO_SCHEMA: a device needs identifiers or connections), sensor.py and
 # binary_sensor.py (PLATFORM_SCHEMA_MODERN = MQTT_RO_SCHEMA + the platform's keys); documented at
 # home-assistant.io/integrations/mqtt/#mqtt-discovery, /sensor.mqtt/ and /binary_sensor.mqtt/.
-# voluptuous schemas reject unknown keys (extra=PREVENT_EXTRA), so this check does too.
+# The platform schemas (PLATFORM_SCHEMA_MODERN) reject unknown keys; discovery drops them
+# silently (DISCOVERY_SCHEMA, extra=REMOVE_EXTRA), so a misspelt key would be lost without a
+# word: this check rejects them. The device classes are HA's BinarySensorDeviceClass values.
+# The payloads were also run once through HA 2024.1.6's own voluptuous schemas (docs/mqtt.md);
+# HA is not a test dependency (it needs its own environment and minutes to install).
 HA_TOPIC = re.compile(r"(?P<component>\w+)/(?:(?P<node_id>[a-zA-Z0-9_-]+)/)"
                       r"?(?P<object_id>[a-zA-Z0-9_-]+)/config$")
 _str = str
