@@ -353,6 +353,18 @@ class Config(TestCase):
         self.assertIn("alerts.backoff_max_ms: must be at least backoff_min_ms (5000)", errs)
         self.assertEqual(len(errs), 5, errs)
 
+    def test_mqtt_topic_prefixes_without_wildcards(self):
+        from sentinel import config
+        _, errs = config.validate({"alerts": {"mqtt": {
+            "enabled": True, "host": "broker", "topic_prefix": "site/#",
+            "discovery_prefix": "ha/"}}})
+        self.assertEqual(errs, [
+            "alerts.mqtt.topic_prefix: site/# must not hold + or # nor start or end with /",
+            "alerts.mqtt.discovery_prefix: ha/ must not hold + or # nor start or end with /"])
+        _, errs = config.validate({"alerts": {"mqtt": {"enabled": True, "host": "b",
+                                                        "topic_prefix": "a/b"}}})
+        self.assertEqual(errs, [])
+
 
 class OutboxFlash(OutboxBase, TestCase):
     def test_only_records_on_flash_are_sent(self):

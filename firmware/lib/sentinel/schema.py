@@ -287,6 +287,12 @@ def alerts_errors(cfg):
     if a["webhook"]["enabled"] and url and not url.startswith("http://"):
         out.append("alerts.webhook.url: %s must start with http:// (https is not supported)"
                    % url)
+    for k in ("topic_prefix", "discovery_prefix"):
+        v = a["mqtt"][k]
+        # MQTT forbids wildcards in a topic a client publishes to
+        if "+" in v or "#" in v or v.startswith("/") or v.endswith("/"):
+            out.append("alerts.mqtt.%s: %s must not hold + or # nor start or end with /"
+                       % (k, v))
     if a["backoff_max_ms"] < a["backoff_min_ms"]:
         out.append("alerts.backoff_max_ms: must be at least backoff_min_ms (%d)"
                    % a["backoff_min_ms"])
