@@ -44,8 +44,24 @@ Server API for the sentinel:
       client = (addr, user, how); how for on_logout: "logout" (LOGOUT command), "closed"
       (peer closed or the link failed), "idle" (idle timeout), "shed" (made room for another
       connection; never done to a logged-in client), "abuse" (over-long line), "server"
-      (server closing). on_fsd gets how = "FSD".
-  stats: dict of counters (conns, refused, shed, idle, abuse, auth_fail, errors)
+      (server closing), "tls_fail" (its TLS handshake failed or timed out). on_fsd gets how =
+      "FSD".
+  stats: dict of counters (conns, refused, shed, idle, abuse, auth_fail, errors, tls_ok,
+      tls_fail)
+  tls_error: why TLS is off although nut.tls_cert is set (str), else None
+  on_tls(addr, result): callback or None; result "ok" (handshake done, first request read),
+      "timeout" (no handshake and request within nut.tls_handshake_s) or "failed" (the
+      handshake failed or the peer left); repeats of the previous (addr, result) are not
+      reported (the stats count them all)
+
+STARTTLS (upsd's netssl.c): when nut.tls_cert/tls_key hold a certificate, STARTTLS answers
+"OK STARTTLS" and the TLS handshake follows on the same socket; without a certificate it answers
+ERR FEATURE-NOT-CONFIGURED (clients go on in plain text), and a second STARTTLS ERR
+ALREADY-SSL-MODE. Plain text pipelined behind STARTTLS is discarded (it must not be read as if it
+had come over TLS). The handshake runs inside the connection's next reads on a non-blocking
+socket, bounded by nut.tls_handshake_s; a failure closes that connection only ("tls_fail").
+As in upsd, STARTTLS is accepted at any point (also after LOGIN), and nothing refuses a plain-text
+client: requiring TLS is the client's choice (upsmon's FORCESSL).
 
 Commands are dispatched through one table (_COMMANDS, in the style of upsd's netcmds.h):
 name, handler, whether USERNAME/PASSWORD are required, argument count, and the right checked.
@@ -100,6 +116,11 @@ def _sleep_ms(ms):
     return f(ms) if f is not None else asyncio.sleep(ms / 1000)
 
 
+def _wait_for_ms(aw, ms):
+    f = getattr(asyncio, "wait_for_ms", None)  # MicroPython; CPython has only wait_for()
+    return f(aw, ms) if f is not None else asyncio.wait_for(aw, ms / 1000)
+
+
 def _close(writer):
     try:
         writer.close()  # CPython closes here; MicroPython's StreamWriter.close() does nothing
@@ -125,6 +146,7 @@ class Conn:
         self.task = None  # type: object
         self.writer = None  # type: object
         self.gone = None  # type: str | None  # reason once dropped
+        self.tls = 0  # 0 plain text, 1 STARTTLS answered (handshake pending), 2 TLS up
 
 
 class NutServer:
@@ -152,7 +174,19 @@ class NutServer:
         self.on_fsd = None
         self.actions = actions
         self.stats = {"conns": 0, "refused": 0, "shed": 0, "idle": 0, "abuse": 0,
-                      "auth_fail": 0, "errors": 0}
+                      "auth_fail": 0, "errors": 0, "tls_ok": 0, "tls_fail": 0}
+        self.tls = None
+        self.tls_error = None
+        self.on_tls = None
+        if cfg_nut.get("tls_cert"):
+            try:
+                # imported only when a certificate is configured: the ssl module and the TLS
+                # code stay out of the device heap otherwise
+                from sentinel.nut.tls import Tls
+                self.tls = Tls(cfg_nut["tls_cert"], cfg_nut.get("tls_key"),
+                               cfg_nut.get("tls_handshake_s", 10) * 1000)
+            except Exception as e:  # bad certificate, no ssl on this port, heap: plain NUT
+                self.tls_error = str(e)
         self._srv = None
         self._sweep = None
 
@@ -307,7 +341,12 @@ class NutServer:
         return "OK Goodbye\n"
 
     def _starttls(self, conn, a, perm):
-        return P.err(P.FEATURE_NOT_CONFIGURED)
+        if conn.tls:
+            return P.err(P.ALREADY_SSL_MODE)
+        if self.tls is None:
+            return P.err(P.FEATURE_NOT_CONFIGURED)
+        conn.tls = 1  # _feed upgrades the socket once this reply is out
+        return "OK STARTTLS\n"
 
     def _username(self, conn, a, perm):
         if conn.user is not None:
@@ -607,7 +646,13 @@ class NutServer:
         how = "closed"
         try:
             while conn.gone is None:
-                data = await reader.read(_READ_CHUNK)
+                if conn.tls == 1:
+                    data = await self._handshake(conn, reader)
+                    if data is None:
+                        how = "tls_fail"
+                        break
+                else:
+                    data = await reader.read(_READ_CHUNK)
                 if not data:
                     break
                 how = await self._feed(conn, writer, data)
@@ -619,6 +664,29 @@ class NutServer:
         except Exception:
             how = "closed"
         self._drop(conn, how)
+
+    async def _handshake(self, conn, reader):
+        """The first read after STARTTLS, which runs the TLS handshake: its data, or None when
+        the handshake failed or did not finish (with a first request) in time."""
+        result = "ok"
+        data = None
+        try:
+            data = await _wait_for_ms(reader.read(_READ_CHUNK), self.tls.handshake_ms)
+            if not data:
+                result = "failed"  # the peer gave up (e.g. it refused our certificate)
+        except asyncio.TimeoutError:
+            result = "timeout"
+        except OSError:
+            result = "failed"  # mbedtls: bad record, alert, no common cipher...
+        if result == "ok":
+            conn.tls = 2
+            self.stats["tls_ok"] += 1
+        if self.on_tls is not None and self.tls.note(conn.addr, result):
+            try:
+                self.on_tls(conn.addr, result)
+            except Exception:
+                self.stats["errors"] += 1
+        return data if result == "ok" else None
 
     async def _feed(self, conn, writer, data):
         p = conn.parser
@@ -649,6 +717,12 @@ class NutServer:
             await writer.drain()
             if conn.quit:
                 return "logout"
+            if conn.tls == 1:
+                # OK STARTTLS is out: the rest of this chunk was sent in plain text after it
+                # and is dropped with the parser's state
+                self.tls.upgrade(writer)
+                conn.parser = P.LineParser(self.maxline, self.maxline * 4)
+                return None
         return None
 
     async def _sweeper(self):
