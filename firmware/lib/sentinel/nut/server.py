@@ -147,6 +147,7 @@ class Conn:
         self.writer = None  # type: object
         self.gone = None  # type: str | None  # reason once dropped
         self.tls = 0  # 0 plain text, 1 STARTTLS answered (handshake pending), 2 TLS up
+        self.raw = None  # the TCP socket under TLS, closed on its own too (see _drop)
 
 
 class NutServer:
@@ -603,6 +604,13 @@ class NutServer:
                 pass
         if conn.writer is not None:
             _close(conn.writer)
+        if conn.raw is not None:
+            # after a failed handshake the TLS socket's close leaves the TCP socket open
+            # (unix port, measured): the peer would wait for a FIN that never comes
+            try:
+                conn.raw.close()
+            except Exception:
+                pass
         if conn.ups is not None:
             self._notify(self.on_logout, conn.ups, (conn.addr, conn.user, how))
 
@@ -720,6 +728,7 @@ class NutServer:
             if conn.tls == 1:
                 # OK STARTTLS is out: the rest of this chunk was sent in plain text after it
                 # and is dropped with the parser's state
+                conn.raw = getattr(writer, "s", None)
                 self.tls.upgrade(writer)
                 conn.parser = P.LineParser(self.maxline, self.maxline * 4)
                 return None
