@@ -49,7 +49,7 @@ Server API for the sentinel:
   stats: dict of counters (conns, refused, shed, idle, abuse, auth_fail, errors, tls_ok,
       tls_fail)
   tls_error: why TLS is off although nut.tls_cert is set (str), else None
-  on_tls(addr, result): callback or None; result "ok" (handshake done, first request read),
+  on_tls(addr, result): callback or None (NutServer(..., on_tls=)); result "ok" (handshake done, first request read),
       "timeout" (no handshake and request within nut.tls_handshake_s) or "failed" (the
       handshake failed or the peer left); repeats of the previous (addr, result) are not
       reported (the stats count them all)
@@ -152,7 +152,7 @@ class Conn:
 
 class NutServer:
     def __init__(self, cfg_nut, provider, now_ms_fn, sleep_ms=None, maxline=512, limiter=None,
-                 actions=None):
+                 actions=None, on_tls=None):
         """cfg_nut: the "nut" section as config.validate() makes it (every key present)."""
         self.provider = provider
         self.now_ms = now_ms_fn
@@ -178,7 +178,7 @@ class NutServer:
                       "auth_fail": 0, "errors": 0, "tls_ok": 0, "tls_fail": 0}
         self.tls = None
         self.tls_error = None
-        self.on_tls = None
+        self.on_tls = on_tls
         if cfg_nut.get("tls_cert"):
             try:
                 # imported only when a certificate is configured: the ssl module and the TLS
@@ -654,8 +654,8 @@ class NutServer:
         how = "closed"
         try:
             while conn.gone is None:
-                if conn.tls == 1:
-                    data = await self._handshake(conn, reader)
+                if conn.tls == 1 and self.tls is not None:
+                    data = await self._handshake(conn, reader, self.tls)
                     if data is None:
                         how = "tls_fail"
                         break
@@ -673,13 +673,13 @@ class NutServer:
             how = "closed"
         self._drop(conn, how)
 
-    async def _handshake(self, conn, reader):
+    async def _handshake(self, conn, reader, tls):
         """The first read after STARTTLS, which runs the TLS handshake: its data, or None when
         the handshake failed or did not finish (with a first request) in time."""
         result = "ok"
         data = None
         try:
-            data = await _wait_for_ms(reader.read(_READ_CHUNK), self.tls.handshake_ms)
+            data = await _wait_for_ms(reader.read(_READ_CHUNK), tls.handshake_ms)
             if not data:
                 result = "failed"  # the peer gave up (e.g. it refused our certificate)
         except asyncio.TimeoutError:
@@ -689,7 +689,7 @@ class NutServer:
         if result == "ok":
             conn.tls = 2
             self.stats["tls_ok"] += 1
-        if self.on_tls is not None and self.tls.note(conn.addr, result):
+        if self.on_tls is not None and tls.note(conn.addr, result):
             try:
                 self.on_tls(conn.addr, result)
             except Exception:
@@ -725,7 +725,7 @@ class NutServer:
             await writer.drain()
             if conn.quit:
                 return "logout"
-            if conn.tls == 1:
+            if conn.tls == 1 and self.tls is not None:
                 # OK STARTTLS is out: the rest of this chunk was sent in plain text after it
                 # and is dropped with the parser's state
                 conn.raw = getattr(writer, "s", None)
