@@ -7,7 +7,8 @@ with openssl). Against each it opens N connections that each send VER and read t
 gc.collect() (the harness's stats op). Per-connection TLS cost = (TLS - plain) / N; the
 one-time cost of the certificate (ssl module, context, parsed key) = difference of the two
 servers' heap before any client. Handshake time is measured by the client (Python's ssl):
-STARTTLS sent -> handshake done, median and max over the TLS connections, opened one by one.
+STARTTLS sent -> handshake done, median and max over the TLS connections, opened one by one;
+the server's CPU time per connection comes from /proc (10 ms clock ticks: coarse for small N).
 
     .venv/bin/python benchmarks/bench_nut_tls.py [--conns 8] [--heap 2M] [--json out.json]
 
@@ -81,6 +82,12 @@ class Harness:
                     out[k] = int(v.split()[0]) * 1024
         return out
 
+    def cpu_s(self):
+        """User + system CPU seconds the interpreter has used."""
+        with open("/proc/%d/stat" % self.p.pid) as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def close(self):
         try:
             self.f.write('{"op": "quit"}\n')
@@ -134,6 +141,7 @@ def run(n, heap):
     try:
         base_tls = tls.stats()["mem_base"]
         vm0 = tls.vm()
+        cpu0 = tls.cpu_s()
         socks, times = [], []
         for _ in range(n):
             s, hs = tls_conn(tls.port, ctx)
@@ -144,6 +152,7 @@ def run(n, heap):
         assert st["conns"] == n and st["stats"]["tls_ok"] == n, st
         out["tls_alloc"] = st["mem_alloc"]
         vm1 = tls.vm()
+        out["server_cpu_ms_per_handshake"] = (tls.cpu_s() - cpu0) * 1000 / n
         out["tls_rss_per_conn"] = (vm1["VmRSS"] - vm0["VmRSS"]) / n
         out["tls_data_per_conn"] = (vm1["VmData"] - vm0["VmData"]) / n
         for s in socks:
@@ -178,8 +187,9 @@ def main():
           "VmRSS %+.0f B, VmData %+.0f B" % (r["tls_rss_per_conn"], r["tls_data_per_conn"]))
     print("after the TLS clients left: %d B (listening: %d B)"
           % (r["tls_after_close"], r["base_tls"]))
-    print("handshake (client: STARTTLS -> done): median %.1f ms, max %.1f ms"
-          % (r["handshake_ms_median"], r["handshake_ms_max"]))
+    print("handshake (client: STARTTLS -> done): median %.1f ms, max %.1f ms; server CPU "
+          "%.1f ms per connection (handshake, VER, stats)"
+          % (r["handshake_ms_median"], r["handshake_ms_max"], r["server_cpu_ms_per_handshake"]))
     if a.json:
         with open(a.json, "w") as f:
             json.dump(r, f, indent=1)
