@@ -178,6 +178,7 @@ def test_stock_upsmon_runs_a_tiered_shutdown_over_tls(pki, tmp_path):
             m.start()
         for m in mons:
             m.wait_logged_in(15)
+            assert "Connecting in SSL to '127.0.0.1'" in m.log(), m.log()[-3000:]
         # the sentinel saw two TLS handshakes and both clients logged in after them
         recs = virtual.wait_for(lambda: [r for r in journal_tls(b) if r.get("result") == "ok"]
                                 or None, 5, "nut_tls records")
