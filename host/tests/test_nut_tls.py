@@ -7,7 +7,8 @@ CERTVERIFY 1 and FORCESSL 1.
 
 - a tiered shutdown (mains cut, grace, FSD tier by tier) runs over TLS, and a recording proxy
   in front of one upsmon shows the wire: STARTTLS, then TLS records only (no login in clear);
-- a sentinel holding the impostor's certificate is refused by the same upsmon (no login);
+- a sentinel holding the impostor's certificate, or named by a name its certificate does not
+  carry, is refused by the same upsmon (no login);
 - plain `upsc` still works against a sentinel with TLS configured;
 - a client that stalls after STARTTLS, or sends garbage instead of a handshake, is dropped after
   nut.tls_handshake_s while another client is served, and the sampler loses no block.
@@ -189,6 +190,19 @@ def test_stock_upsmon_runs_a_tiered_shutdown_over_tls(pki, tmp_path):
         assert wire.startswith(b"STARTTLS\n"), wire[:40]
         assert wire[9:10] == b"\x16" and wire[10:11] == b"\x03", wire[9:20]
         assert b"USERNAME" not in wire and MON_PW.encode() not in wire and b"LOGIN" not in wire
+
+        # the right CA but the wrong name: "localhost" is not in the certificate
+        wrong = tls_upsmon(pki, [nutreal.Monitor("apps", "localhost", b.nut[1], MON_USER,
+                                                 MON_PW)])
+        try:
+            wrong.start()
+            assert wrong.wait_log("Certificate validation failed for localhost", 15), \
+                wrong.log()[-3000:]
+            assert "Logged into UPS" not in wrong.log()
+        finally:
+            wrong.stop()
+        with b.nut_client() as c:
+            assert c.cmd("GET NUMLOGINS apps") == "NUMLOGINS apps 1"
 
         t0 = time.time()
         b.wires({"mains": "off"})
