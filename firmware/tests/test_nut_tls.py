@@ -60,6 +60,14 @@ class Upgrades:
     def upgrade(self, writer):
         self.upgraded.append(writer)
 
+    def note(self, addr, result):
+        return True
+
+
+class NoMemory(Upgrades):
+    def upgrade(self, writer):
+        raise MemoryError("no room for the TLS session")
+
 
 def nut(**kw):
     cfg, errs = config.validate({"nut": kw})
@@ -101,6 +109,17 @@ class TestStartTls(TestCase):
         # the parser starts afresh: the half line "LOGIN a" is gone
         asyncio.run(srv._feed(c, w, b"VER\n"))
         self.assertTrue(w.out.endswith(P.VERSION_LINE.encode() + b"\n"))
+
+    def test_an_upgrade_without_memory_fails_that_connection_only(self):
+        srv = self.server()
+        srv.tls = NoMemory()
+        seen = []
+        srv.on_tls = lambda addr, result: seen.append((addr, result))
+        c = Conn("10.0.0.5", 4000, 1000, 512)
+        w = Writer()
+        self.assertEqual(asyncio.run(srv._feed(c, w, b"STARTTLS\n")), "tls_fail")
+        self.assertEqual(w.out, b"OK STARTTLS\n")
+        self.assertEqual(seen, [("10.0.0.5", "failed")])
 
     def test_bad_certificates_leave_plain_nut(self):
         for cert, key, why in ((CERT[:100], KEY, "tls_cert"), (CERT, "", "tls_key is empty"),

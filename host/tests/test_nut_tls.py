@@ -15,6 +15,7 @@ CERTVERIFY 1 and FORCESSL 1.
 The certificate checks of `config push` (tlscert.py) run on the host without a board.
 """
 import os
+import shutil
 import socket
 import ssl
 import subprocess
@@ -31,8 +32,7 @@ import reliability_common as rc  # noqa: E402  # pyright: ignore[reportMissingIm
 from powersentinel import nutreal, siteconfig, tlscert, virtual  # noqa: E402
 
 pytestmark = pytest.mark.skipif(
-    not nutreal.available() or not all(os.path.exists(p) for p in ("/usr/bin/openssl",
-                                                                   "/usr/bin/certutil")),
+    not nutreal.available() or not all(shutil.which(p) for p in ("openssl", "certutil")),
     reason="needs NUT binaries, openssl and certutil (make nut)")
 
 HANDSHAKE_S = 2

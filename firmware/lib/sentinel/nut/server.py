@@ -689,12 +689,16 @@ class NutServer:
         if result == "ok":
             conn.tls = 2
             self.stats["tls_ok"] += 1
+        self._tls_result(conn, tls, result)
+        return data if result == "ok" else None
+
+    def _tls_result(self, conn, tls, result):
+        # a failing callback must not break the connection or its cleanup
         if self.on_tls is not None and tls.note(conn.addr, result):
             try:
                 self.on_tls(conn.addr, result)
             except Exception:
                 self.stats["errors"] += 1
-        return data if result == "ok" else None
 
     async def _feed(self, conn, writer, data):
         p = conn.parser
@@ -729,7 +733,11 @@ class NutServer:
                 # OK STARTTLS is out: the rest of this chunk was sent in plain text after it
                 # and is dropped with the parser's state
                 conn.raw = getattr(writer, "s", None)
-                self.tls.upgrade(writer)
+                try:
+                    self.tls.upgrade(writer)
+                except Exception:  # no memory for a TLS session (a Pico W): this one only
+                    self._tls_result(conn, self.tls, "failed")
+                    return "tls_fail"
                 conn.parser = P.LineParser(self.maxline, self.maxline * 4)
                 return None
         return None
