@@ -9,7 +9,8 @@ CERTVERIFY 1 and FORCESSL 1.
   in front of one upsmon shows the wire: STARTTLS, then TLS records only (no login in clear);
 - a sentinel holding the impostor's certificate, or named by a name its certificate does not
   carry, is refused by the same upsmon (no login);
-- plain `upsc` still works against a sentinel with TLS configured;
+- `upsc` (which tries STARTTLS and checks nothing) and a plain-text client still work against a
+  sentinel with TLS configured;
 - a client that stalls after STARTTLS, or sends garbage instead of a handshake, is dropped after
   nut.tls_handshake_s while another client is served, and the sampler loses no block.
 The certificate checks of `config push` (tlscert.py) run on the host without a board.
@@ -259,11 +260,18 @@ def test_upsmon_refuses_a_sentinel_with_another_cas_certificate(pki, impostor):
         mon.stop()
 
 
-def test_plain_upsc_still_works_with_tls_configured(impostor):
+def test_upsc_and_plain_text_clients_still_work_with_tls_configured(impostor):
+    # Debian's upsc tries STARTTLS by itself and goes on without checking the certificate
     out = subprocess.run(["upsc", "apps@127.0.0.1:%d" % impostor.nut[1], "ups.status"],
                          capture_output=True, text=True, timeout=15)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "OL"
+    assert "Connected to NUT server 127.0.0.1 in SSL" in out.stderr, out.stderr
+    # a client that never sends STARTTLS is served in plain text, as by upsd
+    with impostor.nut_client() as c:
+        assert c.cmd("GET VAR apps ups.status") == 'VAR apps ups.status "OL"'
+        assert c.login(MON_USER, MON_PW) == ["OK", "OK", "OK"]
+        assert c.cmd("LOGOUT") == "OK Goodbye"
 
 
 def test_stalled_and_garbage_handshakes_time_out_and_others_are_served(impostor):
