@@ -57,16 +57,9 @@ class Upgrades:
     def __init__(self):
         self.upgraded = []
 
-    def upgrade(self, writer):
+    def upgrade(self, writer, addr):
         self.upgraded.append(writer)
-
-    def note(self, addr, result):
-        return True
-
-
-class NoMemory(Upgrades):
-    def upgrade(self, writer):
-        raise MemoryError("no room for the TLS session")
+        return "raw"
 
 
 def nut(**kw):
@@ -111,14 +104,21 @@ class TestStartTls(TestCase):
         self.assertTrue(w.out.endswith(P.VERSION_LINE.encode() + b"\n"))
 
     def test_an_upgrade_without_memory_fails_that_connection_only(self):
-        srv = self.server()
-        srv.tls = NoMemory()
         seen = []
-        srv.on_tls = lambda addr, result: seen.append((addr, result))
+        srv = NutServer(nut(tls_cert=CERT, tls_key=KEY), Provider(), lambda: 1000,
+                        on_tls=lambda addr, result: seen.append((addr, result)))
+
+        class NoMemory:
+            def wrap_socket(self, *a, **kw):
+                raise MemoryError("no room for the TLS session")
+
+        srv.tls.ctx = NoMemory()
         c = Conn("10.0.0.5", 4000, 1000, 512)
         w = Writer()
+        w.s = "tcp socket"
         self.assertEqual(asyncio.run(srv._feed(c, w, b"STARTTLS\n")), "tls_fail")
         self.assertEqual(w.out, b"OK STARTTLS\n")
+        self.assertEqual(w.s, "tcp socket")  # left as it was, closed with the connection
         self.assertEqual(seen, [("10.0.0.5", "failed")])
 
     def test_bad_certificates_leave_plain_nut(self):
@@ -131,10 +131,14 @@ class TestStartTls(TestCase):
             self.assertEqual(srv.handle(c, P.split("STARTTLS")),
                              "ERR FEATURE-NOT-CONFIGURED\n")
 
-    def test_repeated_results_are_noted_once(self):
-        t = Tls(CERT, KEY, 1000)
-        self.assertTrue(t.note("10.0.0.5", "timeout"))
-        self.assertFalse(t.note("10.0.0.5", "timeout"))
-        self.assertTrue(t.note("10.0.0.5", "ok"))
-        self.assertTrue(t.note("10.0.0.6", "ok"))
-        self.assertTrue(t.note("10.0.0.5", "ok"))
+    def test_repeated_results_are_reported_once(self):
+        seen = []
+        t = Tls(CERT, KEY, 1000, lambda addr, result: seen.append((addr, result)))
+        for addr, result in (("10.0.0.5", "timeout"), ("10.0.0.5", "timeout"),
+                             ("10.0.0.5", "ok"), ("10.0.0.6", "ok"), ("10.0.0.5", "ok")):
+            t.report(addr, result)
+        self.assertEqual(seen, [("10.0.0.5", "timeout"), ("10.0.0.5", "ok"),
+                                ("10.0.0.6", "ok"), ("10.0.0.5", "ok")])
+        t.on_result = lambda addr, result: 1 // 0  # a failing callback is counted, not raised
+        t.report("10.0.0.7", "failed")
+        self.assertEqual(t.errors, 1)

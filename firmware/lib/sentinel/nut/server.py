@@ -49,10 +49,10 @@ Server API for the sentinel:
   stats: dict of counters (conns, refused, shed, idle, abuse, auth_fail, errors, tls_ok,
       tls_fail)
   tls_error: why TLS is off although nut.tls_cert is set (str), else None
-  on_tls(addr, result): callback or None (NutServer(..., on_tls=)); result "ok" (handshake done, first request read),
-      "timeout" (no handshake and request within nut.tls_handshake_s) or "failed" (the
-      handshake failed or the peer left); repeats of the previous (addr, result) are not
-      reported (the stats count them all)
+  NutServer(..., on_tls=fn): fn(addr, result) after each STARTTLS: "ok" (handshake done,
+      first request read), "timeout" (not both within nut.tls_handshake_s) or "failed" (the
+      handshake failed, the peer left, no memory); a repeat of the previous (addr, result) is
+      not reported (the stats count them all); see nut/tls.py
 
 STARTTLS (upsd's netssl.c): when nut.tls_cert/tls_key hold a certificate, STARTTLS answers
 "OK STARTTLS" and the TLS handshake follows on the same socket; without a certificate it answers
@@ -116,11 +116,6 @@ def _sleep_ms(ms):
     return f(ms) if f is not None else asyncio.sleep(ms / 1000)
 
 
-def _wait_for_ms(aw, ms):
-    f = getattr(asyncio, "wait_for_ms", None)  # MicroPython; CPython has only wait_for()
-    return f(aw, ms) if f is not None else asyncio.wait_for(aw, ms / 1000)
-
-
 def _close(writer):
     try:
         writer.close()  # CPython closes here; MicroPython's StreamWriter.close() does nothing
@@ -178,14 +173,13 @@ class NutServer:
                       "auth_fail": 0, "errors": 0, "tls_ok": 0, "tls_fail": 0}
         self.tls = None
         self.tls_error = None
-        self.on_tls = on_tls
         if cfg_nut.get("tls_cert"):
             try:
                 # imported only when a certificate is configured: the ssl module and the TLS
                 # code stay out of the device heap otherwise
                 from sentinel.nut.tls import Tls
                 self.tls = Tls(cfg_nut["tls_cert"], cfg_nut.get("tls_key"),
-                               cfg_nut.get("tls_handshake_s", 10) * 1000)
+                               cfg_nut.get("tls_handshake_s", 10) * 1000, on_tls)
             except Exception as e:  # bad certificate, no ssl on this port, heap: plain NUT
                 self.tls_error = str(e)
         self._srv = None
@@ -674,31 +668,12 @@ class NutServer:
         self._drop(conn, how)
 
     async def _handshake(self, conn, reader, tls):
-        """The first read after STARTTLS, which runs the TLS handshake: its data, or None when
-        the handshake failed or did not finish (with a first request) in time."""
-        result = "ok"
-        data = None
-        try:
-            data = await _wait_for_ms(reader.read(_READ_CHUNK), tls.handshake_ms)
-            if not data:
-                result = "failed"  # the peer gave up (e.g. it refused our certificate)
-        except asyncio.TimeoutError:
-            result = "timeout"
-        except OSError:
-            result = "failed"  # mbedtls: bad record, alert, no common cipher...
-        if result == "ok":
+        """The first read after STARTTLS (it runs the handshake): its data, or None."""
+        data = await tls.first_read(conn.addr, reader, _READ_CHUNK)
+        if data is not None:
             conn.tls = 2
             self.stats["tls_ok"] += 1
-        self._tls_result(conn, tls, result)
-        return data if result == "ok" else None
-
-    def _tls_result(self, conn, tls, result):
-        # a failing callback must not break the connection or its cleanup
-        if self.on_tls is not None and tls.note(conn.addr, result):
-            try:
-                self.on_tls(conn.addr, result)
-            except Exception:
-                self.stats["errors"] += 1
+        return data
 
     async def _feed(self, conn, writer, data):
         p = conn.parser
@@ -732,11 +707,8 @@ class NutServer:
             if conn.tls == 1 and self.tls is not None:
                 # OK STARTTLS is out: the rest of this chunk was sent in plain text after it
                 # and is dropped with the parser's state
-                conn.raw = getattr(writer, "s", None)
-                try:
-                    self.tls.upgrade(writer)
-                except Exception:  # no memory for a TLS session (a Pico W): this one only
-                    self._tls_result(conn, self.tls, "failed")
+                conn.raw = self.tls.upgrade(writer, conn.addr)
+                if conn.raw is None:  # no memory for a TLS session (a Pico W): this one only
                     return "tls_fail"
                 conn.parser = P.LineParser(self.maxline, self.maxline * 4)
                 return None
