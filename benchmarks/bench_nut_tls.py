@@ -119,7 +119,7 @@ def tls_conn(port, ctx):
     return t, hs
 
 
-def run(n, heap):
+def run(n, heap, rounds=0):
     d = tempfile.mkdtemp(prefix="bench-nut-tls-")
     cert, key = make_cert(d)
     ctx = ssl.create_default_context(cafile=os.path.join(d, "c.pem"))
@@ -159,6 +159,12 @@ def run(n, heap):
             s.close()
         time.sleep(0.3)
         out["tls_after_close"] = tls.stats()["mem_alloc"]
+        out["rounds_after_close"] = []
+        for _ in range(rounds):  # leak check: the heap after each round must settle
+            for s in [tls_conn(tls.port, ctx)[0] for _ in range(n)]:
+                s.close()
+            time.sleep(0.3)
+            out["rounds_after_close"].append(tls.stats()["mem_alloc"])
     finally:
         tls.close()
     out["base_plain"] = base_plain
@@ -175,9 +181,11 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--conns", type=int, default=8)
     ap.add_argument("--heap", default="2M")
+    ap.add_argument("--rounds", type=int, default=4,
+                    help="further rounds of N TLS connections opened and closed (leak check)")
     ap.add_argument("--json")
     a = ap.parse_args()
-    r = run(a.conns, a.heap)
+    r = run(a.conns, a.heap, a.rounds)
     print("heap %s, %d connections" % (r["heap"], r["conns"]))
     print("certificate + ssl, once: %+d B (server listening: %d B plain, %d B TLS)"
           % (r["cert_once"], r["base_plain"], r["base_tls"]))
@@ -187,6 +195,7 @@ def main():
           "VmRSS %+.0f B, VmData %+.0f B" % (r["tls_rss_per_conn"], r["tls_data_per_conn"]))
     print("after the TLS clients left: %d B (listening: %d B)"
           % (r["tls_after_close"], r["base_tls"]))
+    print("heap after each further round: %s B" % ", ".join(str(x) for x in r["rounds_after_close"]))
     print("handshake (client: STARTTLS -> done): median %.1f ms, max %.1f ms; server CPU "
           "%.1f ms per connection (handshake, VER, stats)"
           % (r["handshake_ms_median"], r["handshake_ms_max"], r["server_cpu_ms_per_handshake"]))
