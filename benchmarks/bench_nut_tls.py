@@ -11,6 +11,11 @@ STARTTLS sent -> handshake done, median and max over the TLS connections, opened
 the server's CPU time per connection comes from /proc (10 ms clock ticks: coarse for small N).
 
     .venv/bin/python benchmarks/bench_nut_tls.py [--conns 8] [--heap 2M] [--json out.json]
+    .venv/bin/python benchmarks/bench_nut_tls.py --board [--conns 8]
+
+--board: the whole firmware on a virtual board (128wK heap, ROMFS), plain then with the
+certificate: N clients log in (after STARTTLS on the TLS board) and the board's own heap figure
+(console `status`, read after the firmware's gc.collect()) is compared, idle and with clients.
 
 The unix port's mbedtls allocates through MicroPython's tracked allocator (m_tracked_calloc,
 extmod/mbedtls), so its buffers and handshake state show in gc.mem_alloc(); the figure is the
@@ -177,14 +182,84 @@ def run(n, heap, rounds=0):
     return out
 
 
+def board_run(n):
+    sys.path.insert(0, HERE)
+    import reliability_common as rc  # noqa: E402  # pyright: ignore[reportMissingImports]
+    d = tempfile.mkdtemp(prefix="bench-nut-tls-board-")
+    cert, key = make_cert(d)
+    ctx = ssl.create_default_context(cafile=os.path.join(d, "c.pem"))
+    user, pw = "monuser", rc.USERS["monuser"][0]
+    out = {}
+
+    def heap(b):
+        # the reporter collects once a second; the status carries that collection's figure
+        vals = []
+        for _ in range(4):
+            time.sleep(1.1)
+            with rc.link(b) as lk:
+                vals.append(lk.request("status")["heap"]["alloc"])
+        return max(vals)
+
+    def login_plain(b):
+        c = b.nut_client()
+        assert c.login(user, pw) == ["OK", "OK", "OK"]
+        return c.sock
+
+    def login_tls(b):
+        s = socket.create_connection(b.nut, timeout=10)
+        s.sendall(b"STARTTLS\n")
+        assert s.recv(100) == b"OK STARTTLS\n"
+        t = ctx.wrap_socket(s, server_hostname="sentinel.test")
+        for line in ("USERNAME %s" % user, "PASSWORD %s" % pw, "LOGIN %s" % rc.TIER):
+            t.sendall(line.encode() + b"\n")
+            assert t.recv(100) == b"OK\n"
+        return t
+
+    for mode, over, login in (("plain", {}, login_plain),
+                              ("tls", {"nut.tls_cert": cert, "nut.tls_key": key}, login_tls)):
+        b = rc.Board(os.path.join(d, mode), rc.make_config(**dict(over, **{"nut.max_conns": n})))
+        try:
+            b.wait_serving(15)
+            idle = heap(b)
+            socks = [login(b) for _ in range(n)]
+            busy = heap(b)
+            with rc.link(b) as lk:
+                st = lk.request("status")
+            out[mode] = {"idle": idle, "clients": busy, "free_with_clients": st["heap"]["free"],
+                         "overruns": st["adc"]["overruns"],
+                         "max_stall_ms": st["loop"]["max_stall_ms"]}
+            for s in socks:
+                s.close()
+        finally:
+            b.stop()
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--conns", type=int, default=8)
     ap.add_argument("--heap", default="2M")
     ap.add_argument("--rounds", type=int, default=4,
                     help="further rounds of N TLS connections opened and closed (leak check)")
+    ap.add_argument("--board", action="store_true",
+                    help="measure the whole firmware on a virtual board instead")
     ap.add_argument("--json")
     a = ap.parse_args()
+    if a.board:
+        r = board_run(a.conns)
+        for mode in ("plain", "tls"):
+            m = r[mode]
+            print("%-5s board, 128wK: heap idle %d B, with %d clients logged in %d B (free %d B); "
+                  "adc overruns %d, max loop stall %s ms" % (mode, m["idle"], a.conns, m["clients"],
+                                                             m["free_with_clients"], m["overruns"],
+                                                             m["max_stall_ms"]))
+        print("TLS costs the board's heap %+d B idle, %+d B with %d clients"
+              % (r["tls"]["idle"] - r["plain"]["idle"], r["tls"]["clients"] - r["plain"]["clients"],
+                 a.conns))
+        if a.json:
+            with open(a.json, "w") as f:
+                json.dump(r, f, indent=1)
+        return
     r = run(a.conns, a.heap, a.rounds)
     print("heap %s, %d connections" % (r["heap"], r["conns"]))
     print("certificate + ssl, once: %+d B (server listening: %d B plain, %d B TLS)"
