@@ -13,6 +13,8 @@ CERTVERIFY 1 and FORCESSL 1.
   sentinel with TLS configured;
 - a client that stalls after STARTTLS, or sends garbage instead of a handshake, is dropped after
   nut.tls_handshake_s while another client is served, and the sampler loses no block.
+- `powersentinel config push` of a site file naming the site's PEM files re-certifies the
+  impostor, and the upsmon that refused it logs in.
 The certificate checks of `config push` (tlscert.py) run on the host without a board.
 """
 import os
@@ -31,6 +33,7 @@ sys.path.insert(0, os.path.join(HERE, "..", "..", "benchmarks"))
 
 import reliability_common as rc  # noqa: E402  # pyright: ignore[reportMissingImports]
 from powersentinel import nutreal, siteconfig, tlscert, virtual  # noqa: E402
+from support import venv_tool  # noqa: E402
 
 pytestmark = pytest.mark.skipif(
     not nutreal.available() or not all(shutil.which(p) for p in ("openssl", "certutil")),
@@ -313,6 +316,38 @@ def test_stalled_and_garbage_handshakes_time_out_and_others_are_served(impostor)
           "adc overruns %d -> %d; max loop stall %s ms"
           % (took, HANDSHAKE_S, sorted(hs)[5] * 1000, before["adc"]["overruns"],
              after["adc"]["overruns"], after["loop"]["max_stall_ms"]))
+
+
+def test_zz_config_push_installs_the_sites_certificate_and_upsmon_logs_in(pki, impostor,
+                                                                          tmp_path):
+    """Last on the impostor board: the user's path. The board's config pulled as a site file,
+    the certificate named as PEM files, `powersentinel config push`, and the upsmon that refused
+    the impostor now logs in over TLS."""
+    b = impostor
+    with rc.link(b) as lk:
+        cfg, _ = siteconfig.fetch(lk)
+    lines = [ln for ln in siteconfig.to_toml(cfg).splitlines()
+             if not ln.startswith(("tls_cert =", "tls_key ="))]
+    at = lines.index(next(ln for ln in lines if ln.startswith("[nut]"))) + 1
+    lines[at:at] = ['tls_cert_file = "%s"' % pki["good"][0], 'tls_key_file = "%s"' % pki["good"][1]]
+    site = tmp_path / "site.toml"
+    site.write_text("\n".join(lines) + "\n")
+    r = subprocess.run([venv_tool("powersentinel"), "config", "push", str(site), "--port",
+                        "virtual:" + b.dir], capture_output=True, text=True, timeout=90)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "~ nut.tls_cert: changed" in r.stdout and "~ nut.tls_key: changed" in r.stdout
+    assert cfg["nut"]["tls_key"] not in r.stdout  # the old key is never shown, nor the new
+    assert tlscert.load_pair(*pki["good"])[1] not in r.stdout
+    assert "runs the new configuration" in r.stdout, r.stdout
+    b.refresh()
+    b.wait_serving(15)
+    mon = tls_upsmon(pki, [nutreal.Monitor("apps", "127.0.0.1", b.nut[1], MON_USER, MON_PW)])
+    try:
+        mon.start()
+        mon.wait_logged_in(15)
+        assert "Connecting in SSL to '127.0.0.1'" in mon.log()
+    finally:
+        mon.stop()
 
 
 # -- config push's certificate checks (host only) ----------------------------------------------------
