@@ -3,7 +3,10 @@
 The TOML file has the same sections and keys as the device JSON (firmware/lib/sentinel/schema.py,
 docs/configuration.md) with one difference: a NUT user gives `password` in plaintext, which
 this module hashes (sentinel.passwd.hash_password) so that no plaintext ever reaches the board;
-a hash pulled from a board is written back as `password_hash`.
+a hash pulled from a board is written back as `password_hash`. The NUT server's TLS certificate
+and key are named as PEM files (`nut.tls_cert_file`, `nut.tls_key_file`, relative to the site
+file), checked by tlscert.py and sent as the DER in base64 the device keys nut.tls_cert and
+nut.tls_key hold; the key is never shown in a diff.
 
 Checking is done by the firmware's own validator (sentinel.config.validate, imported through
 powersentinel.paths.use_firmware_lib()), so the host accepts exactly what the device accepts;
@@ -20,6 +23,7 @@ import os
 import re
 import time
 
+from . import tlscert
 from .errors import PowerSentinelError
 from .link import LinkError
 from .paths import use_firmware_lib
@@ -341,6 +345,37 @@ def _users(doc, existing, problems, fname, lines):
     return plain
 
 
+_TLS_FILES = (("tls_cert_file", "tls_cert"), ("tls_key_file", "tls_key"))
+
+
+def _tls_files(doc, problems, fname, lines):
+    """nut.tls_cert_file / tls_key_file (PEM paths, relative to the site file) -> nut.tls_cert
+    / tls_key (DER in base64), checked as a pair by tlscert.load_pair."""
+    nut = doc.get("nut")
+    if not isinstance(nut, dict) or not any(f in nut for f, _ in _TLS_FILES):
+        return
+    where = ("nut", "tls_cert_file")
+    paths = []
+    for f, k in _TLS_FILES:
+        v = nut.pop(f, None)
+        if k in nut:
+            problems.append(Problem(fname, line_of(lines, ("nut", f)), "nut." + f,
+                                    "give either %s (a PEM file) or %s (base64 DER), not both"
+                                    % (f, k)))
+            return
+        if not isinstance(v, str) or not v:
+            problems.append(Problem(fname, line_of(lines, where), "nut." + f,
+                                    "TLS needs both tls_cert_file and tls_key_file (PEM file "
+                                    "paths)"))
+            return
+        base = os.path.dirname(os.path.abspath(fname)) if os.path.exists(fname) else os.getcwd()
+        paths.append(os.path.join(base, os.path.expanduser(v)))
+    try:
+        nut["tls_cert"], nut["tls_key"] = tlscert.load_pair(paths[0], paths[1])
+    except tlscert.TlsCertError as e:
+        problems.append(Problem(fname, line_of(lines, where), "nut.tls_cert_file", str(e)))
+
+
 def convert(doc, existing=None, fname="<site>", lines=None):
     """(device config with defaults filled in, [Problem]) for a parsed TOML document.
     `existing` is the board's current config: matching password hashes are kept."""
@@ -348,6 +383,7 @@ def convert(doc, existing=None, fname="<site>", lines=None):
     problems = []
     doc = _copy(doc)
     plain = _users(doc, existing, problems, fname, lines)
+    _tls_files(doc, problems, fname, lines)
     cfg, errors = fwconfig.validate(doc)
     for e in errors:
         path, _, msg = e.partition(": ")
@@ -436,9 +472,12 @@ def _show(v):
     return json.dumps(v)
 
 
+_HIDDEN = ("password", "tls_cert", "tls_key")  # shown as "changed": secrets, or base64 blobs
+
+
 def diff(old, new, path=""):
     """Lines describing what `new` changes against `old`: "~ path: old -> new", "+ path ...",
-    "- path ...". Password values are never shown. List items with a name are matched by name
+    "- path ...". Password and TLS key and certificate values are never shown. List items with a name are matched by name
     (tiers[apps].hosts[web1].mac) and a change of tier order is reported."""
     out = []
     if isinstance(old, dict) and isinstance(new, dict):
@@ -448,9 +487,9 @@ def diff(old, new, path=""):
             if k not in new:
                 out.append("- %s" % p)
             elif k not in old:
-                scalar = not isinstance(new[k], (dict, list)) and k != "password"
+                scalar = not isinstance(new[k], (dict, list)) and k not in _HIDDEN
                 out.append("+ %s%s" % (p, ": " + _show(new[k]) if scalar else ""))
-            elif k == "password":
+            elif k in _HIDDEN:
                 if old[k] != new[k]:
                     out.append("~ %s: changed" % p)
             else:
@@ -557,5 +596,7 @@ def write_pulled(cfg, out_path=None, as_toml=False, source=None):
         tmp = out_path + ".tmp"
         with open(tmp, "w", encoding="utf-8") as f:
             f.write(text)
+        if ((cfg.get("nut") or {}).get("tls_key")):
+            os.chmod(tmp, 0o600)  # it holds the NUT server's TLS private key
         os.replace(tmp, out_path)
     return text

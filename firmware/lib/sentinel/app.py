@@ -85,8 +85,11 @@ class Sentinel:
         snap = Snapshot(names)
         self.view = NutView(board.name, names, snap, rt.now, cfg["nut"]["stale_s"] * 1000,
                             (cfg["mains"]["nominal_v"], cfg["mains"]["nominal_hz"]))
-        nut = NutServer(cfg["nut"], self.view, rt.now)
+        nut = NutServer(cfg["nut"], self.view, rt.now, on_tls=lambda addr, result: rt.log(
+            "nut_tls", {"addr": addr, "result": result}))
         self.nut = nut
+        if nut.tls_error is not None:  # a certificate that cannot be used: plain NUT only
+            rt.log("nut_tls", {"error": nut.tls_error}, critical=True)
         if link is not None:
             actions = link
         elif ups["shutdown_output"] is not None:

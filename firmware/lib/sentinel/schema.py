@@ -132,6 +132,15 @@ NUT = (
      "doc": "UPS data older than this is reported as DATA-STALE"},
     {"k": "users", "t": "list", "f": NUT_USER, "min": 0, "max": 16,
      "doc": "accounts that upsmon logs in with"},
+    {"k": "tls_cert", "t": "str", "d": "", "min": 0, "max": 3500, "fmt": "text",
+     "doc": "STARTTLS server certificate, DER in base64 (empty: no TLS); the site file names a "
+            "PEM file instead, which config push checks and converts (docs/nut-tls.md)"},
+    {"k": "tls_key", "t": "str", "d": "", "min": 0, "max": 3500, "fmt": "text",
+     "doc": "the certificate's private key, DER in base64; the site file names a PEM file "
+            "(unencrypted; keep it mode 0600)"},
+    {"k": "tls_handshake_s", "t": "int", "d": 10, "min": 1, "max": 60,
+     "doc": "after OK STARTTLS, a client must finish the TLS handshake and send its first "
+            "request within this time, else it is disconnected"},
 )
 
 HOST = (

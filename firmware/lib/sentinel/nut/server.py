@@ -44,8 +44,24 @@ Server API for the sentinel:
       client = (addr, user, how); how for on_logout: "logout" (LOGOUT command), "closed"
       (peer closed or the link failed), "idle" (idle timeout), "shed" (made room for another
       connection; never done to a logged-in client), "abuse" (over-long line), "server"
-      (server closing). on_fsd gets how = "FSD".
-  stats: dict of counters (conns, refused, shed, idle, abuse, auth_fail, errors)
+      (server closing), "tls_fail" (its TLS handshake failed or timed out). on_fsd gets how =
+      "FSD".
+  stats: dict of counters (conns, refused, shed, idle, abuse, auth_fail, errors, tls_ok,
+      tls_fail)
+  tls_error: why TLS is off although nut.tls_cert is set (str), else None
+  NutServer(..., on_tls=fn): fn(addr, result) after each STARTTLS: "ok" (handshake done,
+      first request read), "timeout" (not both within nut.tls_handshake_s) or "failed" (the
+      handshake failed, the peer left, no memory); a repeat of the previous (addr, result) is
+      not reported (the stats count them all); see nut/tls.py
+
+STARTTLS (upsd's netssl.c): when nut.tls_cert/tls_key hold a certificate, STARTTLS answers
+"OK STARTTLS" and the TLS handshake follows on the same socket; without a certificate it answers
+ERR FEATURE-NOT-CONFIGURED (clients go on in plain text), and a second STARTTLS ERR
+ALREADY-SSL-MODE. Plain text pipelined behind STARTTLS is discarded (it must not be read as if it
+had come over TLS). The handshake runs inside the connection's next reads on a non-blocking
+socket, bounded by nut.tls_handshake_s; a failure closes that connection only ("tls_fail").
+As in upsd, STARTTLS is accepted at any point (also after LOGIN), and nothing refuses a plain-text
+client: requiring TLS is the client's choice (upsmon's FORCESSL).
 
 Commands are dispatched through one table (_COMMANDS, in the style of upsd's netcmds.h):
 name, handler, whether USERNAME/PASSWORD are required, argument count, and the right checked.
@@ -125,11 +141,13 @@ class Conn:
         self.task = None  # type: object
         self.writer = None  # type: object
         self.gone = None  # type: str | None  # reason once dropped
+        self.tls = 0  # 0 plain text, 1 STARTTLS answered (handshake pending), 2 TLS up
+        self.raw = None  # the TCP socket under TLS, closed on its own too (see _drop)
 
 
 class NutServer:
     def __init__(self, cfg_nut, provider, now_ms_fn, sleep_ms=None, maxline=512, limiter=None,
-                 actions=None):
+                 actions=None, on_tls=None):
         """cfg_nut: the "nut" section as config.validate() makes it (every key present)."""
         self.provider = provider
         self.now_ms = now_ms_fn
@@ -152,7 +170,18 @@ class NutServer:
         self.on_fsd = None
         self.actions = actions
         self.stats = {"conns": 0, "refused": 0, "shed": 0, "idle": 0, "abuse": 0,
-                      "auth_fail": 0, "errors": 0}
+                      "auth_fail": 0, "errors": 0, "tls_ok": 0, "tls_fail": 0}
+        self.tls = None
+        self.tls_error = None
+        if cfg_nut.get("tls_cert"):
+            try:
+                # imported only when a certificate is configured: the ssl module and the TLS
+                # code stay out of the device heap otherwise
+                from sentinel.nut.tls import Tls
+                self.tls = Tls(cfg_nut["tls_cert"], cfg_nut.get("tls_key"),
+                               cfg_nut.get("tls_handshake_s", 10) * 1000, on_tls)
+            except Exception as e:  # bad certificate, no ssl on this port, heap: plain NUT
+                self.tls_error = str(e)
         self._srv = None
         self._sweep = None
 
@@ -307,7 +336,12 @@ class NutServer:
         return "OK Goodbye\n"
 
     def _starttls(self, conn, a, perm):
-        return P.err(P.FEATURE_NOT_CONFIGURED)
+        if conn.tls:
+            return P.err(P.ALREADY_SSL_MODE)
+        if self.tls is None:
+            return P.err(P.FEATURE_NOT_CONFIGURED)
+        conn.tls = 1  # _feed upgrades the socket once this reply is out
+        return "OK STARTTLS\n"
 
     def _username(self, conn, a, perm):
         if conn.user is not None:
@@ -564,6 +598,13 @@ class NutServer:
                 pass
         if conn.writer is not None:
             _close(conn.writer)
+        if conn.raw is not None:
+            # after a failed handshake the TLS socket's close leaves the TCP socket open
+            # (unix port, measured): the peer would wait for a FIN that never comes
+            try:
+                conn.raw.close()
+            except Exception:
+                pass
         if conn.ups is not None:
             self._notify(self.on_logout, conn.ups, (conn.addr, conn.user, how))
 
@@ -607,7 +648,13 @@ class NutServer:
         how = "closed"
         try:
             while conn.gone is None:
-                data = await reader.read(_READ_CHUNK)
+                if conn.tls == 1 and self.tls is not None:
+                    data = await self._handshake(conn, reader, self.tls)
+                    if data is None:
+                        how = "tls_fail"
+                        break
+                else:
+                    data = await reader.read(_READ_CHUNK)
                 if not data:
                     break
                 how = await self._feed(conn, writer, data)
@@ -619,6 +666,14 @@ class NutServer:
         except Exception:
             how = "closed"
         self._drop(conn, how)
+
+    async def _handshake(self, conn, reader, tls):
+        """The first read after STARTTLS (it runs the handshake): its data, or None."""
+        data = await tls.first_read(conn.addr, reader, _READ_CHUNK)
+        if data is not None:
+            conn.tls = 2
+            self.stats["tls_ok"] += 1
+        return data
 
     async def _feed(self, conn, writer, data):
         p = conn.parser
@@ -649,6 +704,14 @@ class NutServer:
             await writer.drain()
             if conn.quit:
                 return "logout"
+            if conn.tls == 1 and self.tls is not None:
+                # OK STARTTLS is out: the rest of this chunk was sent in plain text after it
+                # and is dropped with the parser's state
+                conn.raw = self.tls.upgrade(writer, conn.addr)
+                if conn.raw is None:  # no memory for a TLS session (a Pico W): this one only
+                    return "tls_fail"
+                conn.parser = P.LineParser(self.maxline, self.maxline * 4)
+                return None
         return None
 
     async def _sweeper(self):
