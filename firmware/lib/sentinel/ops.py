@@ -41,7 +41,7 @@ class Ops:
         self.commands = commands  # the control loop's Inputs.commands
         self.reboot = reboot      # async fn() a config commit runs to reboot
         self.upload = None        # offset expected next of a config upload in progress
-        self.web = None           # the web server's starter, when http is enabled (app.py)
+        self.web = None  # type: object  # the web server's starter when http is enabled (app)
 
     def get(self, op):
         """The handler of console op `op`, or None: Ops is the ConsoleServer's handler table.
@@ -108,7 +108,7 @@ class Ops:
         h = sm.history()
         net = {"state": rt.board.network_state(), "nut": self.net.serving}
         if self.web is not None:
-            net["http"] = self.web.serving
+            net["http"] = getattr(self.web, "serving", False)
         return {"mains": {"v": round(mon.urms, 1), "hz": None if f is None else round(f, 3),
                           "lost": mon.lost, "good": mon.good, "events": sen.events[-5:],
                           "counts": sen.counts},

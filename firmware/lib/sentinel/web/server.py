@@ -104,12 +104,12 @@ class WebServer:
             c.task.cancel()
 
     def route(self, path, method):
-        """(the route, None) or (None, HTTP status 404 or 405)."""
+        """(the route, 200) or (None, HTTP status 404 or 405)."""
         found = False
         for r in self.routes:
             if r[0] == path:
                 if r[1] == method:
-                    return r, None
+                    return r, 200
                 found = True
         return None, 405 if found else 404
 
@@ -188,12 +188,14 @@ class WebServer:
         """(addr, user) when the request's credentials hold `right`; else answers 401 or 403
         and returns None."""
         creds = H.basic_credentials(p.headers.get("authorization"))
+        user = None
         ok = None
         if creds is not None:
+            user = creds[0]
             d = self.limiter.delay_ms(addr, self.now_ms())
             if d:
                 await asyncio.sleep_ms(d)
-            ok = self.site.allowed(creds[0], creds[1], right)
+            ok = self.site.allowed(user, creds[1], right)
             if ok is None:
                 self.limiter.failed(addr, self.now_ms())
                 self._count("auth_failed")
@@ -206,4 +208,4 @@ class WebServer:
         if not ok:
             await resp.send(403, "text/plain", "this user may not do that\n")
             return None
-        return addr, creds[0]
+        return addr, user
