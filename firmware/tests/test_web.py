@@ -173,7 +173,7 @@ class Page(TestCase):
 
     def test_outage_page_has_its_stable_elements_and_escapes_text(self):
         recs = [(41, 1700000090, 1000, "mains_lost", {"v": 3.2}),
-                (42, 1700000095, 6000, "other", {"_t": "web_drill", "user": "<b>"})]
+                (42, 1700000095, 6000, "web_drill", {"user": "<b>"})]
         html = "".join(page.render(status(), "site & co", 10, recs))
         for frag in ('<meta http-equiv="refresh" content="10">',
                      'id="state" class="badge s-SHUTTING_DOWN" data-state="SHUTTING_DOWN"',

@@ -81,9 +81,9 @@ def _kv(data, limit=110):
         return str(data)
     out = ""
     for k in data:
-        if k == "_t":
-            continue
         v = data[k]
+        if k == "_t" or v is None:
+            continue
         out += "%s=%s " % (k, v if not isinstance(v, float) else round(v, 2))
         if len(out) > limit:
             return out[:limit] + "..."
@@ -245,7 +245,7 @@ def render(st, site, refresh_s=10, records=(), note=None):
         yield '<table id="records"><tr><th>#</th><th>when</th><th>record</th><th>details</th></tr>'
         for r in reversed(records):
             data = r[4]
-            t = data.get("_t", r[3]) if isinstance(data, dict) and r[3] == "other" else r[3]
+            t = r[3]
             when = "%s ago" % dur(now - r[1]) if r[1] > 1600000000 and now >= r[1] else "-"
             yield '<tr data-type="%s"><td>%d</td><td>%s</td><td>%s</td><td>%s</td></tr>' % (
                 esc(t), r[0], when, esc(t), esc(_kv(data)))
