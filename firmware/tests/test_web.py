@@ -9,11 +9,11 @@ from mpunit import TestCase
 from sentinel import config
 from sentinel.passwd import hash_password
 from sentinel.web import http as H
-from sentinel.web import metrics, page
 from sentinel.web.server import WebServer
 from sentinel.web.site import ROUTES, Site
 
 PORT = 39481  # loopback only
+page = metrics = None  # the modules under test, imported by the test classes' setUp
 
 
 def feed_all(p, data, step=None):
@@ -26,6 +26,15 @@ def feed_all(p, data, step=None):
         if r != H.MORE:
             return r
     return r
+
+
+def _pure(name):
+    # imported per test: the server tests check that requests drop these modules again
+    if name == "page":
+        from sentinel.web import page as m
+    else:
+        from sentinel.web import metrics as m
+    return m
 
 
 class Parser(TestCase):
@@ -162,6 +171,10 @@ def status(state="SHUTTING_DOWN", alerts=None):
 
 
 class Page(TestCase):
+    def setUp(self):
+        global page
+        page = _pure("page")
+
     def test_esc(self):
         self.assertEqual(page.esc('<a href="x">&\'</a>'),
                          "&lt;a href=&quot;x&quot;&gt;&amp;&#39;&lt;/a&gt;")
@@ -240,6 +253,10 @@ def parse_metrics(text):
 
 
 class Metrics(TestCase):
+    def setUp(self):
+        global metrics
+        metrics = _pure("metrics")
+
     def test_outage_figures(self):
         s, types = parse_metrics("".join(metrics.render(status(), {
             "requests": 5, "bad": 1, "timeouts": 0, "shed": 2, "refused": 0,
@@ -442,6 +459,10 @@ class Server(TestCase):
         self.assertEqual(ops.rt.logs[0], ("web_drill", {"action": "start", "user": "boss",
                                                         "addr": "127.0.0.1", "result": "ok"}))
         self.assertEqual(ops.rt.logs[1][1]["result"], "refused")
+        # the page and metrics modules were imported per request and dropped after it
+        import sys
+        self.assertNotIn("sentinel.web.page", sys.modules)
+        self.assertNotIn("sentinel.web.metrics", sys.modules)
 
     def test_a_silent_client_times_out_and_a_slow_one_is_shed_for_a_newcomer(self):
         async def body(srv, ops, out):

@@ -11,8 +11,9 @@ already raise FSD, which a drill rehearses) or the instant-command right to the 
 (`actions` holding INSTCMD, or `instcmds` naming sentinel.drill.start, sentinel.drill.stop or
 ALL). A `secondary` user is only what a server's upsmon needs, so it may not.
 """
+import sys
+
 from sentinel.nut.auth import check_password
-from sentinel.web import metrics, page
 from sentinel.web.http import parse_form
 
 # compared against when the user name is unknown, so that a wrong name costs the same time as a
@@ -51,22 +52,33 @@ class Site:
                 return True
         return False
 
-    # -- handlers: async fn(self, req, resp, who); who = (addr, user), user None without login
+    # -- handlers: async fn(self, req, resp, who); who = (addr, user), user None without login.
+    # The page and the metrics modules are imported for the request and dropped after it, as
+    # the console's rare ops are: saves device heap between requests (a board without ROMFS
+    # holds a module's bytecode in RAM; from ROMFS, still its function objects and strings).
     async def index(self, req, resp, who):
-        st = self.ops.status()
-        await resp.send(200, page.CONTENT_TYPE,
-                        page.render(st, self.name, self.refresh_s, self.records()))
+        from sentinel.web import page
+        try:
+            await resp.send(200, page.CONTENT_TYPE, page.render(
+                self.ops.status(), self.name, self.refresh_s, self.records()))
+        finally:
+            del page
+            _drop("page")
 
     async def metrics(self, req, resp, who):
+        from sentinel.web import metrics
         srv = self.server
-        await resp.send(200, metrics.CONTENT_TYPE,
-                        metrics.render(self.ops.status(), None if srv is None else srv.stats))
+        try:
+            await resp.send(200, metrics.CONTENT_TYPE, metrics.render(
+                self.ops.status(), None if srv is None else srv.stats))
+        finally:
+            del metrics
+            _drop("metrics")
 
     async def drill(self, req, resp, who):
         action = parse_form(req.body).get("action", "start")
         if action not in ("start", "stop"):
-            await resp.send(400, page.CONTENT_TYPE,
-                            page.message(self.name, 400, "action must be start or stop"))
+            await self._message(resp, 400, "action must be start or stop")
             return
         cmd = "drill" if action == "start" else "drill_stop"
         sm = self.ops.sm
@@ -81,7 +93,15 @@ class Site:
                 else "No drill is running.")
         self.rt.log("web_drill", {"action": action, "user": who[1], "addr": who[0],
                                   "result": "ok" if code == 200 else "refused"}, critical=True)
-        await resp.send(code, page.CONTENT_TYPE, page.message(self.name, code, text))
+        await self._message(resp, code, text)
+
+    async def _message(self, resp, code, text):
+        from sentinel.web import page
+        try:
+            await resp.send(code, page.CONTENT_TYPE, page.message(self.name, code, text))
+        finally:
+            del page
+            _drop("page")
 
     def records(self):
         """The last `recent` journal records, oldest first (what was flushed and what is still
@@ -91,6 +111,16 @@ class Site:
         if not self.recent or last is None:
             return []
         return j.read(max(0, last - self.recent + 1), self.recent)
+
+
+def _drop(name):
+    """Forget sentinel.web.<name>, imported for one request: the module table and the package
+    both hold it (runtime.drop_modules does this for sentinel.<name>). A request still using
+    it keeps its own reference; the next one imports it afresh."""
+    sys.modules.pop("sentinel.web." + name, None)
+    pkg = sys.modules.get("sentinel.web")
+    if pkg is not None and name in pkg.__dict__:
+        delattr(pkg, name)
 
 
 # The route table, in the style of upsd's netcmds.h: path, method, handler, and the right a
