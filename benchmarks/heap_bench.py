@@ -12,9 +12,8 @@ right after gc.collect()) every 0.5 s while:
     rarely used description tables);
   * mains goes off (waveform capture, journal writes, on-battery UPS) and comes back.
 With `--features web` the config also enables the status page and /metrics (the `http`
-section), and every 0.5 s step also fetches `/` and `/metrics`, as a browser left open and a
-Prometheus scraping faster than usual would (FEATURES: one entry per optional part, so that
-`alerts` can be added the same way).
+section), and a thread fetches `/` and `/metrics` back to back for the whole run (FEATURES: one
+entry per optional part, so that `alerts` can be added the same way).
 Reports the minimum free heap and the peak allocation seen, and whether the firmware survived
 (no MemoryError, still answering). 64-bit port: 128wK = 262,144 bytes.
 
@@ -27,6 +26,7 @@ import shutil
 import socket
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 
@@ -61,23 +61,38 @@ def _enable_web(cfg):
 
 
 class WebLoad:
-    """Fetches the status page and the metrics once per step; counts what came back whole."""
+    """Fetches the status page and the metrics back to back in a thread for the whole run (a
+    harder load than a browser and a Prometheus: most of the firmware's once-a-second heap
+    readings then fall inside a request, so the peak includes what a request holds);
+    counts what came back whole."""
 
     def __init__(self, cfg):
         self.base = "http://127.0.0.1:%d" % cfg["http"]["port"]
         self.ok = {"/": 0, "/metrics": 0}
         self.failed = 0
+        self._stop = threading.Event()
+        self._thread = None
 
-    def step(self):
-        for path, end in (("/", b"</html>\n"), ("/metrics", b"\n")):
-            try:
-                with urllib.request.urlopen(self.base + path, timeout=5) as r:
-                    if r.status == 200 and r.read().endswith(end):
-                        self.ok[path] += 1
-                        continue
-            except OSError:
-                pass
-            self.failed += 1
+    def start(self):
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def stop(self):
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(10)
+
+    def _run(self):
+        while not self._stop.is_set():
+            for path, end in (("/", b"</html>\n"), ("/metrics", b"\n")):
+                try:
+                    with urllib.request.urlopen(self.base + path, timeout=5) as r:
+                        if r.status == 200 and r.read().endswith(end):
+                            self.ok[path] += 1
+                            continue
+                except OSError:
+                    pass
+                self.failed += 1
 
 
 # optional parts: name -> (what it adds to the config, the load it gets during the run)
@@ -213,6 +228,8 @@ def scenario(heap="128wK", duration=20.0, workdir=None, log=None, romfs=True, fe
                         clients.append(NutClient(meta["nut"], user, pw[user], TIERS[i % 3],
                                                  extra))
                     res["nut_logins"] = len(clients)
+                    for ld in loads.values():
+                        ld.start()
                     phase = 1
                 elif phase == 1 and t >= duration * 0.3:
                     virtual.set_wires(d, {"mains": "off"})
@@ -222,9 +239,6 @@ def scenario(heap="128wK", duration=20.0, workdir=None, log=None, romfs=True, fe
                     phase = 3
                 for c in clients:
                     c.poll()
-                if phase >= 1:
-                    for ld in loads.values():
-                        ld.step()
                 st = link.request("status")
                 h = st["heap"]
                 res["samples"].append((round(t, 2), h["free"], h["alloc"]))
@@ -232,6 +246,7 @@ def scenario(heap="128wK", duration=20.0, workdir=None, log=None, romfs=True, fe
                     res["mains_lost_seen"] = True
                 time.sleep(0.5)
             for name, ld in loads.items():
+                ld.stop()
                 res["loads"][name] = {"ok": ld.ok, "failed": ld.failed}
                 if ld.failed or not all(ld.ok.values()):
                     raise RuntimeError("%s load: %r" % (name, res["loads"][name]))
@@ -243,6 +258,8 @@ def scenario(heap="128wK", duration=20.0, workdir=None, log=None, romfs=True, fe
         res["error"] = "%s: %s | console: %s" % (type(e).__name__, e,
                                                  _console_tail(d, 600).strip()[-400:])
     finally:
+        for ld in loads.values():
+            ld.stop()
         for c in clients:
             c.close()
         virtual.stop(d)

@@ -353,7 +353,7 @@ class Access(TestCase):
     def test_schema_defaults_are_off_and_bad_values_are_named(self):
         cfg, errs = config.validate({})
         self.assertEqual(cfg["http"], {"enabled": False, "port": 80, "bind": None,
-                                       "refresh_s": 10, "recent": 8, "max_conns": 4,
+                                       "refresh_s": 10, "recent": 6, "max_conns": 4,
                                        "timeout_ms": 5000})
         cfg, errs = config.validate({"http": {"port": 0, "bind": "10.0.0", "colour": 1}})
         self.assertEqual(len(errs), 3, errs)

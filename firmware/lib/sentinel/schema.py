@@ -183,12 +183,12 @@ HTTP = (
      "doc": "address to listen on (null: the one NUT listens on, every interface on a board)"},
     {"k": "refresh_s", "t": "int", "d": 10, "min": 0, "max": 3600,
      "doc": "the status page reloads itself this often (0: never)"},
-    {"k": "recent", "t": "int", "d": 8, "min": 0, "max": 20,
+    {"k": "recent", "t": "int", "d": 6, "min": 0, "max": 20,
      "doc": "journal records listed on the status page"},
     {"k": "max_conns", "t": "int", "d": 4, "min": 1, "max": 8,
      "doc": "simultaneous HTTP connections (a newcomer sheds the one slowest to send its request)"},
     {"k": "timeout_ms", "t": "int", "d": 5000, "min": 500, "max": 60000,
-     "doc": "a request must arrive whole within this, and each part of the answer be taken as fast"},
+     "doc": "a request must arrive whole within this, and its answer be taken within as long again"},
 )
 
 BOARD = (

@@ -13,8 +13,9 @@ section or the parser's defaults:
   * at most max_conns connections: a newcomer beyond that sheds the connection that has waited
     longest for its request to arrive (a slowloris cannot hold every place), else is answered
     503 and closed;
-  * the whole request (line, headers, body) must arrive within timeout_ms, and every write of
-    the answer is given as long: a client that stops reading is dropped;
+  * the whole request (line, headers, body) must arrive within timeout_ms, and the whole answer
+    be taken within as long again: a client that stops reading is dropped;
+  * one handler runs at a time (a lock): a response's working set is on the heap once.
   * the request's size: sentinel.web.http.RequestParser.
 Credentials (HTTP Basic) are asked only by routes that change state; failures are delayed per
 address by the NUT server's LoginLimiter (one budget for a guesser, whichever door it knocks at).
@@ -30,16 +31,18 @@ from sentinel.nut.server import _close, peer_addr
 from sentinel.web import http as H
 
 _READ = 256     # bytes asked of the socket per read
-_FLUSH = 1024   # a response is written in pieces of about this size
+_FLUSH = 512    # a response is written in pieces of about this size
 _MAX = 0x3FFFFFFF
 
 
 class Response:
-    """One response on `writer`: the head, then the body in pieces, each drain bounded."""
+    """One response on `writer`: the head, then the body in pieces; all of it must be taken
+    within timeout_ms (ms clock `now_ms`), or asyncio.TimeoutError."""
 
-    def __init__(self, writer, timeout_ms):
+    def __init__(self, writer, timeout_ms, now_ms):
         self.w = writer
-        self.timeout_ms = timeout_ms
+        self.now_ms = now_ms
+        self.deadline = now_ms() + timeout_ms
         self.code = None
 
     async def send(self, code, ctype, body, extra=()):
@@ -59,7 +62,10 @@ class Response:
 
     async def _write(self, s):
         self.w.write(s.encode())
-        await asyncio.wait_for_ms(self.w.drain(), self.timeout_ms)
+        left = self.deadline - self.now_ms()
+        if left <= 0:
+            raise asyncio.TimeoutError()
+        await asyncio.wait_for_ms(self.w.drain(), left)
 
 
 class _Conn:
@@ -85,6 +91,7 @@ class WebServer:
         self.limiter = limiter
         self.now_ms = now_ms
         self.conns = []
+        self._busy = asyncio.Lock()
         self.stats = {"requests": 0, "bad": 0, "timeouts": 0, "shed": 0, "refused": 0,
                       "auth_failed": 0}
         self._srv = None
@@ -163,7 +170,7 @@ class WebServer:
                 return  # closed before a whole request: nothing to answer
             r = p.feed(data)
         c.reading = False
-        resp = Response(writer, self.timeout_ms)
+        resp = Response(writer, self.timeout_ms, self.now_ms)
         if r != H.DONE:
             self._count("bad")
             await resp.send(r, "text/plain", H.REASONS.get(r, "Error") + "\n")
@@ -182,7 +189,11 @@ class WebServer:
             if who is None:
                 return
         self._count("requests")
-        await route[2](self.site, p, resp, who)
+        # one handler at a time: what a response holds while it is rendered (the status, the
+        # page's module, the records) is paid once on the heap, not once per connection; a
+        # slow reader holds the others back at most timeout_ms
+        async with self._busy:
+            await route[2](self.site, p, resp, who)
 
     async def _login(self, addr, p, right, resp):
         """(addr, user) when the request's credentials hold `right`; else answers 401 or 403
