@@ -66,9 +66,11 @@ class WebLoad:
     readings then fall inside a request, so the peak includes what a request holds);
     counts what came back whole."""
 
+    PATHS = ("/", "/metrics")
+
     def __init__(self, cfg):
         self.base = "http://127.0.0.1:%d" % cfg["http"]["port"]
-        self.ok = {"/": 0, "/metrics": 0}
+        self.ok = {p: 0 for p in self.PATHS}
         self.failed = 0
         self._stop = threading.Event()
         self._thread = None
@@ -84,7 +86,8 @@ class WebLoad:
 
     def _run(self):
         while not self._stop.is_set():
-            for path, end in (("/", b"</html>\n"), ("/metrics", b"\n")):
+            for path in self.PATHS:
+                end = b"</html>\n" if path == "/" else b"\n"
                 try:
                     with urllib.request.urlopen(self.base + path, timeout=5) as r:
                         if r.status == 200 and r.read().endswith(end):
@@ -95,8 +98,18 @@ class WebLoad:
                 self.failed += 1
 
 
-# optional parts: name -> (what it adds to the config, the load it gets during the run)
-FEATURES = {"web": (_enable_web, WebLoad)}
+class PageLoad(WebLoad):
+    PATHS = ("/",)
+
+
+class MetricsLoad(WebLoad):
+    PATHS = ("/metrics",)
+
+
+# optional parts: name -> (what it adds to the config, the load it gets during the run);
+# web-idle: the server on, no request (what it costs between requests)
+FEATURES = {"web": (_enable_web, WebLoad), "web-page": (_enable_web, PageLoad),
+            "web-metrics": (_enable_web, MetricsLoad), "web-idle": (_enable_web, None)}
 
 
 def make_config(features=()):
@@ -197,7 +210,7 @@ def scenario(heap="128wK", duration=20.0, workdir=None, log=None, romfs=True, fe
     cfg = make_config(features)
     with open(cfg_path, "w") as f:
         json.dump(cfg, f)
-    loads = {f: FEATURES[f][1](cfg) for f in features}
+    loads = {f: FEATURES[f][1](cfg) for f in features if FEATURES[f][1] is not None}
     res = {"heap": heap, "ok": False, "error": None, "samples": [], "nut_logins": 0,
            "mains_lost_seen": False, "captures": None, "features": list(features), "loads": {}}
     clients = []

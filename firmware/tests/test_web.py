@@ -4,6 +4,7 @@
 # cap sheds a slow sender, a silent client times out, a bad request gets its status code.
 import asyncio
 import binascii
+import sys
 
 from mpunit import TestCase
 from sentinel import config
@@ -30,11 +31,13 @@ def feed_all(p, data, step=None):
 
 def _pure(name):
     # imported per test: the server tests check that requests drop these modules again
-    if name == "page":
-        from sentinel.web import page as m
-    else:
-        from sentinel.web import metrics as m
-    return m
+    __import__("sentinel.web." + name)
+    return sys.modules["sentinel.web." + name]
+
+
+def whole_page(*args):
+    """Both halves of the page, as the site sends them."""
+    return "".join(_pure("page").render(*args)) + "".join(_pure("page2").render(*args))
 
 
 class Parser(TestCase):
@@ -176,20 +179,22 @@ class Page(TestCase):
         page = _pure("page")
 
     def test_esc(self):
-        self.assertEqual(page.esc('<a href="x">&\'</a>'),
+        from sentinel.web.fmt import dur, esc
+        self.assertEqual(esc('<a href="x">&\'</a>'),
                          "&lt;a href=&quot;x&quot;&gt;&amp;&#39;&lt;/a&gt;")
-        self.assertEqual(page.esc(42), "42")
+        self.assertEqual(esc(42), "42")
 
     def test_dur(self):
-        self.assertEqual([page.dur(x) for x in (None, 5, 200, 7500)],
+        from sentinel.web.fmt import dur
+        self.assertEqual([dur(x) for x in (None, 5, 200, 7500)],
                          ["-", "5 s", "3 min 20 s", "2 h 05 min"])
 
     def test_outage_page_has_its_stable_elements_and_escapes_text(self):
         recs = [(41, 1700000090, 1000, "mains_lost", {"v": 3.2}),
                 (42, 1700000095, 6000, "web_drill", {"user": "<b>"})]
-        html = "".join(page.render(status(), "site & co", 10, recs))
+        html = whole_page(status(), "site & co", 10, recs)
         for frag in ('<meta http-equiv="refresh" content="10">',
-                     'id="state" class="badge s-SHUTTING_DOWN" data-state="SHUTTING_DOWN"',
+                     'id="state" class="b s-SHUTTING_DOWN" data-state="SHUTTING_DOWN"',
                      '<span id="cause">grace_expired</span>',
                      '<span id="mains-v">3.2</span>',
                      '<dd id="mains-hz">-</dd>', '<dd id="mains-supply">lost</dd>',
@@ -212,9 +217,8 @@ class Page(TestCase):
         self.assertTrue(html.endswith("</html>\n"))
 
     def test_alerts_block_when_status_has_one_and_no_refresh_at_zero(self):
-        html = "".join(page.render(status("ONLINE", {"depth": 4, "syslog": {"delivered": 9,
-                                                                            "pending": 4}}),
-                                   "s", 0, ()))
+        html = whole_page(status("ONLINE", {"depth": 4, "syslog": {"delivered": 9,
+                                                                   "pending": 4}}), "s", 0, ())
         self.assertIn('<td id="alerts-depth">4</td>', html)
         self.assertIn('<tr data-transport="syslog">', html)
         self.assertNotIn("http-equiv", html)
@@ -260,7 +264,7 @@ class Metrics(TestCase):
     def test_outage_figures(self):
         s, types = parse_metrics("".join(metrics.render(status(), {
             "requests": 5, "bad": 1, "timeouts": 0, "shed": 2, "refused": 0,
-            "auth_failed": 3})))
+            "auth_failed": 3, "errors": 0})))
         self.assertEqual(s[("powersentinel_mains_voltage_volts", '{channel="L1"}')], 3.2)
         self.assertNotIn("powersentinel_mains_frequency_hertz", types)  # not known: absent
         self.assertEqual(s[("powersentinel_mains_events_total",
@@ -299,11 +303,22 @@ class Metrics(TestCase):
                          ["1", "0", "3", "2.5", "NaN"])
 
 
+class FakeJournal:
+    def __init__(self):
+        self.recs = [(i, 1700000000 + i, i * 1000, "state", {"to": "ONLINE"}) for i in range(20)]
+
+    def last_seq(self):
+        return self.recs[-1][0]
+
+    def read(self, from_seq, n):
+        return [r for r in self.recs if r[0] >= from_seq][:n]
+
+
 class FakeRt:
     def __init__(self, cfg):
         self.cfg = cfg
         self.logs = []
-        self.journal = None
+        self.journal = FakeJournal()
 
     def log(self, kind, data=None, critical=False):
         self.logs.append((kind, data))
@@ -431,6 +446,7 @@ class Server(TestCase):
     def test_routes_login_and_drill(self):
         async def body(srv, ops, out):
             out["metrics"] = await exchange(b"GET /metrics HTTP/1.1\r\n\r\n")
+            out["page"] = await exchange(b"GET / HTTP/1.1\r\n\r\n")
             out["405"] = await exchange(b"DELETE /metrics HTTP/1.1\r\n\r\n")
             out["404"] = await exchange(b"GET /nope HTTP/1.0\r\n\r\n")
             out["none"] = await exchange(drill_req())
@@ -444,6 +460,11 @@ class Server(TestCase):
         self.assertTrue(out["metrics"].startswith(b"HTTP/1.1 200 OK\r\n"))
         self.assertIn(b"Content-Type: text/plain; version=0.0.4", out["metrics"])
         self.assertIn(b"\npowersentinel_state{state=\"ONLINE\"} 1\n", out["metrics"])
+        self.assertTrue(out["page"].startswith(b"HTTP/1.1 200 OK\r\nContent-Type: text/html"))
+        self.assertIn(b'<span id="state" class="b s-ONLINE"', out["page"])
+        self.assertIn(b'class="tier" data-tier="apps"', out["page"])   # the second half too
+        self.assertEqual(out["page"].count(b'<tr data-type="state">'), 6)  # http.recent
+        self.assertTrue(out["page"].endswith(b"</html>\n"))
         self.assertTrue(out["405"].startswith(b"HTTP/1.1 405 "))
         self.assertIn(b"Allow: GET\r\n", out["405"])
         self.assertTrue(out["404"].startswith(b"HTTP/1.1 404 "))
@@ -460,8 +481,9 @@ class Server(TestCase):
                                                         "addr": "127.0.0.1", "result": "ok"}))
         self.assertEqual(ops.rt.logs[1][1]["result"], "refused")
         # the page and metrics modules were imported per request and dropped after it
-        import sys
         self.assertNotIn("sentinel.web.page", sys.modules)
+        self.assertNotIn("sentinel.web.page2", sys.modules)
+        self.assertNotIn("sentinel.web.fmt", sys.modules)
         self.assertNotIn("sentinel.web.metrics", sys.modules)
 
     def test_a_silent_client_times_out_and_a_slow_one_is_shed_for_a_newcomer(self):

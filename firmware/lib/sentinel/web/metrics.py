@@ -55,7 +55,7 @@ def _one(name, typ, text, v, labels=""):
 
 def render(st, http_stats=None):
     """Yield the exposition text for status dict `st` (Ops.status()); http_stats: the web
-    server's counters ({"requests", "bad", "timeouts", "shed", "auth_failed"}) or None."""
+    server's counters (WebServer.stats) or None."""
     ch = 'channel="%s"' % CHANNEL
     m = st["mains"]
     yield _one("powersentinel_build_info", "gauge", "Firmware version (always 1).", 1,
@@ -158,5 +158,5 @@ def render(st, http_stats=None):
                    "HTTP requests answered.", http_stats["requests"])
         yield family("powersentinel_http_rejected_total", "counter",
                      "HTTP connections refused or requests rejected, by reason.")
-        for k in ("bad", "timeouts", "shed", "refused", "auth_failed"):
+        for k in ("bad", "timeouts", "shed", "refused", "auth_failed", "errors"):
             yield sample("powersentinel_http_rejected_total", 'reason="%s"' % k, http_stats[k])

@@ -80,7 +80,7 @@ class WebServer:
     routes: the route table; cfg_http: the config's `http` section; limiter: a
     nut.auth.LoginLimiter; now_ms: the ms clock.
     stats: requests (answered by a route), bad (malformed or over a bound), timeouts, shed,
-    refused, auth_failed; small ints, capped."""
+    refused, auth_failed, errors (a handler failed); small ints, capped."""
 
     def __init__(self, site, routes, cfg_http, limiter, now_ms):
         self.site = site
@@ -93,7 +93,7 @@ class WebServer:
         self.conns = []
         self._busy = asyncio.Lock()
         self.stats = {"requests": 0, "bad": 0, "timeouts": 0, "shed": 0, "refused": 0,
-                      "auth_failed": 0}
+                      "auth_failed": 0, "errors": 0}
         self._srv = None
 
     def _count(self, k):
@@ -193,7 +193,15 @@ class WebServer:
         # page's module, the records) is paid once on the heap, not once per connection; a
         # slow reader holds the others back at most timeout_ms
         async with self._busy:
-            await route[2](self.site, p, resp, who)
+            try:
+                await route[2](self.site, p, resp, who)
+            except (OSError, asyncio.TimeoutError, asyncio.CancelledError):
+                raise
+            except Exception:
+                # a handler's bug: counted, answered 500 when nothing was sent yet
+                self._count("errors")
+                if resp.code is None:
+                    await resp.send(500, "text/plain", "internal error\n")
 
     async def _login(self, addr, p, right, resp):
         """(addr, user) when the request's credentials hold `right`; else answers 401 or 403

@@ -16,6 +16,7 @@ import sys
 from sentinel.nut.auth import check_password
 from sentinel.web.http import parse_form
 
+HTML = "text/html; charset=utf-8"
 # compared against when the user name is unknown, so that a wrong name costs the same time as a
 # wrong password (the salt and digest are arbitrary)
 _NOBODY = "sha256$nobody$" + "0" * 64
@@ -57,13 +58,23 @@ class Site:
     # the console's rare ops are: saves device heap between requests (a board without ROMFS
     # holds a module's bytecode in RAM; from ROMFS, still its function objects and strings).
     async def index(self, req, resp, who):
-        from sentinel.web import page
+        await resp.send(200, HTML, self._page(self.ops.status(), self.records()))
+
+    def _page(self, st, records):
+        # the page's two halves, each module imported when its turn comes and dropped before
+        # the next: half the page's code on the heap at a time (page.py says why)
         try:
-            await resp.send(200, page.CONTENT_TYPE, page.render(
-                self.ops.status(), self.name, self.refresh_s, self.records()))
+            for name in ("page", "page2"):
+                __import__("sentinel.web." + name)
+                mod = sys.modules["sentinel.web." + name]
+                try:
+                    for piece in mod.render(st, self.name, self.refresh_s, records):
+                        yield piece
+                finally:
+                    del mod
+                    _drop(name)
         finally:
-            del page
-            _drop("page")
+            _drop("fmt")
 
     async def metrics(self, req, resp, who):
         from sentinel.web import metrics
@@ -98,10 +109,11 @@ class Site:
     async def _message(self, resp, code, text):
         from sentinel.web import page
         try:
-            await resp.send(code, page.CONTENT_TYPE, page.message(self.name, code, text))
+            await resp.send(code, HTML, page.message(self.name, code, text))
         finally:
             del page
             _drop("page")
+            _drop("fmt")
 
     def records(self):
         """The last `recent` journal records, oldest first (what was flushed and what is still
