@@ -86,16 +86,26 @@ class WebLoad:
 
     def _run(self):
         while not self._stop.is_set():
-            for path in self.PATHS:
-                end = b"</html>\n" if path == "/" else b"\n"
-                try:
-                    with urllib.request.urlopen(self.base + path, timeout=5) as r:
-                        if r.status == 200 and r.read().endswith(end):
-                            self.ok[path] += 1
-                            continue
-                except OSError:
-                    pass
-                self.failed += 1
+            self.fetch_all()
+
+    def fetch_all(self):
+        for path in self.PATHS:
+            end = b"</html>\n" if path == "/" else b"\n"
+            try:
+                with urllib.request.urlopen(self.base + path, timeout=5) as r:
+                    if r.status == 200 and r.read().endswith(end):
+                        self.ok[path] += 1
+                        continue
+            except OSError:
+                pass
+            self.failed += 1
+
+
+class OnceLoad(WebLoad):
+    """One page and one scrape at the start, then nothing: what stays on the heap after use."""
+
+    def _run(self):
+        self.fetch_all()
 
 
 class PageLoad(WebLoad):
@@ -107,9 +117,11 @@ class MetricsLoad(WebLoad):
 
 
 # optional parts: name -> (what it adds to the config, the load it gets during the run);
-# web-idle: the server on, no request (what it costs between requests)
+# web-idle: the server on, no request; web-once: one page and one scrape, then none (what
+# stays after use)
 FEATURES = {"web": (_enable_web, WebLoad), "web-page": (_enable_web, PageLoad),
-            "web-metrics": (_enable_web, MetricsLoad), "web-idle": (_enable_web, None)}
+            "web-metrics": (_enable_web, MetricsLoad), "web-idle": (_enable_web, None),
+            "web-once": (_enable_web, OnceLoad)}
 
 
 def make_config(features=()):
