@@ -213,6 +213,7 @@ class Page(TestCase):
             self.assertIn(frag, html)
         self.assertNotIn("<b>", html)
         self.assertNotIn("<script", html)
+        self.assertNotIn("None", html)
         self.assertNotIn('id="alerts"', html)  # no alerts block without alerts configured
         self.assertTrue(html.endswith("</html>\n"))
 

@@ -486,7 +486,7 @@ def test_chromium_shows_the_outage_state_and_tiers_with_and_without_javascript(s
     assert not [e for e in dom.elems if e["tag"] == "script"]
 
     shot = tmp_path / "status-page.png"
-    chromium(base + "/", tmp_path / "c3", "--screenshot=%s" % shot, "--window-size=1280,1080",
+    chromium(base + "/", tmp_path / "c3", "--screenshot=%s" % shot, "--window-size=1280,900",
              "--hide-scrollbars", dump=False)
     assert shot.stat().st_size > 20000
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

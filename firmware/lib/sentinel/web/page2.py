@@ -23,7 +23,7 @@ def render(st, site, refresh_s=10, records=()):
             yield '<li class="host %s" data-host="%s">%s <span class="m">%s %s</span></li>' % (
                 "missing" if miss else "connected", esc(h["host"]), esc(h["host"]),
                 "missing " + dur(h["since_s"]) if miss else esc(h["addr"]),
-                esc(hstate.get(h["host"], "")))
+                esc(hstate.get(h["host"]) or ""))
         yield "</ul></div>"
     yield "</div></section>"
 
