@@ -1,11 +1,12 @@
 """A small asyncio HTTP/1.0-1.1 server for the status page and the metrics.
 
 Why not microdot (PyPI, the usual MicroPython web framework): it is a general framework (routing
-with URL patterns, sessions, cookies, streaming, WebSocket hooks) whose core alone takes about
-30 KB of heap when loaded from an .mpy file on the 64-bit unix port, measured with gc.mem_alloc()
-around the import (`microdot` 2.7.0, `mpy-cross -O3`); this package, server and pages included,
-takes less than half of that (benchmarks/README.md, the heap section), and its every read is
-bounded in size and time, which is what a sentinel that must keep sensing needs.
+with URL patterns, sessions, cookies, streaming, WebSocket hooks) whose core alone stays on the
+heap at about 30 KB when loaded from an .mpy file on the 64-bit unix port (`microdot` 2.7.0,
+`mpy-cross -O3`, gc.mem_alloc() around the import), and would still need the bounds below
+around it. This package keeps 18 KB resident the same way (server, parser, routes), and loads
+the page's or the metrics' module (9-10 KB) only while it answers a request (figures from
+ROMFS: benchmarks/README.md, the heap section).
 
 One request per connection (Connection: close; responses end with the connection, so pages are
 streamed as they are rendered, never held whole in RAM). Bounds, all from the config's `http`
