@@ -7,6 +7,7 @@ virtual board runs exactly this.
     battery model ────────────┘        │   └─> Snapshot ─> NutView (what NUT clients see)
                                        └─> journal, console events, persisted plan
     console ops (ops, ops_rare)   supervisor, reporter, loop lag, NUT starter (tasks)
+    web (status page, /metrics; only when http.enabled) started like NUT
 
 Also owns boot-loop protection (too many short-lived boots: safe mode, console only).
 """
@@ -119,8 +120,23 @@ class Sentinel:
             self.outbox = Outbox(rt.journal, cfg, root, rt.now, rt.log,
                                  progress=lambda: rt.progress("alerts"))
             self.ops.attach_alerts(self.outbox)
+        http = cfg.get("http")
+        self.web = self._web(http, nut) if http and http["enabled"] else None
         self.cfg_source = cfg_source
         self.cfg_errors = list(cfg_errors)
+
+    def _web(self, h, nut):
+        """The web server's starter (started like NUT's, once the network is up)."""
+        # the web package loads only when http is enabled: saves device heap (boards without
+        # ROMFS hold every module's bytecode in RAM)
+        from sentinel.web.server import WebServer
+        from sentinel.web.site import ROUTES, Site
+        rt = self.rt
+        srv = WebServer(Site(self.ops, h), ROUTES, h, nut.limiter, rt.now)
+        st = NutStarter(rt, srv, bind=lambda: (h["bind"] or rt.board.nut_bind()[0], h["port"]),
+                        name="http", log_network=False)
+        self.ops.web = st
+        return st
 
     def _wake(self, mac, addr=None):
         # Wake-on-LAN runs only in a power-on sequence: its module loads with the first wake,
@@ -194,6 +210,8 @@ class Sentinel:
         # without it, sensing, deciding and the console run while the starter keeps looking
         if not await self.net.try_start():
             tasks.append(asyncio.create_task(self.net.run()))
+        if self.web is not None and not await self.web.try_start():
+            tasks.append(asyncio.create_task(self.web.run()))
         tasks.append(asyncio.create_task(supervisor(rt, limits)))
         board.hello({"fw": VERSION, "protocol": PROTOCOL})
         rt.console.event("boot", firmware=VERSION, cause=board.reset_cause(),

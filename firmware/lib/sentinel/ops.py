@@ -42,6 +42,7 @@ class Ops:
         self.reboot = reboot      # async fn() a config commit runs to reboot
         self.upload = None        # offset expected next of a config upload in progress
         self.alerts = None        # the alerts Outbox, when a transport is enabled
+        self.web = None  # type: object  # the web server's starter when http is enabled (app)
 
     def get(self, op):
         """The handler of console op `op`, or None: Ops is the ConsoleServer's handler table.
@@ -89,7 +90,7 @@ class Ops:
         f = mon.freq
         ups = {"link": "none", "status": self.snap.tokens(),
                "charge": round(self.battery.charge_pct), "runtime": int(self.battery.runtime_s),
-               "source": self.battery.charge_source}
+               "source": self.battery.charge_source, "alarm": self.snap.alarm}
         con = sen.contacts
         if self.link is not None:
             ups["link"] = self.link.state
@@ -106,8 +107,12 @@ class Ops:
         adc = sen.adc
         lag = self.lag
         h = sm.history()
+        net = {"state": rt.board.network_state(), "nut": self.net.serving}
+        if self.web is not None:
+            net["http"] = getattr(self.web, "serving", False)
         st = {"mains": {"v": round(mon.urms, 1), "hz": None if f is None else round(f, 3),
-                        "lost": mon.lost, "good": mon.good, "events": sen.events[-5:]},
+                        "lost": mon.lost, "good": mon.good, "events": sen.events[-5:],
+                        "counts": sen.counts},
               "ups": ups,
               "state": {"name": sm.state, "cause": h[-1][3] if h else "boot",
                         "ponr": sm.ponr, "plan_id": sm.plan_id, "drill": sm.drill},
@@ -118,7 +123,7 @@ class Ops:
               "adc": {"overruns": 0 if adc is None else adc.overruns,
                       "ring_ms": sen.ring_ms(), "gaps": mon.gaps,
                       "gap_samples": mon.gap_samples},
-              "network": {"state": rt.board.network_state(), "nut": self.net.serving},
+              "network": net, "nut": {"clients": len(self.nut.conns)},
               "errors": rt.errors,
               "uptime_ms": rt.uptime(), "time": rt.board.time()}
         if self.alerts is not None:

@@ -184,6 +184,22 @@ NETWORK = (
      "doc": "Wi-Fi passphrase (stored on the device: Wi-Fi needs it in clear)"},
 )
 
+HTTP = (
+    {"k": "enabled", "t": "bool", "d": False,
+     "doc": "serve the status page (/) and Prometheus metrics (/metrics) over HTTP"},
+    {"k": "port", "t": "int", "d": 80, "min": 1, "max": 65535, "doc": "HTTP server TCP port"},
+    {"k": "bind", "t": "str", "d": None, "null": True, "min": 7, "max": 15, "fmt": "ipv4",
+     "doc": "address to listen on (null: the one NUT listens on, every interface on a board)"},
+    {"k": "refresh_s", "t": "int", "d": 10, "min": 0, "max": 3600,
+     "doc": "the status page reloads itself this often (0: never)"},
+    {"k": "recent", "t": "int", "d": 6, "min": 0, "max": 20,
+     "doc": "journal records listed on the status page"},
+    {"k": "max_conns", "t": "int", "d": 4, "min": 1, "max": 8,
+     "doc": "simultaneous HTTP connections (a newcomer sheds the one slowest to send its request)"},
+    {"k": "timeout_ms", "t": "int", "d": 5000, "min": 500, "max": 60000,
+     "doc": "a request must arrive whole within this, and its answer be taken within as long again"},
+)
+
 BOARD = (
     {"k": "adc_pin", "t": "int", "d": None, "null": True, "min": 0, "max": 48,
      "doc": "GPIO of the mains sensor (null: the board module's default, docs/wiring.md)"},
@@ -320,6 +336,7 @@ SCHEMA = (
      "doc": "server tiers in shutdown order"},
     {"k": "recovery", "t": "section", "f": RECOVERY, "doc": "powering servers back on"},
     {"k": "network", "t": "section", "f": NETWORK, "doc": "how the board joins the network"},
+    {"k": "http", "t": "section", "f": HTTP, "doc": "status page and Prometheus metrics (off by default)"},
     {"k": "board", "t": "section", "f": BOARD, "doc": "pin overrides for this board"},
     {"k": "alerts", "t": "section", "f": ALERTS,
      "doc": "telling people and their tools (syslog, webhook, e-mail, MQTT); all off by default"},

@@ -23,6 +23,7 @@ class Sensing:
         self.contacts = contacts   # ContactMonitor or None
         self.adc = None            # the AdcSource, once the sampler runs
         self.events = []           # recent mains events for status (bounded)
+        self.counts = {}           # events since boot by kind, and "lost" (fast loss triggers)
         self.seen = False          # first block read (NUT answers WAIT before)
         self._gap_at = -10 ** 9
         self._gaps_logged = 0
@@ -37,12 +38,19 @@ class Sensing:
     def on_mains_change(self, mon):
         self.rt.console.event("mains", lost=mon.lost, good=mon.good, v=round(mon.urms, 1))
         if mon.lost:
+            self._count("lost")
             self.rt.log("mains_lost", {"v": round(mon.urms, 1)}, critical=True)
+
+    def _count(self, kind):
+        n = self.counts.get(kind, 0)
+        if n < 0x3FFFFFFF:  # a small int however long the board runs
+            self.counts[kind] = n + 1
 
     def on_mains_event(self, ev):
         ev = {"type": ev["kind"], "start_ms": ev["start_ms"], "duration_ms": ev["duration_ms"],
               "pct": ev["pct"], "v": ev.get("residual_v", ev.get("peak_v")),
               "trig": ev["trig"]}
+        self._count(ev["type"])
         self.events.append(ev)
         if len(self.events) > 8:
             self.events.pop(0)

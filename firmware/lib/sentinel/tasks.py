@@ -109,11 +109,19 @@ async def reporter(rt, status_fn, sm):
 class NutStarter:
     """Starts the NUT server once the network is up, and reports the network state. A board
     without a network module ("absent") never serves NUT but keeps sensing and deciding; a
-    board whose Wi-Fi is down looks again with a bounded backoff."""
+    board whose Wi-Fi is down looks again with a bounded backoff.
 
-    def __init__(self, rt, nut):
+    Also starts the web server the same way: `nut` may be any server with `await start(host,
+    port)`; bind: () -> (host, port), default the board's NUT address; name: the prefix of its
+    records (<name>_start_failed, <name>_started); log_network: whether this starter records
+    network state changes (one starter does)."""
+
+    def __init__(self, rt, nut, bind=None, name="nut", log_network=True):
         self.rt = rt
         self.nut = nut
+        self.bind = bind or rt.board.nut_bind
+        self.name = name
+        self.log_network = log_network
         self.serving = False
         self.state = None      # the last network state seen
         self.waited = False    # an attempt did not start the server (network down, error)
@@ -122,7 +130,7 @@ class NutStarter:
     def _observe(self):
         st = self.rt.board.network_state()
         if st != self.state:
-            if self.state is not None or st != "up":
+            if self.log_network and (self.state is not None or st != "up"):
                 self.rt.log("network", {"state": st})
             self.state = st
         return st
@@ -134,7 +142,7 @@ class NutStarter:
         if self._observe() != "up":
             self.waited = True
             return False
-        host, port = self.rt.board.nut_bind()
+        host, port = self.bind()
         try:
             await self.nut.start(host, port)
         except OSError as e:
@@ -142,11 +150,11 @@ class NutStarter:
             err = repr(e)
             if err != self._error:  # once per distinct error, not once per retry
                 self._error = err
-                self.rt.log("nut_start_failed", {"error": err})
+                self.rt.log(self.name + "_start_failed", {"error": err, "port": port})
             return False
         self.serving = True
         if self.waited:
-            self.rt.log("nut_started", {"port": port})
+            self.rt.log(self.name + "_started", {"port": port})
         return True
 
     async def run(self):
