@@ -5,9 +5,11 @@
 import asyncio
 import binascii
 import sys
+import os
 
 from mpunit import TestCase
 from sentinel import config
+from sentinel.journal import Journal
 from sentinel.passwd import hash_password
 from sentinel.web import http as H
 from sentinel.web.server import WebServer
@@ -304,22 +306,24 @@ class Metrics(TestCase):
                          ["1", "0", "3", "2.5", "NaN"])
 
 
-class FakeJournal:
-    def __init__(self):
-        self.recs = [(i, 1700000000 + i, i * 1000, "state", {"to": "ONLINE"}) for i in range(20)]
-
-    def last_seq(self):
-        return self.recs[-1][0]
-
-    def read(self, from_seq, n):
-        return [r for r in self.recs if r[0] >= from_seq][:n]
+def real_journal():
+    """A real journal in a fresh directory holding 20 state records (the first flushed, the
+    rest still batched: the page reads both)."""
+    d = "/tmp/ps_web_%s" % "".join("%02x" % b for b in os.urandom(4))
+    os.mkdir(d)
+    j = Journal(d, seg_size=2048, max_segments=2)
+    for i in range(20):
+        j.append("state", {"to": "ONLINE"}, now_ms=i * 1000, epoch=1700000000 + i)
+        if i == 9:
+            j.flush()
+    return j
 
 
 class FakeRt:
     def __init__(self, cfg):
         self.cfg = cfg
         self.logs = []
-        self.journal = FakeJournal()
+        self.journal = real_journal()
 
     def log(self, kind, data=None, critical=False):
         self.logs.append((kind, data))
