@@ -1,5 +1,6 @@
 """Alerts end to end: the real firmware on a virtual board sends its alerts to real receivers on
-loopback (rsyslogd over TCP, an HTTP receiver checking the HMAC, aiosmtpd with AUTH LOGIN).
+loopback (rsyslogd over TCP, an HTTP receiver checking the HMAC, aiosmtpd with AUTH LOGIN,
+Mosquitto with a durable QoS 1 mosquitto_sub session).
 Each receiver is stopped during an outage and started again: every alert arrives, in order,
 without duplicate ids after dedupe; a reboot mid-queue loses nothing; a rejection is logged and
 skipped; `powersentinel alerts test` reports each delivery."""
@@ -10,7 +11,7 @@ import sys
 
 import pytest
 
-from alerts_receivers import Rsyslog, Smtp, Webhook, dedupe, wait_ids
+from alerts_receivers import Mqtt, Rsyslog, Smtp, Webhook, dedupe, wait_ids
 from powersentinel import virtual
 from powersentinel.link import Link
 from powersentinel.virtual import wait_for
@@ -31,7 +32,8 @@ class Site:
         self.syslog = Rsyslog(tmp / "rsyslog")
         self.hook = Webhook(SECRET)
         self.smtp = Smtp("alerts", "mail-pw")
-        self.receivers = (self.syslog, self.hook, self.smtp)
+        self.mqtt = Mqtt(tmp / "mqtt", "pstest")
+        self.receivers = (self.syslog, self.hook, self.smtp, self.mqtt)
         self.cfg = {
             "version": 1, "site": {"name": "lab"},
             "alerts": {
@@ -43,6 +45,8 @@ class Site:
                 "smtp": {"enabled": True, "host": "127.0.0.1", "port": self.smtp.port,
                          "user": "alerts", "password": "mail-pw", "sender": "lab@site.lan",
                          "to": "ops@site.lan", "timeout_ms": 3000},
+                "mqtt": {"enabled": True, "host": "127.0.0.1", "port": self.mqtt.port,
+                         "topic_prefix": "pstest", "timeout_ms": 2000},
             }}
 
     def start(self):
@@ -54,7 +58,8 @@ class Site:
             r.stop()
 
     def got(self):
-        return {"syslog": self.syslog.ids(), "webhook": self.hook.ids(), "smtp": self.smtp.ids()}
+        return {"syslog": self.syslog.ids(), "webhook": self.hook.ids(), "smtp": self.smtp.ids(),
+                "mqtt": self.mqtt.ids()}
 
 
 @pytest.fixture(scope="module")
@@ -72,6 +77,7 @@ def site(tmp_path_factory):
     finally:
         virtual.stop(d)
         s.stop()
+        s.mqtt.close()
 
 
 def journal(link):
@@ -102,7 +108,7 @@ def alerts_status(link):
 
 def assert_all_arrived(site, want, after):
     for name, fn in (("syslog", site.syslog.ids), ("webhook", site.hook.ids),
-                     ("smtp", site.smtp.ids)):
+                     ("smtp", site.smtp.ids), ("mqtt", site.mqtt.ids)):
         wait_ids(fn, want, DELIVERY_S, "%s to receive alerts %s" % (name, want))
         got = [i for i in dedupe(fn()) if i > after]
         # in order, every one, nothing else (boot and the scenario's own alerts only)
@@ -120,7 +126,7 @@ def test_boot_and_test_alert_reach_every_receiver(site):
         st = wait_for(lambda: (lambda s: s if all(t["delivered"] >= aid for t in
                                                   s["transports"].values()) else None)(
             alerts_status(link)), 10, "status to show the delivery")
-    assert set(st["transports"]) == {"syslog", "webhook", "smtp"}
+    assert set(st["transports"]) == {"syslog", "webhook", "smtp", "mqtt"}
     assert st["depth"] == 0
     # the outbox's synchronous steps (journal reads) stay short (a loaded machine included)
     assert 0 <= st["step_max_ms"] < 50
@@ -161,6 +167,12 @@ def test_receivers_down_during_an_outage_then_back(site):
         st = alerts_status(link)
     kinds_seen = {b["kind"] for i, b in site.hook.got if i > after}
     assert {"mains_lost", "state", "alert_test"} <= kinds_seen
+    # MQTT's retained state (QoS 0: the latest is what counts) follows the replayed alerts:
+    # back on line after this outage, mains good
+    state = [json.loads(p) for _r, t, p in site.mqtt.messages() if t == "pstest/lab/state"]
+    mains = [p for _r, t, p in site.mqtt.messages() if t == "pstest/lab/mains"]
+    assert state[-1]["state"] == "ONLINE" and state[-1]["id"] > after, state
+    assert mains[-1] == "ok", mains
     assert all(t["delivered"] >= last for t in st["transports"].values())
 
 
@@ -215,9 +227,10 @@ def test_cli_alerts_test(site):
     assert r.returncode == 0, r.stdout + r.stderr
     lines = r.stdout.splitlines()
     aid = int(lines[0].split()[-1])
-    assert sorted(ln.split()[0] for ln in lines[1:]) == ["smtp", "syslog", "webhook"]
+    assert sorted(ln.split()[0] for ln in lines[1:]) == ["mqtt", "smtp", "syslog", "webhook"]
     assert all(ln.split()[1] == "delivered" for ln in lines[1:])
     assert aid in site.smtp.ids() and aid in site.hook.ids() and aid in site.syslog.ids()
+    wait_ids(site.mqtt.ids, [aid], 10, "mosquitto_sub to see the test alert")
     # one receiver down: that transport fails with its error, the command exits 1
     site.smtp.stop()
     try:

@@ -6,25 +6,18 @@ in a small driver that reads commands on stdin and prints each send's result; a 
 the broker's own restart. The Home Assistant discovery payloads the broker holds are checked
 against HA's MQTT discovery schemas, written here as data (see HA_* below).
 """
-import getpass
 import json
 import os
-import queue
 import re
-import shutil
-import signal
-import socket
 import subprocess
-import threading
 import time
 
 import pytest
 
+from alerts_receivers import MOSQUITTO, PASSWD, SUB, Broker, Lines
+from alerts_receivers import Sub as _Sub
 from support import REPO, venv_tool
 
-MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-SUB = shutil.which("mosquitto_sub")
-PASSWD = shutil.which("mosquitto_passwd")
 MPY = venv_tool("micropython")
 LIB = os.path.join(REPO, "firmware", "lib")
 TIMEOUT_MS = 1500
@@ -72,139 +65,8 @@ asyncio.run(main())
 """
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_until(pred, timeout, what):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        v = pred()
-        if v:
-            return v
-        time.sleep(0.05)
-    raise AssertionError("timed out waiting for " + what)
-
-
-class Broker:
-    """A private mosquitto on 127.0.0.1:<free port>, persistence in its own folder."""
-
-    def __init__(self, d, users=None):
-        self.d = d
-        self.port = free_port()
-        self.proc = None
-        lines = ["listener %d 127.0.0.1" % self.port, "persistence true",
-                 "persistence_location %s/" % d, "log_dest file %s/mosquitto.log" % d,
-                 "user %s" % getpass.getuser()]  # as root it would switch to user mosquitto
-        if users:
-            pw = os.path.join(d, "passwd")
-            for i, (u, p) in enumerate(users.items()):
-                subprocess.run([PASSWD] + (["-c"] if i == 0 else []) + ["-b", pw, u, p],
-                               check=True, capture_output=True, timeout=10)
-            lines += ["allow_anonymous false", "password_file " + pw]
-        else:
-            lines.append("allow_anonymous true")
-        self.conf = os.path.join(d, "mosquitto.conf")
-        with open(self.conf, "w") as f:
-            f.write("\n".join(lines) + "\n")
-
-    def start(self):
-        self.proc = subprocess.Popen([MOSQUITTO, "-c", self.conf], stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.DEVNULL)
-
-        def up():
-            assert self.proc.poll() is None, "mosquitto exited: see " + self.d
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
-                return True
-            except OSError:
-                return False
-        wait_until(up, 10, "mosquitto to listen")
-
-    def stop(self):
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGCONT)
-            self.proc.terminate()  # SIGTERM: mosquitto saves its persistence file
-            self.proc.wait(10)
-        self.proc = None
-
-    def pause(self, on):
-        self.proc.send_signal(signal.SIGSTOP if on else signal.SIGCONT)
-
-
-class Lines:
-    """A process's stdout lines, collected by a thread, waited for with deadlines."""
-
-    def __init__(self, proc):
-        self.proc = proc
-        self.lines = []
-        self._q = queue.Queue()
-        threading.Thread(target=self._pump, daemon=True).start()
-
-    def _pump(self):
-        for line in self.proc.stdout:
-            self._q.put(line.rstrip("\n"))
-        self._q.put(None)
-
-    def _take(self):
-        while True:
-            try:
-                x = self._q.get_nowait()
-            except queue.Empty:
-                return
-            if x is not None:
-                self.lines.append(x)
-
-    def wait(self, pred, timeout, what):
-        def check():
-            self._take()
-            return pred(self.lines)
-        return wait_until(check, timeout, what + "; got %r" % self.lines[-20:])
-
-
-class Sub:
-    """A durable mosquitto_sub session (QoS 1): it reconnects by itself, or is restarted with
-    the same client id, and the broker keeps what arrived meanwhile."""
-
-    def __init__(self, broker, auth=()):
-        self.b = broker
-        self.auth = list(auth)
-        self.out = []
-        self.proc = None
-        self.start()
-
-    def start(self):
-        self.proc = subprocess.Popen(
-            [SUB, "-h", "127.0.0.1", "-p", str(self.b.port), "-q", "1", "-c", "-i", "ps-test-sub",
-             "-F", "%r %q %t %p", "-t", PFX + "/#", "-t", HA + "/#"] + self.auth,
-            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-        self.lines = Lines(self.proc)
-
-    def ensure(self):
-        if self.proc.poll() is not None:
-            self.out += self.lines.lines
-            self.start()
-
-    def all(self):
-        self.lines._take()
-        return self.out + self.lines.lines
-
-    def wait(self, pred, timeout, what):
-        end = time.monotonic() + timeout
-        while True:
-            self.ensure()
-            got = self.all()
-            if pred(got):
-                return got
-            if time.monotonic() > end:
-                raise AssertionError("timed out waiting for %s; got %r" % (what, got[-20:]))
-            time.sleep(0.05)
-
-    def stop(self):
-        self.proc.terminate()
-        self.proc.wait(5)
+def Sub(broker, auth=()):  # noqa: N802  (the shared session on this module's two prefixes)
+    return _Sub(broker, (PFX, HA), auth)
 
 
 def parse(line):
