@@ -1,6 +1,7 @@
 """The firmware's event-loop latency budget on the virtual board, against its ADC ring.
 
     .venv/bin/python benchmarks/latency_bench.py [--duration 600] [--outages 3] [--json F]
+                                                 [--features alerts,web]
 
 A fresh virtual board (the real MicroPython unix port running the deployed firmware through the
 same hal/_mcu.py board code as a Pico) runs the heap benchmark's site: Q1 UPS link polled every
@@ -10,6 +11,10 @@ second, 3 tiers x 2 hosts, 2 NUT users. For `duration` seconds:
   * the console is busy: `status` every 0.5 s, `log_read` and `capture_list`/`capture_read` every
     few seconds, as `powersentinel monitor` and `logs` do;
   * `outages` mains cuts of 4 s each (fast loss trigger, waveform capture, journal writes).
+With `--features` the optional parts named (heap_bench.FEATURES: `alerts` sends every alert to
+real receivers, `web` fetches the status page and /metrics back to back) run too, with their
+tasks inside the same measurement; the alerts outbox also reports its own longest synchronous
+step (`alerts.step_max_ms`).
 The firmware measures its own event-loop stalls (a task that sleeps 10 ms and records how late it
 wakes) and counts the ADC blocks it lost (ring overruns). Reported: the worst stall, the ADC
 ring's span, the margin between them, and the blocks lost. Exit status 1 when any block was lost
@@ -27,7 +32,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 if HERE not in sys.path:
     sys.path.insert(0, HERE)
 
-from heap_bench import N_CLIENTS, TIERS, USERS, NutClient, make_config  # noqa: E402
+from heap_bench import FEATURES, N_CLIENTS, TIERS, USERS, NutClient, make_config  # noqa: E402
 from powersentinel import virtual  # noqa: E402
 from powersentinel.link import Link  # noqa: E402
 
@@ -38,18 +43,22 @@ def _fields(st):
     return loop.get("max_stall_ms"), adc.get("overruns"), adc.get("ring_ms")
 
 
-def scenario(duration=600.0, outages=3, workdir=None, log=None):
+def scenario(duration=600.0, outages=3, workdir=None, log=None, features=()):
     """Run on a fresh board; returns a dict: ok, error, max_stall_ms, ring_ms, margin,
-    overruns, polls, status_reads, captures, gaps."""
+    overruns, polls, status_reads, captures, gaps, features, loads, alerts (the outbox's
+    status at the end, with `alerts` among the features)."""
     say = log or (lambda *a: None)
     own = workdir is None
     base = workdir or tempfile.mkdtemp(prefix="latbench-")
     d = os.path.join(base, "board")
     cfg_path = os.path.join(base, "config.json")
+    cfg = make_config(features)
     with open(cfg_path, "w") as f:
-        json.dump(make_config(), f)
+        json.dump(cfg, f)
+    loads = {f: FEATURES[f][1](cfg) for f in features if FEATURES[f][1] is not None}
     res = {"ok": False, "error": None, "duration_s": duration, "polls": 0, "status_reads": 0,
-           "log_reads": 0, "capture_reads": 0, "mains_lost_seen": 0}
+           "log_reads": 0, "capture_reads": 0, "mains_lost_seen": 0,
+           "features": list(features), "loads": {}}
     clients = []
     try:
         meta = virtual.start(d, config=cfg_path, timeout=60)
@@ -61,6 +70,8 @@ def scenario(duration=600.0, outages=3, workdir=None, log=None):
             if i == 1:
                 extra.append("GET DESC %s ups.status" % TIERS[0])
             clients.append(NutClient(meta["nut"], user, pw[user], TIERS[i % 3], extra))
+        for ld in loads.values():
+            ld.start()
         # outage k runs from cuts[k] for 4 s, spread over the run after a quiet first tenth
         cuts = [duration * (0.1 + 0.8 * (k + 0.5) / outages) for k in range(outages)]
         with Link(meta["serial"]) as link:
@@ -107,6 +118,13 @@ def scenario(duration=600.0, outages=3, workdir=None, log=None):
                         % (t, stall, over, res["polls"]))
                 time.sleep(0.5)
             st = link.request("status")
+        for name, ld in loads.items():
+            ld.stop()
+            res["loads"][name] = {"ok": ld.ok, "failed": ld.failed}
+            if ld.failed or not all(ld.ok.values()):
+                raise RuntimeError("%s load: %r" % (name, res["loads"][name]))
+        if "alerts" in st:
+            res["alerts"] = st["alerts"]
         stall, over, ring_ms = _fields(st)
         if stall is None or over is None or ring_ms is None:
             raise RuntimeError("the firmware's status has no loop/adc figures: %r"
@@ -120,6 +138,8 @@ def scenario(duration=600.0, outages=3, workdir=None, log=None):
     except Exception as e:  # the figures say how far it got; the error says why it stopped
         res["error"] = "%s: %s" % (type(e).__name__, e)
     finally:
+        for ld in loads.values():
+            ld.stop()
         for c in clients:
             c.close()
         virtual.stop(d)
@@ -133,13 +153,26 @@ def main(argv=None):
     ap.add_argument("--duration", type=float, default=600.0, help="seconds (default 600)")
     ap.add_argument("--outages", type=int, default=3, help="mains cuts during the run")
     ap.add_argument("--json", help="also write the results here")
+    ap.add_argument("--features", default="",
+                    help="optional parts to enable, comma separated: %s" % ", ".join(FEATURES))
     a = ap.parse_args(argv)
-    r = scenario(a.duration, a.outages, log=print)
+    features = [f for f in a.features.split(",") if f]
+    for f in features:
+        if f not in FEATURES:
+            ap.error("unknown feature %r (known: %s)" % (f, ", ".join(FEATURES)))
+    r = scenario(a.duration, a.outages, log=print, features=features)
     print("duration %.0f s: worst loop stall %s ms, ADC ring %s ms, margin x%s, ADC blocks lost "
           "%s, gaps %s, NUT polls %d, status reads %d, capture reads %d -> %s"
           % (r["duration_s"], r.get("max_stall_ms"), r.get("ring_ms"), r.get("margin"),
              r.get("overruns"), r.get("gaps"), r["polls"], r["status_reads"],
              r["capture_reads"], "ok" if r["ok"] else "FAILED"))
+    if r.get("alerts"):
+        tr = r["alerts"].get("transports", {})
+        print("alerts: outbox longest step %s ms, queue depth %s, delivered %s"
+              % (r["alerts"].get("step_max_ms"), r["alerts"].get("depth"),
+                 ", ".join("%s %s" % (k, v.get("delivered")) for k, v in sorted(tr.items()))))
+    for name, ld in r["loads"].items():
+        print("%s load: %s" % (name, ld))
     if r["error"]:
         print("error: %s" % r["error"])
     if a.json:
