@@ -7,6 +7,7 @@ on a partial status.
 import time
 
 from rich.console import Group
+from rich.markup import escape
 from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
@@ -80,6 +81,23 @@ def ups_line(ups):
                                       style or "default")
 
 
+def alerts_lines(al):
+    """One line per alert transport: what it delivered, what waits, and why it is failing."""
+    out = []
+    for name, tr in sorted((al.get("transports") or {}).items()):
+        line = "delivered up to #%s" % tr.get("delivered")
+        if tr.get("pending"):
+            line += ", [yellow]%d waiting[/yellow]" % tr["pending"]
+            if tr.get("retry_ms"):
+                line += " (retry in %s)" % _dur(tr["retry_ms"] / 1000.0)
+        if tr.get("rejected"):
+            line += ", %d rejected" % tr["rejected"]
+        if tr.get("error") and tr.get("pending"):
+            line += "  [red]%s[/red]" % escape(str(tr["error"]))
+        out.append((name, line))
+    return out
+
+
 def render_status(ident, st, title=None):
     t = Table(title=title or "Power Sentinel %s on %s" % (ident.get("firmware"), ident.get("board")),
               show_header=False, expand=False)
@@ -121,6 +139,12 @@ def render_status(ident, st, title=None):
         if miss:
             row += "  [red]missing: %s[/red]" % ", ".join(miss)
         t.add_row("tier %s" % tier.get("name"), row)
+    al = st.get("alerts")
+    if al:
+        t.add_row("alerts", "%d waiting for the slowest transport" % al.get("depth", 0)
+                  if al.get("depth") else "[green]all delivered[/green]")
+        for name, line in alerts_lines(al):
+            t.add_row("  " + name, line)
     errs = st.get("errors")
     if errs:
         items = errs.items() if isinstance(errs, dict) else enumerate(errs if isinstance(errs, list) else [errs])
@@ -183,6 +207,13 @@ def render_dashboard(ident, st, recent, port, problem=None, updated=None):
     m.add_row("ups", ups_line(ups) if ups else "-",
               "charge %s" % _fmt(ups.get("charge"), " %", 0),
               "runtime %s" % _dur(ups.get("runtime")))
+    al = st.get("alerts")
+    if al:
+        m.add_row("alerts", "%d waiting" % al.get("depth", 0) if al.get("depth") else "delivered",
+                  "; ".join("%s %s" % (n, "[red]failing[/red]" if (al["transports"][n].get("error")
+                                                               and al["transports"][n].get("pending"))
+                                      else "ok") for n in sorted(al.get("transports") or {})),
+                  "")
     parts.append(Panel(m, title="now", title_align="left"))
     parts.append(Panel(_tiers_table(st), title="tiers", title_align="left"))
     lines = Text()

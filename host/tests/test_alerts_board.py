@@ -156,6 +156,8 @@ def test_receivers_down_during_an_outage_then_back(site):
         wait_for(lambda: all(t["failures"] > 0 and t["pending"] > 0 for t in
                              alerts_status(link)["transports"].values()), 20,
                  "every transport to fail and queue")
+        # the operator's one screen shows the queue and why each transport is failing
+        down = status_screen(link)
         virtual.set_wires(site.dir, {"mains": "on"})
         wait_for(lambda: link.request("status")["state"]["name"] == "ONLINE", 30,
                  "mains to be back")
@@ -165,6 +167,14 @@ def test_receivers_down_during_an_outage_then_back(site):
         assert len(want) >= 4  # mains lost, the state changes, two test alerts at least
         assert_all_arrived(site, want, after)
         st = alerts_status(link)
+        wait_for(lambda: alerts_status(link)["depth"] == 0, 10, "the queue to empty")
+        up = status_screen(link)
+    rows = [ln.strip("│ ") for ln in down.splitlines()]
+    rows = [r for r in rows if r.split()[:1] in (["alerts"], ["mqtt"], ["smtp"], ["syslog"],
+                                                  ["webhook"])]
+    assert "waiting for the slowest transport" in rows[0], down
+    assert len(rows) == 5 and all("waiting" in r and "Error" in r for r in rows[1:]), down
+    assert "all delivered" in up and "waiting" not in up, up
     kinds_seen = {b["kind"] for i, b in site.hook.got if i > after}
     assert {"mains_lost", "state", "alert_test"} <= kinds_seen
     # MQTT's retained state (QoS 0: the latest is what counts) follows the replayed alerts:
@@ -215,6 +225,17 @@ def test_a_rejected_alert_is_logged_and_skipped(site):
     assert rej[-1]["data"]["id"] == bad and rej[-1]["data"]["transport"] == "webhook"
     assert "401" in rej[-1]["data"]["error"]
     assert st["transports"]["webhook"]["rejected"] >= 1
+
+
+def status_screen(link):
+    """`powersentinel status` as the operator sees it (rich, without colour), from the link's
+    own status: the CLI cannot open the port while the test holds it."""
+    from rich.console import Console
+
+    from powersentinel import ui
+    con = Console(width=200, color_system=None, record=True, file=open(os.devnull, "w"))
+    con.print(ui.render_status(link.identify(), link.request("status")))
+    return con.export_text()
 
 
 def run_cli(*args, timeout=60):

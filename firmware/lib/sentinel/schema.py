@@ -271,7 +271,7 @@ ALERTS_MQTT = (
     {"k": "client_id", "t": "str", "d": "", "min": 0, "max": 64, "fmt": "text",
      "doc": "MQTT client id; empty: powersentinel-<site name>"},
     {"k": "topic_prefix", "t": "str", "d": "powersentinel", "min": 1, "max": 64, "fmt": "text",
-     "doc": "first level of every topic"},
+     "doc": "first level(s) of every topic (no + or #, no leading or trailing /)"},
     {"k": "discovery", "t": "bool", "d": True, "doc": "publish Home Assistant MQTT discovery"},
     {"k": "discovery_prefix", "t": "str", "d": "homeassistant", "min": 1, "max": 64,
      "fmt": "text", "doc": "Home Assistant's discovery topic prefix"},
