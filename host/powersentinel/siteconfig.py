@@ -443,22 +443,32 @@ def _emit(out, fields, obj, header, user=False):
     out.append("")
 
 
+def _emit_tree(out, fields, obj, path, header):
+    """A table's scalars, then its sub-tables ([path.sub]) and arrays of tables
+    ([[path.list]]), recursively, in schema order: every key the schema has, so that a pulled
+    file pushed back changes nothing."""
+    _emit(out, fields, obj, header, user=fields is schema.NUT_USER)
+    for f in fields:
+        sub = "%s.%s" % (path, f["k"])
+        if f["t"] == "section":
+            _emit_tree(out, f["f"], obj.get(f["k"]) or {}, sub, "[%s]" % sub)
+        elif f["t"] == "list":
+            for item in obj.get(f["k"]) or ():
+                _emit_tree(out, f["f"], item, sub, "[[%s]]" % sub)
+
+
 def to_toml(cfg, source=None):
     """A site file for a device config (passwords stay hashed, as password_hash)."""
     out = ["# Power Sentinel site file%s." % (" pulled from a board (%s)" % source if source else ""),
            "# Keys: docs/configuration.md; push with `powersentinel config push FILE`.",
            "version = %d" % cfg.get("version", schema.VERSION), ""]
-    for sec in ("site", "mains", "ups", "policy", "nut"):
-        f = schema.field(sec)
-        _emit(out, f["f"], cfg.get(sec) or {}, "[%s]  # %s" % (sec, f["doc"]))
-    for u in (cfg.get("nut") or {}).get("users") or ():
-        _emit(out, schema.NUT_USER, u, "[[nut.users]]", user=True)
-    for t in cfg.get("tiers") or ():
-        _emit(out, schema.TIER, t, "[[tiers]]")
-        for h in t.get("hosts") or ():
-            _emit(out, schema.HOST, h, "[[tiers.hosts]]")
-    _emit(out, schema.RECOVERY, cfg.get("recovery") or {}, "[recovery]  # %s"
-          % schema.field("recovery")["doc"])
+    for f in schema.SCHEMA:
+        k = f["k"]
+        if f["t"] == "section":
+            _emit_tree(out, f["f"], cfg.get(k) or {}, k, "[%s]  # %s" % (k, f["doc"]))
+        elif f["t"] == "list":
+            for item in cfg.get(k) or ():
+                _emit_tree(out, f["f"], item, k, "[[%s]]" % k)
     return "\n".join(out)
 
 
