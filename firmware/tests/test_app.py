@@ -16,7 +16,8 @@ from sentinel.app import Sentinel
 from sentinel.nutview import NutView, Snapshot
 from sentinel.tasks import LoopLag
 
-NUT_PORT = 39431  # loopback only
+# loopback only; random so that two runs at once (other worktrees, a helper) do not share it
+NUT_PORT = 20000 + int.from_bytes(os.urandom(2), "little") % 20000
 
 
 class FakeAdc:
