@@ -11,9 +11,12 @@ import struct
 import subprocess
 import time
 
-import pytest
+import io
 
-from powersentinel import virtual
+import pytest
+from rich.console import Console
+
+from powersentinel import ui, virtual
 from powersentinel.link import Link
 from powersentinel.virtual import pair as vpair
 
@@ -50,6 +53,14 @@ def records(link, kind):
         if not r["records"] or r["records"][-1]["seq"] >= (r["last"] or 0):
             return out
         frm = r["records"][-1]["seq"] + 1
+
+
+def render(ident, st):
+    """The console status table and the monitor screen as plain text."""
+    con = Console(width=200, record=True, file=io.StringIO())
+    con.print(ui.render_status(ident, st))
+    con.print(ui.render_dashboard(ident, st, [], "virtual"))
+    return con.export_text()
 
 
 def pair_status(link):
@@ -101,7 +112,10 @@ def test_dead_peer_raises_redundancy_lost_everywhere_and_clears(pair):
         v = upsc(nut_a)
         assert v["ups.status"].split()[0] == "ALARM" and "OL" in v["ups.status"].split()
         assert v["ups.alarm"] == "redundancy lost: no heartbeat"
-        assert la.request("status")["ups"]["status"].startswith("ALARM")
+        full = la.request("status")
+        assert full["ups"]["status"].startswith("ALARM")
+        shown = render(la.identify(), full)
+        assert "pair A" in shown and "redundancy lost: peer 127.0.0.1 DEAD (no heartbeat)" in shown
         recs = records(la, "pair_peer")
         assert recs[-1]["data"]["state"] == "DEAD"
         assert recs[-1]["data"]["cause"] == "no heartbeat"
@@ -141,3 +155,10 @@ def test_wrong_key_frame_is_refused_and_counted(pair):
         # an authentic frame of an unknown boot that does not echo A's boot: not accepted
         wait_for(lambda: pair_status(la)["unconfirmed"] >= 1, 10, "the frame to be seen")
         assert pair_status(la)["bad_key"] == st["bad_key"]
+
+
+def test_pair_row_names_refused_frames():
+    line = ui.pair_line({"state": "ALIVE", "peer": "10.0.0.2", "since_ms": 5000,
+                         "last_ms": 200, "bad_key": 2, "replayed": 0, "same_id": 0})
+    assert line.startswith("[green]peer 10.0.0.2 ALIVE[/green]  since 5 s, last frame 0 s ago")
+    assert "refused: 2 bad key" in line
