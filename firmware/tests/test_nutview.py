@@ -158,6 +158,15 @@ class TestPairMode(TestCase):
         self.assertEqual(v.status("db"), "OB")
         self.assertEqual(snap.tokens(), "OB")  # the console sees the truth
 
+    def test_unreached_tiers_see_neither_bypass_nor_off(self):
+        snap, v, fsd = self.view()
+        snap.ups_toks = ("BYPASS", "OFF", "TRIM")
+        self.assertEqual(v.status("apps"), "OL TRIM")
+        snap.phases["apps"] = "waiting"
+        self.assertEqual(v.status("apps"), "OL BYPASS OFF TRIM")
+        snap.ob = True
+        self.assertEqual(v.status("apps"), "OB BYPASS OFF TRIM")
+
     def test_single_mode_serves_ob(self):
         snap, v, _ = self.view(pair=False)
         snap.ob = True

@@ -15,13 +15,17 @@ critical, not even a sentinel lost while on battery (docs/nut-clients.md).
 
 Pair mode (pair.enabled, docs/redundancy.md): a tier the plan has not reached is served OL even
 on battery, and OB only from its turn (its FSD), so a sentinel that dies mid-outage was last
-seen OL by the tiers still up and their upsmon never promotes it to OB LB. While the peer is
+seen OL by the tiers still up and their upsmon never counts it critical (2.8.0 promotes a lost
+OB supply to OB LB after DEADTIME; newer ones count a lost OB, BYPASS or OFF supply critical at
+once, so those two are not shown to an unreached tier either). While the peer is
 lost, ALARM is served with "redundancy lost: <cause>" in ups.alarm, after the UPS's own alarm.
 """
 from sentinel.version import VERSION
 
 # UPS statuses passed through: upsmon 2.8.0 ignores them or only notifies
 _PASS = ("RB", "BYPASS", "OFF", "OVER", "TRIM", "BOOST")
+# statuses a tier the pair's plan has not reached is not shown (Snapshot.status)
+_MASKED = ("BYPASS", "OFF")
 # the sequencer phases (seqstate) of a tier the shutdown has reached
 _REACHED = ("fsd", "waiting", "done", "timeout", "off")
 # a list variable with no item (an empty value is dropped by dummy-ups and its repeater)
@@ -72,14 +76,16 @@ class Snapshot:
         """ups.status tokens for the console: as NUT serves them, and LB when the UPS says so."""
         return self.status() + (" LB" if self.lb else "")
 
-    def status(self, ob=None):
-        """ups.status as NUT serves it (without FSD, which the server adds per tier). ob: the
-        OB/OL to serve (None: the reading's own; pair mode masks unreached tiers with OL)."""
-        if ob is None:
-            ob = self.ob
-        st = ("ALARM " if self.alarm or self.pair_alarm else "") + ("OB" if ob else "OL")
+    def status(self, masked=False):
+        """ups.status as NUT serves it (without FSD, which the server adds per tier). masked:
+        pair mode's view for a tier the plan has not reached: OL, and neither BYPASS nor OFF
+        (a newer upsmon counts a supply it lost while last seen OB, BYPASS or OFF as critical
+        at once)."""
+        st = ("ALARM " if self.alarm or self.pair_alarm else "") + (
+            "OB" if self.ob and not masked else "OL")
         for t in self.ups_toks:
-            st += " " + t
+            if not (masked and t in _MASKED):
+                st += " " + t
         return st
 
     def alarms(self):
@@ -160,9 +166,7 @@ class NutView:
         s = self.snap
         if not s.seen:
             return None
-        if self.pair and s.ob and not self.reached(ups):
-            return s.status(False)
-        return s.status()
+        return s.status(self.pair and not self.reached(ups))
 
     def use_fsd(self, fsd):
         """fsd(ups) -> bool: the NUT server's FSD flag per tier (the app wires it)."""
