@@ -42,6 +42,13 @@ def _link(me, port, peer_port, clock, board=None, key=KEY, boot=None):
     return lk, logs, snap
 
 
+def _pair(c, key_b=KEY):
+    """Links A and B on crossed loopback ports: (a, a's records, a's Snapshot, b)."""
+    a, alog, asnap = _link("A", PA, PB, c, boot=11)
+    b, _, _ = _link("B", PB, PA, c, key=key_b, boot=22)
+    return a, alog, asnap, b
+
+
 def _run(links, clock, until, step=50):
     while clock.t < until:
         clock.t += step
@@ -60,8 +67,7 @@ class Link(TestCase):
 
     def test_alive_then_dead_then_back(self):
         c = Clock()
-        a, alog, asnap = _link("A", PA, PB, c, boot=11)
-        b, blog, _ = _link("B", PB, PA, c, boot=22)
+        a, alog, asnap, b = _pair(c)
         self.links = [a, b]
         _run([a, b], c, 400)
         self.assertEqual((a.peer.state, b.peer.state), ("ALIVE", "ALIVE"))
@@ -85,8 +91,7 @@ class Link(TestCase):
 
     def test_wrong_key_is_counted_and_named(self):
         c = Clock()
-        a, alog, asnap = _link("A", PA, PB, c, boot=11)
-        b, _, _ = _link("B", PB, PA, c, key="a-different-key-123", boot=22)
+        a, alog, asnap, b = _pair(c, key_b="a-different-key-123")
         self.links = [a, b]
         _run([a, b], c, 600)
         self.assertEqual(a.peer.state, "DEAD")
@@ -119,8 +124,7 @@ class Link(TestCase):
     def test_heartbeat_allocates_little(self):
         import gc
         c = Clock()
-        a, _, _ = _link("A", PA, PB, c, boot=11)
-        b, _, _ = _link("B", PB, PA, c, boot=22)
+        a, _, _, b = _pair(c)
         self.links = [a, b]
         _run([a, b], c, 400)
         gc.collect()

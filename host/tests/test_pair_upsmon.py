@@ -18,6 +18,7 @@ sys.path.insert(0, os.path.join(HERE, "..", "..", "benchmarks"))
 
 import reliability_common as rc  # noqa: E402  # pyright: ignore[reportMissingImports]
 from powersentinel import nutreal, virtual  # noqa: E402
+from powersentinel.virtual import wait_for  # noqa: E402
 from powersentinel.link import Link  # noqa: E402
 from powersentinel.virtual import pair as vpair  # noqa: E402
 
@@ -25,17 +26,6 @@ DEADTIME, HOSTSYNC, POLL = 3, 3, 1
 GRACE_S = 20
 
 pytestmark = pytest.mark.skipif(not nutreal.available(), reason="NUT binaries not installed")
-
-
-def wait_for(cond, timeout, what):
-    deadline = time.monotonic() + timeout
-    while True:
-        v = cond()
-        if v:
-            return v
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out after %.0f s waiting for %s" % (timeout, what))
-        time.sleep(0.1)
 
 
 def test_a_sentinel_dead_in_grace_blocks_nothing_and_shuts_nothing(tmp_path):

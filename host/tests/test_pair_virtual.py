@@ -19,21 +19,11 @@ from rich.console import Console
 from powersentinel import ui, virtual
 from powersentinel.link import Link
 from powersentinel.virtual import pair as vpair
+from powersentinel.virtual import wait_for
 
 HEARTBEAT_MS = 300
 DEAD_MS = 1500
 TIER = "tier"
-
-
-def wait_for(cond, timeout, what):
-    deadline = time.monotonic() + timeout
-    while True:
-        v = cond()
-        if v:
-            return v
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out after %.0f s waiting for %s" % (timeout, what))
-        time.sleep(0.1)
 
 
 def upsc(nut, var=None):
