@@ -146,3 +146,26 @@ class Codecs(TestCase):
         c = Clock()
         a, _, _ = _link("A", PA, PB, c, boot=11)
         self.assertTrue(isinstance(a.codec, Codec))
+
+
+class Robust(TestCase):
+    def test_a_failing_step_is_logged_once_and_the_task_goes_on(self):
+        import asyncio
+        c = Clock()
+        a, alog, _ = _link("A", PA, PB, c, board=Board("absent"))
+        calls = []
+
+        def bad_step(now):
+            calls.append(now)
+            raise ValueError("boom")
+        a.step = bad_step
+
+        async def main():
+            t = asyncio.create_task(a.run())
+            await asyncio.sleep_ms(180)
+            t.cancel()
+        asyncio.run(main())
+        self.assertTrue(len(calls) >= 3)
+        errs = [r[1]["error"] for r in alog if r[0] == "pair_error"]
+        self.assertEqual(len(errs), 1)
+        self.assertTrue(errs[0].startswith("ValueError('boom'"), errs[0])

@@ -173,8 +173,17 @@ class PairLink:
         return st
 
     async def run(self):
+        # a failing step is recorded (once per distinct error) and the link goes on: the pair
+        # is an addition, it must never take the sentinel's own duties down with it
+        last = None
         while True:
-            self.step(self.now())
+            try:
+                self.step(self.now())
+            except Exception as e:
+                err = repr(e)
+                if err != last:
+                    last = err
+                    self.log("pair_error", {"error": err})
             await asyncio.sleep_ms(TICK_MS)
 
 
