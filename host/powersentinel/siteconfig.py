@@ -459,6 +459,9 @@ def to_toml(cfg, source=None):
             _emit(out, schema.HOST, h, "[[tiers.hosts]]")
     _emit(out, schema.RECOVERY, cfg.get("recovery") or {}, "[recovery]  # %s"
           % schema.field("recovery")["doc"])
+    pair = cfg.get("pair")
+    if pair and pair.get("enabled"):  # a pulled pair config pushed back stays a pair
+        _emit(out, schema.PAIR, pair, "[pair]  # %s" % schema.field("pair")["doc"])
     return "\n".join(out)
 
 

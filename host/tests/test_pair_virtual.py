@@ -152,3 +152,18 @@ def test_pair_row_names_refused_frames():
                          "last_ms": 200, "bad_key": 2, "replayed": 0, "same_id": 0})
     assert line.startswith("[green]peer 10.0.0.2 ALIVE[/green]  since 5 s, last frame 0 s ago")
     assert "refused: 2 bad key" in line
+
+
+def test_a_pulled_pair_config_keeps_its_pair_section(tmp_path):
+    from powersentinel import siteconfig
+    a, _, key, _ = vpair.configs({"tiers": [{"name": TIER, "hosts": []}]}, ports=(4001, 4002))
+    device, problems = siteconfig.convert(a)
+    assert problems == []
+    cfg = siteconfig.load(str(_write(tmp_path / "a.toml", siteconfig.to_toml(device))))
+    assert cfg["pair"] == dict(a["pair"], enabled=True)
+    assert cfg["pair"]["key"] == key
+
+
+def _write(path, text):
+    path.write_text(text)
+    return path
