@@ -198,6 +198,7 @@ class Liveness(TestCase):
         own = Codec(KEY, "A", 1)
         p.receive(Codec(KEY, "A", 1).decode(bytes(own.encode(0, 0, 0, 0, 0, 0, 0, False))), 20)
         self.assertEqual(p.looped, 1)
+        self.assertEqual(p.tick(2000), (DEAD, "peer is this sentinel"))
 
 
 def _cfg(**pair):

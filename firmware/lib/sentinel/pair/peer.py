@@ -3,8 +3,9 @@
     UNKNOWN --accepted message--> ALIVE --dead_ms without one--> DEAD --accepted--> ALIVE
     UNKNOWN --dead_ms after start without one--> DEAD
 
-A DEAD peer's cause says what the link saw in the last dead_ms: "same id" (frames from a peer
-configured with our own id), "bad key" (frames failing the HMAC), "replayed" (authentic frames
+A DEAD peer's cause says what the link saw in the last dead_ms: "peer is this sentinel" (our
+own frames came back: pair.peer is our own address), "same id" (frames from a peer configured
+with our own id), "bad key" (frames failing the HMAC), "replayed" (authentic frames
 already seen, or from a boot the peer has left), else "no heartbeat" (or the cause the link
 gives, e.g. "no network"). The cause is re-evaluated every dead_ms while DEAD, so a peer that
 comes back with the wrong key shows "bad key" rather than "no heartbeat".
@@ -24,6 +25,7 @@ NO_HEARTBEAT = "no heartbeat"
 BAD_KEY = "bad key"
 REPLAYED = "replayed"
 SAME_ID = "same id"
+SELF = "peer is this sentinel"
 HEARTBEAT = "heartbeat"
 REBOOTED = "peer rebooted"
 
@@ -60,7 +62,7 @@ class Peer:
         self.unconfirmed = 0    # authentic frames of a new boot not echoing ours yet
         self.looped = 0         # our own frames coming back (peer address is ourselves)
         self._win_at = now
-        self._mark = (0, 0, 0)  # (same_id, bad_key, replayed) at the start of the window
+        self._mark = (0, 0, 0, 0)  # (looped, same_id, bad_key, replayed) at the window's start
 
     def echo(self):
         return self.pending
@@ -105,13 +107,18 @@ class Peer:
         self.msg = m
         self.last_at = now
         self._win_at = now
-        self._mark = (self.same_id, self.bad_key, self.replayed)
+        self._mark = self._counts()
         if self.state != ALIVE or cause == REBOOTED:
             return self._set(ALIVE, cause, now)
         return None
 
+    def _counts(self):
+        return (self.looped, self.same_id, self.bad_key, self.replayed)
+
     def _why(self, default):
-        s, b, r = self._mark
+        lo, s, b, r = self._mark
+        if self.looped != lo:
+            return SELF
         if self.same_id != s:
             return SAME_ID
         if self.bad_key != b:
@@ -127,7 +134,7 @@ class Peer:
             return None
         cause = self._why(down or NO_HEARTBEAT)
         self._win_at = now
-        self._mark = (self.same_id, self.bad_key, self.replayed)
+        self._mark = self._counts()
         if self.state != DEAD or cause != self.cause:
             return self._set(DEAD, cause, now)
         return None
@@ -145,5 +152,5 @@ class Peer:
         return {"state": self.state, "cause": self.cause, "since_ms": now - self.since,
                 "last_ms": None if self.last_at is None else now - self.last_at,
                 "bad_key": self.bad_key, "replayed": self.replayed, "same_id": self.same_id,
-                "unconfirmed": self.unconfirmed, "reboots": self.reboots,
+                "unconfirmed": self.unconfirmed, "looped": self.looped, "reboots": self.reboots,
                 "view": None if m is None else m.view()}
