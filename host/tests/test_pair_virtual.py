@@ -167,3 +167,29 @@ def test_a_pulled_pair_config_keeps_its_pair_section(tmp_path):
 def _write(path, text):
     path.write_text(text)
     return path
+
+
+def test_cli_starts_drives_and_stops_a_pair(tmp_path):
+    from fakeboard import invoke
+    d = str(tmp_path / "cli-pair")
+    code, so, se = invoke(["virtual", "start", "--dir", d, "--pair"],
+                          env={"POWERSENTINEL_TIMEOUT": "5"})
+    try:
+        assert code == 0, se
+        meta = json.loads(so)
+        assert {meta["a"]["id"], meta["b"]["id"]} == {"A", "B"}
+        # mains to both boards, the UPS to A only
+        code, so, se = invoke(["virtual", "set", "--dir", d, "mains=0.5", "ups.load=40"])
+        assert code == 0, se
+        st = json.loads(so)
+        assert st["a"]["mains"]["level"] == st["b"]["mains"]["level"] == 0.5
+        code, so, se = invoke(["virtual", "get", "--dir", d])
+        both = json.loads(so)
+        assert both["a"]["ups"]["load"] == 40 and both["b"]["ups"]["load"] != 40
+        code, _, se = invoke(["virtual", "start", "--dir", d, "--pair", "--nut-port", "5000"])
+        assert code == 2 and "--nut-port does not apply to a pair" in se
+    finally:
+        code, so, _ = invoke(["virtual", "stop", "--dir", d])
+    assert code == 0 and "stopped" in so
+    assert not os.path.exists(os.path.join(d, "a", "board.json"))
+    assert not os.path.exists(os.path.join(d, "b", "board.json"))
