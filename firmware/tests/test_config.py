@@ -122,7 +122,7 @@ class TestErrors(TestCase):
                    ["policy.grace: unknown key; allowed keys: grace_s, charge_floor_pct, runtime_floor_s, "
                     "shutdown_on_link_lost, stable_mains_s, restart_charge_pct, return_stable_ms, lb_filter_ms",
                     "polcy: unknown key; allowed keys: version, site, mains, ups, policy, nut, tiers, recovery, "
-                    "network, http, board, alerts"])
+                    "network, http, board, alerts, pair"])
         self.check({"tiers": [{"hosts": [{"name": "a"}]}]},
                    ["tiers[0].name: required key missing (tier name, also the NUT UPS name its servers monitor)",
                     "tiers[0].hosts[0].address: required key missing (IPv4 address or DNS name the server's "

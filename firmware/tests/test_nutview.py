@@ -133,3 +133,55 @@ class TestVars(Base):
                          ("pg1,pg2", "pg3"))
         for k, x in v.vars("apps") + v.vars("db"):
             self.assertNotEqual(str(x), "", k)
+
+
+class TestPairMode(TestCase):
+    def view(self, pair=True):
+        snap = Snapshot(["apps", "db"])
+        snap.seen = True
+        snap.sampler_at = snap.at = 10000
+        v = NutView("fake", ["apps", "db"], snap, lambda: 10000, 15000, pair=pair)
+        fsd = {}
+        v.fsd = lambda ups: fsd.get(ups, False)
+        return snap, v, fsd
+
+    def test_unreached_tiers_see_ol_on_battery(self):
+        snap, v, fsd = self.view()
+        snap.ob = True
+        self.assertEqual((v.status("apps"), v.status("db")), ("OL", "OL"))
+        snap.phases["apps"] = "fsd"
+        self.assertEqual((v.status("apps"), v.status("db")), ("OB", "OL"))
+        snap.phases["apps"] = "off"
+        snap.phases["db"] = "idle"   # waiting for its delay: not reached yet
+        self.assertEqual((v.status("apps"), v.status("db")), ("OB", "OL"))
+        fsd["db"] = True             # a client's FSD reaches a tier too
+        self.assertEqual(v.status("db"), "OB")
+        self.assertEqual(snap.tokens(), "OB")  # the console sees the truth
+
+    def test_unreached_tiers_see_neither_bypass_nor_off(self):
+        snap, v, fsd = self.view()
+        snap.ups_toks = ("BYPASS", "OFF", "TRIM")
+        self.assertEqual(v.status("apps"), "OL TRIM")
+        snap.phases["apps"] = "waiting"
+        self.assertEqual(v.status("apps"), "OL BYPASS OFF TRIM")
+        snap.ob = True
+        self.assertEqual(v.status("apps"), "OB BYPASS OFF TRIM")
+
+    def test_single_mode_serves_ob(self):
+        snap, v, _ = self.view(pair=False)
+        snap.ob = True
+        self.assertEqual((v.status("apps"), v.status("db")), ("OB", "OB"))
+
+    def test_redundancy_lost_alarm_combines_with_the_ups_alarm(self):
+        snap, v, _ = self.view()
+        snap.pair_alarm = "redundancy lost: no heartbeat"
+        self.assertEqual(v.status("apps"), "ALARM OL")
+        self.assertEqual(dict(v.vars("apps"))["ups.alarm"], "redundancy lost: no heartbeat")
+        snap.alarm = "UPS selftest failed!"
+        self.assertEqual(dict(v.vars("db"))["ups.alarm"],
+                         "UPS selftest failed! redundancy lost: no heartbeat")
+        snap.pair_alarm = ""
+        self.assertEqual(dict(v.vars("db"))["ups.alarm"], "UPS selftest failed!")
+        snap.alarm = ""
+        self.assertEqual(v.status("apps"), "OL")
+        self.assertFalse("ups.alarm" in dict(v.vars("apps")))

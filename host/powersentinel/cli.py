@@ -80,7 +80,11 @@ def virtual():
               help="give the board a ROMFS partition (the firmware's modules run in place); "
                    "--no-romfs: none, as the stock RPI_PICO image, so deploy uploads .mpy files "
                    "and their code takes heap")
-def virtual_start(d, config, heap, nut_port, time_scale, profile, romfs):
+@click.option("--pair", is_flag=True,
+              help="start a redundant pair instead: DIR/a (id A, reads the UPS) and DIR/b "
+                   "(id B), the same mains, the peer link on loopback with a shared key "
+                   "(docs/redundancy.md); stop, set and get then act on the pair")
+def virtual_start(d, config, heap, nut_port, time_scale, profile, romfs, pair):
     """Start a virtual board in DIR and return once its firmware is running.
 
     A new DIR gets a fresh 2 MiB littlefs flash image, and the current firmware is deployed
@@ -91,6 +95,13 @@ def virtual_start(d, config, heap, nut_port, time_scale, profile, romfs):
     extra += ["--profile", profile]
     if not romfs:
         extra += ["--romfs-kib", "0"]
+    if pair:
+        if nut_port:
+            fail("--nut-port does not apply to a pair: each board takes a free port")
+        from .virtual import pair as vpair
+        meta = vpair.start_pair(d, config=config, heap=heap, extra_args=extra)
+        click.echo(json.dumps(meta, indent=1))
+        return
     meta = vboard.start(d, config=config, heap=heap, nut_port=nut_port, extra_args=extra)
     click.echo(json.dumps(meta, indent=1))
 
@@ -99,7 +110,11 @@ def virtual_start(d, config, heap, nut_port, time_scale, profile, romfs):
 @click.option("--dir", "d", required=True, type=click.Path(file_okay=False))
 def virtual_stop(d):
     """Stop the virtual board in DIR; return once every process of it (supervisor, interpreter
-    and anything it started) has exited. The flash image stays."""
+    and anything it started) has exited. The flash image stays. A pair's DIR stops both."""
+    if _is_pair(d):
+        from .virtual import pair as vpair
+        click.echo("stopped %s" % d if vpair.stop_pair(d) else "no virtual pair running in %s" % d)
+        return
     if vboard.stop(d):
         click.echo("stopped %s" % d)
     else:
@@ -130,6 +145,12 @@ def virtual_set(d, at_phase, assignments):
             fail("expected KEY=VALUE, got %r" % a)
         k, val = a.split("=", 1)
         values[k.strip()] = val
+    if _is_pair(d):
+        from .virtual import pair as vpair
+        st = vpair.set_pair_wires(d, values, at_phase=at_phase)
+        click.echo(json.dumps({s: None if v is None else
+                               {"mains": v["mains"], "ups": v["ups"]} for s, v in st.items()}))
+        return
     st = vboard.set_wires(d, values, at_phase=at_phase)
     click.echo(json.dumps({"mains": st["mains"], "ups": st["ups"], "contacts": st["contacts"]}))
 
@@ -137,8 +158,17 @@ def virtual_set(d, at_phase, assignments):
 @virtual.command("get")
 @click.option("--dir", "d", required=True, type=click.Path(file_okay=False))
 def virtual_get(d):
-    """Print the wires' state and the board's reset history as JSON."""
+    """Print the wires' state and the board's reset history as JSON (a pair: both boards)."""
+    if _is_pair(d):
+        click.echo(json.dumps({s: vboard.state(os.path.join(d, s)) for s in ("a", "b")},
+                              indent=1))
+        return
     click.echo(json.dumps(vboard.state(d), indent=1))
+
+
+def _is_pair(d):
+    """DIR holds a virtual pair (pair.json), not one board."""
+    return os.path.exists(os.path.join(d, "pair.json"))
 
 
 # -- device ------------------------------------------------------------------------------------

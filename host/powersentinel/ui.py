@@ -98,6 +98,25 @@ def alerts_lines(al):
     return out
 
 
+def pair_line(p):
+    """The pair row: the peer's state (red "redundancy lost" unless ALIVE), why, since when,
+    the age of its last frame and the frames refused."""
+    state = p.get("state") or "-"
+    if state == "ALIVE":
+        head = "[green]peer %s ALIVE[/green]" % escape(str(p.get("peer")))
+    else:
+        head = "[red]redundancy lost[/red]: peer %s %s (%s)" % (
+            escape(str(p.get("peer"))), state, escape(str(p.get("cause"))))
+    line = "%s  since %s" % (head, _dur((p.get("since_ms") or 0) / 1000.0))
+    if p.get("last_ms") is not None:
+        line += ", last frame %s ago" % _dur(p["last_ms"] / 1000.0)
+    bad = [(p.get(k) or 0, k.replace("_", " ")) for k in ("bad_key", "replayed", "same_id")]
+    bad = ["%d %s" % kv for kv in bad if kv[0]]
+    if bad:
+        line += "  [yellow]refused: %s[/yellow]" % ", ".join(bad)
+    return line
+
+
 def render_status(ident, st, title=None):
     t = Table(title=title or "Power Sentinel %s on %s" % (ident.get("firmware"), ident.get("board")),
               show_header=False, expand=False)
@@ -139,6 +158,8 @@ def render_status(ident, st, title=None):
         if miss:
             row += "  [red]missing: %s[/red]" % ", ".join(miss)
         t.add_row("tier %s" % tier.get("name"), row)
+    if st.get("pair"):
+        t.add_row("pair %s" % st["pair"].get("id", ""), pair_line(st["pair"]))
     al = st.get("alerts")
     if al:
         t.add_row("alerts", "%d waiting for the slowest transport" % al.get("depth", 0)
@@ -207,6 +228,8 @@ def render_dashboard(ident, st, recent, port, problem=None, updated=None):
     m.add_row("ups", ups_line(ups) if ups else "-",
               "charge %s" % _fmt(ups.get("charge"), " %", 0),
               "runtime %s" % _dur(ups.get("runtime")))
+    if st.get("pair"):
+        m.add_row("pair", pair_line(st["pair"]), "", "")
     al = st.get("alerts")
     if al:
         m.add_row("alerts", "%d waiting" % al.get("depth", 0) if al.get("depth") else "delivered",

@@ -84,11 +84,15 @@ class Sentinel:
 
         names = ups_list(cfg)
         snap = Snapshot(names)
+        pair = cfg.get("pair")
+        pair_on = bool(pair and pair["enabled"])
         self.view = NutView(board.name, names, snap, rt.now, cfg["nut"]["stale_s"] * 1000,
-                            (cfg["mains"]["nominal_v"], cfg["mains"]["nominal_hz"]))
+                            (cfg["mains"]["nominal_v"], cfg["mains"]["nominal_hz"]),
+                            pair=pair_on)
         nut = NutServer(cfg["nut"], self.view, rt.now, on_tls=lambda addr, result: rt.log(
             "nut_tls", {"addr": addr, "result": result}))
         self.nut = nut
+        self.view.use_fsd(nut.fsd)
         if nut.tls_error is not None:  # a certificate that cannot be used: plain NUT only
             rt.log("nut_tls", {"error": nut.tls_error}, critical=True)
         if link is not None:
@@ -122,6 +126,14 @@ class Sentinel:
             self.ops.attach_alerts(self.outbox)
         http = cfg.get("http")
         self.web = self._web(http, nut) if http and http["enabled"] else None
+        self.pair = None
+        if pair_on:
+            # the pair package loads only when pair.enabled: saves device heap (boards without
+            # ROMFS hold every imported module's bytecode in RAM)
+            from sentinel.pair.link import PairLink, new_boot_id, own_view
+            self.pair = PairLink(cfg, board, rt.now, rt.log, snap, own_view(self.control),
+                                 new_boot_id())
+            self.ops.attach_pair(self.pair)
         self.cfg_source = cfg_source
         self.cfg_errors = list(cfg_errors)
 
@@ -180,6 +192,8 @@ class Sentinel:
             co.append(s.contacts_task())
         else:
             del limits["ups"]
+        if self.pair is not None:
+            co.append(self.pair.run())
         if self.outbox is not None:
             co.append(self.outbox.run())
         else:

@@ -342,6 +342,7 @@ def _cross(cfg, errors):
     _unique(hosts, "address", pf, "host addresses", errors)
     _unique(hosts, "mac", pf, "MAC addresses", errors)
     errors.extend(schema.alerts_errors(cfg))
+    errors.extend(schema.pair_errors(cfg))
 
 
 def validate(obj):

@@ -12,11 +12,22 @@ seeing OB LB shuts its server down by itself, out of tier order); the UPS's othe
 UPS reports them, the same on every tier (only FSD, the server's, differs per tier). Never CAL:
 upsmon 2.8.0 keeps a CAL it has seen until it restarts, and then never counts OB LB as
 critical, not even a sentinel lost while on battery (docs/nut-clients.md).
+
+Pair mode (pair.enabled, docs/redundancy.md): a tier the plan has not reached is served OL even
+on battery, and OB only from its turn (its FSD), so a sentinel that dies mid-outage was last
+seen OL by the tiers still up and their upsmon never counts it critical (2.8.0 promotes a lost
+OB supply to OB LB after DEADTIME; newer ones count a lost OB, BYPASS or OFF supply critical at
+once, so those two are not shown to an unreached tier either). While the peer is
+lost, ALARM is served with "redundancy lost: <cause>" in ups.alarm, after the UPS's own alarm.
 """
 from sentinel.version import VERSION
 
 # UPS statuses passed through: upsmon 2.8.0 ignores them or only notifies
 _PASS = ("RB", "BYPASS", "OFF", "OVER", "TRIM", "BOOST")
+# statuses a tier the pair's plan has not reached is not shown (Snapshot.status)
+_MASKED = ("BYPASS", "OFF")
+# the sequencer phases (seqstate) of a tier the shutdown has reached
+_REACHED = ("fsd", "waiting", "done", "timeout", "off")
 # a list variable with no item (an empty value is dropped by dummy-ups and its repeater)
 _NONE = "none"
 
@@ -35,6 +46,7 @@ class Snapshot:
     coverage    tier -> [(var, value), ...]  sentinel.coverage.* (refreshed with the audit)
     ups_toks    the UPS's statuses in _PASS, as it reports them (take_ups)
     alarm       ups.alarm text, "" when the UPS reports no alarm
+    pair_alarm  "redundancy lost: <cause>" while the pair's peer is lost, else "" (pair.link)
     """
 
     def __init__(self, names):
@@ -54,6 +66,7 @@ class Snapshot:
         self.coverage = {}
         self.ups_toks = ()
         self.alarm = ""
+        self.pair_alarm = ""
         self._src = None  # the Q1 reply or contact bits ups_toks and alarm come from
         for t in names:
             self.phases[t] = None
@@ -63,12 +76,23 @@ class Snapshot:
         """ups.status tokens for the console: as NUT serves them, and LB when the UPS says so."""
         return self.status() + (" LB" if self.lb else "")
 
-    def status(self):
-        """ups.status as NUT serves it (without FSD, which the server adds per tier)."""
-        st = ("ALARM " if self.alarm else "") + ("OB" if self.ob else "OL")
+    def status(self, masked=False):
+        """ups.status as NUT serves it (without FSD, which the server adds per tier). masked:
+        pair mode's view for a tier the plan has not reached: OL, and neither BYPASS nor OFF
+        (a newer upsmon counts a supply it lost while last seen OB, BYPASS or OFF as critical
+        at once)."""
+        st = ("ALARM " if self.alarm or self.pair_alarm else "") + (
+            "OB" if self.ob and not masked else "OL")
         for t in self.ups_toks:
-            st += " " + t
+            if not (masked and t in _MASKED):
+                st += " " + t
         return st
+
+    def alarms(self):
+        """ups.alarm: the UPS's own alarm, then the pair's ("" when neither)."""
+        if not self.pair_alarm:
+            return self.alarm
+        return (self.alarm + " " + self.pair_alarm) if self.alarm else self.pair_alarm
 
     def take_ups(self, link, contacts):
         """Keep what the UPS reports beyond OL/OB/LB: from the link's last Q1 reply while the
@@ -106,10 +130,14 @@ def ups_list(cfg):
 
 class NutView:
     """board_name: device.model; names: ups_list(cfg); snap: the Snapshot; now: the ms clock;
-    stale_ms: nut.stale_s in ms; nominal: (mains.nominal_v, mains.nominal_hz), or None."""
+    stale_ms: nut.stale_s in ms; nominal: (mains.nominal_v, mains.nominal_hz), or None;
+    pair: pair.enabled (unreached tiers see OL); fsd(ups) -> bool: the server's FSD flag, set
+    by the app (a tier with FSD raised is reached whatever its phase)."""
 
-    def __init__(self, board_name, names, snap, now, stale_ms, nominal=None):
+    def __init__(self, board_name, names, snap, now, stale_ms, nominal=None, pair=False):
         self.board_name = board_name
+        self.pair = pair
+        self.fsd = None
         self.names = names
         self.snap = snap
         self.now = now
@@ -135,9 +163,21 @@ class NutView:
 
     def status(self, ups):
         # never LB: the sentinel acts on LB and tells each tier when, with FSD
-        if not self.snap.seen:
+        s = self.snap
+        if not s.seen:
             return None
-        return self.snap.status()
+        return s.status(self.pair and not self.reached(ups))
+
+    def use_fsd(self, fsd):
+        """fsd(ups) -> bool: the NUT server's FSD flag per tier (the app wires it)."""
+        self.fsd = fsd
+
+    def reached(self, ups):
+        """Pair mode: the plan has reached this tier (its FSD raised, by the plan or a client),
+        so it may see OB."""
+        if self.fsd is not None and self.fsd(ups):
+            return True
+        return self.snap.phases.get(ups) in _REACHED
 
     def vars(self, ups):
         if self.stale():
@@ -158,6 +198,7 @@ class NutView:
             out.append((k, _NONE if x == "" else x))
         if s.load is not None:
             out.append(("ups.load", s.load))
-        if s.alarm:
-            out.append(("ups.alarm", s.alarm))
+        a = s.alarms()
+        if a:
+            out.append(("ups.alarm", a))
         return out

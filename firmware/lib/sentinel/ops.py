@@ -43,6 +43,7 @@ class Ops:
         self.upload = None        # offset expected next of a config upload in progress
         self.alerts = None        # the alerts Outbox, when a transport is enabled
         self.web = None  # type: object  # the web server's starter when http is enabled (app)
+        self.pair = None          # the pair.link.PairLink when pair.enabled
 
     def get(self, op):
         """The handler of console op `op`, or None: Ops is the ConsoleServer's handler table.
@@ -128,11 +129,17 @@ class Ops:
               "uptime_ms": rt.uptime(), "time": rt.board.time()}
         if self.alerts is not None:
             st["alerts"] = self.alerts.status()
+        if self.pair is not None:
+            st["pair"] = self.pair.status()
         return st
 
     def attach_alerts(self, outbox):
         """The alerts Outbox: status reports it, alerts_test needs it."""
         self.alerts = outbox
+
+    def attach_pair(self, link):
+        """The pair.link.PairLink: status reports its peer."""
+        self.pair = link
 
     def alerts_test(self, req):
         """Append an alert_test record; every enabled transport delivers it like any alert."""

@@ -324,6 +324,60 @@ def alerts_errors(cfg):
     return out
 
 
+# Pair mode (sentinel.pair, docs/redundancy.md): off by default; its package is imported only
+# when enabled.
+PAIR = (
+    {"k": "enabled", "t": "bool", "d": False,
+     "doc": "run as one of a redundant pair of sentinels, watching the other over a UDP link"},
+    {"k": "id", "t": "enum", "d": "A", "c": ("A", "B"),
+     "doc": "this sentinel's id in the pair; the other one must have the other id"},
+    {"k": "peer", "t": "str", "d": None, "null": True, "min": 7, "max": 15, "fmt": "ipv4",
+     "doc": "the other sentinel's IPv4 address (required when enabled)"},
+    {"k": "port", "t": "int", "d": 3495, "min": 1, "max": 65535,
+     "doc": "UDP port this sentinel listens on for its peer"},
+    {"k": "peer_port", "t": "int", "d": None, "null": True, "min": 1, "max": 65535,
+     "doc": "UDP port the peer listens on (null: the same as port)"},
+    {"k": "key", "t": "str", "d": "", "min": 0, "max": 64, "fmt": "text",
+     "doc": "shared key, the same on both sentinels, at least 16 characters (every frame "
+            "carries its HMAC-SHA256; stored on the device in clear)"},
+    {"k": "heartbeat_ms", "t": "int", "d": 500, "min": 100, "max": 10000,
+     "doc": "a frame is sent to the peer this often"},
+    {"k": "dead_ms", "t": "int", "d": 3000, "min": 300, "max": 120000,
+     "doc": "the peer counts as dead (redundancy lost) after this long without an authentic "
+            "frame; at least 3 heartbeat_ms"},
+)
+
+PAIR_KEY_MIN = 16
+
+
+def pair_errors(cfg):
+    """Cross-field problems of the (validated) pair section. [] when there are none. The peer's
+    id cannot be known here: a peer with our own id is found and logged at run time."""
+    p = cfg.get("pair")
+    if not p or not p["enabled"]:
+        return []
+    out = []
+    if not p["key"]:
+        out.append("pair.key: must be given when pair.enabled is true (the same key on both "
+                   "sentinels, at least %d characters)" % PAIR_KEY_MIN)
+    elif len(p["key"]) < PAIR_KEY_MIN:
+        out.append("pair.key: is %d characters long; at least %d are needed"
+                   % (len(p["key"]), PAIR_KEY_MIN))
+    peer = p["peer"]
+    if not peer:
+        out.append("pair.peer: must be given when pair.enabled is true (the other sentinel's "
+                   "IPv4 address)")
+    elif peer in ("0.0.0.0", "255.255.255.255"):
+        out.append("pair.peer: %s is not one sentinel's address" % peer)
+    elif peer.startswith("127.") and (p["peer_port"] or p["port"]) == p["port"]:
+        out.append("pair.peer: %s port %d is this sentinel itself; give the peer's address, or "
+                   "a different peer_port on loopback" % (peer, p["port"]))
+    if p["dead_ms"] < 3 * p["heartbeat_ms"]:
+        out.append("pair.dead_ms: must be at least 3 heartbeat_ms (%d), or one lost frame "
+                   "would count the peer dead" % (3 * p["heartbeat_ms"]))
+    return out
+
+
 SCHEMA = (
     {"k": "version", "t": "int", "d": VERSION, "min": VERSION, "max": VERSION,
      "doc": "configuration format version"},
@@ -340,6 +394,8 @@ SCHEMA = (
     {"k": "board", "t": "section", "f": BOARD, "doc": "pin overrides for this board"},
     {"k": "alerts", "t": "section", "f": ALERTS,
      "doc": "telling people and their tools (syslog, webhook, e-mail, MQTT); all off by default"},
+    {"k": "pair", "t": "section", "f": PAIR,
+     "doc": "redundant pair of sentinels and their peer link (off by default)"},
 )
 
 

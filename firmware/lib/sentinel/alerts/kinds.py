@@ -22,6 +22,7 @@ stuck alert tasks stopped making progress ({tasks}): the watchdog resets the boa
 loop_stall warning event loop stalled {ms} ms (limit {limit_ms} ms)
 network warning network is {state}
 nut_start_failed err the NUT server cannot start: {error}
+pair_peer warning pair peer {peer} is {state} ({cause}); redundancy is lost while it is not ALIVE
 alert_test notice test alert requested from the console
 alerts_lost err {transport}: {count} journal records rotated away undelivered (alerts lost)
 mains_lost crit mains lost ({v} V)

@@ -1,0 +1,212 @@
+"""The peer link task: every heartbeat_ms one frame to the peer with this sentinel's view, and
+every TICK_MS the datagrams waiting on the socket, then the peer's liveness. The socket is
+non-blocking (a read that finds nothing raises EAGAIN and the task sleeps): the event loop never
+waits on it. Without a network the link keeps trying to open its socket (a board whose Wi-Fi
+is down) or, on an image without one, gives up; either way the peer goes DEAD with cause "no
+network" after dead_ms, which is the truth: this sentinel alone cannot be redundant.
+
+Changes of the peer's state are journalled as `pair_peer` records (with their cause), and the
+Snapshot's `pair_alarm` is set while redundancy is lost, which NUT serves as ALARM and
+ups.alarm (nutview.py).
+"""
+import asyncio
+import select
+
+try:
+    import socket
+except ImportError:  # an image without networking: the link reports "no network"
+    socket = None
+
+from sentinel.pair.frame import MALFORMED, Codec, MAX31
+from sentinel.pair.peer import ALIVE, DEAD, Peer
+
+TICK_MS = 50        # how often the socket is drained and liveness checked
+READS_PER_TICK = 8  # at most this many datagrams per tick: a flood cannot starve the loop
+NO_NETWORK = "no network"
+
+
+def new_boot_id():
+    """A random boot id in 1..MAX31 (os.urandom: the hardware RNG on esp32 and rp2)."""
+    try:
+        import os
+        b = os.urandom(4)
+        n = ((b[0] << 24) | (b[1] << 16) | (b[2] << 8) | b[3]) & MAX31
+    except (ImportError, AttributeError, OSError):
+        import random
+        n = random.getrandbits(30)
+    return n or 1
+
+
+class PairLink:
+    """cfg: the validated config (its `pair` section); board: the HAL board (network_state,
+    nut_bind for the address to bind); now: the ms clock; log(type, data, critical=False);
+    snap: the Snapshot (its pair_alarm is set here); view_fn() -> (mains, ups, state, plan_id,
+    tiers_done, loadoff) in frame codes; boot: this boot's id."""
+
+    def __init__(self, cfg, board, now, log, snap, view_fn, boot):
+        p = cfg["pair"]
+        self.cfg = p
+        self.board = board
+        self.now = now
+        self.log = log
+        self.snap = snap
+        self.view_fn = view_fn
+        self.codec = Codec(p["key"], p["id"], boot)
+        self.peer = Peer(p["id"], boot, p["dead_ms"], now())
+        self.addr = None    # the peer's socket address, resolved once (an IPv4 literal)
+        self.sock = None
+        self._poll = None
+        self.sent = 0
+        self.send_errors = 0
+        self.received = 0
+        self._send_at = -10 ** 9
+
+    def _open(self):
+        """The socket, once the network is up; None (and why) otherwise."""
+        if self.sock is not None:
+            return None
+        if socket is None:
+            return NO_NETWORK
+        if self.board.network_state() != "up":
+            return NO_NETWORK
+        p = self.cfg
+        host = self.board.nut_bind()[0]
+        s = None
+        try:
+            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            s.setblocking(False)
+            s.bind(socket.getaddrinfo(host, p["port"], 0, socket.SOCK_DGRAM)[0][-1])
+            self.addr = socket.getaddrinfo(p["peer"], p["peer_port"] or p["port"], 0,
+                                           socket.SOCK_DGRAM)[0][-1]
+        except OSError as e:
+            if s is not None:
+                s.close()
+            self.log("pair_link_failed", {"error": repr(e), "port": p["port"]})
+            return NO_NETWORK
+        self.sock = s
+        # asked before each read: an empty socket costs no EAGAIN exception object
+        self._poll = select.poll()
+        self._poll.register(s, select.POLLIN)
+        self.log("pair_link", {"port": p["port"], "peer": p["peer"],
+                               "peer_port": p["peer_port"] or p["port"], "id": p["id"]})
+        return None
+
+    def send(self):
+        v = self.view_fn()
+        flags = 1 if self.peer.state == ALIVE else 0  # "I hear you": a one-way link shows
+        try:
+            frame = self.codec.encode(self.peer.echo(), v[0], v[1], v[2], flags, v[3], v[4],
+                                      v[5])
+        except OverflowError:  # 68 years of heartbeats at 1 Hz: a new boot id
+            self.codec.next_boot(new_boot_id())
+            return
+        s = self.sock
+        if s is None or self.addr is None:
+            return
+        try:
+            s.sendto(frame, self.addr)
+            if self.sent < 0x3FFFFFFF:
+                self.sent += 1
+        except OSError:
+            if self.send_errors < 0x3FFFFFFF:
+                self.send_errors += 1
+
+    def drain(self, now):
+        """Read what waits on the socket (bounded); returns the peer changes."""
+        changes = []
+        s = self.sock
+        p = self._poll
+        if s is None or p is None:
+            return changes
+        for _ in range(READS_PER_TICK):
+            if not p.poll(0):
+                break
+            try:
+                data = s.recv(128)
+            except OSError:  # e.g. ECONNREFUSED from an earlier send to a closed port
+                continue
+            m = self.codec.decode(data)
+            if m == MALFORMED:
+                continue
+            if self.received < 0x3FFFFFFF:
+                self.received += 1
+            ch = self.peer.receive(m, now)
+            if ch is not None:
+                changes.append(ch)
+        return changes
+
+    def step(self, now):
+        """One tick: open the socket if needed, send when due, read, check liveness. Returns
+        the peer changes (already journalled)."""
+        down = self._open()
+        changes = []
+        if self.sock is not None:
+            if now - self._send_at >= self.cfg["heartbeat_ms"]:
+                self._send_at = now
+                self.send()
+            changes = self.drain(now)
+        ch = self.peer.tick(now, down)
+        if ch is not None:
+            changes.append(ch)
+        for state, cause in changes:
+            self.note(state, cause)
+        return changes
+
+    def note(self, state, cause):
+        """Journal a change and set the alarm NUT serves."""
+        p = self.peer
+        data = {"state": state, "cause": cause, "peer": self.cfg["peer"]}
+        if p.same_id and cause == "same id":
+            data["id"] = self.cfg["id"]  # both sentinels say they are this one
+        self.log("pair_peer", data, critical=state == DEAD)
+        self.snap.pair_alarm = ("redundancy lost: " + cause) if state == DEAD else ""
+
+    def status(self):
+        now = self.now()
+        st = self.peer.status(now)
+        st["id"] = self.cfg["id"]
+        st["peer"] = self.cfg["peer"]
+        st["sent"] = self.sent
+        st["received"] = self.received
+        st["send_errors"] = self.send_errors
+        st["link"] = "open" if self.sock is not None else "closed"
+        return st
+
+    async def run(self):
+        # a failing step is recorded (once per distinct error) and the link goes on: the pair
+        # is an addition, it must never take the sentinel's own duties down with it
+        last = None
+        while True:
+            try:
+                self.step(self.now())
+            except Exception as e:
+                err = repr(e)
+                if err != last:
+                    last = err
+                    self.log("pair_error", {"error": err})
+            await asyncio.sleep_ms(TICK_MS)
+
+
+_DONE = ("done", "timeout", "off")  # sequencer phases of a tier whose shutdown is over
+
+
+def own_view(control):
+    """() -> this sentinel's view in frame codes, read from the control loop (its inputs, the
+    mains monitor, the state machine, the sequencer): what the peer is told each heartbeat."""
+    from sentinel.pair.frame import state_code
+
+    def view():
+        mon = control.monitor
+        i = control.inputs
+        mains = 2 if mon.lost else 1 if mon.good else 3 if control.sensing.seen else 0
+        ups = 0
+        if i.ups_link_configured and i.ups_link_ok:
+            ups = (3 if i.ups_low_battery else 2) if i.ups_on_battery else 1
+        seq = control.seq
+        done = 0
+        for t in seq.tiers:
+            if t.phase in _DONE:
+                done += 1
+        return (mains, ups, state_code(control.sm.state), control.sm.plan_id, done,
+                seq.load_off == "sent")
+    return view

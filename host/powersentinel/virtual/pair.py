@@ -1,0 +1,125 @@
+"""A redundant pair of virtual boards: DIR/a (pair id A) and DIR/b (pair id B), each a full
+virtual board (its own supervisor, interpreter, flash and NUT port), with the peer link on
+loopback (two UDP ports on 127.0.0.1) and one shared key.
+
+Wiring, as a site would have it: both boards sense the same mains (a mains, frequency, noise or
+harmonic change is applied to both supervisors in one call, set_wires), and board A alone reads
+the UPS over Q1 (board B's `ups.link` is "none"; UPS wires go to A's simulator). The two
+waveforms are separate generators fed the same settings, so their phases differ: each board's
+sensing is its own, as with two sensors on one supply.
+
+DIR/pair.json records the two directories and ports, read by `pair_info`.
+"""
+import json
+import os
+import secrets
+import socket
+
+from . import start, stop, set_wires
+from .board import VirtualError
+
+SIDES = ("a", "b")
+# wires both boards see (the mains); the others (ups.*, contacts, adc) are board A's
+MAINS_WIRES = ("mains", "frequency", "noise")
+
+
+def _free_udp_port():
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+    finally:
+        s.close()
+
+
+def pair_json(d):
+    return os.path.join(os.path.abspath(d), "pair.json")
+
+
+def pair_info(d):
+    """DIR/pair.json: {"a": {"dir", "port", ...}, "b": {...}}."""
+    try:
+        with open(pair_json(d)) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        raise VirtualError("no virtual pair in %s (pair.json missing)" % d)
+
+
+def configs(base, key=None, ports=None, heartbeat_ms=500, dead_ms=3000):
+    """The two boards' device configs from `base` (a device config dict, or None): the same
+    plan, a `pair` section each (ids A and B, loopback ports crossed, one key), and the UPS read
+    by A only. -> (cfg_a, cfg_b, key, (port_a, port_b))."""
+    key = key or secrets.token_hex(16)
+    pa, pb = ports or (_free_udp_port(), _free_udp_port())
+    out = []
+    for sid, port, peer_port in (("A", pa, pb), ("B", pb, pa)):
+        c = json.loads(json.dumps(base or {}))
+        c["pair"] = dict(c.get("pair") or {}, enabled=True, id=sid, peer="127.0.0.1",
+                         port=port, peer_port=peer_port, key=key, heartbeat_ms=heartbeat_ms,
+                         dead_ms=dead_ms)
+        ups = c.setdefault("ups", {})
+        if sid == "A":
+            ups.setdefault("link", "q1")
+        else:
+            ups["link"] = "none"
+        out.append(c)
+    return out[0], out[1], key, (pa, pb)
+
+
+def start_pair(d, config=None, heap="128wK", extra_args=(), progress=None, timeout=60.0,
+               heartbeat_ms=500, dead_ms=3000):
+    """Start both boards of a pair in d/a and d/b. config: a device config JSON file (the
+    plan both serve) or None. Returns pair.json's content (each side with its board.json)."""
+    d = os.path.abspath(d)
+    os.makedirs(d, exist_ok=True)
+    base = None
+    if config:
+        try:
+            with open(config) as f:
+                base = json.load(f)
+        except (OSError, ValueError) as e:
+            raise VirtualError("cannot read config %s: %s" % (config, e))
+    prev = None
+    if os.path.exists(pair_json(d)):
+        prev = pair_info(d)  # a restart keeps the key and ports the flash images hold
+    key = prev["key"] if prev else None
+    ports = (prev["a"]["port"], prev["b"]["port"]) if prev else None
+    ca, cb, key, ports = configs(base, key, ports, heartbeat_ms, dead_ms)
+    meta = {"key": key}
+    started = []
+    try:
+        for side, cfg, port in (("a", ca, ports[0]), ("b", cb, ports[1])):
+            sd = os.path.join(d, side)
+            os.makedirs(sd, exist_ok=True)
+            path = os.path.join(sd, "pair-config.json")
+            with open(path, "w") as f:
+                json.dump(cfg, f, indent=1)
+            info = start(sd, config=path, heap=heap, extra_args=extra_args,
+                         progress=progress, timeout=timeout)
+            started.append(sd)
+            meta[side] = {"dir": sd, "port": port, "id": side.upper(), "board": info}
+    except BaseException:
+        for sd in started:
+            stop(sd)
+        raise
+    with open(pair_json(d), "w") as f:
+        json.dump(meta, f, indent=1)
+    return meta
+
+
+def stop_pair(d):
+    """Stop both boards (their flash images stay). False if neither was running."""
+    d = os.path.abspath(d)
+    return any([stop(os.path.join(d, s)) for s in SIDES])
+
+
+def set_pair_wires(d, values, at_phase=None):
+    """Mains wires to both boards, every other wire (the UPS's, contacts) to board A.
+    -> {"a": state, "b": state or None}."""
+    d = os.path.abspath(d)
+    mains = {k: v for k, v in values.items()
+             if k in MAINS_WIRES or k.startswith("harmonic.")}
+    out = {"a": set_wires(os.path.join(d, "a"), dict(values), at_phase=at_phase), "b": None}
+    if mains:
+        out["b"] = set_wires(os.path.join(d, "b"), mains, at_phase=at_phase)
+    return out
