@@ -8,7 +8,10 @@ from hal._mcu import McuBoard
 
 class Esp32Board(McuBoard):
     name = "esp32"
+    PORT = "esp32"
     ADC_PIN = 34                   # ADC1_CH6: isolated mains sensor output (biased to mid-rail)
+    ADC_PINS = (32, 33, 34, 35, 36, 37, 38, 39)  # ADC1 only: ADC2 stops while Wi-Fi is on
+    DEFAULT_PINS = (34, 35, 32)    # ADC1_CH6, CH7, CH4: L1/A, L2/B, L3
     CONTACT_PINS = (25, 26, 27, 14)  # optocoupler outputs from the UPS dry contacts
     OUTPUT_PINS = (4,)              # optocoupler to the UPS remote-shutdown input
     UART_ID = 2
@@ -17,8 +20,8 @@ class Esp32Board(McuBoard):
     PARK_TIMER_ID = 1              # its callbacks are scheduled (soft), so they run at the REPL
     RESET_REPORTS = "SOFT_RESET"   # machine.reset() is esp_restart(): ESP_RST_SW
 
-    def make_adc(self):
-        adc = machine.ADC(machine.Pin(int(self.adc_pin or self.ADC_PIN)))
+    def make_adc(self, pin=None):
+        adc = machine.ADC(machine.Pin(int(pin if pin is not None else self.adc_pin)))
         adc.atten(machine.ADC.ATTN_11DB)  # full 0-3.3 V range for the biased sensor output
         return adc
 

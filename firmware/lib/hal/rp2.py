@@ -9,7 +9,10 @@ WDT_MAX_MS = 8388  # the RP2040 watchdog cannot count longer
 
 class Rp2Board(McuBoard):
     name = "rp2"
+    PORT = "rp2"
     ADC_PIN = 26
+    ADC_PINS = (26, 27, 28)     # ADC0-2 (ADC3 on GP29 reads VSYS/3 on a Pico)
+    DEFAULT_PINS = (26, 27, 28)
     CONTACT_PINS = (10, 11, 12, 13)
     OUTPUT_PINS = (14,)   # optocoupler to the UPS remote-shutdown input
     UART_ID = 1           # GP0/GP1 stay free for a debug UART
@@ -19,8 +22,8 @@ class Rp2Board(McuBoard):
     RESET_REPORTS = "WDT_RESET"  # machine.reset() goes through the watchdog
     UNNAMED_CAUSES = {2: "hard"}  # the RUN pin reads 2 (HARD_RESET), a name rp2 does not have
 
-    def make_adc(self):
-        return machine.ADC(int(self.adc_pin or self.ADC_PIN))
+    def make_adc(self, pin=None):
+        return machine.ADC(int(pin if pin is not None else self.adc_pin))
 
     def watchdog_start(self, timeout_ms):
         McuBoard.watchdog_start(self, min(timeout_ms, WDT_MAX_MS))

@@ -35,6 +35,8 @@ class Snapshot:
     coverage    tier -> [(var, value), ...]  sentinel.coverage.* (refreshed with the audit)
     ups_toks    the UPS's statuses in _PASS, as it reports them (take_ups)
     alarm       ups.alarm text, "" when the UPS reports no alarm
+    inputs      [(var, value), ...] per mains channel (several channels only): input.phases,
+                input.L1-N.voltage ... for phases, input.1.voltage ... for feeds
     """
 
     def __init__(self, names):
@@ -54,6 +56,7 @@ class Snapshot:
         self.coverage = {}
         self.ups_toks = ()
         self.alarm = ""
+        self.inputs = ()
         self._src = None  # the Q1 reply or contact bits ups_toks and alarm come from
         for t in names:
             self.phases[t] = None
@@ -154,6 +157,7 @@ class NutView:
                ("sentinel.tier.phase", s.phases.get(ups)),
                ("sentinel.plan", s.plan_id)]
         out.extend(self.nominal)
+        out.extend(s.inputs)
         for k, x in s.coverage.get(ups, ()):
             out.append((k, _NONE if x == "" else x))
         if s.load is not None:

@@ -28,18 +28,32 @@ class Sensing:
         self._gap_at = -10 ** 9
         self._gaps_logged = 0
         self._gap_samples_logged = 0
+        self._was_lost = False
+        self._lost_chans = []      # several channels: those lost at the last change
 
     def ring_ms(self):
         """How long the ADC ring holds samples: a loop stall longer than this loses blocks."""
         a = self.adc
-        return 0 if a is None else len(a.ring) * 1000 // a.rate
+        return 0 if a is None else len(a.ring) // a.nch * 1000 // a.rate
 
     # -- sampler hooks ---------------------------------------------------------------------------
     def on_mains_change(self, mon):
-        self.rt.console.event("mains", lost=mon.lost, good=mon.good, v=round(mon.urms, 1))
-        if mon.lost:
+        names = getattr(mon, "names", None)
+        if names is None:
+            self.rt.console.event("mains", lost=mon.lost, good=mon.good, v=round(mon.urms, 1))
+        else:
+            # several channels: which ones are lost or good (the aggregate: all lost / any good)
+            lost = [names[c] for c in range(mon.nch) if mon.lost_mask >> c & 1]
+            good = [names[c] for c in range(mon.nch) if mon.good_mask >> c & 1]
+            self.rt.console.event("mains", lost=mon.lost, good=mon.good, v=round(mon.urms, 1),
+                                  lost_channels=lost, good_channels=good)
+            if lost != self._lost_chans:
+                self._lost_chans = lost
+                self.rt.log("mains_channels", {"lost": lost, "good": good})
+        if mon.lost and not self._was_lost:
             self._count("lost")
             self.rt.log("mains_lost", {"v": round(mon.urms, 1)}, critical=True)
+        self._was_lost = mon.lost
 
     def _count(self, kind):
         n = self.counts.get(kind, 0)
@@ -47,9 +61,12 @@ class Sensing:
             self.counts[kind] = n + 1
 
     def on_mains_event(self, ev):
-        ev = {"type": ev["kind"], "start_ms": ev["start_ms"], "duration_ms": ev["duration_ms"],
-              "pct": ev["pct"], "v": ev.get("residual_v", ev.get("peak_v")),
-              "trig": ev["trig"]}
+        out = {"type": ev["kind"], "start_ms": ev["start_ms"], "duration_ms": ev["duration_ms"],
+               "pct": ev["pct"], "v": ev.get("residual_v", ev.get("peak_v")),
+               "trig": ev["trig"]}
+        if "phases" in ev:         # several channels: those the event was seen on
+            out["phases"] = ev["phases"]
+        ev = out
         self._count(ev["type"])
         self.events.append(ev)
         if len(self.events) > 8:
@@ -90,7 +107,8 @@ class Sensing:
     async def sampler_task(self):
         rt = self.rt
         m = rt.cfg["mains"]
-        self.adc = rt.board.adc(m["sample_rate"], m["block_len"])
+        pins = [c["pin"] for c in m["channels"]] or None
+        self.adc = rt.board.adc(m["sample_rate"], m["block_len"], pins)
         await sampler.run(self.adc, self.monitor, self.capture, on_block=self.on_block,
                           progress=lambda: rt.progress("sampler"),
                           on_change=rt.guard("mains", self.on_mains_change),
