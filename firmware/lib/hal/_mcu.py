@@ -240,7 +240,7 @@ class McuBoard(Board):
         self.network_connect()
 
     def make_adc(self, pin=None):
-        return machine.ADC(machine.Pin(int(pin if pin is not None else self.adc_pin)))
+        return machine.ADC(machine.Pin(int(self.adc_pin or self.ADC_PIN if pin is None else pin)))
 
     def channel_pins(self, pins):
         """The GPIO of each mains channel: pins as configured, None taking the port's default

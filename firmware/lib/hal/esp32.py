@@ -21,7 +21,7 @@ class Esp32Board(McuBoard):
     RESET_REPORTS = "SOFT_RESET"   # machine.reset() is esp_restart(): ESP_RST_SW
 
     def make_adc(self, pin=None):
-        adc = machine.ADC(machine.Pin(int(pin if pin is not None else self.adc_pin)))
+        adc = machine.ADC(machine.Pin(int(self.adc_pin or self.ADC_PIN if pin is None else pin)))
         adc.atten(machine.ADC.ATTN_11DB)  # full 0-3.3 V range for the biased sensor output
         return adc
 

@@ -23,7 +23,7 @@ class Rp2Board(McuBoard):
     UNNAMED_CAUSES = {2: "hard"}  # the RUN pin reads 2 (HARD_RESET), a name rp2 does not have
 
     def make_adc(self, pin=None):
-        return machine.ADC(int(pin if pin is not None else self.adc_pin))
+        return machine.ADC(int(self.adc_pin or self.ADC_PIN if pin is None else pin))
 
     def watchdog_start(self, timeout_ms):
         McuBoard.watchdog_start(self, min(timeout_ms, WDT_MAX_MS))

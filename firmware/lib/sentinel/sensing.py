@@ -34,7 +34,7 @@ class Sensing:
     def ring_ms(self):
         """How long the ADC ring holds samples: a loop stall longer than this loses blocks."""
         a = self.adc
-        return 0 if a is None else len(a.ring) // a.nch * 1000 // a.rate
+        return 0 if a is None else len(a.ring) // getattr(a, "nch", 1) * 1000 // a.rate
 
     # -- sampler hooks ---------------------------------------------------------------------------
     def on_mains_change(self, mon):
@@ -107,8 +107,11 @@ class Sensing:
     async def sampler_task(self):
         rt = self.rt
         m = rt.cfg["mains"]
-        pins = [c["pin"] for c in m["channels"]] or None
-        self.adc = rt.board.adc(m["sample_rate"], m["block_len"], pins)
+        if m["channels"]:
+            self.adc = rt.board.adc(m["sample_rate"], m["block_len"],
+                                    [c["pin"] for c in m["channels"]])
+        else:
+            self.adc = rt.board.adc(m["sample_rate"], m["block_len"])
         await sampler.run(self.adc, self.monitor, self.capture, on_block=self.on_block,
                           progress=lambda: rt.progress("sampler"),
                           on_change=rt.guard("mains", self.on_mains_change),
