@@ -146,6 +146,46 @@ def test_sampling_goes_on_through_the_isr_counters_wrap(tmp_path, profile):
         virtual.stop(d)
 
 
+@pytest.mark.parametrize("profile", ["rp2", "esp32"])
+def test_three_channels_sample_through_the_isr_counters_wrap(tmp_path, profile):
+    """Three mains channels read in turn by the one hard IRQ (each port's default ADC pins),
+    with its block counters started 200 blocks below the wrap: every phase measured, no IRQ
+    failure, then one phase lost alone."""
+    top = (1 << 30) - 1
+    preset = {"blocks": top - 200, "rblocks": top - 200}
+    cfg = str(tmp_path / "config.json")
+    with open(cfg, "w") as f:
+        json.dump({"version": 1, "mains": {"channels": [{"name": "L1"}, {"name": "L2"},
+                                                        {"name": "L3"}]}}, f)
+    d = str(tmp_path / "b")
+    virtual.start(d, config=cfg,
+                  extra_args=("--profile", profile, "--isr-preset", json.dumps(preset)))
+    try:
+        meta = virtual.info(d)
+        pins = [c["pin"] for c in virtual.state(d)["mains"]["channels"]]
+        assert pins == ([26, 27, 28] if profile == "rp2" else [34, 35, 32])
+
+        def three_good():
+            ch = _status(meta["serial"])["mains"].get("channels") or []
+            return len(ch) == 3 and all(c["good"] and abs(c["v"] - 230.0) < 5 for c in ch)
+        wait_for(three_good, 30, "three good phases")
+        wait_for(lambda: _status(meta["serial"])["uptime_ms"] > 3000, 30, "3 s of uptime")
+        assert three_good()
+        st = _status(meta["serial"])
+        assert st["adc"]["overruns"] == 0, st["adc"]
+        virtual.set_wires(d, {"mains.L3": "off"})
+
+        def l3_lost():
+            ch = {c["name"]: c for c in _status(meta["serial"])["mains"]["channels"]}
+            return ch["L3"]["lost"] and not ch["L1"]["lost"] and not ch["L2"]["lost"]
+        wait_for(l3_lost, 10, "L3 lost alone")
+        log = open(os.path.join(d, "console.log"), "rb").read()
+        assert b"Uncaught exception in IRQ" not in log
+        assert b"hard IRQ preset: blocks = %d" % (top - 200) in log, log[-2000:]
+    finally:
+        virtual.stop(d)
+
+
 def _mpremote(d, port, *args):
     """mpremote on the running board. The one retry: the virtual board's known limitation
     (docs/bench.md): a Ctrl-C landing while the heap is locked, as it is in every hard IRQ on this

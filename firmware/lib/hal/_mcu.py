@@ -27,9 +27,10 @@ class AdcSource:
     handler, which must not allocate and keeps every counter a small int: the write index wraps
     inside the ring and the block counter wraps at _WRAP. read() hands out whole blocks."""
 
+    nch = 1  # channels interleaved in the ring (a class default; hal.multiadc: more)
+
     def __init__(self, adc, rate, block_len, timer_id=-1, ring_blocks=RING_BLOCKS):
         self.adc = adc
-        self.nch = 1      # channels interleaved in the ring (MultiAdcSource: more)
         self.rate = rate
         self.block_len = block_len
         self.nblocks = ring_blocks
@@ -91,36 +92,6 @@ class AdcSource:
         # matters more than this garbage
         pos = s * self.block_len
         return self._mv[pos:pos + self.block_len]
-
-
-class MultiAdcSource(AdcSource):
-    """Several ADC inputs sampled together: at each tick of the one timer the hard IRQ converts
-    every channel in turn, in channel order, into an interleaved ring (ch0, ch1, ... per tick;
-    a block holds block_len ticks). The stock rp2 and esp32 `machine.ADC` offer no round-robin
-    or multi-channel read, so the channels are read one after the other inside the same IRQ:
-    a few microseconds apart (an RP2040 conversion takes 2 us), which is what a phase angle
-    measured to a degree (55 us at 50 Hz) tolerates. Same rules as AdcSource: no allocation,
-    small-int counters."""
-
-    def __init__(self, adcs, rate, block_len, timer_id=-1, ring_blocks=RING_BLOCKS):
-        AdcSource.__init__(self, adcs[0], rate, block_len * len(adcs), timer_id, ring_blocks)
-        self.nch = len(adcs)
-        self.adcs = tuple(adcs)
-
-    def _isr(self, _t):
-        w = self.w
-        ring = self.ring
-        adcs = self.adcs
-        for i in range(self.nch):
-            ring[w + i] = adcs[i].read_u16() - 32768
-        w += self.nch
-        if w == self._size:
-            w = 0
-        self.w = w
-        if w % self.block_len == 0:
-            b = self.blocks
-            self.blocks = b + 1 if b < _WRAP else 0
-            self.flag.set()
 
 
 class Contacts:
@@ -201,10 +172,8 @@ class McuBoard(Board):
     """What the microcontroller boards share; subclasses set pins, timers and port facts."""
 
     name = "mcu"
-    PORT = ""              # schema.ADC_PINS key
+    PORT = ""              # hal.multiadc.PINS key (the ADC inputs mains channels may use)
     ADC_PIN = 0
-    ADC_PINS = ()          # GPIOs a mains channel may use (schema.ADC_PINS[PORT])
-    DEFAULT_PINS = ()      # each channel's default GPIO (schema.DEFAULT_PINS[PORT])
     CONTACT_PINS = ()
     OUTPUT_PINS = ()
     UART_ID = 1
@@ -243,22 +212,14 @@ class McuBoard(Board):
         return machine.ADC(machine.Pin(int(self.adc_pin or self.ADC_PIN if pin is None else pin)))
 
     def channel_pins(self, pins):
-        """The GPIO of each mains channel: pins as configured, None taking the port's default
-        for that channel (the first: board.adc_pin). ValueError names a pin this port cannot
-        sample (config validation on the device checks it first)."""
-        out = []
-        for i, p in enumerate(pins):
-            if p is None:
-                p = self.adc_pin if i == 0 else self.DEFAULT_PINS[i]
-            elif p not in self.ADC_PINS:
-                raise ValueError("mains.channels[%d].pin: GPIO %d is not an ADC input on %s"
-                                 % (i, p, self.PORT))
-            out.append(p)
-        return out
+        """The GPIO of each mains channel (hal.multiadc.channel_pins)."""
+        from hal.multiadc import channel_pins  # only sites that list mains.channels load it
+        return channel_pins(self, pins)
 
     def adc(self, rate, block_len, pins=None):
         if self._adc is None:
             if pins and len(pins) > 1:
+                from hal.multiadc import MultiAdcSource  # multi-channel sites only (heap)
                 self._adc = MultiAdcSource([self.make_adc(p) for p in self.channel_pins(pins)],
                                            rate, block_len, self.TIMER_ID)
             else:

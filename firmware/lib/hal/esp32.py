@@ -10,8 +10,6 @@ class Esp32Board(McuBoard):
     name = "esp32"
     PORT = "esp32"
     ADC_PIN = 34                   # ADC1_CH6: isolated mains sensor output (biased to mid-rail)
-    ADC_PINS = (32, 33, 34, 35, 36, 37, 38, 39)  # ADC1 only: ADC2 stops while Wi-Fi is on
-    DEFAULT_PINS = (34, 35, 32)    # ADC1_CH6, CH7, CH4: L1/A, L2/B, L3
     CONTACT_PINS = (25, 26, 27, 14)  # optocoupler outputs from the UPS dry contacts
     OUTPUT_PINS = (4,)              # optocoupler to the UPS remote-shutdown input
     UART_ID = 2

@@ -11,8 +11,6 @@ class Rp2Board(McuBoard):
     name = "rp2"
     PORT = "rp2"
     ADC_PIN = 26
-    ADC_PINS = (26, 27, 28)     # ADC0-2 (ADC3 on GP29 reads VSYS/3 on a Pico)
-    DEFAULT_PINS = (26, 27, 28)
     CONTACT_PINS = (10, 11, 12, 13)
     OUTPUT_PINS = (14,)   # optocoupler to the UPS remote-shutdown input
     UART_ID = 1           # GP0/GP1 stay free for a debug UART

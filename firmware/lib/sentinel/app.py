@@ -72,8 +72,10 @@ class Sentinel:
             from sentinel.phases import PhaseSet
             mon = PhaseSet(m)
         else:
-            from sentinel.mains import channel_cfg
-            mon = MainsMonitor(channel_cfg(m, chans[0]) if chans else m)
+            if chans and chans[0]["volts_per_count"] is not None:
+                m = dict(m)     # one channel listed, with its own calibration
+                m["volts_per_count"] = chans[0]["volts_per_count"]
+            mon = MainsMonitor(m)
         self.sensing = Sensing(rt, mon, Capture(m), contacts)
         battery = BatteryModel(runtime_full_s=ups["battery_runtime_s"])
 

@@ -344,17 +344,6 @@ def _wdiff(a, b):
     return ((a - b + _HALF) & _MASK) - _HALF
 
 
-def channel_cfg(cfg, ch):
-    """The mains section as one channel `ch` (an item of cfg["channels"]) sees it: its own
-    calibration when it has one. cfg itself when there is nothing to change."""
-    vpc = ch.get("volts_per_count")
-    if vpc is None:
-        return cfg
-    out = dict(cfg)
-    out["volts_per_count"] = vpc
-    return out
-
-
 class MainsMonitor:
     """Mains analysis for one phase. cfg: the validated "mains" config section (every key of
     schema.MAINS present, as config.validate() makes it).

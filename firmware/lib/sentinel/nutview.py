@@ -39,6 +39,8 @@ class Snapshot:
                 input.L1-N.voltage ... for phases, input.1.voltage ... for feeds
     """
 
+    inputs = ()   # a class default: set on the instance only by multi-channel sites
+
     def __init__(self, names):
         self.at = None
         self.sampler_at = None
@@ -56,7 +58,6 @@ class Snapshot:
         self.coverage = {}
         self.ups_toks = ()
         self.alarm = ""
-        self.inputs = ()
         self._src = None  # the Q1 reply or contact bits ups_toks and alarm come from
         for t in names:
             self.phases[t] = None

@@ -25,7 +25,7 @@ event finished).
 import sys
 from array import array
 
-from sentinel.mains import MainsMonitor, channel_cfg
+from sentinel.mains import MainsMonitor
 
 _CAP = (1 << 30) - 1
 _EQ = 8                  # finished polyphase events kept until popped
@@ -62,6 +62,17 @@ if sys.implementation.name == "micropython":
             i += 1
 
     _split = _split_viper
+
+
+def channel_cfg(cfg, ch):
+    """The mains section as one channel `ch` (an item of cfg["channels"]) sees it: its own
+    calibration when it has one. cfg itself when there is nothing to change."""
+    vpc = ch.get("volts_per_count")
+    if vpc is None:
+        return cfg
+    out = dict(cfg)
+    out["volts_per_count"] = vpc
+    return out
 
 
 def is_phase(name):

@@ -16,6 +16,9 @@ GAP_RECORD_MS = 10000
 
 
 class Sensing:
+    _lost_chans = ()   # several channels: those lost at the last change (a class default: a
+    # single-channel site's instance gains no attribute)
+
     def __init__(self, rt, monitor, capture, contacts=None):
         self.rt = rt
         self.monitor = monitor
@@ -28,8 +31,6 @@ class Sensing:
         self._gap_at = -10 ** 9
         self._gaps_logged = 0
         self._gap_samples_logged = 0
-        self._was_lost = False
-        self._lost_chans = []      # several channels: those lost at the last change
 
     def ring_ms(self):
         """How long the ADC ring holds samples: a loop stall longer than this loses blocks."""
@@ -50,10 +51,11 @@ class Sensing:
             if lost != self._lost_chans:
                 self._lost_chans = lost
                 self.rt.log("mains_channels", {"lost": lost, "good": good})
-        if mon.lost and not self._was_lost:
+        # (several channels: with every channel lost no channel's flags can change, so this
+        # runs once per loss as with one channel)
+        if mon.lost:
             self._count("lost")
             self.rt.log("mains_lost", {"v": round(mon.urms, 1)}, critical=True)
-        self._was_lost = mon.lost
 
     def _count(self, kind):
         n = self.counts.get(kind, 0)
