@@ -296,16 +296,21 @@ class TestMultiAdc(TestCase):
             self.assertTrue(-(1 << 30) <= v < (1 << 30))
 
     def test_default_pins_per_port_and_a_pin_the_port_lacks(self):
+        from hal.multiadc import channel_pins
         _profile("rp2")
-        self.assertEqual(_board().channel_pins([None, None, None]), [26, 27, 28])
+        self.assertEqual(channel_pins(_board(), [None, None, None]), [26, 27, 28])
         b = _board(Rp2Board, {"board": {"adc_pin": 27}})
-        self.assertEqual(b.channel_pins([None, 28]), [27, 28])
+        self.assertEqual(channel_pins(b, [None, 28]), [27, 28])
         with self.assertRaises(ValueError):
-            _board().channel_pins([None, 34])
+            channel_pins(_board(), [None, 34])
         _profile("esp32")
-        self.assertEqual(_board(Esp32Board).channel_pins([None, None, None]), [34, 35, 32])
+        self.assertEqual(channel_pins(_board(Esp32Board), [None, None, None]), [34, 35, 32])
         with self.assertRaises(ValueError):
-            _board(Esp32Board).channel_pins([None, 26])   # ADC2: unusable with Wi-Fi
+            channel_pins(_board(Esp32Board), [None, 26])   # ADC2: unusable with Wi-Fi
+        # one channel listed: the plain source on that pin
+        _profile("rp2")
+        a = _board().adc(4000, 16, [27])
+        self.assertEqual(type(a).__name__, "AdcSource")
 
 
 class TestUart(TestCase):

@@ -27,8 +27,6 @@ class AdcSource:
     handler, which must not allocate and keeps every counter a small int: the write index wraps
     inside the ring and the block counter wraps at _WRAP. read() hands out whole blocks."""
 
-    nch = 1  # channels interleaved in the ring (a class default; hal.multiadc: more)
-
     def __init__(self, adc, rate, block_len, timer_id=-1, ring_blocks=RING_BLOCKS):
         self.adc = adc
         self.rate = rate
@@ -172,7 +170,6 @@ class McuBoard(Board):
     """What the microcontroller boards share; subclasses set pins, timers and port facts."""
 
     name = "mcu"
-    PORT = ""              # hal.multiadc.PINS key (the ADC inputs mains channels may use)
     ADC_PIN = 0
     CONTACT_PINS = ()
     OUTPUT_PINS = ()
@@ -211,20 +208,14 @@ class McuBoard(Board):
     def make_adc(self, pin=None):
         return machine.ADC(machine.Pin(int(self.adc_pin or self.ADC_PIN if pin is None else pin)))
 
-    def channel_pins(self, pins):
-        """The GPIO of each mains channel (hal.multiadc.channel_pins)."""
-        from hal.multiadc import channel_pins  # only sites that list mains.channels load it
-        return channel_pins(self, pins)
-
     def adc(self, rate, block_len, pins=None):
         if self._adc is None:
-            if pins and len(pins) > 1:
-                from hal.multiadc import MultiAdcSource  # multi-channel sites only (heap)
-                self._adc = MultiAdcSource([self.make_adc(p) for p in self.channel_pins(pins)],
-                                           rate, block_len, self.TIMER_ID)
+            if pins:
+                # only sites that list mains.channels load this module (device heap)
+                from hal.multiadc import make_source
+                self._adc = make_source(self, rate, block_len, pins)
             else:
-                pin = self.channel_pins(pins)[0] if pins else None
-                self._adc = AdcSource(self.make_adc(pin), rate, block_len, self.TIMER_ID)
+                self._adc = AdcSource(self.make_adc(), rate, block_len, self.TIMER_ID)
         return self._adc
 
     def contacts(self):

@@ -20,7 +20,7 @@ def channel_pins(board, pins):
     """The GPIO of each mains channel on `board` (an McuBoard): pins as configured, None taking
     the port's default for that channel (the first: board.adc_pin). ValueError names a pin the
     port cannot sample (config validation on the device refuses it first)."""
-    allowed, defaults = PINS[board.PORT]
+    allowed, defaults = PINS[board.PORT]   # set by hal.rp2 / hal.esp32
     out = []
     for i, p in enumerate(pins):
         if p is None:
@@ -30,6 +30,15 @@ def channel_pins(board, pins):
                              % (i, p, board.PORT))
         out.append(p)
     return out
+
+
+def make_source(board, rate, block_len, pins):
+    """The ADC source of the configured mains channels: an AdcSource for one, a MultiAdcSource
+    for several."""
+    pins = channel_pins(board, pins)
+    if len(pins) == 1:
+        return AdcSource(board.make_adc(pins[0]), rate, block_len, board.TIMER_ID)
+    return MultiAdcSource([board.make_adc(p) for p in pins], rate, block_len, board.TIMER_ID)
 
 
 class MultiAdcSource(AdcSource):

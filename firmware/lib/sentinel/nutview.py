@@ -39,8 +39,6 @@ class Snapshot:
                 input.L1-N.voltage ... for phases, input.1.voltage ... for feeds
     """
 
-    inputs = ()   # a class default: set on the instance only by multi-channel sites
-
     def __init__(self, names):
         self.at = None
         self.sampler_at = None
@@ -158,7 +156,7 @@ class NutView:
                ("sentinel.tier.phase", s.phases.get(ups)),
                ("sentinel.plan", s.plan_id)]
         out.extend(self.nominal)
-        out.extend(s.inputs)
+        out.extend(getattr(s, "inputs", ()))   # set by control on multi-channel sites
         for k, x in s.coverage.get(ups, ()):
             out.append((k, _NONE if x == "" else x))
         if s.load is not None:

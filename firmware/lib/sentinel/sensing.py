@@ -16,9 +16,6 @@ GAP_RECORD_MS = 10000
 
 
 class Sensing:
-    _lost_chans = ()   # several channels: those lost at the last change (a class default: a
-    # single-channel site's instance gains no attribute)
-
     def __init__(self, rt, monitor, capture, contacts=None):
         self.rt = rt
         self.monitor = monitor
@@ -48,7 +45,8 @@ class Sensing:
             good = [names[c] for c in range(mon.nch) if mon.good_mask >> c & 1]
             self.rt.console.event("mains", lost=mon.lost, good=mon.good, v=round(mon.urms, 1),
                                   lost_channels=lost, good_channels=good)
-            if lost != self._lost_chans:
+            # set on the first change: a single-channel site's instance gains no attribute
+            if lost != getattr(self, "_lost_chans", None):
                 self._lost_chans = lost
                 self.rt.log("mains_channels", {"lost": lost, "good": good})
         # (several channels: with every channel lost no channel's flags can change, so this
