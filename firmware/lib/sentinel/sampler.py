@@ -148,14 +148,15 @@ async def run(adc_source, monitor, capture=None, on_block=None, progress=None, o
     nxt = await adc_source.read()    # a block already read: the first, or the one after a late one
     if nxt is None:
         return
-    # several channels (sentinel.phases.PhaseSet): blocks interleave nch samples per tick; the
-    # capture ring keeps the first channel's samples
-    nch = getattr(monitor, "nch", 1)
-    bl = len(nxt) // nch
-    cbuf = monitor.bufs[0] if nch > 1 else None
-    lmask = gmask = 0
-    watch = GapWatch(monitor.rate, bl, len(adc_source.ring) // (2 * nch), adc_source.overruns)
-    held = array("h", bytes(2 * bl * nch))
+    # several channels (sentinel.phases.PhaseSet): blocks interleave its nch samples per tick,
+    # the capture ring keeps the first channel's. (As few new locals as possible: each is a
+    # word in this coroutine's frame on a single-channel site too.)
+    bl = len(nxt) // getattr(monitor, "nch", 1)   # ticks per block
+    cbuf = monitor.bufs[0] if bl != len(nxt) else None
+    mask = 0    # several channels: lost_mask | good_mask << 4 at the last on_change
+    watch = GapWatch(monitor.rate, bl, len(adc_source.ring) * bl // (2 * len(nxt)),
+                     adc_source.overruns)
+    held = array("h", bytes(2 * len(nxt)))
     nnow = clock()
     watch.arrived(nnow, adc_source.overruns)
     nd = 0
@@ -180,7 +181,7 @@ async def run(adc_source, monitor, capture=None, on_block=None, progress=None, o
         elif late == LATE:
             # a backlog or a pause? hold this block (its view dies at the next read) and see
             # whether the next one was already waiting
-            for j in range(bl * nch):
+            for j in range(len(held)):
                 held[j] = block[j]
             block = held
             nxt = await adc_source.read()
@@ -202,12 +203,11 @@ async def run(adc_source, monitor, capture=None, on_block=None, progress=None, o
         if capture is not None:
             capture.feed(block if cbuf is None else cbuf, monitor)
         if monitor.lost != lost or monitor.good != good or (
-                cbuf is not None and (monitor.lost_mask != lmask or monitor.good_mask != gmask)):
+                cbuf is not None and monitor.lost_mask | monitor.good_mask << 4 != mask):
             lost = monitor.lost
             good = monitor.good
             if cbuf is not None:
-                lmask = monitor.lost_mask
-                gmask = monitor.good_mask
+                mask = monitor.lost_mask | monitor.good_mask << 4
             if on_change is not None:
                 on_change(monitor)
         if on_block is not None:
