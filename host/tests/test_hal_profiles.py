@@ -23,7 +23,8 @@ HAL = os.path.join(REPO, "firmware", "lib", "hal")
 ROM = os.path.join(REPO, "host", "powersentinel", "virtual", "rom")
 # which profiles run each HAL file
 RUNS_ON = {"__init__.py": list(PROFILES), "board.py": list(PROFILES), "_mcu.py": list(PROFILES),
-           "virtual.py": list(PROFILES), "rp2.py": ["rp2", "rp2-pico"], "esp32.py": ["esp32"]}
+           "virtual.py": list(PROFILES), "rp2.py": ["rp2", "rp2-pico"], "esp32.py": ["esp32"],
+           "adcpins.py": list(PROFILES)}
 # the stand-in's own public names besides the machine API: its set-up entry point and constants
 STAND_IN_OWN = {"configure", "EXIT_HARD", "EXIT_SOFT", "PROFILES"}
 
