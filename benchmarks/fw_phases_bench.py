@@ -7,7 +7,7 @@
 # For 1 channel (MainsMonitor, as a site without mains.channels runs) and for 2 and 3 channels
 # (PhaseSet), SECONDS (default 5) of noisy 50 Hz mains at 4 kHz per channel, blocks of 16 ticks,
 # with a dip, a swell and an interruption every second on the first channel:
-#   - isr: the ADC hard IRQ per tick (hal._mcu AdcSource._isr, or _isr_multi with several channels, with a stand-in
+#   - isr: the ADC hard IRQ per tick (hal._mcu AdcSource._isr, or hal.adcpins' MultiAdcSource._isr, with a stand-in
 #     ADC whose read_u16 returns a constant), called directly;
 #   - feed: the monitor per tick (PhaseSet: the split of the interleaved block, every channel's
 #     monitor, the aggregate, and pending() with its event merge);
@@ -125,8 +125,8 @@ def time_isr(n):
     if n == 1:
         a = _mcu.AdcSource(_Adc(), RATE, BL)
     else:
-        adcs = [_Adc() for _ in range(n)]
-        a = _mcu.AdcSource(adcs[0], RATE, BL, adcs=adcs)
+        from hal.adcpins import multi_source
+        a = multi_source(_mcu.AdcSource)([_Adc() for _ in range(n)], RATE, BL)
     isr = a._isr_ref
 
     def run():

@@ -26,12 +26,9 @@ class AdcSource:
     """A hardware timer samples the ADC at `rate` into a preallocated ring from its interrupt
     handler, which must not allocate and keeps every counter a small int: the write index wraps
     inside the ring and the block counter wraps at _WRAP. read() hands out whole blocks.
-    adcs: several mains channels (their ADCs in channel order): each tick converts them all,
-    a block holds block_len ticks interleaved, and nch says how many."""
+    Several mains channels: hal.adcpins.multi_source()."""
 
-    def __init__(self, adc, rate, block_len, timer_id=-1, ring_blocks=RING_BLOCKS, adcs=None):
-        if adcs is not None:
-            block_len *= len(adcs)   # several channels: block_len ticks of every channel
+    def __init__(self, adc, rate, block_len, timer_id=-1, ring_blocks=RING_BLOCKS):
         self.adc = adc
         self.rate = rate
         self.block_len = block_len
@@ -48,37 +45,12 @@ class AdcSource:
         self.timer_id = timer_id
         self.timer = None
         self._isr_ref = self._isr  # bound method allocated once, not in the interrupt
-        if adcs is not None:
-            # (attributes set only here: a single-channel source's instance stays as it was)
-            self.nch = len(adcs)
-            self.adcs = tuple(adcs)
-            self._isr_ref = self._isr_multi
 
     def _isr(self, _t):
         w = self.w
         # 16-bit reading centred on zero: the monitor removes the sensor's real DC offset.
         self.ring[w] = self.adc.read_u16() - 32768
         w += 1
-        if w == self._size:
-            w = 0
-        self.w = w
-        if w % self.block_len == 0:
-            b = self.blocks
-            self.blocks = b + 1 if b < _WRAP else 0
-            self.flag.set()
-
-    def _isr_multi(self, _t):
-        # Several mains channels: every channel in turn, in channel order, into an interleaved
-        # ring (ch0, ch1, ... per tick). The stock rp2 and esp32 `machine.ADC` have no
-        # round-robin or multi-channel read, so the conversions come one after the other in
-        # this same IRQ: a few microseconds apart (an RP2040 conversion takes 2 us), well
-        # under a degree at 50 Hz (55 us).
-        w = self.w
-        ring = self.ring
-        adcs = self.adcs
-        for i in range(self.nch):
-            ring[w + i] = adcs[i].read_u16() - 32768
-        w += self.nch
         if w == self._size:
             w = 0
         self.w = w
@@ -241,10 +213,12 @@ class McuBoard(Board):
         if self._adc is None:
             if pins:
                 # only sites that list mains.channels load this module (device heap)
-                from hal.adcpins import channel_pins
+                from hal.adcpins import channel_pins, multi_source
                 adcs = [self.make_adc(p) for p in channel_pins(self, pins)]
-                self._adc = AdcSource(adcs[0], rate, block_len, self.TIMER_ID,
-                                      adcs=adcs if len(adcs) > 1 else None)
+                if len(adcs) == 1:
+                    self._adc = AdcSource(adcs[0], rate, block_len, self.TIMER_ID)
+                else:
+                    self._adc = multi_source(AdcSource)(adcs, rate, block_len, self.TIMER_ID)
             else:
                 self._adc = AdcSource(self.make_adc(), rate, block_len, self.TIMER_ID)
         return self._adc
