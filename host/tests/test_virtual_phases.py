@@ -99,3 +99,37 @@ def test_feed_key_and_bad_names_are_refused(board):
         virtual.set_wires(board["dir"], {"mains.L4": "off"})
     with pytest.raises(virtual.VirtualError):
         virtual.set_wires(board["dir"], {"feed.B": "0.5"})   # phases have no feed here
+
+
+def test_feeds_a_and_b_in_phase_and_feed_level(tmp_path):
+    """Feeds A and B (in phase): `virtual set feed.B=0.5` halves B only; upsc reads the feeds as
+    input.1.voltage and input.2.voltage, and no input.phases."""
+    cfg = {"version": 1, "mains": {"channels": [{"name": "A"}, {"name": "B", "pin": 28}]},
+           "tiers": [{"name": "apps", "max_wait_s": 60, "hosts": []}]}
+    path = str(tmp_path / "config.json")
+    with open(path, "w") as f:
+        json.dump(cfg, f)
+    d = str(tmp_path / "board")
+    meta = virtual.start(d, config=path)
+    try:
+        st = virtual.state(d)["mains"]["channels"]
+        assert [(c["name"], c["feed"], c["pin"], c["phase_deg"]) for c in st] == [
+            ("A", "A", 26, 0.0), ("B", "B", 28, 0.0)]
+        with Link(meta["serial"]) as link:
+            wait_for(lambda: len(_chans(link)) == 2
+                     and all(c["good"] for c in _chans(link).values()), 20, "two good feeds")
+            virtual.set_wires(d, {"feed.B": "0.5"})
+            wait_for(lambda: 105 < _chans(link)["B"]["v"] < 125, 10, "feed B at half")
+            ch = _chans(link)
+            assert 220 < ch["A"]["v"] < 240 and ch["A"]["good"] and not ch["B"]["good"]
+            st = link.request("status")["mains"]
+            assert st["good"] and not st["lost"]      # one healthy feed: still on mains
+        nv = {}
+
+        def nut_ok():
+            nv.update(_upsc(meta))
+            return 105 < float(nv.get("input.2.voltage", 0)) < 125
+        wait_for(nut_ok, 20, "upsc to show feed B at half")
+        assert 220 < float(nv["input.1.voltage"]) < 240 and "input.phases" not in nv
+    finally:
+        virtual.stop(d)
