@@ -108,8 +108,14 @@ class Sensing:
         rt = self.rt
         m = rt.cfg["mains"]
         if m["channels"]:
-            self.adc = rt.board.adc(m["sample_rate"], m["block_len"],
-                                    [c["pin"] for c in m["channels"]])
+            try:
+                self.adc = rt.board.adc(m["sample_rate"], m["block_len"],
+                                        [c["pin"] for c in m["channels"]])
+            except ValueError as e:
+                # a pin this board cannot sample (validation on the device refuses it first;
+                # the virtual board's config check allows any supported port's pins)
+                rt.log("config_error", {"error": str(e)}, critical=True)
+                raise
         else:
             self.adc = rt.board.adc(m["sample_rate"], m["block_len"])
         await sampler.run(self.adc, self.monitor, self.capture, on_block=self.on_block,
