@@ -86,12 +86,13 @@ def both(tmp_path_factory):
     dev = subprocess.run([mp, "-X", "heapsize=4M", "-c", DEVICE, LIB, raw, str(RATE), str(VPC)],
                          capture_output=True, text=True, timeout=120)
     assert dev.returncode == 0, dev.stderr + dev.stdout
-    host = subprocess.run([os.path.join(os.path.dirname(sys.executable), "powersentinel"), "analyze", rec, "--json",
-                           "--sample-rate", str(RATE), "--volts-per-count", str(VPC),
-                           "--no-harmonics"], capture_output=True, text=True, timeout=120,
-                          cwd=ROOT)
+    cli = os.path.join(os.path.dirname(sys.executable), "powersentinel")
+    host = subprocess.run([cli, "analyze", rec, "--json", "--sample-rate", str(RATE),
+                           "--volts-per-count", str(VPC), "--no-harmonics"],
+                          capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert host.returncode == 0, host.stderr + host.stdout
-    return json.loads(dev.stdout.strip().splitlines()[-1]), json.loads(host.stdout)["files"][0]["events"]
+    events = json.loads(host.stdout)["files"][0]["events"]
+    return json.loads(dev.stdout.strip().splitlines()[-1]), events
 
 
 def test_same_events_starts_and_durations_within_one_cycle(both):

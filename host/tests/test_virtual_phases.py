@@ -63,7 +63,8 @@ def test_one_phase_lost_then_all(board):
 
         def nut_ok():
             nv.update(_upsc(board))
-            return nv.get("input.phases") == "3" and 200 < float(nv.get("input.L3-N.voltage", 0)) < 260
+            return (nv.get("input.phases") == "3"
+                    and 200 < float(nv.get("input.L3-N.voltage", 0)) < 260)
         wait_for(nut_ok, 20, "upsc to show three phases")
         link.poll_events()
 

@@ -551,7 +551,8 @@ class Supervisor:
             self.ups.silent = value == "lost"
             self.ups.garbage = value == "garbage"
         else:
-            raise ValueError("unknown wire %r (mains, mains.CHANNEL, feed.NAME, frequency, noise, harmonic.N, contact.NAME, "
+            raise ValueError("unknown wire %r (mains, mains.CHANNEL, feed.NAME, frequency, noise, "
+                             "harmonic.N, contact.NAME, "
                              "ups.charge, ups.runtime, ups.status, ups.load, ups.link, adc)" % key)
 
     def state(self):
