@@ -215,6 +215,40 @@ class TestErrors(TestCase):
             "tiers[2].hosts[0].mac: \"aa:bb:cc:dd:ee:0f\" is already used by tiers[0].hosts[0]; MAC addresses must be unique",
         ])
 
+    def test_mains_channels(self):
+        # none: one channel as before; up to three, each with its own pin and calibration
+        cfg, errs = config.validate({})
+        self.assertEqual((cfg["mains"]["channels"], errs), ([], []))
+        cfg, errs = config.validate({"mains": {"channels": [
+            {"name": "L1"}, {"name": "L2", "pin": 27, "volts_per_count": 0.03},
+            {"name": "L3", "feed": "A"}]}})
+        self.assertEqual(errs, [])
+        self.assertEqual(cfg["mains"]["channels"][1],
+                         {"name": "L2", "pin": 27, "volts_per_count": 0.03, "feed": None})
+        self.check({"mains": {"channels": [{"name": n} for n in ("L1", "L2", "L3", "N")]}},
+                   ["mains.channels: has 4 items; allowed 0..3"])
+        self.check({"mains": {"channels": [{"name": "A"}, {"name": "A"}]}},
+                   ["mains.channels[1].name: A is already used by mains.channels[0]; channel "
+                    "names must be unique"])
+        self.check({"mains": {"channels": [{"name": "A", "pin": 27}, {"name": "B", "pin": 27}]}},
+                   ["mains.channels[1].pin: GPIO 27 is already sampled by mains.channels[0]"])
+        self.check({"mains": {"channels": [{"name": "L1 "}, {"pin": 26}]}},
+                   ["mains.channels[0].name: \"L1 \" has characters outside [A-Za-z0-9_-]",
+                    "mains.channels[1].name: required key missing (channel name: L1, L2, L3 for "
+                    "phases (served as NUT input.L1-N.voltage ...), or a feed name such as A, B)"])
+        # a pin no supported board can sample; on a known port, a pin that port lacks
+        self.check({"mains": {"channels": [{"name": "A", "pin": 5}]}},
+                   ["mains.channels[0].pin: GPIO 5 is not an ADC input on any supported board; "
+                    "allowed: esp32 32, 33, 34, 35, 36, 37, 38, 39; rp2 26, 27, 28"])
+        cfg, _ = config.validate({"mains": {"channels": [{"name": "A", "pin": 26},
+                                                          {"name": "B", "pin": 34}]}})
+        self.assertEqual(schema.mains_errors(cfg, "rp2"),
+                         ["mains.channels[1].pin: GPIO 34 is not an ADC input on rp2; allowed: "
+                          "26, 27, 28"])
+        self.assertEqual(schema.mains_errors(cfg, "esp32"),
+                         ["mains.channels[0].pin: GPIO 26 is not an ADC input on esp32; allowed: "
+                          "32, 33, 34, 35, 36, 37, 38, 39"])
+
     def test_invalid_value_replaced_by_default(self):
         cfg, errs = config.validate({"policy": {"grace_s": -1}, "tiers": [{"name": "a b"}]})
         self.assertEqual(len(errs), 2)

@@ -229,6 +229,89 @@ class TestAdc(TestCase):
         self.assertEqual(first, 16 * 13)
 
 
+class TestMultiAdc(TestCase):
+    """Several mains channels: one timer, each channel converted in turn in the same IRQ."""
+
+    def setUp(self):
+        _vboard.ADC_PINS = [26, 27, 28]
+        _vmachine._adc_now = [32768] * 3
+
+    def tearDown(self):
+        _vboard.ADC_PINS = [None]
+        _vmachine._adc_now = [32768]
+
+    def _feed3(self, ticks, start):
+        # tick i: channel c reads 1000 * c + i
+        vals = []
+        for i in range(start, start + ticks):
+            for c in range(3):
+                vals.append((1000 * c + i) & 0x7FFF)
+        _vmachine._adc_feed(_samples(vals), len(vals))
+        return start + ticks
+
+    def test_channels_interleaved_in_order_with_the_heap_locked(self):
+        _profile("rp2")
+        a = _board().adc(4000, 16, [None, None, None])
+        self.assertEqual(a.nch, 3)
+        a.start()
+        self.assertEqual(a.timer.id, -1)
+
+        async def go():
+            got = []
+            nxt = 0
+            for _ in range(30):
+                nxt = self._feed3(16, nxt)
+                got.append(list(await a.read()))
+            return got
+        got = _run(go())
+        self.assertEqual(_vmachine._irq_errors, 0)
+        for k, blk in enumerate(got):
+            self.assertEqual(len(blk), 48)
+            for j in range(16):
+                for c in range(3):
+                    self.assertEqual(blk[3 * j + c], 1000 * c + 16 * k + j)
+        self.assertEqual(a.overruns, 0)
+
+    def test_counters_started_just_below_the_small_int_limit_keep_sampling(self):
+        top = (1 << 30) - 1
+        _profile("esp32", preset={"blocks": top - 5, "rblocks": top - 5})
+        _vboard.ADC_PINS = [34, 35, 32]
+        a = _board(Esp32Board).adc(4000, 16, [None, None, None])
+        a.start()
+        self.assertEqual(a.blocks, top - 5)
+
+        async def go():
+            nxt = 0
+            firsts = []
+            for _ in range(20):
+                nxt = self._feed3(16, nxt)
+                b = await a.read()
+                firsts.append((b[0], b[1], b[2]))
+            return firsts
+        firsts = _run(go())
+        self.assertEqual(_vmachine._irq_errors, 0)
+        self.assertEqual(firsts, [(16 * i, 1000 + 16 * i, 2000 + 16 * i) for i in range(20)])
+        for v in (a.w, a.blocks, a.rblocks, a.rslot, a.overruns):
+            self.assertTrue(-(1 << 30) <= v < (1 << 30))
+
+    def test_default_pins_per_port_and_a_pin_the_port_lacks(self):
+        from hal.adcpins import channel_pins
+        _profile("rp2")
+        self.assertEqual(channel_pins(_board(), [None, None, None]), [26, 27, 28])
+        b = _board(Rp2Board, {"board": {"adc_pin": 27}})
+        self.assertEqual(channel_pins(b, [None, 28]), [27, 28])
+        with self.assertRaises(ValueError):
+            channel_pins(_board(), [None, 34])
+        _profile("esp32")
+        self.assertEqual(channel_pins(_board(Esp32Board), [None, None, None]), [34, 35, 32])
+        with self.assertRaises(ValueError):
+            channel_pins(_board(Esp32Board), [None, 26])   # ADC2: unusable with Wi-Fi
+        # one channel listed: the plain source on that pin
+        _profile("rp2")
+        a = _board().adc(4000, 16, [27])
+        self.assertFalse(hasattr(a, "adcs"))
+
+
 class TestUart(TestCase):
     REPLY = b"(230.0 230.0 230.0 020 50.0 27.3 25.0 00001000\r"
 

@@ -185,3 +185,16 @@ class TestPairMode(TestCase):
         snap.alarm = ""
         self.assertEqual(v.status("apps"), "OL")
         self.assertFalse("ups.alarm" in dict(v.vars("apps")))
+
+
+class TestChannelVars(Base):
+    def test_per_channel_inputs_on_every_tier_only_when_set(self):
+        snap, v = self.view()
+        names = [k for k, _ in v.vars("apps")]
+        self.assertFalse([k for k in names if k.startswith("input.L") or k == "input.phases"])
+        snap.inputs = [("input.L1-N.voltage", 231.2), ("input.L2-N.voltage", 0.0),
+                       ("input.L3-N.voltage", 229.8), ("input.phases", 3)]
+        for ups in ("apps", "db"):
+            got = dict(v.vars(ups))
+            self.assertEqual(got["input.phases"], 3)
+            self.assertEqual(got["input.L2-N.voltage"], 0.0)

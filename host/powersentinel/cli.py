@@ -130,7 +130,9 @@ def virtual_set(d, at_phase, assignments):
     """Drive the board's wires: KEY=VALUE ...
 
     \b
-    mains=on|off|0.5        mains level (fraction of nominal rms)
+    mains=on|off|0.5        mains level (fraction of nominal rms), every channel
+    mains.L2=off            one mains channel (by its mains.channels name)
+    feed.B=0.5              every mains channel on feed B
     frequency=47.5          mains frequency, Hz (phase-continuous)
     noise=0.01              noise rms, fraction of nominal
     harmonic.N=0.05         Nth harmonic, fraction of the fundamental

@@ -25,7 +25,8 @@ _CAUSES = (("PWRON_RESET", "power_on"), ("HARD_RESET", "hard"), ("WDT_RESET", "w
 class AdcSource:
     """A hardware timer samples the ADC at `rate` into a preallocated ring from its interrupt
     handler, which must not allocate and keeps every counter a small int: the write index wraps
-    inside the ring and the block counter wraps at _WRAP. read() hands out whole blocks."""
+    inside the ring and the block counter wraps at _WRAP. read() hands out whole blocks.
+    Several mains channels: hal.adcpins.multi_source()."""
 
     def __init__(self, adc, rate, block_len, timer_id=-1, ring_blocks=RING_BLOCKS):
         self.adc = adc
@@ -205,12 +206,21 @@ class McuBoard(Board):
     async def start(self):
         self.network_connect()
 
-    def make_adc(self):
-        return machine.ADC(machine.Pin(int(self.adc_pin or self.ADC_PIN)))
+    def make_adc(self, pin=None):
+        return machine.ADC(machine.Pin(int(self.adc_pin or self.ADC_PIN if pin is None else pin)))
 
-    def adc(self, rate, block_len):
+    def adc(self, rate, block_len, pins=None):
         if self._adc is None:
-            self._adc = AdcSource(self.make_adc(), rate, block_len, self.TIMER_ID)
+            if pins:
+                # only sites that list mains.channels load this module (device heap)
+                from hal.adcpins import channel_pins, multi_source
+                adcs = [self.make_adc(p) for p in channel_pins(self, pins)]
+                if len(adcs) == 1:
+                    self._adc = AdcSource(adcs[0], rate, block_len, self.TIMER_ID)
+                else:
+                    self._adc = multi_source(AdcSource)(adcs, rate, block_len, self.TIMER_ID)
+            else:
+                self._adc = AdcSource(self.make_adc(), rate, block_len, self.TIMER_ID)
         return self._adc
 
     def contacts(self):

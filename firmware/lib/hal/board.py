@@ -17,10 +17,12 @@ class Board:
         """Coroutines the board needs running."""
         return []
 
-    def adc(self, rate, block_len):
+    def adc(self, rate, block_len, pins=None):
         """-> AdcSource: start(); async read() -> memoryview of block_len int16 samples (valid
         until the next read); overruns (blocks lost because the reader was late, a small int);
-        rate."""
+        rate; nch; ring. pins: the GPIO of each mains channel (None items: the board's default
+        for that channel); with two or more, every tick samples each channel in turn and a block
+        interleaves them (block_len ticks, nch samples each)."""
         raise NotImplementedError
 
     def contacts(self):

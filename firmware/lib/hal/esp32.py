@@ -8,6 +8,7 @@ from hal._mcu import McuBoard
 
 class Esp32Board(McuBoard):
     name = "esp32"
+    PORT = "esp32"
     ADC_PIN = 34                   # ADC1_CH6: isolated mains sensor output (biased to mid-rail)
     CONTACT_PINS = (25, 26, 27, 14)  # optocoupler outputs from the UPS dry contacts
     OUTPUT_PINS = (4,)              # optocoupler to the UPS remote-shutdown input
@@ -17,8 +18,8 @@ class Esp32Board(McuBoard):
     PARK_TIMER_ID = 1              # its callbacks are scheduled (soft), so they run at the REPL
     RESET_REPORTS = "SOFT_RESET"   # machine.reset() is esp_restart(): ESP_RST_SW
 
-    def make_adc(self):
-        adc = machine.ADC(machine.Pin(int(self.adc_pin or self.ADC_PIN)))
+    def make_adc(self, pin=None):
+        adc = machine.ADC(machine.Pin(int(self.adc_pin or self.ADC_PIN if pin is None else pin)))
         adc.atten(machine.ADC.ATTN_11DB)  # full 0-3.3 V range for the biased sensor output
         return adc
 

@@ -9,6 +9,7 @@ WDT_MAX_MS = 8388  # the RP2040 watchdog cannot count longer
 
 class Rp2Board(McuBoard):
     name = "rp2"
+    PORT = "rp2"
     ADC_PIN = 26
     CONTACT_PINS = (10, 11, 12, 13)
     OUTPUT_PINS = (14,)   # optocoupler to the UPS remote-shutdown input
@@ -19,8 +20,8 @@ class Rp2Board(McuBoard):
     RESET_REPORTS = "WDT_RESET"  # machine.reset() goes through the watchdog
     UNNAMED_CAUSES = {2: "hard"}  # the RUN pin reads 2 (HARD_RESET), a name rp2 does not have
 
-    def make_adc(self):
-        return machine.ADC(int(self.adc_pin or self.ADC_PIN))
+    def make_adc(self, pin=None):
+        return machine.ADC(int(self.adc_pin or self.ADC_PIN if pin is None else pin))
 
     def watchdog_start(self, timeout_ms):
         McuBoard.watchdog_start(self, min(timeout_ms, WDT_MAX_MS))

@@ -66,7 +66,17 @@ class Sentinel:
             contacts = ContactMonitor(parse_rules(ups["contacts"], lines), lines,
                                       ups["debounce_ms"])
         self.link = link
-        self.sensing = Sensing(rt, MainsMonitor(m), Capture(m), contacts)
+        chans = m["channels"]
+        if len(chans) > 1:
+            # only multi-channel sites load the polyphase module (device heap)
+            from sentinel.phases import PhaseSet
+            mon = PhaseSet(m)
+        else:
+            if chans and chans[0]["volts_per_count"] is not None:
+                m = dict(m)     # one channel listed, with its own calibration
+                m["volts_per_count"] = chans[0]["volts_per_count"]
+            mon = MainsMonitor(m)
+        self.sensing = Sensing(rt, mon, Capture(m), contacts)
         battery = BatteryModel(runtime_full_s=ups["battery_runtime_s"])
 
         now = rt.now()

@@ -6,6 +6,7 @@ with it before sending JSON to the device). load() and save() use only `open`, `
 """
 import json
 import os
+import sys
 
 from sentinel import passwd
 from sentinel import schema
@@ -343,6 +344,8 @@ def _cross(cfg, errors):
     _unique(hosts, "mac", pf, "MAC addresses", errors)
     errors.extend(schema.alerts_errors(cfg))
     errors.extend(schema.pair_errors(cfg))
+    # a channel pin is checked against this port's ADC inputs (host, unix: any supported port)
+    errors.extend(schema.mains_errors(cfg, sys.platform))
 
 
 def validate(obj):

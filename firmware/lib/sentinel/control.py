@@ -113,6 +113,9 @@ class Control:
         s.runtime = int(b.runtime_s)
         s.v = round(mon.urms, 1)
         s.hz = round(mon.freq or 0.0, 2)
+        ni = getattr(mon, "nut_vars", None)   # several mains channels: input.L1-N.voltage ...
+        if ni is not None:
+            s.inputs = ni()
         link = self.link
         s.load = link.load if link is not None and link.link_ok else None
         s.take_ups(link, self.contacts)

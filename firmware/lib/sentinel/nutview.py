@@ -47,6 +47,8 @@ class Snapshot:
     ups_toks    the UPS's statuses in _PASS, as it reports them (take_ups)
     alarm       ups.alarm text, "" when the UPS reports no alarm
     pair_alarm  "redundancy lost: <cause>" while the pair's peer is lost, else "" (pair.link)
+    inputs      [(var, value), ...] per mains channel (several channels only): input.phases,
+                input.L1-N.voltage ... for phases, input.1.voltage ... for feeds
     """
 
     def __init__(self, names):
@@ -66,6 +68,7 @@ class Snapshot:
         self.coverage = {}
         self.ups_toks = ()
         self.alarm = ""
+        self.inputs = ()  # the empty tuple is shared: nothing allocated on one channel
         self.pair_alarm = ""
         self._src = None  # the Q1 reply or contact bits ups_toks and alarm come from
         for t in names:
@@ -194,6 +197,7 @@ class NutView:
                ("sentinel.tier.phase", s.phases.get(ups)),
                ("sentinel.plan", s.plan_id)]
         out.extend(self.nominal)
+        out.extend(s.inputs)   # set by control on multi-channel sites
         for k, x in s.coverage.get(ups, ()):
             out.append((k, _NONE if x == "" else x))
         if s.load is not None:

@@ -127,6 +127,8 @@ class Ops:
               "network": net, "nut": {"clients": len(self.nut.conns)},
               "errors": rt.errors,
               "uptime_ms": rt.uptime(), "time": rt.board.time()}
+        if hasattr(mon, "channels"):   # several mains channels: each one's view
+            st["mains"]["channels"] = mon.channels()
         if self.alerts is not None:
             st["alerts"] = self.alerts.status()
         if self.pair is not None:

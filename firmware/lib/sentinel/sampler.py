@@ -6,7 +6,9 @@
 #               (valid until the next read); overruns (blocks lost); ring (its buffer: a reader
 #               late by more than its length loses blocks). A read() returning None ends the
 #               task (replays, tests).
-#   monitor     sentinel.mains.MainsMonitor
+#   monitor     sentinel.mains.MainsMonitor, or sentinel.phases.PhaseSet for several channels
+#               (blocks then interleave its nch channels; on_change also fires when a channel's
+#               lost or good changed)
 #   capture     sentinel.capture.Capture or None
 #   on_block(monitor)            after every block (cheap: called 250 times/s at 4 kHz)
 #   progress()                   after every block: the supervisor's proof of life
@@ -146,9 +148,15 @@ async def run(adc_source, monitor, capture=None, on_block=None, progress=None, o
     nxt = await adc_source.read()    # a block already read: the first, or the one after a late one
     if nxt is None:
         return
-    bl = len(nxt)
-    watch = GapWatch(monitor.rate, bl, len(adc_source.ring) // 2, adc_source.overruns)
-    held = array("h", bytes(2 * bl))
+    # several channels (sentinel.phases.PhaseSet): blocks interleave its nch samples per tick,
+    # the capture ring keeps the first channel's. (As few new locals as possible: each is a
+    # word in this coroutine's frame on a single-channel site too.)
+    bl = len(nxt) // getattr(monitor, "nch", 1)   # ticks per block
+    cbuf = monitor.bufs[0] if bl != len(nxt) else None
+    mask = 0    # several channels: lost_mask | good_mask << 4 at the last on_change
+    watch = GapWatch(monitor.rate, bl, len(adc_source.ring) * bl // (2 * len(nxt)),
+                     adc_source.overruns)
+    held = array("h", bytes(2 * len(nxt)))
     nnow = clock()
     watch.arrived(nnow, adc_source.overruns)
     nd = 0
@@ -173,7 +181,7 @@ async def run(adc_source, monitor, capture=None, on_block=None, progress=None, o
         elif late == LATE:
             # a backlog or a pause? hold this block (its view dies at the next read) and see
             # whether the next one was already waiting
-            for j in range(bl):
+            for j in range(len(held)):
                 held[j] = block[j]
             block = held
             nxt = await adc_source.read()
@@ -193,10 +201,13 @@ async def run(adc_source, monitor, capture=None, on_block=None, progress=None, o
                 on_gap(g)
         monitor.feed(block)
         if capture is not None:
-            capture.feed(block, monitor)
-        if monitor.lost != lost or monitor.good != good:
+            capture.feed(block if cbuf is None else cbuf, monitor)
+        if monitor.lost != lost or monitor.good != good or (
+                cbuf is not None and monitor.lost_mask | monitor.good_mask << 4 != mask):
             lost = monitor.lost
             good = monitor.good
+            if cbuf is not None:
+                mask = monitor.lost_mask | monitor.good_mask << 4
             if on_change is not None:
                 on_change(monitor)
         if on_block is not None:

@@ -37,6 +37,26 @@ SITE = (
      "doc": "site name shown in NUT descriptions, the console and logs"},
 )
 
+# Mains channels. The ADC inputs a multi-channel board may sample, by port: RP2040 ADC0-2 on
+# GP26-28 (ADC3 is GP29, VSYS/3 on a Pico); ESP32 ADC1 only (GPIO 32-39: ADC2 stops working while
+# Wi-Fi is on). A channel's default pin is its port's DEFAULT_PINS entry at its index.
+MAX_CHANNELS = 3
+ADC_PINS = {"rp2": (26, 27, 28), "esp32": (32, 33, 34, 35, 36, 37, 38, 39)}
+DEFAULT_PINS = {"rp2": (26, 27, 28), "esp32": (34, 35, 32)}
+
+CHANNEL = (
+    {"k": "name", "t": "str", "d": REQUIRED, "min": 1, "max": 8, "fmt": "name",
+     "doc": "channel name: L1, L2, L3 for phases (served as NUT input.L1-N.voltage ...), "
+            "or a feed name such as A, B"},
+    {"k": "pin", "t": "int", "d": None, "null": True, "min": 0, "max": 48,
+     "doc": "GPIO of this channel's sensor (null: the board's default for this channel, "
+            "docs/wiring.md)"},
+    {"k": "volts_per_count", "t": "float", "d": None, "null": True, "min": 0.000001,
+     "max": 100.0, "doc": "this channel's calibration (null: mains.volts_per_count)"},
+    {"k": "feed", "t": "str", "d": None, "null": True, "min": 1, "max": 8, "fmt": "name",
+     "doc": "the feed this channel senses (null: the channel's name when it is not a phase)"},
+)
+
 MAINS = (
     {"k": "nominal_v", "t": "float", "d": 230.0, "min": 90.0, "max": 400.0,
      "doc": "declared supply voltage Udin (V rms)"},
@@ -65,7 +85,50 @@ MAINS = (
      "doc": "waveform kept before an event's start"},
     {"k": "capture_post_ms", "t": "int", "d": 400, "min": 0, "max": 2000,
      "doc": "waveform kept after an event's start"},
+    {"k": "channels", "t": "list", "f": CHANNEL, "min": 0, "max": MAX_CHANNELS,
+     "doc": "mains channels sensed together (phases L1..L3, feeds A, B, ...); none: one "
+            "channel on board.adc_pin with volts_per_count"},
 )
+
+
+def mains_errors(cfg, port=None):
+    """Cross-field problems of the (validated) mains section: duplicate channel names, and a
+    channel pin that is not an ADC input of `port` ("rp2", "esp32"; None: of any port this
+    firmware supports). [] when there are none."""
+    chans = cfg["mains"]["channels"]
+    out = []
+    seen = {}
+    pins = ADC_PINS.get(port) if port else None
+    every = ()
+    for p in sorted(ADC_PINS):
+        every += ADC_PINS[p]
+    for i, c in enumerate(chans):
+        name = c.get("name")
+        if name is not None:
+            if name in seen:
+                out.append("mains.channels[%d].name: %s is already used by mains.channels[%d]; "
+                           "channel names must be unique" % (i, name, seen[name]))
+            else:
+                seen[name] = i
+        pin = c.get("pin")
+        if pin is None:
+            continue
+        if pins is not None and pin not in pins:
+            out.append("mains.channels[%d].pin: GPIO %d is not an ADC input on %s; allowed: %s"
+                       % (i, pin, port, ", ".join(str(x) for x in pins)))
+        elif pins is None and pin not in every:
+            out.append("mains.channels[%d].pin: GPIO %d is not an ADC input on any supported "
+                       "board; allowed: %s" % (i, pin, "; ".join(
+                           "%s %s" % (p, ", ".join(str(x) for x in ADC_PINS[p]))
+                           for p in sorted(ADC_PINS))))
+    for i, c in enumerate(chans):
+        pin = c.get("pin")
+        for j in range(i):
+            if pin is not None and chans[j].get("pin") == pin:
+                out.append("mains.channels[%d].pin: GPIO %d is already sampled by "
+                           "mains.channels[%d]" % (i, pin, j))
+                break
+    return out
 
 UPS = (
     {"k": "link", "t": "enum", "d": "none", "c": ("q1", "contacts", "none"),

@@ -32,11 +32,25 @@ class Sensing:
     def ring_ms(self):
         """How long the ADC ring holds samples: a loop stall longer than this loses blocks."""
         a = self.adc
-        return 0 if a is None else len(a.ring) * 1000 // a.rate
+        return 0 if a is None else len(a.ring) // getattr(a, "nch", 1) * 1000 // a.rate
 
     # -- sampler hooks ---------------------------------------------------------------------------
     def on_mains_change(self, mon):
-        self.rt.console.event("mains", lost=mon.lost, good=mon.good, v=round(mon.urms, 1))
+        names = getattr(mon, "names", None)
+        if names is None:
+            self.rt.console.event("mains", lost=mon.lost, good=mon.good, v=round(mon.urms, 1))
+        else:
+            # several channels: which ones are lost or good (the aggregate: all lost / any good)
+            lost = [names[c] for c in range(mon.nch) if mon.lost_mask >> c & 1]
+            good = [names[c] for c in range(mon.nch) if mon.good_mask >> c & 1]
+            self.rt.console.event("mains", lost=mon.lost, good=mon.good, v=round(mon.urms, 1),
+                                  lost_channels=lost, good_channels=good)
+            # set on the first change: a single-channel site's instance gains no attribute
+            if lost != getattr(self, "_lost_chans", None):
+                self._lost_chans = lost
+                self.rt.log("mains_channels", {"lost": lost, "good": good})
+        # (several channels: with every channel lost no channel's flags can change, so this
+        # runs once per loss as with one channel)
         if mon.lost:
             self._count("lost")
             self.rt.log("mains_lost", {"v": round(mon.urms, 1)}, critical=True)
@@ -47,9 +61,12 @@ class Sensing:
             self.counts[kind] = n + 1
 
     def on_mains_event(self, ev):
-        ev = {"type": ev["kind"], "start_ms": ev["start_ms"], "duration_ms": ev["duration_ms"],
-              "pct": ev["pct"], "v": ev.get("residual_v", ev.get("peak_v")),
-              "trig": ev["trig"]}
+        out = {"type": ev["kind"], "start_ms": ev["start_ms"], "duration_ms": ev["duration_ms"],
+               "pct": ev["pct"], "v": ev.get("residual_v", ev.get("peak_v")),
+               "trig": ev["trig"]}
+        if "phases" in ev:         # several channels: those the event was seen on
+            out["phases"] = ev["phases"]
+        ev = out
         self._count(ev["type"])
         self.events.append(ev)
         if len(self.events) > 8:
@@ -90,7 +107,17 @@ class Sensing:
     async def sampler_task(self):
         rt = self.rt
         m = rt.cfg["mains"]
-        self.adc = rt.board.adc(m["sample_rate"], m["block_len"])
+        if m["channels"]:
+            try:
+                self.adc = rt.board.adc(m["sample_rate"], m["block_len"],
+                                        [c["pin"] for c in m["channels"]])
+            except ValueError as e:
+                # a pin this board cannot sample (validation on the device refuses it first;
+                # the virtual board's config check allows any supported port's pins)
+                rt.log("config_error", {"error": str(e)}, critical=True)
+                raise
+        else:
+            self.adc = rt.board.adc(m["sample_rate"], m["block_len"])
         await sampler.run(self.adc, self.monitor, self.capture, on_block=self.on_block,
                           progress=lambda: rt.progress("sampler"),
                           on_change=rt.guard("mains", self.on_mains_change),

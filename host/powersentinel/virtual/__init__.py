@@ -101,6 +101,8 @@ def start(d, config=None, heap="128wK", nut_port=0, deploy=True, progress=None,
                          ("nominal_v", "--nominal-v"), ("volts_per_count", "--volts-per-count")):
             if key in m:
                 cmd += [opt, str(m[key])]
+        if m.get("channels"):
+            cmd += ["--channels", json.dumps(m["channels"])]
     log = open(os.path.join(d, "supervisor.log"), "ab")
     proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
                             start_new_session=True, close_fds=True)

@@ -14,6 +14,7 @@ Run as `python -m powersentinel.virtual.supervisor --dir DIR ...` (what `virtual
 """
 import argparse
 import errno
+import math
 import hashlib
 import fcntl
 import json
@@ -27,6 +28,7 @@ import sys
 import termios
 import time
 import tty
+from array import array
 
 from . import wire
 from .upssim import UpsSim
@@ -75,6 +77,25 @@ def _interp_tty(fd):
     termios.tcsetattr(fd, termios.TCSANOW, a)
 
 
+def resolve_channels(channels, profile, volts_per_count):
+    """The waveforms the ADC wire carries, from mains.channels items: name, feed (the channel's
+    feed, else its name unless it is a phase L1..L3), pin (the profile's default for its index
+    when not given, as the firmware's HAL resolves it), volts_per_count, and phase_deg: L1, L2,
+    L3 at 0, -120, -240 degrees (an item's "phase_deg" overrides); feeds in phase (0)."""
+    pins = (_vprofiles.PROFILES[profile] or {}).get("default_adc_pins") or (None,)
+    out = []
+    for i, ch in enumerate(channels or [{"name": "mains"}]):
+        name = ch["name"]
+        phase = name in ("L1", "L2", "L3")
+        out.append({"name": name,
+                    "feed": ch.get("feed") or ("" if phase else name),
+                    "pin": ch.get("pin") if ch.get("pin") is not None else pins[i % len(pins)],
+                    "volts_per_count": ch.get("volts_per_count") or volts_per_count,
+                    "phase_deg": float(ch.get("phase_deg", -120.0 * (int(name[1]) - 1)
+                                              if phase else 0.0))})
+    return out
+
+
 class Supervisor:
     def __init__(self, args):
         self.dir = os.path.abspath(args.dir)
@@ -111,8 +132,16 @@ class Supervisor:
         self.contact_names = dict(args.contact_names or {})
         self.outputs = bytearray(OUTPUT_LINES)
         self.uart_rx = bytearray()
-        self.wave = Waveform(rate=args.sample_rate, nominal_v=args.nominal_v,
-                             frequency=args.nominal_hz, volts_per_count=args.volts_per_count)
+        # one waveform per mains channel (--channels), interleaved on the ADC wire; the first
+        # is the clock of the wire and the UPS simulator's input
+        self.channels = resolve_channels(args.channels, self.profile, args.volts_per_count)
+        self.waves = []
+        for ch in self.channels:
+            w = Waveform(rate=args.sample_rate, nominal_v=args.nominal_v,
+                         frequency=args.nominal_hz, volts_per_count=ch["volts_per_count"])
+            w.phase = math.radians(ch["phase_deg"] % 360.0)
+            self.waves.append(w)
+        self.wave = self.waves[0]
         self.nominal_hz = args.nominal_hz
         self.ups = UpsSim(runtime_full_s=args.ups_runtime, time_scale=args.time_scale)
         self.wire_client = None
@@ -187,6 +216,7 @@ class Supervisor:
             "uid": hashlib.sha256(self.flash.encode()).hexdigest()[:12],
             "profile": self.profile, "sample_rate": self.sample_rate,
             "isr_preset": self.isr_preset, "wifi": self.wifi,
+            "adc_pins": [ch["pin"] for ch in self.channels],
             "machine_reset": self.machine_reset})
         with open(self.intent_path, "w"):
             pass
@@ -368,9 +398,16 @@ class Supervisor:
         due = int((now - self.t0) * self.wave.rate) - self.wave.n
         if due > 0:
             if due > self.wave.rate:  # we were starved (suspended): skip, keep phase running
-                self.wave.generate(due - self.wave.rate // 10)
+                for w in self.waves:
+                    w.generate(due - self.wave.rate // 10)
                 due = self.wave.rate // 10
-            block = self.wave.generate(due)
+            if len(self.waves) == 1:
+                block = self.wave.generate(due)
+            else:
+                nch = len(self.waves)
+                block = array("h", bytes(2 * due * nch))
+                for c, w in enumerate(self.waves):
+                    block[c::nch] = w.generate(due)
             if not self.adc_stalled:
                 self._send(b"A", block.tobytes())
         self.ups.mains_ok = self.wave.level >= 0.8 and abs(self.wave.frequency - self.nominal_hz) < 5
@@ -422,30 +459,60 @@ class Supervisor:
             return {"ok": True}
         return {"ok": False, "error": "unknown command %r" % cmd}
 
+    def _set_waves(self, idx, at_phase, **changes):
+        """Apply changes to the waveforms idx at the same sample: at_phase is the phase of the
+        first of them (the others reach theirs at that instant, shifted by their angle)."""
+        if at_phase is None:
+            for i in idx:
+                self.waves[i].set(**changes)
+            return
+        ref = self.channels[idx[0]]["phase_deg"]
+        for i in idx:
+            self.waves[i].set(at_phase=float(at_phase) + self.channels[i]["phase_deg"] - ref,
+                              **changes)
+
+    def _channels_of(self, key):
+        """Waveform indexes a mains.NAME or feed.NAME key names."""
+        what, _, name = key.partition(".")
+        if what == "mains":
+            idx = [i for i, ch in enumerate(self.channels) if ch["name"] == name]
+        else:
+            idx = [i for i, ch in enumerate(self.channels) if ch["feed"] == name]
+        if not idx:
+            known = sorted({ch["name" if what == "mains" else "feed"] for ch in self.channels}
+                           - {""})
+            raise ValueError("no mains channel %s %r (configured: %s)"
+                             % ("named" if what == "mains" else "on feed", name,
+                                ", ".join(known) or "none"))
+        return idx
+
     def set_value(self, key, value, at_phase=None):
         value = str(value).strip()
-        if key == "mains":
+        if key == "mains" or key.startswith("mains.") or key.startswith("feed."):
             level = {"on": 1.0, "off": 0.0}.get(value.lower())
             if level is None:
                 level = float(value)
                 if not 0.0 <= level <= 2.0:
-                    raise ValueError("mains must be on, off or a fraction of nominal 0..2")
-            self.wave.set(at_phase=at_phase, level=level)
+                    raise ValueError("%s must be on, off or a fraction of nominal 0..2" % key)
+            idx = list(range(len(self.waves))) if key == "mains" else self._channels_of(key)
+            self._set_waves(idx, at_phase, level=level)
         elif key == "frequency":
             f = float(value)
             if not 20.0 <= f <= 100.0:
                 raise ValueError("frequency must be 20..100 Hz")
-            self.wave.set(at_phase=at_phase, frequency=f)
+            self._set_waves(list(range(len(self.waves))), at_phase, frequency=f)
         elif key == "adc":
             if value not in ("run", "stall"):
                 raise ValueError("adc must be run or stall")
             self.adc_stalled = value == "stall"
         elif key == "noise":
-            self.wave.set(noise=float(value))
+            for w in self.waves:
+                w.set(noise=float(value))
         elif key.startswith("harmonic."):
             h = dict(self.wave.harmonics)
             h[int(key.split(".", 1)[1])] = float(value)
-            self.wave.set(harmonics=h)
+            for w in self.waves:
+                w.set(harmonics=h)
         elif key.startswith("contact."):
             name = key.split(".", 1)[1]
             line = self.contact_names.get(name, name)
@@ -484,12 +551,16 @@ class Supervisor:
             self.ups.silent = value == "lost"
             self.ups.garbage = value == "garbage"
         else:
-            raise ValueError("unknown wire %r (mains, frequency, noise, harmonic.N, contact.NAME, "
+            raise ValueError("unknown wire %r (mains, mains.CHANNEL, feed.NAME, frequency, noise, "
+                             "harmonic.N, contact.NAME, "
                              "ups.charge, ups.runtime, ups.status, ups.load, ups.link, adc)" % key)
 
     def state(self):
         return {"mains": {"level": self.wave.level, "frequency": self.wave.frequency,
-                          "noise": self.wave.noise, "samples": self.wave.n},
+                          "noise": self.wave.noise, "samples": self.wave.n,
+                          "channels": [{"name": ch["name"], "feed": ch["feed"], "pin": ch["pin"],
+                                        "phase_deg": ch["phase_deg"], "level": w.level}
+                                       for ch, w in zip(self.channels, self.waves)]},
                 "contacts": list(self.contacts), "outputs": list(self.outputs),
                 "ups": self.ups.snapshot(), "boots": self.boots, "reset_cause": self.cause,
                 "resets": self.resets[-20:], "firmware": self.fw, "progress": self.progress,
@@ -546,6 +617,9 @@ def main(argv=None):
     ap.add_argument("--isr-preset", type=json.loads, default=None,
                     help='JSON {attribute: value} preset on hard-IRQ callback objects (tests)')
     ap.add_argument("--wifi", default="up", choices=("up", "down"))
+    ap.add_argument("--channels", type=json.loads, default=None,
+                    help='JSON list of the site\'s mains.channels items ({"name", "pin", '
+                         '"volts_per_count", "feed"}, optional "phase_deg"); default: one channel')
     args = ap.parse_args(argv)
     os.makedirs(args.dir, exist_ok=True)
     flash = os.path.join(args.dir, "flash.img")

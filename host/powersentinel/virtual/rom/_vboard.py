@@ -13,6 +13,7 @@ ROMFS = None       # the ROMFS partition (memory mapped by the launcher), or Non
 ROMFS_FILE = None  # its image file, for writes
 PROFILE = "rp2"    # the port profile the `machine` stand-in plays (_vprofiles.py)
 SAMPLE_RATE = 4000  # samples per second on the ADC wire: the clock of the hard timers
+ADC_PINS = [None]  # the GPIO of each ADC channel on the wire (A frames interleave them)
 ISR_PRESET = None  # {attribute: value} set on a hard timer callback's object at Timer.init
 WIFI = "up"        # "down": the stand-in's WLAN never connects
 CONTACT_PINS = ()  # the profile's pins wired to contact lines 0-7, and to output lines 0-3

@@ -37,7 +37,7 @@ _SMALL = 1 << 30  # 32-bit ports: small ints are -2**30 .. 2**30-1
 
 _P = None         # the profile in use (configure)
 _send = None      # the wire's send(kind, payload), set by _vwire
-_adc_now = 32768  # the ADC input's present value (u16)
+_adc_now = [32768]  # each wire ADC channel's present value (u16), _vboard.ADC_PINS order
 _hard = []        # running hard timers, clocked by ADC samples
 _soft = []        # running soft timers, run by the soft-timer thread
 _soft_thread = False
@@ -144,16 +144,30 @@ def _line(pins, pin_id):
 
 
 class ADC:
+    """An ADC input: the wire channel of its pin (_vboard.ADC_PINS). With one wire channel
+    every input reads it (as before multi-channel sensing); with several, an ADC input of the
+    port that no channel is wired to reads mid-scale (0 V), and a pin that is no ADC input
+    raises ValueError as the port does."""
     ATTN_11DB = 3
 
     def __init__(self, src):
-        pass
+        pid = src.id if isinstance(src, Pin) else src
+        wired = _vboard.ADC_PINS
+        self._ch = 0
+        if len(wired) > 1:
+            if pid in wired:
+                self._ch = wired.index(pid)
+            elif pid in _P["adc_pins"]:
+                self._ch = -1
+            else:
+                raise ValueError("invalid Pin for ADC")
 
     def atten(self, a):
         pass
 
     def read_u16(self):
-        return _adc_now
+        c = self._ch
+        return _adc_now[c] if c >= 0 else 32768
 
 
 class Timer:
@@ -233,13 +247,17 @@ def _fire(t):
 
 
 def _adc_feed(buf, n):
-    """n int16 LE samples (centred on zero) from buf: each one is the ADC's value for one tick
-    of the sample clock that drives the hard timers."""
-    global _adc_now
+    """n int16 LE samples (centred on zero) from buf, interleaved by wire channel (one per
+    _vboard.ADC_PINS entry): each group of channels is the ADC inputs' values for one tick of
+    the sample clock that drives the hard timers."""
     rate = _vboard.SAMPLE_RATE
-    for i in range(n):
-        j = 2 * i
-        _adc_now = (buf[j] | (buf[j + 1] << 8)) ^ 0x8000
+    now = _adc_now
+    nch = len(now)
+    j = 0
+    for _ in range(n // nch):
+        for c in range(nch):
+            now[c] = (buf[j] | (buf[j + 1] << 8)) ^ 0x8000
+            j += 2
         for t in _hard:
             t._acc += t._freq
             while t._acc >= rate and t._cb is not None:

@@ -32,6 +32,9 @@ PROFILES = {
         # first ones are the pins hal/rp2.py uses (docs/wiring.md)
         "contact_pins": (10, 11, 12, 13, 6, 7, 8, 9),
         "output_pins": (14, 15, 16, 17),
+        # ADC0-3 (GP29: VSYS/3 on a Pico); the mains channels' defaults are GP26-28
+        "adc_pins": (26, 27, 28, 29),
+        "default_adc_pins": (26, 27, 28),
     },
     # A plain Pico (RPI_PICO image): as rp2, but the image has no `network` (nor `socket`; the
     # stand-in hides `network` only: the unix port's `socket` stays, the NUT server needs it).
@@ -57,6 +60,8 @@ PROFILES = {
         "uart_rxbuf": 256,
         "contact_pins": (25, 26, 27, 14, 32, 33, 18, 19),  # first four: hal/esp32.py's
         "output_pins": (4, 21, 22, 23),
+        "adc_pins": (32, 33, 34, 35, 36, 37, 38, 39),   # ADC1 (ADC2 stops with Wi-Fi on)
+        "default_adc_pins": (34, 35, 32),
     },
 }
 PROFILES["rp2-pico"] = dict(PROFILES["rp2"], network=None)

@@ -67,8 +67,9 @@ class Wire:
             if kind == b"A":
                 # through a small preallocated buffer, a piece at a time (a frame after the
                 # supervisor was starved holds up to a second of samples)
+                whole = len(smv) - len(smv) % (2 * len(_vmachine._adc_now))  # whole ticks
                 while n:
-                    k = min(n, len(smv))
+                    k = min(n, whole)
                     got = 0
                     while got < k:
                         m = await r.readinto(smv[got:k])

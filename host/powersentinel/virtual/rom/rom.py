@@ -23,10 +23,12 @@ import _vboard
 _vboard.PROFILE = _p.get("profile") or "rp2"
 _vboard.SAMPLE_RATE = _p.get("sample_rate") or 4000
 _vboard.ISR_PRESET = _p.get("isr_preset")
+_vboard.ADC_PINS = _p.get("adc_pins") or [None]  # the GPIO of each wire ADC channel
 _vboard.WIFI = _p.get("wifi") or "up"
 import _vmachine
 
 _vmachine.configure(_vboard.PROFILE)
+_vmachine._adc_now = [32768] * len(_vboard.ADC_PINS)
 _vboard.CONTACT_PINS = _vmachine._P["contact_pins"]
 _vboard.OUTPUT_PINS = _vmachine._P["output_pins"]
 sys.modules["machine"] = _vmachine

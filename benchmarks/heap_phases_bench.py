@@ -1,0 +1,70 @@
+"""Heap cost of multi-channel mains sensing on the virtual board, against one channel, same run.
+
+    .venv/bin/python benchmarks/heap_phases_bench.py [--heap 128wK] [--duration 20] [--json F]
+                                                     [--no-romfs]
+
+Runs benchmarks/heap_bench.py's scenario (realistic site, 8 NUT clients, an outage with a
+capture) on fresh virtual boards, once per configuration: mains.channels absent (the single-
+channel site as before), three phases L1..L3, and feeds A + B. It only adds a `mains.channels`
+feature to heap_bench's FEATURES table at run time (heap_bench.py itself is unchanged).
+Prints, per configuration, the peak allocation and minimum free heap, and the difference to
+the single-channel run.
+"""
+import argparse
+import json
+import os
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+
+import heap_bench  # noqa: E402
+
+CONFIGS = {
+    "1ch": None,
+    "3ph": [{"name": "L1"}, {"name": "L2"}, {"name": "L3"}],
+    "2feeds": [{"name": "A"}, {"name": "B"}],
+}
+
+
+def _channels(chans):
+    def enable(cfg):
+        cfg["mains"]["channels"] = chans
+    return enable
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--heap", default="128wK")
+    ap.add_argument("--duration", type=float, default=20.0)
+    ap.add_argument("--json")
+    ap.add_argument("--no-romfs", action="store_true")
+    ap.add_argument("--configs", default="1ch,3ph,2feeds")
+    a = ap.parse_args()
+    out = {}
+    for name in a.configs.split(","):
+        feats = ()
+        if CONFIGS[name] is not None:
+            heap_bench.FEATURES["ch-" + name] = (_channels(CONFIGS[name]), None)
+            feats = ("ch-" + name,)
+        r = heap_bench.scenario(heap=a.heap, duration=a.duration, romfs=not a.no_romfs,
+                                features=feats)
+        out[name] = r
+        print("%-7s %s peak alloc %s B  min free %s B (%s %%)  captures %s  lost seen %s  %s" % (
+            name, "ok    " if r["ok"] else "FAILED", r.get("peak_alloc"), r.get("min_free"),
+            r.get("min_free_pct"), r.get("captures"), r.get("mains_lost_seen"),
+            r["error"] or ""), flush=True)
+    base = out.get("1ch")
+    if base and base.get("peak_alloc"):
+        for name, r in out.items():
+            if name != "1ch" and r.get("peak_alloc"):
+                print("%-7s peak alloc %+d B, min free %+d B against 1ch" % (
+                    name, r["peak_alloc"] - base["peak_alloc"], r["min_free"] - base["min_free"]))
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump(out, f, indent=1)
+    return 0 if all(r["ok"] for r in out.values()) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

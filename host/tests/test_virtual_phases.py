@@ -1,0 +1,136 @@
+"""Three phases on the virtual board, end to end: the site file's mains.channels reaches the
+supervisor (one waveform per phase, 120 degrees apart) and the firmware (three channels sampled
+in turn by one hard IRQ through hal/_mcu.py); `virtual set mains.L2=off` loses one phase only:
+the console shows it per channel, the aggregate stays on mains, the real `upsc` reads the
+per-phase NUT variables; `mains=off` loses them all."""
+import json
+import shutil
+import subprocess
+
+import pytest
+
+from powersentinel import virtual
+from powersentinel.link import Link
+from powersentinel.virtual import wait_for
+
+CHANNELS = [{"name": "L1"}, {"name": "L2"}, {"name": "L3"}]
+
+
+@pytest.fixture(scope="module")
+def board(tmp_path_factory):
+    base = tmp_path_factory.mktemp("phases")
+    cfg = {"version": 1, "site": {"name": "three-phase"},
+           "mains": {"nominal_v": 230.0, "nominal_hz": 50, "channels": CHANNELS},
+           "tiers": [{"name": "apps", "max_wait_s": 60, "hosts": []}]}
+    path = str(base / "config.json")
+    with open(path, "w") as f:
+        json.dump(cfg, f)
+    d = str(base / "board")
+    meta = virtual.start(d, config=path)
+    meta["dir"] = d
+    try:
+        yield meta
+    finally:
+        virtual.stop(d)
+
+
+def _chans(link):
+    return {c["name"]: c for c in link.request("status")["mains"].get("channels", [])}
+
+
+def _upsc(meta):
+    exe = shutil.which("upsc")
+    if exe is None:
+        pytest.skip("no upsc (make nut)")
+    r = subprocess.run([exe, "apps@" + meta["nut"]], capture_output=True, text=True, timeout=10)
+    if r.returncode:
+        return {}
+    return dict(line.split(": ", 1) for line in r.stdout.splitlines() if ": " in line)
+
+
+def test_supervisor_plays_three_phases_120_degrees_apart(board):
+    st = virtual.state(board["dir"])["mains"]["channels"]
+    assert [(c["name"], c["pin"], c["phase_deg"]) for c in st] == [
+        ("L1", 26, 0.0), ("L2", 27, -120.0), ("L3", 28, -240.0)]
+
+
+def test_one_phase_lost_then_all(board):
+    d = board["dir"]
+    with Link(board["serial"]) as link:
+        wait_for(lambda: all(200 < c["v"] < 260 and c["good"] for c in _chans(link).values())
+                 and len(_chans(link)) == 3, 20, "three good phases")
+        nv = {}
+
+        def nut_ok():
+            nv.update(_upsc(board))
+            return (nv.get("input.phases") == "3"
+                    and 200 < float(nv.get("input.L3-N.voltage", 0)) < 260)
+        wait_for(nut_ok, 20, "upsc to show three phases")
+        link.poll_events()
+
+        virtual.set_wires(d, {"mains.L2": "off"})
+        ev = link.wait_event(lambda e: e.get("ev") == "mains" and e.get("lost_channels") == ["L2"],
+                             5)
+        assert ev is not None, "the firmware did not see L2 go"
+        assert ev["lost"] is False and ev["good"] is True     # L1 and L3 still there
+        ch = _chans(link)
+        assert ch["L2"]["lost"] and not ch["L1"]["lost"] and not ch["L3"]["lost"]
+        st = link.request("status")
+        assert st["mains"]["lost"] is False and "OL" in st["ups"]["status"]
+
+        def l2_low():
+            nv.update(_upsc(board))
+            return float(nv.get("input.L2-N.voltage", 999)) < 20
+        wait_for(l2_low, 20, "upsc to show L2 at 0 V")
+        assert 200 < float(nv["input.L1-N.voltage"]) < 260
+
+        virtual.set_wires(d, {"mains": "off"})
+        ev = link.wait_event(lambda e: e.get("ev") == "mains" and e.get("lost"), 5)
+        assert ev is not None and sorted(ev["lost_channels"]) == ["L1", "L2", "L3"]
+        virtual.set_wires(d, {"mains": "on"})
+        wait_for(lambda: all(c["good"] for c in _chans(link).values()), 20, "phases back")
+        # the polyphase event: the dip on L2 widened into the interruption of every phase
+        evs = link.request("status")["mains"]["events"]
+        assert evs and evs[-1]["type"] == "interruption", evs
+        assert evs[-1]["phases"] == ["L1", "L2", "L3"]
+
+
+def test_feed_key_and_bad_names_are_refused(board):
+    with pytest.raises(virtual.VirtualError):
+        virtual.set_wires(board["dir"], {"mains.L4": "off"})
+    with pytest.raises(virtual.VirtualError):
+        virtual.set_wires(board["dir"], {"feed.B": "0.5"})   # phases have no feed here
+
+
+def test_feeds_a_and_b_in_phase_and_feed_level(tmp_path):
+    """Feeds A and B (in phase): `virtual set feed.B=0.5` halves B only; upsc reads the feeds as
+    input.1.voltage and input.2.voltage, and no input.phases."""
+    cfg = {"version": 1, "mains": {"channels": [{"name": "A"}, {"name": "B", "pin": 28}]},
+           "tiers": [{"name": "apps", "max_wait_s": 60, "hosts": []}]}
+    path = str(tmp_path / "config.json")
+    with open(path, "w") as f:
+        json.dump(cfg, f)
+    d = str(tmp_path / "board")
+    meta = virtual.start(d, config=path)
+    try:
+        st = virtual.state(d)["mains"]["channels"]
+        assert [(c["name"], c["feed"], c["pin"], c["phase_deg"]) for c in st] == [
+            ("A", "A", 26, 0.0), ("B", "B", 28, 0.0)]
+        with Link(meta["serial"]) as link:
+            wait_for(lambda: len(_chans(link)) == 2
+                     and all(c["good"] for c in _chans(link).values()), 20, "two good feeds")
+            virtual.set_wires(d, {"feed.B": "0.5"})
+            wait_for(lambda: 105 < _chans(link)["B"]["v"] < 125, 10, "feed B at half")
+            ch = _chans(link)
+            assert 220 < ch["A"]["v"] < 240 and ch["A"]["good"] and not ch["B"]["good"]
+            st = link.request("status")["mains"]
+            assert st["good"] and not st["lost"]      # one healthy feed: still on mains
+        nv = {}
+
+        def nut_ok():
+            nv.update(_upsc(meta))
+            return 105 < float(nv.get("input.2.voltage", 0)) < 125
+        wait_for(nut_ok, 20, "upsc to show feed B at half")
+        assert 220 < float(nv["input.1.voltage"]) < 240 and "input.phases" not in nv
+    finally:
+        virtual.stop(d)
