@@ -32,6 +32,14 @@ from sentinel.alerts.kinds import classify, rank
 # boards without ROMFS hold every imported module's bytecode in RAM)
 TRANSPORTS = (("syslog", "sentinel.alerts.syslog"), ("webhook", "sentinel.alerts.webhook"),
               ("smtp", "sentinel.alerts.smtp"), ("mqtt", "sentinel.alerts.mqtt"))
+# Transports kept between alerts: MQTT's session (its "online" availability, the keepalive) is
+# state the broker sees. The others are built for one send and their modules dropped after it
+# (with the helpers only they use): alerts are rare, and a module costs heap even from ROMFS
+# (its functions, constants and class objects: about 1.5-2 KB each on the 64-bit port), so at
+# most one of them is on the heap, and only while it sends. Syslog over TCP then connects per
+# alert, as the webhook and e-mail already do.
+KEPT = ("mqtt",)
+TRANSIENT_HELPERS = ("sentinel.alerts.util",)
 READ_N = 4      # journal records per read: keeps one step of the task short
 MAX_IDS = 128   # alert ids a lane holds ahead of delivery; it stops reading ahead when full
 IDLE_MS = 200   # pause when no lane has anything to do
@@ -76,12 +84,26 @@ def load_transport(name, cfg, site):
     raise ValueError("no alert transport %r" % name)
 
 
+def drop_transport(name):
+    """Forget transport `name`'s module and the helpers only the dropped ones use (the module
+    table and the package both hold them), so the next collection frees them. Not for a kept
+    transport."""
+    import sys
+    pkg = sys.modules.get("sentinel.alerts")
+    for mod in ("sentinel.alerts." + name,) + TRANSIENT_HELPERS:
+        sys.modules.pop(mod, None)
+        leaf = mod[16:]
+        if pkg is not None and leaf in pkg.__dict__:
+            delattr(pkg, leaf)
+
+
 class Lane:
     """One transport's delivery state (see the module docstring)."""
 
-    def __init__(self, name, transport, timeout_ms, path, cursor, error=None):
+    def __init__(self, name, transport, timeout_ms, path, cursor, error=None, sec=None):
         self.name = name
         self.t = transport       # None: it could not be built (error says why)
+        self.sec = sec           # its config section when it is built per send (not KEPT)
         self.timeout_ms = timeout_ms
         self.path = path
         self.cursor = cursor     # last id delivered or rejected
@@ -134,6 +156,15 @@ class Outbox:
                     t, err = load_transport(name, sec, self.site), None
                 except Exception as e:  # a missing module, a config it cannot use
                     t, err = None, repr(e)
+                if name not in KEPT:
+                    # built once to know it can be (status, 'alerts test'), then per send
+                    if t is not None:
+                        t = True
+                    drop_transport(name)
+                else:
+                    sec = None
+            if transports is not None:
+                sec = None
             path = "%s/%s.cur" % (d, name)
             cur = read_cursor(path)
             if cur is None or cur > start:
@@ -143,7 +174,7 @@ class Outbox:
                     write_cursor(path, cur)
                 except OSError:
                     pass
-            self.lanes.append(Lane(name, t, sec["timeout_ms"], path, cur, err))
+            self.lanes.append(Lane(name, t, a[name]["timeout_ms"], path, cur, err, sec))
 
     def enabled(self):
         """Names of the enabled transports (those that could not be built included: their
@@ -215,8 +246,13 @@ class Outbox:
         if a is None:
             return False
         self.progress()
+        t = lane.t
         try:
-            await asyncio.wait_for_ms(lane.t.send(a), lane.timeout_ms)
+            if lane.sec is not None:
+                t0 = time.ticks_ms()
+                t = load_transport(lane.name, lane.sec, self.site)
+                self._note_step(t0)
+            await asyncio.wait_for_ms(t.send(a), lane.timeout_ms)
         except Rejected as e:
             lane.rejected = inc(lane.rejected)
             # not an alert kind itself, so a receiver rejecting everything cannot loop
@@ -229,14 +265,24 @@ class Outbox:
             lane.error = repr(e) if str(e) else type(e).__name__
             lane.delay = next_delay(lane.delay, self.lo, self.hi)
             lane.next_at = self.now() + jitter(lane.delay, self.rnd())
-            try:
-                await lane.t.close()
-            except Exception:
-                pass
+            if lane.sec is None:  # a transient one is closed below
+                await self._close(t)
             return False
+        finally:
+            if lane.sec is not None:
+                await self._close(t)
+                t = None
+                drop_transport(lane.name)
         lane.sent = inc(lane.sent)
         self._done(lane, a["id"])
         return True
+
+    @staticmethod
+    async def _close(t):
+        try:
+            await t.close()
+        except Exception:  # not built (True), or a dead connection
+            pass
 
     def _note_step(self, t0):
         ms = time.ticks_diff(time.ticks_ms(), t0)
