@@ -344,7 +344,7 @@ class FakeOps:
         self.sm = FakeSm()
         self.commands = []
 
-    def status(self, req=None):
+    def status(self, req=None, brief=False):
         return status("ONLINE")
 
 

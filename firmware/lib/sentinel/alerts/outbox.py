@@ -307,6 +307,14 @@ class Outbox:
                     await asyncio.sleep_ms(0)
             await asyncio.sleep_ms(0 if busy else IDLE_MS)
 
+    def depth(self):
+        """Alerts waiting for the slowest transport."""
+        n = 0
+        for ln in self.lanes:
+            if len(ln.ids) > n:
+                n = len(ln.ids)
+        return n
+
     def status(self):
         """The console status block: per transport the last delivered id, the alerts waiting,
         the journal records not looked at yet, the last error and the ms to the next retry;

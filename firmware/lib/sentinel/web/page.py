@@ -80,7 +80,9 @@ def render(st, site, refresh_s=10, records=()):
     yield '<meta name="viewport" content="width=device-width,initial-scale=1">'
     if refresh_s:
         yield '<meta http-equiv="refresh" content="%d">' % refresh_s
-    yield '<title>%s: %s</title><style>%s</style></head><body>' % (esc(site), esc(name), _CSS)
+    yield '<title>%s: %s</title><style>' % (esc(site), esc(name))
+    yield _CSS  # as it is: formatted into another string, it would be on the heap twice
+    yield '</style></head><body>'
     yield ('<header><h1>%s</h1><span id="state" class="b s-%s" data-state="%s">%s</span>'
            '<small>since: <span id="cause">%s</span>%s</small></header><main>') % (
         esc(site), esc(name), esc(name), esc(name.replace("_", " ")), esc(s["cause"]),

@@ -14,7 +14,6 @@ ALL). A `secondary` user is only what a server's upsmon needs, so it may not.
 import sys
 
 from sentinel.nut.auth import check_password
-from sentinel.web.http import parse_form
 
 HTML = "text/html; charset=utf-8"
 # compared against when the user name is unknown, so that a wrong name costs the same time as a
@@ -81,12 +80,13 @@ class Site:
         srv = self.server
         try:
             await resp.send(200, metrics.CONTENT_TYPE, metrics.render(
-                self.ops.status(), None if srv is None else srv.stats))
+                self.ops.status(brief=True), None if srv is None else srv.stats))
         finally:
             del metrics
             _drop("metrics")
 
     async def drill(self, req, resp, who):
+        from sentinel.web.http import parse_form  # req (its parser) keeps the module loaded
         action = parse_form(req.body).get("action", "start")
         if action not in ("start", "stop"):
             await self._message(resp, 400, "action must be start or stop")
