@@ -24,7 +24,7 @@ import random
 import time
 
 from sentinel import journalread
-from sentinel.alerts import Rejected
+from sentinel.alerts import Rejected, forget
 from sentinel.alerts.kinds import alert as make_alert
 from sentinel.alerts.kinds import classify, rank
 
@@ -39,7 +39,7 @@ TRANSPORTS = (("syslog", "sentinel.alerts.syslog"), ("webhook", "sentinel.alerts
 # most one of them is on the heap, and only while it sends. Syslog over TCP then connects per
 # alert, as the webhook and e-mail already do.
 KEPT = ("mqtt",)
-TRANSIENT_HELPERS = ("sentinel.alerts.util",)
+TRANSIENT_HELPERS = ("util",)
 READ_N = 4      # journal records per read: keeps one step of the task short
 MAX_IDS = 128   # alert ids a lane holds ahead of delivery; it stops reading ahead when full
 IDLE_MS = 200   # pause when no lane has anything to do
@@ -85,16 +85,11 @@ def load_transport(name, cfg, site):
 
 
 def drop_transport(name):
-    """Forget transport `name`'s module and the helpers only the dropped ones use (the module
-    table and the package both hold them), so the next collection frees them. Not for a kept
-    transport."""
-    import sys
-    pkg = sys.modules.get("sentinel.alerts")
-    for mod in ("sentinel.alerts." + name,) + TRANSIENT_HELPERS:
-        sys.modules.pop(mod, None)
-        leaf = mod[16:]
-        if pkg is not None and leaf in pkg.__dict__:
-            delattr(pkg, leaf)
+    """Forget transport `name`'s module and the helpers only the dropped ones use. Not for a
+    kept transport."""
+    forget(name)
+    for mod in TRANSIENT_HELPERS:
+        forget(mod)
 
 
 class Lane:
