@@ -227,7 +227,7 @@ class Page(TestCase):
         self.assertNotIn("http-equiv", html)
 
     def test_message_page(self):
-        m = page.message("s", 409, "A drill cannot start <now>")
+        m = _pure("drill").message("s", 409, "A drill cannot start <now>")
         self.assertIn('<p id="message">A drill cannot start &lt;now&gt;</p>', m)
 
 

@@ -127,11 +127,3 @@ def render(st, site, refresh_s=10, records=()):
                ("plan-progress", "Progress", "%d of %d tiers" % (done, len(ptiers))),
                ("plan-elapsed", "Elapsed", dur(p.get("elapsed_s")))))
     yield "</section>"
-
-
-def message(site, code, text):
-    """A small page answering a form (drill) or an error, back to / after 3 s."""
-    return ('<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><meta http-equiv='
-            '"refresh" content="3;url=/"><title>%s</title><style>%s</style></head><body><main>'
-            '<section class="w"><h2>%d</h2><p id="message">%s</p><a href="/">Back</a>'
-            '</section></main></body></html>\n') % (esc(site), _CSS, code, esc(text))
