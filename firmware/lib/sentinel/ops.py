@@ -83,10 +83,10 @@ class Ops:
                 "config_source": self.cfg_source, "config_errors": self.cfg_errors,
                 "network": b.network_state(), "safe_mode": False}
 
-    def status(self, req=None, brief=False):
-        """The console's status dict. brief (the web's /metrics): without the plan's summary
-        and with only the depth of the alert queue, the parts a scrape does not use (saves
-        device heap while it is answered)."""
+    def status(self, req=None, brief=()):
+        """The console's status dict. brief (the web's handlers): parts left short, which the
+        caller does not use or fetches later (saves device heap while a page or a scrape is
+        answered): "plan" None, "alerts" the alert queue's depth only."""
         rt = self.rt
         sen = self.sensing
         mon = sen.monitor
@@ -119,7 +119,7 @@ class Ops:
               "ups": ups,
               "state": {"name": sm.state, "cause": h[-1][3] if h else "boot",
                         "ponr": sm.ponr, "plan_id": sm.plan_id, "drill": sm.drill},
-              "tiers": tiers, "plan": None if brief else self.seq.summary(now),
+              "tiers": tiers, "plan": None if "plan" in brief else self.seq.summary(now),
               "drill": self.seq.report,
               "heap": {"free": rt.heap[0], "alloc": rt.heap[1]},
               "loop": {"max_stall_ms": lag.max_ms, "stall_ms_1m": lag.window_ms(),
@@ -131,7 +131,8 @@ class Ops:
               "errors": rt.errors,
               "uptime_ms": rt.uptime(), "time": rt.board.time()}
         if self.alerts is not None:
-            st["alerts"] = {"depth": self.alerts.depth()} if brief else self.alerts.status()
+            st["alerts"] = ({"depth": self.alerts.depth()} if "alerts" in brief
+                            else self.alerts.status())
         return st
 
     def attach_alerts(self, outbox):

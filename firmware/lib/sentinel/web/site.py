@@ -8,6 +8,7 @@ sentinel.web.drill, imported per request.
 import sys
 
 HTML = "text/html; charset=utf-8"
+PAGES = ("page", "page1", "page2")  # the status page's parts, in order (sentinel.web.<name>)
 
 
 class Site:
@@ -38,16 +39,20 @@ class Site:
     # the console's rare ops are: saves device heap between requests (a board without ROMFS
     # holds a module's bytecode in RAM; from ROMFS, still its function objects and strings).
     async def index(self, req, resp, who):
-        await resp.send(200, HTML, self._page(self.ops.status()))
+        # the alerts' delivery block is listed by the second half: read then, not held
+        # through the first
+        await resp.send(200, HTML, self._page(self.ops.status(brief=("alerts",))))
 
     def _page(self, st):
-        # the page's two halves, each module imported when its turn comes and dropped before
-        # the next: half the page's code on the heap at a time (page.py says why); the records
-        # are read for the second half, which lists them
+        # the page's parts, each module imported when its turn comes and dropped before the
+        # next: a third of the page's code on the heap at a time (page.py says why); the
+        # records are read for the last part, which lists them
         try:
-            for name in ("page", "page2"):
+            for name in PAGES:
                 __import__("sentinel.web." + name)
                 mod = sys.modules["sentinel.web." + name]
+                if name == "page2" and self.ops.alerts is not None:
+                    st["alerts"] = self.ops.alerts.status()
                 try:
                     for piece in mod.render(st, self.name, self.refresh_s,
                                             self.records() if name == "page2" else ()):
@@ -63,7 +68,7 @@ class Site:
         srv = self.server
         try:
             await resp.send(200, metrics.CONTENT_TYPE, metrics.render(
-                self.ops.status(brief=True), None if srv is None else srv.stats))
+                self.ops.status(brief=("plan", "alerts")), None if srv is None else srv.stats))
         finally:
             del metrics
             _drop("metrics")
