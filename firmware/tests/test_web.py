@@ -12,7 +12,7 @@ from sentinel import config
 from sentinel.journal import Journal
 from sentinel.passwd import hash_password
 from sentinel.web import http as H
-from sentinel.web.server import WebServer
+from sentinel.web.server import WebServer, response_head
 from sentinel.web.site import PAGES, ROUTES, Site
 
 PORT = 39481  # loopback only
@@ -137,7 +137,7 @@ class Forms(TestCase):
         self.assertEqual(H.unquote("caf%C3%A9"), "caf\u00e9")
 
     def test_response_head(self):
-        h = H.response_head(401, "text/plain", (("WWW-Authenticate", 'Basic realm="x"'),))
+        h = response_head(401, "text/plain", (("WWW-Authenticate", 'Basic realm="x"'),))
         self.assertTrue(h.startswith("HTTP/1.1 401 Unauthorized\r\n"))
         self.assertIn("WWW-Authenticate: Basic realm=\"x\"\r\n", h)
         self.assertTrue(h.endswith("Connection: close\r\n\r\n"))

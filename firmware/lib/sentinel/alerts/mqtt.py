@@ -24,66 +24,20 @@ While connected and idle, a keepalive task sends PINGREQ so the broker does not 
 
 `host` should be an IP address: getaddrinfo blocks the event loop while it resolves a name.
 Like every transport, this module is imported only when configured: boards without ROMFS hold
-each imported module's bytecode in RAM (about 13 KB for this one).
+each imported module's bytecode in RAM. Its packet encoding is sentinel.alerts.mqttpkt; the
+connect (CONNECT, CONNACK, discovery) is sentinel.alerts.mqttconn, imported for each connect
+and dropped after it.
 """
 import asyncio
 import json
 import time
 
 from sentinel.alerts import forget
+from sentinel.alerts.mqttpkt import (_LOST, _OK, DISCONNECT, PINGREQ, PINGRESP,  # noqa: F401
+                                     PUBACK, _sleep_ms, publish_packet, topics, varint)
 
-# Fixed-header types (MQTT 3.1.1 section 2.2.1)
-CONNECT = 0x10
-CONNACK = 0x20
-PUBLISH = 0x30
-PUBACK = 0x40
-PINGREQ = 0xC0
-PINGRESP = 0xD0
-DISCONNECT = 0xE0
-
-_OK = "ok"
-_LOST = "lost"
 # state alerts that say where mains stands (statemachine causes)
 _MAINS_BACK = ("mains_restored", "mains_stable", "mains_restored_after_ponr")
-
-
-# ---- packet encoding (pure, unit-tested under MicroPython) ---------------------------------
-
-def varint(n):
-    """The remaining-length field: 7 bits a byte, low first, high bit = more (1 to 4 bytes)."""
-    if n < 0 or n > 268435455:
-        raise ValueError("mqtt: packet too long")
-    out = bytearray()
-    while True:
-        b = n & 0x7F
-        n >>= 7
-        out.append(b | 0x80 if n else b)
-        if not n:
-            return bytes(out)
-
-
-def publish_packet(topic, payload, qos=0, retain=False, pid=0):
-    """PUBLISH; `pid` (1..65535) only with QoS 1. Built in one buffer: alerts are the biggest
-    packets and each concatenation would copy them again (device heap)."""
-    tb = topic.encode()
-    pb = payload.encode() if isinstance(payload, str) else payload
-    n = 2 + len(tb) + (2 if qos else 0) + len(pb)
-    v = varint(n)
-    buf = bytearray(1 + len(v) + n)
-    buf[0] = PUBLISH | (qos << 1) | (1 if retain else 0)
-    i = 1 + len(v)
-    buf[1:i] = v
-    buf[i] = len(tb) >> 8
-    buf[i + 1] = len(tb) & 0xFF
-    i += 2
-    buf[i:i + len(tb)] = tb
-    i += len(tb)
-    if qos:
-        buf[i] = pid >> 8
-        buf[i + 1] = pid & 0xFF
-        i += 2
-    buf[i:] = pb
-    return buf
 
 
 # ---- topics and payloads -------------------------------------------------------------------
@@ -94,14 +48,6 @@ def node_id(site):
     for c in site:
         out += c if (c.isalpha() and c < "\x80") or c.isdigit() or c in "_-" else "_"
     return out or "sentinel"
-
-
-def topics(prefix, node):
-    """Every topic the transport publishes under its base `<prefix>/<node>`."""
-    base = prefix + "/" + node
-    return {"alert": base + "/alert", "availability": base + "/availability",
-            "state": base + "/state", "mains": base + "/mains",
-            "last_alert": base + "/last_alert"}
 
 
 def retained_for(alert, t):
@@ -126,11 +72,6 @@ def retained_for(alert, t):
         out.append((t["mains"], mains))
     out.append((t["last_alert"], alert["text"]))
     return out
-
-
-def _sleep_ms(ms):
-    f = getattr(asyncio, "sleep_ms", None)
-    return f(ms) if f is not None else asyncio.sleep(ms / 1000)
 
 
 class Transport:

@@ -13,8 +13,8 @@ try:
 except ImportError:  # a board built without networking: every send fails, nothing crashes
     socket = None
 
-from sentinel.alerts.mqtt import (_LOST, _OK, CONNACK, CONNECT, _sleep_ms, publish_packet,
-                                  topics, varint)
+from sentinel.alerts.mqttpkt import (_LOST, _OK, CONNACK, CONNECT, _sleep_ms, publish_packet,
+                                     topics, varint)
 from sentinel.version import VERSION
 
 _REFUSED = (None, "unacceptable protocol version", "client id rejected", "server unavailable",

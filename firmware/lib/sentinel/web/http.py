@@ -1,6 +1,6 @@
 """HTTP/1.0 and 1.1 requests, bounded: the incremental parser, Basic credentials, form bodies.
 Pure; MicroPython and CPython. The server imports this module for each request and drops it
-once the request is read (the response head and the reasons are the server's, which stays).
+once the request is read (the response head is the server's: server.response_head).
 
 A request may hold at most `max_line` bytes per line, `max_headers` header lines, `max_head`
 bytes before its body and `max_body` bytes of body: what a browser, curl or Prometheus sends
@@ -9,8 +9,6 @@ headers the server uses are kept (KEEP); an over-long line of another header is 
 refused (a browser may send cookies set by another service on the same host name).
 """
 import binascii
-
-from sentinel.web.server import REASONS, response_head  # noqa: F401  (they live with the server)
 
 MORE = 0   # feed() wants more bytes
 DONE = 1   # the request is complete (an error is returned as its HTTP status code instead)
