@@ -87,8 +87,10 @@ def test_firmware_survives_everything_enabled_at_128wK(run_all128):
     assert web["failed"] == 0 and min(web["ok"].values()) >= 50, web
     alerts = r["loads"]["alerts"]
     assert {"syslog", "webhook", "smtp"} <= set(alerts) and min(alerts.values()) >= 3, alerts
-    # sending alerts and serving pages does not stall the loop: far below the ADC ring's 256 ms
-    assert r["loop"]["max_stall_ms"] < 64, r["loop"]
+    # sending alerts and serving pages does not stall the loop past half the ADC ring (256 ms):
+    # what the firmware itself counts as a stall. A quiet machine measures 4-7 ms here; one
+    # shared with other jobs has shown up to 106 ms without any optional part (wall clock).
+    assert r["loop"]["stalls"] == 0 and r["loop"]["max_stall_ms"] < 128, r["loop"]
     assert r["overruns"] == 0
 
 
