@@ -14,9 +14,13 @@ cut and its seq reused by another, which a receiver deduplicating by id would th
 alert record found in the batch makes the outbox flush the journal (alerts are rare: few extra
 flash writes).
 
+Heap: a transport other than MQTT is built for each send and its module dropped after it
+(KEPT says why MQTT stays), so at most one of them is on the heap, while it sends.
+
 Time budget: every send runs under asyncio.wait_for_ms(timeout_ms); the journal is read a few
 records at a time (journalread.read is synchronous file I/O) and the task yields after each read
-and each send. The longest synchronous step is reported as step_max_ms.
+and each send. The longest synchronous step (a transport's import for a send included) is
+reported as step_max_ms.
 """
 import asyncio
 import os
