@@ -8,9 +8,9 @@ state change a browser may ask for (`POST /drill`, behind HTTP Basic auth).
              response head; a response streamed through one 512-byte buffer
     site     Site: the route table and its handlers, reading Ops.status() and the journal
     drill    POST /drill and who may ask for it (imported per request)
-    page, page2, fmt
-             the status page as server-rendered HTML (no scripts, no external assets), in two
-             halves imported one after the other per request, and their text helpers
+    page, page1, page2, fmt
+             the status page as server-rendered HTML (no scripts, no external assets), in three
+             parts imported one after the other per request, and their text helpers
     metrics  the Prometheus text exposition format 0.0.4 (imported per request)
 
 Everything comes from what the console's `status` op and the journal already hold: the web side

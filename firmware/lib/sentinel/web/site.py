@@ -39,8 +39,8 @@ class Site:
     # the console's rare ops are: saves device heap between requests (a board without ROMFS
     # holds a module's bytecode in RAM; from ROMFS, still its function objects and strings).
     async def index(self, req, resp, who):
-        # the alerts' delivery block is listed by the second half: read then, not held
-        # through the first
+        # the alerts' delivery block is listed by the last part: read then, not held through
+        # the others
         await resp.send(200, HTML, self._page(self.ops.status(brief=("alerts",))))
 
     def _page(self, st):
