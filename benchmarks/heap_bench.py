@@ -1,7 +1,7 @@
 """Firmware heap on the virtual board under a realistic load.
 
     .venv/bin/python benchmarks/heap_bench.py [--heaps 128wK,112wK] [--duration 20] [--json F]
-                                              [--no-romfs] [--features web]
+                                              [--no-romfs] [--features alerts,web]
 
 For each heap size: start a fresh virtual board (the real MicroPython unix port running the
 deployed firmware) with a realistic configuration -- Q1 UPS link, 3 tiers x 2 hosts, 2 NUT
@@ -11,24 +11,31 @@ right after gc.collect()) every 0.5 s while:
     `GET VAR <tier> ups.status` like upsmon; one also sends `LIST VAR`, one `GET DESC` (the
     rarely used description tables);
   * mains goes off (waveform capture, journal writes, on-battery UPS) and comes back.
-With `--features web` the config also enables the status page and /metrics (the `http`
-section), and a thread fetches `/` and `/metrics` back to back for the whole run (FEATURES: one
-entry per optional part, so that `alerts` can be added the same way).
-Reports the minimum free heap and the peak allocation seen, and whether the firmware survived
-(no MemoryError, still answering). 64-bit port: 128wK = 262,144 bytes.
+`--features` adds optional parts (FEATURES, COMBOS), each with its load:
+  * web: the status page and /metrics (the `http` section), a thread fetching `/` and
+    `/metrics` back to back for the whole run (web-idle: the server on, no request);
+  * alerts: syslog, webhook, e-mail and MQTT (when mosquitto is installed) to real receivers on
+    loopback, delivering the outage's alerts;
+  * all: alerts and web together.
+Reports the minimum free heap and the peak allocation seen, the event loop's longest stall,
+and whether the firmware survived (no MemoryError, still answering, every load's requests or
+alerts answered). 64-bit port: 128wK = 262,144 bytes.
 
 Importable: host/tests/test_heap_budget.py runs scenario() at 128wK.
 """
 import argparse
+import getpass
 import json
 import os
 import shutil
 import socket
+import subprocess
 import sys
 import tempfile
 import threading
 import time
 import urllib.request
+import warnings
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
@@ -56,24 +63,48 @@ def _free_port():
     return port
 
 
-def _enable_web(cfg):
-    cfg["http"] = {"enabled": True, "port": _free_port()}
+class Feature:
+    """One optional part of the scenario: what it adds to the config (configure), what must run
+    beside the board before it boots (up: receivers), the load it gets once the NUT clients
+    are in (start), and what that load counted (counts; check raises when it went wrong)."""
+
+    def configure(self, cfg, workdir):
+        pass
+
+    def up(self):
+        pass
+
+    def start(self):
+        pass
+
+    def stop(self):
+        pass
+
+    def counts(self):
+        return {}
+
+    def check(self):
+        pass
 
 
-class WebLoad:
-    """Fetches the status page and the metrics back to back in a thread for the whole run (a
-    harder load than a browser and a Prometheus: most of the firmware's once-a-second heap
-    readings then fall inside a request, so the peak includes what a request holds);
-    counts what came back whole."""
+class WebLoad(Feature):
+    """The `http` section on; fetches the status page and the metrics back to back in a thread
+    for the whole run (a harder load than a browser and a Prometheus: most of the firmware's
+    once-a-second heap readings then fall inside a request, so the peak includes what a
+    request holds); counts what came back whole."""
 
     PATHS = ("/", "/metrics")
 
-    def __init__(self, cfg):
-        self.base = "http://127.0.0.1:%d" % cfg["http"]["port"]
+    def __init__(self):
+        self.base = None
         self.ok = {p: 0 for p in self.PATHS}
         self.failed = 0
         self._stop = threading.Event()
         self._thread = None
+
+    def configure(self, cfg, workdir):
+        cfg["http"] = {"enabled": True, "port": _free_port()}
+        self.base = "http://127.0.0.1:%d" % cfg["http"]["port"]
 
     def start(self):
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -83,6 +114,7 @@ class WebLoad:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(10)
+            self._thread = None
 
     def _run(self):
         while not self._stop.is_set():
@@ -100,6 +132,23 @@ class WebLoad:
                 pass
             self.failed += 1
 
+    def counts(self):
+        return {"ok": self.ok, "failed": self.failed}
+
+    def check(self):
+        if self.failed or not all(self.ok.values()):
+            raise RuntimeError("web load: %r" % self.counts())
+
+
+class IdleWeb(WebLoad):
+    """The server on, no request."""
+
+    def start(self):
+        pass
+
+    def check(self):
+        pass
+
 
 class OnceLoad(WebLoad):
     """One page and one scrape at the start, then nothing: what stays on the heap after use."""
@@ -116,18 +165,142 @@ class MetricsLoad(WebLoad):
     PATHS = ("/metrics",)
 
 
-# optional parts: name -> (what it adds to the config, the load it gets during the run);
-# web-idle: the server on, no request; web-once: one page and one scrape, then none (what
-# stays after use)
-FEATURES = {"web": (_enable_web, WebLoad), "web-page": (_enable_web, PageLoad),
-            "web-metrics": (_enable_web, MetricsLoad), "web-idle": (_enable_web, None),
-            "web-once": (_enable_web, OnceLoad)}
+class MqttReceiver:
+    """A private mosquitto (anonymous, no persistence) on a free loopback port and a
+    mosquitto_sub collecting the alert topic's payloads. Only when both programs exist."""
+
+    def __init__(self, workdir):
+        self.port = _free_port()
+        self.conf = os.path.join(workdir, "mosquitto.conf")
+        with open(self.conf, "w") as f:
+            f.write("listener %d 127.0.0.1\nallow_anonymous true\npersistence false\n"
+                    "user %s\n" % (self.port, getpass.getuser()))
+        self.broker = None
+        self.sub = None
+        self.out = os.path.join(workdir, "mqtt-alerts.txt")
+
+    @staticmethod
+    def available():
+        return bool(shutil.which("mosquitto") or os.path.exists("/usr/sbin/mosquitto")) \
+            and bool(shutil.which("mosquitto_sub"))
+
+    def start(self):
+        exe = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+        self.broker = subprocess.Popen([exe, "-c", self.conf], stdout=subprocess.DEVNULL,
+                                       stderr=subprocess.DEVNULL)
+        virtual.wait_for(lambda: _listening(self.port) or self.broker.poll() is not None, 10,
+                         "mosquitto to listen")
+        if self.broker.poll() is not None:
+            raise RuntimeError("mosquitto exited (%s)" % self.conf)
+        self.sub = subprocess.Popen(
+            ["mosquitto_sub", "-h", "127.0.0.1", "-p", str(self.port), "-q", "1",
+             "-t", "powersentinel/+/alert", "-F", "%p"],
+            stdout=open(self.out, "w"), stderr=subprocess.DEVNULL)
+
+    def stop(self):
+        for p in (self.sub, self.broker):
+            if p is not None and p.poll() is None:
+                p.terminate()
+                try:
+                    p.wait(10)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+                    p.wait(5)
+        self.sub = self.broker = None
+
+    def ids(self):
+        try:
+            with open(self.out) as f:
+                return [json.loads(ln)["id"] for ln in f if ln.strip()]
+        except (OSError, ValueError):
+            return []
 
 
-def make_config(features=()):
+class AlertsLoad(Feature):
+    """Alerts through syslog (rsyslogd, TCP), a webhook (with its HMAC), e-mail (aiosmtpd, AUTH
+    LOGIN) and MQTT with Home Assistant discovery (mosquitto, when installed): the real
+    receivers of host/tests/alerts_receivers.py on loopback, started before the board boots.
+    The scenario's outage is the load: its alerts (mains lost, the state changes) are built and
+    sent while the heap is read. check: every receiver got at least 3 distinct alerts."""
+
+    def __init__(self, mqtt=True):
+        self.recv = {}
+        self.mqtt = mqtt and MqttReceiver.available()
+
+    def configure(self, cfg, workdir):
+        # aiosmtpd warns about AUTH without TLS: on loopback that is the point
+        warnings.filterwarnings("ignore", "Requiring AUTH while not requiring TLS")
+        if os.path.join(REPO, "host", "tests") not in sys.path:
+            sys.path.insert(0, os.path.join(REPO, "host", "tests"))
+        from alerts_receivers import Rsyslog, Smtp, Webhook
+        syslog = Rsyslog(os.path.join(workdir, "rsyslog"))
+        hook = Webhook("s3cret")
+        smtp = Smtp("u", "pw")
+        self.recv = {"syslog": syslog, "webhook": hook, "smtp": smtp}
+        a = {"syslog": {"enabled": True, "host": "127.0.0.1", "port": syslog.tcp},
+             "webhook": {"enabled": True, "url": hook.url(), "secret": "s3cret"},
+             "smtp": {"enabled": True, "host": "127.0.0.1", "port": smtp.port, "user": "u",
+                      "password": "pw", "sender": "lab@site.lan", "to": "ops@site.lan"}}
+        if self.mqtt:
+            mq = MqttReceiver(workdir)
+            self.recv["mqtt"] = mq
+            a["mqtt"] = {"enabled": True, "host": "127.0.0.1", "port": mq.port}
+        cfg["alerts"] = a
+
+    def up(self):
+        for r in self.recv.values():
+            r.start()
+
+    def stop(self):
+        for r in self.recv.values():
+            r.stop()
+
+    def counts(self):
+        return {name: len(set(r.ids())) for name, r in self.recv.items()}
+
+    def check(self):
+        got = self.counts()
+        if not got or min(got.values()) < 3:
+            raise RuntimeError("alerts received: %r" % got)
+
+
+# optional parts: name -> a Feature class. web: the page and the metrics fetched alternately
+# back to back; web-idle: the server on, no request; web-once: one page and one scrape, then
+# none (what stays after use); alerts: four transports delivering the outage's alerts;
+# alerts-3: the same without MQTT. COMBOS: names that stand for several.
+FEATURES = {"web": WebLoad, "web-page": PageLoad, "web-metrics": MetricsLoad,
+            "web-idle": IdleWeb, "web-once": OnceLoad, "alerts": AlertsLoad,
+            "alerts-3": lambda: AlertsLoad(mqtt=False)}
+COMBOS = {"all": ("alerts", "web")}
+
+
+def expand(names):
+    """Feature names with the COMBOS spelled out, in order, without repeats; ValueError for
+    a name neither knows."""
+    out = []
+    for n in names:
+        for f in COMBOS.get(n, (n,)):
+            if f not in FEATURES:
+                raise ValueError("unknown feature %r (known: %s)"
+                                 % (f, ", ".join(list(FEATURES) + list(COMBOS))))
+            if f not in out:
+                out.append(f)
+    return out
+
+
+def _listening(port):
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+        return True
+    except OSError:
+        return False
+
+
+def make_config():
     """The benchmark's device config (schema keys): Q1 link, 3 tiers x 2 hosts, 2 NUT users.
     Hosts are loopback addresses with health 'none': nothing leaves this machine, and the short
-    outage stays inside the grace time, so no shutdown runs. features: names in FEATURES."""
+    outage stays inside the grace time, so no shutdown runs. The features add their sections
+    (Feature.configure)."""
     tiers = []
     n = 0
     for name in TIERS:
@@ -152,8 +325,6 @@ def make_config(features=()):
         "recovery": {"wol_port": 9, "wol_broadcast": "127.255.255.255", "boot_timeout_s": 300,
                      "wake_retries": 3},
     }
-    for f in features:
-        FEATURES[f][0](cfg)
     return cfg
 
 
@@ -213,20 +384,28 @@ def _console_tail(d, n=2000):
 def scenario(heap="128wK", duration=20.0, workdir=None, log=None, romfs=True, features=()):
     """Run the scenario on a fresh board; returns a dict of figures:
     heap, ok, error, samples [(t, free, alloc)], min_free, peak_alloc, total, min_free_pct,
-    nut_logins, captures, mains_lost_seen, features, loads ({feature: what its load counted})."""
+    nut_logins, captures, mains_lost_seen, features, loads ({feature: what its load counted}),
+    loop ({max_stall_ms, stalls} at the end), overruns (ADC blocks lost), alerts (the status's
+    alerts block at the end, when enabled). features: names in FEATURES or COMBOS."""
     say = log or (lambda *a: None)
     own = workdir is None
     base = workdir or tempfile.mkdtemp(prefix="heapbench-")
     d = os.path.join(base, "board-%s" % heap)
     cfg_path = os.path.join(base, "config-%s.json" % heap)
-    cfg = make_config(features)
+    names = expand(features)
+    parts = {f: FEATURES[f]() for f in names}
+    cfg = make_config()
+    for p in parts.values():
+        p.configure(cfg, base)
     with open(cfg_path, "w") as f:
         json.dump(cfg, f)
-    loads = {f: FEATURES[f][1](cfg) for f in features if FEATURES[f][1] is not None}
     res = {"heap": heap, "ok": False, "error": None, "samples": [], "nut_logins": 0,
-           "mains_lost_seen": False, "captures": None, "features": list(features), "loads": {}}
+           "mains_lost_seen": False, "captures": None, "features": names, "loads": {},
+           "loop": None, "overruns": None, "alerts": None}
     clients = []
     try:
+        for p in parts.values():
+            p.up()
         try:
             meta = virtual.start(d, config=cfg_path, heap=heap, timeout=40,
                                  extra_args=() if romfs else ("--romfs-kib", "0"))
@@ -253,8 +432,8 @@ def scenario(heap="128wK", duration=20.0, workdir=None, log=None, romfs=True, fe
                         clients.append(NutClient(meta["nut"], user, pw[user], TIERS[i % 3],
                                                  extra))
                     res["nut_logins"] = len(clients)
-                    for ld in loads.values():
-                        ld.start()
+                    for p in parts.values():
+                        p.start()
                     phase = 1
                 elif phase == 1 and t >= duration * 0.3:
                     virtual.set_wires(d, {"mains": "off"})
@@ -270,11 +449,15 @@ def scenario(heap="128wK", duration=20.0, workdir=None, log=None, romfs=True, fe
                 if st["mains"]["lost"]:
                     res["mains_lost_seen"] = True
                 time.sleep(0.5)
-            for name, ld in loads.items():
-                ld.stop()
-                res["loads"][name] = {"ok": ld.ok, "failed": ld.failed}
-                if ld.failed or not all(ld.ok.values()):
-                    raise RuntimeError("%s load: %r" % (name, res["loads"][name]))
+            st = link.request("status")
+            res["loop"] = {"max_stall_ms": st["loop"]["max_stall_ms"],
+                           "stalls": st["loop"]["stalls"]}
+            res["overruns"] = st["adc"]["overruns"]
+            res["alerts"] = st.get("alerts")
+            for name, p in parts.items():
+                p.stop()
+                res["loads"][name] = p.counts()
+                p.check()
             caps = link.request("capture_list")
             res["captures"] = len(caps) if isinstance(caps, list) else len(caps.get("captures", []))
             link.request("ping")
@@ -283,8 +466,8 @@ def scenario(heap="128wK", duration=20.0, workdir=None, log=None, romfs=True, fe
         res["error"] = "%s: %s | console: %s" % (type(e).__name__, e,
                                                  _console_tail(d, 600).strip()[-400:])
     finally:
-        for ld in loads.values():
-            ld.stop()
+        for p in parts.values():
+            p.stop()
         for c in clients:
             c.close()
         virtual.stop(d)
@@ -308,15 +491,16 @@ def main():
     ap.add_argument("--duration", type=float, default=20.0)
     ap.add_argument("--json", help="also write the full results here")
     ap.add_argument("--features", default="",
-                    help="optional parts to enable, comma-separated: " + ", ".join(FEATURES))
+                    help="optional parts to enable, comma-separated: "
+                         + ", ".join(list(FEATURES) + list(COMBOS)))
     ap.add_argument("--no-romfs", dest="romfs", action="store_false",
                     help="a board without a ROMFS partition (stock RPI_PICO): the modules are "
                          ".mpy files on littlefs, loaded into the heap")
     a = ap.parse_args()
-    features = [f for f in a.features.split(",") if f]
-    for f in features:
-        if f not in FEATURES:
-            ap.error("unknown feature %r (known: %s)" % (f, ", ".join(FEATURES)))
+    try:
+        features = expand([f for f in a.features.split(",") if f])
+    except ValueError as e:
+        ap.error(str(e))
     out = []
     for heap in a.heaps.split(","):
         r = scenario(heap, a.duration, log=print, romfs=a.romfs, features=features)
@@ -327,6 +511,11 @@ def main():
                       heap, "ok    " if r["ok"] else "FAILED", r["total"], r["peak_alloc"],
                       r["min_free"], r["min_free_pct"], len(r["samples"]), r["nut_logins"],
                       r["mains_lost_seen"], r["captures"]))
+            if r["loop"] is not None:
+                print("       loop max stall %d ms, stalls %d, ADC overruns %s%s" % (
+                    r["loop"]["max_stall_ms"], r["loop"]["stalls"], r["overruns"],
+                    "" if not r["alerts"] else ", alerts' longest step %s ms"
+                    % r["alerts"].get("step_max_ms")))
             for name, ld in r["loads"].items():
                 print("       %s: %s" % (name, ld))
         else:

@@ -4,6 +4,7 @@ import json
 
 from mpunit import TestCase
 from sentinel.alerts import mqtt as M
+from sentinel.alerts import mqttconn as C
 from sentinel.version import VERSION
 
 CFG = {"enabled": True, "host": "127.0.0.1", "port": 1883, "user": "", "password": "",
@@ -28,14 +29,14 @@ class Encoding(TestCase):
                 M.varint(bad)
 
     def test_utf8_string_is_length_prefixed_in_bytes(self):
-        self.assertEqual(M.mqtt_str("MQTT"), b"\x00\x04MQTT")
-        self.assertEqual(M.mqtt_str("Zürich"), b"\x00\x07Z\xc3\xbcrich")
-        self.assertEqual(M.mqtt_str(b""), b"\x00\x00")
+        self.assertEqual(C.mqtt_str("MQTT"), b"\x00\x04MQTT")
+        self.assertEqual(C.mqtt_str("Zürich"), b"\x00\x07Z\xc3\xbcrich")
+        self.assertEqual(C.mqtt_str(b""), b"\x00\x00")
         with self.assertRaises(ValueError):
-            M.mqtt_str("x" * 65536)
+            C.mqtt_str("x" * 65536)
 
     def test_connect_with_will_and_credentials(self):
-        p = M.connect_packet("ps-lab", 60, "powersentinel/lab/availability", b"offline",
+        p = C.connect_packet("ps-lab", 60, "powersentinel/lab/availability", b"offline",
                              "alice", "s3cret")
         body = (b"\x00\x04MQTT\x04" + bytes((0x80 | 0x40 | 0x20 | 0x08 | 0x04 | 0x02,))
                 + b"\x00\x3c" + b"\x00\x06ps-lab" + b"\x00\x1epowersentinel/lab/availability"
@@ -43,10 +44,10 @@ class Encoding(TestCase):
         self.assertEqual(p, b"\x10" + M.varint(len(body)) + body)
 
     def test_connect_anonymous_and_password_needs_user(self):
-        p = M.connect_packet("c", 0)
+        p = C.connect_packet("c", 0)
         self.assertEqual(p, b"\x10\x0d\x00\x04MQTT\x04\x02\x00\x00\x00\x01c")
         # MQTT 3.1.1 forbids a password without a user name: it is left out
-        self.assertEqual(M.connect_packet("c", 0, user="", password="x"), p)
+        self.assertEqual(C.connect_packet("c", 0, user="", password="x"), p)
 
     def test_publish_qos0_retained_and_qos1_with_packet_id(self):
         self.assertEqual(M.publish_packet("a/b", "on", 0, True), b"\x31\x07\x00\x03a/bon")
@@ -57,11 +58,11 @@ class Encoding(TestCase):
         self.assertEqual(len(big), 3 + 205)
 
     def test_connack_codes(self):
-        self.assertIsNone(M.connack_error(b"\x00\x00"))
-        self.assertEqual(M.connack_error(b"\x00\x04"), "bad user name or password")
-        self.assertEqual(M.connack_error(b"\x00\x05"), "not authorized")
-        self.assertEqual(M.connack_error(b"\x00\x09"), "refused (code 9)")
-        self.assertEqual(M.connack_error(b"\x00"), "malformed CONNACK")
+        self.assertIsNone(C.connack_error(b"\x00\x00"))
+        self.assertEqual(C.connack_error(b"\x00\x04"), "bad user name or password")
+        self.assertEqual(C.connack_error(b"\x00\x05"), "not authorized")
+        self.assertEqual(C.connack_error(b"\x00\x09"), "refused (code 9)")
+        self.assertEqual(C.connack_error(b"\x00"), "malformed CONNACK")
 
 
 class Topics(TestCase):
@@ -101,7 +102,7 @@ class Topics(TestCase):
 
 class Discovery(TestCase):
     def test_three_entities_with_device_and_availability(self):
-        got = M.discovery(CFG, "Lab 1", "Lab_1")
+        got = C.discovery(CFG, "Lab 1", "Lab_1")
         topics = [t for t, _p in got]
         self.assertEqual(topics, ["homeassistant/sensor/Lab_1/power_state/config",
                                   "homeassistant/binary_sensor/Lab_1/mains/config",
@@ -124,7 +125,7 @@ class Discovery(TestCase):
         cfg = dict(CFG)
         cfg["topic_prefix"] = "ups"
         cfg["discovery_prefix"] = "ha"
-        t, p = M.discovery(cfg, "x", "x")[1]
+        t, p = C.discovery(cfg, "x", "x")[1]
         self.assertEqual(t, "ha/binary_sensor/x/mains/config")
         self.assertEqual(json.loads(p)["state_topic"], "ups/x/mains")
 
@@ -143,9 +144,18 @@ class Build(TestCase):
 
         from test_health import import_without_socket
 
-        m = import_without_socket("alerts.mqtt")
+        import sys
+
+        import sentinel.alerts as pkg
+
+        # the socket is opened by the connect-time module, imported for each connect
+        m = import_without_socket("alerts.mqttconn")
         self.assertIsNone(m.socket)
-        tr = m.Transport(CFG, "lab")
+        sys.modules["sentinel.alerts.mqttconn"] = m
+        pkg.mqttconn = m
+        tr = M.Transport(CFG, "lab")
         with self.assertRaises(OSError):
             asyncio.run(tr.send(_alert("test", {})))
         self.assertEqual(tr.errors, 1)
+        # and it was forgotten after the connect
+        self.assertNotIn("sentinel.alerts.mqttconn", sys.modules)

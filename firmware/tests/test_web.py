@@ -12,8 +12,8 @@ from sentinel import config
 from sentinel.journal import Journal
 from sentinel.passwd import hash_password
 from sentinel.web import http as H
-from sentinel.web.server import WebServer
-from sentinel.web.site import ROUTES, Site
+from sentinel.web.server import WebServer, response_head
+from sentinel.web.site import PAGES, ROUTES, Site
 
 PORT = 39481  # loopback only
 page = metrics = None  # the modules under test, imported by the test classes' setUp
@@ -38,8 +38,8 @@ def _pure(name):
 
 
 def whole_page(*args):
-    """Both halves of the page, as the site sends them."""
-    return "".join(_pure("page").render(*args)) + "".join(_pure("page2").render(*args))
+    """The whole page, its parts joined as the site sends them."""
+    return "".join("".join(_pure(name).render(*args)) for name in PAGES)
 
 
 class Parser(TestCase):
@@ -137,7 +137,7 @@ class Forms(TestCase):
         self.assertEqual(H.unquote("caf%C3%A9"), "caf\u00e9")
 
     def test_response_head(self):
-        h = H.response_head(401, "text/plain", (("WWW-Authenticate", 'Basic realm="x"'),))
+        h = response_head(401, "text/plain", (("WWW-Authenticate", 'Basic realm="x"'),))
         self.assertTrue(h.startswith("HTTP/1.1 401 Unauthorized\r\n"))
         self.assertIn("WWW-Authenticate: Basic realm=\"x\"\r\n", h)
         self.assertTrue(h.endswith("Connection: close\r\n\r\n"))
@@ -220,14 +220,18 @@ class Page(TestCase):
         self.assertTrue(html.endswith("</html>\n"))
 
     def test_alerts_block_when_status_has_one_and_no_refresh_at_zero(self):
-        html = whole_page(status("ONLINE", {"depth": 4, "syslog": {"delivered": 9,
-                                                                   "pending": 4}}), "s", 0, ())
+        # the shape of Outbox.status()
+        html = whole_page(status("ONLINE", {"depth": 4, "step_max_ms": 2, "transports": {
+            "syslog": {"delivered": 9, "pending": 4}, "mqtt": {"delivered": 13}}}), "s", 0, ())
         self.assertIn('<td id="alerts-depth">4</td>', html)
-        self.assertIn('<tr data-transport="syslog">', html)
+        self.assertIn('<tr data-transport="syslog"><td>syslog</td><td>', html)
+        self.assertIn("delivered=9", html)
+        self.assertIn('<tr data-transport="mqtt">', html)
+        self.assertNotIn('data-transport="transports"', html)
         self.assertNotIn("http-equiv", html)
 
     def test_message_page(self):
-        m = page.message("s", 409, "A drill cannot start <now>")
+        m = _pure("drill").message("s", 409, "A drill cannot start <now>")
         self.assertIn('<p id="message">A drill cannot start &lt;now&gt;</p>', m)
 
 
@@ -343,8 +347,9 @@ class FakeOps:
         self.rt = FakeRt(cfg)
         self.sm = FakeSm()
         self.commands = []
+        self.alerts = None  # Ops.alerts: no transport enabled
 
-    def status(self, req=None):
+    def status(self, req=None, brief=()):
         return status("ONLINE")
 
 
@@ -488,6 +493,7 @@ class Server(TestCase):
         # the page and metrics modules were imported per request and dropped after it
         self.assertNotIn("sentinel.web.page", sys.modules)
         self.assertNotIn("sentinel.web.page2", sys.modules)
+        self.assertNotIn("sentinel.web.page1", sys.modules)
         self.assertNotIn("sentinel.web.fmt", sys.modules)
         self.assertNotIn("sentinel.web.metrics", sys.modules)
 

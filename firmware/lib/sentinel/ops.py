@@ -84,7 +84,10 @@ class Ops:
                 "config_source": self.cfg_source, "config_errors": self.cfg_errors,
                 "network": b.network_state(), "safe_mode": False}
 
-    def status(self, req=None):
+    def status(self, req=None, brief=()):
+        """The console's status dict. brief (the web's handlers): parts left short, which the
+        caller does not use or fetches later (saves device heap while a page or a scrape is
+        answered): "plan" None, "alerts" the alert queue's depth only."""
         rt = self.rt
         sen = self.sensing
         mon = sen.monitor
@@ -117,7 +120,8 @@ class Ops:
               "ups": ups,
               "state": {"name": sm.state, "cause": h[-1][3] if h else "boot",
                         "ponr": sm.ponr, "plan_id": sm.plan_id, "drill": sm.drill},
-              "tiers": tiers, "plan": self.seq.summary(now), "drill": self.seq.report,
+              "tiers": tiers, "plan": None if "plan" in brief else self.seq.summary(now),
+              "drill": self.seq.report,
               "heap": {"free": rt.heap[0], "alloc": rt.heap[1]},
               "loop": {"max_stall_ms": lag.max_ms, "stall_ms_1m": lag.window_ms(),
                        "stalls": lag.stalls},
@@ -130,7 +134,8 @@ class Ops:
         if hasattr(mon, "channels"):   # several mains channels: each one's view
             st["mains"]["channels"] = mon.channels()
         if self.alerts is not None:
-            st["alerts"] = self.alerts.status()
+            st["alerts"] = ({"depth": self.alerts.depth()} if "alerts" in brief
+                            else self.alerts.status())
         if self.pair is not None:
             st["pair"] = self.pair.status()
         return st

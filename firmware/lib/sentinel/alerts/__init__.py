@@ -21,8 +21,20 @@ config section:
                                 one that retrying cannot mend (the alert is then logged as
                                 rejected and skipped); never blocks the event loop
     await t.close()             drops the connection, if any
-Transports are imported only when configured (device heap).
+Transports are imported only when configured (device heap); most are imported for one send and
+forgotten after it (outbox.KEPT says which stay).
 """
+
+
+def forget(name):
+    """Forget module sentinel.alerts.<name>, imported for one job: the module table and this
+    package both hold it, so the next collection frees it. A caller still using it keeps its
+    own reference; the next import loads it afresh."""
+    import sys
+    sys.modules.pop("sentinel.alerts." + name, None)
+    pkg = sys.modules.get("sentinel.alerts")
+    if pkg is not None and name in pkg.__dict__:
+        delattr(pkg, name)
 
 
 class Rejected(Exception):

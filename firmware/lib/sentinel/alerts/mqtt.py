@@ -24,116 +24,20 @@ While connected and idle, a keepalive task sends PINGREQ so the broker does not 
 
 `host` should be an IP address: getaddrinfo blocks the event loop while it resolves a name.
 Like every transport, this module is imported only when configured: boards without ROMFS hold
-each imported module's bytecode in RAM (about 13 KB for this one).
+each imported module's bytecode in RAM. Its packet encoding is sentinel.alerts.mqttpkt; the
+connect (CONNECT, CONNACK, discovery) is sentinel.alerts.mqttconn, imported for each connect
+and dropped after it.
 """
 import asyncio
 import json
-import select
 import time
 
-try:
-    import socket
-except ImportError:  # a board built without networking: every send fails, nothing crashes
-    socket = None
+from sentinel.alerts import forget
+from sentinel.alerts.mqttpkt import (_LOST, _OK, DISCONNECT, PINGREQ, PINGRESP,  # noqa: F401
+                                     PUBACK, _sleep_ms, publish_packet, topics, varint)
 
-from sentinel.version import VERSION
-
-# Fixed-header types (MQTT 3.1.1 section 2.2.1)
-CONNECT = 0x10
-CONNACK = 0x20
-PUBLISH = 0x30
-PUBACK = 0x40
-PINGREQ = 0xC0
-PINGRESP = 0xD0
-DISCONNECT = 0xE0
-
-_REFUSED = (None, "unacceptable protocol version", "client id rejected", "server unavailable",
-            "bad user name or password", "not authorized")
-_POLL_STEP_MS = 20
-_OK = "ok"
-_LOST = "lost"
 # state alerts that say where mains stands (statemachine causes)
 _MAINS_BACK = ("mains_restored", "mains_stable", "mains_restored_after_ponr")
-
-
-# ---- packet encoding (pure, unit-tested under MicroPython) ---------------------------------
-
-def varint(n):
-    """The remaining-length field: 7 bits a byte, low first, high bit = more (1 to 4 bytes)."""
-    if n < 0 or n > 268435455:
-        raise ValueError("mqtt: packet too long")
-    out = bytearray()
-    while True:
-        b = n & 0x7F
-        n >>= 7
-        out.append(b | 0x80 if n else b)
-        if not n:
-            return bytes(out)
-
-
-def mqtt_str(s):
-    """A UTF-8 string field: 2-byte big-endian length, then the bytes."""
-    b = s.encode() if isinstance(s, str) else bytes(s)
-    if len(b) > 65535:
-        raise ValueError("mqtt: string too long")
-    return bytes((len(b) >> 8, len(b) & 0xFF)) + b
-
-
-def _packet(first, body):
-    return bytes((first,)) + varint(len(body)) + body
-
-
-def connect_packet(client_id, keepalive_s, will_topic=None, will_msg=b"", user=None,
-                   password=None):
-    """CONNECT with a clean session; the will (if any) is QoS 1 and retained. A password is
-    sent only with a user name (MQTT 3.1.1 3.1.2.9)."""
-    flags = 0x02
-    payload = mqtt_str(client_id)
-    if will_topic:
-        flags |= 0x04 | 0x08 | 0x20
-        payload += mqtt_str(will_topic) + mqtt_str(will_msg)
-    if user:
-        flags |= 0x80
-        payload += mqtt_str(user)
-        if password:
-            flags |= 0x40
-            payload += mqtt_str(password)
-    head = mqtt_str("MQTT") + bytes((4, flags, (keepalive_s >> 8) & 0xFF, keepalive_s & 0xFF))
-    return _packet(CONNECT, head + payload)
-
-
-def publish_packet(topic, payload, qos=0, retain=False, pid=0):
-    """PUBLISH; `pid` (1..65535) only with QoS 1. Built in one buffer: alerts are the biggest
-    packets and each concatenation would copy them again (device heap)."""
-    tb = topic.encode()
-    pb = payload.encode() if isinstance(payload, str) else payload
-    n = 2 + len(tb) + (2 if qos else 0) + len(pb)
-    v = varint(n)
-    buf = bytearray(1 + len(v) + n)
-    buf[0] = PUBLISH | (qos << 1) | (1 if retain else 0)
-    i = 1 + len(v)
-    buf[1:i] = v
-    buf[i] = len(tb) >> 8
-    buf[i + 1] = len(tb) & 0xFF
-    i += 2
-    buf[i:i + len(tb)] = tb
-    i += len(tb)
-    if qos:
-        buf[i] = pid >> 8
-        buf[i + 1] = pid & 0xFF
-        i += 2
-    buf[i:] = pb
-    return buf
-
-
-def connack_error(body):
-    """None if a CONNACK body accepts the connection, else the reason in words."""
-    if len(body) != 2:
-        return "malformed CONNACK"
-    rc = body[1]
-    if rc == 0:
-        return None
-    return _REFUSED[rc] if rc < len(_REFUSED) else "refused (code %d)" % rc
 
 
 # ---- topics and payloads -------------------------------------------------------------------
@@ -144,14 +48,6 @@ def node_id(site):
     for c in site:
         out += c if (c.isalpha() and c < "\x80") or c.isdigit() or c in "_-" else "_"
     return out or "sentinel"
-
-
-def topics(prefix, node):
-    """Every topic the transport publishes under its base `<prefix>/<node>`."""
-    base = prefix + "/" + node
-    return {"alert": base + "/alert", "availability": base + "/availability",
-            "state": base + "/state", "mains": base + "/mains",
-            "last_alert": base + "/last_alert"}
 
 
 def retained_for(alert, t):
@@ -176,38 +72,6 @@ def retained_for(alert, t):
         out.append((t["mains"], mains))
     out.append((t["last_alert"], alert["text"]))
     return out
-
-
-def discovery(cfg, site, node):
-    """[(topic, payload JSON)] of the Home Assistant discovery configs (retained)."""
-    t = topics(cfg["topic_prefix"], node)
-    dev = {"identifiers": ["powersentinel_" + node], "name": "Power Sentinel " + site,
-           "manufacturer": "Power Sentinel", "model": "Power Sentinel",
-           "sw_version": VERSION}
-    ents = (
-        ("sensor", "power_state", {"name": "Power state", "state_topic": t["state"],
-                                   "value_template": "{{ value_json.state }}",
-                                   "json_attributes_topic": t["state"],
-                                   "icon": "mdi:power-plug"}),
-        ("binary_sensor", "mains", {"name": "Mains", "state_topic": t["mains"],
-                                    "device_class": "power", "payload_on": _OK,
-                                    "payload_off": _LOST}),
-        ("sensor", "last_alert", {"name": "Last alert", "state_topic": t["last_alert"],
-                                  "icon": "mdi:alert-circle-outline"}),
-    )
-    out = []
-    for comp, obj, conf in ents:
-        conf["unique_id"] = "powersentinel_" + node + "_" + obj
-        conf["availability_topic"] = t["availability"]
-        conf["device"] = dev
-        out.append(("%s/%s/%s/%s/config" % (cfg["discovery_prefix"], comp, node, obj),
-                    json.dumps(conf)))
-    return out
-
-
-def _sleep_ms(ms):
-    f = getattr(asyncio, "sleep_ms", None)
-    return f(ms) if f is not None else asyncio.sleep(ms / 1000)
 
 
 class Transport:
@@ -285,55 +149,16 @@ class Transport:
             raise asyncio.TimeoutError()
         return ms
 
-    async def _open(self, dl):
-        """A connected non-blocking socket to the broker (closed again on any failure)."""
-        cfg = self.cfg
-        if socket is None:
-            raise OSError("mqtt: this board has no network")
-        ai = socket.getaddrinfo(cfg["host"], cfg["port"], 0, socket.SOCK_STREAM)[0]
-        s = socket.socket(ai[0], ai[1], ai[2])
-        try:
-            s.setblocking(False)
-            try:
-                s.connect(ai[-1])
-            except OSError as e:
-                # EINPROGRESS (115 Linux/lwIP) or EAGAIN/EWOULDBLOCK: the connect goes on
-                if e.args[0] not in (115, 119, 11, 36, 10035):
-                    raise
-            p = select.poll()
-            p.register(s, select.POLLOUT)
-            while True:
-                ev = p.poll(0)
-                if ev:
-                    if ev[0][1] & (select.POLLERR | select.POLLHUP):
-                        raise OSError("mqtt: connection to %s:%d refused" % (cfg["host"], cfg["port"]))
-                    return s
-                self._left(dl)
-                await _sleep_ms(_POLL_STEP_MS)
-        except BaseException:
-            s.close()
-            raise
-
     async def _connect(self, dl):
-        self._sock = s = await self._open(dl)
-        self._r = asyncio.StreamReader(s)
-        self._w = asyncio.StreamWriter(s, {})
-        cfg = self.cfg
-        self._out = bytearray(connect_packet(self.client_id, cfg["keepalive_s"],
-                                             self.t["availability"], b"offline", cfg["user"],
-                                             cfg["password"]))
-        await self._drain(dl)
-        first, body = await self._read(dl)
-        if first != CONNACK:
-            raise OSError("mqtt: no CONNACK from the broker")
-        err = connack_error(body)
-        if err:
-            raise OSError("mqtt: broker refused the connection: " + err)
+        # the connect-time code (CONNECT, CONNACK, the discovery payloads) is imported for the
+        # connect and dropped after it: it runs once per broker session (device heap)
+        from sentinel.alerts import mqttconn
+        try:
+            await mqttconn.connect(self, dl)
+        finally:
+            del mqttconn
+            forget("mqttconn")
         self.connects += 1
-        self._out += publish_packet(self.t["availability"], "online", 0, True)
-        if self.cfg["discovery"]:
-            for topic, payload in discovery(cfg, self.site, self.node):
-                self._out += publish_packet(topic, payload, 0, True)
         if self.keepalive_ms and self._ka is None:
             self._ka = asyncio.create_task(self._keepalive())
 

@@ -14,9 +14,13 @@ cut and its seq reused by another, which a receiver deduplicating by id would th
 alert record found in the batch makes the outbox flush the journal (alerts are rare: few extra
 flash writes).
 
+Heap: a transport other than MQTT is built for each send and its module dropped after it
+(KEPT says why MQTT stays), so at most one of them is on the heap, while it sends.
+
 Time budget: every send runs under asyncio.wait_for_ms(timeout_ms); the journal is read a few
 records at a time (journalread.read is synchronous file I/O) and the task yields after each read
-and each send. The longest synchronous step is reported as step_max_ms.
+and each send. The longest synchronous step (a transport's import for a send included) is
+reported as step_max_ms.
 """
 import asyncio
 import os
@@ -24,7 +28,7 @@ import random
 import time
 
 from sentinel import journalread
-from sentinel.alerts import Rejected
+from sentinel.alerts import Rejected, forget
 from sentinel.alerts.kinds import alert as make_alert
 from sentinel.alerts.kinds import classify, rank
 
@@ -32,6 +36,14 @@ from sentinel.alerts.kinds import classify, rank
 # boards without ROMFS hold every imported module's bytecode in RAM)
 TRANSPORTS = (("syslog", "sentinel.alerts.syslog"), ("webhook", "sentinel.alerts.webhook"),
               ("smtp", "sentinel.alerts.smtp"), ("mqtt", "sentinel.alerts.mqtt"))
+# Transports kept between alerts: MQTT's session (its "online" availability, the keepalive) is
+# state the broker sees. The others are built for one send and their modules dropped after it
+# (with the helpers only they use): alerts are rare, and a module costs heap even from ROMFS
+# (its functions, constants and class objects: about 1.5-2 KB each on the 64-bit port), so at
+# most one of them is on the heap, and only while it sends. Syslog over TCP then connects per
+# alert, as the webhook and e-mail already do.
+KEPT = ("mqtt",)
+TRANSIENT_HELPERS = ("util",)
 READ_N = 4      # journal records per read: keeps one step of the task short
 MAX_IDS = 128   # alert ids a lane holds ahead of delivery; it stops reading ahead when full
 IDLE_MS = 200   # pause when no lane has anything to do
@@ -76,12 +88,21 @@ def load_transport(name, cfg, site):
     raise ValueError("no alert transport %r" % name)
 
 
+def drop_transport(name):
+    """Forget transport `name`'s module and the helpers only the dropped ones use. Not for a
+    kept transport."""
+    forget(name)
+    for mod in TRANSIENT_HELPERS:
+        forget(mod)
+
+
 class Lane:
     """One transport's delivery state (see the module docstring)."""
 
-    def __init__(self, name, transport, timeout_ms, path, cursor, error=None):
+    def __init__(self, name, transport, timeout_ms, path, cursor, error=None, sec=None):
         self.name = name
         self.t = transport       # None: it could not be built (error says why)
+        self.sec = sec           # its config section when it is built per send (not KEPT)
         self.timeout_ms = timeout_ms
         self.path = path
         self.cursor = cursor     # last id delivered or rejected
@@ -134,6 +155,15 @@ class Outbox:
                     t, err = load_transport(name, sec, self.site), None
                 except Exception as e:  # a missing module, a config it cannot use
                     t, err = None, repr(e)
+                if name not in KEPT:
+                    # built once to know it can be (status, 'alerts test'), then per send
+                    if t is not None:
+                        t = True
+                    drop_transport(name)
+                else:
+                    sec = None
+            if transports is not None:
+                sec = None
             path = "%s/%s.cur" % (d, name)
             cur = read_cursor(path)
             if cur is None or cur > start:
@@ -143,7 +173,7 @@ class Outbox:
                     write_cursor(path, cur)
                 except OSError:
                     pass
-            self.lanes.append(Lane(name, t, sec["timeout_ms"], path, cur, err))
+            self.lanes.append(Lane(name, t, a[name]["timeout_ms"], path, cur, err, sec))
 
     def enabled(self):
         """Names of the enabled transports (those that could not be built included: their
@@ -215,8 +245,13 @@ class Outbox:
         if a is None:
             return False
         self.progress()
+        t = lane.t
         try:
-            await asyncio.wait_for_ms(lane.t.send(a), lane.timeout_ms)
+            if lane.sec is not None:
+                t0 = time.ticks_ms()
+                t = load_transport(lane.name, lane.sec, self.site)
+                self._note_step(t0)
+            await asyncio.wait_for_ms(t.send(a), lane.timeout_ms)
         except Rejected as e:
             lane.rejected = inc(lane.rejected)
             # not an alert kind itself, so a receiver rejecting everything cannot loop
@@ -229,14 +264,24 @@ class Outbox:
             lane.error = repr(e) if str(e) else type(e).__name__
             lane.delay = next_delay(lane.delay, self.lo, self.hi)
             lane.next_at = self.now() + jitter(lane.delay, self.rnd())
-            try:
-                await lane.t.close()
-            except Exception:
-                pass
+            if lane.sec is None:  # a transient one is closed below
+                await self._close(t)
             return False
+        finally:
+            if lane.sec is not None:
+                await self._close(t)
+                t = None
+                drop_transport(lane.name)
         lane.sent = inc(lane.sent)
         self._done(lane, a["id"])
         return True
+
+    @staticmethod
+    async def _close(t):
+        try:
+            await t.close()
+        except Exception:  # not built (True), or a dead connection
+            pass
 
     def _note_step(self, t0):
         ms = time.ticks_diff(time.ticks_ms(), t0)
@@ -260,6 +305,14 @@ class Outbox:
                         busy = True
                     await asyncio.sleep_ms(0)
             await asyncio.sleep_ms(0 if busy else IDLE_MS)
+
+    def depth(self):
+        """Alerts waiting for the slowest transport."""
+        n = 0
+        for ln in self.lanes:
+            if len(ln.ids) > n:
+                n = len(ln.ids)
+        return n
 
     def status(self):
         """The console status block: per transport the last delivered id, the alerts waiting,

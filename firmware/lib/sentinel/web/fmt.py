@@ -1,5 +1,5 @@
-"""Small text helpers shared by the status page's two halves (page, page2): HTML escaping,
-durations, record fields, definition lists. Pure."""
+"""Small text helpers shared by the status page's parts (page, page1, page2) and the drill's
+answer: HTML escaping, durations, record fields, definition lists. Pure."""
 
 
 def esc(s):

@@ -1,5 +1,6 @@
-"""HTTP/1.0 and 1.1 requests, bounded: the incremental parser, Basic credentials, form bodies,
-and the response head. Pure; MicroPython and CPython.
+"""HTTP/1.0 and 1.1 requests, bounded: the incremental parser, Basic credentials, form bodies.
+Pure; MicroPython and CPython. The server imports this module for each request and drops it
+once the request is read (the response head is the server's: server.response_head).
 
 A request may hold at most `max_line` bytes per line, `max_headers` header lines, `max_head`
 bytes before its body and `max_body` bytes of body: what a browser, curl or Prometheus sends
@@ -13,12 +14,6 @@ MORE = 0   # feed() wants more bytes
 DONE = 1   # the request is complete (an error is returned as its HTTP status code instead)
 
 KEEP = ("authorization", "content-length", "content-type", "transfer-encoding")
-
-REASONS = {200: "OK", 303: "See Other", 400: "Bad Request", 401: "Unauthorized",
-           403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed",
-           408: "Request Timeout", 409: "Conflict", 413: "Content Too Large",
-           414: "URI Too Long", 431: "Request Header Fields Too Large",
-           500: "Internal Server Error", 501: "Not Implemented", 503: "Service Unavailable"}
 
 _REQ = 0
 _HEAD = 1
@@ -247,14 +242,3 @@ def parse_form(body):
         if k not in out:
             out[k] = unquote(v)
     return out
-
-
-def response_head(code, ctype=None, extra=()):
-    """The status line and headers of a response that ends when the connection closes (no
-    Content-Length: bodies are streamed as they are rendered)."""
-    h = "HTTP/1.1 %d %s\r\n" % (code, REASONS.get(code, "Error"))
-    if ctype:
-        h += "Content-Type: %s\r\n" % ctype
-    for k, v in extra:
-        h += "%s: %s\r\n" % (k, v)
-    return h + "Cache-Control: no-store\r\nConnection: close\r\n\r\n"

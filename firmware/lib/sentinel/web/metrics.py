@@ -7,6 +7,7 @@ render() yields the text in pieces, so the page is never held whole in RAM.
 from sentinel.version import VERSION
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+PREFIX = "powersentinel_"
 
 # the state machine's states and the sequencer's tier phases (statemachine.py, seqstate.py),
 # written out here so that rendering imports neither module's code a second time
@@ -14,6 +15,47 @@ STATES = ("ONLINE", "ON_BATTERY", "SHUTTING_DOWN", "LOAD_OFF", "WAIT_MAINS", "RE
 PHASES = ("idle", "fsd", "waiting", "done", "timeout", "off", "waking", "up")
 EVENT_KINDS = ("dip", "swell", "interruption")
 CHANNEL = "L1"  # one mains input for now; the label lets a three-phase sentinel add L2, L3
+HTTP_REJECTED = ("bad", "timeouts", "shed", "refused", "auth_failed", "errors")
+
+# Every family, one line each: "name type help" (the name without PREFIX). One string, not a
+# constant per text: this module is on the heap while it answers a scrape, and each constant
+# costs heap even from ROMFS.
+TABLE = """
+build_info gauge Firmware version (always 1).
+mains_voltage_volts gauge Mains voltage, rms over the last half cycle.
+mains_frequency_hertz gauge Mains frequency.
+mains_lost gauge 1 while the fast loss trigger holds mains as lost.
+mains_good gauge 1 while voltage and frequency are within tolerance.
+mains_events_total counter IEC 61000-4-30 events since boot, by kind.
+mains_losses_total counter Fast loss triggers (mains lost) since boot.
+ups_charge_percent gauge Battery charge (the UPS's, or the sentinel's estimate).
+ups_runtime_seconds gauge Battery runtime left (the UPS's, or the sentinel's estimate).
+ups_on_battery gauge 1 while the UPS runs on battery.
+ups_low_battery gauge 1 while the UPS reports LB.
+ups_alarm gauge 1 while the UPS reports an alarm.
+state gauge The power state machine's state (1 for the current one).
+point_of_no_return gauge 1 once the shutdown can no longer be cancelled.
+drill_active gauge 1 while a drill runs.
+plan_id gauge Number of the current or last plan.
+tier_phase gauge Each tier's step in the plan (1 for the current one).
+tier_fsd gauge 1 while the tier's NUT UPS reports FSD.
+tier_hosts_connected gauge Configured hosts of the tier whose upsmon is logged in.
+tier_hosts_missing gauge Configured hosts of the tier whose upsmon is not logged in.
+nut_clients gauge NUT client connections open.
+heap_free_bytes gauge Free heap after the last collection.
+heap_alloc_bytes gauge Allocated heap after the last collection.
+loop_stall_max_seconds gauge Longest event-loop stall since boot.
+loop_stall_seconds gauge Longest event-loop stall over the last minute or more.
+loop_stalls_total counter Stalls longer than half the ADC ring since boot.
+adc_overruns_total counter ADC blocks lost because the sampler was late.
+adc_gaps_total counter Gaps in the ADC samples since boot.
+adc_gap_samples_total counter Samples missing in those gaps.
+alert_queue_depth gauge Alerts waiting for delivery (0 when alerts are not configured).
+errors_total counter Failures caught in the firmware's hooks.
+uptime_seconds gauge Time since boot.
+http_requests_total counter HTTP requests answered.
+http_rejected_total counter HTTP connections refused or requests rejected, by reason.
+"""
 
 
 def label(v):
@@ -38,19 +80,24 @@ def num(v):
     return repr(float(v))
 
 
-def family(name, typ, text):
-    return "# HELP %s %s\n# TYPE %s %s\n" % (name, text, name, typ)
+def family(name):
+    """The HELP and TYPE lines of family `name` (without PREFIX), from TABLE."""
+    i = TABLE.find("\n" + name + " ")
+    typ, text = TABLE[i + 2 + len(name):TABLE.find("\n", i + 1)].split(" ", 1)
+    return "# HELP %s%s %s\n# TYPE %s%s %s\n" % (PREFIX, name, text, PREFIX, name, typ)
 
 
 def sample(name, labels, v):
-    """labels: a preformatted `k="v",...` string, or ""."""
+    """A sample of family `name` (without PREFIX); labels: a preformatted `k="v",...`
+    string, or ""."""
     if labels:
-        return "%s{%s} %s\n" % (name, labels, num(v))
-    return "%s %s\n" % (name, num(v))
+        return "%s%s{%s} %s\n" % (PREFIX, name, labels, num(v))
+    return "%s%s %s\n" % (PREFIX, name, num(v))
 
 
-def _one(name, typ, text, v, labels=""):
-    return family(name, typ, text) + sample(name, labels, v)
+def one(name, v, labels=""):
+    """Family `name` with its one sample."""
+    return family(name) + sample(name, labels, v)
 
 
 def render(st, http_stats=None):
@@ -58,105 +105,68 @@ def render(st, http_stats=None):
     server's counters (WebServer.stats) or None."""
     ch = 'channel="%s"' % CHANNEL
     m = st["mains"]
-    yield _one("powersentinel_build_info", "gauge", "Firmware version (always 1).", 1,
-               'version="%s"' % label(VERSION))
-    yield _one("powersentinel_mains_voltage_volts", "gauge",
-               "Mains voltage, rms over the last half cycle.", m["v"], ch)
+    yield one("build_info", 1, 'version="%s"' % label(VERSION))
+    yield one("mains_voltage_volts", m["v"], ch)
     if m["hz"] is not None:
-        yield _one("powersentinel_mains_frequency_hertz", "gauge", "Mains frequency.",
-                   m["hz"], ch)
-    yield _one("powersentinel_mains_lost", "gauge",
-               "1 while the fast loss trigger holds mains as lost.", m["lost"], ch)
-    yield _one("powersentinel_mains_good", "gauge",
-               "1 while voltage and frequency are within tolerance.", m["good"], ch)
+        yield one("mains_frequency_hertz", m["hz"], ch)
+    yield one("mains_lost", m["lost"], ch)
+    yield one("mains_good", m["good"], ch)
     counts = m.get("counts") or {}
-    yield family("powersentinel_mains_events_total", "counter",
-                 "IEC 61000-4-30 events since boot, by kind.")
+    yield family("mains_events_total")
     for k in EVENT_KINDS:
-        yield sample("powersentinel_mains_events_total", '%s,kind="%s"' % (ch, k),
-                     counts.get(k, 0))
-    yield _one("powersentinel_mains_losses_total", "counter",
-               "Fast loss triggers (mains lost) since boot.", counts.get("lost", 0), ch)
+        yield sample("mains_events_total", '%s,kind="%s"' % (ch, k), counts.get(k, 0))
+    yield one("mains_losses_total", counts.get("lost", 0), ch)
 
     u = st["ups"]
     toks = u["status"].split()
-    yield _one("powersentinel_ups_charge_percent", "gauge",
-               "Battery charge (the UPS's, or the sentinel's estimate).", u["charge"])
-    yield _one("powersentinel_ups_runtime_seconds", "gauge",
-               "Battery runtime left (the UPS's, or the sentinel's estimate).", u["runtime"])
-    yield _one("powersentinel_ups_on_battery", "gauge", "1 while the UPS runs on battery.",
-               "OB" in toks)
-    yield _one("powersentinel_ups_low_battery", "gauge", "1 while the UPS reports LB.",
-               "LB" in toks)
-    yield _one("powersentinel_ups_alarm", "gauge", "1 while the UPS reports an alarm.",
-               "ALARM" in toks)
+    yield one("ups_charge_percent", u["charge"])
+    yield one("ups_runtime_seconds", u["runtime"])
+    yield one("ups_on_battery", "OB" in toks)
+    yield one("ups_low_battery", "LB" in toks)
+    yield one("ups_alarm", "ALARM" in toks)
 
     s = st["state"]
-    yield family("powersentinel_state", "gauge",
-                 "The power state machine's state (1 for the current one).")
+    yield family("state")
     for name in STATES:
-        yield sample("powersentinel_state", 'state="%s"' % name, s["name"] == name)
-    yield _one("powersentinel_point_of_no_return", "gauge",
-               "1 once the shutdown can no longer be cancelled.", s["ponr"])
-    yield _one("powersentinel_drill_active", "gauge", "1 while a drill runs.", s["drill"])
-    yield _one("powersentinel_plan_id", "gauge", "Number of the current or last plan.",
-               s["plan_id"] or 0)
+        yield sample("state", 'state="%s"' % name, s["name"] == name)
+    yield one("point_of_no_return", s["ponr"])
+    yield one("drill_active", s["drill"])
+    yield one("plan_id", s["plan_id"] or 0)
 
     tiers = st["tiers"]
     if tiers:
-        yield family("powersentinel_tier_phase", "gauge",
-                     "Each tier's step in the plan (1 for the current one).")
+        yield family("tier_phase")
         for t in tiers:
             ph = t["phase"] or "idle"
             for p in PHASES:
-                yield sample("powersentinel_tier_phase", 'tier="%s",phase="%s"'
-                             % (label(t["name"]), p), ph == p)
-        for key, name, text in (
-                ("fsd", "powersentinel_tier_fsd", "1 while the tier's NUT UPS reports FSD."),
-                ("connected", "powersentinel_tier_hosts_connected",
-                 "Configured hosts of the tier whose upsmon is logged in."),
-                ("missing", "powersentinel_tier_hosts_missing",
-                 "Configured hosts of the tier whose upsmon is not logged in.")):
-            yield family(name, "gauge", text)
+                yield sample("tier_phase", 'tier="%s",phase="%s"' % (label(t["name"]), p),
+                             ph == p)
+        for key, name in (("fsd", "tier_fsd"), ("connected", "tier_hosts_connected"),
+                          ("missing", "tier_hosts_missing")):
+            yield family(name)
             for t in tiers:
                 v = t[key]
                 yield sample(name, 'tier="%s"' % label(t["name"]),
                              len(v) if isinstance(v, list) else v)
 
-    yield _one("powersentinel_nut_clients", "gauge", "NUT client connections open.",
-               st["nut"]["clients"])
+    yield one("nut_clients", st["nut"]["clients"])
     h = st["heap"]
-    yield _one("powersentinel_heap_free_bytes", "gauge",
-               "Free heap after the last collection.", h["free"])
-    yield _one("powersentinel_heap_alloc_bytes", "gauge",
-               "Allocated heap after the last collection.", h["alloc"])
+    yield one("heap_free_bytes", h["free"])
+    yield one("heap_alloc_bytes", h["alloc"])
     lp = st["loop"]
-    yield _one("powersentinel_loop_stall_max_seconds", "gauge",
-               "Longest event-loop stall since boot.", lp["max_stall_ms"] / 1000)
-    yield _one("powersentinel_loop_stall_seconds", "gauge",
-               "Longest event-loop stall over the last minute or more.",
-               lp["stall_ms_1m"] / 1000)
-    yield _one("powersentinel_loop_stalls_total", "counter",
-               "Stalls longer than half the ADC ring since boot.", lp["stalls"])
+    yield one("loop_stall_max_seconds", lp["max_stall_ms"] / 1000)
+    yield one("loop_stall_seconds", lp["stall_ms_1m"] / 1000)
+    yield one("loop_stalls_total", lp["stalls"])
     a = st["adc"]
-    yield _one("powersentinel_adc_overruns_total", "counter",
-               "ADC blocks lost because the sampler was late.", a["overruns"])
-    yield _one("powersentinel_adc_gaps_total", "counter",
-               "Gaps in the ADC samples since boot.", a["gaps"])
-    yield _one("powersentinel_adc_gap_samples_total", "counter",
-               "Samples missing in those gaps.", a["gap_samples"])
+    yield one("adc_overruns_total", a["overruns"])
+    yield one("adc_gaps_total", a["gaps"])
+    yield one("adc_gap_samples_total", a["gap_samples"])
     al = st.get("alerts")
-    yield _one("powersentinel_alert_queue_depth", "gauge",
-               "Alerts waiting for delivery (0 when alerts are not configured).",
-               al.get("depth", 0) if isinstance(al, dict) else 0)
-    yield _one("powersentinel_errors_total", "counter", "Failures caught in the firmware's hooks.",
-               st["errors"])
-    yield _one("powersentinel_uptime_seconds", "gauge", "Time since boot.",
-               st["uptime_ms"] // 1000)
+    yield one("alert_queue_depth", al.get("depth", 0) if isinstance(al, dict) else 0)
+    yield one("errors_total", st["errors"])
+    yield one("uptime_seconds", st["uptime_ms"] // 1000)
     if http_stats is not None:
-        yield _one("powersentinel_http_requests_total", "counter",
-                   "HTTP requests answered.", http_stats["requests"])
-        yield family("powersentinel_http_rejected_total", "counter",
-                     "HTTP connections refused or requests rejected, by reason.")
-        for k in ("bad", "timeouts", "shed", "refused", "auth_failed", "errors"):
-            yield sample("powersentinel_http_rejected_total", 'reason="%s"' % k, http_stats[k])
+        yield one("http_requests_total", http_stats["requests"])
+        yield family("http_rejected_total")
+        for k in HTTP_REJECTED:
+            yield sample("http_rejected_total", 'reason="%s"' % k, http_stats[k])

@@ -8,12 +8,12 @@ Elements a test or a scraper may rely on (stable): #state[data-state], #cause, #
 #alarms li, #events tr[data-kind], #alerts, #records tr[data-type], form#drill.
 
 Pure: render() yields the page in pieces, so it is never held whole in RAM. The page is
-rendered by two modules, this one (head, alarms, mains, UPS, plan) and page2 (tiers, records,
-drill form, footer), imported one after the other and each dropped before the next: a module
-costs heap even from ROMFS (its function objects, constants, strings), and a request then holds
-one half at a time.
+rendered by three modules, this one (head, style, alarms), page1 (mains, UPS, plan) and page2
+(tiers, alert delivery, records, drill form, footer), imported one after the other and each
+dropped before the next (site.PAGES): a module costs heap even from ROMFS (its function
+objects, constants, strings), and a request then holds one part at a time.
 """
-from sentinel.web.fmt import dl, dur, esc
+from sentinel.web.fmt import esc
 
 # Kept short: what this module holds costs heap while the page is rendered, even from ROMFS
 # (this module measured 9.2 KB imported from ROMFS on the virtual board).
@@ -72,15 +72,17 @@ def alarms(st):
 
 def render(st, site, refresh_s=10, records=()):
     """Yield the page for status dict `st` (Ops.status()); site: the configured name;
-    records: not used here (page2 lists them). The first half of the page: head, alarms,
-    mains, UPS, plan; page2 renders the rest."""
+    records: not used here (page2 lists them). The first part of the page: head, style,
+    alarms; page1 and page2 render the rest."""
     s = st["state"]
     name = s["name"]
     yield '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
     yield '<meta name="viewport" content="width=device-width,initial-scale=1">'
     if refresh_s:
         yield '<meta http-equiv="refresh" content="%d">' % refresh_s
-    yield '<title>%s: %s</title><style>%s</style></head><body>' % (esc(site), esc(name), _CSS)
+    yield '<title>%s: %s</title><style>' % (esc(site), esc(name))
+    yield _CSS  # as it is: formatted into another string, it would be on the heap twice
+    yield '</style></head><body>'
     yield ('<header><h1>%s</h1><span id="state" class="b s-%s" data-state="%s">%s</span>'
            '<small>since: <span id="cause">%s</span>%s</small></header><main>') % (
         esc(site), esc(name), esc(name), esc(name.replace("_", " ")), esc(s["cause"]),
@@ -93,43 +95,4 @@ def render(st, site, refresh_s=10, records=()):
     else:
         yield '<p class="ok">None: mains good, every planned host connected.</p>'
 
-    m = st["mains"]
-    yield ('</section><section id="mains"><h2>Mains</h2><div class="big"><span id="mains-v">'
-           '%.1f</span> V</div>') % m["v"]
-    yield dl((("mains-hz", "Frequency", "-" if m["hz"] is None else "%.2f Hz" % m["hz"]),
-               ("mains-supply", "Supply", "lost" if m["lost"] else (
-                   "good" if m["good"] else "out of tolerance"))))
-    yield '<table id="events">'
-    for e in reversed(m["events"]):
-        yield '<tr data-kind="%s"><td>%s</td><td>%s ms</td><td>%s V</td></tr>' % (
-            esc(e["type"]), esc(e["type"]), e["duration_ms"], e["v"])
-    yield "</table></section>"
-
-    u = st["ups"]
-    yield ('<section id="ups"><h2>UPS</h2><div class="big"><span id="ups-charge">%d</span> %%'
-           '</div>') % u["charge"]
-    yield dl((("ups-status", "Status", u["status"]), ("ups-runtime", "Runtime", dur(u["runtime"])),
-               ("ups-link", "Link", u["link"])))
-
-    p = st["plan"]
-    ptiers = p.get("tiers") or []
-    done = 0
-    for t in ptiers:
-        if t["phase"] in ("done", "timeout", "off", "up"):
-            done += 1
-    mode = p.get("mode") or "none"
-    yield '</section><section id="plan" data-mode="%s"><h2>Plan</h2>' % esc(mode)
-    yield dl((("plan-id", "Plan", "#%s%s" % (p.get("plan") or 0,
-                                              " (drill)" if p.get("drill") else "")),
-               ("plan-mode", "Mode", mode),
-               ("plan-progress", "Progress", "%d of %d tiers" % (done, len(ptiers))),
-               ("plan-elapsed", "Elapsed", dur(p.get("elapsed_s")))))
     yield "</section>"
-
-
-def message(site, code, text):
-    """A small page answering a form (drill) or an error, back to / after 3 s."""
-    return ('<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><meta http-equiv='
-            '"refresh" content="3;url=/"><title>%s</title><style>%s</style></head><body><main>'
-            '<section class="w"><h2>%d</h2><p id="message">%s</p><a href="/">Back</a>'
-            '</section></main></body></html>\n') % (esc(site), _CSS, code, esc(text))

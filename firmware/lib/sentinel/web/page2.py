@@ -1,5 +1,5 @@
-"""The status page's second half: tiers with their hosts, alert delivery, the last journal
-records, the drill form, the footer. See page.py (the first half) for why there are two."""
+"""The status page's last part: tiers with their hosts, alert delivery, the last journal
+records, the drill form, the footer. See page.py (the first part) for why there are three."""
 from sentinel.version import VERSION
 from sentinel.web.fmt import dur, esc, kv
 
@@ -31,10 +31,10 @@ def render(st, site, refresh_s=10, records=()):
     if isinstance(alerts, dict):
         yield ('<section class="w" id="alerts"><h2>Alert delivery</h2><table><tr><td>queued</td>'
                '<td id="alerts-depth">%s</td></tr>') % esc(alerts.get("depth", 0))
-        for k in alerts:
-            if isinstance(alerts[k], dict):
-                yield '<tr data-transport="%s"><td>%s</td><td>%s</td></tr>' % (
-                    esc(k), esc(k), esc(kv(alerts[k], 200)))
+        tr = alerts.get("transports") or {}  # the outbox's status: one row per transport
+        for k in tr:
+            yield '<tr data-transport="%s"><td>%s</td><td>%s</td></tr>' % (
+                esc(k), esc(k), esc(kv(tr[k], 200)))
         yield "</table></section>"
 
     yield '<section class="w"><h2>Last records</h2><table id="records">'

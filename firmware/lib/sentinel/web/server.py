@@ -17,23 +17,53 @@ section or the parser's defaults:
   * the whole request (line, headers, body) must arrive within timeout_ms, and the whole answer
     be taken within as long again: a client that stops reading is dropped;
   * one handler runs at a time (a lock): a response's working set is on the heap once.
-  * the request's size: sentinel.web.http.RequestParser.
+  * the request's size: sentinel.web.http.RequestParser (imported per request).
 Credentials (HTTP Basic) are asked only by routes that change state; failures are delayed per
 address by the NUT server's LoginLimiter (one budget for a guesser, whichever door it knocks at).
 
 Routes come as a table of (path, method, handler, right): handler is async fn(site, request,
-response, who) with who = (address, user or None); right is what a login must hold (None: no
+response, who) with who = (address, user or None), request the RequestParser holding the
+request when the route needs a login (right is not None), else None; right is what a login must hold (None: no
 login), checked with site.allowed(user, password, right) -> None (wrong credentials), False or
 True.
 """
 import asyncio
+import sys
 
 from sentinel.nut.server import _close, peer_addr
-from sentinel.web import http as H
 
+_MORE = 0  # sentinel.web.http's MORE and DONE
+_DONE = 1
 _READ = 256     # bytes asked of the socket per read
 _FLUSH = 512    # a response is written in pieces of about this size
 _MAX = 0x3FFFFFFF
+
+
+REASONS = {200: "OK", 303: "See Other", 400: "Bad Request", 401: "Unauthorized",
+           403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed",
+           408: "Request Timeout", 409: "Conflict", 413: "Content Too Large",
+           414: "URI Too Long", 431: "Request Header Fields Too Large",
+           500: "Internal Server Error", 501: "Not Implemented", 503: "Service Unavailable"}
+
+
+def response_head(code, ctype=None, extra=()):
+    """The status line and headers of a response that ends when the connection closes (no
+    Content-Length: bodies are streamed as they are rendered)."""
+    h = "HTTP/1.1 %d %s\r\n" % (code, REASONS.get(code, "Error"))
+    if ctype:
+        h += "Content-Type: %s\r\n" % ctype
+    for k, v in extra:
+        h += "%s: %s\r\n" % (k, v)
+    return h + "Cache-Control: no-store\r\nConnection: close\r\n\r\n"
+
+
+def _drop_parser():
+    """Forget sentinel.web.http (the request parser), imported per request: a parser still in
+    use keeps its own reference; the next request imports it afresh."""
+    sys.modules.pop("sentinel.web.http", None)
+    pkg = sys.modules.get("sentinel.web")
+    if pkg is not None and "http" in pkg.__dict__:
+        delattr(pkg, "http")
 
 
 class Response:
@@ -47,22 +77,42 @@ class Response:
         self.code = None
 
     async def send(self, code, ctype, body, extra=()):
-        """body: a str, or an iterable of str (rendered while the previous pieces are sent)."""
+        """body: a str, or an iterable of str or bytes (rendered while the previous pieces are
+        sent). The pieces are copied into one buffer of _FLUSH bytes, written whenever it is
+        full: no piece is joined to another or kept, and a long one is encoded a slice at a
+        time, so a response holds about two buffers' worth of heap however long it is."""
         self.code = code
-        parts = [H.response_head(code, ctype, extra)]
-        n = len(parts[0])
+        buf = bytearray(_FLUSH)
+        mv = memoryview(buf)
+        n = await self._put(mv, 0, response_head(code, ctype, extra))
         for piece in ((body,) if isinstance(body, str) else body):
-            parts.append(piece)
-            n += len(piece)
-            if n >= _FLUSH:
-                await self._write("".join(parts))
-                parts = []
-                n = 0
-        if parts:
-            await self._write("".join(parts))
+            n = await self._put(mv, n, piece)
+        if n:
+            await self._write(mv[:n])
 
-    async def _write(self, s):
-        self.w.write(s.encode())
+    async def _put(self, mv, n, piece):
+        """Copy piece into the buffer after its first n bytes, writing it out when full; the
+        bytes now in it."""
+        k = len(piece)
+        for i in range(0, k, _FLUSH):
+            b = piece if k <= _FLUSH else piece[i:i + _FLUSH]
+            if isinstance(b, str):
+                b = b.encode()
+            m = len(b)
+            if n + m > _FLUSH:
+                if n:
+                    await self._write(mv[:n])
+                    n = 0
+                if m > _FLUSH:  # a slice of non-ASCII text that grew when encoded
+                    await self._write(b)
+                    continue
+            mv[n:n + m] = b
+            n += m
+        return n
+
+    async def _write(self, data):
+        # the stream copies what the socket did not take at once: the buffer may be reused
+        self.w.write(data)
         left = self.deadline - self.now_ms()
         if left <= 0:
             raise asyncio.TimeoutError()
@@ -139,7 +189,7 @@ class WebServer:
         if len(self.conns) >= self.max_conns and not self._make_room():
             self._count("refused")
             try:
-                writer.write(H.response_head(503, "text/plain").encode() + b"busy\n")
+                writer.write(response_head(503, "text/plain").encode() + b"busy\n")
             except Exception:
                 pass
             _close(writer)
@@ -154,15 +204,21 @@ class WebServer:
             pass  # shed, or the server is closing
         except Exception:
             pass  # the peer reset the connection: nothing to answer
+        _drop_parser()
         if c in self.conns:
             self.conns.remove(c)
         _close(writer)
 
     async def _serve(self, c, reader, writer):
+        # the parser's module is imported for the request and dropped once it is read (for a
+        # route that needs a login or a body, once it is answered): it is not on the heap
+        # while a page or a scrape is rendered, nor between requests
+        from sentinel.web import http as H
         p = H.RequestParser()
+        del H
         deadline = self.now_ms() + self.timeout_ms
-        r = H.MORE
-        while r == H.MORE:
+        r = _MORE
+        while r == _MORE:
             left = deadline - self.now_ms()
             if left <= 0:
                 raise asyncio.TimeoutError()
@@ -172,20 +228,23 @@ class WebServer:
             r = p.feed(data)
         c.reading = False
         resp = Response(writer, self.timeout_ms, self.now_ms)
-        if r != H.DONE:
+        if r != _DONE:
             self._count("bad")
-            await resp.send(r, "text/plain", H.REASONS.get(r, "Error") + "\n")
+            await resp.send(r, "text/plain", REASONS.get(r, "Error") + "\n")
             return
         route, err = self.route(p.path, p.method)
         if route is None:
             extra = ()
             if err == 405:
                 extra = (("Allow", ", ".join(x[1] for x in self.routes if x[0] == p.path)),)
-            await resp.send(err, "text/plain", H.REASONS[err] + "\n", extra)
+            await resp.send(err, "text/plain", REASONS[err] + "\n", extra)
             return
         addr = peer_addr(writer.get_extra_info("peername"))[0]
         who = (addr, None)
-        if route[3] is not None:
+        if route[3] is None:
+            p = None  # nothing of the request is used from here on
+            _drop_parser()
+        else:
             who = await self._login(addr, p, route[3], resp)
             if who is None:
                 return
@@ -207,7 +266,8 @@ class WebServer:
     async def _login(self, addr, p, right, resp):
         """(addr, user) when the request's credentials hold `right`; else answers 401 or 403
         and returns None."""
-        creds = H.basic_credentials(p.headers.get("authorization"))
+        from sentinel.web.http import basic_credentials  # loaded while p is in use
+        creds = basic_credentials(p.headers.get("authorization"))
         user = None
         ok = None
         if creds is not None:

@@ -2,25 +2,13 @@
 state.
 
 Reads only what exists: the console's status (Ops.status()), the journal's last records, the
-config's NUT users. The one state change is the drill, requested exactly as the console and
-NUT's `sentinel.drill.start/stop` instant commands request it: a command in the control loop's
-queue, refused where the state machine would refuse it.
-
-Who may: a NUT user (nut.users) whose password matches, with the `primary` role (a primary may
-already raise FSD, which a drill rehearses) or the instant-command right to the drill
-(`actions` holding INSTCMD, or `instcmds` naming sentinel.drill.start, sentinel.drill.stop or
-ALL). A `secondary` user is only what a server's upsmon needs, so it may not.
+config's NUT users. The one state change is the drill; its handler and who may ask for it are
+sentinel.web.drill, imported per request.
 """
 import sys
 
-from sentinel.nut.auth import check_password
-from sentinel.web.http import parse_form
-
 HTML = "text/html; charset=utf-8"
-# compared against when the user name is unknown, so that a wrong name costs the same time as a
-# wrong password (the salt and digest are arbitrary)
-_NOBODY = "sha256$nobody$" + "0" * 64
-_DRILL_CMDS = ("ALL", "sentinel.drill.start", "sentinel.drill.stop")
+PAGES = ("page", "page1", "page2")  # the status page's parts, in order (sentinel.web.<name>)
 
 
 class Site:
@@ -38,37 +26,36 @@ class Site:
     # -- access ------------------------------------------------------------------------------
     def allowed(self, user, password, right):
         """None when the credentials are wrong; else whether `user` holds `right` ("drill")."""
-        u = None
-        for x in self.rt.cfg["nut"]["users"]:
-            if x["name"] == user:
-                u = x
-        if not check_password(_NOBODY if u is None else u["password"], password) or u is None:
-            return None
-        if right != "drill":
-            return False
-        if u["role"] == "primary" or "INSTCMD" in u["actions"]:
-            return True
-        for c in u.get("instcmds") or ():
-            if c in _DRILL_CMDS:
-                return True
-        return False
+        from sentinel.web import drill
+        try:
+            return drill.allowed(self.rt.cfg["nut"]["users"], user, password, right)
+        finally:
+            del drill
+            _drop("drill")
+            _drop("fmt")
 
     # -- handlers: async fn(self, req, resp, who); who = (addr, user), user None without login.
     # The page and the metrics modules are imported for the request and dropped after it, as
     # the console's rare ops are: saves device heap between requests (a board without ROMFS
     # holds a module's bytecode in RAM; from ROMFS, still its function objects and strings).
     async def index(self, req, resp, who):
-        await resp.send(200, HTML, self._page(self.ops.status(), self.records()))
+        # the alerts' delivery block is listed by the last part: read then, not held through
+        # the others
+        await resp.send(200, HTML, self._page(self.ops.status(brief=("alerts",))))
 
-    def _page(self, st, records):
-        # the page's two halves, each module imported when its turn comes and dropped before
-        # the next: half the page's code on the heap at a time (page.py says why)
+    def _page(self, st):
+        # the page's parts, each module imported when its turn comes and dropped before the
+        # next: a third of the page's code on the heap at a time (page.py says why); the
+        # records are read for the last part, which lists them
         try:
-            for name in ("page", "page2"):
+            for name in PAGES:
                 __import__("sentinel.web." + name)
                 mod = sys.modules["sentinel.web." + name]
+                if name == "page2" and self.ops.alerts is not None:
+                    st["alerts"] = self.ops.alerts.status()
                 try:
-                    for piece in mod.render(st, self.name, self.refresh_s, records):
+                    for piece in mod.render(st, self.name, self.refresh_s,
+                                            self.records() if name == "page2" else ()):
                         yield piece
                 finally:
                     del mod
@@ -81,37 +68,20 @@ class Site:
         srv = self.server
         try:
             await resp.send(200, metrics.CONTENT_TYPE, metrics.render(
-                self.ops.status(), None if srv is None else srv.stats))
+                self.ops.status(brief=("plan", "alerts")), None if srv is None else srv.stats))
         finally:
             del metrics
             _drop("metrics")
 
     async def drill(self, req, resp, who):
-        action = parse_form(req.body).get("action", "start")
-        if action not in ("start", "stop"):
-            await self._message(resp, 400, "action must be start or stop")
-            return
-        cmd = "drill" if action == "start" else "drill_stop"
-        sm = self.ops.sm
-        if sm.allowed(cmd):
-            self.ops.commands.append(cmd)
-            code = 200
-            text = "Drill %s requested by %s." % ("start" if cmd == "drill" else "stop", who[1])
-        else:
-            code = 409
-            text = ("A drill cannot start now (state %s%s)." % (
-                sm.state, ", a drill already runs" if sm.drill else "") if cmd == "drill"
-                else "No drill is running.")
-        self.rt.log("web_drill", {"action": action, "user": who[1], "addr": who[0],
-                                  "result": "ok" if code == 200 else "refused"}, critical=True)
-        await self._message(resp, code, text)
-
-    async def _message(self, resp, code, text):
-        from sentinel.web import page
+        # a drill request is rare: its code (the form, the answer page) is imported for it
+        # and dropped after it (device heap)
+        from sentinel.web import drill
         try:
-            await resp.send(code, HTML, page.message(self.name, code, text))
+            await drill.drill(self, req, resp, who)
         finally:
-            del page
+            del drill
+            _drop("drill")
             _drop("page")
             _drop("fmt")
 
