@@ -162,3 +162,11 @@ def test_firmware_hmac_matches_python():
     for key, msg in ((b"", b""), (b"k", b"body"), (b"x" * 64, b"y" * 1000),
                      (os.urandom(100), os.urandom(333))):
         assert fw_webhook.hmac_sha256(key, msg) == hmac.new(key, msg, hashlib.sha256).digest()
+
+
+def test_every_alert_kind_is_documented():
+    from sentinel.alerts import kinds
+    with open(os.path.join(REPO, "docs", "alerts.md")) as f:
+        doc = f.read()
+    names = [ln.split()[0].split("/")[0] for ln in kinds.TABLE.strip().splitlines()]
+    assert [n for n in names if "| `%s` |" % n not in doc] == []
