@@ -34,6 +34,8 @@ class Control:
         self.cov = cov
         self.snap = snap
         self.inputs = Inputs()
+        # pair mode's sensor arbitration (pair.link.gate), set by the app: (now) -> None
+        self.gate = None
         self._cov_at = -10 ** 9
         nut = seq.nut
         nut.on_fsd = self.client_fsd
@@ -83,6 +85,8 @@ class Control:
         now = self.rt.now()
         sm = self.sm
         i = self._gather()
+        if self.gate is not None:
+            self.gate(now)
         self.battery.update(now, i.ups_on_battery or sm.on_battery, i.ups_charge)
         i.ups_charge = self.battery.charge_pct
         i.ups_runtime = self.battery.runtime_s
