@@ -179,3 +179,10 @@ def test_one_bad_sensor_never_shuts_the_site_down(tmp_path):
         if mon is not None:
             mon.stop()
         vpair.stop_pair(d)
+
+
+def test_board_option_needs_a_pair(tmp_path):
+    from fakeboard import invoke  # pyright: ignore[reportMissingImports]
+    code, _, se = invoke(["virtual", "set", "--dir", str(tmp_path), "--board", "b", "mains=0"])
+    assert code == 2
+    assert se.strip() == "error: --board applies to a virtual pair; %s holds one board" % tmp_path
