@@ -186,3 +186,14 @@ def test_board_option_needs_a_pair(tmp_path):
     code, _, se = invoke(["virtual", "set", "--dir", str(tmp_path), "--board", "b", "mains=0"])
     assert code == 2
     assert se.strip() == "error: --board applies to a virtual pair; %s holds one board" % tmp_path
+
+
+def test_the_pair_row_shows_a_disagreement_in_red():
+    from powersentinel import ui
+    line = ui.pair_line({"state": "ALIVE", "peer": "10.0.0.2", "since_ms": 5000, "last_ms": 200,
+                         "sensor": {"disagree": "sensor disagrees: A reads mains lost, B reads "
+                                                "good; not acted on", "held": True}})
+    assert line.endswith("  [red]sensor disagrees: A reads mains lost, B reads good; not acted "
+                         "on[/red]")
+    assert "sensor" not in ui.pair_line({"state": "ALIVE", "peer": "10.0.0.2",
+                                         "sensor": {"disagree": "", "held": False}})
