@@ -141,6 +141,65 @@ class Link(TestCase):
         print("pair heartbeat: %d bytes allocated per frame sent and received" % (used // 20))
 
 
+class Disagreement(TestCase):
+    def setUp(self):
+        self.links = []
+
+    def tearDown(self):
+        for lk in self.links:
+            if lk.sock is not None:
+                lk.sock.close()
+
+    def test_both_sides_log_and_alarm_then_clear(self):
+        # A's sensor reads mains lost, B's good (the view functions above send mains "good",
+        # UPS "OL": the peer's UPS reading stands in for A's, which has none): the
+        # arbitration each control step holds A, both journal it and serve the alarm
+        c = Clock()
+        a, alog, asnap, b = _pair(c)
+        blog = []
+        b.log = lambda t, d, critical=False: blog.append((t, d))
+        self.links = [a, b]
+        _run([a, b], c, 400)
+        held = []
+        while c.t < 400 + 600:  # dead_ms (500) plus a step or two: the disagreement is declared
+            c.t += 50
+            a.step(c.t)
+            b.step(c.t)
+            held.append(a.arbitrate(c.t, 2, 0))
+            b.arbitrate(c.t, 1, 0)
+        self.assertEqual(set(held), {True})
+        self.assertEqual(asnap.pair_alarm, "sensor disagrees: A reads mains lost, B reads good,"
+                                           " UPS on line; not acted on")
+        self.assertEqual([d for t, d in alog if t == "pair_disagree"],
+                         [{"cause": asnap.pair_alarm, "own": "lost", "peer": "good",
+                           "ups": "on line", "held": True}])
+        # B hears A's own verdict (lost) in A's frames: B reports it from its side (A's view
+        # function says good in this rig, so feed B what A's sensor would send)
+        b.peer.msg.mains = 2
+        b.arbitrate(c.t, 1, 0)
+        b.arbitrate(c.t + 600, 1, 0)
+        self.assertEqual([d["cause"] for t, d in blog if t == "pair_disagree"],
+                         ["sensor disagrees: B reads mains good, A reads lost, UPS on line"])
+        st = a.status()["sensor"]
+        self.assertTrue(st["held"] and st["disagree"].startswith("sensor disagrees"))
+        # A's sensor agrees again: cleared, with how long it lasted
+        self.assertFalse(a.arbitrate(c.t + 700, 1, 0))
+        self.assertEqual(asnap.pair_alarm, "")
+        self.assertEqual(alog[-1][0], "pair_agree")
+        self.assertTrue(alog[-1][1]["ms"] >= 500)
+
+    def test_redundancy_lost_and_a_disagreement_share_the_alarm(self):
+        c = Clock()
+        a, alog, asnap = _link("A", PA, PB, c, boot=11)
+        self.links = [a]
+        _run([a], c, 600)
+        a.arbitrate(c.t, 2, 1)          # our sensor lost, our UPS on line, no peer
+        a.arbitrate(c.t + 600, 2, 1)
+        self.assertEqual(asnap.pair_alarm, "redundancy lost: no heartbeat; sensor disagrees: "
+                                           "A reads mains lost, B reads nothing (not alive), UPS "
+                                           "on line; not acted on")
+
+
 class Codecs(TestCase):
     def test_codec_used_by_the_link(self):
         c = Clock()

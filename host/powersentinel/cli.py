@@ -125,8 +125,10 @@ def virtual_stop(d):
 @click.option("--dir", "d", required=True, type=click.Path(file_okay=False))
 @click.option("--at-phase", type=float, default=None,
               help="apply mains/frequency changes when the waveform reaches this phase (deg)")
+@click.option("--board", type=click.Choice(["a", "b"]), default=None,
+              help="a pair: drive this board's wires alone (one board's sensor fault)")
 @click.argument("assignments", nargs=-1, required=True)
-def virtual_set(d, at_phase, assignments):
+def virtual_set(d, at_phase, board, assignments):
     """Drive the board's wires: KEY=VALUE ...
 
     \b
@@ -149,10 +151,12 @@ def virtual_set(d, at_phase, assignments):
         values[k.strip()] = val
     if _is_pair(d):
         from .virtual import pair as vpair
-        st = vpair.set_pair_wires(d, values, at_phase=at_phase)
+        st = vpair.set_pair_wires(d, values, at_phase=at_phase, board=board)
         click.echo(json.dumps({s: None if v is None else
                                {"mains": v["mains"], "ups": v["ups"]} for s, v in st.items()}))
         return
+    if board is not None:
+        fail("--board applies to a virtual pair; %s holds one board" % d)
     st = vboard.set_wires(d, values, at_phase=at_phase)
     click.echo(json.dumps({"mains": st["mains"], "ups": st["ups"], "contacts": st["contacts"]}))
 

@@ -114,6 +114,9 @@ def pair_line(p):
     bad = ["%d %s" % kv for kv in bad if kv[0]]
     if bad:
         line += "  [yellow]refused: %s[/yellow]" % ", ".join(bad)
+    dis = (p.get("sensor") or {}).get("disagree")
+    if dis:
+        line += "  [red]%s[/red]" % escape(str(dis))
     return line
 
 

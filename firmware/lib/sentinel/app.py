@@ -140,9 +140,11 @@ class Sentinel:
         if pair_on:
             # the pair package loads only when pair.enabled: saves device heap (boards without
             # ROMFS hold every imported module's bytecode in RAM)
-            from sentinel.pair.link import PairLink, new_boot_id, own_view
+            from sentinel.pair.link import PairLink, gate, new_boot_id, own_view
             self.pair = PairLink(cfg, board, rt.now, rt.log, snap, own_view(self.control),
                                  new_boot_id())
+            # the sensor's loss counts for the plan only when corroborated (pair/arbiter.py)
+            self.control.gate = gate(self.pair, self.control)
             self.ops.attach_pair(self.pair)
         self.cfg_source = cfg_source
         self.cfg_errors = list(cfg_errors)

@@ -18,6 +18,10 @@ CONTROL_MS = 100
 COVERAGE_MS = 2000  # the coverage audit walks every tier's logins: not every step
 
 
+def _no_gate(now):
+    """A single sentinel: its sensor's readings count as they are."""
+
+
 class Control:
     """rt: the Runtime; sensing: the Sensing (monitor, contacts, first-block flag); link: the
     UpsLink or None; battery, sm, seq, cov: the logic modules; snap: the Snapshot to publish."""
@@ -34,6 +38,8 @@ class Control:
         self.cov = cov
         self.snap = snap
         self.inputs = Inputs()
+        # pair mode's sensor arbitration (pair.link.gate), set by the app: (now) -> None
+        self.gate = _no_gate
         self._cov_at = -10 ** 9
         nut = seq.nut
         nut.on_fsd = self.client_fsd
@@ -83,6 +89,7 @@ class Control:
         now = self.rt.now()
         sm = self.sm
         i = self._gather()
+        self.gate(now)
         self.battery.update(now, i.ups_on_battery or sm.on_battery, i.ups_charge)
         i.ups_charge = self.battery.charge_pct
         i.ups_runtime = self.battery.runtime_s

@@ -100,12 +100,16 @@ class Inputs:
                       "shutdown", "abort", and ("fsd", tier) for a NUT client's FSD on a tier
     powered_up        the board has just started from a power-on reset; consumed by update()
                       (a board resuming LOAD_OFF was powered by the load it asked to cut)
+    mains_unconfirmed pair mode (pair/arbiter.py): the sensor's loss or out-of-tolerance reading
+                      is not corroborated while the UPS or the peer says mains is fine, so it
+                      does not count: mains_lost and mains_good are then not acted on. Always
+                      False for a single sentinel
     """
 
     def __init__(self, mains_lost=False, mains_good=True, mains_present=True, ups_on_battery=False,
                  ups_low_battery=False, ups_charge=None, ups_runtime=None, ups_link_ok=True,
                  ups_link_configured=True, ups_output_off=False, commands=None,
-                 powered_up=False, ups_link_known=True):
+                 powered_up=False, ups_link_known=True, mains_unconfirmed=False):
         self.mains_lost = mains_lost
         self.mains_good = mains_good
         self.mains_present = mains_present
@@ -119,6 +123,7 @@ class Inputs:
         self.ups_output_off = ups_output_off
         self.commands = [] if commands is None else commands
         self.powered_up = powered_up
+        self.mains_unconfirmed = mains_unconfirmed
 
 
 class StateMachine:
@@ -194,7 +199,7 @@ class StateMachine:
     def _outage(self, now, i, ups_known, resume_to):
         self.outage_start = now
         self.resume_to = resume_to
-        if i.mains_lost:
+        if i.mains_lost and not i.mains_unconfirmed:
             cause = MAINS_LOST
         elif ups_known and i.ups_on_battery:
             cause = UPS_ON_BATTERY
@@ -260,15 +265,20 @@ class StateMachine:
         by the next call: copy it to keep it)."""
         self._begin()
         ups_known = i.ups_link_configured and i.ups_link_ok
+        # a pair's sensor reading that the UPS or the peer contradicts does not count
+        sensed = i.mains_present and not i.mains_unconfirmed
+        lost = i.mains_lost and not i.mains_unconfirmed
         if ups_known:
-            ob = i.mains_lost or i.ups_on_battery
+            ob = lost or i.ups_on_battery
+        elif sensed:
+            ob = lost or not i.mains_good
         elif i.mains_present:
-            ob = i.mains_lost or not i.mains_good
+            ob = False  # unconfirmed: the UPS or the peer says mains is fine
         else:
             ob = self.on_battery  # nothing to go by: keep the last belief
         self.on_battery = ob
         back = not ob
-        good = back and (i.mains_good or not i.mains_present)
+        good = back and (i.mains_good or not sensed)
         if back:
             if self._back_since is None:
                 self._back_since = now

@@ -113,10 +113,19 @@ def stop_pair(d):
     return any([stop(os.path.join(d, s)) for s in SIDES])
 
 
-def set_pair_wires(d, values, at_phase=None):
+def set_pair_wires(d, values, at_phase=None, board=None):
     """Mains wires to both boards, every other wire (the UPS's, contacts) to board A.
-    -> {"a": state, "b": state or None}."""
+    board: "a" or "b" to drive that board's wires alone (a fault of one board's sensor, e.g.
+    mains=0 on b while mains is fine); the UPS simulator sits on A's wires and follows A's
+    mains wire, so a fault of A's sensor alone pins it (ups.status=OL). -> {"a": state or
+    None, "b": state or None}."""
     d = os.path.abspath(d)
+    if board is not None:
+        if board not in SIDES:
+            raise VirtualError("--board must be a or b, not %r" % board)
+        out = {"a": None, "b": None}
+        out[board] = set_wires(os.path.join(d, board), dict(values), at_phase=at_phase)
+        return out
     mains = {k: v for k, v in values.items()
              if k in MAINS_WIRES or k.startswith("harmonic.")}
     out = {"a": set_wires(os.path.join(d, "a"), dict(values), at_phase=at_phase), "b": None}

@@ -23,6 +23,8 @@ loop_stall warning event loop stalled {ms} ms (limit {limit_ms} ms)
 network warning network is {state}
 nut_start_failed err the NUT server cannot start: {error}
 pair_peer warning pair peer {peer} is {state} ({cause}); redundancy is lost while it is not ALIVE
+pair_disagree warning {cause}
+pair_agree notice pair sensors agree again after {ms} ms
 alert_test notice test alert requested from the console
 alerts_lost err {transport}: {count} journal records rotated away undelivered (alerts lost)
 mains_lost crit mains lost ({v} V)

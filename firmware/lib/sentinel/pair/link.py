@@ -7,7 +7,9 @@ network" after dead_ms, which is the truth: this sentinel alone cannot be redund
 
 Changes of the peer's state are journalled as `pair_peer` records (with their cause), and the
 Snapshot's `pair_alarm` is set while redundancy is lost, which NUT serves as ALARM and
-ups.alarm (nutview.py).
+ups.alarm (nutview.py). The control step asks `arbitrate()` whether its own sensor's loss is
+corroborated (pair/arbiter.py); a sensor disagreement is journalled (`pair_disagree`, then
+`pair_agree`) and joins the alarm.
 """
 import asyncio
 import select
@@ -17,6 +19,7 @@ try:
 except ImportError:  # an image without networking: the link reports "no network"
     socket = None
 
+from sentinel.pair.arbiter import RAISED, Arbiter
 from sentinel.pair.frame import MALFORMED, Codec, MAX31
 from sentinel.pair.peer import ALIVE, DEAD, Peer
 
@@ -60,6 +63,13 @@ class PairLink:
         self.send_errors = 0
         self.received = 0
         self._send_at = -10 ** 9
+        # a disagreement is declared once a live peer's fresh frames and the UPS's next poll
+        # have had time to arrive: the skew at an outage's onset is never reported
+        ups = cfg.get("ups")
+        confirm = max(p["dead_ms"], 2 * ups["poll_ms"] if ups else 0)
+        self.arbiter = Arbiter(p["id"], "B" if p["id"] == "A" else "A", confirm)
+        self._lost = ""     # "redundancy lost: <cause>" while the peer is DEAD
+        self._shown = ""    # the disagreement text pair_alarm was last composed with
 
     def _open(self):
         """The socket, once the network is up; None (and why) otherwise."""
@@ -159,7 +169,39 @@ class PairLink:
         if p.same_id and cause == "same id":
             data["id"] = self.cfg["id"]  # both sentinels say they are this one
         self.log("pair_peer", data, critical=state == DEAD)
-        self.snap.pair_alarm = ("redundancy lost: " + cause) if state == DEAD else ""
+        self._lost = ("redundancy lost: " + cause) if state == DEAD else ""
+        self._alarm()
+
+    def _alarm(self):
+        """pair_alarm, what NUT serves in ups.alarm: redundancy lost, then a disagreement."""
+        d = self.arbiter.disagree
+        self._shown = d
+        lost = self._lost
+        self.snap.pair_alarm = (lost + "; " + d) if lost and d else (lost or d)
+
+    def arbitrate(self, now, own, own_ups):
+        """The control step's question: own (this sensor's verdict) and own_ups (this
+        sentinel's UPS reading), in frame codes. The UPS reading an alive peer carries stands in
+        when this sentinel has none. True when this sentinel's loss is not corroborated and
+        must not be acted on (Inputs.mains_unconfirmed)."""
+        peer = self.peer
+        m = peer.msg if peer.state == ALIVE else None
+        pm = 0
+        ups = own_ups
+        if m is not None:
+            pm = m.mains
+            if not ups:
+                ups = m.ups
+        a = self.arbiter
+        ch = a.update(now, own, ups, pm)
+        if ch is not None:
+            if ch[0] == RAISED:
+                self.log("pair_disagree", a.record(), critical=True)
+            else:
+                self.log("pair_agree", {"ms": ch[1]}, critical=True)
+        if a.disagree is not self._shown:
+            self._alarm()
+        return a.unconfirmed
 
     def status(self):
         now = self.now()
@@ -170,6 +212,9 @@ class PairLink:
         st["received"] = self.received
         st["send_errors"] = self.send_errors
         st["link"] = "open" if self.sock is not None else "closed"
+        a = self.arbiter
+        st["sensor"] = {"disagree": a.disagree, "held": a.unconfirmed,
+                        "since_ms": None if a.since is None else now - a.since}
         return st
 
     async def run(self):
@@ -190,18 +235,38 @@ class PairLink:
 _DONE = ("done", "timeout", "off")  # sequencer phases of a tier whose shutdown is over
 
 
+def _mains(control):
+    """This sentinel's own mains verdict in frame codes (unknown, good, lost, bad)."""
+    mon = control.monitor
+    return 2 if mon.lost else 1 if mon.good else 3 if control.sensing.seen else 0
+
+
+def _ups(i):
+    """The UPS's status from this sentinel's link or contacts in frame codes (none, OL, OB,
+    OB LB)."""
+    if i.ups_link_configured and i.ups_link_ok:
+        return (3 if i.ups_low_battery else 2) if i.ups_on_battery else 1
+    return 0
+
+
+def gate(link, control):
+    """(now) -> None, for the control step to call between gathering its inputs and the
+    state machine's update: sets Inputs.mains_unconfirmed from the arbitration."""
+    def step(now):
+        i = control.inputs
+        i.mains_unconfirmed = link.arbitrate(now, _mains(control), _ups(i))
+    return step
+
+
 def own_view(control):
     """() -> this sentinel's view in frame codes, read from the control loop (its inputs, the
-    mains monitor, the state machine, the sequencer): what the peer is told each heartbeat."""
+    mains monitor, the state machine, the sequencer): what the peer is told each heartbeat
+    (its own sensor's verdict, never the arbitrated one)."""
     from sentinel.pair.frame import state_code
 
     def view():
-        mon = control.monitor
-        i = control.inputs
-        mains = 2 if mon.lost else 1 if mon.good else 3 if control.sensing.seen else 0
-        ups = 0
-        if i.ups_link_configured and i.ups_link_ok:
-            ups = (3 if i.ups_low_battery else 2) if i.ups_on_battery else 1
+        mains = _mains(control)
+        ups = _ups(control.inputs)
         seq = control.seq
         done = 0
         for t in seq.tiers:
