@@ -32,7 +32,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 if HERE not in sys.path:
     sys.path.insert(0, HERE)
 
-from heap_bench import FEATURES, N_CLIENTS, TIERS, USERS, NutClient, make_config  # noqa: E402
+from heap_bench import (COMBOS, FEATURES, N_CLIENTS, TIERS, USERS, NutClient,  # noqa: E402
+                        expand, make_config)
 from powersentinel import virtual  # noqa: E402
 from powersentinel.link import Link  # noqa: E402
 
@@ -52,15 +53,20 @@ def scenario(duration=600.0, outages=3, workdir=None, log=None, features=()):
     base = workdir or tempfile.mkdtemp(prefix="latbench-")
     d = os.path.join(base, "board")
     cfg_path = os.path.join(base, "config.json")
-    cfg = make_config(features)
+    names = expand(features)
+    parts = {f: FEATURES[f]() for f in names}
+    cfg = make_config()
+    for p in parts.values():
+        p.configure(cfg, base)
     with open(cfg_path, "w") as f:
         json.dump(cfg, f)
-    loads = {f: FEATURES[f][1](cfg) for f in features if FEATURES[f][1] is not None}
     res = {"ok": False, "error": None, "duration_s": duration, "polls": 0, "status_reads": 0,
            "log_reads": 0, "capture_reads": 0, "mains_lost_seen": 0,
-           "features": list(features), "loads": {}}
+           "features": names, "loads": {}}
     clients = []
     try:
+        for p in parts.values():
+            p.up()
         meta = virtual.start(d, config=cfg_path, timeout=60)
         say("board up (%s)" % meta["serial"])
         pw = dict((u, p) for u, p, _, _ in USERS)
@@ -70,8 +76,8 @@ def scenario(duration=600.0, outages=3, workdir=None, log=None, features=()):
             if i == 1:
                 extra.append("GET DESC %s ups.status" % TIERS[0])
             clients.append(NutClient(meta["nut"], user, pw[user], TIERS[i % 3], extra))
-        for ld in loads.values():
-            ld.start()
+        for p in parts.values():
+            p.start()
         # outage k runs from cuts[k] for 4 s, spread over the run after a quiet first tenth
         cuts = [duration * (0.1 + 0.8 * (k + 0.5) / outages) for k in range(outages)]
         with Link(meta["serial"]) as link:
@@ -118,11 +124,10 @@ def scenario(duration=600.0, outages=3, workdir=None, log=None, features=()):
                         % (t, stall, over, res["polls"]))
                 time.sleep(0.5)
             st = link.request("status")
-        for name, ld in loads.items():
-            ld.stop()
-            res["loads"][name] = {"ok": ld.ok, "failed": ld.failed}
-            if ld.failed or not all(ld.ok.values()):
-                raise RuntimeError("%s load: %r" % (name, res["loads"][name]))
+        for name, p in parts.items():
+            p.stop()
+            res["loads"][name] = p.counts()
+            p.check()
         if "alerts" in st:
             res["alerts"] = st["alerts"]
         stall, over, ring_ms = _fields(st)
@@ -138,8 +143,8 @@ def scenario(duration=600.0, outages=3, workdir=None, log=None, features=()):
     except Exception as e:  # the figures say how far it got; the error says why it stopped
         res["error"] = "%s: %s" % (type(e).__name__, e)
     finally:
-        for ld in loads.values():
-            ld.stop()
+        for p in parts.values():
+            p.stop()
         for c in clients:
             c.close()
         virtual.stop(d)
@@ -154,12 +159,14 @@ def main(argv=None):
     ap.add_argument("--outages", type=int, default=3, help="mains cuts during the run")
     ap.add_argument("--json", help="also write the results here")
     ap.add_argument("--features", default="",
-                    help="optional parts to enable, comma separated: %s" % ", ".join(FEATURES))
+                    help="optional parts to enable, comma separated: %s"
+                    % ", ".join(list(FEATURES) + list(COMBOS)))
     a = ap.parse_args(argv)
     features = [f for f in a.features.split(",") if f]
-    for f in features:
-        if f not in FEATURES:
-            ap.error("unknown feature %r (known: %s)" % (f, ", ".join(FEATURES)))
+    try:
+        expand(features)
+    except ValueError as e:
+        ap.error(str(e))
     r = scenario(a.duration, a.outages, log=print, features=features)
     print("duration %.0f s: worst loop stall %s ms, ADC ring %s ms, margin x%s, ADC blocks lost "
           "%s, gaps %s, NUT polls %d, status reads %d, capture reads %d -> %s"
