@@ -31,6 +31,7 @@ _lib = sys.argv[2] if len(sys.argv) > 2 else __file__.rsplit("/", 1)[0] + "/../.
 sys.path.insert(0, _lib)
 
 from sentinel import config, schema  # noqa: E402
+gc.collect()  # the compiler's garbage from those two: server.py compiles in what is left
 from sentinel.nut.server import NutServer  # noqa: E402
 from sentinel.nut.auth import LoginLimiter  # noqa: E402
 

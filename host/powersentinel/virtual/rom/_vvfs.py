@@ -30,7 +30,14 @@ def rom_ioctl(op, *args):
             return _EINVAL
         f = _vboard.ROMFS_FILE
         f.seek(0)
-        f.write(bytes(n))
+        # erased in 4 KiB pieces: one bytes(n) of a whole image needs a contiguous block as
+        # large as the image, which a running firmware's heap may not have
+        z = bytes(4096)
+        off = 0
+        while off < n:
+            k = min(4096, n - off)
+            f.write(z if k == 4096 else z[:k])
+            off += k
         f.flush()
         return 4
     if op == 4:   # write buf at offset
