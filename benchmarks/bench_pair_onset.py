@@ -31,20 +31,14 @@ if os.path.join(REPO, "host") not in sys.path:
 sys.path.insert(0, HERE)
 
 import reliability_common as rc  # noqa: E402
-from powersentinel import virtual  # noqa: E402
+from powersentinel import logs, virtual  # noqa: E402
 from powersentinel.link import Link  # noqa: E402
 from powersentinel.virtual import pair as vpair  # noqa: E402
 from powersentinel.virtual import wait_for  # noqa: E402
 
 
 def records(link, kinds, frm):
-    out = []
-    while True:
-        r = link.request("log_read", from_seq=frm, max=32)
-        out += [x for x in r["records"] if x["type"] in kinds]
-        if not r["records"] or r["records"][-1]["seq"] >= (r["last"] or 0):
-            return out
-        frm = r["records"][-1]["seq"] + 1
+    return logs.read(link, kinds, frm)
 
 
 def last_seq(link):

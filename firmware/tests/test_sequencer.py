@@ -67,6 +67,8 @@ class Host:
         self.t_up = None
         self.login_t = 0
         self.connected = up         # upsmon connected to the sentinel
+        self.halt_ms = None         # its services still answer this long after its logout
+        self.halt_at = None
 
 
 class Fleet:
@@ -96,6 +98,8 @@ class Fleet:
             if h.state == "stopping" and h.t is not None and now >= h.t:
                 h.state = "off"
                 h.connected = False
+                if h.halt_ms is not None:
+                    h.halt_at = now + h.halt_ms
                 if h.addr in nut.clients[h.tier]:
                     nut.clients[h.tier].remove(h.addr)
             if h.state == "booting" and now >= h.t:
@@ -114,6 +118,8 @@ class Fleet:
     def tcp_ok(self, addr, now):
         for h in self.hosts:
             if h.addr == addr:
+                if h.state == "off" and h.halt_at is not None and now < h.halt_at:
+                    return True  # logged out, still halting
                 if h.state != "up":
                     return False
                 if h.tcp_ms is None:
@@ -140,8 +146,9 @@ class FakeUps:
         return self.ok
 
 
-def tier(name, hosts, max_wait_s=120, delay_s=0):
-    return {"name": name, "max_wait_s": max_wait_s, "delay_s": delay_s, "hosts": hosts}
+def tier(name, hosts, max_wait_s=120, delay_s=0, confirm_off=False):
+    return {"name": name, "max_wait_s": max_wait_s, "delay_s": delay_s, "hosts": hosts,
+            "confirm_off": confirm_off}
 
 
 def hcfg(name, addr, mac=None, health="nut"):
@@ -536,6 +543,97 @@ class PowerOn(TestCase):
         r.run_until(lambda: r.seq.phase("storage") == "up", 60000)
         self.assertEqual(r.now, tr + 10000)
         self.assertNotIn("nas1", [w[0] for w in r.wols()])
+
+
+def confirm_rig(apps_wait=120, web1_halt=7000, web2_halt=2000):
+    """apps confirms its servers off: web1 logs out at FSD + 3 s and halts 7 s later, web2 logs
+    out at FSD + 5 s and halts 2 s later."""
+    tiers = [tier("apps", [hcfg("web1", ADDR["web1"], MAC["web1"], "tcp:80"),
+                           hcfg("web2", ADDR["web2"], MAC["web2"], "tcp:22")], apps_wait, 0,
+                  confirm_off=True),
+             tier("storage", [hcfg("nas1", ADDR["nas1"], MAC["nas1"])], 120, 0)]
+    hosts = [Host("apps", "web1", ADDR["web1"], MAC["web1"], 3000, 15000),
+             Host("apps", "web2", ADDR["web2"], MAC["web2"], 5000, 15000),
+             Host("storage", "nas1", ADDR["nas1"], MAC["nas1"], 4000, 20000)]
+    hosts[0].halt_ms = web1_halt
+    hosts[1].halt_ms = web2_halt
+    return Rig(tiers=tiers, hosts=hosts)
+
+
+class ConfirmOff(TestCase):
+    def test_a_tier_is_down_only_once_its_servers_stop_answering(self):
+        r = confirm_rig()
+        r.full_shutdown()
+        fsd = dict(r.fsd_times())
+        t_fsd = fsd["apps"]
+        # web1 halts at FSD + 10 s: probed every second, proven off within a probe and a step
+        off = {j[1]["host"]: j for j in r.records("host_off")}
+        self.assertEqual(sorted(off), ["web1", "web2"])
+        self.assertTrue(7000 <= off["web1"][1]["after_logout_ms"] <= 7000 + Q.OFF_PROBE_MS + STEP,
+                        off["web1"])
+        self.assertTrue(2000 <= off["web2"][1]["after_logout_ms"] <= 2000 + Q.OFF_PROBE_MS + STEP,
+                        off["web2"])
+        self.assertTrue(fsd["storage"] >= t_fsd + 10000, (fsd, t_fsd))
+        self.assertEqual(fsd["storage"], off["web1"][2])  # the next tier starts at that step
+        done = r.records("tier_done")[0][1]
+        self.assertEqual(done["tier"], "apps")
+        self.assertEqual(done["hosts"], {"web1": 3000, "web2": 5000})
+        self.assertEqual(done["off"], {"web1": off["web1"][1]["after_logout_ms"],
+                                       "web2": off["web2"][1]["after_logout_ms"]})
+        hosts = r.seq.summary(r.now)["tiers"][0]["hosts"]
+        self.assertEqual([(h["state"], h["off_s"]) for h in hosts],
+                         [("off", seqstate.seconds(done["off"]["web1"])),
+                          ("off", seqstate.seconds(done["off"]["web2"]))])
+        # the storage tier, without confirm_off, is done at the logout as before
+        self.assertNotIn("off", r.records("tier_done")[1][1])
+
+    def test_without_it_the_same_servers_count_as_down_at_their_logout(self):
+        r = confirm_rig()
+        for t in r.seq.tiers:
+            t.confirm_off = False
+        r.full_shutdown()
+        fsd = dict(r.fsd_times())
+        self.assertEqual(fsd["storage"] - fsd["apps"], 5000)
+        self.assertEqual(r.records("host_off"), [])
+
+    def test_a_server_that_keeps_answering_times_out_as_running(self):
+        r = confirm_rig(apps_wait=30, web1_halt=10 ** 6)
+        r.full_shutdown()
+        to = r.records("tier_timeout")
+        self.assertEqual(len(to), 1)
+        self.assertEqual((to[0][1]["tier"], to[0][1]["pending"], to[0][1]["running"],
+                          to[0][1]["waited_ms"]), ("apps", [], ["web1"], 30000))
+        self.assertEqual([j[1]["host"] for j in r.records("host_off")], ["web2"])
+        self.assertEqual(r.seq.phase("apps"), "timeout")
+
+    def test_no_network_proves_nothing(self):
+        r = confirm_rig(apps_wait=30)
+        r.health.net_state = lambda: "down"
+        r.full_shutdown()
+        to = r.records("tier_timeout")
+        self.assertEqual(to[0][1]["running"], ["web1", "web2"])
+        self.assertEqual(r.records("host_off"), [])
+
+    def test_proven_off_survives_a_reboot(self):
+        r = confirm_rig(web1_halt=60000)
+        r.outage()
+        r.run_until(lambda: len(r.records("host_off")) == 1)  # web2 proven off, web1 running
+        saved = r.seq.to_dict(r.now)
+        r.reboot(down_ms=4000, seq_saved=json.loads(json.dumps(saved)))
+        t = r.seq.tiers[0]
+        self.assertEqual([h.state for h in t.hosts], ["out", "off"])
+        self.assertTrue(t.hosts[1].t2 is not None)
+        r.run_until(r.state(S.LOAD_OFF))
+        self.assertEqual([j[1]["host"] for j in r.records("host_off")], ["web2", "web1"])
+
+    def test_the_site_file_needs_tcp_checks_on_a_confirmed_tier(self):
+        obj = {"tiers": [tier("apps", [hcfg("web1", ADDR["web1"], None, "tcp:80"),
+                                       hcfg("web2", ADDR["web2"], None, "nut")],
+                              confirm_off=True)]}
+        _, errs = config.validate(obj)
+        self.assertEqual(errs, ['tiers[0].hosts[1].health: tier apps has confirm_off, which '
+                                'proves a server off by its tcp check failing; health is "nut", '
+                                'allowed: tcp:<port>'])
 
 
 class Resume(TestCase):

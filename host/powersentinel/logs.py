@@ -151,6 +151,19 @@ def device_id(ident, override=None):
                   "with --device)" % name)
 
 
+def read(link, types=None, from_seq=0):
+    """The board's records from `from_seq` on, of these `types` (None: every type), read in
+    batches straight from the link, without a store (tests, benchmarks, quick looks)."""
+    out, frm = [], from_seq
+    while True:
+        r = link.request("log_read", from_seq=frm, max=READ_MAX)
+        recs = r["records"]
+        out += [x for x in recs if types is None or x["type"] in types]
+        if not recs or recs[-1]["seq"] >= (r["last"] or 0):
+            return out
+        frm = recs[-1]["seq"] + 1
+
+
 def pull(link, store, device, ident=None, progress=None, max_batches=100000):
     """Copy the board's new records into the store. Returns the list of new items in order:
     record dicts (seq, epoch, ms, type, data) and gap dicts ({"gap": True, ...})."""

@@ -24,6 +24,7 @@ sys.path.insert(0, os.path.join(HERE, "..", "..", "benchmarks"))
 
 import reliability_common as rc  # noqa: E402  # pyright: ignore[reportMissingImports]
 from powersentinel import nutreal  # noqa: E402
+from powersentinel import logs  # noqa: E402
 from powersentinel.link import Link  # noqa: E402
 from powersentinel.virtual import pair as vpair  # noqa: E402
 from powersentinel.virtual import wait_for  # noqa: E402
@@ -42,13 +43,7 @@ def upsc(nut):
 
 
 def records(link, kinds):
-    out, frm = [], 0
-    while True:
-        r = link.request("log_read", from_seq=frm, max=32)
-        out += [x for x in r["records"] if x["type"] in kinds]
-        if not r["records"] or r["records"][-1]["seq"] >= (r["last"] or 0):
-            return out
-        frm = r["records"][-1]["seq"] + 1
+    return logs.read(link, kinds)
 
 
 def state(link):

@@ -338,6 +338,14 @@ def _cross(cfg, errors):
         for hi, hst in enumerate(t.get("hosts") or ()):
             hosts.append(hst)
             paths.append("tiers[%d].hosts[%d]" % (ti, hi))
+    for ti, t in enumerate(tiers):
+        if t.get("confirm_off"):
+            for hi, hst in enumerate(t.get("hosts") or ()):
+                if not str(hst.get("health") or "nut").startswith("tcp:"):
+                    errors.append("tiers[%d].hosts[%d].health: tier %s has confirm_off, which "
+                                  "proves a server off by its tcp check failing; health is %s, "
+                                  "allowed: tcp:<port>" % (ti, hi, t.get("name"),
+                                                          _show(hst.get("health") or "nut")))
     pf = lambda i: paths[i]  # noqa: E731
     _unique(hosts, "name", pf, "host names", errors)
     _unique(hosts, "address", pf, "host addresses", errors)

@@ -126,9 +126,10 @@ class Health:
     def nut_ok(self, tier, addr):
         return norm_addr(addr) in logged_in_addrs(self.nut, tier)
 
-    def check(self, tier, host, now_ms, since_ms=None):
+    def check(self, tier, host, now_ms, since_ms=None, interval_ms=None):
         """True (healthy), False (checked: not healthy) or None (no fresh answer yet) for a host
-        dict of the config (name, address, health)."""
+        dict of the config (name, address, health). interval_ms: probe this host this often
+        instead of every `self.interval_ms`."""
         kind, port = parse(host.get("health") or "nut")
         if kind == "none":
             return True
@@ -143,7 +144,8 @@ class Health:
         if st is None:
             st = [None, False, None, None]
             self._probes[name] = st
-        if not st[1] and (st[0] is None or now_ms - st[0] >= self.interval_ms
+        every = self.interval_ms if interval_ms is None else interval_ms
+        if not st[1] and (st[0] is None or now_ms - st[0] >= every
                           or (since_ms is not None and st[0] < since_ms)):
             st[0] = now_ms
             st[1] = True

@@ -226,6 +226,10 @@ TIER = (
      "doc": "pause after the previous tier is down (or up) before acting on this one"},
     {"k": "hosts", "t": "list", "f": HOST, "min": 0, "max": 32,
      "doc": "servers of this tier"},
+    {"k": "confirm_off", "t": "bool", "d": False,
+     "doc": "the tier is down only once each server has logged out and then failed its tcp "
+            "health check (a logout is not a halted host); needs health = tcp:<port> on every "
+            "server of the tier; bounded by max_wait_s"},
 )
 
 RECOVERY = (

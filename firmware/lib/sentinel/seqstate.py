@@ -43,6 +43,7 @@ H_OUT = "out"         # logged out at Host.t1
 H_ABSENT = "absent"   # not logged in at FSD
 H_LOST = "lost"       # was in when the board rebooted: may reconnect
 H_GONE = "gone"       # lost and never came back
+H_OFF = "off"         # logged out (or absent), then its tcp check failed at Host.t2 (confirm_off)
 # Power-on:
 H_WAKING = "waking"
 H_UP = "up"           # healthy at Host.t1
@@ -72,6 +73,7 @@ class Host:
         self.t0 = None    # power-on: first wake (or check) time
         self.t_try = None  # power-on: last wake
         self.t1 = None    # logout time / healthy time
+        self.t2 = None    # confirm_off: first failed tcp check after the logout (host down)
         self.tries = 0    # wakes sent
         self.was_on = False  # power-on: its upsmon was already back at the tier's start
 
@@ -81,6 +83,7 @@ class Tier:
         self.name = cfg["name"]
         self.delay_ms = cfg["delay_s"] * 1000
         self.max_wait_ms = cfg["max_wait_s"] * 1000
+        self.confirm_off = cfg.get("confirm_off", False)
         self.hosts = [Host(h) for h in cfg["hosts"]]
         self.phase = IDLE
         self.reset()
@@ -107,6 +110,36 @@ def _at(now, age, elapsed):
     return None if age is None else now - age - elapsed
 
 
+def summary(seq, now):
+    """The progress of Sequencer `seq` for the console: phases, per-host states and timings
+    (times in s, None where not reached)."""
+    tiers = []
+    for i in seq.order or range(len(seq.tiers)):
+        t = seq.tiers[i]
+        hosts = []
+        for h in t.hosts:
+            if seq.mode == MODE_POWER_ON:
+                took = None if h.t1 is None or h.t0 is None else h.t1 - h.t0
+            else:
+                took = None if h.t1 is None or t.t_act is None else h.t1 - t.t_act
+            e = {"host": h.name, "state": h.state, "took_s": seconds(took), "tries": h.tries}
+            if h.t2 is not None:  # confirm_off: logout (or FSD) -> proven off
+                e["off_s"] = seconds(h.t2 - (t.t_act if h.t1 is None else h.t1))
+            hosts.append(e)
+        if t.t_act is None:
+            took = None
+        else:
+            took = (now if t.t_end is None else t.t_end) - t.t_act
+        tiers.append({"name": t.name, "phase": t.phase, "took_s": seconds(took),
+                      "hosts": hosts})
+    elapsed = None if seq.t_plan is None else now - seq.t_plan
+    return {"plan": seq.plan_id, "mode": seq.mode, "drill": seq.drill,
+            "complete": seq.complete, "elapsed_s": seconds(elapsed),
+            "load_off": seq.load_off, "tiers": tiers,
+            "measured": {"down_s": {k: seconds(v) for k, v in seq.m_down.items()},
+                         "boot_s": {k: seconds(v) for k, v in seq.m_boot.items()}}}
+
+
 def dump(seq, now):
     """The progress of Sequencer `seq`, JSON-ready, times as ages at `now`."""
     tiers = []
@@ -114,7 +147,8 @@ def dump(seq, now):
         hs = []
         for h in t.hosts:
             hs.append({"state": h.state, "t0": _age(now, h.t0), "t_try": _age(now, h.t_try),
-                       "t1": _age(now, h.t1), "tries": h.tries, "was_on": h.was_on})
+                       "t1": _age(now, h.t1), "t2": _age(now, h.t2), "tries": h.tries,
+                       "was_on": h.was_on})
         tiers.append({"name": t.name, "phase": t.phase, "t_start": _age(now, t.t_start),
                       "t_act": _age(now, t.t_act), "t_end": _age(now, t.t_end), "hosts": hs})
     return {"v": FORMAT, "plan_id": seq.plan_id, "mode": seq.mode, "drill": seq.drill,
@@ -162,8 +196,10 @@ def load(seq, d, now, elapsed_ms=0):
         for t, x in zip(seq.tiers, saved):
             if len(x["hosts"]) != len(t.hosts):
                 return False
+            # "t2" is absent from progress saved before confirm_off existed
             hosts = [(y["state"], _at(now, y["t0"], elapsed_ms), _at(now, y["t_try"], elapsed_ms),
-                      _at(now, y["t1"], elapsed_ms), int(y["tries"]), bool(y["was_on"]))
+                      _at(now, y["t1"], elapsed_ms), int(y["tries"]), bool(y["was_on"]),
+                      _at(now, y.get("t2"), elapsed_ms))
                      for y in x["hosts"]]
             tiers.append((x["phase"], _at(now, x["t_start"], elapsed_ms),
                           _at(now, x["t_act"], elapsed_ms), _at(now, x["t_end"], elapsed_ms),
@@ -175,7 +211,7 @@ def load(seq, d, now, elapsed_ms=0):
     for t, x in zip(seq.tiers, tiers):
         t.phase, t.t_start, t.t_act, t.t_end, hosts = x
         for h, y in zip(t.hosts, hosts):
-            h.state, h.t0, h.t_try, h.t1, h.tries, h.was_on = y
+            h.state, h.t0, h.t_try, h.t1, h.tries, h.was_on, h.t2 = y
     seq.mode = mode
     first = d.get("first")
     seq.first = first if isinstance(first, str) else None

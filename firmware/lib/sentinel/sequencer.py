@@ -47,10 +47,10 @@ from sentinel import statemachine as S
 from sentinel import seqstate
 from sentinel.coverage import logged_in_addrs
 from sentinel.nutview import ups_list
-from sentinel.seqstate import (CHECKED, DONE, FSD, H_ABSENT, H_GONE, H_IN, H_LOST, H_OUT,
+from sentinel.seqstate import (CHECKED, DONE, FSD, H_ABSENT, H_GONE, H_IN, H_LOST, H_OFF, H_OUT,
                                H_TIMEOUT, H_UP, H_WAKING, IDLE, LO_FAILED, LO_NONE, LO_PENDING,
                                LO_SENT, MODE_LOAD_OFF, MODE_POWER_ON, MODE_SHUTDOWN, OFF,
-                               REACHABLE, TIMEOUT, UP, WAITING, WAKING, Tier, seconds)
+                               REACHABLE, TIMEOUT, UP, WAITING, WAKING, Tier)
 
 # After a reboot mid-shutdown every upsmon connection is gone: give the clients that were still
 # logged in this long to reconnect (upsmon retries every POLLFREQ, 5 s) before an empty tier
@@ -58,6 +58,9 @@ from sentinel.seqstate import (CHECKED, DONE, FSD, H_ABSENT, H_GONE, H_IN, H_LOS
 RESUME_GRACE_MS = 20000
 DRILL_PROBE_MS = 10000   # a drill waits this long for each tcp health answer
 LOAD_OFF_RETRY_MS = 10000
+# confirm_off: a server that has logged out is probed this often until its tcp check fails, so
+# the logout-to-off time is known to about a second
+OFF_PROBE_MS = 1000
 LOAD_OFF_TRIES = 3
 _LIST_MAX = 16  # names/addresses per journal record (a record holds at most 1 KiB)
 
@@ -362,15 +365,22 @@ class Sequencer:
                 else:
                     lost = True
         waited = now - t.t_act
-        if not addrs and not lost:
+        running = self._confirm_off(now, t) if t.confirm_off else ()
+        if not addrs and not lost and not running:
             t.t_end = now
             self.m_down[t.name] = waited
             self._set_phase(t, DONE)
             hosts = {}
             for h in t.hosts[:_LIST_MAX]:
                 hosts[h.name] = None if h.t1 is None else h.t1 - t.t_act
-            self._log("tier_done", {"plan": pid, "tier": t.name, "took_ms": waited,
-                                    "hosts": hosts}, now, True)
+            rec = {"plan": pid, "tier": t.name, "took_ms": waited, "hosts": hosts}
+            if t.confirm_off:
+                off = {}
+                for h in t.hosts[:_LIST_MAX]:
+                    # logout (absent at FSD: the FSD) -> tcp check failed
+                    off[h.name] = h.t2 - (t.t_act if h.t1 is None else h.t1)
+                rec["off"] = off
+            self._log("tier_done", rec, now, True)
             self._sm(sm.tier_progress(now, t.name, DONE, pid))
             return True
         if waited >= t.max_wait_ms:
@@ -382,15 +392,40 @@ class Sequencer:
                 if a not in pending:
                     pending.append(a)
             names = [h.name for h in t.hosts if h.addr in addrs or h.state == H_LOST]
-            self._log("tier_timeout", {"plan": pid, "tier": t.name, "waited_ms": waited,
-                                       "pending": pending[:_LIST_MAX],
-                                       "hosts": names[:_LIST_MAX]}, now, True)
+            rec = {"plan": pid, "tier": t.name, "waited_ms": waited,
+                   "pending": pending[:_LIST_MAX], "hosts": names[:_LIST_MAX]}
+            if t.confirm_off:
+                rec["running"] = running[:_LIST_MAX]  # left NUT but still answering
+            self._log("tier_timeout", rec, now, True)
             self._sm(sm.tier_progress(now, t.name, TIMEOUT, pid))
             return True
         if t.phase == FSD:
             self._set_phase(t, WAITING)
             self._sm(sm.tier_progress(now, t.name, WAITING, pid))
         return False
+
+    def _confirm_off(self, now, t):
+        """confirm_off: probe each server of tier t that has left NUT (logged out, or absent at
+        FSD) until its tcp check fails; the names of those not yet proven off. A check that could
+        not run for want of a network proves nothing."""
+        up = []
+        for h in t.hosts:
+            s = h.state
+            if s == H_OFF:
+                continue
+            if s == H_OUT or s == H_ABSENT or s == H_GONE:
+                since = h.t1 if s == H_OUT else t.t_act
+                hc = self._checks()
+                if (hc.check(t.name, h.cfg, now, since, OFF_PROBE_MS) is False
+                        and hc.why(h.name) is None):
+                    h.state = H_OFF
+                    h.t2 = now
+                    self.dirty = True
+                    self._log("host_off", {"plan": self.plan_id, "tier": t.name, "host": h.name,
+                                           "after_logout_ms": now - since}, now)
+                    continue
+            up.append(h.name)
+        return up
 
     def _load_off(self, now):
         if self.drill or self.load_off == LO_SENT or self.load_off == LO_NONE:
@@ -585,30 +620,8 @@ class Sequencer:
     # ---- status ---------------------------------------------------------------------------
 
     def summary(self, now):
-        """Plan progress and timings for the console (times in s, None where not reached)."""
-        tiers = []
-        for i in self.order or range(len(self.tiers)):
-            t = self.tiers[i]
-            hosts = []
-            for h in t.hosts:
-                if self.mode == MODE_POWER_ON:
-                    took = None if h.t1 is None or h.t0 is None else h.t1 - h.t0
-                else:
-                    took = None if h.t1 is None or t.t_act is None else h.t1 - t.t_act
-                hosts.append({"host": h.name, "state": h.state, "took_s": seconds(took),
-                              "tries": h.tries})
-            if t.t_act is None:
-                took = None
-            else:
-                took = (now if t.t_end is None else t.t_end) - t.t_act
-            tiers.append({"name": t.name, "phase": t.phase, "took_s": seconds(took),
-                          "hosts": hosts})
-        elapsed = None if self.t_plan is None else now - self.t_plan
-        return {"plan": self.plan_id, "mode": self.mode, "drill": self.drill,
-                "complete": self.complete, "elapsed_s": seconds(elapsed),
-                "load_off": self.load_off, "tiers": tiers,
-                "measured": {"down_s": {k: seconds(v) for k, v in self.m_down.items()},
-                             "boot_s": {k: seconds(v) for k, v in self.m_boot.items()}}}
+        """Plan progress and timings for the console (seqstate.summary)."""
+        return seqstate.summary(self, now)
 
     # ---- persistence ----------------------------------------------------------------------
 

@@ -37,6 +37,7 @@ power_on_abandoned warning power-on abandoned
 tier_fsd crit tier {tier}: forced shutdown sent to {clients} client(s)
 tier_done notice tier {tier}: every client logged out after {took_ms} ms
 tier_timeout err tier {tier}: clients still logged in after {waited_ms} ms
+host_off info host {host} of tier {tier} is off {after_logout_ms} ms after leaving NUT
 ups_off crit UPS told to cut its load (ok: {ok})
 power_on notice power-on: tier {tier}, {up} host(s) up, not up: {failed}
 power_on/done notice power-on finished; hosts not up: {failed}
