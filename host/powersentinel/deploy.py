@@ -13,6 +13,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 
 from mpremote.romfs import make_romfs
 from mpremote.transport import TransportError, TransportExecError
@@ -102,30 +103,76 @@ def build(arch, outdir, progress=None, in_heap=False):
     return built
 
 
+def _open_failure(port):
+    """Why the port cannot be opened, as the OS says it (mpremote only says that it failed)."""
+    try:
+        ports.open_serial(port, exclusive=True).close()
+    except (OSError, ValueError) as e:  # serial.SerialException is an OSError
+        return str(e)
+    return None
+
+
 def _parents(path):
     parts = path.strip("/").split("/")[:-1]
     return ["/" + "/".join(parts[:i + 1]) for i in range(len(parts))]
 
 
 class Board:
-    """A serial connection to a MicroPython board in its raw REPL (mpremote's transport)."""
+    """A serial connection to a MicroPython board in its raw REPL (mpremote's transport).
 
-    def __init__(self, port):
+    The port is locked while a Board holds it (mpremote opens it exclusively). A Board that
+    cannot open it waits up to `open_wait` seconds for the holder to let go, then names the
+    reason. Board.abort(port) closes every Board this process holds on a port: a transfer
+    hung in another thread then fails at once and releases the lock."""
+
+    _open = {}  # device -> the Boards of this process holding it
+
+    def __init__(self, port, open_wait=5.0):
         try:
             port = ports.device(port)
         except ports.PortError as e:
             raise DeployError(str(e))
-        try:
-            self.t = SerialTransport(port, baudrate=115200)
-        except TransportError as e:
-            raise DeployError("cannot open %s: %s (is another program using it?)" % (port, e))
+        deadline = time.monotonic() + open_wait
+        while True:
+            try:
+                self.t = SerialTransport(port, baudrate=115200)
+                break
+            except TransportError as e:
+                if time.monotonic() >= deadline:
+                    raise DeployError("cannot open %s: %s (is another program using it?)"
+                                      % (port, _open_failure(port) or e))
+            time.sleep(0.2)
         self.port = port
+        Board._open.setdefault(port, []).append(self)
+
+    @classmethod
+    def abort(cls, port):
+        """Close the transports of every Board this process holds on `port`."""
+        try:
+            port = ports.device(port)
+        except ports.PortError:
+            return
+        for b in list(cls._open.get(port, ())):
+            b.close()
+
+    def close(self):
+        held = Board._open.get(self.port, [])
+        if self in held:
+            held.remove(self)
+        try:
+            self.t.serial.cancel_read()  # wakes a read blocked in another thread
+        except Exception:
+            pass
+        try:
+            self.t.close()
+        except Exception:  # already closed under a hung transfer by abort()
+            pass
 
     def __enter__(self):
         try:
             self.t.enter_raw_repl(soft_reset=False)
         except TransportError as e:
-            self.t.close()
+            self.close()
             raise DeployError("the board on %s does not answer (%s)" % (self.port, e))
         return self
 
@@ -134,7 +181,7 @@ class Board:
             self.t.exit_raw_repl()
         except Exception:
             pass
-        self.t.close()
+        self.close()
 
     def eval(self, expr):
         return self.t.eval(expr)

@@ -181,6 +181,47 @@ def test_a_deploy_that_fails_twice_at_bring_up_power_cycles_the_board(tmp_path, 
         virtual.stop(d)
 
 
+def test_a_deploy_hung_holding_the_port_does_not_lock_out_the_second_try(tmp_path, monkeypatch):
+    # the first try opens the console and then waits for ever for a reply (as mpremote does when
+    # the board stops answering mid-transfer); at the deadline the port is closed under it, so
+    # the second try on the same board can open it: no power-cycle needed (_retry=False)
+    real = dep.deploy
+    calls, ended = [], []
+
+    def hangs_once(port, **kw):
+        calls.append(1)
+        if len(calls) > 1:
+            return real(port, **kw)
+        try:
+            with dep.Board(port) as b:
+                b.t.read_until(1, b"a reply that never comes", timeout=None)
+        finally:
+            ended.append(1)
+
+    monkeypatch.setattr(dep, "deploy", hangs_once)
+    d = str(tmp_path / "b")
+    try:
+        meta = virtual.start(d, timeout=40, _retry=False)
+        assert len(calls) == 2 and meta["firmware"], (calls, meta)
+        wait_for(lambda: ended, 10, "the hung transfer to end")
+    finally:
+        virtual.stop(d)
+
+
+def test_a_port_held_by_another_board_says_why_it_cannot_be_opened(tmp_path):
+    d = str(tmp_path / "b")
+    try:
+        meta = virtual.start(d)
+        with dep.Board(meta["serial"]):
+            with pytest.raises(DeployError) as e:
+                dep.Board(meta["serial"], open_wait=0.5)
+        assert "lock" in str(e.value).lower(), str(e.value)
+        with dep.Board(meta["serial"]) as b:  # released on exit
+            assert b.eval("1 + 1") == 2
+    finally:
+        virtual.stop(d)
+
+
 def live_in_groups(pgids):
     """Processes (zombies aside: they have exited) whose process group is one of pgids."""
     out = []

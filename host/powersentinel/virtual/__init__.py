@@ -156,8 +156,18 @@ def _bounded(fn, timeout, what, d):
     t.start()
     t.join(timeout)
     if t.is_alive():
+        # a reset alone can leave mpremote waiting on a reply that never comes, holding the
+        # port's lock, and the next try could not open it: close the port under it first (the
+        # reset's output then wakes a read blocked on it)
         try:
+            Board.abort(info(d)["serial"])
+        except (VirtualError, KeyError):
+            pass
+        try:
+            boots = _boots(d)
             control(d, {"cmd": "reset", "cause": "hard"})
+            # what is typed while no interpreter runs is lost: the next try waits for the new one
+            wait_for(lambda: _boots(d) > boots, 10, "the board to reboot")
         except VirtualError:
             pass
         t.join(10)
@@ -165,6 +175,14 @@ def _bounded(fn, timeout, what, d):
     if "err" in box:
         raise box["err"]
     return box.get("ok")
+
+
+def _boots(d):
+    """How many times the board's interpreter has started (-1 while board.json is rewritten)."""
+    try:
+        return info(d).get("boots", 0)
+    except VirtualError:
+        return -1
 
 
 def _bring_up(d, proc, ready, fresh, config, deploy, progress, timeout):
