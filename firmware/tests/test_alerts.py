@@ -7,7 +7,7 @@ import os
 from mpunit import TestCase
 from sentinel import journalread
 from sentinel.alerts import Rejected
-from sentinel.alerts import kinds, outbox, smtp, syslog, util, webhook
+from sentinel.alerts import delivery, kinds, outbox, smtp, syslog, util, webhook
 from sentinel.journal import Journal
 
 
@@ -154,16 +154,16 @@ class Backoff(TestCase):
         d = 0
         seen = []
         for _ in range(12):
-            d = outbox.next_delay(d, 1000, 300000)
+            d = delivery.next_delay(d, 1000, 300000)
             seen.append(d)
         self.assertEqual(seen[:4], [1000, 2000, 4000, 8000])
         self.assertEqual(seen[-1], 300000)
 
     def test_jitter_bounds(self):
         for r in (0, 1, 499, 500, 501, 123456789):
-            j = outbox.jitter(1000, r)
+            j = delivery.jitter(1000, r)
             self.assertTrue(750 <= j <= 1250, j)
-        self.assertEqual(outbox.jitter(1000, 0), 750)
+        self.assertEqual(delivery.jitter(1000, 0), 750)
 
 
 # ---- the outbox over a real journal ---------------------------------------------------------
@@ -233,9 +233,9 @@ class OutboxBase:
         async def go():
             for _ in range(rounds):
                 for lane in box.lanes:
-                    box.scan(lane)
+                    delivery.scan(box, lane)
                     if lane.ids and box.now() >= lane.next_at:
-                        await box.deliver(lane)
+                        await delivery.deliver(box, lane)
         asyncio.run(go())
 
 
@@ -373,7 +373,7 @@ class OutboxFlash(OutboxBase, TestCase):
         self.j.flush = lambda: 0  # flash failing: the batch stays in RAM
         a1 = self.j.append("alert_test", {})
         lane = b.lanes[0]
-        self.assertFalse(b.scan(lane))
+        self.assertFalse(delivery.scan(b, lane))
         self.assertEqual(lane.ids, [])
         self.pump(b, 3)
         self.assertEqual(self.ts["syslog"].got, [])

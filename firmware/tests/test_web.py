@@ -349,8 +349,12 @@ class FakeOps:
         self.commands = []
         self.alerts = None  # Ops.alerts: no transport enabled
 
-    def status(self, req=None, brief=()):
+    def status(self, req=None):
         return status("ONLINE")
+
+    def part(self, k, brief=False):
+        # Ops.part: one part of the status, built when asked
+        return status("ONLINE").get(k)
 
 
 def users_cfg():
