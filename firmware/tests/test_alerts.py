@@ -424,3 +424,38 @@ class OutboxFaults(OutboxBase, TestCase):
         asyncio.run(one_round())
         asyncio.new_event_loop()  # drop the cancelled task: the next test starts clean
         self.assertEqual(b.status()["transports"]["syslog"]["pending"], 0)
+
+
+class OutboxShared(OutboxBase, TestCase):
+    """Each step of the outbox runs under its lock (the web handlers' too), with the delivery
+    code imported for the step only."""
+
+    def test_no_send_while_the_lock_is_held_and_the_work_is_not_kept(self):
+        import sys
+        lock = asyncio.Lock()
+        self.ts = {"syslog": FakeTransport()}
+        log = lambda k, d=None, critical=False: self.j.append(k, d, critical=critical)  # noqa
+        b = outbox.Outbox(self.j, _cfg(), self.d, lambda: 0, log, transports=self.ts,
+                          rnd=lambda: 0, lock=lock)
+        self.assertNotIn("sentinel.alerts.delivery", sys.modules)
+        a1 = self.j.append("alert_test", {}, critical=True)
+        seen = {}
+
+        async def go():
+            await lock.acquire()  # a page being rendered
+            t = asyncio.create_task(b.run())
+            await asyncio.sleep_ms(300)
+            seen["held"] = list(self.ts["syslog"].got)
+            lock.release()
+            for _ in range(100):
+                if self.ts["syslog"].got:
+                    break
+                await asyncio.sleep_ms(10)
+            await asyncio.sleep_ms(20)
+            seen["loaded"] = "sentinel.alerts.delivery" in sys.modules
+            t.cancel()
+        asyncio.run(go())
+        asyncio.new_event_loop()
+        self.assertEqual(seen["held"], [])
+        self.assertEqual(self.ts["syslog"].got, [a1])
+        self.assertFalse(seen["loaded"])
