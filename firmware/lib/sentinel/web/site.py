@@ -53,7 +53,7 @@ class Site:
                 mod = sys.modules["sentinel.web." + name]
                 try:
                     for piece in mod.render(st, self.name, self.refresh_s,
-                                            self.records() if name == "page2" else ()):
+                                            self.records if name == "page2" else ()):
                         yield piece
                 finally:
                     del mod
