@@ -517,6 +517,9 @@ class Server(TestCase):
         self.assertNotIn("sentinel.web.page1", sys.modules)
         self.assertNotIn("sentinel.web.fmt", sys.modules)
         self.assertNotIn("sentinel.web.metrics", sys.modules)
+        # the login's code (drill.login) too, after a refused login as after a drill
+        self.assertNotIn("sentinel.web.drill", sys.modules)
+        self.assertFalse(hasattr(WebServer, "_login"))
 
     def test_a_silent_client_times_out_and_a_slow_one_is_shed_for_a_newcomer(self):
         async def body(srv, ops, out):

@@ -19,7 +19,8 @@ section or the parser's defaults:
   * one handler runs at a time (a lock, shared with the alerts outbox's sends): a response's
     working set is on the heap once, and never beside an alert being sent.
   * the request's size: sentinel.web.http.RequestParser (imported per request).
-Credentials (HTTP Basic) are asked only by routes that change state; failures are delayed per
+Credentials (HTTP Basic) are asked only by routes that change state (the check is
+sentinel.web.drill.login, imported for such a request); failures are delayed per
 address by the NUT server's LoginLimiter (one budget for a guesser, whichever door it knocks at).
 
 Routes come as a table of (path, method, handler, right): handler is async fn(site, request,
@@ -78,13 +79,14 @@ def response_head(code, ctype=None, extra=()):
     return h + "Cache-Control: no-store\r\nConnection: close\r\n\r\n"
 
 
-def _drop_parser():
-    """Forget sentinel.web.http (the request parser), imported per request: a parser still in
-    use keeps its own reference; the next request imports it afresh."""
-    sys.modules.pop("sentinel.web.http", None)
+def drop(name):
+    """Forget sentinel.web.<name>, imported for one request: the module table and the package
+    both hold it. A request still using it keeps its own reference; the next one imports it
+    afresh."""
+    sys.modules.pop("sentinel.web." + name, None)
     pkg = sys.modules.get("sentinel.web")
-    if pkg is not None and "http" in pkg.__dict__:
-        delattr(pkg, "http")
+    if pkg is not None and name in pkg.__dict__:
+        delattr(pkg, name)
 
 
 class Response:
@@ -226,7 +228,7 @@ class WebServer:
             pass  # shed, or the server is closing
         except Exception:
             pass  # the peer reset the connection: nothing to answer
-        _drop_parser()
+        drop("http")
         if c in self.conns:
             self.conns.remove(c)
         _close(writer)
@@ -265,9 +267,17 @@ class WebServer:
         who = (addr, None)
         if route[3] is None:
             p = None  # nothing of the request is used from here on
-            _drop_parser()
+            drop("http")
         else:
-            who = await self._login(addr, p, route[3], resp)
+            # the login's code is the drill module's (the one route that asks for a login):
+            # imported for it, not resident (device heap)
+            from sentinel.web import drill
+            try:
+                who = await drill.login(self, addr, p, route[3], resp)
+            finally:
+                del drill
+                drop("drill")
+                drop("fmt")
             if who is None:
                 return
         self._count("requests")
@@ -287,30 +297,3 @@ class WebServer:
                 self._count("errors")
                 if resp.code is None:
                     await resp.send(500, "text/plain", "internal error\n")
-
-    async def _login(self, addr, p, right, resp):
-        """(addr, user) when the request's credentials hold `right`; else answers 401 or 403
-        and returns None."""
-        from sentinel.web.http import basic_credentials  # loaded while p is in use
-        creds = basic_credentials(p.headers.get("authorization"))
-        user = None
-        ok = None
-        if creds is not None:
-            user = creds[0]
-            d = self.limiter.delay_ms(addr, self.now_ms())
-            if d:
-                await asyncio.sleep_ms(d)
-            ok = self.site.allowed(user, creds[1], right)
-            if ok is None:
-                self.limiter.failed(addr, self.now_ms())
-                self._count("auth_failed")
-            else:
-                self.limiter.succeeded(addr, self.now_ms())
-        if ok is None:
-            await resp.send(401, "text/plain", "login needed: a NUT user of this sentinel\n",
-                            (("WWW-Authenticate", 'Basic realm="Power Sentinel", charset="UTF-8"'),))
-            return None
-        if not ok:
-            await resp.send(403, "text/plain", "this user may not do that\n")
-            return None
-        return addr, user

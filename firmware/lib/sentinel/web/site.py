@@ -8,6 +8,7 @@ sentinel.web.drill, imported per request.
 import sys
 
 from sentinel.runtime import drop_modules
+from sentinel.web.server import drop as _drop
 
 HTML = "text/html; charset=utf-8"
 PAGES = ("page", "page1", "page2")  # the status page's parts, in order (sentinel.web.<name>)
@@ -114,16 +115,6 @@ class Live:
     def get(self, k, default=None):
         v = self.ops.part(k, self.brief)
         return default if v is None else v
-
-
-def _drop(name):
-    """Forget sentinel.web.<name>, imported for one request: the module table and the package
-    both hold it (runtime.drop_modules does this for sentinel.<name>). A request still using
-    it keeps its own reference; the next one imports it afresh."""
-    sys.modules.pop("sentinel.web." + name, None)
-    pkg = sys.modules.get("sentinel.web")
-    if pkg is not None and name in pkg.__dict__:
-        delattr(pkg, name)
 
 
 # The route table, in the style of upsd's netcmds.h: path, method, handler, and the right a
