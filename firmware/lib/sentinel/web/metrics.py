@@ -93,13 +93,24 @@ def sample(name, labels, v):
     return "%s%s %s\n" % (PREFIX, name, num(v))
 
 
+def _value(part, key):
+    """The value a TABLE source's key names in a status part (key~TOKEN, key|0, key)."""
+    tok = key.find("~")
+    if tok > 0:
+        return key[tok + 1:] in part[key[:tok]].split()
+    if key.endswith("|0"):
+        v = part[key[:-2]]
+        return 0 if v is None else v
+    return part[key]
+
+
 def render(st, http_stats=None):
     """Yield the exposition text for the status `st` (Ops.status(), or web.site.Live: each
     part is read when its families are written, and only the last one is kept); http_stats:
     the web server's counters (WebServer.stats) or None."""
     ch = 'channel="%s"' % CHANNEL
     pname = None   # the part read last, and its value
-    part = None
+    part = {}
     i = 0
     while True:
         i = TABLE.find("\n", i) + 1
@@ -115,30 +126,24 @@ def render(st, http_stats=None):
                 div = 1000 if src[k + 1] != "/" else -1000
                 src = src[:k]
             k = src.find(".")
-            p = src if k < 0 else src[:k]
-            if p != pname:
-                part = None  # the previous part is not kept while this one is built
-                part = st[p]
-                pname = p
-            if p == "tiers":
-                if part:
-                    yield head
-                    for t in part:
-                        v = t[src[k + 1:]]
-                        yield sample(name, 'tier="%s"' % label(t["name"]),
-                                     len(v) if isinstance(v, list) else v)
-                continue
-            v = part
-            if k > 0:
-                key = src[k + 1:]
-                tok = key.find("~")
-                zero = key.endswith("|0")
-                if tok > 0:
-                    v = key[tok + 1:] in v[key[:tok]].split()
-                else:
-                    v = v[key[:-2] if zero else key]
-                    if v is None and zero:
-                        v = 0
+            if k < 0:  # a part that is a number
+                p = src
+                v = st[p]
+            else:
+                p = src[:k]
+                if p != pname:
+                    part = {}  # the previous part is not kept while this one is built
+                    part = st[p]
+                    pname = p
+                if p == "tiers":
+                    if part:
+                        yield head
+                        for t in part:
+                            v = t[src[k + 1:]]
+                            yield sample(name, 'tier="%s"' % label(t["name"]),
+                                         len(v) if isinstance(v, list) else v)
+                    continue
+                v = _value(part, src[k + 1:])
             if v is None:
                 continue
             if div == -1000:

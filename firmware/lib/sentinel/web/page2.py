@@ -41,10 +41,9 @@ def render(st, site, refresh_s=10, records=()):
     alerts = tr = None
 
     yield '<section class="w"><h2>Last records</h2><table id="records">'
-    if callable(records):
-        records = records()
+    recs = records() if callable(records) else records
     now = st.get("time") or 0
-    for r in reversed(records):
+    for r in reversed(recs):  # pyright: ignore[reportArgumentType, reportCallIssue]
         yield '<tr data-type="%s"><td>%d</td><td>%s</td><td>%s</td><td>%s</td></tr>' % (
             esc(r[3]), r[0], dur(now - r[1]) + " ago" if 1600000000 < r[1] <= now else "-",
             esc(r[3]), esc(kv(r[4])))

@@ -2,8 +2,8 @@
 state.
 
 Reads only what exists: the console's status, a part at a time (Live over Ops.part()), the
-journal's last records, the config's NUT users. The one state change is the drill; its handler and who may ask for it are
-sentinel.web.drill, imported per request.
+journal's last records, the config's NUT users. The one state change is the drill; its handler
+and who may ask for it are sentinel.web.drill, imported per request.
 """
 import sys
 
