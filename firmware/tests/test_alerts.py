@@ -7,7 +7,7 @@ import os
 from mpunit import TestCase
 from sentinel import journalread
 from sentinel.alerts import Rejected
-from sentinel.alerts import kinds, outbox, smtp, syslog, util, webhook
+from sentinel.alerts import delivery, kinds, outbox, smtp, syslog, util, webhook
 from sentinel.journal import Journal
 
 
@@ -154,16 +154,16 @@ class Backoff(TestCase):
         d = 0
         seen = []
         for _ in range(12):
-            d = outbox.next_delay(d, 1000, 300000)
+            d = delivery.next_delay(d, 1000, 300000)
             seen.append(d)
         self.assertEqual(seen[:4], [1000, 2000, 4000, 8000])
         self.assertEqual(seen[-1], 300000)
 
     def test_jitter_bounds(self):
         for r in (0, 1, 499, 500, 501, 123456789):
-            j = outbox.jitter(1000, r)
+            j = delivery.jitter(1000, r)
             self.assertTrue(750 <= j <= 1250, j)
-        self.assertEqual(outbox.jitter(1000, 0), 750)
+        self.assertEqual(delivery.jitter(1000, 0), 750)
 
 
 # ---- the outbox over a real journal ---------------------------------------------------------
@@ -233,9 +233,9 @@ class OutboxBase:
         async def go():
             for _ in range(rounds):
                 for lane in box.lanes:
-                    box.scan(lane)
+                    delivery.scan(box, lane)
                     if lane.ids and box.now() >= lane.next_at:
-                        await box.deliver(lane)
+                        await delivery.deliver(box, lane)
         asyncio.run(go())
 
 
@@ -373,7 +373,7 @@ class OutboxFlash(OutboxBase, TestCase):
         self.j.flush = lambda: 0  # flash failing: the batch stays in RAM
         a1 = self.j.append("alert_test", {})
         lane = b.lanes[0]
-        self.assertFalse(b.scan(lane))
+        self.assertFalse(delivery.scan(b, lane))
         self.assertEqual(lane.ids, [])
         self.pump(b, 3)
         self.assertEqual(self.ts["syslog"].got, [])
@@ -424,3 +424,38 @@ class OutboxFaults(OutboxBase, TestCase):
         asyncio.run(one_round())
         asyncio.new_event_loop()  # drop the cancelled task: the next test starts clean
         self.assertEqual(b.status()["transports"]["syslog"]["pending"], 0)
+
+
+class OutboxShared(OutboxBase, TestCase):
+    """Each step of the outbox runs under its lock (the web handlers' too), with the delivery
+    code imported for the step only."""
+
+    def test_no_send_while_the_lock_is_held_and_the_work_is_not_kept(self):
+        import sys
+        lock = asyncio.Lock()
+        self.ts = {"syslog": FakeTransport()}
+        log = lambda k, d=None, critical=False: self.j.append(k, d, critical=critical)  # noqa
+        b = outbox.Outbox(self.j, _cfg(), self.d, lambda: 0, log, transports=self.ts,
+                          rnd=lambda: 0, lock=lock)
+        self.assertNotIn("sentinel.alerts.delivery", sys.modules)
+        a1 = self.j.append("alert_test", {}, critical=True)
+        seen = {}
+
+        async def go():
+            await lock.acquire()  # a page being rendered
+            t = asyncio.create_task(b.run())
+            await asyncio.sleep_ms(300)
+            seen["held"] = list(self.ts["syslog"].got)
+            lock.release()
+            for _ in range(100):
+                if self.ts["syslog"].got:
+                    break
+                await asyncio.sleep_ms(10)
+            await asyncio.sleep_ms(20)
+            seen["loaded"] = "sentinel.alerts.delivery" in sys.modules
+            t.cancel()
+        asyncio.run(go())
+        asyncio.new_event_loop()
+        self.assertEqual(seen["held"], [])
+        self.assertEqual(self.ts["syslog"].got, [a1])
+        self.assertFalse(seen["loaded"])

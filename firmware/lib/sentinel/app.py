@@ -156,7 +156,10 @@ class Sentinel:
         from sentinel.web.server import WebServer
         from sentinel.web.site import ROUTES, Site
         rt = self.rt
-        srv = WebServer(Site(self.ops, h), ROUTES, h, nut.limiter, rt.now)
+        # one lock for the web handlers and the alert sends: a page and a send are never on
+        # the heap together
+        srv = WebServer(Site(self.ops, h), ROUTES, h, nut.limiter, rt.now,
+                        None if self.outbox is None else self.outbox.lock)
         st = NutStarter(rt, srv, bind=lambda: (h["bind"] or rt.board.nut_bind()[0], h["port"]),
                         name="http", log_network=False)
         self.ops.web = st

@@ -12,6 +12,10 @@ from sentinel.runtime import drop_modules
 from sentinel.version import PROTOCOL, VERSION
 
 _RARE = ("config_put_chunk", "config_put_commit", "capture_read")
+# the status's parts every board has, in the order status() lists them ("alerts" and "pair"
+# follow when configured)
+PARTS = ("mains", "ups", "state", "tiers", "plan", "drill", "heap", "loop", "adc", "network",
+         "nut", "errors", "uptime_ms", "time")
 _OPS = ("ping", "identify", "status", "config_get", "log_read", "capture_list", "drill_start",
         "time_set", "alerts_test")
 
@@ -84,61 +88,93 @@ class Ops:
                 "config_source": self.cfg_source, "config_errors": self.cfg_errors,
                 "network": b.network_state(), "safe_mode": False}
 
-    def status(self, req=None, brief=()):
-        """The console's status dict. brief (the web's handlers): parts left short, which the
-        caller does not use or fetches later (saves device heap while a page or a scrape is
-        answered): "plan" None, "alerts" the alert queue's depth only."""
-        rt = self.rt
-        sen = self.sensing
-        mon = sen.monitor
-        f = mon.freq
-        ups = {"link": "none", "status": self.snap.tokens(),
-               "charge": round(self.battery.charge_pct), "runtime": int(self.battery.runtime_s),
-               "source": self.battery.charge_source, "alarm": self.snap.alarm}
-        con = sen.contacts
-        if self.link is not None:
-            ups["link"] = self.link.state
-        elif con is not None:
-            ups["link"] = "contacts"
-            ups["contacts"] = con.statuses()
-            ups["chatter"] = sum(con.deb.chatter)
-        sm = self.sm
-        now = rt.now()
-        tiers = self.cov.status(now)
-        for t in tiers:
-            t["phase"] = self.seq.phase(t["name"])
-            t["fsd"] = self.nut.fsd(t["name"])
-        adc = sen.adc
-        lag = self.lag
-        h = sm.history()
-        net = {"state": rt.board.network_state(), "nut": self.net.serving}
-        if self.web is not None:
-            net["http"] = getattr(self.web, "serving", False)
-        st = {"mains": {"v": round(mon.urms, 1), "hz": None if f is None else round(f, 3),
-                        "lost": mon.lost, "good": mon.good, "events": sen.events[-5:],
-                        "counts": sen.counts},
-              "ups": ups,
-              "state": {"name": sm.state, "cause": h[-1][3] if h else "boot",
-                        "ponr": sm.ponr, "plan_id": sm.plan_id, "drill": sm.drill},
-              "tiers": tiers, "plan": None if "plan" in brief else self.seq.summary(now),
-              "drill": self.seq.report,
-              "heap": {"free": rt.heap[0], "alloc": rt.heap[1]},
-              "loop": {"max_stall_ms": lag.max_ms, "stall_ms_1m": lag.window_ms(),
-                       "stalls": lag.stalls},
-              "adc": {"overruns": 0 if adc is None else adc.overruns,
-                      "ring_ms": sen.ring_ms(), "gaps": mon.gaps,
-                      "gap_samples": mon.gap_samples},
-              "network": net, "nut": {"clients": len(self.nut.conns)},
-              "errors": rt.errors,
-              "uptime_ms": rt.uptime(), "time": rt.board.time()}
-        if hasattr(mon, "channels"):   # several mains channels: each one's view
-            st["mains"]["channels"] = mon.channels()
+    def status(self, req=None):
+        """The console's status dict: every part (part()) at once."""
+        st = {}
+        for k in PARTS:
+            st[k] = self.part(k)
         if self.alerts is not None:
-            st["alerts"] = ({"depth": self.alerts.depth()} if "alerts" in brief
-                            else self.alerts.status())
+            st["alerts"] = self.alerts.status()
         if self.pair is not None:
             st["pair"] = self.pair.status()
         return st
+
+    def part(self, k, brief=False):
+        """One part of the status (the key k of status()), built now: the web's handlers read
+        the parts one at a time (web.site.Live), so a page or a scrape never holds the whole
+        status on the heap. brief: "alerts" gives the alert queue's depth only. None for an
+        absent part ("alerts", "pair" when not configured)."""
+        rt = self.rt
+        sen = self.sensing
+        if k == "mains":
+            mon = sen.monitor
+            f = mon.freq
+            m = {"v": round(mon.urms, 1), "hz": None if f is None else round(f, 3),
+                 "lost": mon.lost, "good": mon.good, "events": sen.events[-5:],
+                 "counts": sen.counts}
+            if hasattr(mon, "channels"):   # several mains channels: each one's view
+                m["channels"] = mon.channels()
+            return m
+        if k == "ups":
+            bat = self.battery
+            ups = {"link": "none", "status": self.snap.tokens(), "charge": round(bat.charge_pct),
+                   "runtime": int(bat.runtime_s), "source": bat.charge_source,
+                   "alarm": self.snap.alarm}
+            con = sen.contacts
+            if self.link is not None:
+                ups["link"] = self.link.state
+            elif con is not None:
+                ups["link"] = "contacts"
+                ups["contacts"] = con.statuses()
+                ups["chatter"] = sum(con.deb.chatter)
+            return ups
+        if k == "state":
+            sm = self.sm
+            h = sm.history()
+            return {"name": sm.state, "cause": h[-1][3] if h else "boot", "ponr": sm.ponr,
+                    "plan_id": sm.plan_id, "drill": sm.drill}
+        if k == "tiers":
+            tiers = self.cov.status(rt.now())
+            for t in tiers:
+                t["phase"] = self.seq.phase(t["name"])
+                t["fsd"] = self.nut.fsd(t["name"])
+            return tiers
+        if k == "plan":
+            return self.seq.summary(rt.now())
+        if k == "drill":
+            return self.seq.report
+        if k == "heap":
+            return {"free": rt.heap[0], "alloc": rt.heap[1]}
+        if k == "loop":
+            lag = self.lag
+            return {"max_stall_ms": lag.max_ms, "stall_ms_1m": lag.window_ms(),
+                    "stalls": lag.stalls}
+        if k == "adc":
+            adc = sen.adc
+            mon = sen.monitor
+            return {"overruns": 0 if adc is None else adc.overruns, "ring_ms": sen.ring_ms(),
+                    "gaps": mon.gaps, "gap_samples": mon.gap_samples}
+        if k == "network":
+            net = {"state": rt.board.network_state(), "nut": self.net.serving}
+            if self.web is not None:
+                net["http"] = getattr(self.web, "serving", False)
+            return net
+        if k == "nut":
+            return {"clients": len(self.nut.conns)}
+        if k == "errors":
+            return rt.errors
+        if k == "uptime_ms":
+            return rt.uptime()
+        if k == "time":
+            return rt.board.time()
+        if k == "alerts":
+            a = self.alerts
+            if a is None:
+                return None
+            return {"depth": a.depth()} if brief else a.status()
+        if k == "pair":
+            return None if self.pair is None else self.pair.status()
+        raise KeyError(k)
 
     def attach_alerts(self, outbox):
         """The alerts Outbox: status reports it, alerts_test needs it."""

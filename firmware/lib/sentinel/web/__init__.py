@@ -7,7 +7,7 @@ state change a browser may ask for (`POST /drill`, behind HTTP Basic auth).
              read and write, never blocks the loop) dispatching through a route table; the
              response head; a response streamed through one 512-byte buffer
     site     Site: the route table and its handlers, reading Ops.status() and the journal
-    drill    POST /drill and who may ask for it (imported per request)
+    drill    POST /drill, the login check and who may ask for it (imported per request)
     page, page1, page2, fmt
              the status page as server-rendered HTML (no scripts, no external assets), in three
              parts imported one after the other per request, and their text helpers

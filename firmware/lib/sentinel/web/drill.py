@@ -7,8 +7,8 @@ ALL). A `secondary` user is only what a server's upsmon needs, so it may not.
 
 The drill is requested exactly as the console and NUT's `sentinel.drill.start/stop` instant
 commands request it: a command in the control loop's queue, refused where the state machine
-would refuse it. Imported by the site for a drill request or a login check and dropped after it
-(device heap: a drill is rare).
+would refuse it. Imported by the server for a login (login()) and by the site for a drill
+request or a credentials check, and dropped after each (device heap: a drill is rare).
 """
 from sentinel.nut.auth import check_password
 from sentinel.web.fmt import esc
@@ -18,6 +18,37 @@ HTML = "text/html; charset=utf-8"
 # wrong password (the salt and digest are arbitrary)
 _NOBODY = "sha256$nobody$" + "0" * 64
 _DRILL_CMDS = ("ALL", "sentinel.drill.start", "sentinel.drill.stop")
+
+
+async def login(srv, addr, p, right, resp):
+    """For WebServer `srv`, a request from `addr` (p: its parser) to a route needing `right`:
+    (addr, user) when its credentials hold it; else answers 401 or 403 and returns None.
+    Failures are delayed per address by the server's limiter."""
+    import asyncio
+
+    from sentinel.web.http import basic_credentials  # loaded while p is in use
+    creds = basic_credentials(p.headers.get("authorization"))
+    user = None
+    ok = None
+    if creds is not None:
+        user = creds[0]
+        d = srv.limiter.delay_ms(addr, srv.now_ms())
+        if d:
+            await asyncio.sleep_ms(d)
+        ok = srv.site.allowed(user, creds[1], right)
+        if ok is None:
+            srv.limiter.failed(addr, srv.now_ms())
+            srv._count("auth_failed")
+        else:
+            srv.limiter.succeeded(addr, srv.now_ms())
+    if ok is None:
+        await resp.send(401, "text/plain", "login needed: a NUT user of this sentinel\n",
+                        (("WWW-Authenticate", 'Basic realm="Power Sentinel", charset="UTF-8"'),))
+        return None
+    if not ok:
+        await resp.send(403, "text/plain", "this user may not do that\n")
+        return None
+    return addr, user
 
 
 def allowed(users, user, password, right):

@@ -17,44 +17,49 @@ EVENT_KINDS = ("dip", "swell", "interruption")
 CHANNEL = "L1"  # one mains input for now; the label lets a three-phase sentinel add L2, L3
 HTTP_REJECTED = ("bad", "timeouts", "shed", "refused", "auth_failed", "errors")
 
-# Every family, one line each: "name type help" (the name without PREFIX). One string, not a
-# constant per text: this module is on the heap while it answers a scrape, and each constant
-# costs heap even from ROMFS.
+# Every family, one line each, in the order written: "name type source help" (the name
+# without PREFIX). source: part.key of the status (a sample; the mains part's carry the
+# channel label; none when the value is None), part.key|0 (0 for None), part.key/1000 (ms as
+# seconds), part//1000 (ms as whole seconds), ups.status~TOKEN (1 while the UPS status holds
+# TOKEN), tiers.key (one sample per tier, the list's length for a list; the family only when
+# there are tiers), or * (written by render's own code). One string, not a constant per name
+# and text: this module is on the heap while it answers a scrape, and each string constant
+# longer than a few characters costs heap even from ROMFS.
 TABLE = """
-build_info gauge Firmware version (always 1).
-mains_voltage_volts gauge Mains voltage, rms over the last half cycle.
-mains_frequency_hertz gauge Mains frequency.
-mains_lost gauge 1 while the fast loss trigger holds mains as lost.
-mains_good gauge 1 while voltage and frequency are within tolerance.
-mains_events_total counter IEC 61000-4-30 events since boot, by kind.
-mains_losses_total counter Fast loss triggers (mains lost) since boot.
-ups_charge_percent gauge Battery charge (the UPS's, or the sentinel's estimate).
-ups_runtime_seconds gauge Battery runtime left (the UPS's, or the sentinel's estimate).
-ups_on_battery gauge 1 while the UPS runs on battery.
-ups_low_battery gauge 1 while the UPS reports LB.
-ups_alarm gauge 1 while the UPS reports an alarm.
-state gauge The power state machine's state (1 for the current one).
-point_of_no_return gauge 1 once the shutdown can no longer be cancelled.
-drill_active gauge 1 while a drill runs.
-plan_id gauge Number of the current or last plan.
-tier_phase gauge Each tier's step in the plan (1 for the current one).
-tier_fsd gauge 1 while the tier's NUT UPS reports FSD.
-tier_hosts_connected gauge Configured hosts of the tier whose upsmon is logged in.
-tier_hosts_missing gauge Configured hosts of the tier whose upsmon is not logged in.
-nut_clients gauge NUT client connections open.
-heap_free_bytes gauge Free heap after the last collection.
-heap_alloc_bytes gauge Allocated heap after the last collection.
-loop_stall_max_seconds gauge Longest event-loop stall since boot.
-loop_stall_seconds gauge Longest event-loop stall over the last minute or more.
-loop_stalls_total counter Stalls longer than half the ADC ring since boot.
-adc_overruns_total counter ADC blocks lost because the sampler was late.
-adc_gaps_total counter Gaps in the ADC samples since boot.
-adc_gap_samples_total counter Samples missing in those gaps.
-alert_queue_depth gauge Alerts waiting for delivery (0 when alerts are not configured).
-errors_total counter Failures caught in the firmware's hooks.
-uptime_seconds gauge Time since boot.
-http_requests_total counter HTTP requests answered.
-http_rejected_total counter HTTP connections refused or requests rejected, by reason.
+build_info gauge * Firmware version (always 1).
+mains_voltage_volts gauge mains.v Mains voltage, rms over the last half cycle.
+mains_frequency_hertz gauge mains.hz Mains frequency.
+mains_lost gauge mains.lost 1 while the fast loss trigger holds mains as lost.
+mains_good gauge mains.good 1 while voltage and frequency are within tolerance.
+mains_events_total counter * IEC 61000-4-30 events since boot, by kind.
+mains_losses_total counter * Fast loss triggers (mains lost) since boot.
+ups_charge_percent gauge ups.charge Battery charge (the UPS's, or the sentinel's estimate).
+ups_runtime_seconds gauge ups.runtime Battery runtime left (the UPS's, or the sentinel's estimate).
+ups_on_battery gauge ups.status~OB 1 while the UPS runs on battery.
+ups_low_battery gauge ups.status~LB 1 while the UPS reports LB.
+ups_alarm gauge ups.status~ALARM 1 while the UPS reports an alarm.
+state gauge * The power state machine's state (1 for the current one).
+point_of_no_return gauge state.ponr 1 once the shutdown can no longer be cancelled.
+drill_active gauge state.drill 1 while a drill runs.
+plan_id gauge state.plan_id|0 Number of the current or last plan.
+tier_phase gauge * Each tier's step in the plan (1 for the current one).
+tier_fsd gauge tiers.fsd 1 while the tier's NUT UPS reports FSD.
+tier_hosts_connected gauge tiers.connected Configured hosts of the tier whose upsmon is logged in.
+tier_hosts_missing gauge tiers.missing Configured hosts of the tier whose upsmon is not logged in.
+nut_clients gauge nut.clients NUT client connections open.
+heap_free_bytes gauge heap.free Free heap after the last collection.
+heap_alloc_bytes gauge heap.alloc Allocated heap after the last collection.
+loop_stall_max_seconds gauge loop.max_stall_ms/1000 Longest event-loop stall since boot.
+loop_stall_seconds gauge loop.stall_ms_1m/1000 Longest event-loop stall over the last minute or more.
+loop_stalls_total counter loop.stalls Stalls longer than half the ADC ring since boot.
+adc_overruns_total counter adc.overruns ADC blocks lost because the sampler was late.
+adc_gaps_total counter adc.gaps Gaps in the ADC samples since boot.
+adc_gap_samples_total counter adc.gap_samples Samples missing in those gaps.
+alert_queue_depth gauge * Alerts waiting for delivery (0 when alerts are not configured).
+errors_total counter errors Failures caught in the firmware's hooks.
+uptime_seconds gauge uptime_ms//1000 Time since boot.
+http_requests_total counter * HTTP requests answered.
+http_rejected_total counter * HTTP connections refused or requests rejected, by reason.
 """
 
 
@@ -80,13 +85,6 @@ def num(v):
     return repr(float(v))
 
 
-def family(name):
-    """The HELP and TYPE lines of family `name` (without PREFIX), from TABLE."""
-    i = TABLE.find("\n" + name + " ")
-    typ, text = TABLE[i + 2 + len(name):TABLE.find("\n", i + 1)].split(" ", 1)
-    return "# HELP %s%s %s\n# TYPE %s%s %s\n" % (PREFIX, name, text, PREFIX, name, typ)
-
-
 def sample(name, labels, v):
     """A sample of family `name` (without PREFIX); labels: a preformatted `k="v",...`
     string, or ""."""
@@ -95,78 +93,96 @@ def sample(name, labels, v):
     return "%s%s %s\n" % (PREFIX, name, num(v))
 
 
-def one(name, v, labels=""):
-    """Family `name` with its one sample."""
-    return family(name) + sample(name, labels, v)
+def _value(part, key):
+    """The value a TABLE source's key names in a status part (key~TOKEN, key|0, key)."""
+    tok = key.find("~")
+    if tok > 0:
+        return key[tok + 1:] in part[key[:tok]].split()
+    if key.endswith("|0"):
+        v = part[key[:-2]]
+        return 0 if v is None else v
+    return part[key]
 
 
 def render(st, http_stats=None):
-    """Yield the exposition text for status dict `st` (Ops.status()); http_stats: the web
-    server's counters (WebServer.stats) or None."""
+    """Yield the exposition text for the status `st` (Ops.status(), or web.site.Live: each
+    part is read when its families are written, and only the last one is kept); http_stats:
+    the web server's counters (WebServer.stats) or None."""
     ch = 'channel="%s"' % CHANNEL
-    m = st["mains"]
-    yield one("build_info", 1, 'version="%s"' % label(VERSION))
-    yield one("mains_voltage_volts", m["v"], ch)
-    if m["hz"] is not None:
-        yield one("mains_frequency_hertz", m["hz"], ch)
-    yield one("mains_lost", m["lost"], ch)
-    yield one("mains_good", m["good"], ch)
-    counts = m.get("counts") or {}
-    yield family("mains_events_total")
-    for k in EVENT_KINDS:
-        yield sample("mains_events_total", '%s,kind="%s"' % (ch, k), counts.get(k, 0))
-    yield one("mains_losses_total", counts.get("lost", 0), ch)
-
-    u = st["ups"]
-    toks = u["status"].split()
-    yield one("ups_charge_percent", u["charge"])
-    yield one("ups_runtime_seconds", u["runtime"])
-    yield one("ups_on_battery", "OB" in toks)
-    yield one("ups_low_battery", "LB" in toks)
-    yield one("ups_alarm", "ALARM" in toks)
-
-    s = st["state"]
-    yield family("state")
-    for name in STATES:
-        yield sample("state", 'state="%s"' % name, s["name"] == name)
-    yield one("point_of_no_return", s["ponr"])
-    yield one("drill_active", s["drill"])
-    yield one("plan_id", s["plan_id"] or 0)
-
-    tiers = st["tiers"]
-    if tiers:
-        yield family("tier_phase")
-        for t in tiers:
-            ph = t["phase"] or "idle"
-            for p in PHASES:
-                yield sample("tier_phase", 'tier="%s",phase="%s"' % (label(t["name"]), p),
-                             ph == p)
-        for key, name in (("fsd", "tier_fsd"), ("connected", "tier_hosts_connected"),
-                          ("missing", "tier_hosts_missing")):
-            yield family(name)
-            for t in tiers:
-                v = t[key]
-                yield sample(name, 'tier="%s"' % label(t["name"]),
-                             len(v) if isinstance(v, list) else v)
-
-    yield one("nut_clients", st["nut"]["clients"])
-    h = st["heap"]
-    yield one("heap_free_bytes", h["free"])
-    yield one("heap_alloc_bytes", h["alloc"])
-    lp = st["loop"]
-    yield one("loop_stall_max_seconds", lp["max_stall_ms"] / 1000)
-    yield one("loop_stall_seconds", lp["stall_ms_1m"] / 1000)
-    yield one("loop_stalls_total", lp["stalls"])
-    a = st["adc"]
-    yield one("adc_overruns_total", a["overruns"])
-    yield one("adc_gaps_total", a["gaps"])
-    yield one("adc_gap_samples_total", a["gap_samples"])
-    al = st.get("alerts")
-    yield one("alert_queue_depth", al.get("depth", 0) if isinstance(al, dict) else 0)
-    yield one("errors_total", st["errors"])
-    yield one("uptime_seconds", st["uptime_ms"] // 1000)
-    if http_stats is not None:
-        yield one("http_requests_total", http_stats["requests"])
-        yield family("http_rejected_total")
-        for k in HTTP_REJECTED:
-            yield sample("http_rejected_total", 'reason="%s"' % k, http_stats[k])
+    pname = None   # the part read last, and its value
+    part = {}
+    i = 0
+    while True:
+        i = TABLE.find("\n", i) + 1
+        j = TABLE.find("\n", i)
+        if j < 0:
+            return
+        name, typ, src, text = TABLE[i:j].split(" ", 3)
+        head = "# HELP %s%s %s\n# TYPE %s%s %s\n" % (PREFIX, name, text, PREFIX, name, typ)
+        if src != "*":
+            div = 1
+            k = src.find("/")
+            if k > 0:
+                div = 1000 if src[k + 1] != "/" else -1000
+                src = src[:k]
+            k = src.find(".")
+            if k < 0:  # a part that is a number
+                p = src
+                v = st[p]
+            else:
+                p = src[:k]
+                if p != pname:
+                    part = {}  # the previous part is not kept while this one is built
+                    part = st[p]
+                    pname = p
+                if p == "tiers":
+                    if part:
+                        yield head
+                        for t in part:
+                            v = t[src[k + 1:]]
+                            yield sample(name, 'tier="%s"' % label(t["name"]),
+                                         len(v) if isinstance(v, list) else v)
+                    continue
+                v = _value(part, src[k + 1:])
+            if v is None:
+                continue
+            if div == -1000:
+                v //= 1000
+            elif div == 1000:
+                v /= 1000
+            yield head + sample(name, ch if p == "mains" else "", v)
+        elif name == "build_info":
+            yield head + sample(name, 'version="%s"' % label(VERSION), 1)
+        elif name == "mains_events_total":
+            yield head
+            counts = st["mains"].get("counts") or {}
+            for kind in EVENT_KINDS:
+                yield sample(name, '%s,kind="%s"' % (ch, kind), counts.get(kind, 0))
+        elif name == "mains_losses_total":
+            counts = st["mains"].get("counts") or {}
+            yield head + sample(name, ch, counts.get("lost", 0))
+        elif name == "state":
+            s = st["state"]["name"]
+            yield head
+            for n in STATES:
+                yield sample(name, 'state="%s"' % n, s == n)
+        elif name == "tier_phase":
+            part = st["tiers"]
+            pname = "tiers"
+            if part:
+                yield head
+                for t in part:
+                    ph = t["phase"] or "idle"
+                    for n in PHASES:
+                        yield sample(name, 'tier="%s",phase="%s"' % (label(t["name"]), n),
+                                     ph == n)
+        elif name == "alert_queue_depth":
+            al = st.get("alerts")
+            yield head + sample(name, "", al.get("depth", 0) if isinstance(al, dict) else 0)
+        elif http_stats is not None:
+            if name == "http_requests_total":
+                yield head + sample(name, "", http_stats["requests"])
+            else:
+                yield head
+                for n in HTTP_REJECTED:
+                    yield sample(name, 'reason="%s"' % n, http_stats[n])

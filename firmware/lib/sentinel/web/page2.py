@@ -6,7 +6,8 @@ from sentinel.web.fmt import dur, esc, kv
 
 def render(st, site, refresh_s=10, records=()):
     """Yield the rest of the page for status dict `st`; records: the last journal records
-    [(seq, epoch, ms, type, data)], newest last."""
+    [(seq, epoch, ms, type, data)], newest last, or a function returning them (called when
+    their turn comes: they are not on the heap beside the tiers and the alerts block)."""
     hstate = {}
     for t in st["plan"].get("tiers") or ():
         for h in t["hosts"]:
@@ -25,6 +26,7 @@ def render(st, site, refresh_s=10, records=()):
                 "missing " + dur(h["since_s"]) if miss else esc(h["addr"]),
                 esc(hstate.get(h["host"]) or ""))
         yield "</ul></div>"
+    hstate = t = h = None  # a generator keeps its locals: let go of what is done with
     yield "</div></section>"
 
     alerts = st.get("alerts")
@@ -36,10 +38,12 @@ def render(st, site, refresh_s=10, records=()):
             yield '<tr data-transport="%s"><td>%s</td><td>%s</td></tr>' % (
                 esc(k), esc(k), esc(kv(tr[k], 200)))
         yield "</table></section>"
+    alerts = tr = None
 
     yield '<section class="w"><h2>Last records</h2><table id="records">'
+    recs = records() if callable(records) else records
     now = st.get("time") or 0
-    for r in reversed(records):
+    for r in reversed(recs):  # pyright: ignore[reportArgumentType, reportCallIssue]
         yield '<tr data-type="%s"><td>%d</td><td>%s</td><td>%s</td><td>%s</td></tr>' % (
             esc(r[3]), r[0], dur(now - r[1]) + " ago" if 1600000000 < r[1] <= now else "-",
             esc(r[3]), esc(kv(r[4])))

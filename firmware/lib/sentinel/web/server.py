@@ -16,9 +16,11 @@ section or the parser's defaults:
     503 and closed;
   * the whole request (line, headers, body) must arrive within timeout_ms, and the whole answer
     be taken within as long again: a client that stops reading is dropped;
-  * one handler runs at a time (a lock): a response's working set is on the heap once.
+  * one handler runs at a time (a lock, shared with the alerts outbox's sends): a response's
+    working set is on the heap once, and never beside an alert being sent.
   * the request's size: sentinel.web.http.RequestParser (imported per request).
-Credentials (HTTP Basic) are asked only by routes that change state; failures are delayed per
+Credentials (HTTP Basic) are asked only by routes that change state (the check is
+sentinel.web.drill.login, imported for such a request); failures are delayed per
 address by the NUT server's LoginLimiter (one budget for a guesser, whichever door it knocks at).
 
 Routes come as a table of (path, method, handler, right): handler is async fn(site, request,
@@ -39,17 +41,37 @@ _FLUSH = 512    # a response is written in pieces of about this size
 _MAX = 0x3FFFFFFF
 
 
-REASONS = {200: "OK", 303: "See Other", 400: "Bad Request", 401: "Unauthorized",
-           403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed",
-           408: "Request Timeout", 409: "Conflict", 413: "Content Too Large",
-           414: "URI Too Long", 431: "Request Header Fields Too Large",
-           500: "Internal Server Error", 501: "Not Implemented", 503: "Service Unavailable"}
+# "code phrase" lines: one string, not a dict of 15 entries (this module is on the heap while
+# the server runs, and a dict and its strings cost heap even from ROMFS)
+REASONS = """
+200 OK
+303 See Other
+400 Bad Request
+401 Unauthorized
+403 Forbidden
+404 Not Found
+405 Method Not Allowed
+408 Request Timeout
+409 Conflict
+413 Content Too Large
+414 URI Too Long
+431 Request Header Fields Too Large
+500 Internal Server Error
+501 Not Implemented
+503 Service Unavailable
+"""
+
+
+def reason(code):
+    """The reason phrase of HTTP status `code` ("Error" for one not listed)."""
+    i = REASONS.find("\n%d " % code)
+    return "Error" if i < 0 else REASONS[i + 5:REASONS.find("\n", i + 1)]
 
 
 def response_head(code, ctype=None, extra=()):
     """The status line and headers of a response that ends when the connection closes (no
     Content-Length: bodies are streamed as they are rendered)."""
-    h = "HTTP/1.1 %d %s\r\n" % (code, REASONS.get(code, "Error"))
+    h = "HTTP/1.1 %d %s\r\n" % (code, reason(code))
     if ctype:
         h += "Content-Type: %s\r\n" % ctype
     for k, v in extra:
@@ -57,13 +79,14 @@ def response_head(code, ctype=None, extra=()):
     return h + "Cache-Control: no-store\r\nConnection: close\r\n\r\n"
 
 
-def _drop_parser():
-    """Forget sentinel.web.http (the request parser), imported per request: a parser still in
-    use keeps its own reference; the next request imports it afresh."""
-    sys.modules.pop("sentinel.web.http", None)
+def drop(name):
+    """Forget sentinel.web.<name>, imported for one request: the module table and the package
+    both hold it. A request still using it keeps its own reference; the next one imports it
+    afresh."""
+    sys.modules.pop("sentinel.web." + name, None)
     pkg = sys.modules.get("sentinel.web")
-    if pkg is not None and "http" in pkg.__dict__:
-        delattr(pkg, "http")
+    if pkg is not None and name in pkg.__dict__:
+        delattr(pkg, name)
 
 
 class Response:
@@ -129,11 +152,12 @@ class _Conn:
 class WebServer:
     """site: the handlers' object (its allowed() checks logins; `server` is set to this);
     routes: the route table; cfg_http: the config's `http` section; limiter: a
-    nut.auth.LoginLimiter; now_ms: the ms clock.
+    nut.auth.LoginLimiter; now_ms: the ms clock; lock: the asyncio.Lock a handler holds while it
+    runs, shared with the alerts outbox (None: one of its own).
     stats: requests (answered by a route), bad (malformed or over a bound), timeouts, shed,
     refused, auth_failed, errors (a handler failed); small ints, capped."""
 
-    def __init__(self, site, routes, cfg_http, limiter, now_ms):
+    def __init__(self, site, routes, cfg_http, limiter, now_ms, lock=None):
         self.site = site
         site.server = self
         self.routes = routes
@@ -142,7 +166,7 @@ class WebServer:
         self.limiter = limiter
         self.now_ms = now_ms
         self.conns = []
-        self._busy = asyncio.Lock()
+        self._busy = lock or asyncio.Lock()
         self.stats = {"requests": 0, "bad": 0, "timeouts": 0, "shed": 0, "refused": 0,
                       "auth_failed": 0, "errors": 0}
         self._srv = None
@@ -204,7 +228,7 @@ class WebServer:
             pass  # shed, or the server is closing
         except Exception:
             pass  # the peer reset the connection: nothing to answer
-        _drop_parser()
+        drop("http")
         if c in self.conns:
             self.conns.remove(c)
         _close(writer)
@@ -230,29 +254,40 @@ class WebServer:
         resp = Response(writer, self.timeout_ms, self.now_ms)
         if r != _DONE:
             self._count("bad")
-            await resp.send(r, "text/plain", REASONS.get(r, "Error") + "\n")
+            await resp.send(r, "text/plain", reason(r) + "\n")
             return
         route, err = self.route(p.path, p.method)
         if route is None:
             extra = ()
             if err == 405:
                 extra = (("Allow", ", ".join(x[1] for x in self.routes if x[0] == p.path)),)
-            await resp.send(err, "text/plain", REASONS[err] + "\n", extra)
+            await resp.send(err, "text/plain", reason(err) + "\n", extra)
             return
         addr = peer_addr(writer.get_extra_info("peername"))[0]
         who = (addr, None)
         if route[3] is None:
             p = None  # nothing of the request is used from here on
-            _drop_parser()
+            drop("http")
         else:
-            who = await self._login(addr, p, route[3], resp)
+            # the login's code is the drill module's (the one route that asks for a login):
+            # imported for it, not resident (device heap)
+            from sentinel.web import drill
+            try:
+                who = await drill.login(self, addr, p, route[3], resp)
+            finally:
+                del drill
+                drop("drill")
+                drop("fmt")
             if who is None:
                 return
         self._count("requests")
-        # one handler at a time: what a response holds while it is rendered (the status, the
-        # page's module, the records) is paid once on the heap, not once per connection; a
-        # slow reader holds the others back at most timeout_ms
+        # one handler at a time, and never beside an alert send (the lock is the outbox's too):
+        # what a response holds while it is rendered (the status, the page's module, the
+        # records) is paid once on the heap, not once per connection nor on top of a send's;
+        # a slow reader holds the others back at most timeout_ms, a send at most its
+        # transport's timeout_ms. The answer's own deadline starts once the lock is held.
         async with self._busy:
+            resp.deadline = self.now_ms() + self.timeout_ms
             try:
                 await route[2](self.site, p, resp, who)
             except (OSError, asyncio.TimeoutError, asyncio.CancelledError):
@@ -262,30 +297,3 @@ class WebServer:
                 self._count("errors")
                 if resp.code is None:
                     await resp.send(500, "text/plain", "internal error\n")
-
-    async def _login(self, addr, p, right, resp):
-        """(addr, user) when the request's credentials hold `right`; else answers 401 or 403
-        and returns None."""
-        from sentinel.web.http import basic_credentials  # loaded while p is in use
-        creds = basic_credentials(p.headers.get("authorization"))
-        user = None
-        ok = None
-        if creds is not None:
-            user = creds[0]
-            d = self.limiter.delay_ms(addr, self.now_ms())
-            if d:
-                await asyncio.sleep_ms(d)
-            ok = self.site.allowed(user, creds[1], right)
-            if ok is None:
-                self.limiter.failed(addr, self.now_ms())
-                self._count("auth_failed")
-            else:
-                self.limiter.succeeded(addr, self.now_ms())
-        if ok is None:
-            await resp.send(401, "text/plain", "login needed: a NUT user of this sentinel\n",
-                            (("WWW-Authenticate", 'Basic realm="Power Sentinel", charset="UTF-8"'),))
-            return None
-        if not ok:
-            await resp.send(403, "text/plain", "this user may not do that\n")
-            return None
-        return addr, user

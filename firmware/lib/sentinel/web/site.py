@@ -1,11 +1,14 @@
 """What the sentinel's web server serves: the route table and its handlers, and who may change
 state.
 
-Reads only what exists: the console's status (Ops.status()), the journal's last records, the
-config's NUT users. The one state change is the drill; its handler and who may ask for it are
-sentinel.web.drill, imported per request.
+Reads only what exists: the console's status, a part at a time (Live over Ops.part()), the
+journal's last records, the config's NUT users. The one state change is the drill; its handler
+and who may ask for it are sentinel.web.drill, imported per request.
 """
 import sys
+
+from sentinel.runtime import drop_modules
+from sentinel.web.server import drop as _drop
 
 HTML = "text/html; charset=utf-8"
 PAGES = ("page", "page1", "page2")  # the status page's parts, in order (sentinel.web.<name>)
@@ -39,9 +42,7 @@ class Site:
     # the console's rare ops are: saves device heap between requests (a board without ROMFS
     # holds a module's bytecode in RAM; from ROMFS, still its function objects and strings).
     async def index(self, req, resp, who):
-        # the alerts' delivery block is listed by the last part: read then, not held through
-        # the others
-        await resp.send(200, HTML, self._page(self.ops.status(brief=("alerts",))))
+        await resp.send(200, HTML, self._page(Live(self.ops, False)))
 
     def _page(self, st):
         # the page's parts, each module imported when its turn comes and dropped before the
@@ -51,11 +52,9 @@ class Site:
             for name in PAGES:
                 __import__("sentinel.web." + name)
                 mod = sys.modules["sentinel.web." + name]
-                if name == "page2" and self.ops.alerts is not None:
-                    st["alerts"] = self.ops.alerts.status()
                 try:
                     for piece in mod.render(st, self.name, self.refresh_s,
-                                            self.records() if name == "page2" else ()):
+                                            self.records if name == "page2" else ()):
                         yield piece
                 finally:
                     del mod
@@ -68,7 +67,7 @@ class Site:
         srv = self.server
         try:
             await resp.send(200, metrics.CONTENT_TYPE, metrics.render(
-                self.ops.status(brief=("plan", "alerts")), None if srv is None else srv.stats))
+                Live(self.ops, True), None if srv is None else srv.stats))
         finally:
             del metrics
             _drop("metrics")
@@ -92,18 +91,30 @@ class Site:
         last = j.last_seq()
         if not self.recent or last is None:
             return []
-        from sentinel import journalread  # loaded with the first log read, then kept
-        return journalread.read(j, max(0, last - self.recent + 1), self.recent)
+        from sentinel import journalread
+        try:
+            return journalread.read(j, max(0, last - self.recent + 1), self.recent)
+        finally:
+            # read a page at a time: not kept on the heap between pages
+            del journalread
+            drop_modules(("journalread",))
 
 
-def _drop(name):
-    """Forget sentinel.web.<name>, imported for one request: the module table and the package
-    both hold it (runtime.drop_modules does this for sentinel.<name>). A request still using
-    it keeps its own reference; the next one imports it afresh."""
-    sys.modules.pop("sentinel.web." + name, None)
-    pkg = sys.modules.get("sentinel.web")
-    if pkg is not None and name in pkg.__dict__:
-        delattr(pkg, name)
+class Live:
+    """The status as the page and the metrics read it: st[k] builds part k now (Ops.part), so
+    a request holds the parts its code is using, never the whole status dict (device heap:
+    the whole dict is 2.5-4 KB). brief: the alerts part is the queue's depth only."""
+
+    def __init__(self, ops, brief):
+        self.ops = ops
+        self.brief = brief
+
+    def __getitem__(self, k):
+        return self.ops.part(k, self.brief)
+
+    def get(self, k, default=None):
+        v = self.ops.part(k, self.brief)
+        return default if v is None else v
 
 
 # The route table, in the style of upsd's netcmds.h: path, method, handler, and the right a
