@@ -1,0 +1,285 @@
+"""The site model for two feeds (or more): which servers lose power when one feed is lost.
+
+Loaded only when the mains channels sense two or more feeds and some server lists its feeds
+(tiers[].hosts[].feeds; device heap: a single-feed site never imports this module).
+
+Per feed: ok, or lost when none of its channels is good (each channel's mains-good verdict).
+Per server (its `feeds`; empty: every feed): ok, degraded (one of its feeds lost, one left) or
+lost (every feed it lists is lost).
+
+While the site is otherwise ONLINE (the state machine sees no outage: a feed is still up):
+- a server lost for policy.grace_s is told FSD on its tier, for its own connections only
+  (NutServer.set_fsd_hosts); the servers that stay powered never see FSD. Tier order holds
+  among the servers that must go: a tier's are told only once no server of an earlier tier is
+  lost and still running (not yet told, or told and still logged in within the tier's
+  max_wait_s);
+- once one of its feeds has been back for policy.stable_mains_s, its FSD is cleared and it is
+  powered on, the last tier first: Wake-on-LAN (unless its upsmon is still logged in) and its
+  health check, woken again every boot_timeout_s up to wake_retries times.
+When the site leaves ONLINE (every feed lost, or the UPS says so) the sequencer owns every
+server: this policy clears its FSDs and forgets what it had told.
+
+Records (log(type, data, critical=)): feed_lost, feed_back, feed_fsd (host, tier),
+feed_power_on (host, tier, ok, took_ms, tries). `alarm`: "redundancy lost: feed B lost" while a
+feed is lost, else "".
+
+Pure logic: step(now, good_mask, present, online) takes the clock and the readings as arguments.
+"""
+from sentinel.coverage import logged_in_addrs
+
+OK = "ok"
+DEGRADED = "degraded"
+LOST = "lost"
+# what the policy has done to a server
+A_NONE = ""
+A_FSD = "fsd"          # told FSD, still logged in
+A_OFF = "off"          # told FSD and logged out (or its max_wait ran out)
+A_BACK = "back"        # its feed is back: FSD cleared, powered on in its tier's turn
+A_WAKING = "waking"    # powering on
+
+
+class _Host:
+    def __init__(self, h, ti, mask):
+        self.cfg = h
+        self.name = h["name"]
+        self.addr = h["address"].lower()
+        self.mac = h.get("mac")
+        self.ti = ti
+        self.mask = mask        # bit i: feed i powers it
+        self.power = OK
+        self.t_lost = 0         # ms it became lost
+        self.act = A_NONE
+        self.t_act = 0          # ms of the FSD, then of the (last) wake
+        self.t0 = 0             # ms the power-on started
+        self.tries = 0
+        self.was_on = False
+
+
+class FeedPolicy:
+    """cfg: the validated config; chan_feeds: each mains channel's feed (PhaseSet.feeds, "" for
+    a phase); nut: the NutServer (set_fsd_hosts, logged_in); log(type, data, critical=False);
+    wake(mac, addr): magic packets (an awaitable it returns is handed to spawn; None: no
+    wakes); checks() -> the sequencer's health checks (check(tier, host_cfg, now, since_ms));
+    spawn: starts a coroutine in the background (asyncio.create_task)."""
+
+    def __init__(self, cfg, chan_feeds, nut, log, wake=None, checks=None, spawn=None):
+        self.nut = nut
+        self.log = log
+        self.wake = wake
+        self.checks = checks
+        self.spawn = spawn
+        pol = cfg["policy"]
+        self.grace_ms = pol["grace_s"] * 1000
+        self.stable_ms = pol["stable_mains_s"] * 1000
+        rec = cfg["recovery"]
+        self.boot_ms = rec["boot_timeout_s"] * 1000
+        self.retries = rec["wake_retries"]
+        self.names = []
+        self.cmask = []          # per feed: its channels' bits
+        for c, f in enumerate(chan_feeds):
+            if not f:
+                continue
+            if f not in self.names:
+                self.names.append(f)
+                self.cmask.append(0)
+            i = self.names.index(f)
+            self.cmask[i] |= 1 << c
+        n = len(self.names)
+        self.lost = [False] * n
+        self.t_back = [0] * n    # ms each feed was last seen coming back
+        self.tiers = [t["name"] for t in cfg["tiers"]]
+        self.max_wait = [t["max_wait_s"] * 1000 for t in cfg["tiers"]]
+        self.hosts = []
+        for ti, t in enumerate(cfg["tiers"]):
+            for h in t["hosts"]:
+                m = 0
+                for f in h.get("feeds") or self.names:
+                    if f in self.names:
+                        m |= 1 << self.names.index(f)
+                self.hosts.append(_Host(h, ti, m))
+        self.alarm = ""
+        self._told = [()] * len(self.tiers)   # addresses told FSD per tier, as last pushed
+        self._dirty = False   # who is told FSD changed: push it (not every step: no garbage)
+
+    # ---- readings -------------------------------------------------------------------------
+
+    def _feeds(self, now, good_mask):
+        changed = False
+        for i in range(len(self.names)):
+            lost = not good_mask & self.cmask[i]
+            if lost != self.lost[i]:
+                self.lost[i] = lost
+                changed = True
+                if lost:
+                    self.log("feed_lost", {"feed": self.names[i]}, critical=True)
+                else:
+                    self.t_back[i] = now
+                    self.log("feed_back", {"feed": self.names[i]})
+        if changed:
+            gone = [self.names[i] for i in range(len(self.names)) if self.lost[i]]
+            if not gone:
+                self.alarm = ""
+            elif len(gone) == 1:
+                self.alarm = "redundancy lost: feed %s lost" % gone[0]
+            else:
+                self.alarm = "redundancy lost: feeds %s lost" % ", ".join(gone)
+            for h in self.hosts:
+                n = 0
+                out = 0
+                for i in range(len(self.names)):
+                    if h.mask >> i & 1:
+                        n += 1
+                        if self.lost[i]:
+                            out += 1
+                p = LOST if n and out == n else (DEGRADED if out else OK)
+                if p != h.power:
+                    if p == LOST:
+                        h.t_lost = now
+                    h.power = p
+
+    def _stable(self, now, h):
+        """One of the host's feeds is up and has been for stable_mains_s."""
+        for i in range(len(self.names)):
+            if h.mask >> i & 1 and not self.lost[i] and now - self.t_back[i] >= self.stable_ms:
+                return True
+        return False
+
+    # ---- the step -------------------------------------------------------------------------
+
+    def step(self, now, good_mask, present=True, online=True):
+        """good_mask: bit c set when mains channel c is good; present: the readings mean
+        something (not during the monitor's first cycles); online: the state machine is
+        ONLINE (no site outage)."""
+        if present:
+            self._feeds(now, good_mask)
+        if not online:
+            self._release()
+            return
+        self._down(now)
+        self._up(now)
+        self._push()
+
+    def _release(self):
+        for h in self.hosts:
+            if h.act != A_NONE:
+                h.act = A_NONE
+                self._dirty = True
+        self._push()
+
+    def _down(self, now):
+        blocked = False
+        for ti in range(len(self.tiers)):
+            addrs = None
+            running = False
+            for h in self.hosts:
+                if h.ti != ti:
+                    continue
+                if h.power != LOST:
+                    continue
+                if h.act == A_NONE:
+                    if blocked or now - h.t_lost < self.grace_ms:
+                        running = True
+                        continue
+                    h.act = A_FSD
+                    h.t_act = now
+                    self._dirty = True
+                    self.log("feed_fsd", {"host": h.name, "tier": self.tiers[ti]},
+                             critical=True)
+                if h.act == A_FSD:
+                    if addrs is None:
+                        addrs = logged_in_addrs(self.nut, self.tiers[ti])
+                    if h.addr not in addrs or now - h.t_act >= self.max_wait[ti]:
+                        h.act = A_OFF
+                    else:
+                        running = True
+            if running:
+                blocked = True
+
+    def _up(self, now):
+        # every server whose feed is back loses its FSD at once (one that boots by itself when
+        # its outlet returns must not read FSD again); the wakes go tier by tier
+        for h in self.hosts:
+            if (h.act == A_FSD or h.act == A_OFF) and self._stable(now, h):
+                h.act = A_BACK
+                self._dirty = True
+        for ti in range(len(self.tiers) - 1, -1, -1):
+            busy = False
+            addrs = None
+            for h in self.hosts:
+                if h.ti != ti:
+                    continue
+                if h.act == A_BACK:
+                    if addrs is None:
+                        addrs = logged_in_addrs(self.nut, self.tiers[ti])
+                    h.act = A_WAKING
+                    h.t0 = now
+                    h.t_act = now
+                    h.tries = 0
+                    h.was_on = h.addr in addrs   # still running: no wake needed
+                    if not h.was_on:
+                        self._wake(h)
+                if h.act != A_WAKING:
+                    continue
+                ok = self.checks is None or self.checks().check(self.tiers[ti], h.cfg, now,
+                                                                h.t0) is True
+                if ok:
+                    self._done(now, h, True)
+                elif now - h.t_act >= self.boot_ms:
+                    if h.mac and h.tries < 1 + self.retries:
+                        h.t_act = now
+                        self._wake(h)
+                        busy = True
+                    else:
+                        self._done(now, h, False)
+                else:
+                    busy = True
+            if busy:
+                return   # an earlier tier waits for this one, as the sequencer's power-on
+
+    def _wake(self, h):
+        if not h.mac or self.wake is None:
+            return
+        h.tries += 1
+        self.log("wol", {"tier": self.tiers[h.ti], "host": h.name, "mac": h.mac,
+                         "try": h.tries})
+        try:
+            r = self.wake(h.mac, h.addr)
+            if self.spawn is not None and r is not None and (
+                    hasattr(r, "send") or hasattr(r, "__await__")):
+                self.spawn(r)
+        except Exception as e:
+            self.log("error", {"where": "feed_wake", "error": str(e)})
+
+    def _done(self, now, h, ok):
+        h.act = A_NONE
+        self.log("feed_power_on", {"host": h.name, "tier": self.tiers[h.ti], "ok": ok,
+                                   "took_ms": now - h.t0, "tries": h.tries}, critical=not ok)
+
+    def _push(self):
+        """The NUT server's per-connection FSD, changed only when a tier's set changes."""
+        if not self._dirty:
+            return
+        self._dirty = False
+        for ti in range(len(self.tiers)):
+            told = tuple(h.addr for h in self.hosts
+                         if h.ti == ti and (h.act == A_FSD or h.act == A_OFF))
+            if told != self._told[ti]:
+                self._told[ti] = told
+                try:
+                    self.nut.set_fsd_hosts(self.tiers[ti], told)
+                except ValueError:
+                    pass   # a tier the NUT server does not serve
+
+    # ---- read side ------------------------------------------------------------------------
+
+    def status(self):
+        """The console's feeds block."""
+        feeds = {}
+        for i, f in enumerate(self.names):
+            feeds[f] = LOST if self.lost[i] else OK
+        hosts = []
+        for h in self.hosts:
+            hosts.append({"host": h.name, "tier": self.tiers[h.ti],
+                          "feeds": [f for i, f in enumerate(self.names) if h.mask >> i & 1],
+                          "state": h.power, "action": h.act})
+        return {"feeds": feeds, "hosts": hosts, "alarm": self.alarm}
