@@ -20,7 +20,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "..", "benchmarks"))
 
 import reliability_common as rc  # noqa: E402  # pyright: ignore[reportMissingImports]
-from powersentinel import logs, nutreal  # noqa: E402
+from rich.console import Console  # noqa: E402
+
+from powersentinel import logs, nutreal, ui  # noqa: E402
 from powersentinel.bench.site import Relay, free_port_on  # noqa: E402
 from powersentinel.link import Link  # noqa: E402
 from powersentinel.virtual import wait_for  # noqa: E402
@@ -98,6 +100,16 @@ def test_feed_b_lost_shuts_down_only_the_servers_on_b(tmp_path):
             assert st["state"]["name"] == "ONLINE"
             hosts = {h["host"]: h["state"] for h in st["feeds"]["hosts"]}
             assert hosts == {"a1": "degraded", "b1": "lost"}
+            # `powersentinel status` (and the monitor) show the feeds row and each server's feeds
+            ident = lk.identify()
+
+            def shown():
+                con = Console(record=True, width=200)
+                con.print(ui.render_status(ident, lk.request("status")))
+                text = con.export_text()
+                return "a1 (A+B), b1 (B)" in text and text   # the coverage audit: 2 s period
+            text = wait_for(shown, 5, "the status to list each server's feeds")
+            assert "redundancy lost  A ok  B lost  servers: a1 degraded, b1 lost" in text, text
 
             t_down = mb.wait_shutdown(GRACE_S + 15)
             assert t_down is not None, mb.log()[-3000:]
