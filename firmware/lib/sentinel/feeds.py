@@ -38,21 +38,20 @@ A_BACK = "back"        # its feed is back: FSD cleared, powered on in its tier's
 A_WAKING = "waking"    # powering on
 
 
-class _Host:
-    def __init__(self, h, ti, mask):
-        self.cfg = h
-        self.name = h["name"]
-        self.addr = h["address"].lower()
-        self.mac = h.get("mac")
-        self.ti = ti
-        self.mask = mask        # bit i: feed i powers it
-        self.power = OK
-        self.t_lost = 0         # ms it became lost
-        self.act = A_NONE
-        self.t_act = 0          # ms of the FSD, then of the (last) wake
-        self.t0 = 0             # ms the power-on started
-        self.tries = 0
-        self.was_on = False
+# A server is a list, not an object (device heap: a list of 9 costs a fifth of an instance
+# with as many attributes): its config dict, tier index, feed bits (bit i: feed i powers it),
+# power state, ms it became lost, action, ms of the FSD then of the last wake, ms the power-on
+# started, magic packets sent.
+_CFG = 0
+_TI = 1
+_MASK = 2
+_POWER = 3
+_T_LOST = 4
+_ACT = 5
+_T_ACT = 6
+_T0 = 7
+_TRIES = 8
+_ADDR = 9
 
 
 class FeedPolicy:
@@ -96,7 +95,7 @@ class FeedPolicy:
                 for f in h.get("feeds") or self.names:
                     if f in self.names:
                         m |= 1 << self.names.index(f)
-                self.hosts.append(_Host(h, ti, m))
+                self.hosts.append([h, ti, m, OK, 0, A_NONE, 0, 0, 0, h["address"].lower()])
         self.alarm = ""
         self._told = [()] * len(self.tiers)   # addresses told FSD per tier, as last pushed
         self._dirty = False   # who is told FSD changed: push it (not every step: no garbage)
@@ -127,20 +126,20 @@ class FeedPolicy:
                 n = 0
                 out = 0
                 for i in range(len(self.names)):
-                    if h.mask >> i & 1:
+                    if h[_MASK] >> i & 1:
                         n += 1
                         if self.lost[i]:
                             out += 1
                 p = LOST if n and out == n else (DEGRADED if out else OK)
-                if p != h.power:
+                if p != h[_POWER]:
                     if p == LOST:
-                        h.t_lost = now
-                    h.power = p
+                        h[_T_LOST] = now
+                    h[_POWER] = p
 
     def _stable(self, now, h):
         """One of the host's feeds is up and has been for stable_mains_s."""
         for i in range(len(self.names)):
-            if h.mask >> i & 1 and not self.lost[i] and now - self.t_back[i] >= self.stable_ms:
+            if h[_MASK] >> i & 1 and not self.lost[i] and now - self.t_back[i] >= self.stable_ms:
                 return True
         return False
 
@@ -161,8 +160,8 @@ class FeedPolicy:
 
     def _release(self):
         for h in self.hosts:
-            if h.act != A_NONE:
-                h.act = A_NONE
+            if h[_ACT] != A_NONE:
+                h[_ACT] = A_NONE
                 self._dirty = True
         self._push()
 
@@ -172,24 +171,24 @@ class FeedPolicy:
             addrs = None
             running = False
             for h in self.hosts:
-                if h.ti != ti:
+                if h[_TI] != ti:
                     continue
-                if h.power != LOST:
+                if h[_POWER] != LOST:
                     continue
-                if h.act == A_NONE:
-                    if blocked or now - h.t_lost < self.grace_ms:
+                if h[_ACT] == A_NONE:
+                    if blocked or now - h[_T_LOST] < self.grace_ms:
                         running = True
                         continue
-                    h.act = A_FSD
-                    h.t_act = now
+                    h[_ACT] = A_FSD
+                    h[_T_ACT] = now
                     self._dirty = True
-                    self.log("feed_fsd", {"host": h.name, "tier": self.tiers[ti]},
+                    self.log("feed_fsd", {"host": h[_CFG]["name"], "tier": self.tiers[ti]},
                              critical=True)
-                if h.act == A_FSD:
+                if h[_ACT] == A_FSD:
                     if addrs is None:
                         addrs = logged_in_addrs(self.nut, self.tiers[ti])
-                    if h.addr not in addrs or now - h.t_act >= self.max_wait[ti]:
-                        h.act = A_OFF
+                    if h[_ADDR] not in addrs or now - h[_T_ACT] >= self.max_wait[ti]:
+                        h[_ACT] = A_OFF
                     else:
                         running = True
             if running:
@@ -199,34 +198,33 @@ class FeedPolicy:
         # every server whose feed is back loses its FSD at once (one that boots by itself when
         # its outlet returns must not read FSD again); the wakes go tier by tier
         for h in self.hosts:
-            if (h.act == A_FSD or h.act == A_OFF) and self._stable(now, h):
-                h.act = A_BACK
+            if (h[_ACT] == A_FSD or h[_ACT] == A_OFF) and self._stable(now, h):
+                h[_ACT] = A_BACK
                 self._dirty = True
         for ti in range(len(self.tiers) - 1, -1, -1):
             busy = False
             addrs = None
             for h in self.hosts:
-                if h.ti != ti:
+                if h[_TI] != ti:
                     continue
-                if h.act == A_BACK:
+                if h[_ACT] == A_BACK:
                     if addrs is None:
                         addrs = logged_in_addrs(self.nut, self.tiers[ti])
-                    h.act = A_WAKING
-                    h.t0 = now
-                    h.t_act = now
-                    h.tries = 0
-                    h.was_on = h.addr in addrs   # still running: no wake needed
-                    if not h.was_on:
+                    h[_ACT] = A_WAKING
+                    h[_T0] = now
+                    h[_T_ACT] = now
+                    h[_TRIES] = 0
+                    if h[_ADDR] not in addrs:   # still logged in: running, no wake needed
                         self._wake(h)
-                if h.act != A_WAKING:
+                if h[_ACT] != A_WAKING:
                     continue
-                ok = self.checks is None or self.checks().check(self.tiers[ti], h.cfg, now,
-                                                                h.t0) is True
+                ok = self.checks is None or self.checks().check(self.tiers[ti], h[_CFG], now,
+                                                                h[_T0]) is True
                 if ok:
                     self._done(now, h, True)
-                elif now - h.t_act >= self.boot_ms:
-                    if h.mac and h.tries < 1 + self.retries:
-                        h.t_act = now
+                elif now - h[_T_ACT] >= self.boot_ms:
+                    if h[_CFG]["mac"] and h[_TRIES] < 1 + self.retries:
+                        h[_T_ACT] = now
                         self._wake(h)
                         busy = True
                     else:
@@ -237,13 +235,14 @@ class FeedPolicy:
                 return   # an earlier tier waits for this one, as the sequencer's power-on
 
     def _wake(self, h):
-        if not h.mac or self.wake is None:
+        mac = h[_CFG]["mac"]
+        if not mac or self.wake is None:
             return
-        h.tries += 1
-        self.log("wol", {"tier": self.tiers[h.ti], "host": h.name, "mac": h.mac,
-                         "try": h.tries})
+        h[_TRIES] += 1
+        self.log("wol", {"tier": self.tiers[h[_TI]], "host": h[_CFG]["name"], "mac": mac,
+                         "try": h[_TRIES]})
         try:
-            r = self.wake(h.mac, h.addr)
+            r = self.wake(mac, h[_ADDR])
             if self.spawn is not None and r is not None and (
                     hasattr(r, "send") or hasattr(r, "__await__")):
                 self.spawn(r)
@@ -251,9 +250,10 @@ class FeedPolicy:
             self.log("error", {"where": "feed_wake", "error": str(e)})
 
     def _done(self, now, h, ok):
-        h.act = A_NONE
-        self.log("feed_power_on", {"host": h.name, "tier": self.tiers[h.ti], "ok": ok,
-                                   "took_ms": now - h.t0, "tries": h.tries}, critical=not ok)
+        h[_ACT] = A_NONE
+        self.log("feed_power_on", {"host": h[_CFG]["name"], "tier": self.tiers[h[_TI]],
+                                   "ok": ok, "took_ms": now - h[_T0], "tries": h[_TRIES]},
+                 critical=not ok)
 
     def _push(self):
         """The NUT server's per-connection FSD, changed only when a tier's set changes."""
@@ -261,8 +261,8 @@ class FeedPolicy:
             return
         self._dirty = False
         for ti in range(len(self.tiers)):
-            told = tuple(h.addr for h in self.hosts
-                         if h.ti == ti and (h.act == A_FSD or h.act == A_OFF))
+            told = tuple(h[_ADDR] for h in self.hosts
+                         if h[_TI] == ti and (h[_ACT] == A_FSD or h[_ACT] == A_OFF))
             if told != self._told[ti]:
                 self._told[ti] = told
                 try:
@@ -279,7 +279,7 @@ class FeedPolicy:
             feeds[f] = LOST if self.lost[i] else OK
         hosts = []
         for h in self.hosts:
-            hosts.append({"host": h.name, "tier": self.tiers[h.ti],
-                          "feeds": [f for i, f in enumerate(self.names) if h.mask >> i & 1],
-                          "state": h.power, "action": h.act})
+            hosts.append({"host": h[_CFG]["name"], "tier": self.tiers[h[_TI]],
+                          "feeds": [f for i, f in enumerate(self.names) if h[_MASK] >> i & 1],
+                          "state": h[_POWER], "action": h[_ACT]})
         return {"feeds": feeds, "hosts": hosts, "alarm": self.alarm}
