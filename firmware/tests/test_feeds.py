@@ -105,6 +105,23 @@ class TestFeedPolicy(TestCase):
         self.assertEqual(r.p.alarm, "")
         self.assertEqual(len(r.kinds("feed_back")), 1)
 
+    def test_short_returns_do_not_restart_the_grace(self):
+        r = Rig()   # return_stable_ms: 2000 by default
+        r.run(1000)
+        t0 = r.now
+        r.run(3000, good=A)
+        r.run(1000)              # back for 1 s: too short to count
+        r.run(1500, good=A)
+        fsd = r.kinds("feed_fsd")
+        self.assertEqual([d["host"] for _, d in fsd], ["b1"])
+        self.assertTrue(5000 <= fsd[0][0] - t0 < 5600, fsd[0][0] - t0)
+        r2 = Rig()
+        r2.run(1000)
+        r2.run(3000, good=A)
+        r2.run(2500)             # back long enough: the next loss starts a new grace
+        r2.run(4000, good=A)
+        self.assertEqual(r2.kinds("feed_fsd"), [])
+
     def test_lost_hosts_go_in_tier_order_and_come_back(self):
         r = Rig()
         r.run(1000)

@@ -8,7 +8,8 @@ Per server (its `feeds`; empty: every feed): ok, degraded (one of its feeds lost
 lost (every feed it lists is lost).
 
 While the site is otherwise ONLINE (the state machine sees no outage: a feed is still up):
-- a server lost for policy.grace_s is told FSD on its tier, for its own connections only
+- a server lost for policy.grace_s (a return shorter than return_stable_ms does not restart
+  it) is told FSD on its tier, for its own connections only
   (NutServer.set_fsd_hosts); the servers that stay powered never see FSD. Tier order holds
   among the servers that must go: a tier's are told only once no server of an earlier tier is
   lost and still running (not yet told, or told and still logged in within the tier's
@@ -41,7 +42,7 @@ A_WAKING = "waking"    # powering on
 # A server is a list, not an object (device heap: a list of 9 costs a fifth of an instance
 # with as many attributes): its config dict, tier index, feed bits (bit i: feed i powers it),
 # power state, ms it became lost, action, ms of the FSD then of the last wake, ms the power-on
-# started, magic packets sent.
+# started, magic packets sent, address (lower case), ms it was last no longer lost.
 _CFG = 0
 _TI = 1
 _MASK = 2
@@ -52,6 +53,7 @@ _T_ACT = 6
 _T0 = 7
 _TRIES = 8
 _ADDR = 9
+_T_BACK = 10
 
 
 class FeedPolicy:
@@ -69,6 +71,7 @@ class FeedPolicy:
         self.spawn = spawn
         pol = cfg["policy"]
         self.grace_ms = pol["grace_s"] * 1000
+        self.return_ms = pol["return_stable_ms"]
         self.stable_ms = pol["stable_mains_s"] * 1000
         rec = cfg["recovery"]
         self.boot_ms = rec["boot_timeout_s"] * 1000
@@ -95,7 +98,8 @@ class FeedPolicy:
                 for f in h.get("feeds") or self.names:
                     if f in self.names:
                         m |= 1 << self.names.index(f)
-                self.hosts.append([h, ti, m, OK, 0, A_NONE, 0, 0, 0, h["address"].lower()])
+                self.hosts.append([h, ti, m, OK, None, A_NONE, 0, 0, 0, h["address"].lower(),
+                                   0])
         self.alarm = ""
         self._told = [()] * len(self.tiers)   # addresses told FSD per tier, as last pushed
         self._dirty = False   # who is told FSD changed: push it (not every step: no garbage)
@@ -133,7 +137,12 @@ class FeedPolicy:
                 p = LOST if n and out == n else (DEGRADED if out else OK)
                 if p != h[_POWER]:
                     if p == LOST:
-                        h[_T_LOST] = now
+                        # a return shorter than return_stable_ms does not restart the grace
+                        # (as the state machine's): a flickering feed still gets its servers down
+                        if h[_T_LOST] is None or now - h[_T_BACK] >= self.return_ms:
+                            h[_T_LOST] = now
+                    elif h[_POWER] == LOST:
+                        h[_T_BACK] = now
                     h[_POWER] = p
 
     def _stable(self, now, h):
