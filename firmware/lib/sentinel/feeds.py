@@ -28,6 +28,13 @@ Pure logic: step(now, good_mask, present, online) takes the clock and the readin
 """
 from sentinel.coverage import logged_in_addrs
 
+try:
+    from micropython import const  # pyright: ignore[reportAssignmentType]
+except ImportError:
+
+    def const(x):
+        return x
+
 OK = "ok"
 DEGRADED = "degraded"
 LOST = "lost"
@@ -43,17 +50,18 @@ A_WAKING = "waking"    # powering on
 # with as many attributes): its config dict, tier index, feed bits (bit i: feed i powers it),
 # power state, ms it became lost, action, ms of the FSD then of the last wake, ms the power-on
 # started, magic packets sent, address (lower case), ms it was last no longer lost.
-_CFG = 0
-_TI = 1
-_MASK = 2
-_POWER = 3
-_T_LOST = 4
-_ACT = 5
-_T_ACT = 6
-_T0 = 7
-_TRIES = 8
-_ADDR = 9
-_T_BACK = 10
+# (const with a leading underscore: compile-time numbers, not module globals on the device)
+_CFG = const(0)
+_TI = const(1)
+_MASK = const(2)
+_POWER = const(3)
+_T_LOST = const(4)
+_ACT = const(5)
+_T_ACT = const(6)
+_T0 = const(7)
+_TRIES = const(8)
+_ADDR = const(9)
+_T_BACK = const(10)
 
 
 class FeedPolicy:
@@ -282,13 +290,12 @@ class FeedPolicy:
     # ---- read side ------------------------------------------------------------------------
 
     def status(self):
-        """The console's feeds block."""
+        """The console's feeds block (built every second by the status reporter: each server's
+        tier and feeds are in the coverage audit's block, not repeated here)."""
         feeds = {}
         for i, f in enumerate(self.names):
             feeds[f] = LOST if self.lost[i] else OK
         hosts = []
         for h in self.hosts:
-            hosts.append({"host": h[_CFG]["name"], "tier": self.tiers[h[_TI]],
-                          "feeds": [f for i, f in enumerate(self.names) if h[_MASK] >> i & 1],
-                          "state": h[_POWER], "action": h[_ACT]})
+            hosts.append({"host": h[_CFG]["name"], "state": h[_POWER], "action": h[_ACT]})
         return {"feeds": feeds, "hosts": hosts, "alarm": self.alarm}
