@@ -190,6 +190,25 @@ class TestFeedPolicy(TestCase):
         done = r.kinds("feed_power_on")
         self.assertEqual([(d["host"], d["ok"], d["tries"]) for _, d in done], [("b2", False, 2)])
 
+    def test_lost_again_while_powering_on_stops_the_wakes(self):
+        r = Rig()
+        r.run(1000)
+        r.run(5200, good=A)
+        r.nut.logout("apps", "10.0.0.2")
+        r.run(200, good=A)
+        r.nut.logout("dbs", "10.0.0.3")
+        r.run(200, good=A)
+        r.run(3100)
+        self.assertEqual(len(r.wakes), 1)              # b2 woken
+        r.run(200, good=A)                             # B lost again before b2 is up
+        st = {h["host"]: h["action"] for h in r.p.status()["hosts"]}
+        self.assertEqual((st["b1"], st["b2"]), ("", ""))
+        r.run(20000, good=A)
+        self.assertEqual(len(r.wakes), 1)              # never woken again while B is lost
+        self.assertEqual(r.kinds("feed_power_on"), [])
+        self.assertEqual(sorted(d["host"] for _, d in r.kinds("feed_fsd")), ["b1", "b1", "b2",
+                                                                             "b2"])
+
     def test_site_outage_hands_over_to_the_sequencer(self):
         r = Rig()
         r.run(1000)

@@ -192,6 +192,8 @@ class FeedPolicy:
                     continue
                 if h[_POWER] != LOST:
                     continue
+                if h[_ACT] == A_BACK or h[_ACT] == A_WAKING:
+                    h[_ACT] = A_NONE   # lost again while powering on: no more wakes; its grace
                 if h[_ACT] == A_NONE:
                     if blocked or now - h[_T_LOST] < self.grace_ms:
                         running = True
