@@ -5,8 +5,10 @@
 
 Runs benchmarks/heap_bench.py's scenario (realistic site, 8 NUT clients, an outage with a
 capture) on fresh virtual boards, once per configuration: mains.channels absent (the single-
-channel site as before), three phases L1..L3, and feeds A + B. It only adds a `mains.channels`
-feature to heap_bench's FEATURES table at run time (heap_bench.py itself is unchanged).
+channel site as before), three phases L1..L3, feeds A + B, and feeds A + B with the site model
+(`2feeds-site`: the first server of each tier on feeds A and B, the second on B alone, so the
+feed policy, sentinel/feeds.py, is loaded). It only adds a `mains.channels` feature to
+heap_bench's FEATURES table at run time (heap_bench.py itself is unchanged).
 Prints, per configuration, the peak allocation and minimum free heap, and the difference to
 the single-channel run.
 """
@@ -24,13 +26,21 @@ CONFIGS = {
     "1ch": None,
     "3ph": [{"name": "L1"}, {"name": "L2"}, {"name": "L3"}],
     "2feeds": [{"name": "A"}, {"name": "B"}],
+    "2feeds-site": [{"name": "A"}, {"name": "B"}],
 }
 
 
-def _channels(chans):
-    def enable(cfg):
-        cfg["mains"]["channels"] = chans
-    return enable
+def _channels(chans, site=False):
+    """A heap_bench Feature (a class, as FEATURES holds) setting mains.channels, and with site
+    the servers' feeds."""
+    class Channels(heap_bench.Feature):
+        def configure(self, cfg, workdir):
+            cfg["mains"]["channels"] = chans
+            if site:
+                for t in cfg["tiers"]:
+                    for j, h in enumerate(t["hosts"]):
+                        h["feeds"] = ["A", "B"] if j == 0 else ["B"]
+    return Channels
 
 
 def main():
@@ -39,13 +49,13 @@ def main():
     ap.add_argument("--duration", type=float, default=20.0)
     ap.add_argument("--json")
     ap.add_argument("--no-romfs", action="store_true")
-    ap.add_argument("--configs", default="1ch,3ph,2feeds")
+    ap.add_argument("--configs", default="1ch,3ph,2feeds,2feeds-site")
     a = ap.parse_args()
     out = {}
     for name in a.configs.split(","):
         feats = ()
         if CONFIGS[name] is not None:
-            heap_bench.FEATURES["ch-" + name] = (_channels(CONFIGS[name]), None)
+            heap_bench.FEATURES["ch-" + name] = _channels(CONFIGS[name], name.endswith("-site"))
             feats = ("ch-" + name,)
         r = heap_bench.scenario(heap=a.heap, duration=a.duration, romfs=not a.no_romfs,
                                 features=feats)

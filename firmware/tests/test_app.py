@@ -530,3 +530,31 @@ class TestLoopLag(TestCase):
         lag = LoopLag(rt, lambda: 0)
         lag.note(500, 1000)
         self.assertEqual((rt.recs, lag.max_ms), ([], 500))
+
+
+class TestFeedsLoad(TestCase):
+    def _app(self, host_feeds, chans=("A", "B")):
+        import sys
+
+        sys.modules.pop("sentinel.feeds", None)  # other test modules of this run import it
+        cfg, errs = config.validate({
+            "nut": {"port": NUT_PORT},
+            "mains": {"channels": [{"name": c} for c in chans]},
+            "tiers": [{"name": "apps", "hosts": [
+                {"name": "a1", "address": "10.0.0.1", "feeds": host_feeds}]}]})
+        self.assertEqual(errs, [])
+        root = _root()
+        s = Sentinel(FakeBoard(cfg, "down"), cfg, "config", [], write=Console().write,
+                     root=root)
+        return s, "sentinel.feeds" in sys.modules
+
+    def test_the_site_model_loads_only_when_a_server_lists_its_feeds(self):
+        s, loaded = self._app(["A", "B"])
+        self.assertTrue(loaded)
+        self.assertEqual(s.control.feeds.names, ["A", "B"])
+        self.assertIs(s.ops.feeds, s.control.feeds)
+        s, loaded = self._app([])
+        self.assertFalse(loaded)
+        self.assertIsNone(s.control.feeds)
+        s, loaded = self._app([], ("L1", "L2", "L3"))   # phases: one feed
+        self.assertFalse(loaded)

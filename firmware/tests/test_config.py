@@ -249,6 +249,33 @@ class TestErrors(TestCase):
                          ["mains.channels[0].pin: GPIO 26 is not an ADC input on esp32; allowed: "
                           "32, 33, 34, 35, 36, 37, 38, 39"])
 
+    def test_host_feeds(self):
+        def site(feeds, chans=({"name": "A"}, {"name": "L1", "feed": "B"})):
+            return {"mains": {"channels": list(chans)}, "tiers": [{"name": "apps", "hosts": [
+                {"name": "a1", "address": "10.0.0.1", "feeds": feeds}]}]}
+        cfg, errs = config.validate(site(["A", "B"]))
+        self.assertEqual((cfg["tiers"][0]["hosts"][0]["feeds"], errs), (["A", "B"], []))
+        cfg, errs = config.validate({"tiers": [{"name": "t", "hosts": [
+            {"name": "h", "address": "10.0.0.1"}]}]})
+        self.assertEqual((cfg["tiers"][0]["hosts"][0]["feeds"], errs), ([], []))
+        self.check(site(["C", "A", "A"]),
+                   ['tiers[0].hosts[0].feeds[2]: "A" is listed twice',
+                    "tiers[0].hosts[0].feeds[0]: feed C is not sensed by any mains channel; "
+                    "allowed: A, B (the feeds of mains.channels)"])
+        self.check(site(["A"], ({"name": "L1"}, {"name": "L2"})),
+                   ["tiers[0].hosts[0].feeds[0]: feed A is not sensed: no mains channel senses "
+                    "a feed; list the feeds in mains.channels (name or feed) first"])
+        self.check(site("A"), ['tiers[0].hosts[0].feeds: must be a list, got "A"'])
+        self.check(site(["A b", 3, "A", "B", "C"]),
+                   ["tiers[0].hosts[0].feeds: has 5 items; allowed 0..3",
+                    'tiers[0].hosts[0].feeds[0]: "A b" is not a name of 1..8 characters '
+                    "[A-Za-z0-9_-]",
+                    "tiers[0].hosts[0].feeds[1]: 3 is not a name of 1..8 characters "
+                    "[A-Za-z0-9_-]",
+                    # numbered in the list as validated (the valid names)
+                    "tiers[0].hosts[0].feeds[2]: feed C is not sensed by any mains channel; "
+                    "allowed: A, B (the feeds of mains.channels)"])
+
     def test_invalid_value_replaced_by_default(self):
         cfg, errs = config.validate({"policy": {"grace_s": -1}, "tiers": [{"name": "a b"}]})
         self.assertEqual(len(errs), 2)

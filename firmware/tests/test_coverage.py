@@ -56,6 +56,22 @@ class Audit(TestCase):
                           ("sentinel.coverage.missing", "db2,db3")])
         self.assertFalse(self.cov.all_connected())
 
+    def test_each_hosts_feeds_reported(self):
+        cfg, errs = config.validate({"mains": {"channels": [{"name": "A"}, {"name": "B"}]},
+                                     "tiers": [{"name": "apps", "hosts": [
+                                         {"name": "a1", "address": "10.0.0.5",
+                                          "feeds": ["A", "B"]},
+                                         {"name": "b1", "address": "10.0.0.6", "feeds": ["B"]},
+                                         {"name": "x", "address": "10.0.0.7"}]}]})
+        self.assertEqual(errs, [])
+        self.nut.clients["apps"] = ["10.0.0.5"]
+        cov = Coverage(cfg, self.nut, self.journal, now_ms=0)
+        cov.update(1000)
+        st = cov.status(1000)[0]
+        self.assertEqual(st["connected"], [{"host": "a1", "addr": "10.0.0.5", "feeds": ["A", "B"]}])
+        self.assertEqual(st["missing"], [{"host": "b1", "since_s": 1, "feeds": ["B"]},
+                                         {"host": "x", "since_s": 1}])
+
     def test_warning_once_after_the_delay_and_back_record(self):
         n = self.nut
         n.clients["apps"] = ["10.0.0.5", "10.0.0.6"]

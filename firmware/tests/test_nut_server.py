@@ -221,6 +221,22 @@ class TestAuthAndFsd(Base):
         with self.assertRaises(ValueError):
             self.srv.set_fsd("nope", True)
 
+    def test_fsd_for_some_hosts_only(self):
+        # the feed policy: only the servers whose feeds are all lost see FSD on their tier
+        gone = self.login("mon", "monpass", "apps", "10.0.0.6")
+        stays = self.login("mon", "monpass", "apps", "10.0.0.5")
+        mapped = self.login("mon", "monpass", "apps", "::ffff:10.0.0.7")
+        self.srv.set_fsd_hosts("APPS", ["10.0.0.6", "10.0.0.7"])
+        self.assertEqual(self.ask(gone, "GET VAR apps ups.status"), 'VAR apps ups.status "FSD OL"\n')
+        self.assertIn('ups.status "FSD OL"', self.ask(mapped, "LIST VAR apps"))
+        self.assertEqual(self.ask(stays, "GET VAR apps ups.status"), 'VAR apps ups.status "OL"\n')
+        self.assertIn('ups.status "OL"', self.ask(stays, "LIST VAR apps"))
+        self.assertFalse(self.srv.fsd("apps"))  # the tier itself is not shut down
+        self.srv.set_fsd_hosts("apps", ())
+        self.assertEqual(self.ask(gone, "GET VAR apps ups.status"), 'VAR apps ups.status "OL"\n')
+        with self.assertRaises(ValueError):
+            self.srv.set_fsd_hosts("nope", ["10.0.0.6"])
+
     def test_plain_or_empty_stored_password_never_matches(self):
         for user, pw in (("plain", "plainpw"), ("nopw", ""), ("nopw", "x"), ("ghost", "x")):
             c = self.conn()

@@ -186,6 +186,18 @@ class TestPairMode(TestCase):
         self.assertEqual(v.status("apps"), "OL")
         self.assertFalse("ups.alarm" in dict(v.vars("apps")))
 
+    def test_feed_alarm_on_every_tier_after_the_others(self):
+        snap, v, _ = self.view(pair=False)
+        snap.feed_alarm = "redundancy lost: feed B lost"
+        self.assertEqual((v.status("apps"), v.status("db")), ("ALARM OL", "ALARM OL"))
+        self.assertEqual(dict(v.vars("db"))["ups.alarm"], "redundancy lost: feed B lost")
+        snap.alarm = "UPS selftest failed!"
+        snap.pair_alarm = "redundancy lost: no heartbeat"
+        self.assertEqual(dict(v.vars("apps"))["ups.alarm"], "UPS selftest failed! redundancy "
+                         "lost: no heartbeat redundancy lost: feed B lost")
+        snap.alarm = snap.pair_alarm = snap.feed_alarm = ""
+        self.assertEqual(v.status("apps"), "OL")
+
 
 class TestChannelVars(Base):
     def test_per_channel_inputs_on_every_tier_only_when_set(self):

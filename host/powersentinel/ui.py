@@ -39,8 +39,10 @@ def _dur(s):
 
 
 def _who(c):
-    """A connected server: its configured name, else the address its upsmon logs in from."""
-    return str(c.get("host") or c.get("addr") or "?")
+    """A connected server: its configured name, else the address its upsmon logs in from; and
+    the feeds powering it when the site file lists them."""
+    who = str(c.get("host") or c.get("addr") or "?")
+    return escape(who + (" (%s)" % "+".join(c["feeds"]) if c.get("feeds") else ""))
 
 
 def _state(st):
@@ -120,6 +122,29 @@ def pair_line(p):
     return line
 
 
+def feeds_line(fd):
+    """The feeds row (a two-feed site, docs/feeds.md): each feed ok or lost (red "redundancy
+    lost" while one is), then each server that is not plainly ok: degraded, lost, and what the
+    policy did (fsd, off, back, waking)."""
+    feeds = fd.get("feeds") or {}
+    head = "  ".join("[%s]%s %s[/%s]" % ("green" if s == "ok" else "red", escape(str(n)), s,
+                                         "green" if s == "ok" else "red")
+                     for n, s in feeds.items())
+    if any(s != "ok" for s in feeds.values()):
+        head = "[red]redundancy lost[/red]  " + head
+    hosts = []
+    for h in fd.get("hosts") or ():
+        if h.get("state") == "ok" and not h.get("action"):
+            continue
+        style = "yellow" if h.get("state") == "degraded" else "red"
+        txt = "%s %s" % (escape(str(h.get("host"))), h.get("state"))
+        if h.get("action"):
+            txt += " (%s)" % h["action"]
+        hosts.append("[%s]%s[/%s]" % (style, txt, style))
+    return head + ("  servers: " + ", ".join(hosts) if hosts else "  [green]every server "
+                   "powered[/green]")
+
+
 def render_status(ident, st, title=None):
     t = Table(title=title or "Power Sentinel %s on %s" % (ident.get("firmware"), ident.get("board")),
               show_header=False, expand=False)
@@ -163,6 +188,8 @@ def render_status(ident, st, title=None):
         t.add_row("tier %s" % tier.get("name"), row)
     if st.get("pair"):
         t.add_row("pair %s" % st["pair"].get("id", ""), pair_line(st["pair"]))
+    if st.get("feeds"):
+        t.add_row("feeds", feeds_line(st["feeds"]))
     al = st.get("alerts")
     if al:
         t.add_row("alerts", "%d waiting for the slowest transport" % al.get("depth", 0)
@@ -233,6 +260,8 @@ def render_dashboard(ident, st, recent, port, problem=None, updated=None):
               "runtime %s" % _dur(ups.get("runtime")))
     if st.get("pair"):
         m.add_row("pair", pair_line(st["pair"]), "", "")
+    if st.get("feeds"):
+        m.add_row("feeds", feeds_line(st["feeds"]), "", "")
     al = st.get("alerts")
     if al:
         m.add_row("alerts", "%d waiting" % al.get("depth", 0) if al.get("depth") else "delivered",

@@ -26,6 +26,21 @@ from sentinel.version import PROTOCOL, VERSION
 FIRST_READING_MS = 3000  # NUT waits at most this long at boot for the first mains reading
 
 
+def _site_feeds(cfg, chan_feeds):
+    """Two or more feeds are sensed and some server lists the feeds powering it."""
+    names = []
+    for f in chan_feeds:
+        if f and f not in names:
+            names.append(f)
+    if len(names) < 2:
+        return False
+    for t in cfg["tiers"]:
+        for h in t["hosts"]:
+            if h.get("feeds"):
+                return True
+    return False
+
+
 class Sentinel:
     """Every part, wired. board: the HAL Board; cfg: the validated config; cfg_source,
     cfg_errors: where it came from and what was wrong with it; write: the console writer;
@@ -67,10 +82,12 @@ class Sentinel:
                                       ups["debounce_ms"])
         self.link = link
         chans = m["channels"]
+        chan_feeds = ()
         if len(chans) > 1:
             # only multi-channel sites load the polyphase module (device heap)
             from sentinel.phases import PhaseSet
             mon = PhaseSet(m)
+            chan_feeds = mon.feeds
         else:
             if chans and chans[0]["volts_per_count"] is not None:
                 m = dict(m)     # one channel listed, with its own calibration
@@ -117,6 +134,14 @@ class Sentinel:
             seq.restore(saved["seq"], now, elapsed_ms=down_ms)
         cov = Coverage(cfg, nut, rt.journal_fn, now)
         self.control = Control(rt, self.sensing, link, battery, sm, seq, cov, snap)
+        feeds = None
+        if _site_feeds(cfg, chan_feeds):
+            # the site model loads only when two feeds are sensed and some server lists its
+            # feeds (device heap: single-feed sites never import it)
+            from sentinel.feeds import FeedPolicy
+            feeds = FeedPolicy(cfg, chan_feeds, nut, rt.log, wake=self._wake, checks=seq.checks,
+                               spawn=asyncio.create_task)
+            self.control.attach_feeds(feeds)
         # a power-on reset: if we were in LOAD_OFF, the UPS has cut the load powering us
         self.control.inputs.powered_up = board.reset_cause() == "power_on"
         self.net = NutStarter(rt, nut)
@@ -125,6 +150,8 @@ class Sentinel:
                        snap, self.control.inputs.commands, self._reboot_soon, cfg_source,
                        cfg_errors)
         rt.console.handlers = self.ops
+        if feeds is not None:
+            self.ops.attach_feeds(feeds)
         self.outbox = None
         a = cfg.get("alerts")
         if a and any(a[n]["enabled"] for n in ("syslog", "webhook", "smtp", "mqtt")):

@@ -22,7 +22,8 @@ _USER_CHARS = _NAME_CHARS + "."
 _DNS_CHARS = _NAME_CHARS.replace("_", "")
 _HEXCH = "0123456789abcdefABCDEF"
 _TYPE_NAMES = {"int": "an integer", "float": "a number", "bool": "true or false",
-               "str": "a string", "section": "an object", "list": "a list", "enums": "a list"}
+               "str": "a string", "section": "an object", "list": "a list", "enums": "a list",
+               "names": "a list"}
 
 
 def _show(v):
@@ -79,7 +80,7 @@ def _default(f):
         return _section(f["f"], {}, "", None)
     if t == "list":
         return []
-    if t == "enums":
+    if t == "enums" or t == "names":
         return list(f["d"])
     d = f["d"]
     return None if d == schema.REQUIRED else d
@@ -219,7 +220,7 @@ def _value(f, v, path, errors):
             errors.append("%s: %s is out of range; allowed %s" % (path, _show(v), _range(f)))
             return _default(f)
         return n
-    if k != t and not (t == "enums" and k == "list"):
+    if k != t and not ((t == "enums" or t == "names") and k == "list"):
         errors.append("%s: must be %s, got %s%s" % (
             path, _TYPE_NAMES[t], _show(v), " or null" if f.get("null") else ""))
         return _default(f)
@@ -237,6 +238,19 @@ def _value(f, v, path, errors):
         for i, x in enumerate(v):
             if _kind(x) != "str" or x not in f["c"]:
                 errors.append("%s[%d]: %s is not allowed; allowed: %s" % (path, i, _show(x), _choices(f["c"])))
+            elif x in out:
+                errors.append("%s[%d]: %s is listed twice" % (path, i, _show(x)))
+            else:
+                out.append(x)
+        return out
+    if t == "names":
+        if not f["min"] <= len(v) <= f["max"]:
+            errors.append("%s: has %d items; allowed %d..%d" % (path, len(v), f["min"], f["max"]))
+        out = []
+        for i, x in enumerate(v):
+            if _kind(x) != "str" or not 1 <= len(x) <= 8 or not _all_in(x, _NAME_CHARS):
+                errors.append("%s[%d]: %s is not a name of 1..8 characters [A-Za-z0-9_-]"
+                              % (path, i, _show(x)))
             elif x in out:
                 errors.append("%s[%d]: %s is listed twice" % (path, i, _show(x)))
             else:
@@ -350,6 +364,7 @@ def _cross(cfg, errors):
     _unique(hosts, "name", pf, "host names", errors)
     _unique(hosts, "address", pf, "host addresses", errors)
     _unique(hosts, "mac", pf, "MAC addresses", errors)
+    errors.extend(schema.feeds_errors(cfg))
     errors.extend(schema.alerts_errors(cfg))
     errors.extend(schema.pair_errors(cfg))
     # a channel pin is checked against this port's ADC inputs (host, unix: any supported port)

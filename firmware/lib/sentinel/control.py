@@ -40,11 +40,18 @@ class Control:
         self.inputs = Inputs()
         # pair mode's sensor arbitration (pair.link.gate), set by the app: (now) -> None
         self.gate = _no_gate
+        # two feeds: the feeds.FeedPolicy, set by the app when some server lists its feeds
+        self.feeds = None
         self._cov_at = -10 ** 9
         nut = seq.nut
         nut.on_fsd = self.client_fsd
         nut.actions = NutActions(rt.cfg, seq.ups, sm, self.inputs.commands, rt.log,
                                  asyncio.create_task)
+
+    def attach_feeds(self, policy):
+        """The feeds.FeedPolicy (a two-feed site): stepped after the sequencer, its alarm
+        published."""
+        self.feeds = policy
 
     def client_fsd(self, ups, client):
         """A NUT client sent FSD on a tier (the server raised it there): journalled with who,
@@ -96,6 +103,9 @@ class Control:
         before = (sm.state, sm.plan_id)
         self.records(sm.update(now, i))
         self.records(self.seq.step(now, sm))
+        fp = self.feeds
+        if fp is not None:
+            fp.step(now, self.monitor.good_mask, i.mains_present, sm.state == "ONLINE")
         if now - self._cov_at >= COVERAGE_MS:
             self._cov_at = now
             self.cov.update(now, quiet=sm.state != "ONLINE")
@@ -128,6 +138,8 @@ class Control:
         s.take_ups(link, self.contacts)
         s.state = self.sm.state
         s.plan_id = self.sm.plan_id
+        if self.feeds is not None:
+            s.feed_alarm = self.feeds.alarm
         ph = s.phases
         for name in ph:
             ph[name] = self.seq.phase(name)

@@ -12,7 +12,8 @@ shutdown or power-on is running: hosts are then missing on purpose, so no warnin
 
 Outputs:
   status(now_ms) -> [{"name": tier, "connected": [{"host", "addr"}], "missing": [{"host",
-                      "since_s"}], "unknown": [addr, ...]}]    for the console
+                      "since_s"}], "unknown": [addr, ...]}]    for the console; a host that
+                      lists the feeds powering it (two-feed sites) also has "feeds"
   nut_vars(tier) -> [("sentinel.coverage.connected", "web1,web2"),
                      ("sentinel.coverage.missing", "db2,db3"), ...]   for the tier's NUT UPS
 """
@@ -42,11 +43,13 @@ class Coverage:
         self.nut = nut
         self.journal = journal_fn
         self.warn_after_ms = warn_after_ms
-        self.tiers = []  # [(tier name, [[host, addr, since_ms or None, warned], ...]), ...]
+        # [(tier name, [[host, addr, since_ms or None, warned, feeds], ...]), ...]
+        self.tiers = []
         for t in cfg["tiers"]:
             hosts = []
             for h in t["hosts"]:
-                hosts.append([h["name"], norm_addr(h["address"]), now_ms, False])
+                hosts.append([h["name"], norm_addr(h["address"]), now_ms, False,
+                              h.get("feeds") or None])
             self.tiers.append((t["name"], hosts))
         self._unknown = {}  # tier -> [addr] logged in but not configured for that tier
         self.warnings = 0
@@ -106,9 +109,13 @@ class Coverage:
             mis = []
             for h in hosts:
                 if h[2] is None:
-                    con.append({"host": h[0], "addr": h[1]})
+                    e = {"host": h[0], "addr": h[1]}
+                    con.append(e)
                 else:
-                    mis.append({"host": h[0], "since_s": (now_ms - h[2]) // 1000})
+                    e = {"host": h[0], "since_s": (now_ms - h[2]) // 1000}
+                    mis.append(e)
+                if h[4]:
+                    e["feeds"] = h[4]
             out.append({"name": tname, "connected": con, "missing": mis,
                         "unknown": list(self._unknown.get(tname, ()))})
         return out

@@ -19,6 +19,8 @@ seen OL by the tiers still up and their upsmon never counts it critical (2.8.0 p
 OB supply to OB LB after DEADTIME; newer ones count a lost OB, BYPASS or OFF supply critical at
 once, so those two are not shown to an unreached tier either). While the peer is
 lost, ALARM is served with "redundancy lost: <cause>" in ups.alarm, after the UPS's own alarm.
+Two feeds (feeds.FeedPolicy): while a feed is lost, ALARM too, with "redundancy lost: feed B
+lost" in ups.alarm, on every tier.
 """
 from sentinel.version import VERSION
 
@@ -47,6 +49,7 @@ class Snapshot:
     ups_toks    the UPS's statuses in _PASS, as it reports them (take_ups)
     alarm       ups.alarm text, "" when the UPS reports no alarm
     pair_alarm  "redundancy lost: <cause>" while the pair's peer is lost, else "" (pair.link)
+    feed_alarm  "redundancy lost: feed B lost" while a feed is lost, else "" (feeds.FeedPolicy)
     inputs      [(var, value), ...] per mains channel (several channels only): input.phases,
                 input.L1-N.voltage ... for phases, input.1.voltage ... for feeds
     """
@@ -70,6 +73,7 @@ class Snapshot:
         self.alarm = ""
         self.inputs = ()  # the empty tuple is shared: nothing allocated on one channel
         self.pair_alarm = ""
+        self.feed_alarm = ""
         self._src = None  # the Q1 reply or contact bits ups_toks and alarm come from
         for t in names:
             self.phases[t] = None
@@ -84,7 +88,7 @@ class Snapshot:
         pair mode's view for a tier the plan has not reached: OL, and neither BYPASS nor OFF
         (a newer upsmon counts a supply it lost while last seen OB, BYPASS or OFF as critical
         at once)."""
-        st = ("ALARM " if self.alarm or self.pair_alarm else "") + (
+        st = ("ALARM " if self.alarm or self.pair_alarm or self.feed_alarm else "") + (
             "OB" if self.ob and not masked else "OL")
         for t in self.ups_toks:
             if not (masked and t in _MASKED):
@@ -92,10 +96,10 @@ class Snapshot:
         return st
 
     def alarms(self):
-        """ups.alarm: the UPS's own alarm, then the pair's ("" when neither)."""
-        if not self.pair_alarm:
+        """ups.alarm: the UPS's own alarm, then the pair's, then the feeds' ("" when none)."""
+        if not self.pair_alarm and not self.feed_alarm:
             return self.alarm
-        return (self.alarm + " " + self.pair_alarm) if self.alarm else self.pair_alarm
+        return " ".join(a for a in (self.alarm, self.pair_alarm, self.feed_alarm) if a)
 
     def take_ups(self, link, contacts):
         """Keep what the UPS reports beyond OL/OB/LB: from the link's last Q1 reply while the

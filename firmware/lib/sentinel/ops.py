@@ -48,6 +48,7 @@ class Ops:
         self.alerts = None        # the alerts Outbox, when a transport is enabled
         self.web = None  # type: object  # the web server's starter when http is enabled (app)
         self.pair = None          # the pair.link.PairLink when pair.enabled
+        self.feeds = None         # the feeds.FeedPolicy on a two-feed site
 
     def get(self, op):
         """The handler of console op `op`, or None: Ops is the ConsoleServer's handler table.
@@ -97,6 +98,8 @@ class Ops:
             st["alerts"] = self.alerts.status()
         if self.pair is not None:
             st["pair"] = self.pair.status()
+        if self.feeds is not None:
+            st["feeds"] = self.feeds.status()
         return st
 
     def part(self, k, brief=False):
@@ -179,6 +182,10 @@ class Ops:
     def attach_alerts(self, outbox):
         """The alerts Outbox: status reports it, alerts_test needs it."""
         self.alerts = outbox
+
+    def attach_feeds(self, policy):
+        """The feeds.FeedPolicy: status reports each feed and server."""
+        self.feeds = policy
 
     def attach_pair(self, link):
         """The pair.link.PairLink: status reports its peer."""

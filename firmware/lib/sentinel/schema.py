@@ -8,6 +8,7 @@ A section is a tuple of fields (a tuple, so the order is the same on every inter
 and docs come out in this order). A field is a dict:
   k      key name
   t      type: "int" | "float" | "bool" | "str" | "enum" | "enums" (list of enum values) |
+         "names" (list of distinct strings of format "name"; min/max: item count) |
          "section" (nested object; "f" holds its fields) |
          "list" (list of objects; "f" holds the fields of one item)
   d      default; REQUIRED (below) when the key must be given. Sections take their default from
@@ -89,6 +90,36 @@ MAINS = (
      "doc": "mains channels sensed together (phases L1..L3, feeds A, B, ...); none: one "
             "channel on board.adc_pin with volts_per_count"},
 )
+
+
+def channel_feed(ch):
+    """The feed a mains channel senses: its "feed", else its name unless it is a phase ("")."""
+    name = ch.get("name") or ""
+    return ch.get("feed") or ("" if name in ("L1", "L2", "L3") else name)
+
+
+def feeds_errors(cfg):
+    """Each server's feeds must be feeds a mains channel senses. [] when they are."""
+    known = []
+    for c in cfg["mains"]["channels"]:
+        f = channel_feed(c)
+        if f and f not in known:
+            known.append(f)
+    out = []
+    for ti, t in enumerate(cfg["tiers"]):
+        for hi, h in enumerate(t.get("hosts") or ()):
+            for fi, f in enumerate(h.get("feeds") or ()):
+                if f in known:
+                    continue
+                where = "tiers[%d].hosts[%d].feeds[%d]" % (ti, hi, fi)
+                if known:
+                    out.append("%s: feed %s is not sensed by any mains channel; allowed: %s "
+                               "(the feeds of mains.channels)" % (where, f, ", ".join(known)))
+                else:
+                    out.append("%s: feed %s is not sensed: no mains channel senses a feed; "
+                               "list the feeds in mains.channels (name or feed) first"
+                               % (where, f))
+    return out
 
 
 def mains_errors(cfg, port=None):
@@ -215,6 +246,9 @@ HOST = (
      "doc": "MAC for Wake-on-LAN (null: the server powers on by itself when its outlet returns)"},
     {"k": "health", "t": "str", "d": "nut", "min": 3, "max": 9, "fmt": "health",
      "doc": "up-check after power-on: nut (its upsmon logged in again), tcp:<port>, or none"},
+    {"k": "feeds", "t": "names", "d": (), "min": 0, "max": MAX_CHANNELS,
+     "doc": "the mains feeds powering this server (mains.channels' feeds, e.g. [\"A\", \"B\"]); "
+            "empty: every feed (a single-feed site); docs/feeds.md"},
 )
 
 TIER = (

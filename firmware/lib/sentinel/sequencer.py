@@ -415,7 +415,7 @@ class Sequencer:
                 continue
             if s == H_OUT or s == H_ABSENT or s == H_GONE:
                 since = h.t1 if s == H_OUT else t.t_act
-                hc = self._checks()
+                hc = self.checks()
                 if (hc.check(t.name, h.cfg, now, since, OFF_PROBE_MS) is False
                         and hc.why(h.name) is None):
                     h.state = H_OFF
@@ -537,7 +537,7 @@ class Sequencer:
         for h in t.hosts:
             if h.state == H_UP or h.state == H_TIMEOUT:
                 continue
-            if self._checks().check(t.name, h.cfg, now, h.t0) is True:
+            if self.checks().check(t.name, h.cfg, now, h.t0) is True:
                 h.state = H_UP
                 h.t1 = now
                 took = now - h.t0
@@ -569,7 +569,8 @@ class Sequencer:
         self._sm(sm.tier_progress(now, t.name, t.phase, pid))
         return True
 
-    def _checks(self):
+    def checks(self):
+        """The health checks (also the feed policy's power-on)."""
         # the health checks load with the first power-on or drill that needs them, not at boot
         # (saves device heap on boards whose modules load into RAM)
         if self.health is None:
@@ -587,7 +588,7 @@ class Sequencer:
         # imported when a drill starts, not at boot: drills are rare, and this saves device heap
         # on boards whose modules load into RAM
         from sentinel.drill import Drill
-        d = self._drill = Drill(self.tiers, self.nut, self._checks(), self._drill_probe_ms)
+        d = self._drill = Drill(self.tiers, self.nut, self.checks(), self._drill_probe_ms)
         return d
 
     def _drill_down(self, now, sm):

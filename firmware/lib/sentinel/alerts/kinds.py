@@ -29,6 +29,10 @@ alert_test notice test alert requested from the console
 alerts_lost err {transport}: {count} journal records rotated away undelivered (alerts lost)
 mains_lost crit mains lost ({v} V)
 mains_event warning mains {type}: {pct}% of nominal for {duration_ms} ms
+feed_lost warning feed {feed} lost: redundancy lost; servers on it alone shut down after grace
+feed_back notice feed {feed} is back
+feed_fsd crit host {host} of tier {tier} lost every feed: forced shutdown sent to it alone
+feed_power_on notice host {host} of tier {tier} powered on after its feed returned (ok: {ok})
 state warning state {from} -> {to} ({cause})
 client_fsd crit NUT client {user}@{addr} set forced shutdown on {ups}
 shutdown_start crit shutdown started, tiers in order: {tiers}
@@ -57,6 +61,7 @@ STATE_SEVERITY = {"ONLINE": "notice", "ON_BATTERY": "warning", "SHUTTING_DOWN": 
                   "LOAD_OFF": "alert", "WAIT_MAINS": "warning", "RESTORING": "notice"}
 # kind -> (field, value, severity): a record whose field has that value takes that severity
 ESCALATE = {"drill": ("ok", False, "err"), "ups_off": ("ok", False, "alert"),
+            "feed_power_on": ("ok", False, "err"),
             "network": ("state", "up", "notice")}
 
 

@@ -38,6 +38,9 @@ Server API for the sentinel:
   await start(host, port)   /   close()
   set_fsd(ups, on)          raise or clear forced shutdown for a UPS (not a latch forever)
   fsd(ups) -> bool
+  set_fsd_hosts(ups, addrs) forced shutdown on that UPS for the connections from these
+                            addresses only (the feed policy: the servers whose feeds are all
+                            lost); () clears it. The tier's other clients keep seeing no FSD.
   logged_in(ups) -> [(addr, user), ...]   connections that did LOGIN ups and are still open
   numlogins(ups) -> int
   on_login(ups, client) / on_logout(ups, client) / on_fsd(ups, client): callbacks, or None;
@@ -84,6 +87,7 @@ try:
 except ImportError:  # pragma: no cover
     socket = None
 
+from sentinel.coverage import norm_addr
 from sentinel.nut import protocol as P
 from sentinel.nut.auth import LoginLimiter, check_password
 
@@ -109,6 +113,21 @@ def peer_addr(pe):
         return getattr(socket, "inet_ntop")(fam, raw), port
     except Exception:
         return "?", 0
+
+
+def _track_id():
+    """A random TRACKING id in the UUID form upsd uses."""
+    try:
+        import os
+        r = os.urandom(16)
+    except Exception:  # pragma: no cover
+        r = bytes(16)
+    h = "".join("%02X" % b for b in r)
+    return "%s-%s-%s-%s-%s" % (h[0:8], h[8:12], h[12:16], h[16:20], h[20:32])
+
+
+def _unknown(ups):
+    raise ValueError("unknown UPS " + ups)
 
 
 def _sleep_ms(ms):
@@ -164,6 +183,7 @@ class NutServer:
         self.limiter = limiter or LoginLimiter()
         self.conns = []
         self._fsd = {}  # canonical ups name -> True
+        self._fsd_hosts = {}  # canonical ups name -> normalised client addresses told FSD
         self._track = []  # [(id, status)] newest last, at most _TRACK_KEEP
         self.on_login = None
         self.on_logout = None
@@ -196,9 +216,7 @@ class NutServer:
         return None
 
     def set_fsd(self, ups, on):
-        c = self._canon(ups)
-        if c is None:
-            raise ValueError("unknown UPS " + ups)
+        c = self._canon(ups) or _unknown(ups)
         if on:
             self._fsd[c[0]] = True
         elif c[0] in self._fsd:
@@ -207,6 +225,19 @@ class NutServer:
     def fsd(self, ups):
         c = self._canon(ups)
         return c is not None and c[0] in self._fsd
+
+    def set_fsd_hosts(self, ups, addrs):
+        c = self._canon(ups) or _unknown(ups)
+        if addrs:
+            self._fsd_hosts[c[0]] = tuple(norm_addr(a) for a in addrs)
+        else:
+            self._fsd_hosts.pop(c[0], None)
+
+    def _fsd_for(self, ups, conn):
+        """FSD as this connection sees it on a (canonical) UPS: the tier's, or its own."""
+        hosts = self._fsd_hosts.get(ups)
+        return ups in self._fsd or (hosts is not None and conn is not None
+                                    and norm_addr(conn.addr) in hosts)
 
     def logged_in(self, ups):
         c = self._canon(ups)
@@ -245,12 +276,12 @@ class NutServer:
     def _stale(self, ups):
         return self.provider.vars(ups) is None
 
-    def _vars(self, ups):
-        """Sorted [(var, value)] with ups.status included (FSD-prefixed), or None if stale."""
+    def _vars(self, ups, conn=None):
+        """Sorted [(var, value)], ups.status (FSD-prefixed) as `conn` sees it; None if stale."""
         vs = self.provider.vars(ups)
         if vs is None:
             return None
-        out = [("ups.status", self._status(ups))]
+        out = [("ups.status", self._status(ups, conn))]
         for k, v in vs:
             if k != "ups.status":
                 out.append((k, v))
@@ -259,15 +290,15 @@ class NutServer:
         out.sort(key=lambda kv: kv[0])
         return out
 
-    def _status(self, ups):
+    def _status(self, ups, conn=None):
         st = self.provider.status(ups)
-        return P.status_value(st if st else "WAIT", ups in self._fsd)
+        return P.status_value(st if st else "WAIT", self._fsd_for(ups, conn))
 
-    def _lookup(self, ups, var):
-        """(canonical var, value) or None."""
+    def _lookup(self, ups, var, conn=None):
+        """(canonical var, value) or None; ups.status as `conn` sees it."""
         low = var.lower()
         if low == "ups.status":
-            return "ups.status", self._status(ups)
+            return "ups.status", self._status(ups, conn)
         for k, v in self.provider.vars(ups) or ():
             if k.lower() == low:
                 return k, v
@@ -292,13 +323,7 @@ class NutServer:
         return sorted(f(ups) or ()) if f is not None else []
 
     def _track_add(self, status):
-        try:
-            import os
-            r = os.urandom(16)
-        except Exception:  # pragma: no cover
-            r = bytes(16)
-        h = "".join("%02X" % b for b in r)
-        tid = "%s-%s-%s-%s-%s" % (h[0:8], h[8:12], h[12:16], h[16:20], h[20:32])
+        tid = _track_id()
         self._track.append((tid, status))
         if len(self._track) > _TRACK_KEEP:
             self._track.pop(0)
@@ -427,7 +452,7 @@ class NutServer:
             return P.desc_line(ups, var, P.describe(var))
         if sub == "CMDDESC":
             return P.desc_line(ups, var, P.describe(var, True), "CMDDESC")
-        kv = self._lookup(c[0], var)
+        kv = self._lookup(c[0], var, conn)
         if kv is None:
             return P.err(P.VAR_NOT_SUPPORTED)
         if sub == "VAR":
@@ -459,7 +484,7 @@ class NutServer:
                         out.append(P.client_line(c[0], k.addr))
                 out.append(P.end_list(q))
                 return "".join(out)
-            vs = self._vars(c[0])
+            vs = self._vars(c[0], conn)
             if vs is None:
                 return P.err(P.DATA_STALE)
             out = [P.begin_list(q)]

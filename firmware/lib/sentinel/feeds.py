@@ -1,0 +1,303 @@
+"""The site model for two feeds (or more): which servers lose power when one feed is lost.
+
+Loaded only when the mains channels sense two or more feeds and some server lists its feeds
+(tiers[].hosts[].feeds; device heap: a single-feed site never imports this module).
+
+Per feed: ok, or lost when none of its channels is good (each channel's mains-good verdict).
+Per server (its `feeds`; empty: every feed): ok, degraded (one of its feeds lost, one left) or
+lost (every feed it lists is lost).
+
+While the site is otherwise ONLINE (the state machine sees no outage: a feed is still up):
+- a server lost for policy.grace_s (a return shorter than return_stable_ms does not restart
+  it) is told FSD on its tier, for its own connections only
+  (NutServer.set_fsd_hosts); the servers that stay powered never see FSD. Tier order holds
+  among the servers that must go: a tier's are told only once no server of an earlier tier is
+  lost and still running (not yet told, or told and still logged in within the tier's
+  max_wait_s);
+- once one of its feeds has been back for policy.stable_mains_s, its FSD is cleared and it is
+  powered on, the last tier first: Wake-on-LAN (unless its upsmon is still logged in) and its
+  health check, woken again every boot_timeout_s up to wake_retries times.
+When the site leaves ONLINE (every feed lost, or the UPS says so) the sequencer owns every
+server: this policy clears its FSDs and forgets what it had told.
+
+Records (log(type, data, critical=)): feed_lost, feed_back, feed_fsd (host, tier),
+feed_power_on (host, tier, ok, took_ms, tries). `alarm`: "redundancy lost: feed B lost" while a
+feed is lost, else "".
+
+Pure logic: step(now, good_mask, present, online) takes the clock and the readings as arguments.
+"""
+from sentinel.coverage import logged_in_addrs
+
+try:
+    from micropython import const  # pyright: ignore[reportAssignmentType]
+except ImportError:
+
+    def const(x):
+        return x
+
+OK = "ok"
+DEGRADED = "degraded"
+LOST = "lost"
+# what the policy has done to a server
+A_NONE = ""
+A_FSD = "fsd"          # told FSD, still logged in
+A_OFF = "off"          # told FSD and logged out (or its max_wait ran out)
+A_BACK = "back"        # its feed is back: FSD cleared, powered on in its tier's turn
+A_WAKING = "waking"    # powering on
+
+
+# A server is a list, not an object (device heap: a list of 9 costs a fifth of an instance
+# with as many attributes): its config dict, tier index, feed bits (bit i: feed i powers it),
+# power state, ms it became lost, action, ms of the FSD then of the last wake, ms the power-on
+# started, magic packets sent, address (lower case), ms it was last no longer lost.
+# (const with a leading underscore: compile-time numbers, not module globals on the device)
+_CFG = const(0)
+_TI = const(1)
+_MASK = const(2)
+_POWER = const(3)
+_T_LOST = const(4)
+_ACT = const(5)
+_T_ACT = const(6)
+_T0 = const(7)
+_TRIES = const(8)
+_ADDR = const(9)
+_T_BACK = const(10)
+
+
+class FeedPolicy:
+    """cfg: the validated config; chan_feeds: each mains channel's feed (PhaseSet.feeds, "" for
+    a phase); nut: the NutServer (set_fsd_hosts, logged_in); log(type, data, critical=False);
+    wake(mac, addr): magic packets (an awaitable it returns is handed to spawn; None: no
+    wakes); checks() -> the sequencer's health checks (check(tier, host_cfg, now, since_ms));
+    spawn: starts a coroutine in the background (asyncio.create_task)."""
+
+    def __init__(self, cfg, chan_feeds, nut, log, wake=None, checks=None, spawn=None):
+        self.nut = nut
+        self.log = log
+        self.wake = wake
+        self.checks = checks
+        self.spawn = spawn
+        pol = cfg["policy"]
+        self.grace_ms = pol["grace_s"] * 1000
+        self.return_ms = pol["return_stable_ms"]
+        self.stable_ms = pol["stable_mains_s"] * 1000
+        rec = cfg["recovery"]
+        self.boot_ms = rec["boot_timeout_s"] * 1000
+        self.retries = rec["wake_retries"]
+        self.names = []
+        self.cmask = []          # per feed: its channels' bits
+        for c, f in enumerate(chan_feeds):
+            if not f:
+                continue
+            if f not in self.names:
+                self.names.append(f)
+                self.cmask.append(0)
+            i = self.names.index(f)
+            self.cmask[i] |= 1 << c
+        n = len(self.names)
+        self.lost = [False] * n
+        self.t_back = [0] * n    # ms each feed was last seen coming back
+        self.tiers = [t["name"] for t in cfg["tiers"]]
+        self.max_wait = [t["max_wait_s"] * 1000 for t in cfg["tiers"]]
+        self.hosts = []
+        for ti, t in enumerate(cfg["tiers"]):
+            for h in t["hosts"]:
+                m = 0
+                for f in h.get("feeds") or self.names:
+                    if f in self.names:
+                        m |= 1 << self.names.index(f)
+                self.hosts.append([h, ti, m, OK, None, A_NONE, 0, 0, 0, h["address"].lower(),
+                                   0])
+        self.alarm = ""
+        self._told = [()] * len(self.tiers)   # addresses told FSD per tier, as last pushed
+        self._dirty = False   # who is told FSD changed: push it (not every step: no garbage)
+
+    # ---- readings -------------------------------------------------------------------------
+
+    def _feeds(self, now, good_mask):
+        changed = False
+        for i in range(len(self.names)):
+            lost = not good_mask & self.cmask[i]
+            if lost != self.lost[i]:
+                self.lost[i] = lost
+                changed = True
+                if lost:
+                    self.log("feed_lost", {"feed": self.names[i]}, critical=True)
+                else:
+                    self.t_back[i] = now
+                    self.log("feed_back", {"feed": self.names[i]})
+        if changed:
+            gone = [self.names[i] for i in range(len(self.names)) if self.lost[i]]
+            if not gone:
+                self.alarm = ""
+            elif len(gone) == 1:
+                self.alarm = "redundancy lost: feed %s lost" % gone[0]
+            else:
+                self.alarm = "redundancy lost: feeds %s lost" % ", ".join(gone)
+            for h in self.hosts:
+                n = 0
+                out = 0
+                for i in range(len(self.names)):
+                    if h[_MASK] >> i & 1:
+                        n += 1
+                        if self.lost[i]:
+                            out += 1
+                p = LOST if n and out == n else (DEGRADED if out else OK)
+                if p != h[_POWER]:
+                    if p == LOST:
+                        # a return shorter than return_stable_ms does not restart the grace
+                        # (as the state machine's): a flickering feed still gets its servers down
+                        if h[_T_LOST] is None or now - h[_T_BACK] >= self.return_ms:
+                            h[_T_LOST] = now
+                    elif h[_POWER] == LOST:
+                        h[_T_BACK] = now
+                    h[_POWER] = p
+
+    def _stable(self, now, h):
+        """One of the host's feeds is up and has been for stable_mains_s."""
+        for i in range(len(self.names)):
+            if h[_MASK] >> i & 1 and not self.lost[i] and now - self.t_back[i] >= self.stable_ms:
+                return True
+        return False
+
+    # ---- the step -------------------------------------------------------------------------
+
+    def step(self, now, good_mask, present=True, online=True):
+        """good_mask: bit c set when mains channel c is good; present: the readings mean
+        something (not during the monitor's first cycles); online: the state machine is
+        ONLINE (no site outage)."""
+        if present:
+            self._feeds(now, good_mask)
+        if not online:
+            self._release()
+            return
+        self._down(now)
+        self._up(now)
+        self._push()
+
+    def _release(self):
+        for h in self.hosts:
+            if h[_ACT] != A_NONE:
+                h[_ACT] = A_NONE
+                self._dirty = True
+        self._push()
+
+    def _down(self, now):
+        blocked = False
+        for ti in range(len(self.tiers)):
+            addrs = None
+            running = False
+            for h in self.hosts:
+                if h[_TI] != ti:
+                    continue
+                if h[_POWER] != LOST:
+                    continue
+                if h[_ACT] == A_BACK or h[_ACT] == A_WAKING:
+                    h[_ACT] = A_NONE   # lost again while powering on: no more wakes; its grace
+                if h[_ACT] == A_NONE:
+                    if blocked or now - h[_T_LOST] < self.grace_ms:
+                        running = True
+                        continue
+                    h[_ACT] = A_FSD
+                    h[_T_ACT] = now
+                    self._dirty = True
+                    self.log("feed_fsd", {"host": h[_CFG]["name"], "tier": self.tiers[ti]},
+                             critical=True)
+                if h[_ACT] == A_FSD:
+                    if addrs is None:
+                        addrs = logged_in_addrs(self.nut, self.tiers[ti])
+                    if h[_ADDR] not in addrs or now - h[_T_ACT] >= self.max_wait[ti]:
+                        h[_ACT] = A_OFF
+                    else:
+                        running = True
+            if running:
+                blocked = True
+
+    def _up(self, now):
+        # every server whose feed is back loses its FSD at once (one that boots by itself when
+        # its outlet returns must not read FSD again); the wakes go tier by tier
+        for h in self.hosts:
+            if (h[_ACT] == A_FSD or h[_ACT] == A_OFF) and self._stable(now, h):
+                h[_ACT] = A_BACK
+                self._dirty = True
+        for ti in range(len(self.tiers) - 1, -1, -1):
+            busy = False
+            addrs = None
+            for h in self.hosts:
+                if h[_TI] != ti:
+                    continue
+                if h[_ACT] == A_BACK:
+                    if addrs is None:
+                        addrs = logged_in_addrs(self.nut, self.tiers[ti])
+                    h[_ACT] = A_WAKING
+                    h[_T0] = now
+                    h[_T_ACT] = now
+                    h[_TRIES] = 0
+                    if h[_ADDR] not in addrs:   # still logged in: running, no wake needed
+                        self._wake(h)
+                if h[_ACT] != A_WAKING:
+                    continue
+                ok = self.checks is None or self.checks().check(self.tiers[ti], h[_CFG], now,
+                                                                h[_T0]) is True
+                if ok:
+                    self._done(now, h, True)
+                elif now - h[_T_ACT] >= self.boot_ms:
+                    if h[_CFG]["mac"] and h[_TRIES] < 1 + self.retries:
+                        h[_T_ACT] = now
+                        self._wake(h)
+                        busy = True
+                    else:
+                        self._done(now, h, False)
+                else:
+                    busy = True
+            if busy:
+                return   # an earlier tier waits for this one, as the sequencer's power-on
+
+    def _wake(self, h):
+        mac = h[_CFG]["mac"]
+        if not mac or self.wake is None:
+            return
+        h[_TRIES] += 1
+        self.log("wol", {"tier": self.tiers[h[_TI]], "host": h[_CFG]["name"], "mac": mac,
+                         "try": h[_TRIES]})
+        try:
+            r = self.wake(mac, h[_ADDR])
+            if self.spawn is not None and r is not None and (
+                    hasattr(r, "send") or hasattr(r, "__await__")):
+                self.spawn(r)
+        except Exception as e:
+            self.log("error", {"where": "feed_wake", "error": str(e)})
+
+    def _done(self, now, h, ok):
+        h[_ACT] = A_NONE
+        self.log("feed_power_on", {"host": h[_CFG]["name"], "tier": self.tiers[h[_TI]],
+                                   "ok": ok, "took_ms": now - h[_T0], "tries": h[_TRIES]},
+                 critical=not ok)
+
+    def _push(self):
+        """The NUT server's per-connection FSD, changed only when a tier's set changes."""
+        if not self._dirty:
+            return
+        self._dirty = False
+        for ti in range(len(self.tiers)):
+            told = tuple(h[_ADDR] for h in self.hosts
+                         if h[_TI] == ti and (h[_ACT] == A_FSD or h[_ACT] == A_OFF))
+            if told != self._told[ti]:
+                self._told[ti] = told
+                try:
+                    self.nut.set_fsd_hosts(self.tiers[ti], told)
+                except ValueError:
+                    pass   # a tier the NUT server does not serve
+
+    # ---- read side ------------------------------------------------------------------------
+
+    def status(self):
+        """The console's feeds block (built every second by the status reporter: each server's
+        tier and feeds are in the coverage audit's block, not repeated here)."""
+        feeds = {}
+        for i, f in enumerate(self.names):
+            feeds[f] = LOST if self.lost[i] else OK
+        hosts = []
+        for h in self.hosts:
+            hosts.append({"host": h[_CFG]["name"], "state": h[_POWER], "action": h[_ACT]})
+        return {"feeds": feeds, "hosts": hosts, "alarm": self.alarm}

@@ -1,0 +1,231 @@
+# FeedPolicy with a fake clock, a fake NUT server (who is logged in, who is told FSD) and fake
+# health checks: a two-feed site, channels A (bit 0) and B (bit 1).
+from mpunit import TestCase
+from sentinel import config
+from sentinel.feeds import FeedPolicy
+
+A = 1
+B = 2
+BOTH = 3
+STEP = 100
+
+
+class FakeNut:
+    def __init__(self):
+        self.logged = {}      # tier -> [addr]
+        self.fsd_hosts = {}   # tier -> tuple of addrs
+        self.pushes = 0
+
+    def logged_in(self, tier):
+        return [(a, "mon") for a in self.logged.get(tier, ())]
+
+    def set_fsd_hosts(self, tier, addrs):
+        self.pushes += 1
+        if addrs:
+            self.fsd_hosts[tier] = tuple(addrs)
+        else:
+            self.fsd_hosts.pop(tier, None)
+
+    def logout(self, tier, addr):
+        self.logged[tier].remove(addr)
+
+
+class FakeChecks:
+    def __init__(self, nut):
+        self.nut = nut
+
+    def check(self, tier, host, now, since):
+        return host["address"] in self.nut.logged.get(tier, ())
+
+
+def site(**pol):
+    tiers = [
+        {"name": "apps", "max_wait_s": 10, "hosts": [
+            {"name": "a1", "address": "10.0.0.1", "feeds": ["A", "B"]},
+            {"name": "b1", "address": "10.0.0.2", "feeds": ["B"], "mac": "02:00:00:00:00:02"}]},
+        {"name": "dbs", "max_wait_s": 10, "hosts": [
+            {"name": "b2", "address": "10.0.0.3", "feeds": ["B"], "mac": "02:00:00:00:00:03"},
+            {"name": "any", "address": "10.0.0.4"}]},
+    ]
+    p = {"grace_s": 5, "stable_mains_s": 3}
+    p.update(pol)
+    cfg, errs = config.validate({"mains": {"channels": [{"name": "A"}, {"name": "B"}]},
+                                 "policy": p, "tiers": tiers,
+                                 "recovery": {"boot_timeout_s": 10, "wake_retries": 1}})
+    assert not errs, errs
+    return cfg
+
+
+class Rig:
+    def __init__(self, **pol):
+        self.nut = FakeNut()
+        self.nut.logged = {"apps": ["10.0.0.1", "10.0.0.2"], "dbs": ["10.0.0.3", "10.0.0.4"]}
+        self.recs = []
+        self.wakes = []
+        self.now = 0
+        checks = FakeChecks(self.nut)
+        self.p = FeedPolicy(site(**pol), ["A", "B"], self.nut,
+                            lambda t, d, critical=False: self.recs.append((self.now, t, d)),
+                            wake=lambda mac, addr: self.wakes.append((self.now, mac)),
+                            checks=lambda: checks)
+
+    def run(self, ms, good=BOTH, online=True, until=None):
+        end = self.now + ms
+        while self.now < end:
+            self.p.step(self.now, good, True, online)
+            if until is not None and until():
+                return True
+            self.now += STEP
+        return False
+
+    def kinds(self, kind):
+        return [(t, d) for t, k, d in self.recs if k == kind]
+
+
+class TestFeedPolicy(TestCase):
+    def test_states_and_alarm(self):
+        r = Rig()
+        r.run(1000)
+        self.assertEqual(r.p.alarm, "")
+        r.run(200, good=A)
+        st = r.p.status()
+        self.assertEqual(st["feeds"], {"A": "ok", "B": "lost"})
+        by = {h["host"]: h["state"] for h in st["hosts"]}
+        self.assertEqual(by, {"a1": "degraded", "b1": "lost", "b2": "lost", "any": "degraded"})
+        self.assertEqual(r.p.alarm, "redundancy lost: feed B lost")
+        self.assertEqual([d for _, d in r.kinds("feed_lost")], [{"feed": "B"}])
+
+    def test_flicker_shorter_than_grace_tells_nobody(self):
+        r = Rig()
+        r.run(1000)
+        r.run(4000, good=A)
+        r.run(20000)
+        self.assertEqual(r.kinds("feed_fsd"), [])
+        self.assertEqual(r.nut.fsd_hosts, {})
+        self.assertEqual(r.p.alarm, "")
+        self.assertEqual(len(r.kinds("feed_back")), 1)
+
+    def test_short_returns_do_not_restart_the_grace(self):
+        r = Rig()   # return_stable_ms: 2000 by default
+        r.run(1000)
+        t0 = r.now
+        r.run(3000, good=A)
+        r.run(1000)              # back for 1 s: too short to count
+        r.run(1500, good=A)
+        fsd = r.kinds("feed_fsd")
+        self.assertEqual([d["host"] for _, d in fsd], ["b1"])
+        self.assertTrue(5000 <= fsd[0][0] - t0 < 5600, fsd[0][0] - t0)
+        r2 = Rig()
+        r2.run(1000)
+        r2.run(3000, good=A)
+        r2.run(2500)             # back long enough: the next loss starts a new grace
+        r2.run(4000, good=A)
+        self.assertEqual(r2.kinds("feed_fsd"), [])
+
+    def test_lost_hosts_go_in_tier_order_and_come_back(self):
+        r = Rig()
+        r.run(1000)
+        t_lost = r.now
+        # grace: nobody told
+        r.run(4900, good=A)
+        self.assertEqual(r.nut.fsd_hosts, {})
+        # after grace: only b1 (apps) is told; b2 (dbs) waits for it to log out
+        r.run(200, good=A)
+        self.assertEqual(r.nut.fsd_hosts, {"apps": ("10.0.0.2",)})
+        fsd = r.kinds("feed_fsd")
+        self.assertEqual([d for _, d in fsd], [{"host": "b1", "tier": "apps"}])
+        self.assertTrue(fsd[0][0] - t_lost >= 5000)
+        r.run(3000, good=A)
+        self.assertEqual(len(r.kinds("feed_fsd")), 1)
+        r.nut.logout("apps", "10.0.0.2")
+        r.run(200, good=A)
+        self.assertEqual(r.nut.fsd_hosts, {"apps": ("10.0.0.2",), "dbs": ("10.0.0.3",)})
+        r.nut.logout("dbs", "10.0.0.3")
+        r.run(2000, good=A)
+        # a1 and "any" (every feed) were never told
+        self.assertEqual(sorted(d["host"] for _, d in r.kinds("feed_fsd")), ["b1", "b2"])
+        # B back: FSD kept until it is stable for 3 s, then cleared, dbs woken first
+        back = r.now
+        r.run(2900)
+        self.assertEqual(len(r.nut.fsd_hosts), 2)
+        r.run(200)
+        self.assertEqual(r.nut.fsd_hosts, {})
+        self.assertEqual([m for _, m in r.wakes], ["02:00:00:00:00:03"])
+        self.assertTrue(r.wakes[0][0] - back >= 3000)
+        r.run(1000)
+        self.assertEqual(len(r.wakes), 1)   # apps waits for dbs to be up
+        r.nut.logged["dbs"].append("10.0.0.3")
+        r.run(200)
+        self.assertEqual([m for _, m in r.wakes][-1], "02:00:00:00:00:02")
+        r.nut.logged["apps"].append("10.0.0.2")
+        r.run(200)
+        done = [d for _, d in r.kinds("feed_power_on")]
+        self.assertEqual([(d["host"], d["ok"]) for d in done], [("b2", True), ("b1", True)])
+        st = {h["host"]: h["action"] for h in r.p.status()["hosts"]}
+        self.assertEqual(st, {"a1": "", "b1": "", "b2": "", "any": ""})
+
+    def test_max_wait_lets_the_next_tier_go(self):
+        r = Rig()
+        r.run(1000)
+        r.run(5200, good=A)
+        self.assertEqual(list(r.nut.fsd_hosts), ["apps"])
+        r.run(9800, good=A)   # b1 never logs out
+        self.assertEqual(list(r.nut.fsd_hosts), ["apps"])
+        r.run(300, good=A)
+        self.assertEqual(sorted(r.nut.fsd_hosts), ["apps", "dbs"])
+
+    def test_wake_retried_then_given_up(self):
+        r = Rig()
+        r.run(1000)
+        r.run(5200, good=A)
+        r.nut.logout("apps", "10.0.0.2")
+        r.run(200, good=A)
+        r.nut.logout("dbs", "10.0.0.3")
+        r.run(200, good=A)
+        r.run(3100)
+        self.assertEqual(len(r.wakes), 1)
+        r.run(10000)
+        self.assertEqual(len(r.wakes), 2)   # again after boot_timeout_s
+        r.run(10000)
+        done = r.kinds("feed_power_on")
+        self.assertEqual([(d["host"], d["ok"], d["tries"]) for _, d in done], [("b2", False, 2)])
+
+    def test_lost_again_while_powering_on_stops_the_wakes(self):
+        r = Rig()
+        r.run(1000)
+        r.run(5200, good=A)
+        r.nut.logout("apps", "10.0.0.2")
+        r.run(200, good=A)
+        r.nut.logout("dbs", "10.0.0.3")
+        r.run(200, good=A)
+        r.run(3100)
+        self.assertEqual(len(r.wakes), 1)              # b2 woken
+        r.run(200, good=A)                             # B lost again before b2 is up
+        st = {h["host"]: h["action"] for h in r.p.status()["hosts"]}
+        self.assertEqual((st["b1"], st["b2"]), ("", ""))
+        r.run(20000, good=A)
+        self.assertEqual(len(r.wakes), 1)              # never woken again while B is lost
+        self.assertEqual(r.kinds("feed_power_on"), [])
+        self.assertEqual(sorted(d["host"] for _, d in r.kinds("feed_fsd")), ["b1", "b1", "b2",
+                                                                             "b2"])
+
+    def test_site_outage_hands_over_to_the_sequencer(self):
+        r = Rig()
+        r.run(1000)
+        r.run(5200, good=A)
+        self.assertEqual(list(r.nut.fsd_hosts), ["apps"])
+        r.run(200, good=0, online=False)
+        self.assertEqual(r.nut.fsd_hosts, {})
+        self.assertEqual(r.p.alarm, "redundancy lost: feeds A, B lost")
+        self.assertEqual(r.kinds("feed_fsd")[-1][1]["host"], "b1")
+
+    def test_no_reading_yet_changes_nothing(self):
+        r = Rig()
+        r.p.step(0, 0, False, True)
+        self.assertEqual(r.p.alarm, "")
+        self.assertEqual(r.recs, [])
+
+    def test_quiet_steps_push_nothing(self):
+        r = Rig()
+        r.run(3000)
+        self.assertEqual(r.nut.pushes, 0)

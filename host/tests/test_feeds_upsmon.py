@@ -1,0 +1,191 @@
+"""Two feeds on a virtual board, end to end, with the REAL upsmon (NUT 2.8.0) of three servers:
+mains channels A and B; tier apps holds a1 (dual-corded: feeds A and B) and b1 (feed B only);
+tier dbs holds b2 (feed B only). Each server's upsmon reaches the board through a relay bound to
+its own loopback address (127.0.0.21-23), as on a LAN where each server has its address.
+
+Feed B lost (`virtual set feed.B=off`): the site stays ONLINE and ALARM is raised at once; after
+grace b1's upsmon shuts its server down (FSD for b1's connection only), then, once b1 has logged
+out, b2's (tier order); a1's upsmon stays up reading ALARM OL with "redundancy lost: feed B
+lost". Feed B back: the FSDs are cleared once B is stable; b2 (the later tier) is woken first,
+b1 only once b2 is back up (its upsmon logged in again); both power-ons are recorded.
+"""
+import json
+import os
+import socket
+import sys
+import time
+
+import pytest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "..", "benchmarks"))
+
+import reliability_common as rc  # noqa: E402  # pyright: ignore[reportMissingImports]
+from rich.console import Console  # noqa: E402
+
+from powersentinel import logs, nutreal, ui  # noqa: E402
+from powersentinel.bench.site import Relay, free_port_on  # noqa: E402
+from powersentinel.link import Link  # noqa: E402
+from powersentinel.virtual import wait_for  # noqa: E402
+
+GRACE_S = 3
+STABLE_S = 3
+A1, B1, B2 = "127.0.0.21", "127.0.0.22", "127.0.0.23"
+B1_MAC, B2_MAC = "02:50:53:00:00:22", "02:50:53:00:00:23"
+CHANNELS = [{"name": "A"}, {"name": "B"}]
+
+pytestmark = pytest.mark.skipif(not nutreal.available(), reason="NUT binaries not installed")
+
+
+def _status_from(relay, ups=rc.TIER):
+    """(ups.status, ups.alarm) reply lines as the server behind `relay` reads them."""
+    with nutreal.NutClient(*relay.addr) as c:
+        return (c.cmd("GET VAR %s ups.status" % ups)[0],
+                c.cmd("GET VAR %s ups.alarm" % ups)[0])
+
+
+def _upsmon(relay, ups=rc.TIER):
+    pw = rc.USERS["monuser"][0]
+    return nutreal.RealUpsmon([nutreal.Monitor(ups, relay.addr[0], relay.addr[1],
+                                               "monuser", pw)], pollfreq=1, pollfreqalert=1)
+
+
+class Wol:
+    """Magic packets sent to the "broadcast" address (127.0.0.1 here): (time, mac) each."""
+
+    def __init__(self, port):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", port))
+        self.sock.settimeout(0.1)
+        self.seen = []
+
+    def poll(self):
+        while True:
+            try:
+                data, _ = self.sock.recvfrom(2048)
+            except socket.timeout:
+                return self.seen
+            if data[:6] == b"\xff" * 6 and len(data) >= 12:
+                self.seen.append((time.monotonic(), ":".join("%02x" % b for b in data[6:12])))
+
+    def macs(self):
+        out = []
+        for _, m in self.poll():
+            if m not in out:
+                out.append(m)
+        return out
+
+    def close(self):
+        self.sock.close()
+
+
+def test_feed_b_lost_shuts_down_only_the_servers_on_b(tmp_path):
+    wol = Wol(free_port_on(["127.0.0.1", A1, B1, B2], socket.SOCK_DGRAM))
+    tiers = [{"name": rc.TIER, "max_wait_s": 30, "delay_s": 0, "hosts": [
+                 {"name": "a1", "address": A1, "mac": None, "health": "nut",
+                  "feeds": ["A", "B"]},
+                 {"name": "b1", "address": B1, "mac": B1_MAC, "health": "nut", "feeds": ["B"]}]},
+             {"name": "dbs", "max_wait_s": 30, "delay_s": 0, "hosts": [
+                 {"name": "b2", "address": B2, "mac": B2_MAC, "health": "nut", "feeds": ["B"]}]}]
+    cfg = rc.make_config(**{"policy.grace_s": GRACE_S, "policy.stable_mains_s": STABLE_S,
+                            "mains.channels": CHANNELS, "tiers": tiers,
+                            "recovery": {"wol_port": wol.sock.getsockname()[1],
+                                         "wol_broadcast": "127.0.0.1", "boot_timeout_s": 60,
+                                         "wake_retries": 1}})
+    b = rc.Board(str(tmp_path / "b"), cfg, extra_args=("--channels", json.dumps(CHANNELS)))
+    ra, rb, rb2 = Relay(A1, b.nut), Relay(B1, b.nut), Relay(B2, b.nut)
+    ma, mb, mdb = _upsmon(ra), _upsmon(rb), _upsmon(rb2, "dbs")
+    later = []
+    try:
+        b.wait_serving(15)
+        for m in (ma, mb, mdb):
+            m.start()
+        for m in (ma, mb, mdb):
+            m.wait_logged_in(15)
+        with Link(b.serial) as lk:
+            st = lk.request("status")
+            assert st["feeds"]["feeds"] == {"A": "ok", "B": "ok"}, st.get("feeds")
+            assert _status_from(ra)[0] == 'VAR apps ups.status "OL"'
+
+            t_lost = time.time()
+            b.wires({"feed.B": "off"})
+            wait_for(lambda: lk.request("status")["feeds"]["feeds"]["B"] == "lost", 5,
+                     "the firmware to see feed B lost")
+            # at once: the alarm on every tier, nobody shut down, the site still ONLINE
+            st_a, alarm = _status_from(ra)
+            assert st_a == 'VAR apps ups.status "ALARM OL"', st_a
+            assert alarm == 'VAR apps ups.alarm "redundancy lost: feed B lost"', alarm
+            assert _status_from(rb2, "dbs")[0] == 'VAR dbs ups.status "ALARM OL"'
+            st = lk.request("status")
+            assert st["state"]["name"] == "ONLINE"
+            hosts = {h["host"]: h["state"] for h in st["feeds"]["hosts"]}
+            assert hosts == {"a1": "degraded", "b1": "lost", "b2": "lost"}
+            # `powersentinel status` (and the monitor) show the feeds row and each server's feeds
+            ident = lk.identify()
+
+            def shown():
+                con = Console(record=True, width=200)
+                con.print(ui.render_status(ident, lk.request("status")))
+                text = con.export_text()
+                return "a1 (A+B), b1 (B)" in text and text   # the coverage audit: 2 s period
+            text = wait_for(shown, 5, "the status to list each server's feeds")
+            assert "redundancy lost  A ok  B lost  servers: a1 degraded, b1 lost" in text, text
+
+            t_b1 = mb.wait_shutdown(GRACE_S + 15)
+            assert t_b1 is not None, mb.log()[-3000:]
+            assert t_b1 - t_lost >= GRACE_S - 0.5, t_b1 - t_lost
+            t_b2 = mdb.wait_shutdown(15)
+            assert t_b2 is not None, mdb.log()[-3000:]
+            assert t_b2 > t_b1   # dbs is told only once apps' lost server has logged out
+            assert _status_from(rb)[0] == 'VAR apps ups.status "FSD ALARM OL"'
+            # the dual-corded server: told nothing, still up, reading ALARM OL
+            assert _status_from(ra)[0] == 'VAR apps ups.status "ALARM OL"'
+            time.sleep(2)   # upsmon polls every second: two more polls must not shut it down
+            assert ma.shutdown_time() is None and ma.running(), ma.log()[-3000:]
+            fsd = logs.read(lk, ("feed_fsd",))
+            assert [r["data"] for r in fsd] == [{"host": "b1", "tier": rc.TIER},
+                                                {"host": "b2", "tier": "dbs"}]
+            assert lk.request("status")["state"]["name"] == "ONLINE"
+            assert logs.read(lk, ("tier_fsd",)) == []   # no tier-wide FSD
+            mb.stop()    # b1 and b2 have halted: their upsmon is gone
+            mdb.stop()
+            wol.poll()
+            wol.seen.clear()
+
+            t_back = time.monotonic()
+            b.wires({"feed.B": "on"})
+            wait_for(lambda: B2_MAC in wol.macs(), STABLE_S + 15, "a magic packet for b2")
+            assert wol.seen[0][0] - t_back >= STABLE_S - 0.5
+            assert _status_from(rb)[0] == 'VAR apps ups.status "OL"'   # every FSD cleared
+            time.sleep(1.5)
+            assert wol.macs() == [B2_MAC]   # apps waits for dbs to be up
+            mdb2 = _upsmon(rb2, "dbs")      # b2 boots
+            later.append(mdb2)
+            mdb2.start()
+            mdb2.wait_logged_in(15)
+            wait_for(lambda: B1_MAC in wol.macs(), 15, "a magic packet for b1 after b2 is up")
+            mb2 = _upsmon(rb)               # b1 boots
+            later.append(mb2)
+            mb2.start()
+            mb2.wait_logged_in(15)
+
+            def powered_on():
+                r = logs.read(lk, ("feed_power_on",))
+                return len(r) == 2 and r
+            recs = wait_for(powered_on, 20, "feed_power_on for b2 and b1")
+            assert [(r["data"]["host"], r["data"]["ok"]) for r in recs] == [
+                ("b2", True), ("b1", True)], recs
+            st = lk.request("status")
+            assert {h["host"]: (h["state"], h["action"]) for h in st["feeds"]["hosts"]} == {
+                "a1": ("ok", ""), "b1": ("ok", ""), "b2": ("ok", "")}
+            assert "ALARM" not in _status_from(ra)[0]
+            assert mb2.shutdown_time() is None and mdb2.shutdown_time() is None
+            kinds = [r["type"] for r in logs.read(lk, ("feed_lost", "feed_back"))]
+            assert kinds == ["feed_lost", "feed_back"], kinds
+    finally:
+        for m in [ma, mb, mdb] + later:
+            m.stop()
+        for r in (ra, rb, rb2):
+            r.close()
+        wol.close()
+        b.stop()
