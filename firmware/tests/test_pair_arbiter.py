@@ -3,7 +3,7 @@
 # sensor is acted on alone.
 from mpunit import TestCase
 from sentinel import config
-from sentinel.pair.arbiter import CLEARED, RAISED, Arbiter
+from sentinel.pair.arbiter import CLEARED, RAISED, Arbiter, load_off_turn
 from sentinel.statemachine import Inputs, StateMachine, ONLINE, ON_BATTERY, SHUTTING_DOWN
 
 # frame codes: mains unknown/good/lost/bad; UPS none/OL/OB/OB LB
@@ -183,3 +183,38 @@ class StateMachineObeys(TestCase):
         r.run(3000, LOST, NONE, GOOD)
         self.assertEqual(r.sm.state, ONLINE)
         self.assertEqual(r.recs[-1][3], "mains_restored")
+
+
+class Frame:
+    """The fields of a peer's frame.Message that load_off_turn reads."""
+
+    def __init__(self, ups=1, state=2, loadoff=0):
+        self.ups = ups
+        self.state = state
+        self.loadoff = loadoff
+
+
+class LoadOffTurn(TestCase):
+    def test_without_a_live_peer_each_sends_its_own(self):
+        self.assertEqual(load_off_turn("A", None, 0, 13000), "send")
+        self.assertEqual(load_off_turn("B", None, 0, 13000), "send")
+
+    def test_both_read_the_ups_a_sends_b_waits_for_a_then_takes_over(self):
+        self.assertEqual(load_off_turn("A", Frame(), 0, 13000), "send")
+        self.assertEqual(load_off_turn("B", Frame(), 0, 13000), "wait")
+        self.assertEqual(load_off_turn("B", Frame(), 12999, 13000), "wait")
+        self.assertEqual(load_off_turn("B", Frame(), 13000, 13000), "send")
+
+    def test_the_peer_s_sent_flag_inside_a_plan_means_it_is_done(self):
+        for st in (2, 3, 4):  # SHUTTING_DOWN, LOAD_OFF, WAIT_MAINS
+            self.assertEqual(load_off_turn("A", Frame(state=st, loadoff=1), 0, 13000), "peer")
+            self.assertEqual(load_off_turn("B", Frame(state=st, loadoff=1), 99999, 13000),
+                             "peer")
+
+    def test_a_flag_left_from_an_earlier_outage_is_stale(self):
+        for st in (0, 1, 5, 255):  # ONLINE, ON_BATTERY, RESTORING, unknown
+            self.assertEqual(load_off_turn("A", Frame(state=st, loadoff=1), 0, 13000), "send")
+
+    def test_a_peer_that_reads_no_ups_leaves_it_to_this_one(self):
+        self.assertEqual(load_off_turn("B", Frame(ups=0), 0, 13000), "send")
+

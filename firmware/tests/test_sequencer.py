@@ -396,6 +396,49 @@ class ShutdownOrder(TestCase):
         self.assertEqual(r.records("ups_off")[0][1]["ok"], False)
 
 
+class PairTurn(TestCase):
+    """Sequencer.turn (pair mode): the load-off is sent only on this sentinel's turn."""
+
+    def test_waiting_sends_nothing_and_the_peer_s_load_off_is_recorded_not_repeated(self):
+        r = Rig()
+        answers = ["wait"]
+        asked = []
+
+        def turn(now, plan_id):
+            asked.append(plan_id)
+            return answers[-1]
+
+        r.seq.turn = turn
+        r.full_shutdown()
+        r.run(5000)
+        self.assertEqual(r.ups.sent, [])
+        self.assertTrue(len(asked) > 1 and asked[0] == r.seq.plan_id)
+        answers.append("peer")
+        r.tick()
+        self.assertEqual(r.seq.load_off, "peer")
+        off = r.records("ups_off")
+        self.assertEqual(len(off), 1)
+        self.assertEqual((off[0][1]["ok"], off[0][1]["by"]), (True, "peer"))
+        n = len(asked)
+        r.run(Q.LOAD_OFF_RETRY_MS * 5)
+        self.assertEqual(r.ups.sent, [])  # never sent here, and not asked again
+        self.assertEqual(len(asked), n)
+        self.assertEqual(r.seq.to_dict(r.now)["load_off"], "peer")
+
+    def test_a_failed_try_asks_again_before_retrying(self):
+        r = Rig()
+        r.ups = FakeUps(r, ok=False)
+        r.seq.ups = r.ups
+        answers = ["send"]
+        r.seq.turn = lambda now, plan_id: answers[-1]
+        r.full_shutdown()
+        self.assertEqual((r.seq.load_off, len(r.ups.sent)), ("failed", 1))
+        answers.append("peer")  # meanwhile the peer's own try went through
+        r.run(Q.LOAD_OFF_RETRY_MS * 5)
+        self.assertEqual(len(r.ups.sent), 1)
+        self.assertEqual(r.seq.load_off, "peer")
+
+
 class Cancel(TestCase):
     def test_mains_back_before_ponr_clears_fsd_and_nothing_shuts_down(self):
         tiers = std_tiers()

@@ -84,7 +84,10 @@ def virtual():
               help="start a redundant pair instead: DIR/a (id A, reads the UPS) and DIR/b "
                    "(id B), the same mains, the peer link on loopback with a shared key "
                    "(docs/redundancy.md); stop, set and get then act on the pair")
-def virtual_start(d, config, heap, nut_port, time_scale, profile, romfs, pair):
+@click.option("--ups-both", is_flag=True,
+              help="with --pair: B reads a UPS over Q1 too (its own simulator, on the same "
+                   "mains), as two sentinels wired to one UPS; A sends the load-off")
+def virtual_start(d, config, heap, nut_port, time_scale, profile, romfs, pair, ups_both):
     """Start a virtual board in DIR and return once its firmware is running.
 
     A new DIR gets a fresh 2 MiB littlefs flash image, and the current firmware is deployed
@@ -99,9 +102,12 @@ def virtual_start(d, config, heap, nut_port, time_scale, profile, romfs, pair):
         if nut_port:
             fail("--nut-port does not apply to a pair: each board takes a free port")
         from .virtual import pair as vpair
-        meta = vpair.start_pair(d, config=config, heap=heap, extra_args=extra)
+        meta = vpair.start_pair(d, config=config, heap=heap, extra_args=extra,
+                                ups_both=ups_both)
         click.echo(json.dumps(meta, indent=1))
         return
+    if ups_both:
+        fail("--ups-both applies to a pair (--pair)")
     meta = vboard.start(d, config=config, heap=heap, nut_port=nut_port, extra_args=extra)
     click.echo(json.dumps(meta, indent=1))
 

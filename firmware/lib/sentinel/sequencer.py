@@ -48,9 +48,10 @@ from sentinel import seqstate
 from sentinel.coverage import logged_in_addrs
 from sentinel.nutview import ups_list
 from sentinel.seqstate import (CHECKED, DONE, FSD, H_ABSENT, H_GONE, H_IN, H_LOST, H_OFF, H_OUT,
-                               H_TIMEOUT, H_UP, H_WAKING, IDLE, LO_FAILED, LO_NONE, LO_PENDING,
-                               LO_SENT, MODE_LOAD_OFF, MODE_POWER_ON, MODE_SHUTDOWN, OFF,
-                               REACHABLE, TIMEOUT, UP, WAITING, WAKING, Tier)
+                               H_TIMEOUT, H_UP, H_WAKING, IDLE, LO_FAILED, LO_NONE, LO_PEER,
+                               LO_PENDING, LO_SENT, MODE_LOAD_OFF, MODE_POWER_ON, MODE_SHUTDOWN,
+                               OFF, REACHABLE, TIMEOUT, TURN_PEER, TURN_SEND, TURN_WAIT, UP,
+                               WAITING, WAKING, Tier)
 
 # After a reboot mid-shutdown every upsmon connection is gone: give the clients that were still
 # logged in this long to reconnect (upsmon retries every POLLFREQ, 5 s) before an empty tier
@@ -63,6 +64,10 @@ LOAD_OFF_RETRY_MS = 10000
 OFF_PROBE_MS = 1000
 LOAD_OFF_TRIES = 3
 _LIST_MAX = 16  # names/addresses per journal record (a record holds at most 1 KiB)
+
+
+def _my_turn(now, plan_id) -> str:
+    return TURN_SEND
 
 
 def _awaitable(r):
@@ -128,6 +133,9 @@ class Sequencer:
         self.pos = 0            # index into order of the tier in progress
         self.t_plan = None
         self.load_off = None    # None (not yet) or a seqstate LO_*
+        # pair mode (set by the app): (now, plan_id) -> a seqstate TURN_*, asked before each
+        # try so that one load-off goes out per outage; alone, always this sentinel's turn
+        self.turn = _my_turn
         self.lo_tries = 0
         self._lo_last = None
         self.resumed_at = None  # set by restore(): reconnect grace for the clients of every tier
@@ -428,13 +436,23 @@ class Sequencer:
         return up
 
     def _load_off(self, now):
-        if self.drill or self.load_off == LO_SENT or self.load_off == LO_NONE:
+        lo = self.load_off
+        if self.drill or lo == LO_SENT or lo == LO_NONE or lo == LO_PEER:
             return
-        if self.load_off == LO_PENDING:
+        if lo == LO_PENDING:
             return  # an async command is in flight
-        if self.load_off == LO_FAILED:
+        if lo == LO_FAILED:
             if self.lo_tries >= LOAD_OFF_TRIES or now - self._lo_last < LOAD_OFF_RETRY_MS:
                 return
+        turn = self.turn(now, self.plan_id)
+        if turn == TURN_WAIT:
+            return
+        if turn == TURN_PEER:
+            self.load_off = LO_PEER
+            self.dirty = True
+            self._log("ups_off", {"plan": self.plan_id, "ok": True, "by": "peer",
+                                  "took_ms": now - self.t_plan}, now, True)
+            return
         ups = self.ups
         if ups is None:
             self.load_off = LO_NONE

@@ -45,10 +45,11 @@ def pair_info(d):
         raise VirtualError("no virtual pair in %s (pair.json missing)" % d)
 
 
-def configs(base, key=None, ports=None, heartbeat_ms=500, dead_ms=3000):
+def configs(base, key=None, ports=None, heartbeat_ms=500, dead_ms=3000, ups_both=False):
     """The two boards' device configs from `base` (a device config dict, or None): the same
     plan, a `pair` section each (ids A and B, loopback ports crossed, one key), and the UPS read
-    by A only. -> (cfg_a, cfg_b, key, (port_a, port_b))."""
+    by A only, or with ups_both by each (each board's own UPS simulator, following the shared
+    mains: two sentinels wired to one UPS). -> (cfg_a, cfg_b, key, (port_a, port_b))."""
     key = key or secrets.token_hex(16)
     pa, pb = ports or (_free_udp_port(), _free_udp_port())
     out = []
@@ -58,7 +59,7 @@ def configs(base, key=None, ports=None, heartbeat_ms=500, dead_ms=3000):
                          port=port, peer_port=peer_port, key=key, heartbeat_ms=heartbeat_ms,
                          dead_ms=dead_ms)
         ups = c.setdefault("ups", {})
-        if sid == "A":
+        if sid == "A" or ups_both:
             ups.setdefault("link", "q1")
         else:
             ups["link"] = "none"
@@ -67,9 +68,10 @@ def configs(base, key=None, ports=None, heartbeat_ms=500, dead_ms=3000):
 
 
 def start_pair(d, config=None, heap="128wK", extra_args=(), progress=None, timeout=60.0,
-               heartbeat_ms=500, dead_ms=3000):
+               heartbeat_ms=500, dead_ms=3000, ups_both=False):
     """Start both boards of a pair in d/a and d/b. config: a device config JSON file (the
-    plan both serve) or None. Returns pair.json's content (each side with its board.json)."""
+    plan both serve) or None; ups_both: B reads a UPS too (configs()). Returns pair.json's
+    content (each side with its board.json)."""
     d = os.path.abspath(d)
     os.makedirs(d, exist_ok=True)
     base = None
@@ -84,7 +86,7 @@ def start_pair(d, config=None, heap="128wK", extra_args=(), progress=None, timeo
         prev = pair_info(d)  # a restart keeps the key and ports the flash images hold
     key = prev["key"] if prev else None
     ports = (prev["a"]["port"], prev["b"]["port"]) if prev else None
-    ca, cb, key, ports = configs(base, key, ports, heartbeat_ms, dead_ms)
+    ca, cb, key, ports = configs(base, key, ports, heartbeat_ms, dead_ms, ups_both)
     meta = {"key": key}
     started = []
     try:

@@ -28,6 +28,8 @@ and decides two things:
 Pure logic: the clock comes in as `now` (ms), no I/O; the caller journals the changes.
 """
 
+from sentinel.seqstate import TURN_PEER, TURN_SEND, TURN_WAIT
+
 _GOOD, _LOST, _BAD = 1, 2, 3
 _OL, _OB, _OBLB = 1, 2, 3
 
@@ -109,3 +111,23 @@ class Arbiter:
         return {"cause": self.disagree, "own": _WORDS[own] if own < 4 else "?",
                 "peer": _WORDS[peer] if peer < 4 else "?",
                 "ups": _UPS_WORDS[ups] if ups < 4 else "?", "held": self.unconfirmed}
+
+
+# frame.STATES codes of a sentinel inside an outage's plan: SHUTTING_DOWN, LOAD_OFF, WAIT_MAINS
+_PLAN_FIRST, _PLAN_LAST = 2, 4
+
+
+def load_off_turn(me, peer, waited_ms, defer_ms):
+    """Whose turn it is to send this outage's UPS load-off (seqstate TURN_*: "send", "wait",
+    "peer"), so that the pair sends one. me: "A" or "B"; peer: the alive peer's last
+    frame.Message, or None (dead, partitioned: then only this sentinel can); waited_ms: since
+    this plan first asked. The peer's "sent" flag counts only while it is in a plan: a flag
+    left from an earlier outage is stale. When both read the UPS, A sends; B sends only if
+    A's flag has not come within defer_ms (A's command failed, or its link did)."""
+    if peer is None:
+        return TURN_SEND
+    if peer.loadoff and _PLAN_FIRST <= peer.state <= _PLAN_LAST:
+        return TURN_PEER
+    if peer.ups == 0 or me == "A":  # the peer reads no UPS, or this is the designated sender
+        return TURN_SEND
+    return TURN_SEND if waited_ms >= defer_ms else TURN_WAIT

@@ -258,6 +258,22 @@ def gate(link, control):
     return step
 
 
+def turn(link, defer_ms):
+    """Sequencer.turn for a pair: (now, plan_id) -> whose turn the load-off is (arbiter.py's
+    load_off_turn), timing the wait from the plan's first ask."""
+    from sentinel.pair.arbiter import load_off_turn
+    asked = [None, 0]  # plan id, ms it first asked
+
+    def f(now, plan_id):
+        if asked[0] != plan_id:
+            asked[0] = plan_id
+            asked[1] = now
+        p = link.peer
+        return load_off_turn(link.arbiter.me, p.msg if p.state == ALIVE else None,
+                             now - asked[1], defer_ms)
+    return f
+
+
 def own_view(control):
     """() -> this sentinel's view in frame codes, read from the control loop (its inputs, the
     mains monitor, the state machine, the sequencer): what the peer is told each heartbeat
