@@ -304,6 +304,31 @@ class Metrics(TestCase):
         self.assertNotIn("powersentinel_tier_phase", types)
         self.assertNotIn("powersentinel_http_requests_total", types)
 
+    def test_each_mains_channel_and_each_feed_on_a_two_feed_site(self):
+        st = status("ONLINE")
+        st["mains"]["channels"] = [
+            {"name": "A", "feed": "A", "v": 231.4, "hz": 50.01, "lost": False, "good": True,
+             "event": None},
+            {"name": "B", "feed": "B", "v": 0.4, "hz": None, "lost": True, "good": False,
+             "event": "interruption"}]
+        st["feeds"] = {"feeds": {"A": "ok", "B": "lost"}, "hosts": [], "alarm": "x"}
+        s, types = parse_metrics("".join(metrics.render(st)))
+        v = [k[1] for k in s if k[0] == "powersentinel_mains_voltage_volts"]
+        self.assertEqual(v, ['{channel="A"}', '{channel="B"}'])
+        self.assertEqual(s[("powersentinel_mains_voltage_volts", '{channel="B"}')], 0.4)
+        self.assertEqual(s[("powersentinel_mains_frequency_hertz", '{channel="A"}')], 50.01)
+        self.assertNotIn(("powersentinel_mains_frequency_hertz", '{channel="B"}'), s)
+        self.assertEqual(s[("powersentinel_mains_lost", '{channel="B"}')], 1)
+        self.assertEqual(s[("powersentinel_mains_good", '{channel="A"}')], 1)
+        self.assertEqual(s[("powersentinel_mains_losses_total", '{channel="all"}')], 2)
+        self.assertEqual(s[("powersentinel_feed_lost", '{feed="A"}')], 0)
+        self.assertEqual(s[("powersentinel_feed_lost", '{feed="B"}')], 1)
+        self.assertEqual(types["powersentinel_feed_lost"], "gauge")
+        # a single-channel site: no feed family, the one channel is L1
+        s, types = parse_metrics("".join(metrics.render(status("ONLINE"))))
+        self.assertNotIn("powersentinel_feed_lost", types)
+        self.assertEqual(s[("powersentinel_mains_voltage_volts", '{channel="L1"}')], 3.2)
+
     def test_label_and_number_formatting(self):
         self.assertEqual(metrics.label('a"b\\c\nd'), 'a\\"b\\\\c\\nd')
         self.assertEqual([metrics.num(x) for x in (True, False, 3, 2.5, None)],

@@ -99,14 +99,14 @@ class Ops:
         if self.pair is not None:
             st["pair"] = self.pair.status()
         if self.feeds is not None:
-            st["feeds"] = self.feeds.status()
+            st["feeds"] = self.part("feeds")
         return st
 
     def part(self, k, brief=False):
         """One part of the status (the key k of status()), built now: the web's handlers read
         the parts one at a time (web.site.Live), so a page or a scrape never holds the whole
         status on the heap. brief: "alerts" gives the alert queue's depth only. None for an
-        absent part ("alerts", "pair" when not configured)."""
+        absent part ("alerts", "pair", "feeds" when not configured)."""
         rt = self.rt
         sen = self.sensing
         if k == "mains":
@@ -177,6 +177,8 @@ class Ops:
             return {"depth": a.depth()} if brief else a.status()
         if k == "pair":
             return None if self.pair is None else self.pair.status()
+        if k == "feeds":
+            return None if self.feeds is None else self.feeds.status()
         raise KeyError(k)
 
     def attach_alerts(self, outbox):

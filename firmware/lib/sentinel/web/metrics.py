@@ -14,7 +14,9 @@ PREFIX = "powersentinel_"
 STATES = ("ONLINE", "ON_BATTERY", "SHUTTING_DOWN", "LOAD_OFF", "WAIT_MAINS", "RESTORING")
 PHASES = ("idle", "fsd", "waiting", "done", "timeout", "off", "waking", "up")
 EVENT_KINDS = ("dip", "swell", "interruption")
-CHANNEL = "L1"  # one mains input for now; the label lets a three-phase sentinel add L2, L3
+CHANNEL = "L1"  # a single mains input; several: each channel's own name, counters as "all"
+# the mains part's keys that several channels give one sample each (status mains.channels)
+PER_CHANNEL = ("v", "hz", "lost", "good")
 HTTP_REJECTED = ("bad", "timeouts", "shed", "refused", "auth_failed", "errors")
 
 # Every family, one line each, in the order written: "name type source help" (the name
@@ -55,6 +57,7 @@ loop_stalls_total counter loop.stalls Stalls longer than half the ADC ring since
 adc_overruns_total counter adc.overruns ADC blocks lost because the sampler was late.
 adc_gaps_total counter adc.gaps Gaps in the ADC samples since boot.
 adc_gap_samples_total counter adc.gap_samples Samples missing in those gaps.
+feed_lost gauge * 1 while every mains channel of the feed is lost (two-feed sites, by feed).
 alert_queue_depth gauge * Alerts waiting for delivery (0 when alerts are not configured).
 errors_total counter errors Failures caught in the firmware's hooks.
 uptime_seconds gauge uptime_ms//1000 Time since boot.
@@ -108,7 +111,7 @@ def render(st, http_stats=None):
     """Yield the exposition text for the status `st` (Ops.status(), or web.site.Live: each
     part is read when its families are written, and only the last one is kept); http_stats:
     the web server's counters (WebServer.stats) or None."""
-    ch = 'channel="%s"' % CHANNEL
+    ch = 'channel="%s"' % ("all" if st["mains"].get("channels") else CHANNEL)
     pname = None   # the part read last, and its value
     part = {}
     i = 0
@@ -144,6 +147,12 @@ def render(st, http_stats=None):
                                          len(v) if isinstance(v, list) else v)
                     continue
                 v = _value(part, src[k + 1:])
+            if p == "mains" and part.get("channels") and src[k + 1:] in PER_CHANNEL:
+                yield head
+                for c in part["channels"]:
+                    if c[src[k + 1:]] is not None:
+                        yield sample(name, 'channel="%s"' % label(c["name"]), c[src[k + 1:]])
+                continue
             if v is None:
                 continue
             if div == -1000:
@@ -176,6 +185,12 @@ def render(st, http_stats=None):
                     for n in PHASES:
                         yield sample(name, 'tier="%s",phase="%s"' % (label(t["name"]), n),
                                      ph == n)
+        elif name == "feed_lost":
+            fd = st.get("feeds")
+            if fd:
+                yield head
+                for f, state in fd["feeds"].items():
+                    yield sample(name, 'feed="%s"' % label(f), state == "lost")
         elif name == "alert_queue_depth":
             al = st.get("alerts")
             yield head + sample(name, "", al.get("depth", 0) if isinstance(al, dict) else 0)
