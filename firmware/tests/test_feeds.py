@@ -81,6 +81,17 @@ class Rig:
     def kinds(self, kind):
         return [(t, d) for t, k, d in self.recs if k == kind]
 
+    def b_down_then_back(self):
+        """Feed B lost past grace, b1 then b2 log out in tier order, B back for the stable
+        time: the policy is about to wake b2."""
+        self.run(1000)
+        self.run(5200, good=A)
+        self.nut.logout("apps", "10.0.0.2")
+        self.run(200, good=A)
+        self.nut.logout("dbs", "10.0.0.3")
+        self.run(200, good=A)
+        self.run(3100)
+
 
 class TestFeedPolicy(TestCase):
     def test_states_and_alarm(self):
@@ -176,13 +187,7 @@ class TestFeedPolicy(TestCase):
 
     def test_wake_retried_then_given_up(self):
         r = Rig()
-        r.run(1000)
-        r.run(5200, good=A)
-        r.nut.logout("apps", "10.0.0.2")
-        r.run(200, good=A)
-        r.nut.logout("dbs", "10.0.0.3")
-        r.run(200, good=A)
-        r.run(3100)
+        r.b_down_then_back()
         self.assertEqual(len(r.wakes), 1)
         r.run(10000)
         self.assertEqual(len(r.wakes), 2)   # again after boot_timeout_s
@@ -192,13 +197,7 @@ class TestFeedPolicy(TestCase):
 
     def test_lost_again_while_powering_on_stops_the_wakes(self):
         r = Rig()
-        r.run(1000)
-        r.run(5200, good=A)
-        r.nut.logout("apps", "10.0.0.2")
-        r.run(200, good=A)
-        r.nut.logout("dbs", "10.0.0.3")
-        r.run(200, good=A)
-        r.run(3100)
+        r.b_down_then_back()
         self.assertEqual(len(r.wakes), 1)              # b2 woken
         r.run(200, good=A)                             # B lost again before b2 is up
         st = {h["host"]: h["action"] for h in r.p.status()["hosts"]}

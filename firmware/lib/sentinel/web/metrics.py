@@ -138,21 +138,22 @@ def render(st, http_stats=None):
                     part = {}  # the previous part is not kept while this one is built
                     part = st[p]
                     pname = p
+                key = src[k + 1:]
                 if p == "tiers":
                     if part:
                         yield head
                         for t in part:
-                            v = t[src[k + 1:]]
+                            v = t[key]
                             yield sample(name, 'tier="%s"' % label(t["name"]),
                                          len(v) if isinstance(v, list) else v)
                     continue
-                v = _value(part, src[k + 1:])
-            if p == "mains" and part.get("channels") and src[k + 1:] in PER_CHANNEL:
-                yield head
-                for c in part["channels"]:
-                    if c[src[k + 1:]] is not None:
-                        yield sample(name, 'channel="%s"' % label(c["name"]), c[src[k + 1:]])
-                continue
+                if p == "mains" and key in PER_CHANNEL and part.get("channels"):
+                    yield head
+                    for c in part["channels"]:
+                        if c[key] is not None:
+                            yield sample(name, 'channel="%s"' % label(c["name"]), c[key])
+                    continue
+                v = _value(part, key)
             if v is None:
                 continue
             if div == -1000:
