@@ -37,6 +37,17 @@ def _pure(name):
     return sys.modules["sentinel.web." + name]
 
 
+def two_channels(b):
+    """status("ONLINE") on a site sensing feed A (good) and feed `b` (lost)."""
+    st = status("ONLINE")
+    st["mains"]["channels"] = [
+        {"name": "A", "feed": "A", "v": 231.4, "hz": 50.01, "lost": False, "good": True,
+         "event": None},
+        {"name": b, "feed": b, "v": 0.4, "hz": None, "lost": True, "good": False,
+         "event": "interruption"}]
+    return st
+
+
 def whole_page(*args):
     """The whole page, its parts joined as the site sends them."""
     return "".join("".join(_pure(name).render(*args)) for name in PAGES)
@@ -219,6 +230,29 @@ class Page(TestCase):
         self.assertNotIn('id="alerts"', html)  # no alerts block without alerts configured
         self.assertTrue(html.endswith("</html>\n"))
 
+    def test_each_channel_and_each_feed_with_the_servers_it_leaves_short(self):
+        st = two_channels("B<")
+        st["feeds"] = {"feeds": {"A": "ok", "B<": "lost"}, "alarm": "redundancy lost",
+                       "hosts": [{"host": "dual", "state": "degraded", "action": ""},
+                                 {"host": "b1", "state": "lost", "action": "fsd"},
+                                 {"host": "a1", "state": "ok", "action": ""}]}
+        html = whole_page(st, "s", 10, ())
+        for frag in ('<tr data-channel="A" data-supply="good"><td>A</td><td>A</td>'
+                     '<td>231.4</td><td>50.01</td>',
+                     '<tr data-channel="B&lt;" data-supply="lost">', '<td>-</td>',
+                     '<tr data-feed="A" data-state="ok">',
+                     '<tr data-feed="B&lt;" data-state="lost"><td>Feed B&lt;</td>',
+                     'data-host="dual" data-state="degraded" data-action="">dual: degraded</li>',
+                     'data-host="b1" data-state="lost" data-action="fsd">b1: lost (fsd)</li>'):
+            self.assertIn(frag, html)
+        self.assertNotIn('data-host="a1"', html)  # fully powered: not listed
+        self.assertNotIn('"B<', html)  # escaped in attributes and text
+        self.assertNotIn("B<<", html)
+        # one channel: no channel table, no feeds block
+        html = whole_page(status("ONLINE"), "s", 10, ())
+        self.assertNotIn('id="channels"', html)
+        self.assertNotIn('id="feeds"', html)
+
     def test_alerts_block_when_status_has_one_and_no_refresh_at_zero(self):
         # the shape of Outbox.status()
         html = whole_page(status("ONLINE", {"depth": 4, "step_max_ms": 2, "transports": {
@@ -305,12 +339,7 @@ class Metrics(TestCase):
         self.assertNotIn("powersentinel_http_requests_total", types)
 
     def test_each_mains_channel_and_each_feed_on_a_two_feed_site(self):
-        st = status("ONLINE")
-        st["mains"]["channels"] = [
-            {"name": "A", "feed": "A", "v": 231.4, "hz": 50.01, "lost": False, "good": True,
-             "event": None},
-            {"name": "B", "feed": "B", "v": 0.4, "hz": None, "lost": True, "good": False,
-             "event": "interruption"}]
+        st = two_channels("B")
         st["feeds"] = {"feeds": {"A": "ok", "B": "lost"}, "hosts": [], "alarm": "x"}
         s, types = parse_metrics("".join(metrics.render(st)))
         v = sorted(k[1] for k in s if k[0] == "powersentinel_mains_voltage_volts")
