@@ -77,6 +77,25 @@ class TestSplit(TestCase):
         self.assertFalse(p.too_long)
         self.assertEqual(p.args(), ["VER"])
 
+    def test_buffer_starts_small_and_grows_to_maxline_for_a_long_line(self):
+        p = P.LineParser(maxline=512, maxraw=2048)
+        self.assertEqual(len(p.buf), 128)  # per client on the board: not a full line each
+        for b in b"GET VAR apps ups.status\n":
+            r = p.push(b)
+        self.assertEqual((r, len(p.buf)), (P.LINE, 128))
+        val = "v" * 400
+        for b in b'SET VAR apps ups.id "' + val.encode() + b'"\n':
+            r = p.push(b)
+        self.assertEqual(r, P.LINE)
+        self.assertFalse(p.too_long)
+        self.assertEqual(p.args(), ["SET", "VAR", "apps", "ups.id", val])
+        self.assertEqual(len(p.buf), 512)
+        for b in b"X " + b"a" * 520 + b"\n":  # past maxline: too long, the buffer not grown
+            r = p.push(b)
+        self.assertEqual(r, P.LINE)
+        self.assertTrue(p.too_long)
+        self.assertEqual(len(p.buf), 512)
+
     def test_raw_bound_is_abuse(self):
         p = P.LineParser(maxline=64, maxraw=100)
         res = [p.push(b) for b in b"#" * 101]

@@ -61,6 +61,7 @@ DROP = const(-1)  # parse error: the line is dropped, no reply (upsd does the sa
 ABUSE = const(-2)  # line longer than maxraw: drop the client
 
 MAX_ARGS = const(32)  # upsd's PCONF_DEFAULT_ARG_LIMIT
+_BUF_START = const(128)  # a line buffer's first size (upsmon's longest line is ~60 bytes)
 
 # Parser states (parseconf.c's, same meaning).
 _FIND_WORD = const(0)
@@ -85,10 +86,13 @@ def _space(c):
 
 class LineParser:
     """Incremental splitter for one connection. Feed bytes with push(); on LINE, args() gives
-    the words (str) unless too_long is set. Storage is one preallocated bytearray."""
+    the words (str) unless too_long is set. Storage is one bytearray, _BUF_START bytes at first
+    and grown (doubling) up to maxline by the first longer line: upsmon's lines are short, and
+    a board serving 8-16 clients keeps 384 B per client instead of a full line buffer each."""
 
     def __init__(self, maxline=512, maxraw=2048):
-        self.buf = bytearray(maxline)
+        self.maxline = maxline
+        self.buf = bytearray(min(maxline, _BUF_START))
         # end offset of each word in buf: 16-bit cells, 64 bytes instead of a 32-slot list
         self.ends = array("H", bytes(2 * MAX_ARGS))
         self.maxraw = maxraw
@@ -105,8 +109,12 @@ class LineParser:
         if c < 0x20 or c > 0x7E:
             return  # discarded, but the word has started (as in upsd)
         if self.n >= len(self.buf):
-            self.too_long = True
-            return
+            if self.n >= self.maxline:
+                self.too_long = True
+                return
+            b = bytearray(min(self.maxline, 2 * self.n))
+            b[:self.n] = self.buf
+            self.buf = b
         self.buf[self.n] = c
         self.n += 1
 
