@@ -165,7 +165,9 @@ def time_sampler(n, bl):
     def run():
         m = monitor(n)
         src = _Source(bl, n)
-        cap = Capture(cfg(n))
+        # several channels: the capture keeps them all, interleaved as the blocks are
+        cap = Capture(cfg(n)) if n == 1 else Capture(cfg(n), channels=m.names,
+                                                     vpcs=[x.vpc for x in m.mons])
         t0 = time.ticks_us()
         asyncio.run(sampler.run(src, m, cap, on_block=lambda m: None, progress=lambda: None,
                                 on_change=lambda m: None, on_event=lambda e: None,

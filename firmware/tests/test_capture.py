@@ -135,3 +135,57 @@ class TestCapture(TestCase):
         # 2 slots x 4000 B + ring (100 + 100 ms + block) x 2 B, plus small objects
         self.assertLess(used, 8000 + 1632 + 1500, "capture uses %d bytes" % used)
         self.assertEqual(cap.ring_n, 816)
+
+
+class TestChannels(TestCase):
+    def test_every_channel_interleaved_and_the_window_divided(self):
+        from sentinel.phases import PhaseSet
+        c = cfg()
+        c["channels"] = [{"name": n, "pin": None, "volts_per_count": v, "feed": None}
+                         for n, v in (("L1", None), ("L2", 0.025), ("L3", None))]
+        ps = PhaseSet(c)
+        names = ["L1", "L2", "L3"]
+        cap = Capture(c, channels=names, vpcs=[m.vpc for m in ps.mons])
+        on = 8000 + 5
+        # L2 interrupted for 100 ms: each channel has its own phase and level
+        gs = [Gen(phase0_deg=40 - 120 * k, phase_at=on, noise=0.002, vpc=ps.mons[k].vpc,
+                  env=((on, 0.0), (on + 400, 1.0)) if k == 1 else ()) for k in range(3)]
+        parts = [g.make(on + 4000) for g in gs]
+        n = len(parts[0])
+        a = array("h", bytes(6 * n))
+        for k in range(3):
+            for i in range(n):
+                a[3 * i + k] = parts[k][i]
+        mv = memoryview(a)
+        views = [mv[3 * i:3 * (i + BL)] for i in range(0, n - n % BL, BL)]
+        got = []
+        try:
+            import micropython
+            lock = micropython.heap_lock
+            unlock = micropython.heap_unlock
+        except (ImportError, AttributeError):
+            lock = unlock = lambda: None
+        for b in views:
+            lock()   # interleaved feeding is allocation-free too
+            try:
+                ps.feed(b)
+                cap.feed(b, ps)
+            finally:
+                unlock()
+            while cap.pending():
+                got.append(cap.pop())
+        self.assertEqual(len(got), 1, [g[0] for g in got])
+        meta, data = got[0]
+        self.assertEqual(meta["n"], 666)               # (100 + 400 ms) / 3 channels at 4 kHz
+        self.assertEqual(len(data), 2 * 3 * 666)       # the memory of one channel's window
+        self.assertEqual(meta["channels"], names)
+        self.assertEqual(meta["channel_vpc"], [0.02, 0.025, 0.02])
+        self.assertEqual(meta["anchor"] - meta["t0"], 133)   # pre: 100 ms / 3
+        self.assertLessEqual(abs(meta["anchor"] - on), 50)
+        w = array("h", data)
+        t0 = meta["t0"]
+        for i in range(0, 666, 5):                     # each channel's own samples, in order
+            for k in range(3):
+                self.assertEqual(w[3 * i + k], parts[k][t0 + i])
+        self.assertEqual(cap.ring_n, 133 + 400 + BL)
+        self.assertEqual(len(cap._ring), 3 * cap.ring_n)

@@ -1,6 +1,8 @@
 """Waveform captures: list them on the board, pull them into files `powersentinel analyze` reads.
 
-A capture on the board is int16 little-endian samples (ADC counts) plus a small JSON meta.
+A capture on the board is int16 little-endian samples (ADC counts) plus a small JSON meta;
+with several mains channels, the samples interleave them and the meta names them
+(`channels`, `channel_vpc`): the files then hold one column per channel, named.
 Pulled with capture_read in pieces of at most 1536 bytes, checked for length, and written with
 powersentinel.analysis.readers.write_capture (NAME.npz, or NAME.wav + NAME.json), with the
 device's full meta beside it in NAME.meta.json. Files are written under a temporary name and
@@ -101,16 +103,40 @@ def existing(out_dir, cid, fmt):
     return None
 
 
+def _channels(cid, meta, samples, vpc):
+    """A capture of several mains channels (the board interleaves them: ch0, ch1, ... per
+    tick) -> ((n, channels) int16, names, volts per count). Channels with their own
+    calibration are brought to one scale, the coarsest channel's (|counts| only shrink: no
+    overflow; rounding costs less than half that channel's count)."""
+    names = [str(x) for x in meta["channels"]]
+    k = len(names)
+    if samples.size % k:
+        raise CaptureError("capture %d: %d samples do not divide into %d channels"
+                           % (cid, samples.size, k))
+    x = samples.reshape(-1, k)
+    vpcs = meta.get("channel_vpc") or [vpc] * k
+    if len(vpcs) != k:
+        raise CaptureError("capture %d: %d calibrations for %d channels" % (cid, len(vpcs), k))
+    vpcs = [float(v) for v in vpcs]
+    top = max(vpcs)
+    if min(vpcs) != top:
+        x = np.rint(x * (np.array(vpcs) / top)).astype(np.int16)
+    return x, names, top
+
+
 def save(out_dir, cid, meta, data, fmt="npz", cfg_mains=None):
     """Write one capture; returns its path."""
     if len(data) % 2:
         raise CaptureError("capture %d: odd byte count %d for int16 samples" % (cid, len(data)))
     p = describe(meta, cfg_mains)
     samples = np.frombuffer(data, dtype="<i2").astype(np.int16)
+    names, vpc = None, p["volts_per_count"]
+    if meta.get("channels"):
+        samples, names, vpc = _channels(cid, meta, samples, vpc)
     path = os.path.join(out_dir, file_name(cid, meta, "." + fmt))
     tmp = os.path.join(out_dir, ".part-" + file_name(cid, meta, "." + fmt))
-    write_capture(tmp, samples, p["sample_rate"], p["volts_per_count"], p["nominal_v"],
-                  p["nominal_hz"], p["start_time"])
+    write_capture(tmp, samples, p["sample_rate"], vpc, p["nominal_v"],
+                  p["nominal_hz"], p["start_time"], channel_names=names)
     if fmt == "wav":
         os.replace(os.path.splitext(tmp)[0] + ".json", os.path.splitext(path)[0] + ".json")
     with open(os.path.splitext(path)[0] + ".meta.json", "w", encoding="utf-8") as f:

@@ -84,3 +84,30 @@ def test_board_meta_without_calibration_uses_the_board_config(fake, tmp_path):
     rec = open_recording(os.path.join(out, "capture-%06d-event.npz" % cid))
     assert rec.sample_rate == 4000 and rec.volts_per_count == fake.cfg["mains"]["volts_per_count"]
     assert rec.start_time is None
+
+
+def test_channels_each_calibration_one_scale_and_names(tmp_path):
+    """A two-feed board's capture: interleaved A, B with their own calibrations -> one column
+    per feed, named, in the coarser channel's counts (volts kept within one count)."""
+    import pytest
+    from powersentinel import captures as C
+
+    n = 800
+    t = np.arange(n) / FS
+    v = 230 * np.sqrt(2) * np.sin(2 * np.pi * 50 * t)
+    vpcs = [0.02, 0.025]
+    x = np.empty((n, 2), "<i2")
+    x[:, 0] = np.round(v / vpcs[0])
+    x[:, 1] = np.round(0.5 * v / vpcs[1])                    # B at half voltage
+    meta = {"event": "dip", "sample_rate": FS, "volts_per_count": 0.02, "nominal_v": 230.0,
+            "nominal_hz": 50, "n": n, "fmt": "int16le", "channels": ["A", "B"],
+            "channel_vpc": vpcs}
+    path = C.save(str(tmp_path), 7, meta, x.tobytes())
+    rec = open_recording(path)
+    assert rec.channels == 2 and rec.channel_names == ["A", "B"]
+    assert rec.volts_per_count == 0.025
+    volts = rec.data.astype(float) * rec.volts_per_count
+    assert np.abs(volts[:, 0] - v).max() <= 0.025 + 0.01
+    assert np.abs(volts[:, 1] - 0.5 * v).max() <= 0.025 / 2 + 0.01
+    with pytest.raises(C.CaptureError, match="do not divide into 2 channels"):
+        C.save(str(tmp_path), 8, meta, x.tobytes()[:-2])

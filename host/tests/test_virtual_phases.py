@@ -4,6 +4,7 @@ in turn by one hard IRQ through hal/_mcu.py); `virtual set mains.L2=off` loses o
 the console shows it per channel, the aggregate stays on mains, the real `upsc` reads the
 per-phase NUT variables; `mains=off` loses them all."""
 import json
+import os
 import shutil
 import subprocess
 
@@ -134,3 +135,47 @@ def test_feeds_a_and_b_in_phase_and_feed_level(tmp_path):
         assert 220 < float(nv["input.1.voltage"]) < 240 and "input.phases" not in nv
     finally:
         virtual.stop(d)
+
+
+def test_captures_keep_every_phase_and_the_report_plots_each(board, tmp_path):
+    """A disturbance on L2 alone: the board's capture holds the three phases, `captures pull`
+    writes one named column per phase, and `analyze` finds the dip and labels each phase."""
+    import numpy as np
+    from fakeboard import invoke
+
+    d = board["dir"]
+    with Link(board["serial"]) as link:
+        wait_for(lambda: len(_chans(link)) == 3 and all(c["good"] for c in _chans(link).values()),
+                 20, "three good phases")
+        before = {c["id"] for c in link.request("capture_list")}
+        virtual.set_wires(d, {"mains.L2": "off"})
+        new = []
+
+        def captured():
+            new[:] = [c for c in link.request("capture_list") if c["id"] not in before]
+            return bool(new)
+        wait_for(captured, 10, "a capture of the L2 loss")
+        virtual.set_wires(d, {"mains.L2": "on"})
+        wait_for(lambda: all(c["good"] for c in _chans(link).values()), 20, "L2 back")
+    cid = new[0]["id"]
+    out = str(tmp_path / "caps")
+    env = {"POWERSENTINEL_TIMEOUT": "10"}
+    code, so, se = invoke(["captures", "pull", "--port", "virtual://" + d, "--out", out,
+                           "--id", str(cid)], env)
+    assert code == 0, so + se
+    path = next(os.path.join(out, f) for f in os.listdir(out) if f.endswith(".npz"))
+    z = np.load(path)
+    x = z["samples"]
+    assert x.ndim == 2 and x.shape[1] == 3, x.shape
+    assert [str(n) for n in z["channel_names"]] == ["L1", "L2", "L3"]
+    tail = x[-x.shape[0] // 4:].astype(float)   # after the loss: L2 flat, L1 and L3 whole
+    rms = np.sqrt((tail ** 2).mean(axis=0)) * float(z["volts_per_count"])
+    assert rms[1] < 20 and rms[0] > 180 and rms[2] > 180, rms
+    rep = str(tmp_path / "report")
+    code, so, se = invoke(["analyze", path, "--json", "--report", rep], env)
+    assert code == 0, so + se
+    doc = json.loads(so)["files"][0]
+    assert doc["channels"] == 3 and doc["channel_names"] == ["L1", "L2", "L3"]
+    assert any(e["type"] in ("dip", "interruption") for e in doc["events"]), doc["events"]
+    assert os.path.getsize(os.path.join(rep, os.path.splitext(os.path.basename(path))[0]
+                                        + "_urms.png")) > 1000

@@ -7,6 +7,11 @@
 # (meta dict, int16 little-endian sample bytes) for the journal / host: by peek() + release()
 # without a copy, or by pop() as a bytes copy.
 #
+# Several mains channels (sentinel.phases.PhaseSet): a capture keeps every channel, interleaved
+# as the ADC delivers them (ch0, ch1, ... per sampling tick), and the window is divided among
+# the channels, so the capture memory is that of one channel whatever their number (device
+# heap: three full windows would cost 16 KB more). Positions (t0, anchor, n) count ticks.
+#
 # Memory is fixed at construction: ring (pre + 100 ms + one block) and `slots` slot buffers
 # (pre + post each: 4000 bytes at 4 kHz with the default 100 + 400 ms). A disturbance that finds
 # no free slot is counted in `dropped`, its event is still reported by the monitor.
@@ -65,23 +70,27 @@ _DONE = 2
 
 
 class Capture:
-    """cfg: the validated "mains" config section; slots: captures kept at once (filling or
-    pending)."""
+    """cfg: the validated "mains" section; slots: captures kept at once (filling or
+    pending); channels: the names of the mains channels sensed together (blocks interleave
+    them) and vpcs each one's volts per count, None for one channel."""
 
-    def __init__(self, cfg, slots=2):
+    def __init__(self, cfg, slots=2, channels=None, vpcs=None):
         rate = int(cfg["sample_rate"])
         self.rate = rate
         self.vpc = float(cfg["volts_per_count"])
-        self.pre = int(cfg["capture_pre_ms"]) * rate // 1000
-        self.post = int(cfg["capture_post_ms"]) * rate // 1000
+        self.channels = channels
+        self.vpcs = vpcs
+        k = self.nch = len(channels) if channels else 1
+        self.pre = int(cfg["capture_pre_ms"]) * rate // 1000 // k
+        self.post = int(cfg["capture_post_ms"]) * rate // 1000 // k
         self.n = max(1, self.pre + self.post)
         # the monitor opens a disturbance up to ~1.5 cycles after its start: 100 ms of margin
         self.ring_n = self.pre + rate // 10 + int(cfg["block_len"])
-        self._ring = array("h", bytes(2 * self.ring_n))
-        self._w = 0       # next ring index
-        self._fill = 0    # valid samples in the ring (<= ring_n)
+        self._ring = array("h", bytes(2 * k * self.ring_n))
+        self._w = 0       # next ring index (ticks)
+        self._fill = 0    # valid ticks in the ring (<= ring_n)
         # slots are bytearrays (int16 little-endian) so they can be handed out as bytes views
-        self._bufs = [bytearray(2 * self.n) for _ in range(slots)]
+        self._bufs = [bytearray(2 * k * self.n) for _ in range(slots)]
         self._state = array("i", [_FREE] * slots)
         self._got = array("i", [0] * slots)
         self._trig = array("i", [0] * slots)
@@ -99,16 +108,19 @@ class Capture:
 
     @micropython.native
     def _put(self, dst, doff, src, soff, n):
+        # offsets and count in ticks: nch int16 samples each
+        k = self.nch
         p = self._p
-        p[0] = doff
-        p[1] = soff
-        p[2] = n
+        p[0] = doff * k
+        p[1] = soff * k
+        p[2] = n * k
         _copy(dst, src, p)
 
     @micropython.native
     def feed(self, block, mon):
-        """Call after mon.feed(block): keeps the block and starts/extends captures."""
-        n = len(block)
+        """Call after mon.feed(block): keeps the block and starts/extends captures. block:
+        nch interleaved samples per tick."""
+        n = len(block) // self.nch
         pos = mon.pos
         if mon.epoch != self._ep:
             self._exp -= (mon.epoch - self._ep) * _WRAP
@@ -162,7 +174,8 @@ class Capture:
                 m = self.n - got
                 if m > missing:
                     m = missing
-                for j in range(2 * got, 2 * (got + m)):
+                k = self.nch
+                for j in range(2 * k * got, 2 * k * (got + m)):
                     buf[j] = 0
                 self._got[s] = got + m
                 self._gap[s] += m
@@ -241,8 +254,11 @@ class Capture:
         meta = {"trig": self._trig[slot], "t0": t0, "anchor": t0 + self._anc[slot],
                 "rate": self.rate, "n": self._got[slot], "fmt": "int16le",
                 "volts_per_count": self.vpc, "gap": self._gap[slot]}
+        if self.channels:   # interleaved, n ticks of nch samples
+            meta["channels"] = self.channels
+            meta["channel_vpc"] = self.vpcs
         # every target (ESP32, RP2040, x86) is little-endian: the slot bytes are the format
-        return meta, memoryview(self._bufs[slot])[:2 * self._got[slot]]
+        return meta, memoryview(self._bufs[slot])[:2 * self.nch * self._got[slot]]
 
     def release(self):
         """Free the capture peek() returned."""

@@ -14,7 +14,7 @@ rest of the firmware, as the aggregate of its channels:
          ended (the union of overlapping channel events); a dip is an interruption only when
          every channel was below interruption_pct at the same time (as
          host/powersentinel/analysis/stages/events.py does);
-  trig_seq / trig_pos   a disturbance on any channel (captures record the first channel).
+  trig_seq / trig_pos   a disturbance on any channel (captures keep every channel).
 Per channel: mons[i] (the MainsMonitor), names[i], feeds[i]; lost_mask / good_mask (bit i).
 
 feed(block) takes one block of interleaved samples (ch0, ch1, ... ch0, ch1, ...), splits it into

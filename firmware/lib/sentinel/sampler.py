@@ -149,10 +149,10 @@ async def run(adc_source, monitor, capture=None, on_block=None, progress=None, o
     if nxt is None:
         return
     # several channels (sentinel.phases.PhaseSet): blocks interleave its nch samples per tick,
-    # the capture ring keeps the first channel's. (As few new locals as possible: each is a
-    # word in this coroutine's frame on a single-channel site too.)
+    # and the capture keeps them all. (As few new locals as possible: each is a word in this
+    # coroutine's frame on a single-channel site too.)
     bl = len(nxt) // getattr(monitor, "nch", 1)   # ticks per block
-    cbuf = monitor.bufs[0] if bl != len(nxt) else None
+    multi = bl != len(nxt)
     mask = 0    # several channels: lost_mask | good_mask << 4 at the last on_change
     watch = GapWatch(monitor.rate, bl, len(adc_source.ring) * bl // (2 * len(nxt)),
                      adc_source.overruns)
@@ -201,12 +201,12 @@ async def run(adc_source, monitor, capture=None, on_block=None, progress=None, o
                 on_gap(g)
         monitor.feed(block)
         if capture is not None:
-            capture.feed(block if cbuf is None else cbuf, monitor)
+            capture.feed(block, monitor)
         if monitor.lost != lost or monitor.good != good or (
-                cbuf is not None and monitor.lost_mask | monitor.good_mask << 4 != mask):
+                multi and monitor.lost_mask | monitor.good_mask << 4 != mask):
             lost = monitor.lost
             good = monitor.good
-            if cbuf is not None:
+            if multi:
                 mask = monitor.lost_mask | monitor.good_mask << 4
             if on_change is not None:
                 on_change(monitor)

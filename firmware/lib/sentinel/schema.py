@@ -83,9 +83,11 @@ MAINS = (
             "peak (x 0.866) for 120 degrees, or the rms over the last half period is below "
             "this % of nominal_v"},
     {"k": "capture_pre_ms", "t": "int", "d": 100, "min": 0, "max": 1000,
-     "doc": "waveform kept before an event's start"},
+     "doc": "waveform kept before an event's start (several mains channels: divided among "
+            "them, each channel kept)"},
     {"k": "capture_post_ms", "t": "int", "d": 400, "min": 0, "max": 2000,
-     "doc": "waveform kept after an event's start"},
+     "doc": "waveform kept after an event's start (several mains channels: divided among "
+            "them)"},
     {"k": "channels", "t": "list", "f": CHANNEL, "min": 0, "max": MAX_CHANNELS,
      "doc": "mains channels sensed together (phases L1..L3, feeds A, B, ...); none: one "
             "channel on board.adc_pin with volts_per_count"},

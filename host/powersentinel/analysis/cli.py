@@ -118,7 +118,7 @@ def analyze(files, as_json, report_dir, sample_rate, volts_per_count, nominal_v,
     for path in files:
         try:
             th.check()
-            result, _ = analyze_file(path, opts, err, progress=True)
+            result, rec = analyze_file(path, opts, err, progress=True)
         except AnalysisInputError as e:
             click.echo(f"error: {path}: {e}", err=True)
             sys.exit(2)
@@ -126,6 +126,7 @@ def analyze(files, as_json, report_dir, sample_rate, volts_per_count, nominal_v,
             click.echo(f"error: {path}: {e.strerror or e}", err=True)
             sys.exit(2)
         doc = to_json(result, path)
+        doc["channel_names"] = rec.channel_names or ["L%d" % (c + 1) for c in range(rec.channels)]
         if report_dir:
             from .report import write_report
             name = os.path.splitext(os.path.basename(path))[0]

@@ -6,6 +6,9 @@ Device capture format (what `powersentinel captures pull` writes), version 1, ei
 - NAME.wav (16-bit PCM) plus a JSON sidecar NAME.json (or NAME.wav.json) holding
   {"format": "powersentinel.capture/1", "sample_rate": 4000, "volts_per_count": 0.02,
    "nominal_v": 230.0, "nominal_hz": 50, "start_time": "2025-01-31T12:00:00Z"}.
+With several channels (a three-phase or two-feed board), the npz holds `channel_names` (a
+string array such as ["L1", "L2", "L3"] or ["A", "B"]) and the JSON sidecar a
+"channel_names" list; the analysis labels its figures with them (L1, L2, ... without).
 start_time is ISO 8601 (UTC if no offset) or seconds since the Unix epoch. A sidecar may also
 accompany .npy and .csv files. Options given by the caller override file metadata; a sample
 rate that disagrees between sources is an error (never silently picked).
@@ -40,6 +43,7 @@ class Recording:
     start_time: float | None         # seconds since the Unix epoch (UTC)
     warnings: list[str] = field(default_factory=list)
     fmt: str = ""
+    channel_names: list[str] | None = None   # e.g. ["L1", "L2", "L3"] or ["A", "B"]
 
     @property
     def channels(self) -> int:
@@ -88,7 +92,11 @@ def _sidecar(path: str) -> dict:
                 raise AnalysisInputError(f"unreadable sidecar {cand}: {e}") from None
             if not isinstance(meta, dict):
                 raise AnalysisInputError(f"sidecar {cand} must hold a JSON object")
-            return {k: meta[k] for k in KEYS if meta.get(k) is not None}
+            out = {k: meta[k] for k in KEYS if meta.get(k) is not None}
+            names = meta.get("channel_names")
+            if isinstance(names, list) and all(isinstance(x, str) for x in names):
+                out["channel_names"] = names
+            return out
     return {}
 
 
@@ -222,7 +230,7 @@ def open_recording(path: str, sample_rate: float | None = None,
         except (ValueError, OSError, EOFError) as e:
             raise AnalysisInputError(f"unreadable .npz: {e}") from None
         with z:
-            arrays = [k for k in z.files if k not in KEYS]
+            arrays = [k for k in z.files if k not in KEYS and k != "channel_names"]
             key = next((k for k in ("samples", "x", "data", "v") if k in z.files), None)
             if key is None:
                 if len(arrays) != 1:
@@ -233,6 +241,8 @@ def open_recording(path: str, sample_rate: float | None = None,
                 if k in z.files:
                     v = z[k]
                     meta[k] = v.item() if v.shape == () else v
+            if "channel_names" in z.files and z["channel_names"].dtype.kind == "U":
+                meta["channel_names"] = [str(x) for x in z["channel_names"].ravel()]
         fmt = "npz"
     elif ext in (".csv", ".txt"):
         data, header_rate = read_csv(path)
@@ -275,13 +285,20 @@ def open_recording(path: str, sample_rate: float | None = None,
     nv = float(pick("nominal_v", nominal_v, 230.0))
     nf = float(pick("nominal_hz", nominal_hz, 50.0))
     st = parse_time(pick("start_time", start_time))
+    names = pick("channel_names", None)
+    if names is not None and len(names) != data.shape[1]:
+        warnings.append(f"{len(names)} channel names for {data.shape[1]} channels: ignored")
+        names = None
     return Recording(path=path, data=data, sample_rate=rate, volts_per_count=vpc, nominal_v=nv,
-                     nominal_hz=nf, start_time=st, warnings=warnings, fmt=fmt)
+                     nominal_hz=nf, start_time=st, warnings=warnings, fmt=fmt,
+                     channel_names=names)
 
 
 def write_capture(path: str, samples: np.ndarray, sample_rate: float, volts_per_count: float,
-                  nominal_v: float = 230.0, nominal_hz: float = 50.0, start_time=None) -> None:
-    """Write the device capture format: NAME.npz, or NAME.wav + NAME.json (int16 samples)."""
+                  nominal_v: float = 230.0, nominal_hz: float = 50.0, start_time=None,
+                  channel_names: list[str] | None = None) -> None:
+    """Write the device capture format: NAME.npz, or NAME.wav + NAME.json (int16 samples,
+    (n,) or (n, channels); channel_names labels the channels)."""
     samples = np.asarray(samples)
     if samples.dtype != np.int16:
         raise ValueError("capture samples must be int16 counts")
@@ -290,9 +307,13 @@ def write_capture(path: str, samples: np.ndarray, sample_rate: float, volts_per_
             "volts_per_count": volts_per_count, "nominal_v": nominal_v, "nominal_hz": nominal_hz,
             "start_time": None if st is None else
             datetime.fromtimestamp(st, timezone.utc).isoformat().replace("+00:00", "Z")}
+    if channel_names:
+        meta["channel_names"] = list(channel_names)
     ext = os.path.splitext(path)[1].lower()
     if ext == ".npz":
         extra = {k: v for k, v in meta.items() if k != "format" and v is not None}
+        if channel_names:
+            extra["channel_names"] = np.array(channel_names)
         np.savez(path, samples=samples, **extra)
     elif ext == ".wav":
         x = samples if samples.ndim == 2 else samples[:, None]

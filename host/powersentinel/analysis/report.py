@@ -19,18 +19,18 @@ def _save(fig, path: str) -> None:
     plt.close(fig)
 
 
-def _urms_plot(r: AnalysisResult, path: str) -> None:
+def _urms_plot(r: AnalysisResult, names: list, path: str) -> None:
     fig, ax = plt.subplots(figsize=(10, 3.5))
     t, u = r.urms_half
     if r.urms_half_complete and t.size:
         for c in range(u.shape[1]):
-            ax.plot(t, u[:, c], lw=0.8, label=f"L{c + 1} Urms(1/2)")
+            ax.plot(t, u[:, c], lw=0.8, label=f"{names[c]} Urms(1/2)")
     else:
         s = r.agg150
         for c in range(s.rms.shape[1]):
             ax.fill_between(s.t, s.min[:, c], s.max[:, c], alpha=0.3, step="post",
-                            label=f"L{c + 1} min..max Urms(1/2) per 3 s")
-            ax.plot(s.t, s.rms[:, c], lw=0.8, label=f"L{c + 1} 3 s rms")
+                            label=f"{names[c]} min..max Urms(1/2) per 3 s")
+            ax.plot(s.t, s.rms[:, c], lw=0.8, label=f"{names[c]} 3 s rms")
     un, th = r.nominal_v, r.thresholds
     for pct, style in ((th.dip_pct, ":"), (th.swell_pct, ":"), (th.interruption_pct, "--")):
         ax.axhline(un * pct / 100.0, color="grey", ls=style, lw=0.8)
@@ -59,7 +59,7 @@ def _freq_plot(r: AnalysisResult, path: str) -> None:
     _save(fig, path)
 
 
-def _spectrum_plot(r: AnalysisResult, path: str) -> None:
+def _spectrum_plot(r: AnalysisResult, names: list, path: str) -> None:
     h = r.harmonics
     if h is None:
         return
@@ -68,7 +68,7 @@ def _spectrum_plot(r: AnalysisResult, path: str) -> None:
     orders = np.arange(2, mv.shape[1])
     wdt = 0.8 / mv.shape[0]
     for c in range(mv.shape[0]):
-        ax.bar(orders + c * wdt, 100.0 * mv[c, 2:] / mv[c, 1], width=wdt, label=f"L{c + 1}")
+        ax.bar(orders + c * wdt, 100.0 * mv[c, 2:] / mv[c, 1], width=wdt, label=names[c])
     ax.set_xlabel("harmonic order")
     ax.set_ylabel("% of fundamental")
     ax.set_title("Harmonic spectrum (rms over unflagged 10/12-cycle windows)")
@@ -76,19 +76,21 @@ def _spectrum_plot(r: AnalysisResult, path: str) -> None:
     _save(fig, path)
 
 
-def _event_plot(r: AnalysisResult, ev, cap: dict, path: str) -> None:
+def _event_plot(r: AnalysisResult, ev, cap: dict, names: list, path: str) -> None:
     parts = [k for k in ("event", "start", "end") if k in cap]
     fig, axes = plt.subplots(len(parts), 1, figsize=(10, 2.8 * len(parts)), squeeze=False)
     for ax, k in zip(axes[:, 0], parts):
         t0, data = cap[k]
         t = t0 + np.arange(data.shape[0]) / r.sample_rate
         for c in range(data.shape[1]):
-            ax.plot(t, data[:, c], lw=0.7, label=f"L{c + 1}")
+            ax.plot(t, data[:, c], lw=0.7, label=names[c])
         ax.axvline(ev.start_s, color="red", lw=0.8)
         if ev.duration_s is not None:
             ax.axvline(ev.start_s + ev.duration_s, color="green", lw=0.8)
         ax.set_ylabel("V")
         ax.set_title(f"{ev.type} #{ev.id} ({k})", fontsize=9)
+        if data.shape[1] > 1:
+            ax.legend(loc="lower right", fontsize=7)
     axes[-1, 0].set_xlabel("time (s)")
     _save(fig, path)
 
@@ -97,21 +99,23 @@ def write_report(r: AnalysisResult, doc: dict, outdir: str, name: str) -> str:
     """Write NAME.html and NAME_*.png into outdir; return the HTML path."""
     os.makedirs(outdir, exist_ok=True)
     imgs = []
+    # each channel's label: its name on the board (L1, L2, L3 / A, B), else L1, L2, ...
+    names = doc.get("channel_names") or ["L%d" % (c + 1) for c in range(r.channels)]
 
     def img(suffix, fn, *args):
         p = os.path.join(outdir, f"{name}_{suffix}.png")
         fn(r, *args, p)
         imgs.append((suffix, os.path.basename(p)))
-    img("urms", _urms_plot)
+    img("urms", _urms_plot, names)
     img("frequency", _freq_plot)
     if r.harmonics is not None and r.harmonics["windows"]:
-        img("spectrum", _spectrum_plot)
+        img("spectrum", _spectrum_plot, names)
     ev_imgs = {}
     for ev in r.events:
         cap = r.captures.get(ev.id)
         if cap:
             p = os.path.join(outdir, f"{name}_event{ev.id:03d}.png")
-            _event_plot(r, ev, cap, p)
+            _event_plot(r, ev, cap, names, p)
             ev_imgs[ev.id] = os.path.basename(p)
     e = html.escape
     rows = []
