@@ -217,6 +217,26 @@ class TestPolyphaseEvents(TestCase):
         self.assertTrue(2000 - 2 * RATE // 50 <= ps.trig_pos <= 2000, ps.trig_pos)
 
 
+class TestAlarm(TestCase):
+    def test_a_phase_lost_or_low_is_an_alarm_a_whole_outage_is_not(self):
+        ps = PhaseSet(cfg())
+        stream(ps, gens(), 2000)
+        self.assertEqual(ps.alarm(), "")
+        # L2 at 0 V, L3 at 70 % (out of tolerance, not lost)
+        stream(ps, gens(envs={1: ((0, 0.0),), 2: ((0, 0.7),)}), 2000)
+        self.assertEqual(ps.alarm(),
+                         "redundancy lost: phase L2 lost, phase L3 out of tolerance")
+        stream(ps, gens(envs={c: ((0, 0.0),) for c in range(3)}), 2000)
+        self.assertTrue(ps.lost)
+        self.assertEqual(ps.alarm(), "")   # an outage: shown as one, not as a phase alarm
+
+    def test_channels_sensing_feeds_are_the_site_models(self):
+        ps = PhaseSet(cfg(names=("A", "B")))
+        stream(ps, gens(nch=2, envs={1: ((0, 0.0),)}), 2000)
+        self.assertTrue(ps.lost_mask & 2)
+        self.assertEqual(ps.alarm(), "")   # feed B lost: feeds.FeedPolicy's alarm
+
+
 class TestAllocation(TestCase):
     def test_feed_and_pending_are_allocation_free(self):
         try:

@@ -232,6 +232,7 @@ class Page(TestCase):
 
     def test_each_channel_and_each_feed_with_the_servers_it_leaves_short(self):
         st = two_channels("B<")
+        st["mains"]["alarm"] = "redundancy lost: phase L<2 lost"
         st["feeds"] = {"feeds": {"A": "ok", "B<": "lost"}, "alarm": "redundancy lost",
                        "hosts": [{"host": "dual", "state": "degraded", "action": ""},
                                  {"host": "b1", "state": "lost", "action": "fsd"},
@@ -243,7 +244,8 @@ class Page(TestCase):
                      '<tr data-feed="A" data-state="ok">',
                      '<tr data-feed="B&lt;" data-state="lost"><td>Feed B&lt;</td>',
                      'data-host="dual" data-state="degraded" data-action="">dual: degraded</li>',
-                     'data-host="b1" data-state="lost" data-action="fsd">b1: lost (fsd)</li>'):
+                     'data-host="b1" data-state="lost" data-action="fsd">b1: lost (fsd)</li>',
+                     '<li class="alarm">redundancy lost: phase L&lt;2 lost</li>'):
             self.assertIn(frag, html)
         self.assertNotIn('data-host="a1"', html)  # fully powered: not listed
         self.assertNotIn('"B<', html)  # escaped in attributes and text

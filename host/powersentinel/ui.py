@@ -62,6 +62,8 @@ def mains_line(mains):
         txt = "[yellow]present, out of tolerance[/yellow]"
     else:
         txt = "[green]present[/green]"
+    if mains.get("alarm"):   # several channels: a phase missing or out of tolerance
+        txt += "  [red]%s[/red]" % escape(str(mains["alarm"]))
     return txt
 
 

@@ -103,6 +103,7 @@ class Control:
         before = (sm.state, sm.plan_id)
         self.records(sm.update(now, i))
         self.records(self.seq.step(now, sm))
+        self.sensing.phase_step(now)
         fp = self.feeds
         if fp is not None:
             fp.step(now, self.monitor.good_mask, i.mains_present, sm.state == "ONLINE")
@@ -140,6 +141,7 @@ class Control:
         s.plan_id = self.sm.plan_id
         if self.feeds is not None:
             s.feed_alarm = self.feeds.alarm
+        s.phase_alarm = self.sensing.phase_alarm
         ph = s.phases
         for name in ph:
             ph[name] = self.seq.phase(name)

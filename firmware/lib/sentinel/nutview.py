@@ -20,7 +20,8 @@ OB supply to OB LB after DEADTIME; newer ones count a lost OB, BYPASS or OFF sup
 once, so those two are not shown to an unreached tier either). While the peer is
 lost, ALARM is served with "redundancy lost: <cause>" in ups.alarm, after the UPS's own alarm.
 Two feeds (feeds.FeedPolicy): while a feed is lost, ALARM too, with "redundancy lost: feed B
-lost" in ups.alarm, on every tier.
+lost" in ups.alarm, on every tier. Phases (phases.PhaseSet.alarm): while a phase is missing or
+out of tolerance, "redundancy lost: phase L2 lost" (or "... out of tolerance") the same way.
 """
 from sentinel.version import VERSION
 
@@ -50,6 +51,7 @@ class Snapshot:
     alarm       ups.alarm text, "" when the UPS reports no alarm
     pair_alarm  "redundancy lost: <cause>" while the pair's peer is lost, else "" (pair.link)
     feed_alarm  "redundancy lost: feed B lost" while a feed is lost, else "" (feeds.FeedPolicy)
+    phase_alarm "redundancy lost: phase L2 lost" while a phase is not good (phases.PhaseSet)
     inputs      [(var, value), ...] per mains channel (several channels only): input.phases,
                 input.L1-N.voltage ... for phases, input.1.voltage ... for feeds
     """
@@ -74,6 +76,7 @@ class Snapshot:
         self.inputs = ()  # the empty tuple is shared: nothing allocated on one channel
         self.pair_alarm = ""
         self.feed_alarm = ""
+        self.phase_alarm = ""
         self._src = None  # the Q1 reply or contact bits ups_toks and alarm come from
         for t in names:
             self.phases[t] = None
@@ -88,7 +91,8 @@ class Snapshot:
         pair mode's view for a tier the plan has not reached: OL, and neither BYPASS nor OFF
         (a newer upsmon counts a supply it lost while last seen OB, BYPASS or OFF as critical
         at once)."""
-        st = ("ALARM " if self.alarm or self.pair_alarm or self.feed_alarm else "") + (
+        st = ("ALARM " if self.alarm or self.pair_alarm or self.feed_alarm or self.phase_alarm
+              else "") + (
             "OB" if self.ob and not masked else "OL")
         for t in self.ups_toks:
             if not (masked and t in _MASKED):
@@ -96,10 +100,12 @@ class Snapshot:
         return st
 
     def alarms(self):
-        """ups.alarm: the UPS's own alarm, then the pair's, then the feeds' ("" when none)."""
-        if not self.pair_alarm and not self.feed_alarm:
+        """ups.alarm: the UPS's own alarm, then the pair's, the feeds', the phases' ("" when
+        none)."""
+        if not self.pair_alarm and not self.feed_alarm and not self.phase_alarm:
             return self.alarm
-        return " ".join(a for a in (self.alarm, self.pair_alarm, self.feed_alarm) if a)
+        return " ".join(a for a in (self.alarm, self.pair_alarm, self.feed_alarm,
+                                    self.phase_alarm) if a)
 
     def take_ups(self, link, contacts):
         """Keep what the UPS reports beyond OL/OB/LB: from the link's last Q1 reply while the

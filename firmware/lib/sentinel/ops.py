@@ -117,6 +117,7 @@ class Ops:
                  "counts": sen.counts}
             if hasattr(mon, "channels"):   # several mains channels: each one's view
                 m["channels"] = mon.channels()
+                m["alarm"] = sen.phase_alarm
             return m
         if k == "ups":
             bat = self.battery

@@ -299,6 +299,19 @@ class PhaseSet:
         return self._q.pop(0) if self._q else None
 
     # -- read side -------------------------------------------------------------------------
+    def alarm(self):
+        """"redundancy lost: phase L2 lost, phase L3 out of tolerance" while a phase channel
+        (one sensing no feed: the feeds are the site model's) is not good and the mains is not
+        lost as a whole (that is an outage, shown as such); "" otherwise."""
+        if self.lost:
+            return ""
+        out = []
+        for c in range(self.nch):
+            if not self.feeds[c] and not self.good_mask >> c & 1:
+                out.append("phase %s %s" % (self.names[c], "lost" if self.lost_mask >> c & 1
+                                            else "out of tolerance"))
+        return "redundancy lost: " + ", ".join(out) if out else ""
+
     def channels(self):
         """Per channel, for the console: name, feed, v, hz, lost, good, event."""
         out = []

@@ -15,7 +15,19 @@ from sentinel import sampler
 GAP_RECORD_MS = 10000
 
 
+# a phase alarm is raised (and cleared) once it has held this long: when the whole mains goes
+# or comes back, the phases cross their thresholds a few ms apart, which is no alarm
+PHASE_HOLD_MS = 200
+
+
 class Sensing:
+    # several mains channels: the phase alarm raised (PhaseSet.alarm() held PHASE_HOLD_MS),
+    # and the one seen at the last change with its time (class defaults: a single-channel
+    # site's instance never gains them)
+    phase_alarm = ""
+    _al_seen = ""
+    _al_at = 0
+
     def __init__(self, rt, monitor, capture, contacts=None):
         self.rt = rt
         self.monitor = monitor
@@ -49,11 +61,26 @@ class Sensing:
             if lost != getattr(self, "_lost_chans", None):
                 self._lost_chans = lost
                 self.rt.log("mains_channels", {"lost": lost, "good": good})
+            al = mon.alarm()
+            if al != self._al_seen:
+                self._al_seen = al
+                self._al_at = self.rt.now()
         # (several channels: with every channel lost no channel's flags can change, so this
         # runs once per loss as with one channel)
         if mon.lost:
             self._count("lost")
             self.rt.log("mains_lost", {"v": round(mon.urms, 1)}, critical=True)
+
+    def phase_step(self, now):
+        """A phase missing or out of tolerance for PHASE_HOLD_MS is raised (NUT ALARM, the
+        console, the log); cleared the same way. Called by the control loop."""
+        al = self._al_seen
+        if al != self.phase_alarm and now - self._al_at >= PHASE_HOLD_MS:
+            self.phase_alarm = al
+            if al:
+                self.rt.log("phase_alarm", {"alarm": al}, critical=True)
+            else:
+                self.rt.log("phase_ok", {})
 
     def _count(self, kind):
         n = self.counts.get(kind, 0)

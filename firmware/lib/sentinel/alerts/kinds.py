@@ -31,6 +31,8 @@ mains_lost crit mains lost ({v} V)
 mains_event warning mains {type}: {pct}% of nominal for {duration_ms} ms
 feed_lost warning feed {feed} lost: redundancy lost; servers on it alone shut down after grace
 feed_back notice feed {feed} is back
+phase_alarm warning {alarm}
+phase_ok notice every mains phase is good again
 feed_fsd crit host {host} of tier {tier} lost every feed: forced shutdown sent to it alone
 feed_power_on notice host {host} of tier {tier} powered on after its feed returned (ok: {ok})
 state warning state {from} -> {to} ({cause})

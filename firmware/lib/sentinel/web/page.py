@@ -54,6 +54,8 @@ def alarms(st):
         out.append(("alarm", "Mains lost"))
     elif not m["good"]:
         out.append(("warn", "Mains out of tolerance"))
+    if m.get("alarm"):   # a phase missing or out of tolerance
+        out.append(("alarm", m["alarm"]))
     if st["state"]["ponr"]:
         out.append(("alarm", "Point of no return passed: the shutdown runs to its end"))
     for t in st["tiers"]:
