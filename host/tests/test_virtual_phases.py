@@ -226,3 +226,52 @@ def test_the_mains_row_shows_the_phase_alarm_in_red():
     row = mains_line({"lost": False, "good": True, "alarm": "redundancy lost: phase L2 lost"})
     assert "[red]redundancy lost: phase L2 lost[/red]" in row
     assert "red" not in mains_line({"lost": False, "good": True, "alarm": ""})
+
+
+@pytest.mark.parametrize("onset_deg", [0, 90, 225])
+def test_device_and_analyze_agree_on_a_captured_polyphase_dip(board, tmp_path, onset_deg):
+    """A dip on L2 and L3 together, short enough to fit in the capture (33 ms before, 133 ms
+    after its start with three channels): the board's polyphase event and `analyze` on the
+    pulled capture agree on the kind, the phases and the duration within one cycle."""
+    import time
+
+    from fakeboard import invoke
+
+    d = board["dir"]
+    with Link(board["serial"]) as link:
+        wait_for(lambda: len(_chans(link)) == 3 and all(c["good"] for c in _chans(link).values()),
+                 20, "three good phases")
+        before = {c["id"] for c in link.request("capture_list")}
+        last = (link.request("status")["mains"]["events"] or [None])[-1]   # status keeps 5
+        virtual.set_wires(d, {"mains.L2": 0.5, "mains.L3": 0.5}, at_phase=onset_deg)
+        time.sleep(0.06)  # the dip's length (the stimulus), not a wait for a result
+        virtual.set_wires(d, {"mains.L2": "on", "mains.L3": "on"})
+        evs = []
+
+        def event_done():
+            evs[:] = link.request("status")["mains"]["events"]
+            return bool(evs) and evs[-1] != last and evs[-1]["duration_ms"] is not None
+        wait_for(event_done, 10, "the device's dip event")
+        new = []
+
+        def captured():
+            new[:] = [c for c in link.request("capture_list") if c["id"] not in before]
+            return bool(new)
+        wait_for(captured, 10, "the dip's capture")
+    dev = evs[-1]
+    assert dev["type"] == "dip" and sorted(dev["phases"]) == ["L2", "L3"], dev
+    out = str(tmp_path / "caps")
+    env = {"POWERSENTINEL_TIMEOUT": "10"}
+    code, so, se = invoke(["captures", "pull", "--port", "virtual://" + d, "--out", out,
+                           "--id", str(new[0]["id"])], env)
+    assert code == 0, so + se
+    path = next(os.path.join(out, f) for f in os.listdir(out) if f.endswith(".npz"))
+    code, so, se = invoke(["analyze", path, "--json"], env)
+    assert code == 0, so + se
+    host = [e for e in json.loads(so)["files"][0]["events"] if e["type"] == "dip"]
+    assert len(host) == 1, json.loads(so)["files"][0]["events"]
+    assert host[0]["duration_s"] is not None
+    assert sorted(host[0]["channels"]) == [1, 2], host[0]     # L2, L3 (0-based columns)
+    assert abs(host[0]["duration_s"] * 1000 - dev["duration_ms"]) <= 20, (host[0], dev)
+    print("onset %d deg: device dip %d ms on %s, analyze %.1f ms" % (
+        onset_deg, dev["duration_ms"], dev["phases"], host[0]["duration_s"] * 1000))
