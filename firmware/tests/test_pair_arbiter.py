@@ -195,9 +195,20 @@ class Frame:
 
 
 class LoadOffTurn(TestCase):
-    def test_without_a_live_peer_each_sends_its_own(self):
-        self.assertEqual(load_off_turn("A", None, 0, 13000), "send")
-        self.assertEqual(load_off_turn("B", None, 0, 13000), "send")
+    def test_without_a_live_peer_a_sends_b_after_the_handover_wait(self):
+        self.assertEqual(load_off_turn("A", None, 0, 13000, False, 5000), "send")
+        self.assertEqual(load_off_turn("B", None, 0, 13000, False, 5000), "wait")
+        self.assertEqual(load_off_turn("B", None, 4999, 13000, False, 5000), "wait")
+        self.assertEqual(load_off_turn("B", None, 5000, 13000, False, 5000), "send")
+        self.assertEqual(load_off_turn("B", None, 0, 13000), "send")   # no wait asked
+
+    def test_a_load_off_already_at_the_ups_is_not_sent_again(self):
+        # partitioned (no live peer) or a peer that died before its flag reached this one:
+        # the UPS counts a shutdown down or has cut its output
+        for me in ("A", "B"):
+            for peer in (None, Frame(), Frame(state=2, loadoff=0)):
+                for waited in (0, 99999):
+                    self.assertEqual(load_off_turn(me, peer, waited, 13000, True, 5000), "ups")
 
     def test_both_read_the_ups_a_sends_b_waits_for_a_then_takes_over(self):
         self.assertEqual(load_off_turn("A", Frame(), 0, 13000), "send")

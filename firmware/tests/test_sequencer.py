@@ -425,6 +425,15 @@ class PairTurn(TestCase):
         self.assertEqual(len(asked), n)
         self.assertEqual(r.seq.to_dict(r.now)["load_off"], "peer")
 
+    def test_a_load_off_already_at_the_ups_is_recorded_as_the_ups_s_not_sent(self):
+        r = Rig()
+        r.seq.turn = lambda now, plan_id: "ups"
+        r.full_shutdown()
+        self.assertEqual(r.ups.sent, [])
+        self.assertEqual(r.seq.load_off, "peer")
+        off = r.records("ups_off")
+        self.assertEqual([(o[1]["ok"], o[1]["by"]) for o in off], [(True, "ups")])
+
     def test_a_failed_try_asks_again_before_retrying(self):
         r = Rig()
         r.ups = FakeUps(r, ok=False)

@@ -169,14 +169,17 @@ class Sentinel:
         if pair_on:
             # the pair package loads only when pair.enabled: saves device heap (boards without
             # ROMFS hold every imported module's bytecode in RAM)
-            from sentinel.pair.link import PairLink, gate, new_boot_id, own_view, turn
+            from sentinel.pair.link import PairLink, gate, new_boot_id, own_view, turn, ups_busy
             from sentinel.sequencer import LOAD_OFF_RETRY_MS
             self.pair = PairLink(cfg, board, rt.now, rt.log, snap, own_view(self.control),
                                  new_boot_id())
             # the sensor's loss counts for the plan only when corroborated (pair/arbiter.py)
             self.control.gate = gate(self.pair, self.control)
-            # one load-off per outage: B waits for A's, up to a peer's death plus A's retry
-            self.control.seq.turn = turn(self.pair, pair["dead_ms"] + LOAD_OFF_RETRY_MS)
+            # one load-off per outage: B waits for A's, up to a peer's death plus A's retry;
+            # a command already at the UPS is not sent again; without a live peer B waits two
+            # of its UPS polls (and a second) for a partitioned A's command to show on its link
+            self.control.seq.turn = turn(self.pair, pair["dead_ms"] + LOAD_OFF_RETRY_MS,
+                                         ups_busy(self.control), 2 * ups["poll_ms"] + 1000)
             self.ops.attach_pair(self.pair)
         self.cfg_source = cfg_source
         self.cfg_errors = list(cfg_errors)

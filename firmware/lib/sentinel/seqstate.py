@@ -54,12 +54,14 @@ LO_PENDING = "pending"  # an async command is in flight
 LO_SENT = "sent"
 LO_FAILED = "failed"
 LO_NONE = "none"        # no UPS command configured
-LO_PEER = "peer"        # pair mode: the peer sent this outage's load-off (none sent here)
+LO_PEER = "peer"        # pair mode: the peer sent this outage's load-off, or the UPS already
+                        # had one (TURN_UPS): none sent here
 
 # Sequencer.turn's answers: whose turn it is to send the load-off
 TURN_SEND = "send"
 TURN_WAIT = "wait"
 TURN_PEER = "peer"
+TURN_UPS = "ups"    # the UPS already has a load-off (counting down, or its output cut)
 
 FORMAT = 2
 _V1_MODES = {None: None, "down": MODE_SHUTDOWN, "off": MODE_LOAD_OFF, "up": MODE_POWER_ON}

@@ -50,7 +50,8 @@ from sentinel.nutview import ups_list
 from sentinel.seqstate import (CHECKED, DONE, FSD, H_ABSENT, H_GONE, H_IN, H_LOST, H_OFF, H_OUT,
                                H_TIMEOUT, H_UP, H_WAKING, IDLE, LO_FAILED, LO_NONE, LO_PEER,
                                LO_PENDING, LO_SENT, MODE_LOAD_OFF, MODE_POWER_ON, MODE_SHUTDOWN,
-                               OFF, REACHABLE, TIMEOUT, TURN_PEER, TURN_SEND, TURN_WAIT, UP,
+                               OFF, REACHABLE, TIMEOUT, TURN_PEER, TURN_SEND, TURN_UPS, TURN_WAIT,
+                               UP,
                                WAITING, WAKING, Tier)
 
 # After a reboot mid-shutdown every upsmon connection is gone: give the clients that were still
@@ -447,10 +448,10 @@ class Sequencer:
         turn = self.turn(now, self.plan_id)
         if turn == TURN_WAIT:
             return
-        if turn == TURN_PEER:
+        if turn == TURN_PEER or turn == TURN_UPS:
             self.load_off = LO_PEER
             self.dirty = True
-            self._log("ups_off", {"plan": self.plan_id, "ok": True, "by": "peer",
+            self._log("ups_off", {"plan": self.plan_id, "ok": True, "by": turn,
                                   "took_ms": now - self.t_plan}, now, True)
             return
         ups = self.ups

@@ -28,7 +28,7 @@ and decides two things:
 Pure logic: the clock comes in as `now` (ms), no I/O; the caller journals the changes.
 """
 
-from sentinel.seqstate import TURN_PEER, TURN_SEND, TURN_WAIT
+from sentinel.seqstate import TURN_PEER, TURN_SEND, TURN_UPS, TURN_WAIT
 
 _GOOD, _LOST, _BAD = 1, 2, 3
 _OL, _OB, _OBLB = 1, 2, 3
@@ -117,15 +117,21 @@ class Arbiter:
 _PLAN_FIRST, _PLAN_LAST = 2, 4
 
 
-def load_off_turn(me, peer, waited_ms, defer_ms):
+def load_off_turn(me, peer, waited_ms, defer_ms, ups_busy=False, handover_ms=0):
     """Whose turn it is to send this outage's UPS load-off (seqstate TURN_*: "send", "wait",
-    "peer"), so that the pair sends one. me: "A" or "B"; peer: the alive peer's last
+    "peer", "ups"), so that the pair sends one. me: "A" or "B"; peer: the alive peer's last
     frame.Message, or None (dead, partitioned: then only this sentinel can); waited_ms: since
-    this plan first asked. The peer's "sent" flag counts only while it is in a plan: a flag
-    left from an earlier outage is stale. When both read the UPS, A sends; B sends only if
-    A's flag has not come within defer_ms (A's command failed, or its link did)."""
+    this plan first asked; ups_busy: this sentinel's own UPS link shows a shutdown counting
+    down or the output cut, so a command already reached the UPS (the peer's, sent just before
+    it died or behind a partition); sending another would restart the UPS's countdown.
+    The peer's "sent" flag counts only while it is in a plan: a flag left from an earlier
+    outage is stale. When both read the UPS, A sends; B sends only if A's flag has not come
+    within defer_ms (A's command failed, or its link did). Without a live peer, A sends and B
+    first waits handover_ms: long enough for a partitioned A's command to show on B's link."""
+    if ups_busy:
+        return TURN_UPS
     if peer is None:
-        return TURN_SEND
+        return TURN_SEND if me == "A" or waited_ms >= handover_ms else TURN_WAIT
     if peer.loadoff and _PLAN_FIRST <= peer.state <= _PLAN_LAST:
         return TURN_PEER
     if peer.ups == 0 or me == "A":  # the peer reads no UPS, or this is the designated sender

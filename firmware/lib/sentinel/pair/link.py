@@ -258,9 +258,10 @@ def gate(link, control):
     return step
 
 
-def turn(link, defer_ms):
+def turn(link, defer_ms, busy=None, handover_ms=0):
     """Sequencer.turn for a pair: (now, plan_id) -> whose turn the load-off is (arbiter.py's
-    load_off_turn), timing the wait from the plan's first ask."""
+    load_off_turn), timing the wait from the plan's first ask. busy() -> True while this
+    sentinel's UPS link shows a load-off already at the UPS (ups_busy(control))."""
     from sentinel.pair.arbiter import load_off_turn
     asked = [None, 0]  # plan id, ms it first asked
 
@@ -270,8 +271,22 @@ def turn(link, defer_ms):
             asked[1] = now
         p = link.peer
         return load_off_turn(link.arbiter.me, p.msg if p.state == ALIVE else None,
-                             now - asked[1], defer_ms)
+                             now - asked[1], defer_ms, busy is not None and busy(),
+                             handover_ms)
     return f
+
+
+def ups_busy(control):
+    """() -> True while this sentinel's own UPS link (Q1 or contacts) is up and shows a
+    shutdown counting down (Q1's "shutdown active" bit) or the output cut (OFF): a load-off
+    command has already reached the UPS."""
+    def busy():
+        i = control.inputs
+        if not (i.ups_link_configured and i.ups_link_ok):
+            return False
+        lk = control.link
+        return bool(i.ups_output_off or (lk is not None and lk.shutdown_active))
+    return busy
 
 
 def own_view(control):
