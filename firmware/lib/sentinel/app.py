@@ -142,6 +142,7 @@ class Sentinel:
             feeds = FeedPolicy(cfg, chan_feeds, nut, rt.log, wake=self._wake, checks=seq.checks,
                                spawn=asyncio.create_task)
             self.control.attach_feeds(feeds)
+            seq.attach_feeds(feeds)   # its power-on waits for every feed a server needs
         # a power-on reset: if we were in LOAD_OFF, the UPS has cut the load powering us
         self.control.inputs.powered_up = board.reset_cause() == "power_on"
         self.net = NutStarter(rt, nut)
