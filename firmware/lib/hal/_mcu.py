@@ -176,6 +176,8 @@ class McuBoard(Board):
     OUTPUT_PINS = ()
     UART_ID = 1
     UART_PINS = {}
+    UART2_ID = 0           # a second UPS's UART (two feeds, one Q1 UPS each)
+    UART2_PINS = {}
     TIMER_ID = -1          # the ADC's timer: an id this port has
     PARK_TIMER_ID = -1     # a soft timer that feeds the watchdog while at the REPL
     RESET_REPORTS = None   # the machine.reset_cause() name machine.reset() leaves behind
@@ -194,6 +196,7 @@ class McuBoard(Board):
         self._contacts = None
         self._outputs = None
         self._uart = None
+        self._uart2 = None
         self._wdt = None
         self._wdt_ms = 0
         self._park = None
@@ -233,7 +236,12 @@ class McuBoard(Board):
             self._outputs = Outputs(self.output_pins)
         return self._outputs
 
-    def uart(self, baud):
+    def uart(self, baud, second=False):
+        if second:
+            if self._uart2 is None:
+                self._uart2 = Uart(machine.UART(self.UART2_ID, baudrate=baud, bits=8,
+                                                parity=None, stop=1, **self.UART2_PINS), baud)
+            return self._uart2
         if self._uart is None:
             u = machine.UART(self.UART_ID, baudrate=baud, bits=8, parity=None, stop=1,
                              **self.UART_PINS)

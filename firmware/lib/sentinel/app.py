@@ -125,11 +125,17 @@ class Sentinel:
         if link is not None:
             actions = link
         elif ups["shutdown_output"] is not None:
-            actions = ContactLoadOff(self._pulse_output)
+            actions = ContactLoadOff(lambda: self._pulse_output(ups["shutdown_output"]))
         else:
             actions = None
+        self.more_links = []   # the other feeds' UPS links (ups.feeds): read by their tasks
+        self.feed_ups = None
+        if ups["feeds"]:
+            actions = self._feed_ups(ups, actions, chan_feeds)
         seq = Sequencer(cfg, nut, actions, rt.journal_fn, rt.now, wake=self._wake,
                         net_state=board.network_state)
+        if self.feed_ups is not None:
+            self.feed_ups.plan = lambda: seq.plan_id
         if saved and saved.get("seq"):
             seq.restore(saved["seq"], now, elapsed_ms=down_ms)
         cov = Coverage(cfg, nut, rt.journal_fn, now)
@@ -153,6 +159,8 @@ class Sentinel:
         rt.console.handlers = self.ops
         if feeds is not None:
             self.ops.attach_feeds(feeds)
+        if self.feed_ups is not None:
+            self.ops.attach_feed_ups(self.feed_ups)
         self.outbox = None
         a = cfg.get("alerts")
         if a and any(a[n]["enabled"] for n in ("syslog", "webhook", "smtp", "mqtt")):
@@ -180,6 +188,36 @@ class Sentinel:
         self.cfg_source = cfg_source
         self.cfg_errors = list(cfg_errors)
 
+    def _feed_ups(self, ups, first, chan_feeds):
+        """One UPS per feed: the other feeds' UPSes (a Q1 link on the board's second UART, or
+        a contact output) and the load-off that commands each one whose feed powers a server."""
+        # loaded only when ups.feeds lists more UPSes (device heap: single-UPS sites never
+        # import it)
+        from sentinel.feedups import FeedUps, load_off_feeds
+        from sentinel.sequencer import ContactLoadOff
+        rt = self.rt
+        units = [(ups["feed"], first, self.link)]
+        for e in ups["feeds"]:
+            act = link = None
+            if e["link"] == "q1":
+                from sentinel.upslink import UpsLink
+                key = "ups_" + e["feed"]
+                link = UpsLink(rt.board.uart(e["baud"], True), time.ticks_ms,
+                               progress=lambda k=key: rt.progress(k), poll_ms=ups["poll_ms"],
+                               link_lost_s=ups["link_lost_s"])
+                self.more_links.append((key, link))
+                act = link
+            elif e["shutdown_output"] is not None:
+                act = ContactLoadOff(lambda line=e["shutdown_output"]: self._pulse_output(line))
+            units.append((e["feed"], act, link))
+        names = []
+        for f in chan_feeds:
+            if f and f not in names:
+                names.append(f)
+        self.feed_ups = FeedUps(units, load_off_feeds(rt.cfg, names), rt.log, lambda: None,
+                                rt.now)
+        return self.feed_ups
+
     def _web(self, h, nut):
         """The web server's starter (started like NUT's, once the network is up)."""
         # the web package loads only when http is enabled: saves device heap (boards without
@@ -206,11 +244,9 @@ class Sentinel:
                               net_state=self.rt.board.network_state)
         return self.wol.send(mac, addr)
 
-    async def _pulse_output(self):
+    async def _pulse_output(self, line):
         # a contact-closure UPS: close its shutdown input for a second
-        rt = self.rt
-        o = rt.board.outputs()
-        line = rt.cfg["ups"]["shutdown_output"]
+        o = self.rt.board.outputs()
         o.set(line, 1)
         await asyncio.sleep_ms(1000)
         o.set(line, 0)
@@ -238,6 +274,9 @@ class Sentinel:
             co.append(s.contacts_task())
         else:
             del limits["ups"]
+        for key, link in self.more_links:
+            co.append(link.run())
+            limits[key] = ALIVE_LIMITS["ups"]
         if self.pair is not None:
             co.append(self.pair.run())
         if self.outbox is not None:

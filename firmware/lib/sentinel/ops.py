@@ -49,6 +49,7 @@ class Ops:
         self.web = None  # type: object  # the web server's starter when http is enabled (app)
         self.pair = None          # the pair.link.PairLink when pair.enabled
         self.feeds = None         # the feeds.FeedPolicy on a two-feed site
+        self.feed_ups = None      # the feedups.FeedUps: one UPS per feed
 
     def get(self, op):
         """The handler of console op `op`, or None: Ops is the ConsoleServer's handler table.
@@ -130,6 +131,8 @@ class Ops:
                 ups["link"] = "contacts"
                 ups["contacts"] = con.statuses()
                 ups["chatter"] = sum(con.deb.chatter)
+            if self.feed_ups is not None:
+                ups["feeds"] = self.feed_ups.status()
             return ups
         if k == "state":
             sm = self.sm
@@ -188,6 +191,10 @@ class Ops:
     def attach_feeds(self, policy):
         """The feeds.FeedPolicy: status reports each feed and server."""
         self.feeds = policy
+
+    def attach_feed_ups(self, fu):
+        """The feedups.FeedUps (one UPS per feed): the ups part reports each one."""
+        self.feed_ups = fu
 
     def attach_pair(self, link):
         """The pair.link.PairLink: status reports its peer."""

@@ -233,6 +233,7 @@ class Sequencer:
                 self.drill = False
                 self.complete = True
                 self.load_off = None
+                self.t_plan = now   # not None: an async command's result would raise
                 self.dirty = True
             self._load_off(now)
         elif st == S.WAIT_MAINS:
@@ -550,7 +551,6 @@ class Sequencer:
             self._set_phase(t, WAKING)
             self._sm(sm.tier_progress(now, t.name, WAKING, pid))
             addrs = logged_in_addrs(self.nut, t.name)
-            fp = self.feeds
             for h in t.hosts:
                 h.t0 = now
                 if h.addr in addrs:
@@ -558,7 +558,7 @@ class Sequencer:
                     h.was_on = True
                     h.state = H_WAKING
                     h.t_try = now
-                elif fp is not None and fp.defer(h.cfg, t.name, now):
+                elif self.feeds is not None and self.feeds.defer(h.cfg, t.name, now):
                     h.state = H_FEED   # a feed it needs is not back: the policy's to wake
                 else:
                     self._wake(now, t, h)
