@@ -234,6 +234,13 @@ def test_both_feeds_lost_cuts_both_ups_loads_and_power_on_waits_for_both(tmp_pat
             u = wait_for(links_ok, 15, "both UPS links")
             assert u["A"]["status"] == "OL" and u["B"]["status"] == "OL", u
             assert u["A"]["commanded"] and u["B"]["commanded"]   # a1 is on A too
+            # `powersentinel status` and the monitor show each feed's UPS
+            ident, st = lk.identify(), lk.request("status")
+            for r in (ui.render_status(ident, st), ui.render_dashboard(ident, st, [], "pty")):
+                con = Console(record=True, width=200)
+                con.print(r)
+                text = con.export_text()
+                assert text.count("OL  link ok  charge 100 %  load 30 %") == 2, text
 
             b.wires({"feed.A": "off", "feed.B": "off"})
             # the full ordered sequence: apps (a1, b1), then dbs (b2)
@@ -252,8 +259,12 @@ def test_both_feeds_lost_cuts_both_ups_loads_and_power_on_waits_for_both(tmp_pat
             offs = [(d.get("feed"), d["ok"]) for d in _journal(lk, ("ups_off",))]
             assert offs[:2] == [("A", True), ("B", True)], offs
             assert [x for x in offs if x[0] is not None] == [("A", True), ("B", True)], offs
-            st = lk.request("status")["ups"]["feeds"]
-            assert st["A"]["load_offs"] == 1 and st["B"]["load_offs"] == 1, st
+            st = lk.request("status")
+            fu = st["ups"]["feeds"]
+            assert fu["A"]["load_offs"] == 1 and fu["B"]["load_offs"] == 1, fu
+            con = Console(record=True, width=200)
+            con.print(ui.render_status(lk.identify(), st))
+            assert con.export_text().count("load cut 1x") == 2, con.export_text()
             wait_for(lambda: not any(u["output_on"] for u in b.state()["upses"].values()), 10,
                      "both UPSes to cut their load")
             wol.poll()

@@ -17,7 +17,7 @@ class Rp2Board(McuBoard):
     UART_ID = 1           # GP0/GP1 stay free for a debug UART
     UART_PINS = {"tx": machine.Pin(4), "rx": machine.Pin(5)}
     UART2_ID = 0          # a second UPS (one per feed): UART0 on GP16/GP17
-    UART2_PINS = {"tx": machine.Pin(16), "rx": machine.Pin(17)}
+    UART2_PINS = (16, 17)  # tx, rx
     TIMER_ID = -1         # rp2 has only the virtual timer: Timer(0) "doesn't exist"
     PARK_TIMER_ID = -1
     RESET_REPORTS = "WDT_RESET"  # machine.reset() goes through the watchdog

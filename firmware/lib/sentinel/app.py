@@ -46,6 +46,11 @@ class Sentinel:
     cfg_errors: where it came from and what was wrong with it; write: the console writer;
     root: the filesystem root holding config, state, boot counter and journal."""
 
+    # one UPS per feed (ups.feeds): the other feeds' (key, UpsLink), run as tasks of their own,
+    # and the feedups.FeedUps. Class defaults: single-UPS sites add nothing to the instance
+    more_links = ()
+    feed_ups = None
+
     def __init__(self, board, cfg, cfg_source="defaults", cfg_errors=(), write=out, root="/"):
         # imported here, after main() has dropped the config validator: the boot's peak heap
         # holds the validator or these modules, never both (saves device heap)
@@ -128,8 +133,6 @@ class Sentinel:
             actions = ContactLoadOff(lambda: self._pulse_output(ups["shutdown_output"]))
         else:
             actions = None
-        self.more_links = []   # the other feeds' UPS links (ups.feeds): read by their tasks
-        self.feed_ups = None
         if ups["feeds"]:
             actions = self._feed_ups(ups, actions, chan_feeds)
         seq = Sequencer(cfg, nut, actions, rt.journal_fn, rt.now, wake=self._wake,
@@ -197,6 +200,7 @@ class Sentinel:
         from sentinel.sequencer import ContactLoadOff
         rt = self.rt
         units = [(ups["feed"], first, self.link)]
+        links = []
         for e in ups["feeds"]:
             act = link = None
             if e["link"] == "q1":
@@ -205,11 +209,12 @@ class Sentinel:
                 link = UpsLink(rt.board.uart(e["baud"], True), time.ticks_ms,
                                progress=lambda k=key: rt.progress(k), poll_ms=ups["poll_ms"],
                                link_lost_s=ups["link_lost_s"])
-                self.more_links.append((key, link))
+                links.append((key, link))
                 act = link
             elif e["shutdown_output"] is not None:
                 act = ContactLoadOff(lambda line=e["shutdown_output"]: self._pulse_output(line))
             units.append((e["feed"], act, link))
+        self.more_links = links
         names = []
         for f in chan_feeds:
             if f and f not in names:

@@ -49,7 +49,6 @@ class Ops:
         self.web = None  # type: object  # the web server's starter when http is enabled (app)
         self.pair = None          # the pair.link.PairLink when pair.enabled
         self.feeds = None         # the feeds.FeedPolicy on a two-feed site
-        self.feed_ups = None      # the feedups.FeedUps: one UPS per feed
 
     def get(self, op):
         """The handler of console op `op`, or None: Ops is the ConsoleServer's handler table.
@@ -191,6 +190,8 @@ class Ops:
     def attach_feeds(self, policy):
         """The feeds.FeedPolicy: status reports each feed and server."""
         self.feeds = policy
+
+    feed_ups = None   # the feedups.FeedUps, one UPS per feed (a class default: device heap)
 
     def attach_feed_ups(self, fu):
         """The feedups.FeedUps (one UPS per feed): the ups part reports each one."""

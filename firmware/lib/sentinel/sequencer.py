@@ -101,11 +101,11 @@ class Sequencer:
     wake         wake(mac, addr) -> anything (an awaitable is spawned), e.g. wol.Sender.send;
                  None: no magic packets (hosts must power on with their outlet)
     health       object with check(tier, host_cfg, now_ms, since_ms) -> True/False/None;
-                 None: a health.Health(nut, net_state=net_state), built at the first power-on
-                 or drill (the checks' code stays off the device heap until then)
+                 None: a health.Health built at the first power-on or drill (device heap)
     net_state    () -> "up" | "down" | "absent" for that Health (Board.network_state)
     spawn        starts a coroutine in the background; default asyncio.create_task
     """
+    feeds = None   # two feeds: the FeedPolicy (attach_feeds); a class default (device heap)
 
     def __init__(self, cfg, nut, ups_actions, journal_fn, now_ms_fn=None, wake=None,
                  health=None, spawn=None, resume_grace_ms=RESUME_GRACE_MS, net_state=None,
@@ -140,7 +140,6 @@ class Sequencer:
         # pair mode (set by the app): (now, plan_id) -> a seqstate TURN_*, asked before each
         # try so that one load-off goes out per outage; alone, always this sentinel's turn
         self.turn = _my_turn
-        self.feeds = None       # two feeds: the feeds.FeedPolicy (attach_feeds)
         self.lo_tries = 0
         self._lo_last = None
         self.resumed_at = None  # set by restore(): reconnect grace for the clients of every tier
