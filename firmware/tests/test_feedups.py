@@ -70,8 +70,9 @@ class TestLoadOffFeeds(TestCase):
         cfg = site([host("any", 1), host("b1", 2, ["B"])])
         self.assertEqual(load_off_feeds(cfg, ["A", "B"]), ["A", "B"])
 
-    def test_no_server_no_command(self):
-        self.assertEqual(load_off_feeds(site([]), ["A", "B"]), [])
+    def test_no_server_listed_cuts_every_ups(self):
+        # tiers of NUT clients only: which servers they are is unknown, so every feed's UPS
+        self.assertEqual(load_off_feeds(site([]), ["A", "B"]), ["A", "B"])
 
 
 class TestFeedUps(TestCase):

@@ -19,14 +19,17 @@ def _awaitable(r):
 def load_off_feeds(cfg, names):
     """The feeds (of `names`, the sensed feeds in order) whose UPS a site's load-off commands:
     every feed some server of a tier lists (a server listing none: every feed). The site's
-    sequence shuts every tier down, so every server counts as shut down."""
+    sequence shuts every tier down, so every server counts as shut down. No server listed at
+    all (tiers of NUT clients only): every feed, as the servers are unknown."""
     out = []
+    hosts = 0
     for t in cfg["tiers"]:
         for h in t["hosts"]:
+            hosts += 1
             for f in h.get("feeds") or names:
                 if f in names and f not in out:
                     out.append(f)
-    return [f for f in names if f in out]
+    return [f for f in names if f in out] if hosts else list(names)
 
 
 class FeedUps:
