@@ -242,6 +242,22 @@ def test_both_feeds_lost_cuts_both_ups_loads_and_power_on_waits_for_both(tmp_pat
                 text = con.export_text()
                 assert text.count("OL  link ok  charge 100 %  load 30 %") == 2, text
 
+            # each UPS is driven on its own wire; NUT's instant commands go to the first UPS
+            b.wires({"ups.B.status": "OB"})
+            wait_for(lambda: lk.request("status")["ups"]["feeds"]["B"]["status"] == "OB", 10,
+                     "UPS B on battery")
+            assert lk.request("status")["ups"]["feeds"]["A"]["status"] == "OL"
+            b.wires({"ups.B.status": "auto"})
+            with nutreal.NutClient(*b.nut) as c:
+                c.cmd("USERNAME admin")
+                c.cmd("PASSWORD %s" % rc.USERS["admin"][0])
+                assert c.cmd("INSTCMD %s test.battery.start.quick" % rc.TIER)[0] == "OK"
+            wait_for(lambda: "T" in b.state()["upses"]["A"]["commands"], 10,
+                     "UPS A to get the battery test")
+            assert "T" not in b.state()["upses"]["B"]["commands"]
+            wait_for(lambda: lk.request("status")["ups"]["feeds"]["B"]["status"] == "OL", 10,
+                     "UPS B back on line")
+
             b.wires({"feed.A": "off", "feed.B": "off"})
             # the full ordered sequence: apps (a1, b1), then dbs (b2)
             t_a1 = ma.wait_shutdown(GRACE_S + 20)

@@ -133,6 +133,7 @@ class Sentinel:
             actions = ContactLoadOff(lambda: self._pulse_output(ups["shutdown_output"]))
         else:
             actions = None
+        first_ups = actions
         if ups["feeds"]:
             actions = self._feed_ups(ups, actions, chan_feeds)
         seq = Sequencer(cfg, nut, actions, rt.journal_fn, rt.now, wake=self._wake,
@@ -143,6 +144,11 @@ class Sentinel:
             seq.restore(saved["seq"], now, elapsed_ms=down_ms)
         cov = Coverage(cfg, nut, rt.journal_fn, now)
         self.control = Control(rt, self.sensing, link, battery, sm, seq, cov, snap)
+        acts = nut.actions
+        if self.feed_ups is not None and acts is not None:
+            # NUT's instant commands (shutdown.return, battery tests) act on the first UPS, the
+            # one the tiers' variables come from; the load-off alone goes to every feed's
+            acts.ups = first_ups
         feeds = None
         if _site_feeds(cfg, chan_feeds):
             # the site model loads only when two feeds are sensed and some server lists its
