@@ -8,8 +8,9 @@ capture) on fresh virtual boards, once per configuration: mains.channels absent 
 channel site as before), three phases L1..L3, feeds A + B, and feeds A + B with the site model
 (`2feeds-site`: the first server of each tier on feeds A and B, the second on B alone, so the
 feed policy, sentinel/feeds.py, is loaded), and `2feeds-2ups`: that site with one UPS per
-feed (ups.feed A, ups.feeds B: sentinel/feedups.py and a second Q1 link). It only adds a `mains.channels` feature to
-heap_bench's FEATURES table at run time (heap_bench.py itself is unchanged).
+feed (ups.feed A, ups.feeds B: sentinel/feedups.py and a second Q1 link). It only adds a
+`mains.channels` feature (and for 2feeds-2ups the ups keys) to heap_bench's FEATURES table at
+run time (heap_bench.py itself is unchanged).
 Prints, per configuration, the peak allocation and minimum free heap, and the difference to
 the single-channel run.
 """

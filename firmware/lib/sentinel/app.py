@@ -27,13 +27,16 @@ FIRST_READING_MS = 3000  # NUT waits at most this long at boot for the first mai
 
 
 def _site_feeds(cfg, chan_feeds):
-    """Two or more feeds are sensed and some server lists the feeds powering it."""
+    """Two or more feeds are sensed and some server lists the feeds powering it, or each feed
+    has its UPS (ups.feeds: the power-on then waits for every feed a server needs)."""
     names = []
     for f in chan_feeds:
         if f and f not in names:
             names.append(f)
     if len(names) < 2:
         return False
+    if cfg["ups"]["feeds"]:
+        return True
     for t in cfg["tiers"]:
         for h in t["hosts"]:
             if h.get("feeds"):
