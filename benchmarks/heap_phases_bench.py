@@ -7,8 +7,10 @@ Runs benchmarks/heap_bench.py's scenario (realistic site, 8 NUT clients, an outa
 capture) on fresh virtual boards, once per configuration: mains.channels absent (the single-
 channel site as before), three phases L1..L3, feeds A + B, and feeds A + B with the site model
 (`2feeds-site`: the first server of each tier on feeds A and B, the second on B alone, so the
-feed policy, sentinel/feeds.py, is loaded). It only adds a `mains.channels` feature to
-heap_bench's FEATURES table at run time (heap_bench.py itself is unchanged).
+feed policy, sentinel/feeds.py, is loaded), and `2feeds-2ups`: that site with one UPS per
+feed (ups.feed A, ups.feeds B: sentinel/feedups.py and a second Q1 link). It only adds a
+`mains.channels` feature (and for 2feeds-2ups the ups keys) to heap_bench's FEATURES table at
+run time (heap_bench.py itself is unchanged).
 Prints, per configuration, the peak allocation and minimum free heap, and the difference to
 the single-channel run.
 """
@@ -27,15 +29,19 @@ CONFIGS = {
     "3ph": [{"name": "L1"}, {"name": "L2"}, {"name": "L3"}],
     "2feeds": [{"name": "A"}, {"name": "B"}],
     "2feeds-site": [{"name": "A"}, {"name": "B"}],
+    "2feeds-2ups": [{"name": "A"}, {"name": "B"}],
 }
 
 
-def _channels(chans, site=False):
-    """A heap_bench Feature (a class, as FEATURES holds) setting mains.channels, and with site
-    the servers' feeds."""
+def _channels(chans, site=False, ups2=False):
+    """A heap_bench Feature (a class, as FEATURES holds) setting mains.channels, with site the
+    servers' feeds, with ups2 one UPS per feed too (the second Q1 UPS on the second UART)."""
     class Channels(heap_bench.Feature):
         def configure(self, cfg, workdir):
             cfg["mains"]["channels"] = chans
+            if ups2:
+                cfg["ups"]["feed"] = "A"
+                cfg["ups"]["feeds"] = [{"feed": "B"}]
             if site:
                 for t in cfg["tiers"]:
                     for j, h in enumerate(t["hosts"]):
@@ -55,7 +61,9 @@ def main():
     for name in a.configs.split(","):
         feats = ()
         if CONFIGS[name] is not None:
-            heap_bench.FEATURES["ch-" + name] = _channels(CONFIGS[name], name.endswith("-site"))
+            heap_bench.FEATURES["ch-" + name] = _channels(
+                CONFIGS[name], name.endswith("-site") or name.endswith("-2ups"),
+                name.endswith("-2ups"))
             feats = ("ch-" + name,)
         r = heap_bench.scenario(heap=a.heap, duration=a.duration, romfs=not a.no_romfs,
                                 features=feats)

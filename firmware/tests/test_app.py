@@ -558,3 +558,49 @@ class TestFeedsLoad(TestCase):
         self.assertIsNone(s.control.feeds)
         s, loaded = self._app([], ("L1", "L2", "L3"))   # phases: one feed
         self.assertFalse(loaded)
+
+
+class UartBoard(FakeBoard):
+    """A board with both UPS UARTs (nothing answers on them: the links are only built)."""
+
+    def uart(self, baud, second=False):
+        return ("uart", second)
+
+
+class TestFeedUpsLoad(TestCase):
+    def _app(self, ups, hosts_feeds=True):
+        import sys
+
+        sys.modules.pop("sentinel.feedups", None)
+        cfg, errs = config.validate({
+            "nut": {"port": NUT_PORT}, "ups": ups,
+            "mains": {"channels": [{"name": "A"}, {"name": "B"}]},
+            "tiers": [{"name": "apps", "hosts": [
+                {"name": "b1", "address": "10.0.0.1",
+                 "feeds": ["B"] if hosts_feeds else []}]}]})
+        self.assertEqual(errs, [])
+        s = Sentinel(UartBoard(cfg, "down"), cfg, "config", [], write=Console().write,
+                     root=_root())
+        return s, "sentinel.feedups" in sys.modules
+
+    def test_one_ups_per_feed_loads_only_with_ups_feeds(self):
+        s, loaded = self._app({"link": "q1", "feed": "A", "feeds": [{"feed": "B"}]}, False)
+        self.assertTrue(loaded)
+        self.assertIs(s.control.seq.ups, s.feed_ups)      # the load-off: every feed's UPS
+        self.assertIs(s.nut.actions.ups, s.link)           # instant commands: the first UPS
+        self.assertEqual([k for k, _ in s.more_links], ["ups_B"])
+        self.assertEqual(s.more_links[0][1]._uart, ("uart", True))   # the second UART
+        self.assertEqual(s.feed_ups.feeds, ["A", "B"])     # b1 lists none: every feed
+        # no server lists its feeds, yet the policy loads: the power-on waits for every feed
+        self.assertIsNotNone(s.control.feeds)
+        s, loaded = self._app({"link": "q1", "feed": "A", "feeds": [{"feed": "B"}]})
+        self.assertEqual(s.feed_ups.feeds, ["B"])          # only b1's feed is cut
+        co, limits = s.tasks(None)
+        self.assertIn("ups_B", limits)
+        for c in co:
+            c.close()
+        s, loaded = self._app({"link": "q1"}, hosts_feeds=False)
+        self.assertFalse(loaded)
+        self.assertIsNone(s.control.feeds)
+        self.assertIs(s.control.seq.ups, s.link)
+        self.assertEqual((s.more_links, s.feed_ups), ((), None))

@@ -276,6 +276,27 @@ class TestErrors(TestCase):
                     "tiers[0].hosts[0].feeds[2]: feed C is not sensed by any mains channel; "
                     "allowed: A, B (the feeds of mains.channels)"])
 
+    def test_ups_per_feed(self):
+        def site(ups, chans=({"name": "A"}, {"name": "B"}, {"name": "C"})):
+            return {"mains": {"channels": list(chans)}, "ups": ups}
+        cfg, errs = config.validate(site({"link": "q1", "feed": "A", "feeds": [
+            {"feed": "B"}, {"feed": "C", "link": "none", "shutdown_output": 1}]}))
+        self.assertEqual(errs, [])
+        self.assertEqual(cfg["ups"]["feeds"][0], {"feed": "B", "link": "q1", "baud": 2400,
+                                                  "shutdown_output": None})
+        cfg, errs = config.validate({})   # every existing site: one UPS, nothing more
+        self.assertEqual((cfg["ups"]["feed"], cfg["ups"]["feeds"], errs), (None, [], []))
+        self.check(site({"feeds": [{"feed": "B"}]}),
+                   ["ups.feed: ups.feeds lists more UPSes; name the feed this UPS powers, "
+                    "allowed: A, B, C"])
+        self.check(site({"feed": "A", "feeds": [{"feed": "D"}, {"feed": "A", "link": "none"}]}),
+                   ["ups.feeds[0].feed: feed D is not sensed by any mains channel; allowed: "
+                    "A, B, C",
+                    "ups.feeds[1].feed: feed A already has its UPS (ups.feed); one UPS a feed"])
+        self.check(site({"feed": "A", "feeds": [{"feed": "B"}, {"feed": "C"}]}),
+                   ["ups.feeds[1].link: a board has one more UART for a second Q1 UPS; "
+                    "allowed: none (with shutdown_output)"])
+
     def test_invalid_value_replaced_by_default(self):
         cfg, errs = config.validate({"policy": {"grace_s": -1}, "tiers": [{"name": "a b"}]})
         self.assertEqual(len(errs), 2)

@@ -3,6 +3,7 @@
 from mpunit import TestCase
 from sentinel import config
 from sentinel.feeds import FeedPolicy
+from sentinel.sequencer import Sequencer
 
 A = 1
 B = 2
@@ -29,6 +30,9 @@ class FakeNut:
     def logout(self, tier, addr):
         self.logged[tier].remove(addr)
 
+    def set_fsd(self, tier, on):   # the sequencer's whole-tier FSD
+        pass
+
 
 class FakeChecks:
     def __init__(self, nut):
@@ -38,8 +42,8 @@ class FakeChecks:
         return host["address"] in self.nut.logged.get(tier, ())
 
 
-def site(**pol):
-    tiers = [
+def site(chans=("A", "B"), tiers=None, **pol):
+    tiers = tiers or [
         {"name": "apps", "max_wait_s": 10, "hosts": [
             {"name": "a1", "address": "10.0.0.1", "feeds": ["A", "B"]},
             {"name": "b1", "address": "10.0.0.2", "feeds": ["B"], "mac": "02:00:00:00:00:02"}]},
@@ -49,25 +53,51 @@ def site(**pol):
     ]
     p = {"grace_s": 5, "stable_mains_s": 3}
     p.update(pol)
-    cfg, errs = config.validate({"mains": {"channels": [{"name": "A"}, {"name": "B"}]},
+    cfg, errs = config.validate({"mains": {"channels": [{"name": c} for c in chans]},
                                  "policy": p, "tiers": tiers,
                                  "recovery": {"boot_timeout_s": 10, "wake_retries": 1}})
     assert not errs, errs
     return cfg
 
 
+class FakeSm:
+    """The state machine as the sequencer's power-on sees it: RESTORING, then done."""
+    state = "RESTORING"
+    plan_id = 7
+    drill = False
+    forced_tier = None
+
+    def tier_progress(self, *a):
+        return ()
+
+    def sequence_done(self, *a):
+        self.state = "ONLINE"
+        return ()
+
+
 class Rig:
-    def __init__(self, **pol):
+    def __init__(self, chans=("A", "B"), tiers=None, **pol):
         self.nut = FakeNut()
         self.nut.logged = {"apps": ["10.0.0.1", "10.0.0.2"], "dbs": ["10.0.0.3", "10.0.0.4"]}
         self.recs = []
         self.wakes = []
         self.now = 0
         checks = FakeChecks(self.nut)
-        self.p = FeedPolicy(site(**pol), ["A", "B"], self.nut,
-                            lambda t, d, critical=False: self.recs.append((self.now, t, d)),
+        self.cfg = cfg = site(chans, tiers, **pol)
+        self.log = lambda t, d, critical=False: self.recs.append((self.now, t, d))
+        self.p = FeedPolicy(cfg, list(chans), self.nut, self.log,
                             wake=lambda mac, addr: self.wakes.append((self.now, mac)),
                             checks=lambda: checks)
+        self.checks = checks
+
+    def sequencer(self):
+        """A Sequencer on the same site, fake NUT and checks, handing hosts to the policy."""
+        seq = Sequencer(self.cfg, self.nut, None,
+                        lambda t, d, now, critical=False: self.log(t, d),
+                        wake=lambda mac, addr: self.wakes.append((self.now, mac)),
+                        health=self.checks)
+        seq.feeds = self.p
+        return seq
 
     def run(self, ms, good=BOTH, online=True, until=None):
         end = self.now + ms
@@ -217,6 +247,63 @@ class TestFeedPolicy(TestCase):
         self.assertEqual(r.nut.fsd_hosts, {})
         self.assertEqual(r.p.alarm, "redundancy lost: feeds A, B lost")
         self.assertEqual(r.kinds("feed_fsd")[-1][1]["host"], "b1")
+
+    def test_power_on_waits_for_every_feed_a_server_lists(self):
+        # three feeds: ab on A+B is lost while C is up; A back alone does not wake it
+        tiers = [{"name": "apps", "max_wait_s": 10, "hosts": [
+            {"name": "ab", "address": "10.0.0.1", "feeds": ["A", "B"],
+             "mac": "02:00:00:00:00:01"}]}]
+        r = Rig(chans=("A", "B", "C"), tiers=tiers)
+        r.nut.logged = {"apps": ["10.0.0.1"]}
+        r.run(1000, good=7)
+        r.run(5200, good=4)                      # A and B lost: ab told after grace
+        self.assertEqual(r.nut.fsd_hosts, {"apps": ("10.0.0.1",)})
+        r.nut.logout("apps", "10.0.0.1")
+        r.run(20000, good=4 | A)                 # A back and stable, B still out
+        self.assertEqual(r.wakes, [])
+        self.assertEqual(r.nut.fsd_hosts, {"apps": ("10.0.0.1",)})
+        r.run(2900, good=7)                      # B back, not yet stable
+        self.assertEqual(r.wakes, [])
+        r.run(200, good=7)
+        self.assertEqual([m for _, m in r.wakes], ["02:00:00:00:00:01"])
+        self.assertEqual(r.nut.fsd_hosts, {})
+
+    def test_site_power_on_leaves_servers_on_a_missing_feed_to_the_policy(self):
+        r = Rig()
+        seq = r.sequencer()
+        sm = FakeSm()
+        r.run(1000)
+        r.run(1000, good=0, online=False)        # site outage: the sequencer's shutdown ran
+        r.nut.logged = {"apps": [], "dbs": []}
+        # A back (the site is powered: the state machine restores); B still out
+        for _ in range(5):
+            seq.step(r.now, sm)
+            r.run(100, good=A, online=False)
+        self.assertEqual(sm.state, "ONLINE")     # the walk finished without waiting for B
+        self.assertEqual(r.wakes, [])            # nobody woken: every server here needs B
+        waits = sorted(d["host"] for _, d in r.kinds("power_on_wait"))
+        self.assertEqual(waits, ["a1", "any", "b1", "b2"])
+        st = {h["host"]: h["action"] for h in r.p.status()["hosts"]}
+        self.assertEqual(st, {"a1": "wait", "b1": "wait", "b2": "wait", "any": "wait"})
+        r.run(30000, good=A)                     # ONLINE on A alone: still nobody
+        self.assertEqual(r.wakes, [])
+        self.assertEqual(r.nut.fsd_hosts, {})    # waiting servers are not told FSD
+        r.run(2900)                              # B back, stable after 3 s
+        self.assertEqual(r.wakes, [])
+        r.run(300)
+        self.assertEqual([m for _, m in r.wakes], ["02:00:00:00:00:03"])   # dbs first
+
+    def test_site_power_on_wakes_at_once_when_every_feed_is_back(self):
+        r = Rig()
+        seq = r.sequencer()
+        sm = FakeSm()
+        r.run(1000)
+        r.run(1000, good=0, online=False)
+        r.nut.logged = {"apps": [], "dbs": []}
+        r.run(3100, good=BOTH, online=False)
+        seq.step(r.now, sm)
+        self.assertEqual(r.kinds("power_on_wait"), [])
+        self.assertEqual([m for _, m in r.wakes], ["02:00:00:00:00:03"])
 
     def test_no_reading_yet_changes_nothing(self):
         r = Rig()

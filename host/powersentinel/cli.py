@@ -147,6 +147,7 @@ def virtual_set(d, at_phase, board, assignments):
     contact.NAME=0|1        a UPS dry-contact input line (number or configured name)
     ups.status=OL|OB|OB LB|auto, ups.charge=%, ups.runtime=s, ups.load=%
     ups.link=ok|lost|garbage
+    ups.B.status=OB ...     one UPS per feed (ups.feeds): that feed's UPS, same fields
     adc=run|stall           fault injection: the ADC stops delivering samples
     """
     values = {}
@@ -164,7 +165,10 @@ def virtual_set(d, at_phase, board, assignments):
     if board is not None:
         fail("--board applies to a virtual pair; %s holds one board" % d)
     st = vboard.set_wires(d, values, at_phase=at_phase)
-    click.echo(json.dumps({"mains": st["mains"], "ups": st["ups"], "contacts": st["contacts"]}))
+    out = {"mains": st["mains"], "ups": st["ups"], "contacts": st["contacts"]}
+    if len(st.get("upses") or ()) > 1:   # one UPS per feed: each one's
+        out["upses"] = st["upses"]
+    click.echo(json.dumps(out))
 
 
 @virtual.command("get")

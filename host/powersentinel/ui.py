@@ -85,6 +85,23 @@ def ups_line(ups):
                                       style or "default")
 
 
+def feed_ups_line(u):
+    """One feed's UPS (one UPS per feed, docs/feeds.md): its status and link as ups_line, its
+    charge and load, and the load-off commands it took."""
+    line = ups_line(u)
+    if u.get("charge") is not None:
+        line += "  charge %s" % _fmt(u["charge"], " %", 0)
+    if u.get("load") is not None:
+        line += "  load %s" % _fmt(u["load"], " %", 0)
+    if u.get("load_offs"):
+        line += "  [yellow]load cut %dx[/yellow]" % u["load_offs"]
+        if u.get("load_off_ago_ms") is not None:
+            line += " (%s ago)" % _dur(u["load_off_ago_ms"] / 1000.0)
+    if not u.get("commanded", True):
+        line += "  [dim]not cut: no server on its feed[/dim]"
+    return line
+
+
 def alerts_lines(al):
     """One line per alert transport: what it delivered, what waits, and why it is failing."""
     out = []
@@ -166,6 +183,8 @@ def render_status(ident, st, title=None):
                                                      _dur(ups.get("runtime"))))
         if ups.get("source"):
             t.add_row("  source", str(ups["source"]))
+        for feed, u in (ups.get("feeds") or {}).items():
+            t.add_row("  feed %s" % escape(str(feed)), feed_ups_line(u))
     name, cause, sd = _state(st)
     if name is not None:
         style = STATE_STYLE.get(name, "bold")
@@ -260,6 +279,8 @@ def render_dashboard(ident, st, recent, port, problem=None, updated=None):
     m.add_row("ups", ups_line(ups) if ups else "-",
               "charge %s" % _fmt(ups.get("charge"), " %", 0),
               "runtime %s" % _dur(ups.get("runtime")))
+    for feed, u in (ups.get("feeds") or {}).items():
+        m.add_row("ups %s" % escape(str(feed)), feed_ups_line(u), "", "")
     if st.get("pair"):
         m.add_row("pair", pair_line(st["pair"]), "", "")
     if st.get("feeds"):

@@ -189,3 +189,144 @@ def test_feed_b_lost_shuts_down_only_the_servers_on_b(tmp_path):
             r.close()
         wol.close()
         b.stop()
+
+
+def _journal(lk, kinds):
+    return [r["data"] for r in logs.read(lk, kinds)]
+
+
+def test_both_feeds_lost_cuts_both_ups_loads_and_power_on_waits_for_both(tmp_path):
+    """Two UPSes, one per feed (ups.feed A on the first UART, ups.feeds B on the second), the
+    UPS minutes 60x faster. Both feeds lost: the full ordered sequence (apps, then dbs), then
+    each UPS is told once to cut its load and restore it; every server halts. A back alone: the
+    site's power-on wakes nobody (every server needs B); B back: both loads are restored and the
+    servers are powered on, b2 first."""
+    wol = Wol(free_port_on(["127.0.0.1", A1, B1, B2], socket.SOCK_DGRAM))
+    tiers = [{"name": rc.TIER, "max_wait_s": 30, "delay_s": 0, "hosts": [
+                 {"name": "a1", "address": A1, "mac": None, "health": "nut",
+                  "feeds": ["A", "B"]},
+                 {"name": "b1", "address": B1, "mac": B1_MAC, "health": "nut", "feeds": ["B"]}]},
+             {"name": "dbs", "max_wait_s": 30, "delay_s": 0, "hosts": [
+                 {"name": "b2", "address": B2, "mac": B2_MAC, "health": "nut", "feeds": ["B"]}]}]
+    cfg = rc.make_config(**{"policy.grace_s": GRACE_S, "policy.stable_mains_s": STABLE_S,
+                            "mains.channels": CHANNELS, "tiers": tiers,
+                            "ups.link": "q1", "ups.feed": "A", "ups.feeds": [{"feed": "B"}],
+                            "ups.shutdown_delay_min": 1, "ups.restore_min": 1,
+                            "recovery": {"wol_port": wol.sock.getsockname()[1],
+                                         "wol_broadcast": "127.0.0.1", "boot_timeout_s": 60,
+                                         "wake_retries": 1}})
+    b = rc.Board(str(tmp_path / "b"), cfg, extra_args=(
+        "--channels", json.dumps(CHANNELS), "--ups-feeds", json.dumps(["A", "B"]),
+        "--time-scale", "60"))
+    ra, rb, rb2 = Relay(A1, b.nut), Relay(B1, b.nut), Relay(B2, b.nut)
+    ma, mb, mdb = _upsmon(ra), _upsmon(rb), _upsmon(rb2, "dbs")
+    later = []
+    try:
+        b.wait_serving(15)
+        for m in (ma, mb, mdb):
+            m.start()
+        for m in (ma, mb, mdb):
+            m.wait_logged_in(15)
+        with Link(b.serial) as lk:
+            def links_ok():
+                u = lk.request("status")["ups"]["feeds"]
+                return u["A"]["link"] == "ok" and u["B"]["link"] == "ok" and u
+            u = wait_for(links_ok, 15, "both UPS links")
+            assert u["A"]["status"] == "OL" and u["B"]["status"] == "OL", u
+            assert u["A"]["commanded"] and u["B"]["commanded"]   # a1 is on A too
+            # `powersentinel status` and the monitor show each feed's UPS
+            ident, st = lk.identify(), lk.request("status")
+            for r in (ui.render_status(ident, st), ui.render_dashboard(ident, st, [], "pty")):
+                con = Console(record=True, width=200)
+                con.print(r)
+                text = con.export_text()
+                assert text.count("OL  link ok  charge 100 %  load 30 %") == 2, text
+
+            # each UPS is driven on its own wire; NUT's instant commands go to the first UPS
+            b.wires({"ups.B.status": "OB"})
+            wait_for(lambda: lk.request("status")["ups"]["feeds"]["B"]["status"] == "OB", 10,
+                     "UPS B on battery")
+            assert lk.request("status")["ups"]["feeds"]["A"]["status"] == "OL"
+            b.wires({"ups.B.status": "auto"})
+            with nutreal.NutClient(*b.nut) as c:
+                c.cmd("USERNAME admin")
+                c.cmd("PASSWORD %s" % rc.USERS["admin"][0])
+                assert c.cmd("INSTCMD %s test.battery.start.quick" % rc.TIER)[0] == "OK"
+            wait_for(lambda: "T" in b.state()["upses"]["A"]["commands"], 10,
+                     "UPS A to get the battery test")
+            assert "T" not in b.state()["upses"]["B"]["commands"]
+            wait_for(lambda: lk.request("status")["ups"]["feeds"]["B"]["status"] == "OL", 10,
+                     "UPS B back on line")
+
+            b.wires({"feed.A": "off", "feed.B": "off"})
+            # the full ordered sequence: apps (a1, b1), then dbs (b2)
+            t_a1 = ma.wait_shutdown(GRACE_S + 20)
+            t_b1 = mb.wait_shutdown(5)
+            assert t_a1 is not None and t_b1 is not None, (ma.log()[-2000:], mb.log()[-2000:])
+            t_b2 = mdb.wait_shutdown(30)
+            assert t_b2 is not None and t_b2 > max(t_a1, t_b1), mdb.log()[-2000:]
+            for m in (ma, mb, mdb):
+                m.stop()   # the servers have halted
+            wait_for(lambda: lk.request("status")["state"]["name"] == "WAIT_MAINS", 30,
+                     "the load-off")
+            ups = b.state()["upses"]
+            assert (ups["A"]["load_offs"], ups["B"]["load_offs"]) == (1, 1), ups
+            assert "S01R0001" in ups["A"]["commands"] and "S01R0001" in ups["B"]["commands"]
+            offs = [(d.get("feed"), d["ok"]) for d in _journal(lk, ("ups_off",))]
+            assert offs[:2] == [("A", True), ("B", True)], offs
+            assert [x for x in offs if x[0] is not None] == [("A", True), ("B", True)], offs
+            st = lk.request("status")
+            fu = st["ups"]["feeds"]
+            assert fu["A"]["load_offs"] == 1 and fu["B"]["load_offs"] == 1, fu
+            con = Console(record=True, width=200)
+            con.print(ui.render_status(lk.identify(), st))
+            assert con.export_text().count("load cut 1x") == 2, con.export_text()
+            wait_for(lambda: not any(u["output_on"] for u in b.state()["upses"].values()), 10,
+                     "both UPSes to cut their load")
+            wol.poll()
+            wol.seen.clear()
+
+            # A back alone: the site powers on, but every server here needs B
+            b.wires({"feed.A": "on"})
+            wait_for(lambda: lk.request("status")["state"]["name"] == "ONLINE", 30,
+                     "the site's power-on on feed A")
+            waits = sorted(d["host"] for d in _journal(lk, ("power_on_wait",)))
+            assert waits == ["a1", "b1", "b2"], waits
+            wait_for(lambda: b.state()["upses"]["A"]["output_on"], 10, "UPS A's restore")
+            time.sleep(STABLE_S + 1)
+            assert wol.macs() == [], wol.seen
+            assert not b.state()["upses"]["B"]["output_on"]   # B's UPS restores on B only
+            acts = {h["host"]: h["action"] for h in lk.request("status")["feeds"]["hosts"]}
+            assert acts == {"a1": "wait", "b1": "wait", "b2": "wait"}, acts
+
+            t_back = time.monotonic()
+            b.wires({"feed.B": "on"})
+            wait_for(lambda: B2_MAC in wol.macs(), STABLE_S + 15, "a magic packet for b2")
+            assert wol.seen[0][0] - t_back >= STABLE_S - 0.5
+            wait_for(lambda: b.state()["upses"]["B"]["output_on"], 10, "UPS B's restore")
+            mdb2 = _upsmon(rb2, "dbs")      # b2 boots
+            later.append(mdb2)
+            mdb2.start()
+            mdb2.wait_logged_in(15)
+            wait_for(lambda: B1_MAC in wol.macs(), 15, "a magic packet for b1 after b2 is up")
+            for r, name in ((ra, "a1"), (rb, "b1")):   # a1 and b1 boot
+                m = _upsmon(r)
+                later.append(m)
+                m.start()
+                m.wait_logged_in(15)
+
+            def powered_on():
+                r = _journal(lk, ("feed_power_on",))
+                return len(r) == 3 and r
+            recs = wait_for(powered_on, 20, "feed_power_on for b2, a1 and b1")
+            assert recs[0]["host"] == "b2" and all(r["ok"] for r in recs), recs
+            ups = b.state()["upses"]
+            assert (ups["A"]["load_offs"], ups["B"]["load_offs"]) == (1, 1), ups
+            assert all(m.shutdown_time() is None for m in later)
+    finally:
+        for m in [ma, mb, mdb] + later:
+            m.stop()
+        for r in (ra, rb, rb2):
+            r.close()
+        wol.close()
+        b.stop()

@@ -176,11 +176,14 @@ class McuBoard(Board):
     OUTPUT_PINS = ()
     UART_ID = 1
     UART_PINS = {}
+    UART2_ID = 0           # a second UPS's UART (two feeds, one Q1 UPS each)
+    UART2_PINS = None      # (tx, rx) GPIO numbers: the Pins are made only when it is used
     TIMER_ID = -1          # the ADC's timer: an id this port has
     PARK_TIMER_ID = -1     # a soft timer that feeds the watchdog while at the REPL
     RESET_REPORTS = None   # the machine.reset_cause() name machine.reset() leaves behind
     UNNAMED_CAUSES = {}    # reset_cause() values the port returns without naming them
     INTENT_PATH = "/.reset_intent"  # written just before a reset the firmware asks for
+    _uart2 = None   # a second UPS's Uart, once asked for (a class default: device heap)
 
     def __init__(self, cfg=None):
         self.cfg = cfg or {}
@@ -233,7 +236,17 @@ class McuBoard(Board):
             self._outputs = Outputs(self.output_pins)
         return self._outputs
 
-    def uart(self, baud):
+    def uart(self, baud, second=False):
+        if second:
+            if self._uart2 is None:
+                p = self.UART2_PINS
+                if p is None:
+                    u = machine.UART(self.UART2_ID, baudrate=baud, bits=8, parity=None, stop=1)
+                else:
+                    u = machine.UART(self.UART2_ID, baudrate=baud, bits=8, parity=None, stop=1,
+                                     tx=machine.Pin(p[0]), rx=machine.Pin(p[1]))
+                self._uart2 = Uart(u, baud)
+            return self._uart2
         if self._uart is None:
             u = machine.UART(self.UART_ID, baudrate=baud, bits=8, parity=None, stop=1,
                              **self.UART_PINS)

@@ -34,9 +34,10 @@ class Board:
         """-> Outputs: set(line, level); get(line); lines."""
         raise NotImplementedError
 
-    def uart(self, baud):
+    def uart(self, baud, second=False):
         """-> Uart: async write(bytes); async read_until(term, timeout_ms) -> bytes or None;
-        flush_input(). read_until never blocks the event loop."""
+        flush_input(). read_until never blocks the event loop. second: the board's second UPS
+        UART (a second Q1 UPS, one per feed; docs/wiring.md)."""
         raise NotImplementedError
 
     def network_state(self):

@@ -14,6 +14,8 @@ class Esp32Board(McuBoard):
     OUTPUT_PINS = (4,)              # optocoupler to the UPS remote-shutdown input
     UART_ID = 2
     UART_PINS = {"tx": 17, "rx": 16}  # through a MAX3232 to the UPS RS-232 port
+    UART2_ID = 1                   # a second UPS (one per feed); UART1's default pins are flash
+    UART2_PINS = (23, 22)          # tx, rx
     TIMER_ID = 0                   # hardware timers 0-3; -1 (virtual) is refused since 1.26
     PARK_TIMER_ID = 1              # its callbacks are scheduled (soft), so they run at the REPL
     RESET_REPORTS = "SOFT_RESET"   # machine.reset() is esp_restart(): ESP_RST_SW

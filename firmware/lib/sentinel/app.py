@@ -27,13 +27,16 @@ FIRST_READING_MS = 3000  # NUT waits at most this long at boot for the first mai
 
 
 def _site_feeds(cfg, chan_feeds):
-    """Two or more feeds are sensed and some server lists the feeds powering it."""
+    """Two or more feeds are sensed and some server lists the feeds powering it, or each feed
+    has its UPS (ups.feeds: the power-on then waits for every feed a server needs)."""
     names = []
     for f in chan_feeds:
         if f and f not in names:
             names.append(f)
     if len(names) < 2:
         return False
+    if cfg["ups"]["feeds"]:
+        return True
     for t in cfg["tiers"]:
         for h in t["hosts"]:
             if h.get("feeds"):
@@ -45,6 +48,11 @@ class Sentinel:
     """Every part, wired. board: the HAL Board; cfg: the validated config; cfg_source,
     cfg_errors: where it came from and what was wrong with it; write: the console writer;
     root: the filesystem root holding config, state, boot counter and journal."""
+
+    # one UPS per feed (ups.feeds): the other feeds' (key, UpsLink), run as tasks of their own,
+    # and the feedups.FeedUps. Class defaults: single-UPS sites add nothing to the instance
+    more_links = ()
+    feed_ups = None
 
     def __init__(self, board, cfg, cfg_source="defaults", cfg_errors=(), write=out, root="/"):
         # imported here, after main() has dropped the config validator: the boot's peak heap
@@ -127,15 +135,25 @@ class Sentinel:
         if link is not None:
             actions = link
         elif ups["shutdown_output"] is not None:
-            actions = ContactLoadOff(self._pulse_output)
+            actions = ContactLoadOff(lambda: self._pulse_output(ups["shutdown_output"]))
         else:
             actions = None
+        first_ups = actions
+        if ups["feeds"]:
+            actions = self._feed_ups(ups, actions, chan_feeds)
         seq = Sequencer(cfg, nut, actions, rt.journal_fn, rt.now, wake=self._wake,
                         net_state=board.network_state)
+        if self.feed_ups is not None:
+            self.feed_ups.plan = lambda: seq.plan_id
         if saved and saved.get("seq"):
             seq.restore(saved["seq"], now, elapsed_ms=down_ms)
         cov = Coverage(cfg, nut, rt.journal_fn, now)
         self.control = Control(rt, self.sensing, link, battery, sm, seq, cov, snap)
+        acts = nut.actions
+        if self.feed_ups is not None and acts is not None:
+            # NUT's instant commands (shutdown.return, battery tests) act on the first UPS, the
+            # one the tiers' variables come from; the load-off alone goes to every feed's
+            acts.ups = first_ups
         feeds = None
         if _site_feeds(cfg, chan_feeds):
             # the site model loads only when two feeds are sensed and some server lists its
@@ -144,6 +162,7 @@ class Sentinel:
             feeds = FeedPolicy(cfg, chan_feeds, nut, rt.log, wake=self._wake, checks=seq.checks,
                                spawn=asyncio.create_task)
             self.control.attach_feeds(feeds)
+            seq.attach_feeds(feeds)   # its power-on waits for every feed a server needs
         # a power-on reset: if we were in LOAD_OFF, the UPS has cut the load powering us
         self.control.inputs.powered_up = board.reset_cause() == "power_on"
         self.net = NutStarter(rt, nut)
@@ -154,6 +173,8 @@ class Sentinel:
         rt.console.handlers = self.ops
         if feeds is not None:
             self.ops.attach_feeds(feeds)
+        if self.feed_ups is not None:
+            self.ops.attach_feed_ups(self.feed_ups)
         self.outbox = None
         a = cfg.get("alerts")
         if a and any(a[n]["enabled"] for n in ("syslog", "webhook", "smtp", "mqtt")):
@@ -184,6 +205,38 @@ class Sentinel:
         self.cfg_source = cfg_source
         self.cfg_errors = list(cfg_errors)
 
+    def _feed_ups(self, ups, first, chan_feeds):
+        """One UPS per feed: the other feeds' UPSes (a Q1 link on the board's second UART, or
+        a contact output) and the load-off that commands each one whose feed powers a server."""
+        # loaded only when ups.feeds lists more UPSes (device heap: single-UPS sites never
+        # import it)
+        from sentinel.feedups import FeedUps, load_off_feeds
+        from sentinel.sequencer import ContactLoadOff
+        rt = self.rt
+        units = [(ups["feed"], first, self.link)]
+        links = []
+        for e in ups["feeds"]:
+            act = link = None
+            if e["link"] == "q1":
+                from sentinel.upslink import UpsLink
+                key = "ups_" + e["feed"]
+                link = UpsLink(rt.board.uart(e["baud"], True), time.ticks_ms,
+                               progress=lambda k=key: rt.progress(k), poll_ms=ups["poll_ms"],
+                               link_lost_s=ups["link_lost_s"])
+                links.append((key, link))
+                act = link
+            elif e["shutdown_output"] is not None:
+                act = ContactLoadOff(lambda line=e["shutdown_output"]: self._pulse_output(line))
+            units.append((e["feed"], act, link))
+        self.more_links = links
+        names = []
+        for f in chan_feeds:
+            if f and f not in names:
+                names.append(f)
+        self.feed_ups = FeedUps(units, load_off_feeds(rt.cfg, names), rt.log, lambda: None,
+                                rt.now)
+        return self.feed_ups
+
     def _web(self, h, nut):
         """The web server's starter (started like NUT's, once the network is up)."""
         # the web package loads only when http is enabled: saves device heap (boards without
@@ -210,11 +263,9 @@ class Sentinel:
                               net_state=self.rt.board.network_state)
         return self.wol.send(mac, addr)
 
-    async def _pulse_output(self):
+    async def _pulse_output(self, line):
         # a contact-closure UPS: close its shutdown input for a second
-        rt = self.rt
-        o = rt.board.outputs()
-        line = rt.cfg["ups"]["shutdown_output"]
+        o = self.rt.board.outputs()
         o.set(line, 1)
         await asyncio.sleep_ms(1000)
         o.set(line, 0)
@@ -242,6 +293,9 @@ class Sentinel:
             co.append(s.contacts_task())
         else:
             del limits["ups"]
+        for key, link in self.more_links:
+            co.append(link.run())
+            limits[key] = ALIVE_LIMITS["ups"]
         if self.pair is not None:
             co.append(self.pair.run())
         if self.outbox is not None:

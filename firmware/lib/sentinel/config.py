@@ -365,6 +365,7 @@ def _cross(cfg, errors):
     _unique(hosts, "address", pf, "host addresses", errors)
     _unique(hosts, "mac", pf, "MAC addresses", errors)
     errors.extend(schema.feeds_errors(cfg))
+    errors.extend(schema.ups_feeds_errors(cfg))
     errors.extend(schema.alerts_errors(cfg))
     errors.extend(schema.pair_errors(cfg))
     # a channel pin is checked against this port's ADC inputs (host, unix: any supported port)

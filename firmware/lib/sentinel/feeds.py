@@ -14,11 +14,14 @@ While the site is otherwise ONLINE (the state machine sees no outage: a feed is 
   among the servers that must go: a tier's are told only once no server of an earlier tier is
   lost and still running (not yet told, or told and still logged in within the tier's
   max_wait_s);
-- once one of its feeds has been back for policy.stable_mains_s, its FSD is cleared and it is
-  powered on, the last tier first: Wake-on-LAN (unless its upsmon is still logged in) and its
-  health check, woken again every boot_timeout_s up to wake_retries times.
+- once every feed it lists has been back for policy.stable_mains_s, its FSD is cleared and it
+  is powered on, the last tier first: Wake-on-LAN (unless its upsmon is still logged in) and
+  its health check, woken again every boot_timeout_s up to wake_retries times.
 When the site leaves ONLINE (every feed lost, or the UPS says so) the sequencer owns every
-server: this policy clears its FSDs and forgets what it had told.
+server: this policy clears its FSDs and forgets what it had told. The sequencer's power-on
+hands back (defer) each server one of whose feeds is not yet back and stable: this policy
+powers it on, as above, once every feed it lists is (power-on waits for every feed a server
+needs; a dual-corded server is not woken on one feed).
 
 Records (log(type, data, critical=)): feed_lost, feed_back, feed_fsd (host, tier),
 feed_power_on (host, tier, ok, took_ms, tries). `alarm`: "redundancy lost: feed B lost" while a
@@ -44,6 +47,7 @@ A_FSD = "fsd"          # told FSD, still logged in
 A_OFF = "off"          # told FSD and logged out (or its max_wait ran out)
 A_BACK = "back"        # its feed is back: FSD cleared, powered on in its tier's turn
 A_WAKING = "waking"    # powering on
+A_WAIT = "wait"        # handed back by the sequencer's power-on: off until its feeds are back
 
 
 # A server is a list, not an object (device heap: a list of 9 costs a fifth of an instance
@@ -96,7 +100,8 @@ class FeedPolicy:
             self.cmask[i] |= 1 << c
         n = len(self.names)
         self.lost = [False] * n
-        self.t_back = [0] * n    # ms each feed was last seen coming back
+        self.t_back = [None] * n   # ms each feed was last seen coming back (None: never lost)
+        self._online = True
         self.tiers = [t["name"] for t in cfg["tiers"]]
         self.max_wait = [t["max_wait_s"] * 1000 for t in cfg["tiers"]]
         self.hosts = []
@@ -153,11 +158,32 @@ class FeedPolicy:
                         h[_T_BACK] = now
                     h[_POWER] = p
 
-    def _stable(self, now, h):
-        """One of the host's feeds is up and has been for stable_mains_s."""
+    def _missing(self, now, mask):
+        """The feeds of `mask` not up for stable_mains_s yet (a list, empty when none)."""
+        out = []
         for i in range(len(self.names)):
-            if h[_MASK] >> i & 1 and not self.lost[i] and now - self.t_back[i] >= self.stable_ms:
-                return True
+            if mask >> i & 1:
+                t = self.t_back[i]
+                if self.lost[i] or (t is not None and now - t < self.stable_ms):
+                    out.append(self.names[i])
+        return out
+
+    def _stable(self, now, h):
+        """Every feed the host lists is up and has been for stable_mains_s."""
+        return not self._missing(now, h[_MASK])
+
+    def defer(self, host_cfg, tier, now):
+        """The sequencer's power-on asks before waking a server: True when a feed it lists is
+        not back and stable yet. The server is then this policy's to power on once they all
+        are (A_WAIT, a power_on_wait record), after the sequencer's walk."""
+        for h in self.hosts:
+            if h[_CFG] is host_cfg or h[_CFG]["name"] == host_cfg["name"]:
+                miss = self._missing(now, h[_MASK])
+                if miss:
+                    h[_ACT] = A_WAIT
+                    self.log("power_on_wait", {"host": h[_CFG]["name"], "tier": tier,
+                                               "feeds": miss})
+                return bool(miss)
         return False
 
     # ---- the step -------------------------------------------------------------------------
@@ -169,8 +195,11 @@ class FeedPolicy:
         if present:
             self._feeds(now, good_mask)
         if not online:
-            self._release()
+            if self._online:
+                self._release()   # once, as the site outage starts: A_WAIT set since stays
+            self._online = False
             return
+        self._online = True
         self._down(now)
         self._up(now)
         self._push()
@@ -217,7 +246,8 @@ class FeedPolicy:
         # every server whose feed is back loses its FSD at once (one that boots by itself when
         # its outlet returns must not read FSD again); the wakes go tier by tier
         for h in self.hosts:
-            if (h[_ACT] == A_FSD or h[_ACT] == A_OFF) and self._stable(now, h):
+            a = h[_ACT]
+            if (a == A_FSD or a == A_OFF or a == A_WAIT) and self._stable(now, h):
                 h[_ACT] = A_BACK
                 self._dirty = True
         for ti in range(len(self.tiers) - 1, -1, -1):

@@ -131,6 +131,8 @@ class Ops:
                 ups["link"] = "contacts"
                 ups["contacts"] = con.statuses()
                 ups["chatter"] = sum(con.deb.chatter)
+            if self.feed_ups is not None:
+                ups["feeds"] = self.feed_ups.status()
             return ups
         if k == "state":
             sm = self.sm
@@ -189,6 +191,12 @@ class Ops:
     def attach_feeds(self, policy):
         """The feeds.FeedPolicy: status reports each feed and server."""
         self.feeds = policy
+
+    feed_ups = None   # the feedups.FeedUps, one UPS per feed (a class default: device heap)
+
+    def attach_feed_ups(self, fu):
+        """The feedups.FeedUps (one UPS per feed): the ups part reports each one."""
+        self.feed_ups = fu
 
     def attach_pair(self, link):
         """The pair.link.PairLink: status reports its peer."""

@@ -124,6 +124,45 @@ def feeds_errors(cfg):
     return out
 
 
+def ups_feeds_errors(cfg):
+    """The UPSes per feed: each names a sensed feed, one UPS a feed, ups.feed set when
+    ups.feeds lists more, one more Q1 at most (the board's second UART). [] when they fit."""
+    u = cfg["ups"]
+    more = u.get("feeds") or ()
+    if not more and u.get("feed") is None:
+        return []
+    known = []
+    for c in cfg["mains"]["channels"]:
+        f = channel_feed(c)
+        if f and f not in known:
+            known.append(f)
+    out = []
+    if more and u.get("feed") is None:
+        out.append("ups.feed: ups.feeds lists more UPSes; name the feed this UPS powers, "
+                   "allowed: %s" % (", ".join(known) or "a feed of mains.channels"))
+    seen = {}
+    q1s = 0
+    for where, f in [("ups.feed", u.get("feed"))] + [
+            ("ups.feeds[%d].feed" % i, e.get("feed")) for i, e in enumerate(more)]:
+        if f is None:
+            continue
+        if f not in known:
+            out.append("%s: feed %s is not sensed by any mains channel; allowed: %s"
+                       % (where, f, ", ".join(known) or "none (list mains.channels first)"))
+        elif f in seen:
+            out.append("%s: feed %s already has its UPS (%s); one UPS a feed"
+                       % (where, f, seen[f]))
+        else:
+            seen[f] = where
+    for i, e in enumerate(more):
+        if e.get("link") == "q1":
+            q1s += 1
+            if q1s > 1:
+                out.append("ups.feeds[%d].link: a board has one more UART for a second Q1 UPS; "
+                           "allowed: none (with shutdown_output)" % i)
+    return out
+
+
 def mains_errors(cfg, port=None):
     """Cross-field problems of the (validated) mains section: duplicate channel names, and a
     channel pin that is not an ADC input of `port` ("rp2", "esp32"; None: of any port this
@@ -163,6 +202,19 @@ def mains_errors(cfg, port=None):
                 break
     return out
 
+# One more UPS per other feed (two feeds, one UPS each): its link and its load-off. Boards have
+# two usable UARTs (rp2 UART0/UART1, ESP32 UART1/UART2): one more Q1 UPS at most.
+UPS_FEED = (
+    {"k": "feed", "t": "str", "d": REQUIRED, "min": 1, "max": 8, "fmt": "name",
+     "doc": "the feed this UPS powers (a feed of mains.channels)"},
+    {"k": "link", "t": "enum", "d": "q1", "c": ("q1", "none"),
+     "doc": "q1: Megatec/Q1 on the board's second UART (docs/wiring.md); none: not read"},
+    {"k": "baud", "t": "enum", "d": 2400, "c": (1200, 2400, 4800, 9600),
+     "doc": "Q1 serial speed (8N1)"},
+    {"k": "shutdown_output", "t": "int", "d": None, "null": True, "min": 0, "max": 31,
+     "doc": "with link none: output line that tells this UPS to cut its load (null: none)"},
+)
+
 UPS = (
     {"k": "link", "t": "enum", "d": "none", "c": ("q1", "contacts", "none"),
      "doc": "how the UPS is read: Megatec/Q1 serial, dry contacts, or not at all"},
@@ -184,6 +236,11 @@ UPS = (
      "doc": "minutes between the load-off command and the UPS cutting its output"},
     {"k": "restore_min", "t": "int", "d": 1, "min": 1, "max": 9999,
      "doc": "minutes of returned mains before the UPS restores its output (never 0: servers must come back)"},
+    {"k": "feed", "t": "str", "d": None, "null": True, "min": 1, "max": 8, "fmt": "name",
+     "doc": "the feed this UPS powers (null: every feed); set it when ups.feeds lists more UPSes"},
+    {"k": "feeds", "t": "list", "f": UPS_FEED, "min": 0, "max": MAX_CHANNELS - 1,
+     "doc": "one more UPS per other feed (docs/feeds.md): each is read and, at load-off, "
+            "commanded when it powers a server that was shut down"},
 )
 
 POLICY = (

@@ -48,6 +48,7 @@ H_OFF = "off"         # logged out (or absent), then its tcp check failed at Hos
 H_WAKING = "waking"
 H_UP = "up"           # healthy at Host.t1
 H_TIMEOUT = "timeout"
+H_FEED = "feed"       # one of its feeds not back yet: left to the feed policy, not woken
 
 # The UPS load-off command of a plan (Sequencer.load_off; None: not yet).
 LO_PENDING = "pending"  # an async command is in flight

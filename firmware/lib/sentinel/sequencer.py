@@ -29,6 +29,9 @@ Per state of the machine:
                  Wake-on-LAN to each host with a MAC (unless its upsmon is already back), poll
                  its health check until healthy; a host not healthy boot_timeout_s after a wake
                  is woken again, up to wake_retries times, then given up on; then tier k-1.
+                 Two feeds (self.feeds, the feed policy): a host one of whose feeds is not
+                 back and stable is not woken; it is handed to the policy (feeds.defer), which
+                 powers it on once every feed it lists is, and does not hold its tier.
                  After the first tier: sequence_done().
                  drill: probe each host's health check (no wake), write the drill report,
                  sequence_done().
@@ -47,8 +50,9 @@ from sentinel import statemachine as S
 from sentinel import seqstate
 from sentinel.coverage import logged_in_addrs
 from sentinel.nutview import ups_list
-from sentinel.seqstate import (CHECKED, DONE, FSD, H_ABSENT, H_GONE, H_IN, H_LOST, H_OFF, H_OUT,
-                               H_TIMEOUT, H_UP, H_WAKING, IDLE, LO_FAILED, LO_NONE, LO_PEER,
+from sentinel.seqstate import (CHECKED, DONE, FSD, H_ABSENT, H_FEED, H_GONE, H_IN, H_LOST,
+                               H_OFF, H_OUT, H_TIMEOUT, H_UP, H_WAKING, IDLE, LO_FAILED, LO_NONE,
+                               LO_PEER,
                                LO_PENDING, LO_SENT, MODE_LOAD_OFF, MODE_POWER_ON, MODE_SHUTDOWN,
                                OFF, REACHABLE, TIMEOUT, TURN_PEER, TURN_SEND, TURN_UPS, TURN_WAIT,
                                UP,
@@ -98,11 +102,11 @@ class Sequencer:
     wake         wake(mac, addr) -> anything (an awaitable is spawned), e.g. wol.Sender.send;
                  None: no magic packets (hosts must power on with their outlet)
     health       object with check(tier, host_cfg, now_ms, since_ms) -> True/False/None;
-                 None: a health.Health(nut, net_state=net_state), built at the first power-on
-                 or drill (the checks' code stays off the device heap until then)
+                 None: a health.Health built at the first power-on or drill (device heap)
     net_state    () -> "up" | "down" | "absent" for that Health (Board.network_state)
     spawn        starts a coroutine in the background; default asyncio.create_task
     """
+    feeds = None   # two feeds: the FeedPolicy (attach_feeds); a class default (device heap)
 
     def __init__(self, cfg, nut, ups_actions, journal_fn, now_ms_fn=None, wake=None,
                  health=None, spawn=None, resume_grace_ms=RESUME_GRACE_MS, net_state=None,
@@ -151,6 +155,9 @@ class Sequencer:
         self._recs = []
 
     # ---- small helpers ------------------------------------------------------------------------
+
+    def attach_feeds(self, policy):
+        self.feeds = policy
 
     def _log(self, t, data, now, critical=False):
         if self.journal is not None:
@@ -226,6 +233,7 @@ class Sequencer:
                 self.drill = False
                 self.complete = True
                 self.load_off = None
+                self.t_plan = now   # not None: an async command's result would raise
                 self.dirty = True
             self._load_off(now)
         elif st == S.WAIT_MAINS:
@@ -550,11 +558,13 @@ class Sequencer:
                     h.was_on = True
                     h.state = H_WAKING
                     h.t_try = now
+                elif self.feeds is not None and self.feeds.defer(h.cfg, t.name, now):
+                    h.state = H_FEED   # a feed it needs is not back: the policy's to wake
                 else:
                     self._wake(now, t, h)
         finished = True
         for h in t.hosts:
-            if h.state == H_UP or h.state == H_TIMEOUT:
+            if h.state == H_UP or h.state == H_TIMEOUT or h.state == H_FEED:
                 continue
             if self.checks().check(t.name, h.cfg, now, h.t0) is True:
                 h.state = H_UP
@@ -582,9 +592,9 @@ class Sequencer:
         t.t_end = now
         failed = [h.name for h in t.hosts if h.state == H_TIMEOUT]
         self._set_phase(t, TIMEOUT if failed else UP)
+        up = sum(1 for h in t.hosts if h.state == H_UP)   # H_FEED hosts are neither
         self._log("power_on", {"plan": pid, "tier": t.name, "took_ms": now - t.t_act,
-                               "up": len(t.hosts) - len(failed), "failed": failed[:_LIST_MAX]},
-                  now, True)
+                               "up": up, "failed": failed[:_LIST_MAX]}, now, True)
         self._sm(sm.tier_progress(now, t.name, t.phase, pid))
         return True
 

@@ -103,6 +103,10 @@ def start(d, config=None, heap="128wK", nut_port=0, deploy=True, progress=None,
                 cmd += [opt, str(m[key])]
         if m.get("channels"):
             cmd += ["--channels", json.dumps(m["channels"])]
+        u = cfg.get("ups", {})
+        more = [e["feed"] for e in u.get("feeds", ()) if e.get("link", "q1") == "q1"]
+        if more:   # two feeds, one Q1 UPS each: the second on the board's second UART
+            cmd += ["--ups-feeds", json.dumps([u.get("feed")] + more[:1])]
     log = open(os.path.join(d, "supervisor.log"), "ab")
     proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
                             start_new_session=True, close_fds=True)

@@ -131,7 +131,6 @@ class Supervisor:
         self.adc_stalled = False   # fault injection: the ADC stops delivering samples
         self.contact_names = dict(args.contact_names or {})
         self.outputs = bytearray(OUTPUT_LINES)
-        self.uart_rx = bytearray()
         # one waveform per mains channel (--channels), interleaved on the ADC wire; the first
         # is the clock of the wire and the UPS simulator's input
         self.channels = resolve_channels(args.channels, self.profile, args.volts_per_count)
@@ -143,7 +142,13 @@ class Supervisor:
             self.waves.append(w)
         self.wave = self.waves[0]
         self.nominal_hz = args.nominal_hz
-        self.ups = UpsSim(runtime_full_s=args.ups_runtime, time_scale=args.time_scale)
+        # one UPS simulator per UPS serial line: the first on "U" frames, a second (two feeds,
+        # one UPS each: --ups-feeds) on "V"; each one's input is its feed's channels
+        feeds = args.ups_feeds or [None]
+        self.upses = [{"feed": f, "kind": k, "rx": bytearray(),
+                       "sim": UpsSim(runtime_full_s=args.ups_runtime, time_scale=args.time_scale),
+                       "waves": self._feed_waves(f)} for f, k in zip(feeds, (b"U", b"V"))]
+        self.ups = self.upses[0]["sim"]
         self.wire_client = None
         self.deframer = wire.Deframer()
         self.t0 = None             # waveform start (monotonic)
@@ -371,14 +376,10 @@ class Supervisor:
             self.wire_client = None
             return
         for kind, payload in self.deframer.feed(data):
-            if kind == b"U":
-                self.uart_rx += payload
-                while b"\r" in self.uart_rx:
-                    line, _, rest = bytes(self.uart_rx).partition(b"\r")
-                    self.uart_rx = bytearray(rest)
-                    reply = self.ups.handle(line)
-                    if reply:
-                        self._send(b"U", reply)
+            if kind == b"U" or kind == b"V":
+                for u in self.upses:
+                    if u["kind"] == kind:
+                        self._serial(u, payload)
             elif kind == b"W":
                 if payload:
                     self.wdt_timeout = struct.unpack("<I", payload)[0]
@@ -390,6 +391,22 @@ class Supervisor:
                 self.write_board_json()
             elif kind == b"P":
                 self.progress = json.loads(payload)
+
+    def _feed_waves(self, feed):
+        """Indexes of the waveforms a UPS on `feed` takes its input from (None: the first)."""
+        idx = [i for i, ch in enumerate(self.channels) if feed and ch["feed"] == feed]
+        if feed and not idx:
+            raise SystemExit("--ups-feeds: no mains channel on feed %r" % feed)
+        return idx or [0]
+
+    def _serial(self, u, payload):
+        u["rx"] += payload
+        while b"\r" in u["rx"]:
+            line, _, rest = bytes(u["rx"]).partition(b"\r")
+            u["rx"] = bytearray(rest)
+            reply = u["sim"].handle(line)
+            if reply:
+                self._send(u["kind"], reply)
 
     def _tick(self):
         now = time.monotonic()
@@ -410,9 +427,12 @@ class Supervisor:
                     block[c::nch] = w.generate(due)
             if not self.adc_stalled:
                 self._send(b"A", block.tobytes())
-        self.ups.mains_ok = self.wave.level >= 0.8 and abs(self.wave.frequency - self.nominal_hz) < 5
-        self.ups.input_v = self.wave.level * self.wave.nominal_v
-        self.ups.input_hz = self.wave.frequency
+        for u in self.upses:
+            w = max((self.waves[i] for i in u["waves"]), key=lambda w: w.level)
+            sim = u["sim"]
+            sim.mains_ok = w.level >= 0.8 and abs(w.frequency - self.nominal_hz) < 5
+            sim.input_v = w.level * w.nominal_v
+            sim.input_hz = w.frequency
         if self.wdt_timeout and (now - self.wdt_last) * 1000 > self.wdt_timeout:
             self.log.write(b"\r\n[supervisor] watchdog expired: resetting\r\n")
             self.pending_cause = "wdt"
@@ -523,37 +543,52 @@ class Supervisor:
                 raise ValueError("contact levels are 0 or 1")
             self.contacts[int(line)] = int(value)
             self._send(b"C", bytes(self.contacts))
-        elif key == "ups.charge":
-            c = float(value)
-            if not 0 <= c <= 100:
-                raise ValueError("ups.charge is a percentage 0..100")
-            self.ups.charge = c
-        elif key == "ups.runtime":
-            r = float(value)
-            if r < 0:
-                raise ValueError("ups.runtime is seconds >= 0")
-            # the simulator's runtime follows its charge: set the charge that gives this runtime
-            self.ups.charge = max(0.0, min(100.0, r / self.ups.runtime_s() * self.ups.charge
-                                           if self.ups.runtime_s() else 0.0))
-        elif key == "ups.status":
-            toks = value.upper().split()
-            if value.lower() == "auto":
-                self.ups.forced_status = None
-            elif toks and all(t in ("OL", "OB", "LB", "OFF", "CAL", "BYPASS") for t in toks):
-                self.ups.forced_status = " ".join(toks)
-            else:
-                raise ValueError("ups.status must be OL, OB, OB LB (tokens OL OB LB) or auto")
-        elif key == "ups.load":
-            self.ups.load = float(value)
-        elif key == "ups.link":
-            if value not in ("ok", "lost", "garbage"):
-                raise ValueError("ups.link must be ok, lost or garbage")
-            self.ups.silent = value == "lost"
-            self.ups.garbage = value == "garbage"
+        elif key.startswith("ups.") and key.count(".") == 2:   # ups.FEED.field
+            _, feed, fld = key.split(".")
+            u = [u for u in self.upses if u["feed"] == feed]
+            if not u:
+                raise ValueError("no UPS on feed %r (UPSes: %s)" % (feed, ", ".join(
+                    str(u["feed"]) for u in self.upses)))
+            self._set_ups(u[0]["sim"], "ups.%s.%s" % (feed, fld), fld, value)
+        elif key in ("ups.charge", "ups.runtime", "ups.status", "ups.load", "ups.link"):
+            self._set_ups(self.ups, key, key[4:], value)
         else:
             raise ValueError("unknown wire %r (mains, mains.CHANNEL, feed.NAME, frequency, noise, "
                              "harmonic.N, contact.NAME, "
-                             "ups.charge, ups.runtime, ups.status, ups.load, ups.link, adc)" % key)
+                             "ups.charge, ups.runtime, ups.status, ups.load, ups.link, "
+                             "ups.FEED.status ..., adc)" % key)
+
+    @staticmethod
+    def _set_ups(ups, key, fld, value):
+        if fld == "charge":
+            c = float(value)
+            if not 0 <= c <= 100:
+                raise ValueError("%s is a percentage 0..100" % key)
+            ups.charge = c
+        elif fld == "runtime":
+            r = float(value)
+            if r < 0:
+                raise ValueError("%s is seconds >= 0" % key)
+            # the simulator's runtime follows its charge: set the charge that gives this runtime
+            ups.charge = max(0.0, min(100.0, r / ups.runtime_s() * ups.charge
+                                      if ups.runtime_s() else 0.0))
+        elif fld == "status":
+            toks = value.upper().split()
+            if value.lower() == "auto":
+                ups.forced_status = None
+            elif toks and all(t in ("OL", "OB", "LB", "OFF", "CAL", "BYPASS") for t in toks):
+                ups.forced_status = " ".join(toks)
+            else:
+                raise ValueError("%s must be OL, OB, OB LB (tokens OL OB LB) or auto" % key)
+        elif fld == "load":
+            ups.load = float(value)
+        elif fld == "link":
+            if value not in ("ok", "lost", "garbage"):
+                raise ValueError("%s must be ok, lost or garbage" % key)
+            ups.silent = value == "lost"
+            ups.garbage = value == "garbage"
+        else:
+            raise ValueError("unknown UPS wire %r (charge, runtime, status, load, link)" % key)
 
     def state(self):
         return {"mains": {"level": self.wave.level, "frequency": self.wave.frequency,
@@ -562,7 +597,9 @@ class Supervisor:
                                         "phase_deg": ch["phase_deg"], "level": w.level}
                                        for ch, w in zip(self.channels, self.waves)]},
                 "contacts": list(self.contacts), "outputs": list(self.outputs),
-                "ups": self.ups.snapshot(), "boots": self.boots, "reset_cause": self.cause,
+                "ups": self.ups.snapshot(),
+                "upses": {str(u["feed"]): u["sim"].snapshot() for u in self.upses},
+                "boots": self.boots, "reset_cause": self.cause,
                 "resets": self.resets[-20:], "firmware": self.fw, "progress": self.progress,
                 "wdt_ms": self.wdt_timeout, "raw_repl": self.raw_mode,
                 "interpreter_pid": self.proc.pid if self.proc else None}
@@ -608,6 +645,9 @@ def main(argv=None):
     ap.add_argument("--nominal-hz", type=float, default=50.0)
     ap.add_argument("--volts-per-count", type=float, default=0.02)
     ap.add_argument("--ups-runtime", type=float, default=1200.0)
+    ap.add_argument("--ups-feeds", type=json.loads, default=None,
+                    help='JSON list: the feed of the UPS on the first UPS UART, then of the one '
+                         'on the second (two feeds, one Q1 UPS each), e.g. ["A", "B"]')
     ap.add_argument("--time-scale", type=float, default=1.0)
     ap.add_argument("--contact-names", type=json.loads, default=None)
     ap.add_argument("--romfs-kib", type=int, default=ROMFS_KIB,

@@ -32,6 +32,8 @@ class UpsSim:
         self.silent = False                   # link loss: answer nothing
         self.garbage = False                  # answer noise instead of replies
         self.commands = []                    # (wall time, command) received, for tests/reports
+        self.load_offs = 0                    # S<n>R<m> commands received
+        self.load_off_at = None               # wall time of the last one
         self._shutdown_at = None
         self._restore_after = None            # scaled seconds after mains returns; None = stay off
         self._mains_back_at = None
@@ -123,6 +125,8 @@ class UpsSim:
         self.commands.append((time.time(), line.strip().decode("ascii", "replace")))
         if kind == "shutdown":
             _, delay_min, restore_min = cmd
+            self.load_offs += 1
+            self.load_off_at = time.time()
             self._shutdown_at = self.clock() + delay_min * 60.0 / self.time_scale
             if restore_min is None:
                 self._restore_after = 0.0       # plain S<n>: back on when mains returns
@@ -152,4 +156,5 @@ class UpsSim:
                 "shutdown_pending": self._shutdown_at is not None,
                 "testing": self.testing(), "beeper": self.beeper,
                 "restore_pending": self._restore_after is not None,
-                "commands": [c for _, c in self.commands[-10:]]}
+                "commands": [c for _, c in self.commands[-10:]],
+                "load_offs": self.load_offs, "load_off_at": self.load_off_at}

@@ -8,8 +8,10 @@ on; keep the two in step.
 host -> board: A  ADC block: int16 LE samples (their pace clocks the board's hard timers)
                C  contact input levels: one byte per line, 0 or 1
                U  bytes arriving on the UPS serial line
+               V  bytes arriving on the second UPS's serial line (two feeds, one UPS each)
 board -> host: H  hello: JSON {"fw": version, "protocol": n}
                U  bytes the firmware sends on the UPS serial line
+               V  bytes the firmware sends on the second UPS's serial line
                O  output line levels: one byte per line
                W  watchdog: empty = feed; uint32 LE timeout ms = start (0 = stop; no port
                   profile sends it: their watchdogs cannot be stopped)

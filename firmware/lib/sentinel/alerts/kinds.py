@@ -34,7 +34,8 @@ feed_back notice feed {feed} is back
 phase_alarm warning {alarm}
 phase_ok notice every mains phase is good again
 feed_fsd crit host {host} of tier {tier} lost every feed: forced shutdown sent to it alone
-feed_power_on notice host {host} of tier {tier} powered on after its feed returned (ok: {ok})
+feed_power_on notice host {host} of tier {tier} powered on after its feeds returned (ok: {ok})
+power_on_wait notice host {host} of tier {tier} not woken yet: waits for feed(s) {feeds}
 state warning state {from} -> {to} ({cause})
 client_fsd crit NUT client {user}@{addr} set forced shutdown on {ups}
 shutdown_start crit shutdown started, tiers in order: {tiers}

@@ -42,6 +42,7 @@ _hard = []        # running hard timers, clocked by ADC samples
 _soft = []        # running soft timers, run by the soft-timer thread
 _soft_thread = False
 _uart = None      # the UART the wire's serial line is connected to
+_uart2 = None     # the second UPS's UART (the profile's uart2_id; "V" frames)
 _contacts = bytearray(8)
 _outputs = bytearray(4)
 _irq_errors = 0   # uncaught exceptions in hard callbacks (tests read it)
@@ -313,7 +314,7 @@ def _uart_min_tc(baud):
 class UART(io.IOBase):  # a stream, so asyncio can poll it as on the port
     def __init__(self, uart_id, baudrate=115200, bits=8, parity=None, stop=1, tx=None, rx=None,
                  timeout=0, timeout_char=0, rxbuf=None):
-        global _uart
+        global _uart, _uart2
         if uart_id not in _P["uart_ids"]:
             raise ValueError("UART(%d) doesn't exist" % uart_id)
         self.baud = baudrate
@@ -323,7 +324,12 @@ class UART(io.IOBase):  # a stream, so asyncio can poll it as on the port
         self._cap = rxbuf or _P["uart_rxbuf"]
         self._rx = bytearray()
         self._t = []  # arrival time (ticks_us) of each byte in _rx
-        _uart = self
+        if uart_id == _P.get("uart2_id"):
+            self._kind = b"V"
+            _uart2 = self
+        else:
+            self._kind = b"U"
+            _uart = self
 
     def _arrive(self, data):
         now = time.ticks_us()
@@ -377,7 +383,7 @@ class UART(io.IOBase):  # a stream, so asyncio can poll it as on the port
         return self._take(got) if got else None
 
     def write(self, data):
-        _wire(b"U", bytes(data))
+        _wire(self._kind, bytes(data))
         return len(data)
 
     def readinto(self, buf):

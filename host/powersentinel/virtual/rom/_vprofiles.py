@@ -25,6 +25,7 @@ PROFILES = {
         "wdt_max_ms": 8388,
         "small_int_bits": 31,
         "uart_ids": (0, 1),
+        "uart2_id": 0,   # hal/rp2.py's second UPS UART: its bytes go in "V" wire frames
         # machine_uart.c: timeout_char is at least 13 bit times, rounded up (ms) plus one
         "uart_min_timeout_char": "rp2",
         "uart_rxbuf": 256,
@@ -56,6 +57,7 @@ PROFILES = {
         "wdt_max_ms": None,
         "small_int_bits": 31,
         "uart_ids": (0, 1, 2),
+        "uart2_id": 1,   # hal/esp32.py's second UPS UART
         "uart_min_timeout_char": None,
         "uart_rxbuf": 256,
         "contact_pins": (25, 26, 27, 14, 32, 33, 18, 19),  # first four: hal/esp32.py's

@@ -86,3 +86,5 @@ class Wire:
                     c[i] = 1 if payload[i] else 0
             elif kind == b"U" and _vmachine._uart is not None:
                 _vmachine._uart._arrive(payload)
+            elif kind == b"V" and _vmachine._uart2 is not None:
+                _vmachine._uart2._arrive(payload)

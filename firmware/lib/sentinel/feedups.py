@@ -1,0 +1,103 @@
+"""Two feeds, one UPS each (ups.feed and ups.feeds): every feed's UPS is read, and a plan's
+load-off goes to each UPS that powers a server the plan shut down, once each, each journaled.
+
+Loaded only when ups.feeds lists more UPSes (device heap: a single-UPS site never imports it).
+
+The sequencer's load-off (its ups_actions) is a FeedUps: shutdown_restore() commands, one after
+the other, the UPS of every feed in `feeds` (load_off_feeds: the feeds the plan's servers list)
+that has not yet taken this plan's command: Q1 `S<n>R<m>` over its link (the UPS restores its
+load when its feed returns), or its contact output's pulse. An `ups_off` record per UPS (plan,
+feed, ok); a UPS that failed is tried again with the sequencer's retry, one that took it is not.
+A feed whose UPS cannot be commanded (link none, no output) gets one `ups_off` (ok false, why).
+"""
+
+
+def _awaitable(r):
+    return r is not None and (hasattr(r, "send") or hasattr(r, "__await__"))
+
+
+def load_off_feeds(cfg, names):
+    """The feeds (of `names`, the sensed feeds in order) whose UPS a site's load-off commands:
+    every feed some server of a tier lists (a server listing none: every feed). The site's
+    sequence shuts every tier down, so every server counts as shut down. No server listed at
+    all (tiers of NUT clients only): every feed, as the servers are unknown."""
+    out = []
+    hosts = 0
+    for t in cfg["tiers"]:
+        for h in t["hosts"]:
+            hosts += 1
+            for f in h.get("feeds") or names:
+                if f in names and f not in out:
+                    out.append(f)
+    return [f for f in names if f in out] if hosts else list(names)
+
+
+class FeedUps:
+    """units: [(feed, actions, link)] in config order, the first being ups.feed's: actions has
+    shutdown_restore(delay_min, restore_min) -> bool or awaitable (UpsLink, ContactLoadOff), or
+    None (cannot be commanded); link: the UpsLink read for status, or None. feeds: the feeds to
+    command (load_off_feeds). log(type, data, critical=False); plan(): the sequencer's plan id;
+    now(): ms clock."""
+
+    def __init__(self, units, feeds, log, plan, now):
+        self.units = units
+        self.feeds = feeds
+        self.log = log
+        self.plan = plan
+        self.now = now
+        self._plan = None
+        self.sent = []          # feeds whose UPS took this plan's command
+        self.counts = {}        # feed -> commands sent and taken since boot
+        self.at = {}            # feed -> ms of the last one
+
+    async def shutdown_restore(self, delay_min, restore_min):
+        """Every feed's UPS not yet commanded in this plan: True when each one took it."""
+        pid = self.plan()
+        if pid != self._plan:
+            self._plan = pid
+            self.sent = []
+        ok_all = True
+        for feed, act, _ in self.units:
+            if feed not in self.feeds or feed in self.sent:
+                continue
+            if act is None:
+                self.sent.append(feed)   # nothing to retry
+                self.log("ups_off", {"plan": pid, "feed": feed, "ok": False,
+                                     "why": "no UPS command configured"}, critical=True)
+                continue
+            try:
+                r = act.shutdown_restore(delay_min, restore_min)
+                if _awaitable(r):
+                    r = await r
+            except Exception:
+                r = False
+            ok = bool(r)
+            self.log("ups_off", {"plan": pid, "feed": feed, "ok": ok, "delay_min": delay_min,
+                                 "restore_min": restore_min}, critical=True)
+            if ok:
+                self.sent.append(feed)
+                self.counts[feed] = self.counts.get(feed, 0) + 1
+                self.at[feed] = self.now()
+            else:
+                ok_all = False
+        return ok_all
+
+    def status(self):
+        """The console's per-feed UPS block: {feed: {link, status, charge, load, load_offs,
+        load_off_ago_ms}} (link: the link's state, "none" when it is not read)."""
+        out = {}
+        now = self.now()
+        for feed, _, link in self.units:
+            e = {"link": "none", "status": "", "charge": None, "load": None,
+                 "load_offs": self.counts.get(feed, 0), "load_off_ago_ms": None,
+                 "commanded": feed in self.feeds}
+            if link is not None:
+                e["link"] = link.state
+                e["status"] = " ".join(link.status)
+                e["charge"] = link.charge
+                e["load"] = link.load
+            t = self.at.get(feed)
+            if t is not None:
+                e["load_off_ago_ms"] = now - t
+            out[feed] = e
+        return out

@@ -1,0 +1,145 @@
+# One UPS per feed: which UPSes a site's load-off commands, each once per plan, and the
+# sequencer's load-off through them (fake UPS commands, fake clock).
+from mpunit import TestCase
+from sentinel import config
+from sentinel.feedups import FeedUps, load_off_feeds
+from sentinel.sequencer import Sequencer
+
+
+def site(hosts, ups=None):
+    cfg, errs = config.validate({
+        "mains": {"channels": [{"name": "A"}, {"name": "B"}]},
+        "ups": ups or {"link": "q1", "feed": "A", "feeds": [{"feed": "B"}]},
+        "tiers": [{"name": "apps", "hosts": hosts}]})
+    assert not errs, errs
+    return cfg
+
+
+def host(name, n, feeds=None):
+    h = {"name": name, "address": "10.0.0.%d" % n}
+    if feeds is not None:
+        h["feeds"] = feeds
+    return h
+
+
+class FakeUps:
+    """A UPS command: answers from `replies` in turn (then True), counts the calls."""
+
+    def __init__(self, *replies):
+        self.replies = list(replies)
+        self.calls = []
+
+    def shutdown_restore(self, delay_min, restore_min):
+        self.calls.append((delay_min, restore_min))
+        return self.replies.pop(0) if self.replies else True
+
+
+def finish(coro):
+    """Run a coroutine that never really waits (the fakes answer at once); its result."""
+    try:
+        coro.send(None)
+    except StopIteration as e:
+        return e.value
+    raise AssertionError("the coroutine waited")
+
+
+class Rig:
+    def __init__(self, feeds, a=None, b=None):
+        self.recs = []
+        self.pid = 1
+        self.a = a if a is not None else FakeUps()
+        self.b = b if b is not None else FakeUps()
+        self.fu = FeedUps([("A", self.a, None), ("B", self.b, None)], feeds,
+                          lambda t, d, critical=False: self.recs.append((t, d)),
+                          lambda: self.pid, lambda: 1000)
+
+    def offs(self):
+        return [(d["feed"], d["ok"]) for t, d in self.recs if t == "ups_off"]
+
+
+class TestLoadOffFeeds(TestCase):
+    def test_only_the_feeds_of_the_servers(self):
+        cfg = site([host("b1", 1, ["B"]), host("b2", 2, ["B"])])
+        self.assertEqual(load_off_feeds(cfg, ["A", "B"]), ["B"])
+
+    def test_dual_corded_server_needs_both(self):
+        cfg = site([host("ab", 1, ["A", "B"]), host("b1", 2, ["B"])])
+        self.assertEqual(load_off_feeds(cfg, ["A", "B"]), ["A", "B"])
+
+    def test_a_server_listing_no_feed_is_on_every_feed(self):
+        cfg = site([host("any", 1), host("b1", 2, ["B"])])
+        self.assertEqual(load_off_feeds(cfg, ["A", "B"]), ["A", "B"])
+
+    def test_no_server_listed_cuts_every_ups(self):
+        # tiers of NUT clients only: which servers they are is unknown, so every feed's UPS
+        self.assertEqual(load_off_feeds(site([]), ["A", "B"]), ["A", "B"])
+
+
+class TestFeedUps(TestCase):
+    def test_each_ups_once_each_journaled(self):
+        r = Rig(["A", "B"])
+        self.assertTrue(finish(r.fu.shutdown_restore(1, 2)))
+        self.assertEqual((r.a.calls, r.b.calls), ([(1, 2)], [(1, 2)]))
+        self.assertEqual(r.offs(), [("A", True), ("B", True)])
+        st = r.fu.status()
+        self.assertEqual((st["A"]["load_offs"], st["B"]["load_offs"]), (1, 1))
+
+    def test_ups_of_a_feed_no_server_uses_is_not_commanded(self):
+        r = Rig(["B"])
+        self.assertTrue(finish(r.fu.shutdown_restore(1, 2)))
+        self.assertEqual((len(r.a.calls), len(r.b.calls)), (0, 1))
+        self.assertEqual(r.offs(), [("B", True)])
+        self.assertEqual(r.fu.status()["A"]["commanded"], False)
+
+    def test_a_retry_sends_only_to_the_ups_that_failed(self):
+        r = Rig(["A", "B"], b=FakeUps(False))
+        self.assertFalse(finish(r.fu.shutdown_restore(1, 2)))
+        self.assertTrue(finish(r.fu.shutdown_restore(1, 2)))
+        self.assertEqual((len(r.a.calls), len(r.b.calls)), (1, 2))
+        self.assertEqual(r.offs(), [("A", True), ("B", False), ("B", True)])
+        r.pid = 2                                     # the next outage commands both again
+        finish(r.fu.shutdown_restore(1, 2))
+        self.assertEqual((len(r.a.calls), len(r.b.calls)), (2, 3))
+
+    def test_a_ups_without_command_is_journaled_once(self):
+        recs = []
+        b = FakeUps()
+        fu = FeedUps([("A", None, None), ("B", b, None)], ["A", "B"],
+                     lambda t, d, critical=False: recs.append((t, d)), lambda: 1, lambda: 0)
+        self.assertTrue(finish(fu.shutdown_restore(1, 2)))
+        self.assertTrue(finish(fu.shutdown_restore(1, 2)))
+        self.assertEqual([(d["feed"], d["ok"]) for _, d in recs], [("A", False), ("B", True)])
+        self.assertEqual(len(b.calls), 1)
+
+
+class FakeNut:
+    def set_fsd(self, tier, on):
+        pass
+
+    def logged_in(self, tier):
+        return []
+
+
+class LoadOffSm:
+    state = "LOAD_OFF"
+    plan_id = 3
+    drill = False
+    forced_tier = None
+
+
+class TestSequencerLoadOff(TestCase):
+    def test_the_plan_commands_both_upses_once(self):
+        recs = []
+        r = Rig(["A", "B"])
+        cfg = site([host("ab", 1, ["A", "B"])])
+        seq = Sequencer(cfg, FakeNut(), r.fu, lambda t, d, now, critical=False: recs.append(
+            (t, d)), wake=None, spawn=finish)
+        r.fu.plan = lambda: seq.plan_id
+        r.fu.log = lambda t, d, critical=False: recs.append((t, d))
+        sm = LoadOffSm()
+        for now in range(0, 30000, 100):
+            seq.step(now, sm)
+        self.assertEqual((len(r.a.calls), len(r.b.calls)), (1, 1))
+        per_feed = [(d["feed"], d["ok"], d["plan"]) for t, d in recs
+                    if t == "ups_off" and "feed" in d]
+        self.assertEqual(per_feed, [("A", True, 3), ("B", True, 3)])
