@@ -14,6 +14,7 @@ import os
 import socket
 import sys
 import time
+import urllib.request
 
 import pytest
 
@@ -92,6 +93,8 @@ def test_feed_b_lost_shuts_down_only_the_servers_on_b(tmp_path):
                             "recovery": {"wol_port": wol.sock.getsockname()[1],
                                          "wol_broadcast": "127.0.0.1", "boot_timeout_s": 60,
                                          "wake_retries": 1}})
+    http_port = free_port_on(["127.0.0.1"])
+    cfg["http"] = {"enabled": True, "port": http_port}   # the status page's feeds block
     b = rc.Board(str(tmp_path / "b"), cfg, extra_args=("--channels", json.dumps(CHANNELS)))
     ra, rb, rb2 = Relay(A1, b.nut), Relay(B1, b.nut), Relay(B2, b.nut)
     ma, mb, mdb = _upsmon(ra), _upsmon(rb), _upsmon(rb2, "dbs")
@@ -147,6 +150,14 @@ def test_feed_b_lost_shuts_down_only_the_servers_on_b(tmp_path):
                                                 {"host": "b2", "tier": "dbs"}]
             assert lk.request("status")["state"]["name"] == "ONLINE"
             assert logs.read(lk, ("tier_fsd",)) == []   # no tier-wide FSD
+            # the status page: each channel, feed B lost, the servers it leaves short
+            page = urllib.request.urlopen("http://127.0.0.1:%d/" % http_port,
+                                          timeout=10).read().decode()
+            for frag in ('<tr data-channel="B" data-supply="lost">',
+                         '<tr data-feed="A" data-state="ok">', '<tr data-feed="B" data-state="lost">',
+                         'data-host="a1" data-state="degraded" data-action="">',
+                         'data-host="b1" data-state="lost" data-action="'):
+                assert frag in page, (frag, page[-3000:])
             mb.stop()    # b1 and b2 have halted: their upsmon is gone
             mdb.stop()
             wol.poll()
