@@ -315,3 +315,146 @@ class TestFeedPolicy(TestCase):
         r = Rig()
         r.run(3000)
         self.assertEqual(r.nut.pushes, 0)
+
+
+def reboot(r, down_ms=0, logged=None, tiers=None):
+    """A new board (a new policy, a fresh fake NUT, the clock from 0) resuming what `r` saved,
+    through JSON as state.json holds it."""
+    import json
+    d = json.loads(json.dumps(r.p.to_dict(r.now)))
+    r2 = Rig(tiers=tiers)
+    r2.nut.logged = logged if logged is not None else {"apps": [], "dbs": []}
+    ok = r2.p.restore(d, r2.now, elapsed_ms=down_ms)
+    return r2, ok
+
+
+class TestFeedStateAcrossReboot(TestCase):
+    def test_round_trip(self):
+        r = Rig()
+        r.run(1000)
+        r.run(5200, good=A)            # b1 told
+        r2, ok = reboot(r)
+        self.assertTrue(ok)
+        self.assertEqual(r2.p.status(), r.p.status())
+        self.assertEqual(r2.p.alarm, "redundancy lost: feed B lost")
+        self.assertEqual(r2.p.to_dict(0), r.p.to_dict(r.now))
+
+    def test_reboot_mid_grace_keeps_the_grace_start(self):
+        r = Rig()
+        r.run(1000)
+        r.run(3000, good=A)            # 3 s into the 5 s grace
+        r2, ok = reboot(r, down_ms=1000, logged={"apps": ["10.0.0.1", "10.0.0.2"],
+                                                 "dbs": ["10.0.0.3", "10.0.0.4"]})
+        self.assertTrue(ok)
+        self.assertEqual(r2.kinds("feed_lost"), [])   # not lost anew
+        r2.run(900, good=A)            # 4.9 s of grace counted (1 s was the reboot)
+        self.assertEqual(r2.nut.fsd_hosts, {})
+        r2.run(200, good=A)
+        self.assertEqual(r2.nut.fsd_hosts, {"apps": ("10.0.0.2",)})
+        self.assertEqual([d["host"] for _, d in r2.kinds("feed_fsd")], ["b1"])
+
+    def test_reboot_after_fsd_tells_it_again_at_once(self):
+        r = Rig()
+        r.run(1000)
+        r.run(5200, good=A)
+        self.assertEqual(r.nut.fsd_hosts, {"apps": ("10.0.0.2",)})
+        r2, ok = reboot(r)
+        self.assertTrue(ok)
+        # before any step: the NUT server already holds b1's FSD, for b1 alone
+        self.assertEqual(r2.nut.fsd_hosts, {"apps": ("10.0.0.2",)})
+        res = [d for _, d in r2.kinds("feed_resume")]
+        self.assertEqual(res, [{"ok": True, "lost": ["B"], "told": ["b1"]}])
+        r2.nut.logged["apps"] = ["10.0.0.1", "10.0.0.2"]   # b1's upsmon logs in again
+        r2.run(3000, good=A)
+        self.assertEqual(r2.nut.fsd_hosts, {"apps": ("10.0.0.2",)})   # nothing else changes
+        self.assertEqual(r2.kinds("feed_fsd"), [])                    # no second grace/record
+        r2.nut.logout("apps", "10.0.0.2")
+        r2.run(200, good=A)            # b1 gone: now the next tier's b2
+        self.assertEqual(r2.nut.fsd_hosts, {"apps": ("10.0.0.2",), "dbs": ("10.0.0.3",)})
+
+    def test_told_server_may_reconnect_after_the_reboot(self):
+        # not logged in right after the reboot: the next tier still waits (resume grace)
+        tiers = [{"name": "apps", "max_wait_s": 60, "hosts": [
+            {"name": "a1", "address": "10.0.0.1", "feeds": ["A", "B"]},
+            {"name": "b1", "address": "10.0.0.2", "feeds": ["B"]}]},
+            {"name": "dbs", "max_wait_s": 60, "hosts": [
+                {"name": "b2", "address": "10.0.0.3", "feeds": ["B"]},
+                {"name": "any", "address": "10.0.0.4"}]}]
+        r = Rig(tiers=tiers)
+        r.run(1000)
+        r.run(5200, good=A)
+        r2, _ = reboot(r, tiers=tiers)
+        r2.run(19000, good=A)
+        self.assertEqual(list(r2.nut.fsd_hosts), ["apps"])
+        self.assertEqual(r2.kinds("feed_fsd"), [])
+        r2.run(1200, good=A)           # b1 never came back: off, b2 told
+        self.assertEqual(sorted(r2.nut.fsd_hosts), ["apps", "dbs"])
+
+    def test_server_already_off_is_not_told_or_woken_twice(self):
+        r = Rig()
+        r.run(1000)
+        r.run(5200, good=A)
+        r.nut.logout("apps", "10.0.0.2")
+        r.run(200, good=A)
+        r.nut.logout("dbs", "10.0.0.3")
+        r.run(200, good=A)
+        self.assertEqual(sorted(r.nut.fsd_hosts), ["apps", "dbs"])
+        r2, _ = reboot(r)
+        self.assertEqual(sorted(r2.nut.fsd_hosts), ["apps", "dbs"])
+        r2.run(25000, good=A)
+        self.assertEqual(r2.kinds("feed_fsd"), [])
+        r2.run(3100)                   # B back and stable: b2 woken once, first
+        self.assertEqual([m for _, m in r2.wakes], ["02:00:00:00:00:03"])
+        self.assertEqual(r2.nut.fsd_hosts, {})
+
+    def test_waiting_power_on_resumes(self):
+        r = Rig()
+        seq = r.sequencer()
+        sm = FakeSm()
+        r.run(1000)
+        r.run(1000, good=0, online=False)
+        r.nut.logged = {"apps": [], "dbs": []}
+        for _ in range(5):
+            seq.step(r.now, sm)
+            r.run(100, good=A, online=False)
+        r.run(1000, good=A)
+        r2, ok = reboot(r)
+        self.assertTrue(ok)
+        st = {h["host"]: h["action"] for h in r2.p.status()["hosts"]}
+        self.assertEqual(st, {"a1": "wait", "b1": "wait", "b2": "wait", "any": "wait"})
+        r2.run(10000, good=A)
+        self.assertEqual(r2.wakes, [])
+        r2.run(3200)                   # B back and stable: dbs first
+        self.assertEqual([m for _, m in r2.wakes], ["02:00:00:00:00:03"])
+
+    def test_garbage_or_other_site_is_ignored(self):
+        r = Rig()
+        r.run(1000)
+        r.run(5200, good=A)
+        good = r.p.to_dict(r.now)
+        other = Rig(tiers=[{"name": "apps", "max_wait_s": 10, "hosts": [
+            {"name": "x", "address": "10.0.0.9", "feeds": ["B"]}]}])
+        other.run(1000)
+        bad = [None, "garbage", [], {}, {"v": 1}, dict(good, v=99), dict(good, feeds=["A", "C"]),
+               dict(good, hosts=good["hosts"][:1]), dict(good, back=["x", None]),
+               dict(good, hosts=[["a1", "ok", None, "nonsense", 0, 0, 0, 0]] * 4),
+               other.p.to_dict(other.now)]
+        for d in bad:
+            r2 = Rig()
+            self.assertFalse(r2.p.restore(d, 0), d)
+            self.assertEqual([x["ok"] for _, x in r2.kinds("feed_resume")], [False])
+            self.assertEqual(r2.nut.fsd_hosts, {})
+            r2.run(1000)               # a fresh policy that still works
+            self.assertEqual(r2.p.alarm, "")
+
+    def test_saved_only_on_transitions(self):
+        r = Rig()
+        r.run(3000)
+        self.assertFalse(r.p.dirty)    # quiet steps: nothing to save
+        r.run(200, good=A)
+        self.assertTrue(r.p.dirty)     # B lost
+        r.p.to_dict(r.now)
+        r.run(3000, good=A)
+        self.assertFalse(r.p.dirty)    # mid-grace: nothing new
+        r.run(2200, good=A)
+        self.assertTrue(r.p.dirty)     # b1 told

@@ -163,6 +163,9 @@ class Sentinel:
                                spawn=asyncio.create_task)
             self.control.attach_feeds(feeds)
             seq.attach_feeds(feeds)   # its power-on waits for every feed a server needs
+            if saved and saved.get("feeds") is not None:
+                # a feed lost before the reboot keeps its grace; servers told FSD are told again
+                feeds.restore(saved["feeds"], now, elapsed_ms=down_ms)
         # a power-on reset: if we were in LOAD_OFF, the UPS has cut the load powering us
         self.control.inputs.powered_up = board.reset_cause() == "power_on"
         self.net = NutStarter(rt, nut)

@@ -113,7 +113,7 @@ class Control:
             cov = self.snap.coverage
             for name in cov:
                 cov[name] = self.cov.nut_vars(name)
-        if (sm.state, sm.plan_id) != before or self.seq.dirty:
+        if (sm.state, sm.plan_id) != before or self.seq.dirty or (fp is not None and fp.dirty):
             self.persist()
         self.rt.journal.poll(now)
         self.publish(now)
@@ -157,13 +157,16 @@ class Control:
                 self.rt.console.event("state", **data)
 
     def persist(self):
-        """The plan's progress, so a reboot mid-sequence resumes where it was."""
+        """The plan's progress (and a two-feed site's feed policy), so a reboot mid-sequence
+        resumes where it was."""
         rt = self.rt
         try:
             now = rt.now()
-            write_atomic(rt.files["state"], json.dumps({"sm": self.sm.to_dict(now),
-                                                        "seq": self.seq.to_dict(now),
-                                                        "at": rt.board.time()}))
+            d = {"sm": self.sm.to_dict(now), "seq": self.seq.to_dict(now),
+                 "at": rt.board.time()}
+            if self.feeds is not None:
+                d["feeds"] = self.feeds.to_dict(now)
+            write_atomic(rt.files["state"], json.dumps(d))
         except OSError as e:
             rt.error("persist", e)
 

@@ -27,9 +27,18 @@ Records (log(type, data, critical=)): feed_lost, feed_back, feed_fsd (host, tier
 feed_power_on (host, tier, ok, took_ms, tries). `alarm`: "redundancy lost: feed B lost" while a
 feed is lost, else "".
 
+Saved across a reboot (to_dict / restore, in state.json beside the plan, written by the control
+loop only when `dirty`: on a transition, never every step): each feed lost or since when it is
+back, each server's power state and action with their times (ages at saving, plus the time the
+board was down when the RTC can tell, as the sequencer's plan). A board that reboots mid-grace
+keeps the grace's start; a server told FSD is told again at once (no new grace, no second
+feed_fsd), one already off is not told or woken twice, a waiting power-on resumes. A saved state
+of another site (other feeds or servers) or damaged is ignored with a feed_resume record.
+
 Pure logic: step(now, good_mask, present, online) takes the clock and the readings as arguments.
 """
 from sentinel.coverage import logged_in_addrs
+from sentinel.sequencer import RESUME_GRACE_MS
 
 try:
     from micropython import const  # pyright: ignore[reportAssignmentType]
@@ -48,6 +57,9 @@ A_OFF = "off"          # told FSD and logged out (or its max_wait ran out)
 A_BACK = "back"        # its feed is back: FSD cleared, powered on in its tier's turn
 A_WAKING = "waking"    # powering on
 A_WAIT = "wait"        # handed back by the sequencer's power-on: off until its feeds are back
+_ACTS = (A_NONE, A_FSD, A_OFF, A_BACK, A_WAKING, A_WAIT)
+_POWERS = (OK, DEGRADED, LOST)
+FORMAT = 1   # the saved state's version
 
 
 # A server is a list, not an object (device heap: a list of 9 costs a fifth of an instance
@@ -116,6 +128,9 @@ class FeedPolicy:
         self.alarm = ""
         self._told = [()] * len(self.tiers)   # addresses told FSD per tier, as last pushed
         self._dirty = False   # who is told FSD changed: push it (not every step: no garbage)
+        self.dirty = False    # something a reboot must not forget changed: save it
+        self._resumed = None  # ms restore() ran: told servers may reconnect (resume grace)
+        self._back_in = None  # addresses logged in again since restore(), during that grace
 
     # ---- readings -------------------------------------------------------------------------
 
@@ -132,13 +147,8 @@ class FeedPolicy:
                     self.t_back[i] = now
                     self.log("feed_back", {"feed": self.names[i]})
         if changed:
-            gone = [self.names[i] for i in range(len(self.names)) if self.lost[i]]
-            if not gone:
-                self.alarm = ""
-            elif len(gone) == 1:
-                self.alarm = "redundancy lost: feed %s lost" % gone[0]
-            else:
-                self.alarm = "redundancy lost: feeds %s lost" % ", ".join(gone)
+            self.dirty = True
+            self._set_alarm()
             for h in self.hosts:
                 n = 0
                 out = 0
@@ -157,6 +167,15 @@ class FeedPolicy:
                     elif h[_POWER] == LOST:
                         h[_T_BACK] = now
                     h[_POWER] = p
+
+    def _set_alarm(self):
+        gone = [self.names[i] for i in range(len(self.names)) if self.lost[i]]
+        if not gone:
+            self.alarm = ""
+        elif len(gone) == 1:
+            self.alarm = "redundancy lost: feed %s lost" % gone[0]
+        else:
+            self.alarm = "redundancy lost: feeds %s lost" % ", ".join(gone)
 
     def _missing(self, now, mask):
         """The feeds of `mask` not up for stable_mains_s yet (a list, empty when none)."""
@@ -181,6 +200,7 @@ class FeedPolicy:
                 miss = self._missing(now, h[_MASK])
                 if miss:
                     h[_ACT] = A_WAIT
+                    self.dirty = True
                     self.log("power_on_wait", {"host": h[_CFG]["name"], "tier": tier,
                                                "feeds": miss})
                 return bool(miss)
@@ -197,9 +217,12 @@ class FeedPolicy:
         if not online:
             if self._online:
                 self._release()   # once, as the site outage starts: A_WAIT set since stays
-            self._online = False
+                self._online = False
+                self.dirty = True
             return
-        self._online = True
+        if not self._online:
+            self._online = True
+            self.dirty = True
         self._down(now)
         self._up(now)
         self._push()
@@ -209,6 +232,7 @@ class FeedPolicy:
             if h[_ACT] != A_NONE:
                 h[_ACT] = A_NONE
                 self._dirty = True
+                self.dirty = True
         self._push()
 
     def _down(self, now):
@@ -223,6 +247,7 @@ class FeedPolicy:
                     continue
                 if h[_ACT] == A_BACK or h[_ACT] == A_WAKING:
                     h[_ACT] = A_NONE   # lost again while powering on: no more wakes; its grace
+                    self.dirty = True
                 if h[_ACT] == A_NONE:
                     if blocked or now - h[_T_LOST] < self.grace_ms:
                         running = True
@@ -230,13 +255,24 @@ class FeedPolicy:
                     h[_ACT] = A_FSD
                     h[_T_ACT] = now
                     self._dirty = True
+                    self.dirty = True
                     self.log("feed_fsd", {"host": h[_CFG]["name"], "tier": self.tiers[ti]},
                              critical=True)
                 if h[_ACT] == A_FSD:
                     if addrs is None:
                         addrs = logged_in_addrs(self.nut, self.tiers[ti])
-                    if h[_ADDR] not in addrs or now - h[_T_ACT] >= self.max_wait[ti]:
+                    # after a reboot its upsmon needs a moment to log in again: not yet off
+                    # unless it did and has logged out since
+                    a = h[_ADDR]
+                    if a in addrs:
+                        off = False
+                        if self._back_in is not None:
+                            self._back_in.add(a)
+                    else:
+                        off = self._settled(now) or a in self._back_in
+                    if off or now - h[_T_ACT] >= self.max_wait[ti]:
                         h[_ACT] = A_OFF
+                        self.dirty = True
                     else:
                         running = True
             if running:
@@ -250,6 +286,7 @@ class FeedPolicy:
             if (a == A_FSD or a == A_OFF or a == A_WAIT) and self._stable(now, h):
                 h[_ACT] = A_BACK
                 self._dirty = True
+                self.dirty = True
         for ti in range(len(self.tiers) - 1, -1, -1):
             busy = False
             addrs = None
@@ -260,6 +297,7 @@ class FeedPolicy:
                     if addrs is None:
                         addrs = logged_in_addrs(self.nut, self.tiers[ti])
                     h[_ACT] = A_WAKING
+                    self.dirty = True
                     h[_T0] = now
                     h[_T_ACT] = now
                     h[_TRIES] = 0
@@ -288,6 +326,7 @@ class FeedPolicy:
         if not mac or self.wake is None:
             return
         h[_TRIES] += 1
+        self.dirty = True
         self.log("wol", {"tier": self.tiers[h[_TI]], "host": h[_CFG]["name"], "mac": mac,
                          "try": h[_TRIES]})
         try:
@@ -300,6 +339,7 @@ class FeedPolicy:
 
     def _done(self, now, h, ok):
         h[_ACT] = A_NONE
+        self.dirty = True
         self.log("feed_power_on", {"host": h[_CFG]["name"], "tier": self.tiers[h[_TI]],
                                    "ok": ok, "took_ms": now - h[_T0], "tries": h[_TRIES]},
                  critical=not ok)
@@ -318,6 +358,73 @@ class FeedPolicy:
                     self.nut.set_fsd_hosts(self.tiers[ti], told)
                 except ValueError:
                     pass   # a tier the NUT server does not serve
+
+    def _settled(self, now):
+        if self._resumed is not None and now - self._resumed >= RESUME_GRACE_MS:
+            self._resumed = self._back_in = None
+        return self._resumed is None
+
+    # ---- saved state ----------------------------------------------------------------------
+
+    def to_dict(self, now):
+        """What a reboot must not forget, JSON-ready; every time an age in ms at `now` (the
+        clock restarts at boot). Clears `dirty`. Hosts: [name, power, lost age (None: never
+        lost), action, action age, power-on age, wakes sent, back age]."""
+        self.dirty = False
+        hosts = []
+        for h in self.hosts:
+            t = h[_T_LOST]
+            hosts.append([h[_CFG]["name"], h[_POWER], None if t is None else now - t, h[_ACT],
+                          now - h[_T_ACT], now - h[_T0], h[_TRIES], now - h[_T_BACK]])
+        return {"v": FORMAT, "feeds": self.names, "lost": self.lost,
+                "back": [None if t is None else now - t for t in self.t_back],
+                "online": self._online, "hosts": hosts}
+
+    def restore(self, d, now, elapsed_ms=0):
+        """Resume a to_dict() result after a reboot (elapsed_ms: the time the board was down,
+        if known: timers count it). Servers told FSD are told again at once. Returns False, with
+        a feed_resume record, and keeps a fresh state when `d` is not this site's or damaged."""
+        try:
+            p = self._parse(d, now, elapsed_ms)
+        except (KeyError, TypeError, ValueError, IndexError, AttributeError):
+            p = None
+        if p is None:
+            self.log("feed_resume", {"ok": False, "why": "saved feed state does not fit "
+                                     "this site or is damaged: ignored"})
+            return False
+        self.lost, self.t_back, hosts = p
+        self._online = bool(d["online"])
+        for h, v in zip(self.hosts, hosts):
+            h[_POWER], h[_T_LOST], h[_ACT], h[_T_ACT], h[_T0], h[_TRIES], h[_T_BACK] = v
+        self._set_alarm()
+        self._resumed = now
+        self._back_in = set()
+        self._dirty = True
+        self._push()
+        self.log("feed_resume", {"ok": True, "lost": [f for i, f in enumerate(self.names)
+                                                      if self.lost[i]],
+                                 "told": [h[_CFG]["name"] for h in self.hosts
+                                          if h[_ACT] == A_FSD or h[_ACT] == A_OFF]})
+        return True
+
+    def _parse(self, d, now, el):
+        """(lost, t_back, each host's fields) restored, or None when `d` is not a saved state
+        of this site."""
+        n = len(self.names)
+        if (d.get("v") != FORMAT or d["feeds"] != self.names or len(d["lost"]) != n
+                or len(d["back"]) != n or len(d["hosts"]) != len(self.hosts)):
+            return None
+        lost = [bool(x) for x in d["lost"]]
+        back = [None if a is None else now - int(a) - el for a in d["back"]]
+        out = []
+        for h, s in zip(self.hosts, d["hosts"]):
+            name, power, t_lost, act, t_act, t0, tries, t_back = s
+            if name != h[_CFG]["name"] or power not in _POWERS or act not in _ACTS:
+                return None
+            out.append((power, None if t_lost is None else now - int(t_lost) - el, act,
+                        now - int(t_act) - el, now - int(t0) - el, int(tries),
+                        now - int(t_back) - el))
+        return lost, back, out
 
     # ---- read side ------------------------------------------------------------------------
 
