@@ -8,6 +8,9 @@ grace b1's upsmon shuts its server down (FSD for b1's connection only), then, on
 out, b2's (tier order); a1's upsmon stays up reading ALARM OL with "redundancy lost: feed B
 lost". Feed B back: the FSDs are cleared once B is stable; b2 (the later tier) is woken first,
 b1 only once b2 is back up (its upsmon logged in again); both power-ons are recorded.
+
+A hard reset while B is lost: the server told FSD reads FSD again as soon as NUT serves after
+the boot, without a new grace; nothing else changes.
 """
 import json
 import os
@@ -340,4 +343,65 @@ def test_both_feeds_lost_cuts_both_ups_loads_and_power_on_waits_for_both(tmp_pat
         for r in (ra, rb, rb2):
             r.close()
         wol.close()
+        b.stop()
+
+
+def test_feed_state_survives_a_hard_reset(tmp_path):
+    """Feed B lost, b1 told FSD and halted; the board's interpreter is killed (a reset as the
+    flash sees it) while B is still out. After the boot b1's address reads FSD at once (no new
+    grace, no second feed_fsd), a1 stays on ALARM OL and its upsmon up, B is not lost anew."""
+    grace_s = 8   # long enough that a grace started again at boot could not pass unseen
+    tiers = [{"name": rc.TIER, "max_wait_s": 30, "delay_s": 0, "hosts": [
+        {"name": "a1", "address": A1, "mac": None, "health": "nut", "feeds": ["A", "B"]},
+        {"name": "b1", "address": B1, "mac": B1_MAC, "health": "nut", "feeds": ["B"]}]}]
+    cfg = rc.make_config(**{"policy.grace_s": grace_s, "policy.stable_mains_s": STABLE_S,
+                            "mains.channels": CHANNELS, "tiers": tiers})
+    b = rc.Board(str(tmp_path / "b"), cfg, extra_args=("--channels", json.dumps(CHANNELS)))
+    ra, rb = Relay(A1, b.nut), Relay(B1, b.nut)
+    ma, mb = _upsmon(ra), _upsmon(rb)
+    try:
+        b.wait_serving(15)
+        for m in (ma, mb):
+            m.start()
+        for m in (ma, mb):
+            m.wait_logged_in(15)
+        b.wires({"feed.B": "off"})
+        assert mb.wait_shutdown(grace_s + 15) is not None, mb.log()[-3000:]
+        mb.stop()   # b1 has halted
+        with Link(b.serial) as lk:
+            wait_for(lambda: {h["host"]: h["action"] for h in lk.request("status")["feeds"][
+                "hosts"]}["b1"] == "off", 10, "b1 counted off")
+        nut = b.nut
+        boots = b.boots()
+        b.kill()
+        b.wait_booted(boots)
+        b.refresh()
+        assert b.nut == nut   # the relays still reach the board
+        t_boot = time.monotonic()
+        b.wait_serving(15)
+        st_b, alarm = _status_from(rb)
+        took = time.monotonic() - t_boot
+        assert st_b == 'VAR apps ups.status "FSD ALARM OL"', (st_b, took)
+        assert took < grace_s - 2, took
+        assert alarm == 'VAR apps ups.alarm "redundancy lost: feed B lost"', alarm
+        assert _status_from(ra)[0] == 'VAR apps ups.status "ALARM OL"'
+        with Link(b.serial) as lk:
+            wait_for(lambda: ma.log().count("Logged into UPS") >= 2, 30,
+                     "a1's upsmon to log in again")
+            time.sleep(2)   # two more upsmon polls: a1 must not be told anything
+            assert ma.shutdown_time() is None and ma.running(), ma.log()[-3000:]
+            assert [r["data"] for r in logs.read(lk, ("feed_fsd",))] == [
+                {"host": "b1", "tier": rc.TIER}]
+            assert len(logs.read(lk, ("feed_lost",))) == 1
+            res = [r["data"] for r in logs.read(lk, ("feed_resume",))]
+            assert res == [{"ok": True, "lost": ["B"], "told": ["b1"]}], res
+            st = lk.request("status")
+            assert st["state"]["name"] == "ONLINE"
+            assert {h["host"]: (h["state"], h["action"]) for h in st["feeds"]["hosts"]} == {
+                "a1": ("degraded", ""), "b1": ("lost", "off")}, st["feeds"]
+    finally:
+        for m in (ma, mb):
+            m.stop()
+        for r in (ra, rb):
+            r.close()
         b.stop()
