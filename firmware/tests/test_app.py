@@ -560,6 +560,38 @@ class TestFeedsLoad(TestCase):
         self.assertFalse(loaded)
 
 
+    def test_feed_state_resumed_from_state_json(self):
+        import json
+
+        from sentinel.runtime import read_json, write_atomic
+        s, _ = self._app(["B"])
+        root = s.rt.files["state"][:-len("/state.json")]
+        fp = s.control.feeds
+        fp.step(0, 1, True, True)              # feed B lost (channel A good only)
+        fp.step(fp.grace_ms, 1, True, True)    # grace over: a1 told FSD
+        self.assertTrue(fp.dirty)
+        s.control.persist()
+        self.assertFalse(fp.dirty)
+        saved = read_json(s.rt.files["state"])
+        self.assertEqual(saved["feeds"]["lost"], [False, True])
+
+        def boot():
+            cfg = s.rt.cfg
+            return Sentinel(FakeBoard(cfg, "down"), cfg, "config", [], write=Console().write,
+                            root=root)
+        s2 = boot()
+        self.assertEqual(s2.nut._fsd_hosts, {"apps": ("10.0.0.1",)})   # told again at once
+        self.assertEqual(s2.control.feeds.alarm, "redundancy lost: feed B lost")
+        for bad in ("garbage", {"v": 1, "feeds": ["A", "C"]}, [1, 2]):
+            write_atomic(s.rt.files["state"], json.dumps(dict(saved, feeds=bad)))
+            s3 = boot()                        # ignored, never a crash
+            self.assertEqual(s3.nut._fsd_hosts, {})
+            self.assertEqual(s3.control.feeds.alarm, "")
+            self.assertEqual(s3.control.feeds.status()["hosts"][0]["action"], "")
+        write_atomic(s.rt.files["state"], "[1, 2]")   # the whole file damaged
+        self.assertEqual(boot().nut._fsd_hosts, {})
+
+
 class UartBoard(FakeBoard):
     """A board with both UPS UARTs (nothing answers on them: the links are only built)."""
 

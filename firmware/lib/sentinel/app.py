@@ -108,6 +108,8 @@ class Sentinel:
 
         now = rt.now()
         saved = read_json(rt.files["state"])
+        if not isinstance(saved, dict):
+            saved = None   # damaged (valid JSON, not an object): a fresh plan, not a crash
         # Time spent rebooting counts towards the plan's timers (grace, max_wait) when the RTC
         # can tell it: a sentinel that reboots on battery must not restart its grace period.
         down_ms = 0
