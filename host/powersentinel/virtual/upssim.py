@@ -32,6 +32,7 @@ class UpsSim:
         self.silent = False                   # link loss: answer nothing
         self.garbage = False                  # answer noise instead of replies
         self.commands = []                    # (wall time, command) received, for tests/reports
+        self.received = 0                     # how many, ever (commands keeps the last ones)
         self._shutdown_at = None
         self._restore_after = None            # scaled seconds after mains returns; None = stay off
         self._mains_back_at = None
@@ -93,9 +94,11 @@ class UpsSim:
         return toks
 
     # -- serial --------------------------------------------------------------------------------
-    def handle(self, line: bytes):
+    def handle(self, line: bytes, record: bool = True):
         """One command (without its CR) -> reply bytes (may be empty). Formats come from the
-        firmware's own Q1 module, so the simulator and the device share one definition."""
+        firmware's own Q1 module, so the simulator and the device share one definition.
+        record=False: a command another link to the same UPS received (a pair's two
+        simulators are one UPS), applied but not listed as received here."""
         self.tick()
         if self.silent:
             return b""
@@ -120,7 +123,9 @@ class UpsSim:
             return q1fmt.format_f(230.0, 4, 24.0, 50.0)
         if kind == "info":
             return q1fmt.format_i("PowerSentinel", "VirtualUPS", "1.0")
-        self.commands.append((time.time(), line.strip().decode("ascii", "replace")))
+        if record:
+            self.commands.append((time.time(), line.strip().decode("ascii", "replace")))
+            self.received += 1
         if kind == "shutdown":
             _, delay_min, restore_min = cmd
             self._shutdown_at = self.clock() + delay_min * 60.0 / self.time_scale
@@ -152,4 +157,4 @@ class UpsSim:
                 "shutdown_pending": self._shutdown_at is not None,
                 "testing": self.testing(), "beeper": self.beeper,
                 "restore_pending": self._restore_after is not None,
-                "commands": [c for _, c in self.commands[-10:]]}
+                "commands": [c for _, c in self.commands[-10:]], "received": self.received}
