@@ -14,11 +14,12 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 @pytest.mark.parametrize("path", sorted(glob.glob(os.path.join(HERE, "scenarios", "*.toml"))),
                          ids=os.path.basename)
 def test_shipped_scenarios_load(path):
-    sc = load_scenario(path)
-    assert sc.expects and sc.duration_s > 0
-    assert sc.ci_time_scale >= sc.time_scale
-    # a CI variant must fit the CI budget (about a minute of story per run)
-    assert sc.duration_s / sc.ci_time_scale <= 120, sc.name  # CI variants: 2 min at most
+    base = load_scenario(path)
+    for sc in [base] + [load_scenario(path, v) for v, _ in base.variants]:
+        assert sc.expects and sc.duration_s > 0
+        assert sc.ci_time_scale >= sc.time_scale
+        # a CI variant must fit the CI budget (about a minute of story per run)
+        assert sc.duration_s / sc.ci_time_scale <= 120, sc.name  # CI variants: 2 min at most
 
 
 def test_durations():

@@ -141,6 +141,8 @@ class Scenario:
     heap: str = "128wK"
     needs: tuple = ()
     pair: Pair | None = None       # None: one board
+    variants: tuple = ()           # the file's [[variant]]s: ((name, ci), ...)
+    variant: str | None = None     # the one this is, or None (the base story)
 
     @property
     def policy(self):
@@ -306,7 +308,9 @@ def _site_section(v, raw, section, own=()):
     return out
 
 
-def load_scenario(path) -> Scenario:
+def load_scenario(path, variant=None) -> Scenario:
+    """The scenario in `path`; with `variant`, the base story plus that [[variant]]'s steps
+    and expectations."""
     try:
         with open(path, "rb") as f:
             raw = tomllib.load(f)
@@ -314,13 +318,61 @@ def load_scenario(path) -> Scenario:
         raise ScenarioError(path, ["cannot read: %s" % e.strerror])
     except tomllib.TOMLDecodeError as e:
         raise ScenarioError(path, ["not valid TOML: %s" % e])
-    return from_dict(raw, path)
+    return from_dict(raw, path, variant)
 
 
-def from_dict(raw, path="<scenario>") -> Scenario:
+def _variants(v, raw):
+    """[[variant]]: one story told several ways (a board killed at each instant) without a
+    file per way: each adds `timeline` steps and `expect`ations to the base, under the name
+    BASE-NAME; ci = false ones run only in the nightly selection."""
+    out = []
+    vs = raw.get("variant", [])
+    if not isinstance(vs, list):
+        v.err("variant", "must be an array of tables [[variant]]")
+        return out
+    for i, x in enumerate(vs):
+        w = "variant[%d]" % i
+        if not v.keys(w, x, {"name", "description", "ci", "timeline", "expect"},
+                      required=("name",)):
+            continue
+        n = x.get("name")
+        if not isinstance(n, str) or not _NAME.match(n):
+            v.err(w + ".name", "letters, digits, - and _ only, got %r" % (n,))
+        elif any(n == o[0] for o in out):
+            v.err(w + ".name", "variant %r is defined twice" % n)
+        for k in ("timeline", "expect"):
+            if not isinstance(x.get(k, []), list):
+                v.err("%s.%s" % (w, k), "must be an array of tables [[variant.%s]]" % k)
+        out.append((n, v.boolean(w + ".ci", x.get("ci"), False)))
+    return out
+
+
+def _with_variant(raw, name, path):
+    """raw with variant `name` folded in (its steps and expectations after the base's)."""
+    x = next((x for x in raw.get("variant", []) if isinstance(x, dict) and x.get("name") == name),
+             None)
+    if x is None:
+        raise ScenarioError(path, ["no variant %r (variants: %s)" % (name, ", ".join(
+            str(y.get("name")) for y in raw.get("variant", []) if isinstance(y, dict)) or "none")])
+    out = dict(raw)
+    out["scenario"] = dict(raw.get("scenario", {}))
+    base = out["scenario"].get("name", "")
+    out["scenario"]["name"] = "%s-%s" % (base, name)
+    if x.get("description"):
+        out["scenario"]["description"] = "%s: %s" % (out["scenario"].get("description", base),
+                                                     x["description"])
+    out["timeline"] = list(raw.get("timeline", [])) + list(x.get("timeline", []))
+    out["expect"] = list(raw.get("expect", [])) + list(x.get("expect", []))
+    return out
+
+
+def from_dict(raw, path="<scenario>", variant=None) -> Scenario:
+    if variant is not None:
+        raw = _with_variant(raw, variant, path)
     v = _V()
     v.keys("(top)", raw, {"scenario", "board", "pair", "ups", "policy", "mains", "tiers",
-                          "timeline", "expect"}, required=("scenario",))
+                          "timeline", "expect", "variant"}, required=("scenario",))
+    variants = _variants(v, raw)
     sc = raw.get("scenario", {})
     v.keys("scenario", sc, {"name", "description", "time_scale", "ci_time_scale", "duration",
                             "needs"}, required=("name", "duration"))
@@ -450,7 +502,7 @@ def from_dict(raw, path="<scenario>") -> Scenario:
                     description=sc.get("description", ""), time_scale=float(scale),
                     ci_time_scale=float(ci_scale), duration_s=duration, ups=ups, site=site,
                     tiers=tiers, timeline=timeline, expects=expects, heap=heap,
-                    needs=needs, pair=pair)
+                    needs=needs, pair=pair, variants=tuple(variants), variant=variant)
     # the device settings, checked by the site file's converter; a key already reported above
     # is not reported twice
     said = {e.split(": ", 1)[0] for e in v.errors}
