@@ -490,8 +490,9 @@ def r_pair_alarm(res, a):
             return True, "%s showed /%s/ at %s: console %r, NUT status %r alarm %r%s" % (
                 a["board"], pat, _story(res.story(w)), txt, nst, nal, extra)
     half = ", ".join("%s console=%s nut=%s" % (_story(res.story(w)), c, n) for w, c, n in seen[:4])
-    return False, "%s never showed /%s/ on both its console and NUT in [%s, %s]%s" % (
-        a["board"], pat, _story(lo), _story(hi), "; partly: " + half if half else "")
+    win = " in [%s, %s]" % (_story(lo), _story(hi)) if "within" in a else ""
+    return False, "%s never showed /%s/ on both its console and NUT%s%s" % (
+        a["board"], pat, win, "; partly: " + half if half else "")
 
 
 RULES = {"state": r_state, "never": r_never, "final_state": r_final_state,

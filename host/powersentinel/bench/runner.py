@@ -185,6 +185,8 @@ class Runner:
             for side, cmds in by_side.items():
                 for c in _new_tail(self._cmd_lists.get(side, []), cmds):
                     self.res.ups_commands.append((now, c))
+                    if self.sc.pair is not None:
+                        self.res.ups_links.append((now, side, c))
                 self._cmd_lists[side] = cmds
             for r in rig.get("resets") or ():
                 r = (r[0], r[1])

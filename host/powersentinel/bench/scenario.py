@@ -213,7 +213,7 @@ EXPECTS = {
 }
 
 # firmware features an expectation may depend on; hil_tests marks those not yet wired as xfail
-FEATURES = ("sequencer", "coverage", "lb_tier_order")
+FEATURES = ("sequencer", "coverage", "lb_tier_order", "pair_load_off_handover")
 STATES = ("ONLINE", "ON_BATTERY", "SHUTTING_DOWN", "LOAD_OFF", "WAIT_MAINS", "RESTORING")
 UPS_SIM_KEYS = {"load_pct", "charge_pct"}  # the simulated UPS's; every other [ups] key is the site file's
 HOST_KEYS = {"name", "upsmon", "in_plan", "hang_on_shutdown", "shutdown", "boot", "wake", "health"}
@@ -332,7 +332,7 @@ def _variants(v, raw):
         return out
     for i, x in enumerate(vs):
         w = "variant[%d]" % i
-        if not v.keys(w, x, {"name", "description", "ci", "timeline", "expect"},
+        if not v.keys(w, x, {"name", "description", "ci", "timeline", "expect", "needs"},
                       required=("name",)):
             continue
         n = x.get("name")
@@ -343,6 +343,18 @@ def _variants(v, raw):
         for k in ("timeline", "expect"):
             if not isinstance(x.get(k, []), list):
                 v.err("%s.%s" % (w, k), "must be an array of tables [[variant.%s]]" % k)
+        named = {e.get("name") for e in raw.get("expect", []) if isinstance(e, dict)}
+        needs = x.get("needs", {})
+        if not isinstance(needs, dict):
+            v.err(w + ".needs", "a table {\"expectation name\" = \"feature\"}")
+            needs = {}
+        for en, feats in needs.items():
+            if en not in named:
+                v.err("%s.needs.%s" % (w, en), "no base expectation named %r" % en)
+            for f in (feats,) if isinstance(feats, str) else feats:
+                if f not in FEATURES:
+                    v.err("%s.needs.%s" % (w, en), "unknown feature %r (known: %s)"
+                          % (f, ", ".join(FEATURES)))
         out.append((n, v.boolean(w + ".ci", x.get("ci"), False)))
     return out
 
@@ -362,7 +374,17 @@ def _with_variant(raw, name, path):
         out["scenario"]["description"] = "%s: %s" % (out["scenario"].get("description", base),
                                                      x["description"])
     out["timeline"] = list(raw.get("timeline", [])) + list(x.get("timeline", []))
-    out["expect"] = list(raw.get("expect", [])) + list(x.get("expect", []))
+    # `needs`: in this telling, a base expectation depends on a feature not yet built
+    needs = x.get("needs") if isinstance(x.get("needs"), dict) else {}
+    base = []
+    for e in raw.get("expect", []):
+        if isinstance(e, dict) and e.get("name") in needs:
+            f = needs[e["name"]]
+            had = e.get("needs", ())
+            e = dict(e, needs=((had,) if isinstance(had, str) else tuple(had))
+                     + ((f,) if isinstance(f, str) else tuple(f)))
+        base.append(e)
+    out["expect"] = base + list(x.get("expect", []))
     return out
 
 
