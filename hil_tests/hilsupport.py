@@ -16,4 +16,9 @@ SCENARIOS = os.path.join(HERE, "scenarios")
 # heartbeat (which carries the "load-off sent" flag) leaves its peer seeing a dead peer, so the
 # peer sends the load-off again (docs/redundancy.md, "One load-off per outage": what remains):
 # two commands where one is wanted (hil_tests/scenarios/pair.toml, variant a-in-load-off).
-UNWIRED = {"pair_load_off_handover"}
+#
+# pair_partition_load_off: with the peer link partitioned, each sentinel of a pair that both
+# read the UPS sees its peer dead and sends the load-off itself (load_off_turn: a peer not
+# alive -> send): two commands, one per link, within the same rig read (pair.toml, variant
+# partitioned). Nothing in the firmware yet defers to the UPS's own "shutdown active" bit.
+UNWIRED = {"pair_load_off_handover", "pair_partition_load_off"}

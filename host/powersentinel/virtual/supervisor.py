@@ -480,6 +480,7 @@ class Supervisor:
             self.log.write(b"\r\n[supervisor] power cut\r\n")
             self.pending_cause = None
             self.fw = None
+            self.wdt_timeout = 0  # the watchdog lost its power too
             self._kill_interp()
         return {"ok": True, "changed": True}
 
