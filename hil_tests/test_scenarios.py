@@ -9,7 +9,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from hilsupport import SCENARIOS, UNWIRED
+from hilsupport import SCENARIOS, UNWIRED, WHY
 from powersentinel.bench.scenario import load_scenario
 
 # every scenario file shipped, each run once (cached) at its CI scale
@@ -36,7 +36,8 @@ def _cases():
             marks = [pytest.mark.nightly] if nightly else []
             missing = sorted(set(e.needs) & UNWIRED)
             if missing:
-                marks.append(pytest.mark.xfail(strict=True, reason="needs %s wiring" % ", ".join(missing)))
+                marks.append(pytest.mark.xfail(strict=True, reason="needs %s wiring%s" % (
+                    ", ".join(missing), "".join(": " + WHY[m] for m in missing if m in WHY))))
             out.append(pytest.param(run, e.index, id="%s:%s" % (sc.name, e.name), marks=marks))
     return out
 
