@@ -10,9 +10,10 @@ loopback). Each run: both boards see each other ALIVE; board B's power is cut
 every 20 ms, its console status until `pair.state` is DEAD and its NUT server (a plain NUT
 client, GET VAR) until `ups.status` has ALARM and `ups.alarm` says "redundancy lost"; both
 delays are counted from the moment the power-cut command returned (host clock). B's power
-comes back and the next run waits for ALIVE again. The floor is dead_ms (A needs dead_ms
-without a frame); the rest is the time since B's last frame (up to a heartbeat), A's 50 ms
-link tick and the poll.
+comes back and the next run waits for ALIVE again. A declares B dead dead_ms after B's last
+frame, which went out up to one heartbeat before the cut: expect dead_ms - heartbeat to
+dead_ms, plus A's 50 ms link tick and this poll (a console status request takes ~70 ms, so
+the NUT check, asked second, often sees it first).
 """
 import argparse
 import json

@@ -202,3 +202,18 @@ def test_final_state_of_a_pair_is_every_powered_boards():
     assert not ok and "b LOAD_OFF" in why, why
     res.samples[0]["states"]["b"] = None  # killed: no power, no state
     assert _rule("final_state", res, state="ONLINE")[0]
+
+
+def test_load_off_after_down_says_no_to_a_load_off_before_a_halt():
+    a = _host("web1", "apps", [(0, "up"), (10, "stopping"), (12, "halted"), (40, "off")],
+              shutdowns=[10])
+    b = _host("db1", "db", [(0, "up"), (20, "stopping"), (30, "halted"), (40, "off")],
+              shutdowns=[20])
+    res = _res([a, b], ups_commands=[(T0 + 25, "S01R0001")])
+    ok, why = _rule("load_off_after_down", res)
+    assert not ok and "db1 (told 20.00s, halted 30.00s)" in why, why
+    res.ups_commands = [(T0 + 31, "S01R0001")]
+    ok, why = _rule("load_off_after_down", res)
+    assert ok, why
+    res.ups_commands = []
+    assert not _rule("load_off_after_down", res)[0]

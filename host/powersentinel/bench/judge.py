@@ -422,6 +422,32 @@ def r_load_offs(res, a):
     return len(hits) <= a["max"], "%d load-off command(s): %s" % (len(hits), desc)
 
 
+def r_load_off_after_down(res, a):
+    """The first load-off command (`pattern`, default ^S) reached the UPS only once every host
+    told to shut down before it had halted: the UPS's own shutdown delay must not be what
+    saves a host. A command is stamped when the runner saw it (up to POLL_STATUS_S late), so
+    one stamped before a halt certainly went out before it."""
+    pat = a.get("pattern", r"^S")
+    cmds = [w for w, c in res.ups_commands if re.search(pat, c)]
+    if not cmds:
+        return False, "no load-off command"
+    first = cmds[0]
+    early = []
+    for h in res.hosts:
+        told = [t for t in h.shutdowns if t <= first]
+        if not told:
+            continue
+        halt = next((t for t, st in h.history if st in ("halted", "off") and t >= told[0]), None)
+        if halt is None or halt > first:
+            early.append("%s (told %s, %s)" % (h.spec.name, _story(res.story(told[0])),
+                                               "halted %s" % _story(res.story(halt))
+                                               if halt else "never halted"))
+    if early:
+        return False, "load-off at %s before these were down: %s" % (
+            _story(res.story(first)), "; ".join(early))
+    return True, "load-off at %s, every host told before it was down" % _story(res.story(first))
+
+
 def _mains_at(res, wall):
     """The rig's mains level at `wall` (the last sample before it)."""
     lv = None
@@ -504,4 +530,4 @@ RULES = {"state": r_state, "never": r_never, "final_state": r_final_state,
          "audit": r_audit, "host_survived": r_host_survived, "stays_down": r_stays_down,
          "board_reboots": r_board_reboots, "load_offs": r_load_offs,
          "no_shutdown_on_mains": r_no_shutdown_on_mains, "every_host_down": r_every_host_down,
-         "pair_alarm": r_pair_alarm}
+         "pair_alarm": r_pair_alarm, "load_off_after_down": r_load_off_after_down}

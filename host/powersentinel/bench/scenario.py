@@ -210,11 +210,12 @@ EXPECTS = {
     "pair_alarm": ({"board"}, {"text", "within"}),
     "every_host_down": (set(), set()),
     "no_shutdown_on_mains": (set(), set()),
+    "load_off_after_down": (set(), {"pattern"}),
 }
 
 # firmware features an expectation may depend on; hil_tests marks those not yet wired as xfail
 FEATURES = ("sequencer", "coverage", "lb_tier_order", "pair_load_off_handover",
-            "pair_partition_load_off")
+            "pair_partition_load_off", "pair_rejoin")
 STATES = ("ONLINE", "ON_BATTERY", "SHUTTING_DOWN", "LOAD_OFF", "WAIT_MAINS", "RESTORING")
 UPS_SIM_KEYS = {"load_pct", "charge_pct"}  # the simulated UPS's; every other [ups] key is the site file's
 HOST_KEYS = {"name", "upsmon", "in_plan", "hang_on_shutdown", "shutdown", "boot", "wake", "health"}
