@@ -177,3 +177,12 @@ def test_a_variant_marks_a_base_expectation_as_needing_a_feature():
         from_dict(raw)
     assert sorted(e.split(":")[0] for e in ei.value.errors) == ["variant[0].needs.one load-off",
                                                                  "variant[0].needs.two"]
+
+
+def test_cli_refuses_a_pair_on_a_serial_port():
+    from click.testing import CliRunner
+
+    from powersentinel.bench.cli import hil
+    r = CliRunner().invoke(hil, ["run", "--port", "/dev/null",
+                                 os.path.join(HERE, "scenarios", "pair_sensor.toml")])
+    assert r.exit_code == 2 and "virtual pair only" in r.output, r.output
