@@ -28,6 +28,12 @@ SCENARIOS = os.path.join(HERE, "scenarios")
 # (pair.toml, variant b-rejoins-mid-plan). Rejoining a plan from the peer is not built.
 UNWIRED = {"pair_load_off_handover", "pair_partition_load_off", "pair_rejoin"}
 
+# Of those, the ones whose failure depends on a race within one heartbeat (when the kill or
+# the reboot lands against the board's next frame): observed both ways over repeated runs, so
+# their xfail is not strict (a pass is reported as XPASS, not as a failure). The verdict
+# itself is unchanged.
+RACY = {"pair_load_off_handover", "pair_rejoin"}
+
 # the xfail reason shown for each (the comments above say more)
 WHY = {"pair_load_off_handover": "a pair sentinel dying between its load-off and the heartbeat "
                                  "carrying its flag: the peer sends a second load-off",
