@@ -20,14 +20,16 @@ def pytest_addoption(parser):
 
 @pytest.fixture(scope="session")
 def hil_runs(request, tmp_path_factory):
-    """scenario file name -> RunResult, each scenario run once at its ci_time_scale."""
+    """scenario file name (or "file.toml#variant") -> RunResult, each run once at its
+    ci_time_scale."""
     cache = {}
     board = request.config.getoption("--board")
     report = request.config.getoption("--hil-report") or str(tmp_path_factory.mktemp("hil-report"))
 
     def get(name):
         if name not in cache:
-            sc = load_scenario(os.path.join(SCENARIOS, name))
+            path, _, variant = name.partition("#")
+            sc = load_scenario(os.path.join(SCENARIOS, path), variant or None)
             rig = None if board == "virtual" else SerialBoardRig(board)
             cache[name] = run_scenario(sc, rig=rig, scale=sc.ci_time_scale, report_dir=report,
                                        workdir=str(tmp_path_factory.mktemp(sc.name)))

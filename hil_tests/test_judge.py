@@ -140,3 +140,80 @@ def test_restore_when_powered_says_no_to_a_power_on_in_the_dark():
     res.transitions = []
     ok, why = _rule("restore_when_powered", res)
     assert not ok and "no power-on" in why, why
+
+
+# ---- a pair's rules -------------------------------------------------------------------------
+
+def test_load_offs_counts_every_link_and_says_no_above_max():
+    res = _res([], ups_commands=[(T0 + 5, "S01R0001"), (T0 + 5.2, "Q1"), (T0 + 6, "S01R0001")])
+    ok, why = _rule("load_offs", res, max=1)
+    assert not ok and "2 load-off" in why, why
+    res.ups_commands = res.ups_commands[:2]
+    ok, why = _rule("load_offs", res, max=1)
+    assert ok and "1 load-off" in why, why
+
+
+def test_no_shutdown_on_mains_looks_at_the_mains_level_then():
+    web = _host("web1", "apps", [(0, "up"), (30, "stopping")], shutdowns=[30])
+    samples = [{"wall": T0 + t, "mains_level": lv} for t, lv in ((0, 1.0), (20, 0.0), (50, 1.0))]
+    res = _res([web], samples=samples)
+    ok, why = _rule("no_shutdown_on_mains", res)
+    assert ok, why
+    web.shutdowns = [T0 + 10]  # mains still on
+    ok, why = _rule("no_shutdown_on_mains", res)
+    assert not ok and "web1 at 10.00s" in why, why
+
+
+def test_every_host_down_needs_a_command_and_no_crash():
+    a = _host("web1", "apps", [(0, "up"), (10, "stopping"), (12, "halted")], shutdowns=[10])
+    b = _host("web2", "apps", [(0, "up"), (30, "off")])
+    res = _res([a, b])
+    ok, why = _rule("every_host_down", res)
+    assert not ok and "web2 never got" in why, why
+    b.shutdowns, b.crashes = [T0 + 11], [T0 + 30]
+    ok, why = _rule("every_host_down", res)
+    assert not ok and "web2 lost power" in why, why
+    b.crashes = []
+    assert _rule("every_host_down", res)[0]
+
+
+def test_pair_alarm_needs_console_and_nut_on_that_board():
+    alarms = [(T0 + 5, "a", "redundancy lost: no heartbeat", "OL", ""),   # NUT not yet
+              (T0 + 6, "b", "redundancy lost: no heartbeat", "ALARM OL", "redundancy lost: x"),
+              (T0 + 7, "a", "", "ALARM OL", "redundancy lost: no heartbeat")]  # console not
+    res = _res([], alarms=alarms, pair_actions=[(T0 + 4, "kill", "b")])
+    ok, why = _rule("pair_alarm", res, board="a")
+    assert not ok and "partly" in why, why
+    res.alarms.append((T0 + 8, "a", "redundancy lost: no heartbeat", "ALARM OL",
+                       "redundancy lost: no heartbeat"))
+    ok, why = _rule("pair_alarm", res, board="a")
+    assert ok and "4.0 s (wall) after kill b" in why, why
+    assert res.metrics["alarm_after_kill_b_wall_s"] == 4.0
+    ok, why = _rule("pair_alarm", res, board="a", text="sensor disagrees")
+    assert not ok, why
+    ok, why = _rule("pair_alarm", res, board="a", within=["0s", "7s"])
+    assert not ok, why
+
+
+def test_final_state_of_a_pair_is_every_powered_boards():
+    res = _res([], samples=[{"wall": T0 + 1, "state": "ONLINE",
+                             "states": {"a": "ONLINE", "b": "LOAD_OFF"}}])
+    ok, why = _rule("final_state", res, state="ONLINE")
+    assert not ok and "b LOAD_OFF" in why, why
+    res.samples[0]["states"]["b"] = None  # killed: no power, no state
+    assert _rule("final_state", res, state="ONLINE")[0]
+
+
+def test_load_off_after_down_says_no_to_a_load_off_before_a_halt():
+    a = _host("web1", "apps", [(0, "up"), (10, "stopping"), (12, "halted"), (40, "off")],
+              shutdowns=[10])
+    b = _host("db1", "db", [(0, "up"), (20, "stopping"), (30, "halted"), (40, "off")],
+              shutdowns=[20])
+    res = _res([a, b], ups_commands=[(T0 + 25, "S01R0001")])
+    ok, why = _rule("load_off_after_down", res)
+    assert not ok and "db1 (told 20.00s, halted 30.00s)" in why, why
+    res.ups_commands = [(T0 + 31, "S01R0001")]
+    ok, why = _rule("load_off_after_down", res)
+    assert ok, why
+    res.ups_commands = []
+    assert not _rule("load_off_after_down", res)[0]

@@ -14,11 +14,12 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 @pytest.mark.parametrize("path", sorted(glob.glob(os.path.join(HERE, "scenarios", "*.toml"))),
                          ids=os.path.basename)
 def test_shipped_scenarios_load(path):
-    sc = load_scenario(path)
-    assert sc.expects and sc.duration_s > 0
-    assert sc.ci_time_scale >= sc.time_scale
-    # a CI variant must fit the CI budget (about a minute of story per run)
-    assert sc.duration_s / sc.ci_time_scale <= 120, sc.name  # CI variants: 2 min at most
+    base = load_scenario(path)
+    for sc in [base] + [load_scenario(path, v) for v, _ in base.variants]:
+        assert sc.expects and sc.duration_s > 0
+        assert sc.ci_time_scale >= sc.time_scale
+        # a CI variant must fit the CI budget (about a minute of story per run)
+        assert sc.duration_s / sc.ci_time_scale <= 120, sc.name  # CI variants: 2 min at most
 
 
 def test_durations():
@@ -99,3 +100,89 @@ def test_device_config_scales_policy_and_reports_clamps():
     assert full["tiers"][0]["hosts"][0]["address"].startswith("127.0.0.")
     assert full["recovery"]["wol_broadcast"] == "127.0.0.1"
     assert full["ups"]["battery_runtime_s"] == 5  # 20 min / 240
+
+def _pair_base(**extra):
+    raw = _base()
+    raw["tiers"].append({"name": "db", "hosts": [{"name": "db1"}]})
+    raw["pair"] = {"heartbeat_ms": 300, "dead_ms": 1500, "ups": "both"}
+    raw.update(extra)
+    return raw
+
+
+def test_pair_section_actions_and_triggers():
+    sc = from_dict(_pair_base(timeline=[
+        {"at": "tier:db", "do": "kill", "board": "b"},
+        {"at": "state:RESTORING", "do": "revive", "board": "b"},
+        {"at": "1s", "do": "partition"}, {"at": "2s", "do": "heal"},
+        {"at": "3s", "do": "sensor", "board": "a", "value": 0.6}]))
+    assert (sc.pair.heartbeat_ms, sc.pair.dead_ms, sc.pair.ups) == (300, 1500, "both")
+    assert [(s.action, s.trigger) for s in sc.timeline][:2] == [("kill", "tier:db"),
+                                                                 ("revive", "state:RESTORING")]
+    assert from_dict(_base()).pair is None
+    assert from_dict(_pair_base(pair={"enabled": False})).pair is None
+    # mistakes, all at once
+    raw = _pair_base(timeline=[{"at": "tier:storage", "do": "kill", "board": "c"},
+                               {"at": "state:ASLEEP", "do": "sensor", "board": "a", "value": 3}],
+                     expect=[{"kind": "pair_alarm", "board": "x"}])
+    raw["pair"] = {"heartbeat_ms": 1000, "dead_ms": 1500, "ups": "b", "x": 1}
+    with pytest.raises(ScenarioError) as ei:
+        from_dict(raw)
+    errs = ei.value.errors
+    for frag in ("pair.x: unknown key", "pair.dead_ms: at least two heartbeats",
+                 "pair.ups: 'b' is not one of", "timeline[0].at: 'tier:storage'",
+                 "timeline[0].board: 'c' is not one of", "timeline[1].at: 'state:ASLEEP'",
+                 "timeline[1].value:", "expect[0].board: 'x'"):
+        assert any(frag in e for e in errs), (frag, errs)
+    # a pair's actions and verdicts need a pair
+    raw = dict(_base(), timeline=[{"at": "1s", "do": "kill", "board": "a"}],
+               expect=[{"kind": "pair_alarm", "board": "a"}])
+    with pytest.raises(ScenarioError) as ei:
+        from_dict(raw)
+    assert sorted(e.split(":")[0] for e in ei.value.errors) == ["expect[0].kind",
+                                                                 "timeline[0].do"]
+
+
+def test_variants_add_their_steps_and_expectations():
+    raw = _pair_base(timeline=[{"at": "5s", "do": "mains", "value": "off"}], variant=[
+        {"name": "calm", "ci": True},
+        {"name": "b-dies", "description": "B killed", "timeline": [
+            {"at": "tier:apps", "do": "kill", "board": "b"}],
+         "expect": [{"kind": "pair_alarm", "board": "a"}]}])
+    base = from_dict(raw)
+    assert base.variants == (("calm", True), ("b-dies", False)) and base.variant is None
+    v = from_dict(raw, variant="b-dies")
+    assert v.name == "t-b-dies" and v.description.endswith("B killed")
+    assert sorted(s.action for s in v.timeline) == ["kill", "mains"]
+    assert [e.kind for e in v.expects] == ["no_shutdown", "pair_alarm"]
+    assert [e.index for e in v.expects] == [0, 1]
+    assert len(from_dict(raw, variant="calm").timeline) == 1
+    with pytest.raises(ScenarioError, match="no variant 'nope'"):
+        from_dict(raw, variant="nope")
+    raw["variant"].append({"name": "calm", "extra": 1})
+    with pytest.raises(ScenarioError) as ei:
+        from_dict(raw)
+    assert any("defined twice" in e for e in ei.value.errors)
+    assert any("variant[2].extra: unknown key" in e for e in ei.value.errors)
+
+
+def test_a_variant_marks_a_base_expectation_as_needing_a_feature():
+    raw = _pair_base(expect=[{"kind": "load_offs", "max": 1, "name": "one load-off"},
+                             {"kind": "no_shutdown"}],
+                     variant=[{"name": "k", "needs": {"one load-off": "pair_load_off_handover"}}])
+    assert from_dict(raw).expects[0].needs == ()  # the base story needs nothing
+    v = from_dict(raw, variant="k")
+    assert [e.needs for e in v.expects] == [("pair_load_off_handover",), ()]
+    raw["variant"][0]["needs"] = {"two": "pair_load_off_handover", "one load-off": "magic"}
+    with pytest.raises(ScenarioError) as ei:
+        from_dict(raw)
+    assert sorted(e.split(":")[0] for e in ei.value.errors) == ["variant[0].needs.one load-off",
+                                                                 "variant[0].needs.two"]
+
+
+def test_cli_refuses_a_pair_on_a_serial_port():
+    from click.testing import CliRunner
+
+    from powersentinel.bench.cli import hil
+    r = CliRunner().invoke(hil, ["run", "--port", "/dev/null",
+                                 os.path.join(HERE, "scenarios", "pair_sensor.toml")])
+    assert r.exit_code == 2 and "virtual pair only" in r.output, r.output

@@ -1,4 +1,5 @@
-"""`powersentinel hil run SCENARIO... [--port PORT] [--report DIR] [--time-scale X | --ci]`."""
+"""`powersentinel hil run SCENARIO... [--variant NAME]... [--port PORT] [--report DIR]
+[--time-scale X | --ci]`."""
 import sys
 
 import click
@@ -21,10 +22,19 @@ def hil():
               help="write DIR/<scenario>.png/.html/.xml")
 @click.option("--time-scale", type=float, default=None, help="override the scenario's time scale")
 @click.option("--ci", is_flag=True, help="use each scenario's ci_time_scale (the fast variant)")
-def hil_run(scenarios, port, report_dir, time_scale, ci):
-    """Run SCENARIO files; exit 0 only if every expectation of every scenario holds."""
+@click.option("--variant", "variants", multiple=True,
+              help="of a file with [[variant]]s, run only this one (repeatable; default: all)")
+def hil_run(scenarios, port, report_dir, time_scale, ci, variants):
+    """Run SCENARIO files; exit 0 only if every expectation of every scenario holds. A file
+    with [[variant]]s runs each of them (or those named by --variant)."""
     try:
-        loaded = [load_scenario(p) for p in scenarios]
+        loaded = []
+        for p in scenarios:
+            base = load_scenario(p)
+            names = [v for v, _ in base.variants if not variants or v in variants]
+            loaded += [load_scenario(p, v) for v in names] if base.variants else [base]
+        if port and any(sc.pair is not None for sc in loaded):
+            raise click.UsageError("a [pair] scenario runs on the virtual pair only (no --port)")
     except ScenarioError as e:
         click.echo(str(e), err=True)
         sys.exit(2)

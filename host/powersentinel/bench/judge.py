@@ -67,8 +67,13 @@ def r_never(res, a):
 
 
 def r_final_state(res, a):
-    last = next((s.get("state") for s in reversed(res.samples) if s.get("state")), None)
-    return last == a["state"], "final state %s" % last
+    """The last state seen; of a pair, every board with power must be in it."""
+    last = next((s for s in reversed(res.samples) if s.get("state")), {})
+    states = {k: v for k, v in (last.get("states") or {}).items() if v is not None}
+    if states:
+        ok = all(v == a["state"] for v in states.values())
+        return ok, "final state " + ", ".join("%s %s" % kv for kv in sorted(states.items()))
+    return last.get("state") == a["state"], "final state %s" % last.get("state")
 
 
 def r_no_shutdown(res, a):
@@ -408,6 +413,114 @@ def r_board_reboots(res, a):
     return len(resets) == a["count"], "%d restart(s): %s" % (len(resets), desc)
 
 
+def r_load_offs(res, a):
+    """At most `max` load-off commands (`pattern`, default: any S.. shutdown) reached the UPS,
+    counted over every UPS link (both boards of a pair)."""
+    pat = a.get("pattern", r"^S")
+    hits = [(w, c) for w, c in res.ups_commands if re.search(pat, c)]
+    desc = ", ".join("%s at %s" % (c, _story(res.story(w))) for w, c in hits) or "none"
+    return len(hits) <= a["max"], "%d load-off command(s): %s" % (len(hits), desc)
+
+
+def r_load_off_after_down(res, a):
+    """The first load-off command (`pattern`, default ^S) reached the UPS only once every host
+    told to shut down before it had halted: the UPS's own shutdown delay must not be what
+    saves a host. A command is stamped when the runner saw it (up to POLL_STATUS_S late), so
+    one stamped before a halt certainly went out before it."""
+    pat = a.get("pattern", r"^S")
+    cmds = [w for w, c in res.ups_commands if re.search(pat, c)]
+    if not cmds:
+        return False, "no load-off command"
+    first = cmds[0]
+    early = []
+    for h in res.hosts:
+        told = [t for t in h.shutdowns if t <= first]
+        if not told:
+            continue
+        halt = next((t for t, st in h.history if st in ("halted", "off") and t >= told[0]), None)
+        if halt is None or halt > first:
+            early.append("%s (told %s, %s)" % (h.spec.name, _story(res.story(told[0])),
+                                               "halted %s" % _story(res.story(halt))
+                                               if halt else "never halted"))
+    if early:
+        return False, "load-off at %s before these were down: %s" % (
+            _story(res.story(first)), "; ".join(early))
+    return True, "load-off at %s, every host told before it was down" % _story(res.story(first))
+
+
+def _mains_at(res, wall):
+    """The rig's mains level at `wall` (the last sample before it)."""
+    lv = None
+    for s in res.samples:
+        if s["wall"] > wall:
+            break
+        if s.get("mains_level") is not None:
+            lv = s["mains_level"]
+    return lv
+
+
+def r_no_shutdown_on_mains(res, a):
+    """No host was told to shut down while mains was on (the rig's level >= 0.9)."""
+    bad = []
+    for h in res.hosts:
+        for t in h.shutdowns:
+            lv = _mains_at(res, t)
+            if lv is None or lv >= 0.9:
+                bad.append("%s at %s (mains %s)" % (h.spec.name, _story(res.story(t)), lv))
+    if bad:
+        return False, "shut down while mains was on: " + "; ".join(bad)
+    n = sum(len(h.shutdowns) for h in res.hosts)
+    return True, "%d shutdown command(s), none while mains was on" % n
+
+
+def r_every_host_down(res, a):
+    """Every host running upsmon in the plan got its shutdown command and halted before its
+    power went (the battery did not run out under it): no crash."""
+    bad = []
+    for h in res.hosts:
+        if not (h.spec.upsmon and h.spec.in_plan):
+            continue
+        if h.crashes:
+            bad.append("%s lost power while running at %s" % (h.spec.name,
+                                                              _story(res.story(h.crashes[0]))))
+        elif not h.shutdowns:
+            bad.append("%s never got a shutdown command" % h.spec.name)
+    if bad:
+        return False, "; ".join(bad)
+    last = max(h.shutdowns[0] for h in res.hosts if h.spec.upsmon and h.spec.in_plan)
+    return True, "every host shut down cleanly (last told at %s)" % _story(res.story(last))
+
+
+def r_pair_alarm(res, a):
+    """Board `board` showed the alarm `text` (regex, default "redundancy lost") in its console
+    status and over NUT (ALARM in ups.status, the text in ups.alarm) at one status poll in the
+    window. Records the delay from the last kill/partition/sensor action before it."""
+    lo, hi = _window(res, a)
+    pat = a.get("text", "redundancy lost")
+    seen = []
+    for w, side, txt, nst, nal in res.alarms:
+        if side != a["board"] or not lo <= res.story(w) <= hi:
+            continue
+        console_ok = re.search(pat, txt or "") is not None
+        nut_ok = "ALARM" in (nst or "").split() and re.search(pat, nal or "") is not None
+        if console_ok or nut_ok:
+            seen.append((w, console_ok, nut_ok))
+        if console_ok and nut_ok:
+            cause = [x for x in res.pair_actions if x[0] <= w]
+            extra = ""
+            if cause:
+                d = w - cause[-1][0]
+                res.metrics["alarm_after_%s_%s_wall_s" % (cause[-1][1], cause[-1][2] or "link")] = \
+                    round(d, 2)
+                extra = ", %.1f s (wall) after %s %s" % (d, cause[-1][1], cause[-1][2] or "")
+            return True, "%s showed /%s/ at %s: console %r, NUT status %r alarm %r%s" % (
+                a["board"], pat, _story(res.story(w)), txt, nst, nal, extra)
+    half = ", ".join("%s console=%s nut=%s" % (_story(res.story(w)), c, n) for w, c, n in seen[:4])
+    win = " in [%s, %s]" % (_story(lo), _story(hi)) if "within" in a else ""
+    return False, "%s never showed /%s/ on both its console and NUT%s%s" % (
+        a["board"], pat, win, "; partly: " + half if half else "")
+
+
 RULES = {"state": r_state, "never": r_never, "final_state": r_final_state,
          "no_shutdown": r_no_shutdown, "shutdown_order": r_shutdown_order,
          "tier_wait": r_tier_wait, "mains_events": r_mains_events, "ups_command": r_ups_command,
@@ -415,4 +528,6 @@ RULES = {"state": r_state, "never": r_never, "final_state": r_final_state,
          "all_healthy": r_all_healthy, "no_restore_before": r_no_restore_before,
          "restore_when_powered": r_restore_when_powered,
          "audit": r_audit, "host_survived": r_host_survived, "stays_down": r_stays_down,
-         "board_reboots": r_board_reboots}
+         "board_reboots": r_board_reboots, "load_offs": r_load_offs,
+         "no_shutdown_on_mains": r_no_shutdown_on_mains, "every_host_down": r_every_host_down,
+         "pair_alarm": r_pair_alarm, "load_off_after_down": r_load_off_after_down}

@@ -30,6 +30,13 @@ class RunResult:
     ups_commands: list = field(default_factory=list)  # (wall first seen, command)
     audit: list = field(default_factory=list)        # (wall, tier, missing names, unknown addrs)
     resets: list = field(default_factory=list)       # (wall, cause) of every board (re)start
+    # a pair's: (wall, board, from, to, cause); (wall, action, board); (wall, board, console
+    # text, NUT ups.status, NUT ups.alarm) at each status poll; (wall, board, UPS command) by
+    # the UPS link (board) that carried it
+    board_transitions: list = field(default_factory=list)
+    ups_links: list = field(default_factory=list)
+    pair_actions: list = field(default_factory=list)
+    alarms: list = field(default_factory=list)
     notes: list = field(default_factory=list)
     metrics: dict = field(default_factory=dict)
     hosts: list = field(default_factory=list)        # SimHost objects (histories)

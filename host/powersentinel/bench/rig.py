@@ -15,6 +15,7 @@ import tempfile
 import time
 
 from .. import virtual
+from ..virtual import pair as vpair
 from ..errors import PowerSentinelError
 from ..link import Link
 
@@ -189,3 +190,115 @@ class SerialBoardRig(Rig):
 
     def wait_mains_applied(self, level, timeout=0.2):
         return None
+
+
+class PairRig(VirtualRig):
+    """A redundant pair of virtual boards (virtual/pair.py) on one simulated site: both sense
+    the same mains, A reads the UPS (with `ups = "both"`, B too, through a simulator of its
+    own that follows the same mains: two links to one UPS), the peer link goes through a
+    PeerRelay the bench can cut. `port`/`nut` are board A's; `ports`/`nuts` each board's.
+
+    A power cut of a board (kill) is its supply gone: the interpreter dies (NUT port, peer
+    link and RAM with it) while the site's wires and UPS stay; revive boots it from its flash.
+    With `ups = "both"` the two simulators are one UPS: a command either receives is applied
+    to the other too (at the next read, every 0.25 s), so both links see the output go off.
+    Site power is on while every simulator's output is."""
+    name = "virtual-pair"
+
+    def __init__(self, workdir=None, heap="128wK", pair=None):
+        super().__init__(workdir, heap)
+        self.pair = pair
+        self.relay = None
+        self.sides = {}  # "a"/"b" -> board directory
+        self._received = {"a": 0, "b": 0}  # commands each simulator had received
+        self.ports = {}
+        self.nuts = {}
+
+    @property
+    def ups_sides(self):
+        return ("a", "b") if self.pair.ups == "both" else ("a",)
+
+    def start(self, config_path, ups_runtime_s, time_scale):
+        with open(config_path) as f:
+            self.nominal_hz = float(json.load(f).get("mains", {}).get("nominal_hz", 50))
+        self.relay = vpair.PeerRelay()
+        meta = vpair.start_pair(self.dir, config=config_path, heap=self.heap,
+                                extra_args=["--time-scale", "%g" % time_scale,
+                                            "--ups-runtime", "%g" % ups_runtime_s],
+                                heartbeat_ms=self.pair.heartbeat_ms, dead_ms=self.pair.dead_ms,
+                                ups_both=self.pair.ups == "both", relay=self.relay)
+        for side in vpair.SIDES:
+            b = meta[side]["board"]
+            self.sides[side] = meta[side]["dir"]
+            self.ports[side] = b["serial"]
+            host, port = b["nut"].rsplit(":", 1)
+            self.nuts[side] = (host, int(port))
+        self.port, self.nut = self.ports["a"], self.nuts["a"]
+
+    def stop(self):
+        try:
+            vpair.stop_pair(self.dir)
+        finally:
+            if self.relay is not None:
+                self.relay.close()
+
+    def _set(self, values, at_phase=None):
+        try:
+            vpair.set_pair_wires(self.dir, values, at_phase=at_phase)
+            ups = {k: v for k, v in values.items() if k.startswith("ups.")}
+            if ups and "b" in self.ups_sides:
+                virtual.set_wires(self.sides["b"], ups)
+        except virtual.VirtualError as e:
+            raise RigError(str(e))
+
+    def reset_board(self, cause="hard"):
+        virtual.control(self.sides["a"], {"cmd": "reset", "cause": cause})
+
+    def kill(self, side):
+        virtual.power(self.sides[side], False)
+
+    def revive(self, side):
+        virtual.power(self.sides[side], True)
+
+    def partition(self):
+        self.relay.cut()
+
+    def heal(self):
+        self.relay.heal()
+
+    def sensor(self, side, level):
+        """Board `side`'s own mains sensor reads `level` (fraction of nominal) while the real
+        mains stays as it is; its UPS simulator, which follows that wire, is pinned to OL
+        meanwhile (a level of 1 ends the fault)."""
+        v = {"mains": level}
+        if side in self.ups_sides:
+            v["ups.status"] = "auto" if level >= 0.9 else "OL"
+        try:
+            vpair.set_pair_wires(self.dir, v, board=side)
+        except virtual.VirtualError as e:
+            raise RigError(str(e))
+
+    def _mirror(self, ups):
+        """Apply each command one simulator received since the last read to the other."""
+        for side, other in (("a", "b"), ("b", "a")):
+            n = ups[side].get("received", 0) - self._received[side]
+            self._received[side] = ups[side].get("received", 0)
+            for c in ups[side].get("commands", [])[-n:] if n > 0 else ():
+                virtual.set_wires(self.sides[other], {"ups.command": c})
+
+    def read(self):
+        sa = virtual.state(self.sides["a"])
+        sb = virtual.state(self.sides["b"])
+        ups = dict(sa["ups"])
+        cmds = {"a": list(sa["ups"].get("commands", []))}
+        if "b" in self.ups_sides:
+            cmds["b"] = list(sb["ups"].get("commands", []))
+            self._mirror({"a": sa["ups"], "b": sb["ups"]})
+            ups["output_on"] = sa["ups"].get("output_on", True) is not False and \
+                sb["ups"].get("output_on", True) is not False
+        resets = [(r[0], "%s:%s" % (side, r[1])) for side, s in (("a", sa), ("b", sb))
+                  for r in s.get("resets", [])]
+        return {"mains_level": sa["mains"]["level"], "frequency": sa["mains"]["frequency"],
+                "samples": sa["mains"]["samples"], "ups": ups, "ups_commands": cmds,
+                "boots": sa["boots"], "resets": sorted(resets),
+                "powered": {"a": sa.get("powered", True), "b": sb.get("powered", True)}}

@@ -18,13 +18,14 @@ import shutil
 import tempfile
 import time
 
+from .. import nutreal
 from ..link import Link, LinkError
 from ..paths import use_firmware_lib
 from . import devconfig
 from .judge import judge
 from .report import write_report
 from .results import POLL_RIG_S, POLL_STATUS_S, RunResult
-from .rig import RigError, VirtualRig
+from .rig import PairRig, RigError, VirtualRig
 from .scenario import ScenarioError, parse_duration
 from .site import Site
 
@@ -67,30 +68,49 @@ class Runner:
         # a scratch directory we make is ours to remove; one the caller gives stays
         self._own_workdir = workdir is None
         self.workdir = workdir or tempfile.mkdtemp(prefix="hil-%s-" % sc.name)
-        self.rig = rig or VirtualRig(self.workdir, heap=sc.heap)
+        if rig is None:
+            rig = (PairRig(self.workdir, heap=sc.heap, pair=sc.pair) if sc.pair is not None
+                   else VirtualRig(self.workdir, heap=sc.heap))
+        self.rig = rig
+        self.sides = ("a", "b") if sc.pair is not None else ("a",)
         self.report_dir = report_dir
         self.progress = progress or (lambda msg: None)
         self.res = RunResult(sc, self.scale)
         self.pending = []         # (wall, fn) follow-ups of real-time stimuli
-        self.link = None
+        self.links = {}           # board side ("a", "b" of a pair) -> its console Link
         self.site = None
-        self.last_state = None
+        self.last_states = {side: None for side in self.sides}
+        self.powered = {side: True for side in self.sides}  # a pair's board not killed
+        self.last_status = {}     # side -> its last status reply
+        self.triggers = []        # steps waiting for the plan ("tier:NAME", "state:STATE")
         self._drift = None        # (wall start, wall end, hz from, hz to)
-        self._cmd_list = []       # the UPS's recent commands at the last rig read
+        self._cmd_lists = {}      # side -> the UPS's recent commands at the last rig read
+
+    @property
+    def link(self):
+        return self.links.get("a")
+
+    @property
+    def last_state(self):
+        return self.last_states["a"]
 
     # -- plumbing ------------------------------------------------------------------------------
-    def _status(self):
+    def _status(self, side="a"):
+        if not self.powered[side]:
+            return None  # a board without power answers nothing: do not wait for it
         try:
-            st = self.link.request("status", timeout=1.0, retries=0)
+            st = self.links[side].request("status", timeout=1.0, retries=0)
         except LinkError:
             st = None
-        self._drain_events()
+        self._drain_events(side)
+        if st:
+            self.last_status[side] = st
         return st
 
-    def _read_available(self):
+    def _read_available(self, side="a"):
         """Take the event frames already waiting on the port without blocking (so transitions are
         stamped within one loop turn of their arrival, not at the next status poll)."""
-        link = self.link
+        link = self.links[side]
         try:
             n = link.ser.in_waiting
             chunk = link.ser.read(n) if n else b""
@@ -104,54 +124,114 @@ class Runner:
             obj = console.decode(line)
             if obj is not None and "ev" in obj:
                 link.events.append(obj)
-        self._drain_events()
+        self._drain_events(side)
 
-    def _drain_events(self):
-        while self.link.events:
-            ev = self.link.events.popleft()
+    def _transition(self, side, now, frm, to, cause):
+        self.res.transitions.append((now, frm, to, cause))
+        if self.sc.pair is not None:
+            self.res.board_transitions.append((now, side, frm, to, cause))
+        self.last_states[side] = to
+
+    def _drain_events(self, side="a"):
+        link = self.links[side]
+        while link.events:
+            ev = link.events.popleft()
             now = ev.pop("_rx", None) or time.time()
             kind = ev.get("ev")
             if kind == "state" and ev.get("from") != ev.get("to"):
-                self.res.transitions.append((now, ev.get("from"), ev.get("to"), ev.get("cause")))
-                self.last_state = ev.get("to")
-            elif kind == "event":
+                self._transition(side, now, ev.get("from"), ev.get("to"), ev.get("cause"))
+            elif kind == "event" and side == "a":  # one sensor's events (a pair's are alike)
                 self.res.mains_events.append((now, ev))
 
-    def _sample(self, st, rig):
+    def _sample(self, sts, rig):
+        """sts: side -> its status reply (None: no answer, or no power)."""
         now = time.time()
+        st = sts.get("a")
         s = {"wall": now, "mains_level": rig.get("mains_level") if rig else None,
              "frequency": rig.get("frequency") if rig else None,
              "ups_charge": (rig.get("ups") or {}).get("charge") if rig else None,
              "output_on": (rig.get("ups") or {}).get("output_on") if rig else None,
              "hosts": {h.spec.name: h.state for h in self.site.hosts}}
+        for side in self.sides:
+            b = sts.get(side)
+            name = b.get("state", {}).get("name") if b else None
+            last = self.last_states[side]
+            if name and last is not None and name != last:
+                # a transition whose event we missed (e.g. across a reboot)
+                self._transition(side, now, last, name, b["state"].get("cause") or "?")
+            if name:
+                self.last_states[side] = name
         if st:
             s["dev_v"] = st.get("mains", {}).get("v")
             s["dev_charge"] = st.get("ups", {}).get("charge")
-            name = st.get("state", {}).get("name")
-            s["state"] = name
-            if name and self.last_state is not None and name != self.last_state:
-                # a transition whose event we missed (e.g. across a reboot)
-                self.res.transitions.append((now, self.last_state, name,
-                                             st["state"].get("cause") or "?"))
-            if name:
-                self.last_state = name
             for t in st.get("tiers", []):
                 miss = [m.get("host") for m in t.get("missing", [])]
                 unk = t.get("unknown", [])
                 if miss or unk:
                     self.res.audit.append((now, t.get("name"), miss, unk))
-        else:
-            s["state"] = self.last_state
+        s["state"] = self.last_state
+        if self.sc.pair is not None:
+            # each board's state (None while it has no power); the pair's is A's, else B's
+            s["states"] = {side: self.last_states[side] if self.powered[side] else None
+                           for side in self.sides}
+            if not self.powered["a"]:
+                s["state"] = s["states"]["b"]
+            for side in self.sides:
+                if sts.get(side):
+                    self._alarm_sample(now, side, sts[side])
         if rig:
-            cmds = list((rig.get("ups") or {}).get("commands", []))
-            for c in _new_tail(self._cmd_list, cmds):
-                self.res.ups_commands.append((now, c))
-            self._cmd_list = cmds
+            by_side = rig.get("ups_commands") or {
+                "a": list((rig.get("ups") or {}).get("commands", []))}
+            for side, cmds in by_side.items():
+                for c in _new_tail(self._cmd_lists.get(side, []), cmds):
+                    self.res.ups_commands.append((now, c))
+                    if self.sc.pair is not None:
+                        self.res.ups_links.append((now, side, c))
+                self._cmd_lists[side] = cmds
             for r in rig.get("resets") or ():
                 r = (r[0], r[1])
                 if r not in self.res.resets:
                     self.res.resets.append(r)
         self.res.samples.append(s)
+
+    def _alarm_sample(self, now, side, st):
+        """What the board shows of the pair: the console status's "redundancy lost" and
+        sensor disagreement, and what its NUT server serves (ups.status, ups.alarm) on the
+        first tier, as a NUT client reads them."""
+        p = st.get("pair") or {}
+        console_txt = "; ".join(x for x in (
+            "redundancy lost: %s" % p.get("cause") if p.get("state") not in (None, "ALIVE") else "",
+            (p.get("sensor") or {}).get("disagree") or "") if x)
+        nut_status = nut_alarm = None
+        host, port = self.rig.nuts[side]
+        tier = self.sc.tiers[0].name
+        try:
+            with nutreal.NutClient(host, port, timeout=0.5) as c:
+                nut_status = _nut_value(c.cmd("GET VAR %s ups.status" % tier))
+                nut_alarm = _nut_value(c.cmd("GET VAR %s ups.alarm" % tier))
+        except (OSError, EOFError):
+            pass
+        self.res.alarms.append((now, side, console_txt, nut_status, nut_alarm))
+
+    def _triggered(self):
+        """The waiting steps whose moment has come: "state:S" once a board entered S during the
+        story, "tier:N" once a board's plan has reached tier N (its FSD went out)."""
+        due = []
+        for step in self.triggers:
+            what, _, name = step.trigger.partition(":")
+            if what == "state":
+                hit = any(to == name and w >= self.res.t0 for w, _f, to, _c in self.res.transitions)
+            else:
+                hit = any(t.get("name") == name and t.get("phase") in TIER_REACHED
+                          for side, st in self.last_status.items() if self.powered[side]
+                          for t in st.get("tiers", []))
+            if hit:
+                due.append(step)
+        for step in due:
+            self.triggers.remove(step)
+            self.res.notes.append("step %d (%s) triggered by %s at t=%.1f s of story" % (
+                step.line, step.action, step.trigger, self.res.story(time.time())))
+        return due
 
     # -- stimuli -------------------------------------------------------------------------------
     def _do(self, step):
@@ -191,6 +271,18 @@ class Runner:
             r.reset_board(a.get("cause", "hard"))
         elif act == "host":
             self.site.host_action(a["host"], a["set"])
+        elif act in ("kill", "revive"):
+            side = a["board"]
+            (r.kill if act == "kill" else r.revive)(side)
+            self.powered[side] = act == "revive"
+            self.res.pair_actions.append((time.time(), act, side))
+        elif act in ("partition", "heal"):
+            (r.partition if act == "partition" else r.heal)()
+            self.res.pair_actions.append((time.time(), act, None))
+        elif act == "sensor":
+            v = a["value"]
+            r.sensor(a["board"], float({"on": 1.0, "off": 0.0}.get(v, v)))
+            self.res.pair_actions.append((time.time(), act, a["board"]))
 
     def _disturb(self, kind, level, dur, phase):
         """Start a disturbance at its onset phase now; schedule its end on the same point of
@@ -250,10 +342,13 @@ class Runner:
                 self.rig.set_ups_load(u.load_pct)
             if u.charge_pct != 100:
                 self.rig.set_ups(charge=u.charge_pct)
-            self.link = Link(self.rig.port)
-            self.link.events = _StampedEvents(self.link.events, maxlen=self.link.events.maxlen)
-            self.link.identify()
-            self.site.start(self.rig.nut)
+            ports = getattr(self.rig, "ports", None) or {"a": self.rig.port}
+            for side in self.sides:
+                link = self.links[side] = Link(ports[side])
+                link.events = _StampedEvents(link.events, maxlen=link.events.maxlen)
+                link.identify()
+            self.site.start([self.rig.nuts[s] for s in self.sides] if self.sc.pair is not None
+                            else self.rig.nut)
             self.site.wait_logged_in(20)
             self._settle()
             self.progress("playing %s (scale %g: %.0f s of story in %.0f s)"
@@ -266,8 +361,8 @@ class Runner:
             res.error = "%s: %s" % (type(e).__name__, e)
         finally:
             res.t_end = time.time()
-            if self.link is not None:
-                self.link.close()
+            for link in self.links.values():
+                link.close()
             self.site.close()
             try:
                 self.rig.stop()
@@ -281,13 +376,19 @@ class Runner:
         return res
 
     def _settle(self, timeout=15.0):
-        """Until the board says ONLINE with good mains (its monitor needs a few cycles)."""
+        """Until the board says ONLINE with good mains (its monitor needs a few cycles); a
+        pair's boards, each, with its peer ALIVE."""
         deadline = time.monotonic() + timeout
         st = None
+        settled = set()
         while time.monotonic() < deadline:
-            st = self._status()
-            if st and st["state"]["name"] == "ONLINE" and st["mains"].get("good"):
-                self.last_state = "ONLINE"
+            for side in self.sides:
+                st = self._status(side)
+                if st and st["state"]["name"] == "ONLINE" and st["mains"].get("good") and (
+                        self.sc.pair is None or (st.get("pair") or {}).get("state") == "ALIVE"):
+                    self.last_states[side] = "ONLINE"
+                    settled.add(side)
+            if len(settled) == len(self.sides):
                 return
             time.sleep(0.2)
         raise TimeoutError("the board did not settle ONLINE with good mains: %s"
@@ -296,8 +397,10 @@ class Runner:
     def _play(self):
         sc = self.sc
         res = self.res
-        steps = list(sc.timeline)
-        self.link.events.clear()
+        steps = [s for s in sc.timeline if s.trigger is None]
+        self.triggers = [s for s in sc.timeline if s.trigger is not None]
+        for link in self.links.values():
+            link.events.clear()
         res.t0 = t0 = time.time()
         end = t0 + sc.duration_s / self.scale
         next_status = next_rig = 0.0
@@ -308,6 +411,8 @@ class Runner:
                 break
             while steps and t0 + steps[0].at_s / self.scale <= now:
                 self._do(steps.pop(0))
+            for step in self._triggered() if self.triggers else ():
+                self._do(step)
             self._run_pending(time.time())
             if self._drift:
                 ws, we, fa, fb = self._drift
@@ -318,12 +423,15 @@ class Runner:
             if now >= next_rig:
                 rig = self.rig.read()
                 next_rig = now + POLL_RIG_S
-            self._read_available()
+            for side in self.sides:
+                if self.powered[side]:
+                    self._read_available(side)
             powered = rig is None or (rig.get("ups") or {}).get("output_on", True) is not False
             self.site.step(powered)
             if now >= next_status:
-                st = self._status()
-                self._sample(st, rig)
+                sts = {side: self._status(side) for side in self.sides}
+                st = sts["a"]
+                self._sample(sts, rig)
                 if self.observer is not None and self.res.samples:
                     self.observer(self.res.story(time.time()), self.res.samples[-1], st)
                 next_status = time.time() + POLL_STATUS_S
@@ -332,7 +440,7 @@ class Runner:
             if steps:
                 nxt.append(t0 + steps[0].at_s / self.scale)
             time.sleep(max(0.0, min(0.05, min(nxt) - time.time())))
-        self._sample(self._status(), self.rig.read())
+        self._sample({side: self._status(side) for side in self.sides}, self.rig.read())
         for w, cause in self.res.resets:
             if w >= res.t0:
                 res.notes.append("the board restarted (%s) at t=%.1f s of story" % (cause, res.story(w)))
@@ -340,6 +448,8 @@ class Runner:
     def _collect_log(self):
         """Mains events the console stream may have missed (across a reboot), from the journal."""
         seen = {(e.get("start_ms"), e.get("duration_ms")) for _, e in self.res.mains_events}
+        if not self.powered["a"]:
+            return  # board A has no power: its journal cannot be read
         frm = 0
         try:
             for _ in range(64):
@@ -355,6 +465,16 @@ class Runner:
                 frm = recs[-1]["seq"] + 1
         except LinkError as e:
             self.res.notes.append("journal not read: %s" % e)
+
+
+# sequencer phases of a tier the plan has reached (its FSD went out): docs/redundancy.md
+TIER_REACHED = ("fsd", "waiting", "done", "timeout", "off")
+
+
+def _nut_value(reply):
+    """The value of a NUT `VAR ups var "value"` reply, or None (ERR ...)."""
+    r = reply[0] if reply else ""
+    return r.split('"')[1] if r.startswith("VAR ") and r.count('"') >= 2 else None
 
 
 def _new_tail(prev, cur):

@@ -97,11 +97,23 @@ class Ups:
 
 @dataclass
 class Step:
-    """One timeline entry: at story time `at_s`, do `action` with `args`."""
+    """One timeline entry: at story time `at_s`, do `action` with `args`; or, with a
+    `trigger` ("tier:NAME", "state:STATE"), when the plan gets there (at_s is then 0)."""
     at_s: float
     action: str
     args: dict
     line: int = 0                  # index in the file's [[timeline]] array (for messages)
+    trigger: str | None = None
+
+
+@dataclass
+class Pair:
+    """A redundant pair of sentinels (docs/redundancy.md): both get the same device config and
+    a `pair` section (virtual/pair.py); heartbeat and dead times are the link's real time,
+    never scaled. ups: "a" (A alone reads the UPS) or "both"."""
+    heartbeat_ms: int = 500
+    dead_ms: int = 3000
+    ups: str = "a"
 
 
 @dataclass
@@ -128,6 +140,9 @@ class Scenario:
     expects: list
     heap: str = "128wK"
     needs: tuple = ()
+    pair: Pair | None = None       # None: one board
+    variants: tuple = ()           # the file's [[variant]]s: ((name, ci), ...)
+    variant: str | None = None     # the one this is, or None (the base story)
 
     @property
     def policy(self):
@@ -163,7 +178,15 @@ ACTIONS = {
     "ups": (set(), {"status", "charge", "link"}),
     "reboot": (set(), {"cause"}),
     "host": ({"host", "set"}, set()),
+    # a pair's (docs/bench.md): a board's power cut and return, the peer link cut and healed,
+    # one board's own mains sensor set apart from the real mains
+    "kill": ({"board"}, set()),
+    "revive": ({"board"}, set()),
+    "partition": (set(), set()),
+    "heal": (set(), set()),
+    "sensor": ({"board", "value"}, set()),
 }
+PAIR_ACTIONS = ("kill", "revive", "partition", "heal", "sensor")
 
 EXPECTS = {
     "state": ({"state"}, {"within", "cause"}),
@@ -183,10 +206,16 @@ EXPECTS = {
     "host_survived": ({"host"}, set()),
     "stays_down": ({"tier"}, {"within"}),
     "board_reboots": ({"count"}, set()),
+    "load_offs": ({"max"}, {"pattern"}),
+    "pair_alarm": ({"board"}, {"text", "within"}),
+    "every_host_down": (set(), set()),
+    "no_shutdown_on_mains": (set(), set()),
+    "load_off_after_down": (set(), {"pattern"}),
 }
 
 # firmware features an expectation may depend on; hil_tests marks those not yet wired as xfail
-FEATURES = ("sequencer", "coverage", "lb_tier_order")
+FEATURES = ("sequencer", "coverage", "lb_tier_order", "pair_load_off_handover",
+            "pair_partition_load_off", "pair_rejoin")
 STATES = ("ONLINE", "ON_BATTERY", "SHUTTING_DOWN", "LOAD_OFF", "WAIT_MAINS", "RESTORING")
 UPS_SIM_KEYS = {"load_pct", "charge_pct"}  # the simulated UPS's; every other [ups] key is the site file's
 HOST_KEYS = {"name", "upsmon", "in_plan", "hang_on_shutdown", "shutdown", "boot", "wake", "health"}
@@ -281,7 +310,9 @@ def _site_section(v, raw, section, own=()):
     return out
 
 
-def load_scenario(path) -> Scenario:
+def load_scenario(path, variant=None) -> Scenario:
+    """The scenario in `path`; with `variant`, the base story plus that [[variant]]'s steps
+    and expectations."""
     try:
         with open(path, "rb") as f:
             raw = tomllib.load(f)
@@ -289,13 +320,83 @@ def load_scenario(path) -> Scenario:
         raise ScenarioError(path, ["cannot read: %s" % e.strerror])
     except tomllib.TOMLDecodeError as e:
         raise ScenarioError(path, ["not valid TOML: %s" % e])
-    return from_dict(raw, path)
+    return from_dict(raw, path, variant)
 
 
-def from_dict(raw, path="<scenario>") -> Scenario:
+def _variants(v, raw):
+    """[[variant]]: one story told several ways (a board killed at each instant) without a
+    file per way: each adds `timeline` steps and `expect`ations to the base, under the name
+    BASE-NAME; ci = false ones run only in the nightly selection."""
+    out = []
+    vs = raw.get("variant", [])
+    if not isinstance(vs, list):
+        v.err("variant", "must be an array of tables [[variant]]")
+        return out
+    for i, x in enumerate(vs):
+        w = "variant[%d]" % i
+        if not v.keys(w, x, {"name", "description", "ci", "timeline", "expect", "needs"},
+                      required=("name",)):
+            continue
+        n = x.get("name")
+        if not isinstance(n, str) or not _NAME.match(n):
+            v.err(w + ".name", "letters, digits, - and _ only, got %r" % (n,))
+        elif any(n == o[0] for o in out):
+            v.err(w + ".name", "variant %r is defined twice" % n)
+        for k in ("timeline", "expect"):
+            if not isinstance(x.get(k, []), list):
+                v.err("%s.%s" % (w, k), "must be an array of tables [[variant.%s]]" % k)
+        named = {e.get("name") for e in raw.get("expect", []) if isinstance(e, dict)}
+        needs = x.get("needs", {})
+        if not isinstance(needs, dict):
+            v.err(w + ".needs", "a table {\"expectation name\" = \"feature\"}")
+            needs = {}
+        for en, feats in needs.items():
+            if en not in named:
+                v.err("%s.needs.%s" % (w, en), "no base expectation named %r" % en)
+            for f in (feats,) if isinstance(feats, str) else feats:
+                if f not in FEATURES:
+                    v.err("%s.needs.%s" % (w, en), "unknown feature %r (known: %s)"
+                          % (f, ", ".join(FEATURES)))
+        out.append((n, v.boolean(w + ".ci", x.get("ci"), False)))
+    return out
+
+
+def _with_variant(raw, name, path):
+    """raw with variant `name` folded in (its steps and expectations after the base's)."""
+    x = next((x for x in raw.get("variant", []) if isinstance(x, dict) and x.get("name") == name),
+             None)
+    if x is None:
+        raise ScenarioError(path, ["no variant %r (variants: %s)" % (name, ", ".join(
+            str(y.get("name")) for y in raw.get("variant", []) if isinstance(y, dict)) or "none")])
+    out = dict(raw)
+    out["scenario"] = dict(raw.get("scenario", {}))
+    base = out["scenario"].get("name", "")
+    out["scenario"]["name"] = "%s-%s" % (base, name)
+    if x.get("description"):
+        out["scenario"]["description"] = "%s: %s" % (out["scenario"].get("description", base),
+                                                     x["description"])
+    out["timeline"] = list(raw.get("timeline", [])) + list(x.get("timeline", []))
+    # `needs`: in this telling, a base expectation depends on a feature not yet built
+    needs = x.get("needs") if isinstance(x.get("needs"), dict) else {}
+    base = []
+    for e in raw.get("expect", []):
+        if isinstance(e, dict) and e.get("name") in needs:
+            f = needs[e["name"]]
+            had = e.get("needs", ())
+            e = dict(e, needs=((had,) if isinstance(had, str) else tuple(had))
+                     + ((f,) if isinstance(f, str) else tuple(f)))
+        base.append(e)
+    out["expect"] = base + list(x.get("expect", []))
+    return out
+
+
+def from_dict(raw, path="<scenario>", variant=None) -> Scenario:
+    if variant is not None:
+        raw = _with_variant(raw, variant, path)
     v = _V()
-    v.keys("(top)", raw, {"scenario", "board", "ups", "policy", "mains", "tiers", "timeline",
-                          "expect"}, required=("scenario",))
+    v.keys("(top)", raw, {"scenario", "board", "pair", "ups", "policy", "mains", "tiers",
+                          "timeline", "expect", "variant"}, required=("scenario",))
+    variants = _variants(v, raw)
     sc = raw.get("scenario", {})
     v.keys("scenario", sc, {"name", "description", "time_scale", "ci_time_scale", "duration",
                             "needs"}, required=("name", "duration"))
@@ -315,6 +416,7 @@ def from_dict(raw, path="<scenario>") -> Scenario:
     if not (isinstance(heap, str) and re.match(r"^\d+[wk]?K?$", heap)):
         v.err("board.heap", "a MicroPython heap size such as \"128wK\", got %r" % (heap,))
 
+    pair = _pair_section(v, raw.get("pair"))
     site = {sec: _site_section(v, raw, sec, UPS_SIM_KEYS if sec == "ups" else ())
             for sec in ("ups", "policy", "mains")}
     u = raw.get("ups", {}) if isinstance(raw.get("ups", {}), dict) else {}
@@ -385,11 +487,14 @@ def from_dict(raw, path="<scenario>") -> Scenario:
         v.keys(w, args, req | opt, required=tuple(req))
         if "at" not in s:
             v.err(w, "missing required key 'at' (story time, e.g. \"10s\")")
-        at = v.dur(w + ".at", s.get("at"), 0.0)
+        trigger = _trigger(v, w + ".at", s.get("at"), tier_names)
+        at = 0.0 if trigger else v.dur(w + ".at", s.get("at"), 0.0)
         if at > duration:
             v.err(w + ".at", "%s is after the end of the scenario (%s)" % (s.get("at"), sc.get("duration")))
         _check_step(v, w, act, args, host_names)
-        timeline.append(Step(at, act, args, i))
+        if act in PAIR_ACTIONS and pair is None:
+            v.err(w + ".do", "%r acts on a pair: add a [pair] section" % act)
+        timeline.append(Step(at, act, args, i, trigger))
     timeline.sort(key=lambda s: (s.at_s, s.line))
 
     expects = []
@@ -406,6 +511,8 @@ def from_dict(raw, path="<scenario>") -> Scenario:
         args = {k: x for k, x in e.items() if k not in ("kind", "needs", "name")}
         v.keys(w, args, req | opt, required=tuple(req))
         _check_expect(v, w, kind, args, tier_names, host_names, duration)
+        if kind == "pair_alarm" and pair is None:
+            v.err(w + ".kind", "pair_alarm judges a pair: add a [pair] section")
         en = e.get("needs", ())
         en = (en,) if isinstance(en, str) else tuple(en)
         for n in en:
@@ -419,7 +526,7 @@ def from_dict(raw, path="<scenario>") -> Scenario:
                     description=sc.get("description", ""), time_scale=float(scale),
                     ci_time_scale=float(ci_scale), duration_s=duration, ups=ups, site=site,
                     tiers=tiers, timeline=timeline, expects=expects, heap=heap,
-                    needs=needs)
+                    needs=needs, pair=pair, variants=tuple(variants), variant=variant)
     # the device settings, checked by the site file's converter; a key already reported above
     # is not reported twice
     said = {e.split(": ", 1)[0] for e in v.errors}
@@ -428,6 +535,36 @@ def from_dict(raw, path="<scenario>") -> Scenario:
     if errors:
         raise ScenarioError(path, errors)
     return scenario
+
+
+def _pair_section(v, p):
+    """[pair] -> Pair, or None without it or with enabled = false."""
+    if p is None:
+        return None
+    if not v.keys("pair", p, {"enabled", "heartbeat_ms", "dead_ms", "ups"}):
+        return None
+    if not v.boolean("pair.enabled", p.get("enabled"), True):
+        return None
+    hb = v.num("pair.heartbeat_ms", p.get("heartbeat_ms"), 100, 10000, 500, integer=True)
+    dead = v.num("pair.dead_ms", p.get("dead_ms"), 300, 60000, 3000, integer=True)
+    if dead < 2 * hb:
+        v.err("pair.dead_ms", "at least two heartbeats (%d ms), got %d" % (2 * hb, dead))
+    return Pair(hb, dead, v.choice("pair.ups", p.get("ups"), ("a", "both"), "a"))
+
+
+def _trigger(v, where, at, tiers):
+    """"tier:NAME" (the plan reaches the tier: its FSD) or "state:STATE" (a board enters the
+    state) -> the trigger string; a story time -> None."""
+    if not isinstance(at, str) or ":" not in at:
+        return None
+    what, _, name = at.partition(":")
+    if what == "tier" and name in tiers:
+        return at
+    if what == "state" and name in STATES:
+        return at
+    v.err(where, "%r: a story time, \"tier:NAME\" (one of %s) or \"state:STATE\" (one of %s)"
+          % (at, ", ".join(tiers), ", ".join(STATES)))
+    return None
 
 
 def _default_name(kind, a):
@@ -445,6 +582,10 @@ def _default_name(kind, a):
         return "stays_down %s" % a.get("tier")
     if kind == "board_reboots":
         return "board_reboots %s" % a.get("count")
+    if kind == "load_offs":
+        return "load_offs <= %s" % a.get("max")
+    if kind == "pair_alarm":
+        return "pair_alarm on %s" % a.get("board")
     return kind
 
 
@@ -502,6 +643,13 @@ def _check_step(v, w, act, a, hosts):
             v.choice(w + ".link", a["link"], ("ok", "lost", "garbage"))
     if act == "reboot":
         v.choice(w + ".cause", a.get("cause", "hard"), ("hard", "power_on", "wdt"))
+    if act in ("kill", "revive", "sensor"):
+        v.choice(w + ".board", a.get("board"), ("a", "b"))
+    if act == "sensor":
+        val = a.get("value")
+        if not (val in ("on", "off") or (isinstance(val, (int, float)) and not isinstance(val, bool)
+                                          and 0 <= val <= 2)):
+            v.err(w + ".value", "\"on\", \"off\" or a fraction of nominal 0..2, got %r" % (val,))
     if act == "host":
         if a.get("host") not in hosts:
             v.err(w + ".host", "no host %r in the site" % (a.get("host"),))
@@ -545,6 +693,15 @@ def _check_expect(v, w, kind, a, tiers, hosts, duration):
         v.boolean(w + ".flagged", a["flagged"], True)
     if kind == "board_reboots":
         v.num(w + ".count", a.get("count"), 0, 100, integer=True)
+    if kind == "load_offs":
+        v.num(w + ".max", a.get("max"), 0, 100, integer=True)
+    if kind == "pair_alarm":
+        v.choice(w + ".board", a.get("board"), ("a", "b"))
+        if "text" in a:
+            try:
+                re.compile(a["text"])
+            except (re.error, TypeError) as e:
+                v.err(w + ".text", "not a regular expression: %s" % e)
     if kind == "no_restore_before":
         c = a.get("condition")
         if not (isinstance(c, dict) and set(c) <= {"frequency_within", "stable_for"}):

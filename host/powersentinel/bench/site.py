@@ -5,7 +5,9 @@ Each host of a scenario gets
   per-address bookkeeping (who is logged in, coverage audit, health checks) sees distinct hosts;
 - a real `upsmon` (powersentinel.nutreal.RealUpsmon, own state dir) monitoring its tier's UPS on
   the board, reaching it through a small TCP relay whose outgoing connection is bound to the
-  host's address. Its SHUTDOWNCMD records the time and then blocks until the site releases it
+  host's address. With a pair of sentinels, every host's upsmon monitors the tier on both,
+  power value 1 each, MINSUPPLIES 2 (docs/redundancy.md), through one relay per sentinel.
+  Its SHUTDOWNCMD records the time and then blocks until the site releases it
   (after the host's shutdown time; never for a host that hangs on shutdown), after which upsmon
   is stopped: the host is down and its login is gone. Where upsmon is not installed, a small NUT
   client of our own (MiniUpsmon) does the same, and the site says so (`site.client_kind`);
@@ -176,10 +178,12 @@ class UpsmonClient:
     """A host's real upsmon (one process, own private directory)."""
     kind = "upsmon"
 
-    def __init__(self, tier, relay_addr, user, password, keep_dir=None):
-        self.mon = _BenchUpsmon([nutreal.Monitor(tier, relay_addr[0], relay_addr[1], user, password)],
+    def __init__(self, tier, relay_addrs, user, password, keep_dir=None):
+        # one MONITOR line per sentinel, power value 1 each; MINSUPPLIES = their number
+        self.mon = _BenchUpsmon([nutreal.Monitor(tier, a[0], a[1], user, password)
+                                 for a in relay_addrs],
                                 pollfreq=1, pollfreqalert=1, deadtime=5, hostsync=3, finaldelay=0,
-                                workdir=keep_dir)
+                                minsupplies=len(relay_addrs), workdir=keep_dir)
         self.t_shutdown = None
 
     def start(self):
@@ -214,8 +218,9 @@ class MiniUpsmon:
     second, on FSD record the time, wait for release(), LOGOUT."""
     kind = "mini"
 
-    def __init__(self, tier, relay_addr, user, password, keep_dir=None):
-        self.tier, self.addr, self.user, self.password = tier, relay_addr, user, password
+    def __init__(self, tier, relay_addrs, user, password, keep_dir=None):
+        # the first sentinel only: a pair needs the real upsmon (Site notes it)
+        self.tier, self.addr, self.user, self.password = tier, relay_addrs[0], user, password
         self.t_shutdown = None
         self._release = threading.Event()
         self._stop = threading.Event()
@@ -279,7 +284,7 @@ class SimHost:
         self.state = "up"
         self.history = []        # (time.time(), state)
         self.client = None
-        self.relay = None
+        self.relays = []         # one per sentinel (site.nuts)
         self.health = None
         self.stop_at = None
         self.boot_at = None
@@ -295,10 +300,11 @@ class SimHost:
 
     def _start_os(self, now):
         if self.spec.upsmon:
-            if self.relay is None:
-                self.relay = Relay(self.addr, self.site.nut)
+            if not self.relays:
+                self.relays = [Relay(self.addr, nut) for nut in self.site.nuts]
             cls = UpsmonClient if self.site.client_kind == "upsmon" else MiniUpsmon
-            self.client = cls(self.spec.tier, self.relay.addr, self.site.user, self.site.password)
+            self.client = cls(self.spec.tier, [r.addr for r in self.relays], self.site.user,
+                              self.site.password)
             self.client.start()
         s = socket.socket()
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -311,8 +317,9 @@ class SimHost:
         if self.client is not None:
             (self.client.kill if kill else self.client.stop)()
             self.client = None
-        if self.relay is not None and kill:
-            self.relay.drop_all()
+        if kill:
+            for r in self.relays:
+                r.drop_all()
         if self.health is not None:
             self.health.close()
             self.health = None
@@ -360,22 +367,27 @@ class SimHost:
 
     def close(self):
         self._stop_os(kill=False)
-        if self.relay is not None:
-            self.relay.close()
-            self.relay = None
+        for r in self.relays:
+            r.close()
+        self.relays = []
 
 
 class Site:
-    """All hosts of a scenario. `nut` = the board's NUT (host, port); `scale` story s per wall s."""
+    """All hosts of a scenario. `nut` = the board's NUT (host, port), or a list of them, one per
+    sentinel of a pair; `scale` story s per wall s."""
 
     def __init__(self, scenario, nut, user, password, scale, first_octet=20):
         self.scenario = scenario
-        self.nut = nut
+        self.nuts = []
+        self._set_nut(nut)
         self.user = user
         self.password = password
         self.scale = scale
         self.client_kind = "upsmon" if upsmon_available() else "mini"
         self.notes = []
+        if self.client_kind == "mini" and scenario.pair is not None:
+            self.notes.append("a pair without upsmon: the bench's small NUT client watches "
+                              "sentinel A only")
         if self.client_kind == "mini":
             self.notes.append("upsmon is not installed (%s): hosts run the bench's own small NUT "
                               "client instead" % UPSMON)
@@ -405,9 +417,13 @@ class Site:
                             "health": "tcp:%d" % self.health_port if h.spec.health == "tcp" else "nut"})
         return out
 
+    def _set_nut(self, nut):
+        self.nut = nut[0] if isinstance(nut, list) else nut
+        self.nuts = list(nut) if isinstance(nut, list) else [nut]
+
     def start(self, nut=None):
         if nut is not None:
-            self.nut = nut
+            self._set_nut(nut)
         for a in ["127.0.0.1"] + [h.addr for h in self.hosts]:
             s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
             s.bind((a, self.wol_port))
@@ -427,7 +443,7 @@ class Site:
                 continue
             while True:
                 if isinstance(c, UpsmonClient):
-                    ok = "Logged into UPS" in c.mon.log()
+                    ok = c.mon.log().count("Logged into UPS") >= len(c.mon.monitors)
                 else:
                     ok = c.logged_in
                 if ok:

@@ -73,6 +73,13 @@ def state(d):
     return control(d, {"cmd": "get"})["state"]
 
 
+def power(d, on):
+    """Cut (on=False) or restore the board's supply: a power cut kills its interpreter and
+    boots nothing (NUT port and peer link gone, RAM lost) while the supervisor's wires and UPS
+    simulator, the site's, stay; power back boots it from its flash (cause power_on)."""
+    return control(d, {"cmd": "power", "on": bool(on)})
+
+
 def set_wires(d, values, at_phase=None):
     req = {"cmd": "set", "values": values}
     if at_phase is not None:

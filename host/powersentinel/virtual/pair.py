@@ -13,7 +13,9 @@ DIR/pair.json records the two directories and ports, read by `pair_info`.
 import json
 import os
 import secrets
+import selectors
 import socket
+import threading
 
 from . import start, stop, set_wires
 from .board import VirtualError
@@ -45,15 +47,18 @@ def pair_info(d):
         raise VirtualError("no virtual pair in %s (pair.json missing)" % d)
 
 
-def configs(base, key=None, ports=None, heartbeat_ms=500, dead_ms=3000, ups_both=False):
+def configs(base, key=None, ports=None, heartbeat_ms=500, dead_ms=3000, ups_both=False,
+            peer_ports=None):
     """The two boards' device configs from `base` (a device config dict, or None): the same
     plan, a `pair` section each (ids A and B, loopback ports crossed, one key), and the UPS read
     by A only, or with ups_both by each (each board's own UPS simulator, following the shared
-    mains: two sentinels wired to one UPS). -> (cfg_a, cfg_b, key, (port_a, port_b))."""
+    mains: two sentinels wired to one UPS). peer_ports: where A and B send (a PeerRelay's
+    ports) instead of each other's port. -> (cfg_a, cfg_b, key, (port_a, port_b))."""
     key = key or secrets.token_hex(16)
     pa, pb = ports or (_free_udp_port(), _free_udp_port())
+    to_a, to_b = peer_ports or (pb, pa)
     out = []
-    for sid, port, peer_port in (("A", pa, pb), ("B", pb, pa)):
+    for sid, port, peer_port in (("A", pa, to_a), ("B", pb, to_b)):
         c = json.loads(json.dumps(base or {}))
         c["pair"] = dict(c.get("pair") or {}, enabled=True, id=sid, peer="127.0.0.1",
                          port=port, peer_port=peer_port, key=key, heartbeat_ms=heartbeat_ms,
@@ -68,10 +73,11 @@ def configs(base, key=None, ports=None, heartbeat_ms=500, dead_ms=3000, ups_both
 
 
 def start_pair(d, config=None, heap="128wK", extra_args=(), progress=None, timeout=60.0,
-               heartbeat_ms=500, dead_ms=3000, ups_both=False):
+               heartbeat_ms=500, dead_ms=3000, ups_both=False, relay=None):
     """Start both boards of a pair in d/a and d/b. config: a device config JSON file (the
-    plan both serve) or None; ups_both: B reads a UPS too (configs()). Returns pair.json's
-    content (each side with its board.json)."""
+    plan both serve) or None; ups_both: B reads a UPS too (configs()); relay: a PeerRelay the
+    peer link goes through (so it can be cut). Returns pair.json's content (each side with
+    its board.json)."""
     d = os.path.abspath(d)
     os.makedirs(d, exist_ok=True)
     base = None
@@ -86,7 +92,10 @@ def start_pair(d, config=None, heap="128wK", extra_args=(), progress=None, timeo
         prev = pair_info(d)  # a restart keeps the key and ports the flash images hold
     key = prev["key"] if prev else None
     ports = (prev["a"]["port"], prev["b"]["port"]) if prev else None
-    ca, cb, key, ports = configs(base, key, ports, heartbeat_ms, dead_ms, ups_both)
+    if relay is not None:
+        ports = relay.board_ports
+    ca, cb, key, ports = configs(base, key, ports, heartbeat_ms, dead_ms, ups_both,
+                                 relay.relay_ports if relay is not None else None)
     meta = {"key": key}
     started = []
     try:
@@ -134,3 +143,59 @@ def set_pair_wires(d, values, at_phase=None, board=None):
     if mains:
         out["b"] = set_wires(os.path.join(d, "b"), mains, at_phase=at_phase)
     return out
+
+
+class PeerRelay:
+    """The peer link through a cuttable wire: A sends to one relay port, which forwards to B's
+    port (from the other relay port, B's "A"), and the other way round. cut() drops every
+    datagram both ways (a partitioned LAN: both boards live, neither hears the other), heal()
+    lets them through again. The firmware does not check a frame's source port (the HMAC and
+    the boot echo are its authentication), so the relay is invisible to it."""
+
+    def __init__(self):
+        self.board_ports = (_free_udp_port(), _free_udp_port())
+        self.cut_ = False
+        self.dropped = 0
+        self.socks = []
+        for _ in SIDES:
+            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            s.bind(("127.0.0.1", 0))
+            s.setblocking(False)
+            self.socks.append(s)
+        # A sends to socks[0] (-> B), B to socks[1] (-> A)
+        self.relay_ports = tuple(s.getsockname()[1] for s in self.socks)
+        self.sel = selectors.DefaultSelector()
+        for i, s in enumerate(self.socks):
+            self.sel.register(s, selectors.EVENT_READ, i)
+        self.stopping = False
+        self.thread = threading.Thread(target=self._run, daemon=True, name="peer-relay")
+        self.thread.start()
+
+    def _run(self):
+        while not self.stopping:
+            for key, _ in self.sel.select(timeout=0.1):
+                i = key.data
+                try:
+                    data = key.fileobj.recv(2048)
+                except OSError:
+                    continue
+                if self.cut_:
+                    self.dropped += 1
+                    continue
+                # from A (socks[0]) to B's port, sent from socks[1]; and the other way
+                try:
+                    self.socks[1 - i].sendto(data, ("127.0.0.1", self.board_ports[1 - i]))
+                except OSError:
+                    pass  # the receiving board is down: a datagram into the void
+
+    def cut(self):
+        self.cut_ = True
+
+    def heal(self):
+        self.cut_ = False
+
+    def close(self):
+        self.stopping = True
+        self.thread.join(2)
+        for s in self.socks:
+            s.close()

@@ -114,6 +114,7 @@ class Supervisor:
         self.sel = selectors.DefaultSelector()
         self.log = open(os.path.join(self.dir, "console.log"), "ab", buffering=0)
         self.stopping = False
+        self.powered = True        # False: the board's supply is cut (control `power`)
         self.boots = 0
         self.proc = None
         self.ifd = None            # master of the interpreter's pty
@@ -249,8 +250,8 @@ class Supervisor:
         rc = self.proc.wait()
         self._close_interp()
         self.log.write(b"\r\n[supervisor] interpreter exited with status %d\r\n" % rc)
-        if self.stopping:
-            return
+        if self.stopping or not self.powered:
+            return  # an unpowered board stays dead until `power` on
         try:
             with open(self.intent_path) as f:
                 intent = f.read().strip()
@@ -474,10 +475,34 @@ class Supervisor:
             self.pending_cause = req.get("cause", "hard")
             self._kill_interp()
             return {"ok": True}
+        if cmd == "power":
+            return self._power(bool(req.get("on")))
         if cmd == "stop":
             self.stopping = True
             return {"ok": True}
         return {"ok": False, "error": "unknown command %r" % cmd}
+
+    def _power(self, on):
+        """Cut or restore the board's supply: off kills the interpreter (its sockets, NUT
+        port and peer link vanish at once, RAM is lost) and boots nothing; the wires and the
+        UPS simulator stay, being the site's. On boots it again from its flash."""
+        if on == self.powered:
+            return {"ok": True, "changed": False}
+        self.powered = on
+        if on:
+            if self.ifd is not None:  # the cut interpreter is not collected yet
+                self._kill_interp()
+                self.proc.wait(timeout=5)
+                self._close_interp()
+            self.cause, self.pending_cause, self.want_raw, self.raw_mode = "power_on", None, False, False
+            self.boot()
+        else:
+            self.log.write(b"\r\n[supervisor] power cut\r\n")
+            self.pending_cause = None
+            self.fw = None
+            self.wdt_timeout = 0  # the watchdog lost its power too
+            self._kill_interp()
+        return {"ok": True, "changed": True}
 
     def _set_waves(self, idx, at_phase, **changes):
         """Apply changes to the waveforms idx at the same sample: at_phase is the phase of the
@@ -550,12 +575,15 @@ class Supervisor:
                 raise ValueError("no UPS on feed %r (UPSes: %s)" % (feed, ", ".join(
                     str(u["feed"]) for u in self.upses)))
             self._set_ups(u[0]["sim"], "ups.%s.%s" % (feed, fld), fld, value)
+        elif key == "ups.command":
+            # a command another link to the same UPS carried (a pair's two simulators)
+            self.ups.handle(value.encode("ascii"), record=False)
         elif key in ("ups.charge", "ups.runtime", "ups.status", "ups.load", "ups.link"):
             self._set_ups(self.ups, key, key[4:], value)
         else:
             raise ValueError("unknown wire %r (mains, mains.CHANNEL, feed.NAME, frequency, noise, "
                              "harmonic.N, contact.NAME, "
-                             "ups.charge, ups.runtime, ups.status, ups.load, ups.link, "
+                             "ups.charge, ups.runtime, ups.status, ups.load, ups.link, ups.command, "
                              "ups.FEED.status ..., adc)" % key)
 
     @staticmethod
@@ -601,7 +629,7 @@ class Supervisor:
                 "upses": {str(u["feed"]): u["sim"].snapshot() for u in self.upses},
                 "boots": self.boots, "reset_cause": self.cause,
                 "resets": self.resets[-20:], "firmware": self.fw, "progress": self.progress,
-                "wdt_ms": self.wdt_timeout, "raw_repl": self.raw_mode,
+                "wdt_ms": self.wdt_timeout, "raw_repl": self.raw_mode, "powered": self.powered,
                 "interpreter_pid": self.proc.pid if self.proc else None}
 
     # -- main loop -----------------------------------------------------------------------------

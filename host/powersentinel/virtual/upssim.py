@@ -34,6 +34,7 @@ class UpsSim:
         self.commands = []                    # (wall time, command) received, for tests/reports
         self.load_offs = 0                    # S<n>R<m> commands received
         self.load_off_at = None               # wall time of the last one
+        self.received = 0                     # how many, ever (commands keeps the last ones)
         self._shutdown_at = None
         self._restore_after = None            # scaled seconds after mains returns; None = stay off
         self._mains_back_at = None
@@ -95,9 +96,11 @@ class UpsSim:
         return toks
 
     # -- serial --------------------------------------------------------------------------------
-    def handle(self, line: bytes):
+    def handle(self, line: bytes, record: bool = True):
         """One command (without its CR) -> reply bytes (may be empty). Formats come from the
-        firmware's own Q1 module, so the simulator and the device share one definition."""
+        firmware's own Q1 module, so the simulator and the device share one definition.
+        record=False: a command another link to the same UPS received (a pair's two
+        simulators are one UPS), applied but not listed as received here."""
         self.tick()
         if self.silent:
             return b""
@@ -122,11 +125,14 @@ class UpsSim:
             return q1fmt.format_f(230.0, 4, 24.0, 50.0)
         if kind == "info":
             return q1fmt.format_i("PowerSentinel", "VirtualUPS", "1.0")
-        self.commands.append((time.time(), line.strip().decode("ascii", "replace")))
+        if record:
+            self.commands.append((time.time(), line.strip().decode("ascii", "replace")))
+            self.received += 1
         if kind == "shutdown":
             _, delay_min, restore_min = cmd
-            self.load_offs += 1
-            self.load_off_at = time.time()
+            if record:   # not one applied from the other link of the same UPS
+                self.load_offs += 1
+                self.load_off_at = time.time()
             self._shutdown_at = self.clock() + delay_min * 60.0 / self.time_scale
             if restore_min is None:
                 self._restore_after = 0.0       # plain S<n>: back on when mains returns
@@ -156,5 +162,5 @@ class UpsSim:
                 "shutdown_pending": self._shutdown_at is not None,
                 "testing": self.testing(), "beeper": self.beeper,
                 "restore_pending": self._restore_after is not None,
-                "commands": [c for _, c in self.commands[-10:]],
+                "commands": [c for _, c in self.commands[-10:]], "received": self.received,
                 "load_offs": self.load_offs, "load_off_at": self.load_off_at}
