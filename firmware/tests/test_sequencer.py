@@ -396,6 +396,49 @@ class ShutdownOrder(TestCase):
         self.assertEqual(r.records("ups_off")[0][1]["ok"], False)
 
 
+class Booted(TestCase):
+    """Sequencer.booted (pair mode): right after a boot, a missing server may only not have
+    reconnected yet (or its peer already shut it down): waited for, not taken as gone."""
+
+    def _absent_first_tier(self, r):
+        t0 = r.cfg["tiers"][0]["name"]
+        for h in r.fleet.hosts:
+            if h.tier == t0:
+                h.connected = False
+                if h.addr in r.nut.clients[t0]:
+                    r.nut.clients[t0].remove(h.addr)
+        return t0
+
+    def _to_fsd(self, r):
+        r.outage()
+        r.run_until(r.state(S.SHUTTING_DOWN))
+        r.run(2 * STEP)
+
+    def test_a_missing_server_right_after_boot_holds_its_tier_for_the_grace(self):
+        r = Rig()
+        r.seq.booted(r.now)
+        t0 = self._absent_first_tier(r)
+        self._to_fsd(r)
+        self.assertIn(r.seq.phase(t0), ("fsd", "waiting"))   # not done: they may reconnect
+        # one reconnects within the grace: it is told FSD and goes down in order
+        h = [h for h in r.fleet.hosts if h.tier == t0][0]
+        h.connected = True
+        r.nut.clients[t0].append(h.addr)
+        r.run(2000)
+        self.assertEqual(h.state, "stopping")
+        r.run_until(lambda: r.seq.phase(t0) == "done", Q.RESUME_GRACE_MS + 60000)
+
+    def test_long_after_boot_an_empty_tier_is_done_at_once(self):
+        for booted in (False, True):
+            r = Rig()
+            if booted:
+                r.seq.booted(r.now)
+                r.run(Q.RESUME_GRACE_MS)
+            t0 = self._absent_first_tier(r)
+            self._to_fsd(r)
+            self.assertEqual(r.seq.phase(t0), "done")
+
+
 class PairTurn(TestCase):
     """Sequencer.turn (pair mode): the load-off is sent only on this sentinel's turn."""
 

@@ -206,6 +206,9 @@ class Sentinel:
             # of its UPS polls (and a second) for a partitioned A's command to show on its link
             self.control.seq.turn = turn(self.pair, pair["dead_ms"] + LOAD_OFF_RETRY_MS,
                                          ups_busy(self.control), 2 * ups["poll_ms"] + 1000)
+            # back mid-plan, the servers its peer already shut down never log in here: they
+            # are not taken for a done tier until the clients had time to reconnect
+            self.control.seq.booted(rt.now())
             self.ops.attach_pair(self.pair)
         self.cfg_source = cfg_source
         self.cfg_errors = list(cfg_errors)

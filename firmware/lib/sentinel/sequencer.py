@@ -290,7 +290,8 @@ class Sequencer:
         self.load_off = None
         self.lo_tries = 0
         self._lo_last = None
-        self.resumed_at = None
+        # (resumed_at is kept: a plan starting within the reconnect grace after a reboot waits
+        # for its clients to reconnect as a resumed one does)
         self.first = first if mode == MODE_SHUTDOWN else None
         self.order = self._walk(mode)
         for t in self.tiers:
@@ -607,8 +608,16 @@ class Sequencer:
             self.health = Health(self.nut, spawn=self.spawn, net_state=self.net_state)
         return self.health
 
+    def booted(self, now):
+        """The board has just booted (pair mode): for resume_grace_ms a server missing from a
+        tier may only not have reconnected yet, as after restore(). A sentinel back mid-plan
+        then does not take its peer's finished tiers for empty ones and run on to load-off."""
+        if self.resumed_at is None:
+            self.resumed_at = now
+
     def _grace_over(self, now):
-        """True unless this board resumed a plan less than resume_grace_ms ago."""
+        """True unless this board booted (booted()) or resumed a plan less than
+        resume_grace_ms ago."""
         return self.resumed_at is None or now - self.resumed_at >= self.resume_grace_ms
 
     # ---- drill ----------------------------------------------------------------------------
