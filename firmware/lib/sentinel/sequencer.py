@@ -290,8 +290,7 @@ class Sequencer:
         self.load_off = None
         self.lo_tries = 0
         self._lo_last = None
-        # (resumed_at is kept: a plan starting within the reconnect grace after a reboot waits
-        # for its clients to reconnect as a resumed one does)
+        # resumed_at kept: a plan started just after a boot gives the reconnect grace too
         self.first = first if mode == MODE_SHUTDOWN else None
         self.order = self._walk(mode)
         for t in self.tiers:
@@ -601,30 +600,25 @@ class Sequencer:
 
     def checks(self):
         """The health checks (also the feed policy's power-on)."""
-        # the health checks load with the first power-on or drill that needs them, not at boot
-        # (saves device heap on boards whose modules load into RAM)
+        # loaded with the first power-on or drill, not at boot (device heap)
         if self.health is None:
             from sentinel.health import Health
             self.health = Health(self.nut, spawn=self.spawn, net_state=self.net_state)
         return self.health
 
     def booted(self, now):
-        """The board has just booted (pair mode): for resume_grace_ms a server missing from a
-        tier may only not have reconnected yet, as after restore(). A sentinel back mid-plan
-        then does not take its peer's finished tiers for empty ones and run on to load-off."""
+        """Just booted (pair mode): missing servers get the reconnect grace (docs/redundancy.md)."""
         if self.resumed_at is None:
             self.resumed_at = now
 
     def _grace_over(self, now):
-        """True unless this board booted (booted()) or resumed a plan less than
-        resume_grace_ms ago."""
+        """True unless booted() or restore() ran less than resume_grace_ms ago."""
         return self.resumed_at is None or now - self.resumed_at >= self.resume_grace_ms
 
     # ---- drill ----------------------------------------------------------------------------
 
     def _new_drill(self):
-        # imported when a drill starts, not at boot: drills are rare, and this saves device heap
-        # on boards whose modules load into RAM
+        # imported when a drill starts, not at boot: drills are rare (device heap)
         from sentinel.drill import Drill
         d = self._drill = Drill(self.tiers, self.nut, self.checks(), self._drill_probe_ms)
         return d
@@ -670,11 +664,9 @@ class Sequencer:
         return seqstate.dump(self, now)
 
     def restore(self, d, now, elapsed_ms=0):
-        """Resume a to_dict() result, also one written by earlier firmware, after a reboot
-        (elapsed_ms: time the board was down, if known). Re-raises FSD on the tiers the
-        shutdown had reached; for resume_grace_ms the clients of the tier in progress, and of
-        any tier told in that time, may reconnect before an empty tier counts as down. Returns False (and keeps a fresh plan)
-        if `d` does not fit this config."""
+        """Resume a to_dict() result (also earlier firmware's) after a reboot (elapsed_ms: down
+        time, if known). Re-raises FSD on the tiers reached; for resume_grace_ms missing clients
+        may reconnect before a tier counts as down. False (a fresh plan) if `d` does not fit."""
         if not seqstate.load(self, d, now, elapsed_ms):
             return False
         mode = self.mode
