@@ -100,13 +100,19 @@ def channel_feed(ch):
     return ch.get("feed") or ("" if name in ("L1", "L2", "L3") else name)
 
 
-def feeds_errors(cfg):
-    """Each server's feeds must be feeds a mains channel senses. [] when they are."""
+def sensed_feeds(cfg):
+    """The feeds the mains channels sense, in channel order, each once."""
     known = []
     for c in cfg["mains"]["channels"]:
         f = channel_feed(c)
         if f and f not in known:
             known.append(f)
+    return known
+
+
+def feeds_errors(cfg):
+    """Each server's feeds must be feeds a mains channel senses. [] when they are."""
+    known = sensed_feeds(cfg)
     out = []
     for ti, t in enumerate(cfg["tiers"]):
         for hi, h in enumerate(t.get("hosts") or ()):
@@ -131,11 +137,7 @@ def ups_feeds_errors(cfg):
     more = u.get("feeds") or ()
     if not more and u.get("feed") is None:
         return []
-    known = []
-    for c in cfg["mains"]["channels"]:
-        f = channel_feed(c)
-        if f and f not in known:
-            known.append(f)
+    known = sensed_feeds(cfg)
     out = []
     if more and u.get("feed") is None:
         out.append("ups.feed: ups.feeds lists more UPSes; name the feed this UPS powers, "
