@@ -15,9 +15,15 @@ from powersentinel.link import Link
 from powersentinel.virtual import wait_for
 
 
-def mpremote(port, *args, timeout=30):
-    r = subprocess.run([venv_tool("mpremote"), "connect", port, "resume"] + list(args),
-                       capture_output=True, text=True, timeout=timeout)
+def mpremote(port, *args, timeout=30, board=None):
+    try:
+        r = subprocess.run([venv_tool("mpremote"), "connect", port, "resume"] + list(args),
+                           capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired as e:
+        # mpremote blocks on a pty until its prompt arrives: show what the board said instead
+        tail = open(os.path.join(board, "console.log"), "rb").read()[-3000:] if board else b"?"
+        raise AssertionError("mpremote %s: no answer in %d s; board %s; console tail:\n%r"
+                             % (" ".join(args), timeout, board and virtual.info(board), tail)) from e
     assert r.returncode == 0, r.stdout + r.stderr
     return r.stdout
 
@@ -92,7 +98,7 @@ def test_pyserial_link_wires_and_interrupt_recovery(vboard):
         assert link.wait_event(lambda e: e.get("ev") == "mains" and not e.get("lost"), 5)
     # the REPL interrupts the application (Ctrl-C through the pty), then a reset brings it back
     b = boots(d)
-    out = mpremote(port, "exec", "print('in the repl', 6 * 7)")
+    out = mpremote(port, "exec", "print('in the repl', 6 * 7)", board=d)
     assert "in the repl 42" in out
     with Link(port) as link:
         with pytest.raises(Exception):

@@ -65,7 +65,10 @@ def _interp_tty(fd):
               | termios.BRKINT | termios.PARMRK)
     a[1] &= ~termios.OPOST
     a[3] &= ~(termios.ECHO | termios.ICANON | termios.IEXTEN | termios.ECHONL)
-    a[3] |= termios.ISIG
+    # NOFLSH: a board's Ctrl-C drops nothing else; without it the kernel flushes the input
+    # (and the output not yet relayed) when it sees Ctrl-C, racing with what follows it
+    # (mpremote sends Ctrl-A right behind its Ctrl-C)
+    a[3] |= termios.ISIG | termios.NOFLSH
     cc = a[6]
     cc[termios.VINTR] = b"\x03"
     for name in ("VQUIT", "VSUSP", "VDSUSP", "VLNEXT", "VDISCARD", "VREPRINT", "VWERASE",
