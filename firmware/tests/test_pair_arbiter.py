@@ -54,6 +54,35 @@ class Corroboration(TestCase):
         self.assertFalse(a.unconfirmed)
 
 
+class Outvote(TestCase):
+    def test_a_good_sensor_against_the_peer_and_the_ups_on_battery_is_outvoted(self):
+        for own in (GOOD, UNKNOWN):
+            for ups in (OB, OBLB):
+                for peer in (LOST, BAD):
+                    a = _arb()
+                    a.update(0, own, ups, peer)
+                    self.assertTrue(a.outvoted)
+                    self.assertFalse(a.unconfirmed)
+
+    def test_one_view_against_a_good_sensor_is_not_enough(self):
+        # the peer's sensor alone (UPS on line or unknown), or the UPS alone (peer good or not
+        # alive): the sensor reading fine stands
+        for ups, peer in ((OL, LOST), (NONE, LOST), (OB, GOOD), (OB, UNKNOWN), (NONE, BAD)):
+            a = _arb()
+            a.update(0, GOOD, ups, peer)
+            self.assertFalse(a.outvoted)
+
+    def test_the_alarm_says_so_and_clears(self):
+        a = _arb()
+        a.update(0, GOOD, OB, LOST)
+        self.assertEqual(a.update(CONFIRM, GOOD, OB, LOST)[0], RAISED)
+        self.assertEqual(a.disagree, "sensor disagrees: A reads mains good, B reads lost, UPS on "
+                                     "battery; A outvoted")
+        self.assertTrue(a.record()["outvoted"])
+        self.assertEqual(a.update(CONFIRM + 100, GOOD, OL, GOOD)[0], CLEARED)
+        self.assertFalse(a.outvoted)
+
+
 class Disagreement(TestCase):
     def test_declared_after_confirm_ms_once_then_cleared(self):
         a = _arb()
@@ -65,7 +94,7 @@ class Disagreement(TestCase):
                                      "UPS on line; not acted on")
         self.assertIsNone(a.update(CONFIRM + 100, LOST, OL, GOOD))  # once per episode
         self.assertEqual(a.record(), {"cause": a.disagree, "own": "lost", "peer": "good",
-                                      "ups": "on line", "held": True})
+                                      "ups": "on line", "held": True, "outvoted": False})
         ch = a.update(CONFIRM + 5000, GOOD, OL, GOOD)
         self.assertEqual(ch, (CLEARED, CONFIRM + 5000))
         self.assertEqual((a.disagree, a.unconfirmed), ("", False))
@@ -144,6 +173,7 @@ class Rig:
             self.now += 100
             self.arb.update(self.now, own, ups, peer)
             i.mains_unconfirmed = self.arb.unconfirmed
+            i.mains_outvoted = self.arb.outvoted
             self.recs.extend(self.sm.update(self.now, i))
 
 
@@ -183,6 +213,28 @@ class StateMachineObeys(TestCase):
         r.run(3000, LOST, NONE, GOOD)
         self.assertEqual(r.sm.state, ONLINE)
         self.assertEqual(r.recs[-1][3], "mains_restored")
+
+
+    def test_a_sensor_stuck_at_good_is_outvoted_then_follows_the_return(self):
+        # B's sensor stuck at good, no UPS link of its own; A's sensor and the UPS's OB (carried
+        # in A's frames) say lost: B runs the plan as A does, and the return ends it
+        r = Rig(grace_s=5)
+        r.run(1000, GOOD, OL, GOOD)
+        self.assertEqual(r.sm.state, ONLINE)
+        r.run(100, GOOD, OB, LOST)
+        self.assertEqual(r.sm.state, ON_BATTERY)
+        self.assertEqual(r.recs[-1][3], "mains_outvoted")
+        r.run(3000, GOOD, OB, LOST)
+        r.run(3000, GOOD, OL, GOOD)
+        self.assertEqual(r.sm.state, ONLINE)
+        self.assertEqual(r.recs[-1][3], "mains_restored")
+        r.run(5100, GOOD, OB, LOST)
+        self.assertEqual(r.sm.state, SHUTTING_DOWN)
+
+    def test_the_peer_alone_does_not_outvote(self):
+        r = Rig(grace_s=5)
+        r.run(10000, GOOD, NONE, LOST)
+        self.assertEqual(r.sm.state, ONLINE)
 
 
 class Frame:

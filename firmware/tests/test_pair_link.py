@@ -172,7 +172,7 @@ class Disagreement(TestCase):
                                            " UPS on line; not acted on")
         self.assertEqual([d for t, d in alog if t == "pair_disagree"],
                          [{"cause": asnap.pair_alarm, "own": "lost", "peer": "good",
-                           "ups": "on line", "held": True}])
+                           "ups": "on line", "held": True, "outvoted": False}])
         # B hears A's own verdict (lost) in A's frames: B reports it from its side (A's view
         # function says good in this rig, so feed B what A's sensor would send)
         b.peer.msg.mains = 2

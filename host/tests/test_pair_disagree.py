@@ -7,7 +7,9 @@ server down.
    (ONLINE, no plan), 0 shutdowns; both sentinels log `pair_disagree` once and serve ALARM
    with "sensor disagrees: ..." (real upsc); mains back on A's sensor: cleared, `pair_agree`.
 2. B's sensor reads a false low (60 % of nominal), set through the CLI's `--board b`: the same.
-3. A real outage (both sensors off, the UPS on battery): the plan runs and the server shuts
+3. B's sensor stuck at "good" while A's sensor and the UPS say mains is lost: B is outvoted
+   and starts its outage too (cause `mains_outvoted`); mains back within grace: no shutdown.
+4. A real outage (both sensors off, the UPS on battery): the plan runs and the server shuts
    down at its turn (the end of grace). The delay pair mode adds from each board's own
    detection (`mains_lost` record) to its ON_BATTERY is measured from the journals.
 """
@@ -121,7 +123,7 @@ def test_one_bad_sensor_never_shuts_the_site_down(tmp_path):
             assert records(la, ("pair_disagree",))[0]["data"] == {
                 "cause": "sensor disagrees: A reads mains lost, B reads good, UPS on line; "
                          "not acted on", "own": "lost", "peer": "good", "ups": "on line",
-                "held": True}
+                "held": True, "outvoted": False}
             rb = records(lb, ("pair_disagree",))[0]["data"]
             assert (rb["cause"], rb["held"]) == (
                 "sensor disagrees: B reads mains good, A reads lost, UPS on line", False)
@@ -149,7 +151,26 @@ def test_one_bad_sensor_never_shuts_the_site_down(tmp_path):
                          10, "%s's alarm to clear" % side)
             assert "on battery" not in mon.log()
 
-            # 3. a real outage: both sensors off, the UPS on battery
+            # 3. B's sensor stuck at "good" through a real outage (only A's wires lose mains,
+            # the UPS on them goes on battery): A's sensor and the UPS's OB, which A's frames
+            # carry to B (B has no UPS link), outvote B's: B starts its outage too. Mains back
+            # before grace: both return, nothing shut down
+            vpair.set_pair_wires(d, {"mains": "off"}, board="a")
+            t0 = time.monotonic()
+            wait_for(lambda: state(lb) == "ON_BATTERY", 5, "B's sensor to be outvoted")
+            assert lb.request("status")["state"]["cause"] == "mains_outvoted"
+            # (a tier the plan has not reached is served OL in pair mode: upsmon sees no OB)
+            assert upsc(nut["b"])["ups.status"].split()[-1] == "OL"
+            wait_for(lambda: alarmed(nut["b"], "sensor disagrees: B reads mains good, A reads "
+                                     "lost, UPS on battery; B outvoted"), 5, "B's NUT alarm")
+            assert time.monotonic() - t0 < GRACE_S - 2, "too slow to stay inside grace"
+            vpair.set_pair_wires(d, {"mains": "on"}, board="a")
+            for side, lk in links.items():
+                wait_for(lambda: state(lk) == "ONLINE", 10, "%s back on line" % side)
+            assert mon.shutdown_time() is None, mon.log()[-3000:]
+            assert records(lb, ("pair_disagree",))[-1]["data"]["outvoted"] is True
+
+            # 4. a real outage: both sensors off, the UPS on battery
             vpair.set_pair_wires(d, {"mains": "off"})
             wall0 = time.time()
             took = mon.wait_shutdown(GRACE_S + 15)

@@ -41,6 +41,7 @@ STATES = (ONLINE, ON_BATTERY, SHUTTING_DOWN, LOAD_OFF, WAIT_MAINS, RESTORING)
 MAINS_LOST = "mains_lost"                  # the fast trigger (interruption)
 UPS_ON_BATTERY = "ups_on_battery"          # the UPS says OB
 MAINS_BAD = "mains_out_of_tolerance"       # no UPS data: our own sensor says V or f out of range
+MAINS_OUTVOTED = "mains_outvoted"          # pair: the peer's sensor and the UPS say lost, ours not
 MAINS_RESTORED = "mains_restored"          # stable return: an outage or a cancellable shutdown ends
 GRACE_EXPIRED = "grace_expired"
 CHARGE_FLOOR = "charge_floor"
@@ -104,12 +105,15 @@ class Inputs:
                       is not corroborated while the UPS or the peer says mains is fine, so it
                       does not count: mains_lost and mains_good are then not acted on. Always
                       False for a single sentinel
+    mains_outvoted    pair mode: the sensor reads mains fine but an alive peer's sensor and the
+                      UPS (its OB, read here or carried by the peer) say lost: counts as a loss
     """
 
     def __init__(self, mains_lost=False, mains_good=True, mains_present=True, ups_on_battery=False,
                  ups_low_battery=False, ups_charge=None, ups_runtime=None, ups_link_ok=True,
                  ups_link_configured=True, ups_output_off=False, commands=None,
-                 powered_up=False, ups_link_known=True, mains_unconfirmed=False):
+                 powered_up=False, ups_link_known=True, mains_unconfirmed=False,
+                 mains_outvoted=False):
         self.mains_lost = mains_lost
         self.mains_good = mains_good
         self.mains_present = mains_present
@@ -124,6 +128,7 @@ class Inputs:
         self.commands = [] if commands is None else commands
         self.powered_up = powered_up
         self.mains_unconfirmed = mains_unconfirmed
+        self.mains_outvoted = mains_outvoted
 
 
 class StateMachine:
@@ -203,6 +208,8 @@ class StateMachine:
             cause = MAINS_LOST
         elif ups_known and i.ups_on_battery:
             cause = UPS_ON_BATTERY
+        elif i.mains_outvoted:
+            cause = MAINS_OUTVOTED
         else:
             cause = MAINS_BAD
         self._go(now, ON_BATTERY, cause)
@@ -267,9 +274,11 @@ class StateMachine:
         ups_known = i.ups_link_configured and i.ups_link_ok
         # a pair's sensor reading that the UPS or the peer contradicts does not count
         sensed = i.mains_present and not i.mains_unconfirmed
-        lost = i.mains_lost and not i.mains_unconfirmed
+        lost = (i.mains_lost and not i.mains_unconfirmed) or i.mains_outvoted
         if ups_known:
             ob = lost or i.ups_on_battery
+        elif i.mains_outvoted:
+            ob = True
         elif sensed:
             ob = lost or not i.mains_good
         elif i.mains_present:

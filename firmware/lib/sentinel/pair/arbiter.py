@@ -19,6 +19,11 @@ and decides two things:
   redundancy.md measures it). With nothing to corroborate with and nothing saying fine (peer
   dead or partitioned, no UPS status), the sensor is acted on alone: redundancy is lost then,
   and its alarm says so.
+- `outvoted`: this sentinel's sensor reads mains fine (or nothing yet) while an alive peer's
+  sensor says lost or bad and the UPS says OB: two views against one, so a sensor stuck at
+  "good" does not keep this sentinel ONLINE through a real outage (Inputs.mains_outvoted).
+  It matters where this sentinel has no UPS link of its own (the UPS reading is the one the
+  peer carries); with one, the state machine acts on the UPS's OB anyway.
 - `disagree`: the views that have a verdict do not agree (one says trouble, another fine) and
   have not for `confirm_ms`: long enough for a live peer's fresh frame and the UPS's next poll
   to have arrived, so the ordinary skew at an outage's onset or end is never reported. It is
@@ -54,6 +59,7 @@ class Arbiter:
         self.other = other
         self.confirm_ms = confirm_ms
         self.unconfirmed = False
+        self.outvoted = False
         self.disagree = ""        # the alarm text while a declared disagreement lasts
         self.since = None         # ms the current disagreement began (declared or not)
         self.own = 0              # the views at the last update (three ints: a step that
@@ -72,6 +78,7 @@ class Arbiter:
         trouble = ups_ob or _trouble(peer)        # someone besides us says mains is lost
         fine = ups == _OL or peer == _GOOD        # someone besides us says mains is fine
         self.unconfirmed = bad_own and fine and not trouble
+        self.outvoted = not bad_own and ups_ob and _trouble(peer)
         # a disagreement: the verdicts given (ours, the peer's, the UPS's) are not all alike
         split = ((bad_own or trouble) and (fine or own == _GOOD))
         if not split:
@@ -103,6 +110,8 @@ class Arbiter:
             s += ", UPS %s" % (_UPS_WORDS[ups] if ups < 4 else "?")
         if self.unconfirmed:
             s += "; not acted on"
+        elif self.outvoted:
+            s += "; %s outvoted" % self.me
         return s
 
     def record(self):
@@ -110,7 +119,8 @@ class Arbiter:
         own, ups, peer = self.own, self.ups, self.peer
         return {"cause": self.disagree, "own": _WORDS[own] if own < 4 else "?",
                 "peer": _WORDS[peer] if peer < 4 else "?",
-                "ups": _UPS_WORDS[ups] if ups < 4 else "?", "held": self.unconfirmed}
+                "ups": _UPS_WORDS[ups] if ups < 4 else "?", "held": self.unconfirmed,
+                "outvoted": self.outvoted}
 
 
 # frame.STATES codes of a sentinel inside an outage's plan: SHUTTING_DOWN, LOAD_OFF, WAIT_MAINS

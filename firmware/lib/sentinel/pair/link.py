@@ -183,7 +183,8 @@ class PairLink:
         """The control step's question: own (this sensor's verdict) and own_ups (this
         sentinel's UPS reading), in frame codes. The UPS reading an alive peer carries stands in
         when this sentinel has none. True when this sentinel's loss is not corroborated and
-        must not be acted on (Inputs.mains_unconfirmed)."""
+        must not be acted on (Inputs.mains_unconfirmed); arbiter.outvoted tells whether its
+        sensor's "fine" is outvoted by the peer's and the UPS's "lost"."""
         peer = self.peer
         m = peer.msg if peer.state == ALIVE else None
         pm = 0
@@ -251,10 +252,12 @@ def _ups(i):
 
 def gate(link, control):
     """(now) -> None, for the control step to call between gathering its inputs and the
-    state machine's update: sets Inputs.mains_unconfirmed from the arbitration."""
+    state machine's update: sets Inputs.mains_unconfirmed and mains_outvoted from the
+    arbitration."""
     def step(now):
         i = control.inputs
         i.mains_unconfirmed = link.arbitrate(now, _mains(control), _ups(i))
+        i.mains_outvoted = link.arbiter.outvoted
     return step
 
 
