@@ -38,9 +38,11 @@ class Frames(TestCase):
         self.assertEqual((m.sender, m.boot, m.counter, m.echo), ("A", 77, 1, 99))
         self.assertEqual(m.view(), {"mains": "good", "ups": "OB", "state": "SHUTTING_DOWN",
                                     "plan_id": 12, "tiers_done": 2, "loadoff_sent": True,
-                                    "hears_us": True})
+                                    "hears_us": True, "ups_output_off": False})
+        self.assertTrue(b.decode(bytes(a.encode(99, 1, 2, 0, 3, 12, 2, True))).view()[
+            "ups_output_off"])
         m2 = b.decode(bytes(a.encode(0, 0, 0, 0, 0, 0, 0, False)))
-        self.assertEqual(m2.counter, 2)
+        self.assertEqual(m2.counter, 3)
 
     def test_wrong_key_and_tampering_fail_the_mac(self):
         a = Codec(KEY, "A", 5)

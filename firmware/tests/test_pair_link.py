@@ -32,13 +32,14 @@ class Clock:
         return self.t
 
 
-def _link(me, port, peer_port, clock, board=None, key=KEY, boot=None):
+def _link(me, port, peer_port, clock, board=None, key=KEY, boot=None,
+          view=lambda: (1, 1, 0, 7, 0, False, False)):
     cfg = {"pair": {"enabled": True, "id": me, "peer": "127.0.0.1", "port": port,
                     "peer_port": peer_port, "key": key, "heartbeat_ms": 100, "dead_ms": 500}}
     logs = []
     snap = Snapshot(["t1"])
     lk = L.PairLink(cfg, board or Board(), clock, lambda t, d, critical=False: logs.append(
-        (t, d)), snap, lambda: (1, 1, 0, 7, 0, False), boot or L.new_boot_id())
+        (t, d)), snap, view, boot or L.new_boot_id())
     return lk, logs, snap
 
 
@@ -88,6 +89,19 @@ class Link(TestCase):
         _run([a, b], c, 1300)
         self.assertEqual(a.peer.state, "ALIVE")
         self.assertEqual(asnap.pair_alarm, "")
+
+    def test_a_ups_output_off_travels_in_the_flags(self):
+        c = Clock()
+        off = [False]
+        a, _, _ = _link("A", PA, PB, c, boot=11, view=lambda: (1, 2, 3, 7, 1, True, off[0]))
+        b, _, _ = _link("B", PB, PA, c, boot=22)
+        self.links = [a, b]
+        _run([a, b], c, 400)
+        self.assertFalse(b.peer.msg.view()["ups_output_off"])
+        off[0] = True
+        _run([a, b], c, 800)
+        v = b.peer.msg.view()
+        self.assertTrue(v["ups_output_off"] and v["hears_us"] and v["loadoff_sent"])
 
     def test_wrong_key_is_counted_and_named(self):
         c = Clock()

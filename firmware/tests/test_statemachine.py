@@ -415,6 +415,21 @@ class TestLoadOffCompletion(TestCase):
         r.run(5000)
         self.assertEqual(r.sm.state, LOAD_OFF)
 
+    def test_pair_without_a_ups_link_leaves_on_the_peer_s_output_off(self):
+        r = self.load_off()
+        r.i.ups_link_configured = False
+        r.run(5000)
+        self.assertEqual(r.sm.state, LOAD_OFF)
+        r.i.peer_output_off = True  # an alive peer's frame: its UPS link shows the output off
+        r.run(STEP)
+        self.assertEqual(r.transitions(), [(LOAD_OFF, WAIT_MAINS, "load_off_done")])
+
+    def test_the_peer_s_word_does_not_override_this_sentinel_s_own_ups_link(self):
+        r = self.load_off()
+        r.i.peer_output_off = True
+        r.run(5000)
+        self.assertEqual(r.sm.state, LOAD_OFF)  # our UPS still counts down: we believe it
+
     def test_power_on_boot_resuming_load_off_completes_it(self):
         r = self.load_off()
         d = json.loads(json.dumps(r.sm.to_dict(r.now)))

@@ -59,3 +59,47 @@ def test_a_pair_reading_one_ups_sends_one_load_off(tmp_path):
             vpair.set_pair_wires(d, {"mains": "on"})
     finally:
         vpair.stop_pair(d)
+
+
+@pytest.mark.slow
+def test_a_sentinel_without_a_ups_link_leaves_load_off_when_its_peer_sees_the_output_off(
+        tmp_path):
+    """Only A reads the UPS (B has no UPS link). After the load-off, A's Q1 link shows the
+    output off; A's frames carry it (flags bit 1) and B leaves LOAD_OFF on it too, at once
+    (load_off_done), instead of serving FSD for shutdown_delay_min + 30 s (load_off_elapsed):
+    long enough for B to shut down again a server A powers back on."""
+    d = str(tmp_path / "pair")
+    os.makedirs(d)
+    cfg = os.path.join(d, "site.json")
+    with open(cfg, "w") as f:
+        json.dump(rc.make_config(**{"policy.grace_s": 2, "ups.link": "q1",
+                                    "ups.shutdown_delay_min": 1, "ups.restore_min": 1,
+                                    "policy.stable_mains_s": 1}), f)
+    # UPS minutes last 1 s: the output goes off 1 s after the command
+    meta = vpair.start_pair(d, config=cfg, heartbeat_ms=HEARTBEAT_MS, dead_ms=DEAD_MS,
+                            extra_args=["--time-scale", "60"])
+    try:
+        with Link(meta["a"]["board"]["serial"]) as la, Link(meta["b"]["board"]["serial"]) as lb:
+            for lk in (la, lb):
+                wait_for(lambda: (lk.request("status").get("pair") or {}).get("state")
+                         == "ALIVE", 30, "both sentinels to see each other")
+            assert lb.request("status")["ups"]["link"] == "none"
+            vpair.set_pair_wires(d, {"mains": "off"})
+
+            def left_load_off(lk):
+                return [r for r in logs.read(lk, ("state",))
+                        if r["data"].get("from") == "LOAD_OFF"]
+            a = wait_for(lambda: left_load_off(la), 60, "A to see the UPS output off")
+            b = wait_for(lambda: left_load_off(lb), 10, "B to leave LOAD_OFF on A's word")
+            print("A: LOAD_OFF -> %s (%s); B: LOAD_OFF -> %s (%s)"
+                  % (a[0]["data"]["to"], a[0]["data"]["cause"], b[0]["data"]["to"],
+                     b[0]["data"]["cause"]))
+            assert (a[0]["data"]["to"], a[0]["data"]["cause"]) == ("WAIT_MAINS", "load_off_done")
+            assert (b[0]["data"]["to"], b[0]["data"]["cause"]) == ("WAIT_MAINS", "load_off_done")
+            assert len(load_offs(os.path.join(d, "a"))) == 1
+            vpair.set_pair_wires(d, {"mains": "on"})
+            for lk in (la, lb):
+                wait_for(lambda: lk.request("status")["state"]["name"] in ("RESTORING", "ONLINE"),
+                         30, "the restore")
+    finally:
+        vpair.stop_pair(d)

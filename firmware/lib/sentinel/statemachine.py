@@ -107,13 +107,15 @@ class Inputs:
                       False for a single sentinel
     mains_outvoted    pair mode: the sensor reads mains fine but an alive peer's sensor and the
                       UPS (its OB, read here or carried by the peer) say lost: counts as a loss
+    peer_output_off   pair mode: an alive peer's UPS link shows the UPS output off; stands in
+                      for ups_output_off in LOAD_OFF when this sentinel has no UPS link
     """
 
     def __init__(self, mains_lost=False, mains_good=True, mains_present=True, ups_on_battery=False,
                  ups_low_battery=False, ups_charge=None, ups_runtime=None, ups_link_ok=True,
                  ups_link_configured=True, ups_output_off=False, commands=None,
                  powered_up=False, ups_link_known=True, mains_unconfirmed=False,
-                 mains_outvoted=False):
+                 mains_outvoted=False, peer_output_off=False):
         self.mains_lost = mains_lost
         self.mains_good = mains_good
         self.mains_present = mains_present
@@ -129,6 +131,7 @@ class Inputs:
         self.powered_up = powered_up
         self.mains_unconfirmed = mains_unconfirmed
         self.mains_outvoted = mains_outvoted
+        self.peer_output_off = peer_output_off
 
 
 class StateMachine:
@@ -364,8 +367,9 @@ class StateMachine:
                 self._back_reported = True  # logged only: the sequence completes regardless
                 self._event(now, MAINS_BACK_AFTER_PONR)
         elif st == LOAD_OFF:
-            if powered_up or (ups_known and i.ups_output_off):
-                # the UPS cut its output: seen on its link or contacts, or by the board it powers
+            if powered_up or (i.ups_output_off if ups_known else i.peer_output_off):
+                # the UPS cut its output: seen on its link or contacts, by the board it powers,
+                # or (no UPS link here) by an alive peer's
                 self._load_off_done(now)
             elif now - self.since >= self.load_off_ms:
                 self._go(now, WAIT_MAINS, LOAD_OFF_ELAPSED)

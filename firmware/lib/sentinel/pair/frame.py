@@ -52,7 +52,8 @@ class Message:
                 "ups": UPS[self.ups] if self.ups < len(UPS) else "none",
                 "state": STATES[st] if st < len(STATES) else "?",
                 "plan_id": self.plan_id, "tiers_done": self.tiers_done,
-                "loadoff_sent": bool(self.loadoff), "hears_us": bool(self.flags & 1)}
+                "loadoff_sent": bool(self.loadoff), "hears_us": bool(self.flags & 1),
+                "ups_output_off": bool(self.flags & 2)}
 
 
 class Codec:

@@ -103,7 +103,9 @@ class PairLink:
 
     def send(self):
         v = self.view_fn()
-        flags = 1 if self.peer.state == ALIVE else 0  # "I hear you": a one-way link shows
+        # bit 0 "I hear you" (a one-way link shows); bit 1 this sentinel's UPS link shows the
+        # output off (a peer without a UPS link leaves LOAD_OFF on it)
+        flags = (1 if self.peer.state == ALIVE else 0) | (2 if v[6] else 0)
         try:
             frame = self.codec.encode(self.peer.echo(), v[0], v[1], v[2], flags, v[3], v[4],
                                       v[5])
@@ -253,11 +255,13 @@ def _ups(i):
 def gate(link, control):
     """(now) -> None, for the control step to call between gathering its inputs and the
     state machine's update: sets Inputs.mains_unconfirmed and mains_outvoted from the
-    arbitration."""
+    arbitration, and peer_output_off from an alive peer's frame."""
     def step(now):
         i = control.inputs
         i.mains_unconfirmed = link.arbitrate(now, _mains(control), _ups(i))
         i.mains_outvoted = link.arbiter.outvoted
+        p = link.peer
+        i.peer_output_off = p.state == ALIVE and bool(p.msg.flags & 2)
     return step
 
 
@@ -306,6 +310,7 @@ def own_view(control):
         for t in seq.tiers:
             if t.phase in _DONE:
                 done += 1
+        i = control.inputs
         return (mains, ups, state_code(control.sm.state), control.sm.plan_id, done,
-                seq.load_off == "sent")
+                seq.load_off == "sent", ups != 0 and i.ups_output_off)
     return view
