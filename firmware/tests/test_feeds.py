@@ -99,10 +99,10 @@ class Rig:
         seq.feeds = self.p
         return seq
 
-    def run(self, ms, good=BOTH, online=True, until=None):
+    def run(self, ms, good=BOTH, online=True, until=None, low=0):
         end = self.now + ms
         while self.now < end:
-            self.p.step(self.now, good, True, online)
+            self.p.step(self.now, good, True, online, low)
             if until is not None and until():
                 return True
             self.now += STEP
@@ -163,6 +163,27 @@ class TestFeedPolicy(TestCase):
         r2.run(4000, good=A)
         self.assertEqual(r2.kinds("feed_fsd"), [])
 
+    def test_a_low_battery_on_the_lost_feed_s_ups_ends_the_grace(self):
+        # feed B lost, then B's UPS says LB (bit 1) 1 s into the grace: b1 is told at once,
+        # in tier order still (b2 after b1 logged out); a1 (A and B) is never told
+        r = Rig()
+        r.run(1000)
+        r.run(1000, good=A)
+        self.assertEqual(r.nut.fsd_hosts, {})
+        r.run(200, good=A, low=0b10)
+        self.assertEqual(r.nut.fsd_hosts, {"apps": ("10.0.0.2",)})
+        self.assertEqual([d for _, d in r.kinds("feed_fsd")],
+                         [{"host": "b1", "tier": "apps", "cause": "ups_low_battery"}])
+        r.nut.logout("apps", "10.0.0.2")
+        r.run(200, good=A, low=0b10)
+        self.assertEqual(r.nut.fsd_hosts, {"apps": ("10.0.0.2",), "dbs": ("10.0.0.3",)})
+
+    def test_a_low_battery_on_a_feed_still_up_tells_nobody(self):
+        r = Rig()
+        r.run(1000)
+        r.run(2000, good=A, low=0b01)   # A's UPS low, A is fine: B's servers keep their grace
+        self.assertEqual(r.nut.fsd_hosts, {})
+
     def test_lost_hosts_go_in_tier_order_and_come_back(self):
         r = Rig()
         r.run(1000)
@@ -174,7 +195,8 @@ class TestFeedPolicy(TestCase):
         r.run(200, good=A)
         self.assertEqual(r.nut.fsd_hosts, {"apps": ("10.0.0.2",)})
         fsd = r.kinds("feed_fsd")
-        self.assertEqual([d for _, d in fsd], [{"host": "b1", "tier": "apps"}])
+        self.assertEqual([d for _, d in fsd], [{"host": "b1", "tier": "apps",
+                                                "cause": "grace_expired"}])
         self.assertTrue(fsd[0][0] - t_lost >= 5000)
         r.run(3000, good=A)
         self.assertEqual(len(r.kinds("feed_fsd")), 1)

@@ -143,3 +143,51 @@ class TestSequencerLoadOff(TestCase):
         per_feed = [(d["feed"], d["ok"], d["plan"]) for t, d in recs
                     if t == "ups_off" and "feed" in d]
         self.assertEqual(per_feed, [("A", True, 3), ("B", True, 3)])
+
+
+class FakeLink:
+    def __init__(self, status="OL", ok=True):
+        self.status = status.split()
+        self.link_ok = ok
+
+
+class TestSiteReading(TestCase):
+    """One UPS on battery is its feed lost, not the site's outage (the state machine reads
+    the site's: every feed's UPS on battery)."""
+
+    def fu(self, b_link):
+        # channel 0 senses A, channel 1 senses B
+        return FeedUps([("A", None, FakeLink()), ("B", None, b_link)], ["A", "B"],
+                       lambda *a, **k: None, lambda: 1, lambda: 0, cmasks=[0b01, 0b10])
+
+    def inputs(self, ob, lb=False, ok=True):
+        from sentinel.statemachine import Inputs
+        return Inputs(ups_on_battery=ob, ups_low_battery=lb, ups_link_ok=ok)
+
+    def test_the_first_ups_alone_on_battery_is_not_the_site_s_outage(self):
+        i = self.inputs(True, lb=True)
+        self.fu(FakeLink("OL")).site(i, 0b10)
+        self.assertEqual((i.ups_on_battery, i.ups_low_battery), (False, False))
+
+    def test_every_ups_on_battery_is(self):
+        i = self.inputs(True)
+        self.fu(FakeLink("OB LB")).site(i, 0)
+        self.assertEqual((i.ups_on_battery, i.ups_low_battery), (True, True))
+
+    def test_a_ups_not_read_counts_by_its_feed_s_mains(self):
+        for mask, ob in ((0b00, True), (0b10, False)):
+            i = self.inputs(True)
+            self.fu(FakeLink("OB", ok=False)).site(i, mask)
+            self.assertEqual(i.ups_on_battery, ob)
+        i = self.inputs(False, ok=False)   # the first UPS's link down: feed A's channel
+        self.fu(FakeLink("OB")).site(i, 0b01)
+        self.assertFalse(i.ups_on_battery)
+
+    def test_low_mask_in_the_feed_policy_s_order(self):
+        fu = self.fu(FakeLink("OB LB"))
+        i = self.inputs(False)
+        fu.site(i, 0b01)
+        self.assertEqual(fu.low_mask(["B", "A"], 0b01), 0b01)
+        i = self.inputs(True, lb=True)
+        fu.site(i, 0b01)
+        self.assertEqual(fu.low_mask(["A", "B"], 0b01), 0b11)

@@ -149,8 +149,9 @@ def test_feed_b_lost_shuts_down_only_the_servers_on_b(tmp_path):
             time.sleep(2)   # upsmon polls every second: two more polls must not shut it down
             assert ma.shutdown_time() is None and ma.running(), ma.log()[-3000:]
             fsd = logs.read(lk, ("feed_fsd",))
-            assert [r["data"] for r in fsd] == [{"host": "b1", "tier": rc.TIER},
-                                                {"host": "b2", "tier": "dbs"}]
+            assert [r["data"] for r in fsd] == [
+                {"host": "b1", "tier": rc.TIER, "cause": "grace_expired"},
+                {"host": "b2", "tier": "dbs", "cause": "grace_expired"}]
             assert lk.request("status")["state"]["name"] == "ONLINE"
             assert logs.read(lk, ("tier_fsd",)) == []   # no tier-wide FSD
             # the status page: each channel, feed B lost, the servers it leaves short
@@ -391,7 +392,7 @@ def test_feed_state_survives_a_hard_reset(tmp_path):
             time.sleep(2)   # two more upsmon polls: a1 must not be told anything
             assert ma.shutdown_time() is None and ma.running(), ma.log()[-3000:]
             assert [r["data"] for r in logs.read(lk, ("feed_fsd",))] == [
-                {"host": "b1", "tier": rc.TIER}]
+                {"host": "b1", "tier": rc.TIER, "cause": "grace_expired"}]
             assert len(logs.read(lk, ("feed_lost",))) == 1
             res = [r["data"] for r in logs.read(lk, ("feed_resume",))]
             assert res == [{"ok": True, "lost": ["B"], "told": ["b1"]}], res
@@ -403,5 +404,60 @@ def test_feed_state_survives_a_hard_reset(tmp_path):
         for m in (ma, mb):
             m.stop()
         for r in (ra, rb):
+            r.close()
+        b.stop()
+
+
+def test_the_first_ups_on_battery_alone_is_feed_a_lost_not_the_site_s_outage(tmp_path):
+    """Two UPSes, one per feed (A's is the first, the one the tiers' NUT variables come from),
+    the UPS minutes 60x faster and a 10-minute battery. Feed A lost: UPS A goes on battery, yet
+    the site stays ONLINE (before, its OB started the whole site's sequence and cut both UPS
+    loads, dual-corded servers included). Grace is long (60 s); UPS A's battery runs low within
+    ~8 s: a2 (on A alone) is told at once, without waiting for the grace; a1 (A and B) never."""
+    tiers = [{"name": rc.TIER, "max_wait_s": 30, "delay_s": 0, "hosts": [
+                 {"name": "a1", "address": A1, "mac": None, "health": "nut",
+                  "feeds": ["A", "B"]},
+                 {"name": "a2", "address": B1, "mac": None, "health": "nut", "feeds": ["A"]}]}]
+    cfg = rc.make_config(**{"policy.grace_s": 60, "policy.stable_mains_s": STABLE_S,
+                            "mains.channels": CHANNELS, "tiers": tiers,
+                            "ups.link": "q1", "ups.feed": "A", "ups.feeds": [{"feed": "B"}],
+                            "ups.shutdown_delay_min": 1, "ups.restore_min": 1})
+    b = rc.Board(str(tmp_path / "b"), cfg, extra_args=(
+        "--channels", json.dumps(CHANNELS), "--ups-feeds", json.dumps(["A", "B"]),
+        "--time-scale", "60", "--ups-runtime", "600"))
+    ra, r2 = Relay(A1, b.nut), Relay(B1, b.nut)
+    ma, m2 = _upsmon(ra), _upsmon(r2)
+    try:
+        b.wait_serving(15)
+        for m in (ma, m2):
+            m.start()
+        for m in (ma, m2):
+            m.wait_logged_in(15)
+        with Link(b.serial) as lk:
+            wait_for(lambda: all(u["link"] == "ok" for u in
+                                 lk.request("status")["ups"]["feeds"].values()), 15,
+                     "both UPS links")
+            t_lost = time.time()
+            b.wires({"feed.A": "off"})
+            wait_for(lambda: lk.request("status")["ups"]["feeds"]["A"]["status"]
+                     .startswith("OB"), 10, "UPS A on battery")
+            t2 = m2.wait_shutdown(25)
+            assert t2 is not None, m2.log()[-3000:]
+            print("a2 shut down %.1f s after feed A was lost (grace 60 s)" % (t2 - t_lost))
+            assert t2 - t_lost < 30
+            st = lk.request("status")
+            assert "LB" in st["ups"]["feeds"]["A"]["status"], st["ups"]["feeds"]
+            assert [r["data"] for r in logs.read(lk, ("feed_fsd",))] == [
+                {"host": "a2", "tier": rc.TIER, "cause": "ups_low_battery"}]
+            # the site never left ONLINE: no tier-wide FSD, no load-off; a1 reads ALARM OL
+            assert [r["data"]["to"] for r in logs.read(lk, ("state",))] == []
+            assert logs.read(lk, ("tier_fsd",)) == [] and logs.read(lk, ("ups_off",)) == []
+            assert _status_from(ra)[0] == 'VAR apps ups.status "ALARM OL"'
+            time.sleep(2)   # two more upsmon polls: a1 stays up
+            assert ma.shutdown_time() is None and ma.running(), ma.log()[-3000:]
+    finally:
+        for m in (ma, m2):
+            m.stop()
+        for r in (ra, r2):
             r.close()
         b.stop()

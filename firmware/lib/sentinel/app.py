@@ -151,6 +151,7 @@ class Sentinel:
             seq.restore(saved["seq"], now, elapsed_ms=down_ms)
         cov = Coverage(cfg, nut, rt.journal_fn, now)
         self.control = Control(rt, self.sensing, link, battery, sm, seq, cov, snap)
+        self.control.feed_ups = self.feed_ups
         acts = nut.actions
         if self.feed_ups is not None and acts is not None:
             # NUT's instant commands (shutdown.return, battery tests) act on the first UPS, the
@@ -241,8 +242,9 @@ class Sentinel:
         for f in chan_feeds:
             if f and f not in names:
                 names.append(f)
+        cmasks = [sum(1 << c for c, cf in enumerate(chan_feeds) if cf == u[0]) for u in units]
         self.feed_ups = FeedUps(units, load_off_feeds(rt.cfg, names), rt.log, lambda: None,
-                                rt.now)
+                                rt.now, cmasks)
         return self.feed_ups
 
     def _web(self, h, nut):

@@ -42,6 +42,8 @@ class Control:
         self.gate = _no_gate
         # two feeds: the feeds.FeedPolicy, set by the app when some server lists its feeds
         self.feeds = None
+        # one UPS per feed: the feedups.FeedUps, set by the app (the site's UPS reading)
+        self.feed_ups = None
         self._cov_at = -10 ** 9
         nut = seq.nut
         nut.on_fsd = self.client_fsd
@@ -90,6 +92,8 @@ class Control:
             i.ups_output_off = bool(con.has("OFF"))
         else:
             i.ups_link_configured = False
+        if self.feed_ups is not None:
+            self.feed_ups.site(i, self.monitor.good_mask)
         return i
 
     def step(self):
@@ -106,7 +110,10 @@ class Control:
         self.sensing.phase_step(now)
         fp = self.feeds
         if fp is not None:
-            fp.step(now, self.monitor.good_mask, i.mains_present, sm.state == "ONLINE")
+            fu = self.feed_ups
+            mask = self.monitor.good_mask
+            fp.step(now, mask, i.mains_present, sm.state == "ONLINE",
+                    0 if fu is None else fu.low_mask(fp.names, mask))
         if now - self._cov_at >= COVERAGE_MS:
             self._cov_at = now
             self.cov.update(now, quiet=sm.state != "ONLINE")

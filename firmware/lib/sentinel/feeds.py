@@ -126,6 +126,7 @@ class FeedPolicy:
                 self.hosts.append([h, ti, m, OK, None, A_NONE, 0, 0, 0, h["address"].lower(),
                                    0])
         self.alarm = ""
+        self.low = 0          # feeds whose UPS says low battery (step's low_mask)
         self._told = [()] * len(self.tiers)   # addresses told FSD per tier, as last pushed
         self._dirty = False   # who is told FSD changed: push it (not every step: no garbage)
         self.dirty = False    # something a reboot must not forget changed: save it
@@ -208,10 +209,12 @@ class FeedPolicy:
 
     # ---- the step -------------------------------------------------------------------------
 
-    def step(self, now, good_mask, present=True, online=True):
+    def step(self, now, good_mask, present=True, online=True, low_mask=0):
         """good_mask: bit c set when mains channel c is good; present: the readings mean
         something (not during the monitor's first cycles); online: the state machine is
-        ONLINE (no site outage)."""
+        ONLINE (no site outage); low_mask: bit i set when feed i's UPS says low battery (one
+        UPS per feed): a lost server on such a feed is told at once, without its grace."""
+        self.low = low_mask
         if present:
             self._feeds(now, good_mask)
         if not online:
@@ -249,15 +252,17 @@ class FeedPolicy:
                     h[_ACT] = A_NONE   # lost again while powering on: no more wakes; its grace
                     self.dirty = True
                 if h[_ACT] == A_NONE:
-                    if blocked or now - h[_T_LOST] < self.grace_ms:
+                    low = h[_MASK] & self.low
+                    if blocked or (now - h[_T_LOST] < self.grace_ms and not low):
                         running = True
                         continue
                     h[_ACT] = A_FSD
                     h[_T_ACT] = now
                     self._dirty = True
                     self.dirty = True
-                    self.log("feed_fsd", {"host": h[_CFG]["name"], "tier": self.tiers[ti]},
-                             critical=True)
+                    self.log("feed_fsd", {"host": h[_CFG]["name"], "tier": self.tiers[ti],
+                                          "cause": "ups_low_battery" if low
+                                          else "grace_expired"}, critical=True)
                 if h[_ACT] == A_FSD:
                     if addrs is None:
                         addrs = logged_in_addrs(self.nut, self.tiers[ti])

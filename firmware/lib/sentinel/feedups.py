@@ -9,6 +9,12 @@ that has not yet taken this plan's command: Q1 `S<n>R<m>` over its link (the UPS
 load when its feed returns), or its contact output's pulse. An `ups_off` record per UPS (plan,
 feed, ok); a UPS that failed is tried again with the sequencer's retry, one that took it is not.
 A feed whose UPS cannot be commanded (link none, no output) gets one `ups_off` (ok false, why).
+
+What the UPSes tell the state machine and the feed policy (site(), low_mask()): one UPS on
+battery is its feed lost, not the site's outage. The site is on battery when every feed is:
+each UPS that is read says OB, a feed whose UPS is not read has lost its mains channels. A low
+battery counts for the site only then; otherwise it ends the grace of the servers left on
+that UPS's feed alone (FeedPolicy.step's low mask).
 """
 
 
@@ -39,8 +45,10 @@ class FeedUps:
     command (load_off_feeds). log(type, data, critical=False); plan(): the sequencer's plan id;
     now(): ms clock."""
 
-    def __init__(self, units, feeds, log, plan, now):
+    def __init__(self, units, feeds, log, plan, now, cmasks=None):
         self.units = units
+        self.cmasks = cmasks or [0] * len(units)   # per unit: its feed's mains channel bits
+        self.first_lb = False   # the first UPS's own low battery, as site() last read it
         self.feeds = feeds
         self.log = log
         self.plan = plan
@@ -49,6 +57,36 @@ class FeedUps:
         self.sent = []          # feeds whose UPS took this plan's command
         self.counts = {}        # feed -> commands sent and taken since boot
         self.at = {}            # feed -> ms of the last one
+
+    def _reads(self, k, good_mask):
+        """Unit k's (on battery, low battery): its UPS link's status while the link is up, else
+        its feed's mains channels (none good: on battery; low unknown)."""
+        link = self.units[k][2]
+        if link is not None and link.link_ok:
+            st = link.status
+            return "OB" in st, "LB" in st
+        return not good_mask & self.cmasks[k], False
+
+    def site(self, i, good_mask):
+        """Turn the first UPS's reading in Inputs `i` (set by the control loop) into the
+        site's: on battery only when every feed's UPS is, low battery only then."""
+        ob = i.ups_on_battery if i.ups_link_ok else not good_mask & self.cmasks[0]
+        lb = self.first_lb = i.ups_low_battery
+        for k in range(1, len(self.units)):
+            o, low = self._reads(k, good_mask)
+            ob = ob and o
+            lb = lb or low
+        i.ups_on_battery = ob
+        i.ups_low_battery = ob and lb
+
+    def low_mask(self, names, good_mask):
+        """Bit j set when feed names[j]'s UPS says low battery (the feed policy's feed order)."""
+        m = 0
+        for k in range(len(self.units)):
+            feed = self.units[k][0]
+            if feed in names and (self.first_lb if k == 0 else self._reads(k, good_mask)[1]):
+                m |= 1 << names.index(feed)
+        return m
 
     async def shutdown_restore(self, delay_min, restore_min):
         """Every feed's UPS not yet commanded in this plan: True when each one took it."""
