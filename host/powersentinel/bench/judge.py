@@ -37,6 +37,8 @@ def _window(res, a):
 def _story(s):
     if s is None:
         return "?"
+    if s == float("inf"):
+        return "the end"   # an open window
     if abs(s) >= 120:
         return "%dm%02ds" % (int(s // 60), int(s % 60))
     return "%.2fs" % s
