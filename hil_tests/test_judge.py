@@ -217,3 +217,85 @@ def test_load_off_after_down_says_no_to_a_load_off_before_a_halt():
     assert ok, why
     res.ups_commands = []
     assert not _rule("load_off_after_down", res)[0]
+
+
+def test_shutdown_and_restore_order_of_named_hosts_only():
+    # feed B lost: a1 (A+B) stays up, b1 then b2 (B alone) shut down and come back b2 first
+    a1 = _host("a1", "apps", [(0, "up")])
+    b1 = _host("b1", "apps", [(0, "up"), (10, "stopping"), (11, "halted"), (50, "booting"),
+                              (52, "up")], shutdowns=[10])
+    b2 = _host("b2", "db", [(0, "up"), (14, "stopping"), (15, "halted"), (40, "booting"),
+                            (42, "up")], shutdowns=[14])
+    res = _res([a1, b1, b2])
+    ok, why = _rule("shutdown_order", res, order=["apps", "db"])
+    assert not ok and "a1 never got" in why, why   # without `hosts` every server counts
+    ok, why = _rule("shutdown_order", res, order=["apps", "db"], hosts=["b1", "b2"])
+    assert ok, why
+    b2.shutdowns = [T0 + 9]   # the database told before the app
+    ok, why = _rule("shutdown_order", res, order=["apps", "db"], hosts=["b1", "b2"])
+    assert not ok and "before tier apps" in why, why
+    ok, why = _rule("restore_order", res, order=["db", "apps"], hosts=["b1", "b2"])
+    assert ok, why
+    b1.history[3] = (T0 + 41, "booting")   # b1 booting before b2 was up
+    ok, why = _rule("restore_order", res, order=["db", "apps"], hosts=["b1", "b2"])
+    assert not ok and "before tier db" in why, why
+
+
+def test_stays_up_says_no_to_a_shutdown_a_crash_or_a_host_down_at_the_end():
+    a1 = _host("a1", "apps", [(0, "up")])
+    res = _res([a1])
+    assert _rule("stays_up", res, hosts=["a1"])[0]
+    a1.shutdowns = [T0 + 20]
+    ok, why = _rule("stays_up", res, hosts=["a1"])
+    assert not ok and "a1 told to shut down at 20.00s" in why, why
+    a1.shutdowns, a1.crashes = [], [T0 + 30]
+    ok, why = _rule("stays_up", res, hosts=["a1"])
+    assert not ok and "lost power" in why, why
+    a1.crashes, a1.state = [], "halted"
+    ok, why = _rule("stays_up", res, hosts=["a1"])
+    assert not ok and "halted at the end" in why, why
+
+
+def test_alarm_needs_alarm_and_its_text_on_nut_then_a_poll_without_it():
+    lost = "redundancy lost: feed B lost"
+    alarms = [(T0 + 5, "a", "", "OL", ""),
+              (T0 + 6, "a", lost, "OL", lost),            # text without ALARM: not raised
+              (T0 + 7, "a", lost, "ALARM OL", lost),
+              (T0 + 20, "a", lost, "ALARM OL", lost),
+              (T0 + 30, "a", "", "OL", "")]
+    res = _res([], alarms=alarms)
+    ok, why = _rule("alarm", res, text="feed B lost", within=["0s", "10s"])
+    assert ok and "raised at 7.00s" in why, why
+    ok, why = _rule("alarm", res, text="feed A lost")
+    assert not ok and "feed B lost" in why, why   # says what it saw instead
+    ok, why = _rule("alarm", res, within=["0s", "6.5s"])
+    assert not ok, why
+    ok, why = _rule("alarm", res, cleared=["10s", "40s"])
+    assert ok and "cleared at 30.00s" in why, why
+    ok, why = _rule("alarm", res, cleared=["10s", "25s"])
+    assert not ok and "not cleared" in why, why
+    res.alarms = [(T0 + 7, "a", lost, None, None)]   # NUT did not answer: nothing seen
+    assert not _rule("alarm", res)[0]
+
+
+def test_ups_commands_and_restore_of_one_feeds_ups():
+    res = _res([], ups_commands=[(T0 + 30, "S01R0004")],
+               feed_ups_commands=[(T0 + 30, "A", "S01R0004"), (T0 + 31, "B", "S01R0004"),
+                                  (T0 + 32, "B", "S01R0004")],
+               samples=[{"wall": T0 + 1, "outputs": {"A": True, "B": True}},
+                        {"wall": T0 + 40, "outputs": {"A": False, "B": False}},
+                        {"wall": T0 + 60, "outputs": {"A": True, "B": False}}])
+    assert _rule("ups_command", res, pattern="^S", feed="B")[0]
+    ok, why = _rule("no_ups_command", res, pattern="^S", feed="B")
+    assert not ok and "UPS B got" in why, why
+    assert _rule("load_offs", res, max=1, feed="A")[0]
+    ok, why = _rule("load_offs", res, max=1, feed="B")
+    assert not ok and "2 load-off command(s) to UPS B" in why, why
+    ok, why = _rule("ups_restored", res, feed="A", within=["50s", "70s"])
+    assert ok and "on again at 60.00s" in why, why
+    assert not _rule("ups_restored", res, feed="A", within=["0s", "50s"])[0]
+    ok, why = _rule("ups_restored", res, feed="B")
+    assert not ok and "never restored" in why, why
+    res.samples = res.samples[:1]
+    ok, why = _rule("ups_restored", res, feed="A")
+    assert not ok and "never cut" in why, why

@@ -139,3 +139,65 @@ def test_every_shipped_scenario_converts_at_both_its_scales(path):
         full, notes = device_config(sc, site, scale, "hilmon", "sha256$abcd$" + "0" * 64)
         assert full["site"]["name"] == sc.name[:32]
         assert [t["name"] for t in full["tiers"]] == [t.name for t in sc.tiers]
+
+
+def _feeds_base(**extra):
+    raw = {"scenario": {"name": "f", "duration": "10m"},
+           "mains": {"channels": [{"name": "A"}, {"name": "B"}]},
+           "ups": {"link": "q1", "feed": "A", "feeds": [{"feed": "B"}]},
+           "tiers": [{"name": "apps", "hosts": [{"name": "a1", "feeds": ["A", "B"]},
+                                                {"name": "b1", "feeds": ["B"]}]}],
+           "timeline": [{"at": "30s", "do": "mains", "channel": "B", "value": "off"},
+                        {"at": "1m", "do": "flicker", "channel": "B", "duration": "1s"}],
+           "expect": [{"kind": "stays_up", "hosts": ["a1"]},
+                      {"kind": "alarm", "text": "feed B lost", "cleared": ["1m", "2m"]},
+                      {"kind": "ups_restored", "feed": "B"},
+                      {"kind": "load_offs", "max": 1, "feed": "A"},
+                      {"kind": "shutdown_order", "order": ["apps"], "hosts": ["b1"]}]}
+    raw.update(extra)
+    return raw
+
+
+def test_feeds_channels_and_their_expectations_load():
+    sc = from_dict(_feeds_base())
+    assert [h.feeds for h in sc.hosts()] == [("A", "B"), ("B",)]
+    assert [s.args.get("channel") for s in sc.timeline] == ["B", "B"]
+    assert [e.name for e in sc.expects] == [
+        "stays_up a1", "alarm feed B lost", "ups_restored on UPS B", "load_offs <= 1 on UPS A",
+        "shutdown_order apps"]
+    site = Site(sc, ("127.0.0.1", 1), "u", "p", 60)
+    full, _ = device_config(sc, site, 60, "hilmon", "sha256$abcd$" + "0" * 64)
+    assert [h["feeds"] for h in full["tiers"][0]["hosts"]] == [["A", "B"], ["B"]]
+    assert full["ups"]["feed"] == "A" and full["ups"]["feeds"][0]["feed"] == "B"
+    assert [c["name"] for c in full["mains"]["channels"]] == ["A", "B"]
+
+
+def test_feeds_channels_and_their_expectations_are_validated_with_their_paths():
+    raw = _feeds_base()
+    raw["tiers"][0]["hosts"][1]["feeds"] = ["C"]
+    raw["timeline"][0]["channel"] = "L2"
+    raw["expect"] = [{"kind": "stays_up", "hosts": ["zz"]},
+                     {"kind": "alarm", "text": "(", "cleared": ["2m", "1m"]},
+                     {"kind": "ups_restored", "feed": "C"},
+                     {"kind": "stays_up"}]
+    with pytest.raises(ScenarioError) as ei:
+        from_dict(raw, "f.toml")
+    errs = ei.value.errors
+    for frag in ("timeline[0].channel: no mains channel or feed 'L2' (channels: A, B; feeds: A, B)",
+                 "expect[0].hosts: no host 'zz' in the site",
+                 "expect[1].cleared: from (2m) is after to (1m)",
+                 "expect[1].text: not a regular expression",
+                 "expect[2].feed: no UPS on feed 'C' (UPSes on: A, B)",
+                 "expect[3]: missing required key 'hosts'",
+                 "tiers[0].hosts[1].feeds[0]: feed C is not sensed by any mains channel"):
+        assert any(frag in e for e in errs), (frag, errs)
+    assert len(errs) == 7, errs
+    # one mains input, one UPS: a channel or a feed's UPS has nothing to name
+    raw = _base(timeline=[{"at": "1m", "do": "dip", "channel": "B", "residual": 0.5,
+                           "duration": "1s"}],
+                expect=[{"kind": "ups_command", "pattern": "^S", "feed": "B"}])
+    with pytest.raises(ScenarioError) as ei:
+        from_dict(raw, "g.toml")
+    assert [e.split(":")[0] for e in ei.value.errors] == ["timeline[0].channel", "expect[0].feed"]
+    assert "add [[mains.channels]]" in ei.value.errors[0]
+    assert "the site has one UPS" in ei.value.errors[1]

@@ -71,3 +71,27 @@ def test_power_loss_wol_boot_and_health():
         assert 0.45 <= boot <= 1.0, boot   # 30 s of story at scale 60
     finally:
         site.close()
+
+
+def test_one_ups_per_feed_powers_the_servers_on_that_feed():
+    sc = from_dict({"scenario": {"name": "s", "duration": "1m"},
+                    "mains": {"channels": [{"name": "A"}, {"name": "B"}]},
+                    "ups": {"feed": "A", "feeds": [{"feed": "B"}]},
+                    "tiers": [{"name": "apps", "hosts": [
+                        {"name": "ab", "upsmon": False, "feeds": ["A", "B"]},
+                        {"name": "b", "upsmon": False, "feeds": ["B"]},
+                        {"name": "all", "upsmon": False}]}],
+                    "expect": [{"kind": "no_shutdown"}]})
+    site = Site(sc, ("127.0.0.1", 9), "u", "p", scale=60)
+    ab, b, every = site.hosts
+    site.start()
+    try:
+        site.step(powered={"A": True, "B": False})   # B's UPS cut its load
+        assert (ab.state, b.state, every.state) == ("up", "off", "up")
+        assert b.crashes and not ab.crashes
+        site.step(powered={"A": False, "B": False})
+        assert (ab.state, every.state) == ("off", "off")
+        site.step(powered={"A": False, "B": True})   # B's UPS restored first
+        assert (ab.state, b.state, every.state) == ("halted", "halted", "halted")
+    finally:
+        site.close()

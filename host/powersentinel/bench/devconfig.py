@@ -83,7 +83,8 @@ def check(sc):
     number = {id(h): i for i, h in enumerate(sc.hosts())}
 
     def hosts_of(tier):
-        return [{"name": h.name, "address": "127.0.1.%d" % (1 + number[id(h)] % 250),
-                 "health": "nut"} for h in sc.tier(tier).hosts if h.in_plan]
+        return [dict({"name": h.name, "address": "127.0.1.%d" % (1 + number[id(h)] % 250),
+                      "health": "nut"}, **({"feeds": list(h.feeds)} if h.feeds else {}))
+                for h in sc.tier(tier).hosts if h.in_plan]
     return device_config(sc, hosts_of, 9, sc.time_scale, "hilmon",
                          "sha256$abcd$" + "0" * 64)[1]

@@ -37,6 +37,8 @@ def _window(res, a):
 def _story(s):
     if s is None:
         return "?"
+    if s == float("inf"):
+        return "the end"   # an open window
     if abs(s) >= 120:
         return "%dm%02ds" % (int(s // 60), int(s % 60))
     return "%.2fs" % s
@@ -85,8 +87,11 @@ def r_no_shutdown(res, a):
     return True, "no host was told to shut down, none lost power"
 
 
-def _tier_hosts(res, tier, with_upsmon=True):
-    return [h for h in res.hosts if h.spec.tier == tier and (h.spec.upsmon or not with_upsmon)]
+def _tier_hosts(res, tier, with_upsmon=True, only=None):
+    """The tier's hosts (with upsmon unless with_upsmon is false); `only`: of those named
+    (an expectation's `hosts`: the servers a lost feed concerns)."""
+    return [h for h in res.hosts if h.spec.tier == tier and (h.spec.upsmon or not with_upsmon)
+            and (only is None or h.spec.name in only)]
 
 
 def _state_at(h, wall):
@@ -107,7 +112,8 @@ def _was_up(h, lo, hi):
 def r_shutdown_order(res, a):
     """Every host of a tier got SHUTDOWNCMD before any of the next. With `within`, only the
     commands in that window count (a second outage): a host that was not running then (halted,
-    booting, off) is skipped; one that ran and got no command fails."""
+    booting, off) is skipped; one that ran and got no command fails. With `hosts`, only those
+    count (the servers of a lost feed)."""
     order = a["order"]
     win = a.get("within")
     lo, hi = _window(res, a)
@@ -115,7 +121,7 @@ def r_shutdown_order(res, a):
     firsts, lasts, detail, skipped = {}, {}, [], []
     for t in order:
         ts, missing = [], []
-        for h in _tier_hosts(res, t):
+        for h in _tier_hosts(res, t, only=a.get("hosts")):
             cmds = [x for x in h.shutdowns if win is None or w_lo <= x <= w_hi]
             if cmds:
                 ts.append(cmds[0])
@@ -246,19 +252,33 @@ def r_mains_events(res, a):
     return ok, "; ".join(msgs)
 
 
+def _ups_commands(res, a):
+    """(wall, command) the UPS received: the first UPS's, or with `feed` that feed's UPS's
+    (one UPS per feed)."""
+    if "feed" in a:
+        return [(w, c) for w, f, c in res.feed_ups_commands if f == a["feed"]]
+    return res.ups_commands
+
+
+def _ups_name(a):
+    return "UPS %s" % a["feed"] if "feed" in a else "UPS"
+
+
 def r_ups_command(res, a):
     lo, hi = _window(res, a)
-    hits = [(w, c) for w, c in res.ups_commands if re.search(a["pattern"], c)
-            and lo <= res.story(w) <= hi]
-    seen = ", ".join(c for _, c in res.ups_commands) or "none"
+    cmds = _ups_commands(res, a)
+    hits = [(w, c) for w, c in cmds if re.search(a["pattern"], c) and lo <= res.story(w) <= hi]
+    seen = ", ".join(c for _, c in cmds) or "none"
     if hits:
-        return True, "UPS got %s at %s" % (hits[0][1], _story(res.story(hits[0][0])))
-    return False, "no UPS command matching /%s/; commands seen: %s" % (a["pattern"], seen)
+        return True, "%s got %s at %s" % (_ups_name(a), hits[0][1], _story(res.story(hits[0][0])))
+    return False, "no %s command matching /%s/; commands seen: %s" % (_ups_name(a), a["pattern"],
+                                                                      seen)
 
 
 def r_no_ups_command(res, a):
-    hits = [c for _, c in res.ups_commands if re.search(a["pattern"], c)]
-    return not hits, ("UPS got %s" % ", ".join(hits)) if hits else "no such command sent"
+    hits = [c for _, c in _ups_commands(res, a) if re.search(a["pattern"], c)]
+    return not hits, ("%s got %s" % (_ups_name(a), ", ".join(hits))) if hits else \
+        "no such command sent"
 
 
 def _boot_starts(h):
@@ -270,8 +290,9 @@ def r_restore_order(res, a):
     detail = []
     up_last, boot_first = {}, {}
     for t in order:
-        # the hosts the sentinel powers on: those in its plan
-        hs = [h for h in _tier_hosts(res, t, with_upsmon=False) if h.spec.in_plan]
+        # the hosts the sentinel powers on: those in its plan (with `hosts`: of those)
+        hs = [h for h in _tier_hosts(res, t, with_upsmon=False, only=a.get("hosts"))
+              if h.spec.in_plan]
         ups = [h.ups_at[-1] for h in hs if h.ups_at]
         boots = [_boot_starts(h)[-1] for h in hs if _boot_starts(h)]
         missing = [h.spec.name for h in hs if not h.ups_at]
@@ -417,9 +438,10 @@ def r_load_offs(res, a):
     """At most `max` load-off commands (`pattern`, default: any S.. shutdown) reached the UPS,
     counted over every UPS link (both boards of a pair)."""
     pat = a.get("pattern", r"^S")
-    hits = [(w, c) for w, c in res.ups_commands if re.search(pat, c)]
+    hits = [(w, c) for w, c in _ups_commands(res, a) if re.search(pat, c)]
     desc = ", ".join("%s at %s" % (c, _story(res.story(w))) for w, c in hits) or "none"
-    return len(hits) <= a["max"], "%d load-off command(s): %s" % (len(hits), desc)
+    return len(hits) <= a["max"], "%d load-off command(s)%s: %s" % (
+        len(hits), " to UPS %s" % a["feed"] if "feed" in a else "", desc)
 
 
 def r_load_off_after_down(res, a):
@@ -521,6 +543,72 @@ def r_pair_alarm(res, a):
         a["board"], pat, win, "; partly: " + half if half else "")
 
 
+def r_stays_up(res, a):
+    """Each of `hosts` ran all through the story: never told to shut down, never lost power
+    (a dual-corded server when one feed is lost)."""
+    bad = []
+    for name in a["hosts"]:
+        h = next(x for x in res.hosts if x.spec.name == name)
+        if h.shutdowns:
+            bad.append("%s told to shut down at %s" % (name, _story(res.story(h.shutdowns[0]))))
+        if h.crashes:
+            bad.append("%s lost power at %s" % (name, _story(res.story(h.crashes[0]))))
+        if h.state != "up":
+            bad.append("%s %s at the end" % (name, h.state))
+    if bad:
+        return False, "; ".join(bad)
+    return True, "%s up all along" % ", ".join(a["hosts"])
+
+
+def r_alarm(res, a):
+    """The board's NUT server served ALARM in ups.status with `text` (regex, default
+    "redundancy lost") in ups.alarm at a status poll in `within`; with `cleared`, a later
+    poll in that window served ups.status without ALARM."""
+    lo, hi = _window(res, a)
+    pat = a.get("text", "redundancy lost")
+    polls = [(w, nst, nal) for w, side, _txt, nst, nal in res.alarms if side == "a"
+             and nst is not None]
+    up = next(((w, nst, nal) for w, nst, nal in polls if lo <= res.story(w) <= hi
+               and "ALARM" in nst.split() and re.search(pat, nal or "")), None)
+    if up is None:
+        seen = sorted({"%r/%r" % (nst, nal) for _w, nst, nal in polls if "ALARM" in nst.split()})
+        return False, "NUT never served ALARM with /%s/ in [%s, %s] (%d polls; alarms seen: %s)" % (
+            pat, _story(lo), _story(hi), len(polls), ", ".join(seen[:4]) or "none")
+    w_up = up[0]
+    detail = "raised at %s: ups.status %r, ups.alarm %r" % (_story(res.story(w_up)), up[1], up[2])
+    if "cleared" not in a:
+        return True, detail
+    c_lo, c_hi = parse_duration(a["cleared"][0]), parse_duration(a["cleared"][1])
+    down = next((w for w, nst, _nal in polls if w > w_up and c_lo <= res.story(w) <= c_hi
+                 and "ALARM" not in nst.split()), None)
+    if down is None:
+        return False, "%s; not cleared in [%s, %s]" % (detail, _story(c_lo), _story(c_hi))
+    return True, "%s; cleared at %s" % (detail, _story(res.story(down)))
+
+
+def r_ups_restored(res, a):
+    """The UPS's output (with `feed`, that feed's UPS's) went off and was on again, back on
+    within `within` when given: the load cut and restored."""
+    lo, hi = _window(res, a)
+    off = on = None
+    for s in res.samples:
+        v = (s.get("outputs") or {}).get(a["feed"]) if "feed" in a else s.get("output_on")
+        if v is False and off is None:
+            off = s["wall"]
+        elif v is True and off is not None:
+            on = s["wall"]
+            break
+    if off is None:
+        return False, "%s never cut its output" % _ups_name(a)
+    if on is None:
+        return False, "%s cut its output at %s, never restored it" % (_ups_name(a),
+                                                                      _story(res.story(off)))
+    ok = lo <= res.story(on) <= hi
+    return ok, "%s output off at %s, on again at %s%s" % (
+        _ups_name(a), _story(res.story(off)), _story(res.story(on)),
+        "" if ok else ", outside [%s, %s]" % (_story(lo), _story(hi)))
+
+
 RULES = {"state": r_state, "never": r_never, "final_state": r_final_state,
          "no_shutdown": r_no_shutdown, "shutdown_order": r_shutdown_order,
          "tier_wait": r_tier_wait, "mains_events": r_mains_events, "ups_command": r_ups_command,
@@ -530,4 +618,5 @@ RULES = {"state": r_state, "never": r_never, "final_state": r_final_state,
          "audit": r_audit, "host_survived": r_host_survived, "stays_down": r_stays_down,
          "board_reboots": r_board_reboots, "load_offs": r_load_offs,
          "no_shutdown_on_mains": r_no_shutdown_on_mains, "every_host_down": r_every_host_down,
-         "pair_alarm": r_pair_alarm, "load_off_after_down": r_load_off_after_down}
+         "pair_alarm": r_pair_alarm, "load_off_after_down": r_load_off_after_down,
+         "stays_up": r_stays_up, "alarm": r_alarm, "ups_restored": r_ups_restored}

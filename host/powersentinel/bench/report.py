@@ -29,8 +29,14 @@ def timeline_png(res, path):
                            gridspec_kw={"height_ratios": [2, 2, 2, max(1.5, 0.35 * nh)]})
     t = _story_axis(res, [x["wall"] for x in s])
     nominal = float(res.config.get("mains", {}).get("nominal_v", 230.0))
-    ax[0].step(t, [(x.get("mains_level") or 0) * nominal for x in s], where="post",
-               label="rig (commanded)", color="#999")
+    # several mains channels (phases, feeds): each one's commanded level
+    chans = sorted({c for x in s for c in x.get("channels") or {}})
+    if len(chans) < 2:
+        ax[0].step(t, [(x.get("mains_level") or 0) * nominal for x in s], where="post",
+                   label="rig (commanded)", color="#999")
+    for c in chans if len(chans) >= 2 else ():
+        ax[0].step(t, [((x.get("channels") or {}).get(c) or 0) * nominal for x in s],
+                   where="post", label="rig %s (commanded)" % c, lw=1)
     ax[0].plot(t, [x.get("dev_v") for x in s], ".", ms=3, label="sentinel Urms", color="#1565c0")
     ax[0].set_ylabel("mains V rms")
     ax[0].legend(loc="lower right", fontsize=7)

@@ -28,6 +28,7 @@ class RunResult:
     mains_events: list = field(default_factory=list)  # (wall received, event dict)
     stimuli: list = field(default_factory=list)      # dicts for mains disturbances, with truth
     ups_commands: list = field(default_factory=list)  # (wall first seen, command)
+    feed_ups_commands: list = field(default_factory=list)  # (wall, feed, command): a UPS per feed
     audit: list = field(default_factory=list)        # (wall, tier, missing names, unknown addrs)
     resets: list = field(default_factory=list)       # (wall, cause) of every board (re)start
     # a pair's: (wall, board, from, to, cause); (wall, action, board); (wall, board, console

@@ -42,8 +42,9 @@ class Rig:
     def stop(self) -> None:
         raise NotImplementedError
 
-    def set_mains(self, level=None, frequency=None, at_phase=None) -> None:
-        """level: fraction of nominal rms (0 = off); frequency in Hz."""
+    def set_mains(self, level=None, frequency=None, at_phase=None, channel=None) -> None:
+        """level: fraction of nominal rms (0 = off); frequency in Hz; channel: one mains
+        channel's name or a feed's (every channel sensing it), None: every channel."""
         raise NotImplementedError
 
     def set_distortion(self, harmonics: dict | None = None, noise: float | None = None) -> None:
@@ -65,7 +66,8 @@ class Rig:
         what the UPS did, when the board (re)started."""
         raise NotImplementedError
 
-    def wait_mains_applied(self, level: float, timeout: float = 0.2) -> float | None:
+    def wait_mains_applied(self, level: float, timeout: float = 0.2,
+                           channel=None) -> float | None:
         """Wall time (monotonic) when the rig reports the mains level applied, or None."""
         raise NotImplementedError
 
@@ -79,10 +81,16 @@ class VirtualRig(Rig):
         self.meta = None
         self.port = ""
         self.nut = ("127.0.0.1", 0)
+        self.channel_names = ()   # the config's mains.channels names (the board's wires)
+
+    def _read_config(self, config_path):
+        with open(config_path) as f:
+            m = json.load(f).get("mains", {})
+        self.nominal_hz = float(m.get("nominal_hz", 50))
+        self.channel_names = tuple(c.get("name") for c in m.get("channels") or ())
 
     def start(self, config_path, ups_runtime_s, time_scale):
-        with open(config_path) as f:
-            self.nominal_hz = float(json.load(f).get("mains", {}).get("nominal_hz", 50))
+        self._read_config(config_path)
         self.meta = virtual.start(self.dir, config=config_path, heap=self.heap,
                                   extra_args=["--time-scale", "%g" % time_scale,
                                               "--ups-runtime", "%g" % ups_runtime_s])
@@ -99,10 +107,17 @@ class VirtualRig(Rig):
         except virtual.VirtualError as e:
             raise RigError(str(e))
 
-    def set_mains(self, level=None, frequency=None, at_phase=None):
+    def _mains_wire(self, channel):
+        """The virtual board's wire for `channel`: mains.NAME for a channel, feed.NAME for a
+        feed (all its channels), mains for them all."""
+        if channel is None:
+            return "mains"
+        return ("mains.%s" if channel in self.channel_names else "feed.%s") % channel
+
+    def set_mains(self, level=None, frequency=None, at_phase=None, channel=None):
         v = {}
         if level is not None:
-            v["mains"] = level
+            v[self._mains_wire(channel)] = level
         if frequency is not None:
             v["frequency"] = frequency
         self._set(v, at_phase)
@@ -138,12 +153,23 @@ class VirtualRig(Rig):
         s = virtual.state(self.dir)
         return {"mains_level": s["mains"]["level"], "frequency": s["mains"]["frequency"],
                 "samples": s["mains"]["samples"], "ups": s["ups"], "boots": s["boots"],
-                "resets": [tuple(r) for r in s.get("resets", [])]}
+                "resets": [tuple(r) for r in s.get("resets", [])],
+                "channels": {c["name"]: c["level"] for c in s["mains"].get("channels", ())},
+                "upses": s.get("upses") or {}}
 
-    def wait_mains_applied(self, level, timeout=0.2):
+    @staticmethod
+    def _levels(state, channel):
+        """The levels of the waveforms `channel` names (None: the first, the wire's clock)."""
+        if channel is None:
+            return [state["mains"]["level"]]
+        return [c["level"] for c in state["mains"].get("channels", ())
+                if channel in (c["name"], c["feed"])]
+
+    def wait_mains_applied(self, level, timeout=0.2, channel=None):
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if abs(virtual.state(self.dir)["mains"]["level"] - level) < 1e-9:
+            lv = self._levels(virtual.state(self.dir), channel)
+            if lv and all(abs(x - level) < 1e-9 for x in lv):
                 return time.monotonic()
             time.sleep(0.002)
         return None
@@ -169,7 +195,7 @@ class SerialBoardRig(Rig):
         raise RigError("%s needs the bench controller (a second microcontroller driving the "
                        "board's inputs, docs/bench.md); this rig is a bare serial port" % what)
 
-    def set_mains(self, level=None, frequency=None, at_phase=None):
+    def set_mains(self, level=None, frequency=None, at_phase=None, channel=None):
         self._missing("a mains stimulus")
 
     def set_distortion(self, harmonics=None, noise=None):
@@ -188,7 +214,7 @@ class SerialBoardRig(Rig):
         return {"mains_level": None, "frequency": None, "samples": None, "ups": {}, "boots": None,
                 "resets": []}
 
-    def wait_mains_applied(self, level, timeout=0.2):
+    def wait_mains_applied(self, level, timeout=0.2, channel=None):
         return None
 
 
@@ -219,8 +245,7 @@ class PairRig(VirtualRig):
         return ("a", "b") if self.pair.ups == "both" else ("a",)
 
     def start(self, config_path, ups_runtime_s, time_scale):
-        with open(config_path) as f:
-            self.nominal_hz = float(json.load(f).get("mains", {}).get("nominal_hz", 50))
+        self._read_config(config_path)
         self.relay = vpair.PeerRelay()
         meta = vpair.start_pair(self.dir, config=config_path, heap=self.heap,
                                 extra_args=["--time-scale", "%g" % time_scale,

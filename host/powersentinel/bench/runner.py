@@ -26,7 +26,7 @@ from .judge import judge
 from .report import write_report
 from .results import POLL_RIG_S, POLL_STATUS_S, RunResult
 from .rig import PairRig, RigError, VirtualRig
-from .scenario import ScenarioError, parse_duration
+from .scenario import ScenarioError, parse_duration, ups_feeds
 from .site import Site
 
 use_firmware_lib()
@@ -85,6 +85,9 @@ class Runner:
         self.triggers = []        # steps waiting for the plan ("tier:NAME", "state:STATE")
         self._drift = None        # (wall start, wall end, hz from, hz to)
         self._cmd_lists = {}      # side -> the UPS's recent commands at the last rig read
+        self.ups_feeds = ups_feeds(sc.site)  # feeds with a UPS each ([] : one UPS)
+        # NUT's ALARM read at each status poll: a pair's, or a scenario that judges it
+        self.watch_alarm = sc.pair is not None or any(e.kind == "alarm" for e in sc.expects)
 
     @property
     def link(self):
@@ -176,10 +179,12 @@ class Runner:
                            for side in self.sides}
             if not self.powered["a"]:
                 s["state"] = s["states"]["b"]
+        if self.watch_alarm:
             for side in self.sides:
                 if sts.get(side):
                     self._alarm_sample(now, side, sts[side])
         if rig:
+            self._feed_sample(now, s, rig)
             by_side = rig.get("ups_commands") or {
                 "a": list((rig.get("ups") or {}).get("commands", []))}
             for side, cmds in by_side.items():
@@ -194,16 +199,30 @@ class Runner:
                     self.res.resets.append(r)
         self.res.samples.append(s)
 
+    def _feed_sample(self, now, s, rig):
+        """Each mains channel's level, each feed's UPS output, and the commands each feed's
+        UPS received since the last read (one UPS per feed)."""
+        s["channels"] = rig.get("channels") or {}
+        upses = rig.get("upses") or {}
+        s["outputs"] = {f: (upses.get(f) or {}).get("output_on") for f in self.ups_feeds}
+        for f in self.ups_feeds:
+            cmds = list((upses.get(f) or {}).get("commands", []))
+            for c in _new_tail(self._cmd_lists.get("feed:" + f, []), cmds):
+                self.res.feed_ups_commands.append((now, f, c))
+            self._cmd_lists["feed:" + f] = cmds
+
     def _alarm_sample(self, now, side, st):
-        """What the board shows of the pair: the console status's "redundancy lost" and
-        sensor disagreement, and what its NUT server serves (ups.status, ups.alarm) on the
-        first tier, as a NUT client reads them."""
+        """What the board shows of the alarms: a pair's "redundancy lost" and sensor
+        disagreement, a phase's or a feed's, in the console status, and what its NUT server
+        serves (ups.status, ups.alarm) on the first tier, as a NUT client reads them."""
         p = st.get("pair") or {}
         console_txt = "; ".join(x for x in (
             "redundancy lost: %s" % p.get("cause") if p.get("state") not in (None, "ALIVE") else "",
-            (p.get("sensor") or {}).get("disagree") or "") if x)
+            (p.get("sensor") or {}).get("disagree") or "",
+            (st.get("mains") or {}).get("alarm") or "",
+            (st.get("feeds") or {}).get("alarm") or "") if x)
         nut_status = nut_alarm = None
-        host, port = self.rig.nuts[side]
+        host, port = (getattr(self.rig, "nuts", None) or {"a": self.rig.nut})[side]
         tier = self.sc.tiers[0].name
         try:
             with nutreal.NutClient(host, port, timeout=0.5) as c:
@@ -241,10 +260,11 @@ class Runner:
         if act == "mains":
             v = a["value"]
             level = {"on": 1.0, "off": 0.0}.get(v, v)
-            r.set_mains(level=float(level), at_phase=a.get("phase"))
+            r.set_mains(level=float(level), at_phase=a.get("phase"), channel=a.get("channel"))
         elif act in ("dip", "swell", "flicker"):
             level = float(a.get("residual", 0.0) if act != "swell" else a["level"])
-            self._disturb(act, level, parse_duration(a["duration"]), a.get("phase"))
+            self._disturb(act, level, parse_duration(a["duration"]), a.get("phase"),
+                          a.get("channel"))
         elif act == "frequency":
             r.set_mains(frequency=float(a["hz"]), at_phase=a.get("phase"))
             if "to_hz" in a:
@@ -284,28 +304,28 @@ class Runner:
             r.sensor(a["board"], float({"on": 1.0, "off": 0.0}.get(v, v)))
             self.res.pair_actions.append((time.time(), act, a["board"]))
 
-    def _disturb(self, kind, level, dur, phase):
-        """Start a disturbance at its onset phase now; schedule its end on the same point of
-        the cycle `dur` later."""
+    def _disturb(self, kind, level, dur, phase, channel=None):
+        """Start a disturbance at its onset phase now (on one channel or feed, or all); schedule
+        its end on the same point of the cycle `dur` later."""
         f = self.rig.nominal_hz
         phase = 0.0 if phase is None else float(phase)
         before = self.rig.read()["samples"]
-        self.rig.set_mains(level=level, at_phase=phase)
-        t_on = self.rig.wait_mains_applied(level, timeout=0.2)
+        self.rig.set_mains(level=level, at_phase=phase, channel=channel)
+        t_on = self.rig.wait_mains_applied(level, timeout=0.2, channel=channel)
         rec = {"kind": kind, "level": level, "duration_s": dur, "phase": phase,
-               "wall": time.time(), "samples_before": before}
+               "wall": time.time(), "samples_before": before, "channel": channel}
         self.res.stimuli.append(rec)
         if t_on is None:
             rec["error"] = "the rig did not apply the change within 200 ms"
-            self.rig.set_mains(level=1.0)
+            self.rig.set_mains(level=1.0, channel=channel)
             return
         rec["samples_on"] = self.rig.read()["samples"]
         end_phase = (phase + 360.0 * f * dur) % 360.0
         lead = 0.75 / f  # aim 3/4 cycle early: the end lands on the first crossing after that
 
         def end():
-            self.rig.set_mains(level=1.0, at_phase=end_phase)
-            t_off = self.rig.wait_mains_applied(1.0, timeout=0.2)
+            self.rig.set_mains(level=1.0, at_phase=end_phase, channel=channel)
+            t_off = self.rig.wait_mains_applied(1.0, timeout=0.2, channel=channel)
             rec["samples_off"] = self.rig.read()["samples"] if t_off else None
             rec["wall_end"] = time.time()
         # wall time of the start (monotonic t_on) on the time.time() clock
@@ -427,6 +447,9 @@ class Runner:
                 if self.powered[side]:
                     self._read_available(side)
             powered = rig is None or (rig.get("ups") or {}).get("output_on", True) is not False
+            if rig is not None and self.ups_feeds:   # one UPS per feed: each powers its own
+                powered = {f: (rig.get("upses", {}).get(f) or {}).get("output_on", True)
+                           is not False for f in self.ups_feeds}
             self.site.step(powered)
             if now >= next_status:
                 sts = {side: self._status(side) for side in self.sides}

@@ -76,6 +76,7 @@ class Host:
     boot_s: float = 60.0           # story time from power/WOL to answering its health check
     wake: str = "wol"              # "wol" (needs a magic packet) or "power" (boots on outlet power)
     health: str = "tcp"            # "tcp" (simulated port) or "nut" (upsmon logged in again)
+    feeds: tuple = ()              # the feeds powering it (site file's hosts[].feeds); (): all
 
 
 @dataclass
@@ -166,10 +167,10 @@ class Scenario:
 
 ACTIONS = {
     # action: (required args, optional args)
-    "mains": ({"value"}, {"phase"}),
-    "dip": ({"residual", "duration"}, {"phase"}),
-    "swell": ({"level", "duration"}, {"phase"}),
-    "flicker": ({"duration"}, {"phase", "residual"}),
+    "mains": ({"value"}, {"phase", "channel"}),
+    "dip": ({"residual", "duration"}, {"phase", "channel"}),
+    "swell": ({"level", "duration"}, {"phase", "channel"}),
+    "flicker": ({"duration"}, {"phase", "residual", "channel"}),
     "frequency": ({"hz"}, {"to_hz", "over", "phase"}),
     "harmonic": ({"order", "fraction"}, set()),
     "noise": ({"rms"}, set()),
@@ -193,12 +194,12 @@ EXPECTS = {
     "never": ({"state"}, {"within"}),
     "final_state": ({"state"}, set()),
     "no_shutdown": (set(), set()),
-    "shutdown_order": ({"order"}, {"within"}),
+    "shutdown_order": ({"order"}, {"within", "hosts"}),
     "tier_wait": ({"tier", "waits_for"}, {"slack"}),
     "mains_events": ({"type"}, {"count", "match_truth"}),
-    "ups_command": ({"pattern"}, {"within"}),
-    "no_ups_command": ({"pattern"}, set()),
-    "restore_order": ({"order"}, set()),
+    "ups_command": ({"pattern"}, {"within", "feed"}),
+    "no_ups_command": ({"pattern"}, {"feed"}),
+    "restore_order": ({"order"}, {"hosts"}),
     "all_healthy": (set(), {"within"}),
     "no_restore_before": ({"condition"}, set()),
     "restore_when_powered": (set(), set()),
@@ -206,11 +207,15 @@ EXPECTS = {
     "host_survived": ({"host"}, set()),
     "stays_down": ({"tier"}, {"within"}),
     "board_reboots": ({"count"}, set()),
-    "load_offs": ({"max"}, {"pattern"}),
+    "load_offs": ({"max"}, {"pattern", "feed"}),
     "pair_alarm": ({"board"}, {"text", "within"}),
     "every_host_down": (set(), set()),
     "no_shutdown_on_mains": (set(), set()),
     "load_off_after_down": (set(), {"pattern"}),
+    # two feeds, three phases (docs/feeds.md, docs/mains-sensing.md)
+    "stays_up": ({"hosts"}, set()),
+    "alarm": (set(), {"text", "within", "cleared"}),
+    "ups_restored": (set(), {"feed", "within"}),
 }
 
 # firmware features an expectation may depend on; hil_tests marks those not yet wired as xfail
@@ -218,7 +223,8 @@ FEATURES = ("sequencer", "coverage", "lb_tier_order", "pair_load_off_handover",
             "pair_partition_load_off", "pair_rejoin")
 STATES = ("ONLINE", "ON_BATTERY", "SHUTTING_DOWN", "LOAD_OFF", "WAIT_MAINS", "RESTORING")
 UPS_SIM_KEYS = {"load_pct", "charge_pct"}  # the simulated UPS's; every other [ups] key is the site file's
-HOST_KEYS = {"name", "upsmon", "in_plan", "hang_on_shutdown", "shutdown", "boot", "wake", "health"}
+HOST_KEYS = {"name", "upsmon", "in_plan", "hang_on_shutdown", "shutdown", "boot", "wake", "health",
+             "feeds"}
 _NAME = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
 
 
@@ -465,12 +471,14 @@ def from_dict(raw, path="<scenario>", variant=None) -> Scenario:
                 shutdown_s=v.dur(hw + ".shutdown", h.get("shutdown"), 10.0),
                 boot_s=v.dur(hw + ".boot", h.get("boot"), 60.0),
                 wake=v.choice(hw + ".wake", h.get("wake"), ("wol", "power"), "wol"),
-                health=v.choice(hw + ".health", h.get("health"), ("tcp", "nut"), "tcp")))
+                health=v.choice(hw + ".health", h.get("health"), ("tcp", "nut"), "tcp"),
+                feeds=_host_feeds(v, hw + ".feeds", h.get("feeds"))))
         tiers.append(tier)
     if len(tiers) > 8:
         v.err("tiers", "at most 8 tiers (the device's limit), got %d" % len(tiers))
     tier_names = [t.name for t in tiers]
     host_names = {h.name for t in tiers for h in t.hosts}
+    chans = channel_names(site)
 
     timeline = []
     for i, s in enumerate(raw.get("timeline", [])):
@@ -492,6 +500,7 @@ def from_dict(raw, path="<scenario>", variant=None) -> Scenario:
         if at > duration:
             v.err(w + ".at", "%s is after the end of the scenario (%s)" % (s.get("at"), sc.get("duration")))
         _check_step(v, w, act, args, host_names)
+        _check_channel(v, w, args, chans)
         if act in PAIR_ACTIONS and pair is None:
             v.err(w + ".do", "%r acts on a pair: add a [pair] section" % act)
         timeline.append(Step(at, act, args, i, trigger))
@@ -511,6 +520,7 @@ def from_dict(raw, path="<scenario>", variant=None) -> Scenario:
         args = {k: x for k, x in e.items() if k not in ("kind", "needs", "name")}
         v.keys(w, args, req | opt, required=tuple(req))
         _check_expect(v, w, kind, args, tier_names, host_names, duration)
+        _check_feed_expect(v, w, args, host_names, site)
         if kind == "pair_alarm" and pair is None:
             v.err(w + ".kind", "pair_alarm judges a pair: add a [pair] section")
         en = e.get("needs", ())
@@ -568,6 +578,11 @@ def _trigger(v, where, at, tiers):
 
 
 def _default_name(kind, a):
+    name = _kind_name(kind, a)
+    return "%s on UPS %s" % (name, a["feed"]) if "feed" in a else name
+
+
+def _kind_name(kind, a):
     if kind in ("state", "never", "final_state"):
         return "%s %s" % (kind, a.get("state"))
     if kind in ("shutdown_order", "restore_order"):
@@ -586,6 +601,10 @@ def _default_name(kind, a):
         return "load_offs <= %s" % a.get("max")
     if kind == "pair_alarm":
         return "pair_alarm on %s" % a.get("board")
+    if kind == "stays_up":
+        return "stays_up %s" % ",".join(map(str, a.get("hosts") or []))
+    if kind == "alarm":
+        return "alarm %s" % a.get("text", "raised")
     return kind
 
 
@@ -696,14 +715,89 @@ def _check_expect(v, w, kind, a, tiers, hosts, duration):
     if kind == "load_offs":
         v.num(w + ".max", a.get("max"), 0, 100, integer=True)
     if kind == "pair_alarm":
-        v.choice(w + ".board", a.get("board"), ("a", "b"))
-        if "text" in a:
-            try:
-                re.compile(a["text"])
-            except (re.error, TypeError) as e:
-                v.err(w + ".text", "not a regular expression: %s" % e)
+        v.choice(w + ".board", a.get("board"), ("a", "b"))  # its `text`: _check_feed_expect
     if kind == "no_restore_before":
         c = a.get("condition")
         if not (isinstance(c, dict) and set(c) <= {"frequency_within", "stable_for"}):
             v.err(w + ".condition", "a table {frequency_within = 0.5, stable_for = \"1m\"} (Hz of "
                   "nominal, story time)")
+
+
+# ---- several mains channels: phases, feeds (docs/feeds.md) ------------------------------------
+
+PHASES = ("L1", "L2", "L3")
+
+
+def channel_names(site):
+    """(channel names, feed names) of the site's [[mains.channels]]; a channel senses its
+    `feed`, else the feed of its name unless it is a phase L1..L3 (as the device reads them)."""
+    chs = site.get("mains", {}).get("channels")
+    names, feeds = [], []
+    for ch in chs if isinstance(chs, list) else ():
+        if isinstance(ch, dict) and isinstance(ch.get("name"), str):
+            names.append(ch["name"])
+            f = ch.get("feed") or ("" if ch["name"] in PHASES else ch["name"])
+            if f and f not in feeds:
+                feeds.append(f)
+    return names, feeds
+
+
+def ups_feeds(site):
+    """The feeds with a UPS of their own ([ups] feed + [[ups.feeds]]), in order; [] for the
+    single UPS of a site without them."""
+    u = site.get("ups", {})
+    first = u.get("feed")
+    more = [x.get("feed") for x in u.get("feeds", ()) if isinstance(x, dict)] \
+        if isinstance(u.get("feeds"), list) else []
+    return [f for f in [first] + more if isinstance(f, str)] if first else []
+
+
+def _host_feeds(v, where, x):
+    """A host's `feeds`: a list of feed names (their existence is the site converter's check,
+    with the site file's message)."""
+    if x is None:
+        return ()
+    if not (isinstance(x, list) and all(isinstance(f, str) for f in x)):
+        v.err(where, "a list of feed names, e.g. [\"A\", \"B\"], got %r" % (x,))
+        return ()
+    return tuple(x)
+
+
+def _check_channel(v, w, a, chans):
+    """A stimulus's `channel`: one mains channel (`mains.channels[].name`) or every channel of
+    a feed."""
+    if "channel" not in a:
+        return
+    names, feeds = chans
+    c = a["channel"]
+    if not names:
+        v.err(w + ".channel", "the site has one mains input: add [[mains.channels]] to name "
+              "channels (docs/mains-sensing.md)")
+    elif c not in names and c not in feeds:
+        v.err(w + ".channel", "no mains channel or feed %r (channels: %s%s)" % (
+            c, ", ".join(names), "; feeds: %s" % ", ".join(feeds) if feeds else ""))
+
+
+def _check_feed_expect(v, w, a, hosts, site):
+    if "hosts" in a:
+        hs = a["hosts"]
+        if not (isinstance(hs, list) and hs and all(isinstance(h, str) for h in hs)):
+            v.err(w + ".hosts", "a list of host names")
+        else:
+            for h in hs:
+                if h not in hosts:
+                    v.err(w + ".hosts", "no host %r in the site" % h)
+    if "feed" in a:
+        have = ups_feeds(site)
+        if not have:
+            v.err(w + ".feed", "the site has one UPS: give each feed its UPS ([ups] feed, "
+                  "[[ups.feeds]]) to judge one feed's")
+        elif a["feed"] not in have:
+            v.err(w + ".feed", "no UPS on feed %r (UPSes on: %s)" % (a["feed"], ", ".join(have)))
+    if "cleared" in a:
+        v.window(w + ".cleared", a["cleared"])
+    if "text" in a:
+        try:
+            re.compile(a["text"])
+        except (re.error, TypeError) as e:
+            v.err(w + ".text", "not a regular expression: %s" % e)

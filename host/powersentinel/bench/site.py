@@ -415,6 +415,8 @@ class Site:
                 out.append({"name": h.spec.name, "address": h.addr,
                             "mac": h.mac if h.spec.wake == "wol" else None,
                             "health": "tcp:%d" % self.health_port if h.spec.health == "tcp" else "nut"})
+                if h.spec.feeds:
+                    out[-1]["feeds"] = list(h.spec.feeds)
         return out
 
     def _set_nut(self, nut):
@@ -468,10 +470,19 @@ class Site:
                         h.wake(now)
 
     def step(self, powered):
+        """powered: the UPS's output is on (one UPS for the whole site), or {feed: its UPS's
+        output on} (one UPS per feed): a host runs while any of its feeds (none listed: any
+        feed) is powered, as a dual-corded server does on one supply. A feed without a UPS
+        counts as powered (its raw mains is not simulated)."""
         now = time.time()
         self._drain_wol(now)
         for h in self.hosts:
-            h.step(now, powered)
+            if isinstance(powered, dict):
+                ups = [v for f, v in powered.items() if not h.spec.feeds or f in h.spec.feeds]
+                on = any(ups) if ups else True   # on feeds without a UPS: not simulated
+            else:
+                on = powered
+            h.step(now, on)
 
     def host_action(self, name, what):
         h = self.host(name)
