@@ -1,7 +1,7 @@
 """Ordered shutdown timing with the real upsmon: outage onset -> FSD -> SHUTDOWNCMD -> logout.
 
     .venv/bin/python benchmarks/bench_shutdown_timing.py [--tiers 3] [--per-tier 2]
-        [--grace 3] [--max-wait 10] [--runs 1] [--json FILE]
+        [--grace 3] [--max-wait 10] [--runs 1] [--json FILE] [--pair [--heartbeat-ms 500]]
 
 A fresh virtual board (real firmware, time scale 1: nothing is accelerated) with --tiers tiers
 (apps, db, storage...), each with --per-tier hosts, no UPS link (the sentinel's own mains
@@ -21,6 +21,14 @@ the host timestamps (time.time(), the clock SHUTDOWNCMD's `date` uses):
     its logout as the sentinel sees it).
 All times are reported relative to the onset (the moment set_wires returned, the call taking
 `set_wires_ms`). Prints a table per run; --json writes everything.
+
+--pair: the extra delay a redundant pair adds from the onset to each tier's FSD. Each run is a
+single board then a virtual pair (`powersentinel.virtual.pair`, heartbeat --heartbeat-ms, the
+same config, neither reads a UPS), one after the other in this process with the same seed.
+In the pair every upsmon MONITORs its tier on both sentinels, power value 1 each,
+MINSUPPLIES 2 (docs/redundancy.md); mains goes off on both boards in one call. Per tier the
+FSD time is the first `tier_fsd` of either sentinel (upsmon acts on the first); the summary
+gives single and pair side by side, and their difference per tier.
 """
 import argparse
 import json
@@ -41,6 +49,7 @@ if os.path.join(REPO, "host") not in sys.path:
 from powersentinel import nutreal, virtual  # noqa: E402
 from powersentinel.link import Link  # noqa: E402
 from powersentinel.paths import use_firmware_lib  # noqa: E402
+from powersentinel.virtual import pair as vpair  # noqa: E402
 
 use_firmware_lib()
 from sentinel import console  # noqa: E402
@@ -98,14 +107,62 @@ def read_events(link, timeout):
     return out
 
 
-def one_run(tiers=3, per_tier=2, grace_s=3, max_wait_s=10, timeout=None, seed=0, log=None):
-    """One outage on a fresh board; returns a dict of timestamps and derived figures.
-    The upsmon start at random moments (`seed`) within one POLLFREQ and the outage comes at a
-    random point of the poll cycle, so their poll phases are independent of their tiers and of
-    the onset, as on a real site."""
+class _Single:
+    """One board: start, its NUT address(es), its console Link(s) by side, mains off, stop."""
+    minsupplies = 1
+
+    def __init__(self, base, cfg_path):
+        self.d = os.path.join(base, "board")
+        meta = virtual.start(self.d, config=cfg_path, extra_args=["--time-scale", "1"])
+        self.nuts = [meta["nut"]]
+        self.links = {"a": Link(meta["serial"])}
+
+    def mains_off(self):
+        virtual.set_wires(self.d, {"mains": "off"})
+
+    def console_tail(self):
+        return _console_tail(self.d, 400)
+
+    def stop(self):
+        for lk in self.links.values():
+            lk.close()
+        virtual.stop(self.d)
+
+
+class _Pair(_Single):
+    minsupplies = 2  # docs/redundancy.md: either sentinel's FSD shuts a host down
+
+    def __init__(self, base, cfg_path, heartbeat_ms):
+        self.d = os.path.join(base, "pair")
+        meta = vpair.start_pair(self.d, config=cfg_path, heartbeat_ms=heartbeat_ms,
+                                dead_ms=max(1500, 5 * heartbeat_ms),
+                                extra_args=["--time-scale", "1"])
+        self.nuts = [meta[s]["board"]["nut"] for s in vpair.SIDES]
+        self.links = {s: Link(meta[s]["board"]["serial"]) for s in vpair.SIDES}
+        for lk in self.links.values():
+            virtual.wait_for(lambda: (lk.request("status").get("pair") or {}).get("state")
+                             == "ALIVE", 30, "both sentinels to see each other", interval=0.2)
+
+    def mains_off(self):
+        vpair.set_pair_wires(self.d, {"mains": "off"})
+
+    def console_tail(self):
+        return _console_tail(os.path.join(self.d, "a"), 400)
+
+    def stop(self):
+        for lk in self.links.values():
+            lk.close()
+        vpair.stop_pair(self.d)
+
+
+def one_run(tiers=3, per_tier=2, grace_s=3, max_wait_s=10, timeout=None, seed=0, log=None,
+            pair_heartbeat_ms=None):
+    """One outage on a fresh board (or a fresh pair: pair_heartbeat_ms); returns a dict of
+    timestamps and derived figures. The upsmon start at random moments (`seed`) within one
+    POLLFREQ and the outage comes at a random point of the poll cycle, so their poll phases are
+    independent of their tiers and of the onset, as on a real site."""
     say = log or (lambda *a: None)
     base = tempfile.mkdtemp(prefix="shutbench-")
-    d = os.path.join(base, "board")
     cfg_path = os.path.join(base, "config.json")
     with open(cfg_path, "w") as f:
         json.dump(make_config(tiers, grace_s, max_wait_s), f)
@@ -114,19 +171,20 @@ def one_run(tiers=3, per_tier=2, grace_s=3, max_wait_s=10, timeout=None, seed=0,
     timeout = timeout or grace_s + tiers * (max_wait_s + 2) + 15
     mons = []
     res = {"tiers": names, "per_tier": per_tier, "grace_s": grace_s, "max_wait_s": max_wait_s,
+           "pair_heartbeat_ms": pair_heartbeat_ms,
            "ok": False, "error": None, "events": [], "hosts": []}
-    link = None
+    rig = None
     try:
-        meta = virtual.start(d, config=cfg_path, extra_args=["--time-scale", "1"])
-        host, port = meta["nut"].split(":")
-        port = int(port)
-        link = Link(meta["serial"])
-        virtual.wait_for(lambda: link.request("status")["mains"]["good"], 15,
-                         "the sentinel to see good mains", interval=0.2)
+        rig = (_Single(base, cfg_path) if pair_heartbeat_ms is None
+               else _Pair(base, cfg_path, pair_heartbeat_ms))
+        for lk in rig.links.values():
+            virtual.wait_for(lambda: lk.request("status")["mains"]["good"], 15,
+                             "the sentinel to see good mains", interval=0.2)
+        addrs = [(h, int(p)) for h, p in (n.rsplit(":", 1) for n in rig.nuts)]
         for t in names:
             for j in range(per_tier):
-                m = nutreal.RealUpsmon([nutreal.Monitor(t, host, port, USER, PASSWORD,
-                                                        "secondary")])
+                m = nutreal.RealUpsmon([nutreal.Monitor(t, h, p, USER, PASSWORD, "secondary")
+                                        for h, p in addrs], minsupplies=rig.minsupplies)
                 mons.append((t, "%s%d" % (t, j + 1), m))
         rng = random.Random(seed)
         order = list(mons)
@@ -138,16 +196,19 @@ def one_run(tiers=3, per_tier=2, grace_s=3, max_wait_s=10, timeout=None, seed=0,
             m.start()
         for _, _, m in mons:
             m.wait_logged_in(10)
-        # every upsmon logged in as the sentinel sees it
-        with nutreal.NutClient(host, port, timeout=5) as c:
-            virtual.wait_for(lambda: all(
-                c.cmd("GET NUMLOGINS %s" % t)[0] == "NUMLOGINS %s %d" % (t, per_tier)
-                for t in names), 10, "the logins", interval=0.2)
-        link.poll_events(0.3)  # drop the backlog
+        # every upsmon logged in as each sentinel sees it
+        for host, port in addrs:
+            with nutreal.NutClient(host, port, timeout=5) as c:
+                virtual.wait_for(lambda: all(
+                    c.cmd("GET NUMLOGINS %s" % t)[0] == "NUMLOGINS %s %d" % (t, per_tier)
+                    for t in names), 10, "the logins", interval=0.2)
+        for lk in rig.links.values():
+            lk.poll_events(0.3)  # drop the backlog
         time.sleep(rng.uniform(0.0, 1.0))  # the outage at a random point of the poll cycle
-        say("board up, %d upsmon logged in; mains off" % len(mons))
+        say("%s up, %d upsmon logged in; mains off"
+            % ("board" if pair_heartbeat_ms is None else "pair", len(mons)))
         t_a = time.time()
-        virtual.set_wires(d, {"mains": "off"})
+        rig.mains_off()
         t0 = time.time()
         res["t_onset"] = t0
         res["set_wires_ms"] = round((t0 - t_a) * 1000, 1)
@@ -155,11 +216,13 @@ def one_run(tiers=3, per_tier=2, grace_s=3, max_wait_s=10, timeout=None, seed=0,
         deadline = time.monotonic() + timeout
         done_tiers = set()
         while time.monotonic() < deadline:
-            for now, ev in read_events(link, 0.02):
+            got = [(now, side, ev) for side, lk in rig.links.items()
+                   for now, ev in read_events(lk, 0.02 / len(rig.links))]
+            for now, side, ev in sorted(got, key=lambda x: x[0]):
                 kind = ev.get("ev")
                 if kind == "status":
                     continue
-                rec = {"t": round(now - t0, 4), "ev": kind}
+                rec = {"t": round(now - t0, 4), "ev": kind, "board": side}
                 if kind == "mains":
                     rec.update(lost=ev.get("lost"), good=ev.get("good"))
                 elif kind == "state":
@@ -167,7 +230,7 @@ def one_run(tiers=3, per_tier=2, grace_s=3, max_wait_s=10, timeout=None, seed=0,
                 elif kind == "log":
                     rec.update(type=ev.get("type"), data=ev.get("data"))
                     if ev.get("type") in ("tier_done", "tier_timeout"):
-                        done_tiers.add(ev["data"]["tier"])
+                        done_tiers.add((side, ev["data"]["tier"]))
                 elif kind == "event":
                     rec.update(type=ev.get("type"), duration_ms=ev.get("duration_ms"))
                 else:
@@ -177,7 +240,7 @@ def one_run(tiers=3, per_tier=2, grace_s=3, max_wait_s=10, timeout=None, seed=0,
             for t, h, m in mons:
                 if h not in exited and m.proc is not None and m.proc.poll() is not None:
                     exited[h] = now
-            if len(done_tiers) == len(names) and len(exited) == len(mons):
+            if len(done_tiers) == len(names) * len(rig.links) and len(exited) == len(mons):
                 break
         for t, h, m in mons:
             sd = m.shutdown_time()
@@ -186,19 +249,19 @@ def one_run(tiers=3, per_tier=2, grace_s=3, max_wait_s=10, timeout=None, seed=0,
                 "shutdowncmd": None if sd is None else round(sd - t0, 4),
                 "exit": None if h not in exited else round(exited[h] - t0, 4)})
         derive(res)
-        res["ok"] = len(done_tiers) == len(names) and all(
+        res["ok"] = len(done_tiers) == len(names) * len(rig.links) and all(
             x["shutdowncmd"] is not None for x in res["hosts"])
         if not res["ok"]:
             res["error"] = "incomplete: tiers done %s, hosts %s" % (sorted(done_tiers),
                                                                     res["hosts"])
     except Exception as e:
-        res["error"] = "%s: %s | console: %s" % (type(e).__name__, e, _console_tail(d, 400))
+        res["error"] = "%s: %s | console: %s" % (type(e).__name__, e,
+                                                 rig.console_tail() if rig else "")
     finally:
         for _, _, m in mons:
             m.stop()
-        if link is not None:
-            link.close()
-        virtual.stop(d)
+        if rig is not None:
+            rig.stop()
         shutil.rmtree(base, ignore_errors=True)
     return res
 
@@ -228,7 +291,11 @@ def derive(res):
         hs = [h for h in res["hosts"] if h["tier"] == t]
         sds = [h["shutdowncmd"] for h in hs if h["shutdowncmd"] is not None]
         exits = [h["exit"] for h in hs if h["exit"] is not None]
-        row = {"tier": t, "fsd_s": fsd and fsd["t"],
+        by_board = {}
+        for e in ev:
+            if e.get("type") == "tier_fsd" and e["data"].get("tier") == t:
+                by_board.setdefault(e.get("board", "a"), e["t"])
+        row = {"tier": t, "fsd_s": fsd and fsd["t"], "fsd_by_board": by_board,
                "clients_at_fsd": fsd and fsd["data"].get("clients"),
                "shutdowncmd_first_s": min(sds) if sds else None,
                "shutdowncmd_last_s": max(sds) if sds else None,
@@ -325,6 +392,38 @@ def print_summary(s, out=print):
                                                           v["n"]))
 
 
+def fsd_table(single, pair):
+    """Per tier: median onset -> FSD (first of either sentinel) single and pair, the
+    difference, and the pair's per-board medians."""
+    rows = []
+    for i, t in enumerate((single and single[0]["tiers"]) or []):
+        def med(runs, key=None):
+            xs = []
+            for r in runs:
+                if not r["ok"]:
+                    continue
+                row = r["tier_rows"][i]
+                x = row["fsd_s"] if key is None else row["fsd_by_board"].get(key)
+                if x is not None:
+                    xs.append(x)
+            return statistics.median(xs) if xs else None
+        s1, p1 = med(single), med(pair)
+        rows.append({"tier": t, "single_s": s1, "pair_s": p1,
+                     "extra_ms": None if s1 is None or p1 is None else (p1 - s1) * 1000,
+                     "pair_a_s": med(pair, "a"), "pair_b_s": med(pair, "b")})
+    return rows
+
+
+def print_fsd_table(rows, out=print):
+    out("onset -> tier FSD, medians: %-8s %9s %9s %10s %9s %9s" % (
+        "tier", "single s", "pair s", "extra ms", "A s", "B s"))
+    for r in rows:
+        out("                           %-8s %9s %9s %10s %9s %9s" % (
+            r["tier"], _f(r["single_s"], fmt="%.3f"), _f(r["pair_s"], fmt="%.3f"),
+            _f(r["extra_ms"], fmt="%.0f"), _f(r["pair_a_s"], fmt="%.3f"),
+            _f(r["pair_b_s"], fmt="%.3f")))
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     ap.add_argument("--tiers", type=int, default=3)
@@ -334,23 +433,40 @@ def main(argv=None):
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--seed", type=int, default=1, help="upsmon start order of the first run")
     ap.add_argument("--json", help="write the results here")
+    ap.add_argument("--pair", action="store_true",
+                    help="each run: a single board, then a pair; compare onset -> tier FSD")
+    ap.add_argument("--heartbeat-ms", type=int, default=500, help="the pair's heartbeat")
     a = ap.parse_args(argv)
+    if a.runs < 1 or a.tiers < 1 or a.tiers > len(TIER_NAMES) or a.per_tier < 1:
+        ap.error("--runs, --tiers (1..%d) and --per-tier must be positive" % len(TIER_NAMES))
     if not nutreal.available():
         print("the real NUT binaries are not installed (apt-get install nut-server nut-client)")
         return 2
-    runs = []
+    runs, pair_runs = [], []
     for i in range(a.runs):
-        print("run %d/%d: %d tiers x %d upsmon, grace_s %d, max_wait_s %d" % (
-            i + 1, a.runs, a.tiers, a.per_tier, a.grace, a.max_wait))
-        r = one_run(a.tiers, a.per_tier, a.grace, a.max_wait, seed=a.seed + i, log=print)
-        print_run(r)
-        runs.append(r)
+        for hb, into in ((None, runs), (a.heartbeat_ms, pair_runs)) if a.pair else ((None, runs),):
+            print("run %d/%d%s: %d tiers x %d upsmon, grace_s %d, max_wait_s %d" % (
+                i + 1, a.runs, "" if hb is None else " (pair, heartbeat %d ms)" % hb,
+                a.tiers, a.per_tier, a.grace, a.max_wait))
+            r = one_run(a.tiers, a.per_tier, a.grace, a.max_wait, seed=a.seed + i, log=print,
+                        pair_heartbeat_ms=hb)
+            print_run(r)
+            into.append(r)
     s = summarize(runs)
     print_summary(s)
+    out = {"summary": s, "runs": runs}
+    ok = s["ok"] == s["runs"]
+    if a.pair:
+        ps = summarize(pair_runs)
+        print("pair:")
+        print_summary(ps)
+        out.update(pair_summary=ps, pair_runs=pair_runs, fsd=fsd_table(runs, pair_runs))
+        print_fsd_table(out["fsd"])
+        ok = ok and ps["ok"] == ps["runs"]
     if a.json:
         with open(a.json, "w") as f:
-            json.dump({"summary": s, "runs": runs}, f, indent=1)
-    return 0 if s["ok"] == s["runs"] else 1
+            json.dump(out, f, indent=1)
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":
