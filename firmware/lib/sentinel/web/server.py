@@ -250,6 +250,7 @@ class WebServer:
             if not data:
                 return  # closed before a whole request: nothing to answer
             r = p.feed(data)
+        data = None  # the frame outlives the read: let go of its bytes while answering
         c.reading = False
         resp = Response(writer, self.timeout_ms, self.now_ms)
         if r != _DONE:
