@@ -102,8 +102,9 @@ class Response:
     async def send(self, code, ctype, body, extra=()):
         """body: a str, or an iterable of str or bytes (rendered while the previous pieces are
         sent). The pieces are copied into one buffer of _FLUSH bytes, written whenever it is
-        full: no piece is joined to another or kept, and a long one is encoded a slice at a
-        time, so a response holds about two buffers' worth of heap however long it is."""
+        full: no piece is joined to another or kept, and a long one is copied a slice at a
+        time from its own bytes (_utf8: no encoded copy), so a response holds one buffer's
+        worth of heap however long it is."""
         self.code = code
         buf = bytearray(_FLUSH)
         mv = memoryview(buf)
@@ -116,30 +117,41 @@ class Response:
     async def _put(self, mv, n, piece):
         """Copy piece into the buffer after its first n bytes, writing it out when full; the
         bytes now in it."""
+        piece = _utf8(piece) if isinstance(piece, str) else memoryview(piece)
         k = len(piece)
         for i in range(0, k, _FLUSH):
             b = piece if k <= _FLUSH else piece[i:i + _FLUSH]
-            if isinstance(b, str):
-                b = b.encode()
             m = len(b)
-            if n + m > _FLUSH:
-                if n:
-                    await self._write(mv[:n])
-                    n = 0
-                if m > _FLUSH:  # a slice of non-ASCII text that grew when encoded
-                    await self._write(b)
-                    continue
+            if n + m > _FLUSH:  # then n > 0: a slice is at most _FLUSH bytes
+                await self._write(mv[:n])
+                n = 0
             mv[n:n + m] = b
             n += m
         return n
 
     async def _write(self, data):
         # the stream copies what the socket did not take at once: the buffer may be reused
-        self.w.write(data)
+        w = self.w
+        w.write(data)
         left = self.deadline - self.now_ms()
         if left <= 0:
             raise asyncio.TimeoutError()
-        await asyncio.wait_for_ms(self.w.drain(), left)
+        if getattr(w, "out_buf", 1):
+            # the socket did not take it all (a slow reader): wait for it, within the deadline
+            await asyncio.wait_for_ms(w.drain(), left)
+        else:
+            # MicroPython's stream wrote it at once: drain only yields, and a wait_for around
+            # it would cost a task, a timer and their frames per piece (device heap)
+            await w.drain()
+
+
+def _utf8(s):
+    """The UTF-8 bytes of str s: on MicroPython the str's own buffer (a view, no copy); on
+    CPython, encoded."""
+    try:
+        return memoryview(s)  # pyright: ignore[reportArgumentType]
+    except TypeError:
+        return memoryview(s.encode())
 
 
 class _Conn:
