@@ -3,7 +3,8 @@
 from mpunit import TestCase
 
 from sentinel.nut import protocol as P
-from sentinel.nut.auth import LoginLimiter, check_password, hash_password
+from sentinel.nut.auth import LoginLimiter, check_password
+from sentinel.passwd import hash_password
 
 
 class TestSplit(TestCase):
@@ -190,6 +191,9 @@ class TestAuth(TestCase):
         self.assertTrue(check_password(h, "monpass"))
         self.assertFalse(check_password(h, "monpasS"))
         self.assertFalse(check_password(h, ""))
+        # the hashing code is imported for a check and dropped after it (not resident)
+        import sys
+        self.assertNotIn("sentinel.passwd", sys.modules)
 
     def test_known_vector(self):
         # sha256("s" + "p") computed independently (hashlib on CPython)
