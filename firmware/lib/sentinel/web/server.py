@@ -39,6 +39,7 @@ _DONE = 1
 _READ = 256     # bytes asked of the socket per read
 _FLUSH = 512    # a response is written in pieces of about this size
 _MAX = 0x3FFFFFFF
+_EMPTY = memoryview(b"")  # the final flush's piece
 
 
 # "code phrase" lines: one string, not a dict of 15 entries (this module is on the heap while
@@ -117,11 +118,10 @@ class Response:
         full (piece None: write out what it holds); the bytes now in it. The writes happen in
         this frame, not in a coroutine of their own (one frame less on the heap per request)."""
         last = piece is None
-        if last:
-            k = 0
-        else:
-            piece = _utf8(piece) if isinstance(piece, str) else memoryview(piece)
-            k = len(piece)
+        src = _EMPTY if piece is None else (
+            _utf8(piece) if isinstance(piece, str) else memoryview(piece))
+        piece = None
+        k = len(src)
         i = 0
         while True:
             m = k - i if k - i < _FLUSH else _FLUSH
@@ -143,7 +143,7 @@ class Response:
                     await w.drain()
             if i >= k:
                 return n
-            mv[n:n + m] = piece if m == k else piece[i:i + m]
+            mv[n:n + m] = src if m == k else src[i:i + m]
             n += m
             i += m
 
