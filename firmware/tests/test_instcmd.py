@@ -8,7 +8,7 @@ from mpunit import TestCase
 
 from sentinel import config, q1, schema
 from sentinel.nut import protocol as P
-from sentinel.nut.auth import hash_password
+from sentinel.passwd import hash_password
 from sentinel.nut.rwvars import NutActions
 from sentinel.nut.server import Conn, NutServer
 from sentinel.sequencer import ContactLoadOff

@@ -3,7 +3,8 @@
 from mpunit import TestCase
 
 from sentinel.nut import protocol as P
-from sentinel.nut.auth import LoginLimiter, check_password, hash_password
+from sentinel.nut.auth import LoginLimiter, check_password
+from sentinel.passwd import hash_password
 
 
 class TestSplit(TestCase):
@@ -79,10 +80,17 @@ class TestSplit(TestCase):
 
     def test_buffer_starts_small_and_grows_to_maxline_for_a_long_line(self):
         p = P.LineParser(maxline=512, maxraw=2048)
-        self.assertEqual(len(p.buf), 128)  # per client on the board: not a full line each
+        self.assertEqual(len(p.buf), 64)  # per client on the board: not a full line each
         for b in b"GET VAR apps ups.status\n":
             r = p.push(b)
-        self.assertEqual((r, len(p.buf)), (P.LINE, 128))
+        self.assertEqual((r, len(p.buf)), (P.LINE, 64))
+        # the buffer keeps the words without their spaces: a 64-byte upsmon-style line fits
+        line = b"GET VAR storage-tier-long ups.battery.runtime.low.warning"
+        self.assertEqual(len(line), 57)
+        for b in line + b"\n":
+            r = p.push(b)
+        self.assertEqual((r, len(p.buf)), (P.LINE, 64))
+        self.assertEqual(p.args()[3], "ups.battery.runtime.low.warning")
         val = "v" * 400
         for b in b'SET VAR apps ups.id "' + val.encode() + b'"\n':
             r = p.push(b)
@@ -183,6 +191,9 @@ class TestAuth(TestCase):
         self.assertTrue(check_password(h, "monpass"))
         self.assertFalse(check_password(h, "monpasS"))
         self.assertFalse(check_password(h, ""))
+        # the hashing code is imported for a check and dropped after it (not resident)
+        import sys
+        self.assertNotIn("sentinel.passwd", sys.modules)
 
     def test_known_vector(self):
         # sha256("s" + "p") computed independently (hashlib on CPython)

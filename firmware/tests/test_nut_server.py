@@ -6,7 +6,8 @@ from mpunit import TestCase
 from sentinel import config, schema
 from sentinel.nut import protocol as P
 from sentinel.nut import server
-from sentinel.nut.auth import LoginLimiter, hash_password
+from sentinel.nut.auth import LoginLimiter
+from sentinel.passwd import hash_password
 from sentinel.nut.server import Conn, NutServer
 
 

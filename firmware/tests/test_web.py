@@ -12,7 +12,7 @@ from sentinel import config
 from sentinel.journal import Journal
 from sentinel.passwd import hash_password
 from sentinel.web import http as H
-from sentinel.web.server import WebServer, response_head
+from sentinel.web.server import Response, WebServer, response_head
 from sentinel.web.site import PAGES, ROUTES, Site
 
 PORT = 39481  # loopback only
@@ -511,6 +511,57 @@ def auth(user, pw):
 
 def drill_req(a=b""):
     return b"POST /drill HTTP/1.1\r\n" + a + b"Content-Length: 12\r\n\r\naction=start"
+
+
+class FakeWriter:
+    """A stream writer: what the socket took (data); `stuck`: it takes nothing more (a client
+    that stopped reading), so drain never returns."""
+
+    def __init__(self, stuck=False):
+        self.data = bytearray()
+        self.stuck = stuck
+        self.out_buf = b""
+        self.drains = 0
+        self.sizes = []
+
+    def write(self, b):
+        self.sizes.append(len(b))
+        if self.stuck:
+            self.out_buf += bytes(b)
+        else:
+            self.data += b
+
+    async def drain(self):
+        self.drains += 1
+        while self.out_buf:
+            await asyncio.sleep_ms(10)
+        await asyncio.sleep_ms(0)
+
+
+class ResponseWrites(TestCase):
+    def test_pieces_go_out_as_their_utf8_bytes_in_buffer_sized_writes(self):
+        import time
+        w = FakeWriter()
+        long = "\u00e9t\u00e9 " * 300  # non-ASCII, longer than the buffer: copied by slices
+        body = ["<p>", long, b"raw bytes", "x" * 700, "end\n"]
+        asyncio.run(Response(w, 1000, time.ticks_ms).send(200, "text/plain", iter(body)))
+        head, _, rest = bytes(w.data).partition(b"\r\n\r\n")
+        self.assertTrue(head.startswith(b"HTTP/1.1 200 OK\r\n"))
+        self.assertEqual(rest, b"<p>" + long.encode() + b"raw bytes" + b"x" * 700 + b"end\n")
+        # through one 512-byte buffer: no write is longer, and a piece starts a new one only
+        # when it does not fit in what is left
+        self.assertTrue(max(w.sizes) <= 512, w.sizes)
+        self.assertTrue(len(w.sizes) <= (len(w.data) + 511) // 512 + len(body), w.sizes)
+        self.assertEqual(w.drains, len(w.sizes))
+
+    def test_a_client_that_stops_reading_times_out(self):
+        import time
+        w = FakeWriter(stuck=True)
+        t0 = time.ticks_ms()
+        with self.assertRaises(asyncio.TimeoutError):
+            asyncio.run(Response(w, 300, time.ticks_ms).send(200, "text/plain", "x" * 2000))
+        ms = time.ticks_diff(time.ticks_ms(), t0)
+        self.assertTrue(250 <= ms < 2000, ms)
 
 
 class Server(TestCase):

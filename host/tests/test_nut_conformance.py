@@ -25,7 +25,7 @@ sys.path.insert(0, os.path.join(ROOT, "firmware", "lib"))
 
 from powersentinel import nutreal  # noqa: E402
 from powersentinel.nutreal import Monitor, NutClient, NutUser, RealUpsd, RealUpsmon, UpsSpec  # noqa: E402
-from sentinel.nut.auth import hash_password  # noqa: E402  # pyright: ignore[reportMissingImports]
+from sentinel.passwd import hash_password  # noqa: E402  # pyright: ignore[reportMissingImports]
 
 MICROPYTHON = os.path.join(os.path.dirname(sys.executable), "micropython")
 HARNESS = os.path.join(HERE, "nut_harness.py")

@@ -86,6 +86,7 @@ class ConsoleServer:
             if not chunk:
                 return
             buf += chunk
+            chunk = None  # the frame outlives each step: hold no request between them (heap)
             while True:
                 i = buf.find(b"\n")
                 if i < 0:
@@ -96,3 +97,4 @@ class ConsoleServer:
                     break
                 line, buf = buf[:i + 1], buf[i + 1:]
                 await self.handle_line(line)
+                line = None

@@ -171,8 +171,9 @@ def _done(lane, seq):
     lane.ids.pop(0)
     lane.head = None
     lane.cursor = seq
-    lane.delay = 0
-    lane.next_at = 0
+    if lane.delay:  # written only after a failure: the class defaults stay shared (heap)
+        lane.delay = 0
+        lane.next_at = 0
     try:
         write_cursor(lane.path, seq)
     except OSError as e:  # flash full: delivered anyway; a reboot sends it again

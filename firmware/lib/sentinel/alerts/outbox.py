@@ -50,24 +50,29 @@ def _drop_work():
 
 
 class Lane:
-    """One transport's delivery state (see the module docstring)."""
+    """One transport's delivery state (see the module docstring). What a lane rarely changes
+    is a class default: an instance holds only what was set (device heap, per transport)."""
+    head = None      # the alert dict of ids[0], once read
+    next_at = 0      # ms (outbox clock) before which no send is tried
+    delay = 0        # the last retry delay (0: the last send succeeded)
+    error = None     # the last failure (kept after a later success)
+    sec = None       # its config section when it is built per send (not KEPT)
+    sent = 0
+    rejected = 0
+    failures = 0
 
     def __init__(self, name, transport, timeout_ms, path, cursor, error=None, sec=None):
         self.name = name
         self.t = transport       # None: it could not be built (error says why)
-        self.sec = sec           # its config section when it is built per send (not KEPT)
+        if sec is not None:
+            self.sec = sec
+        if error is not None:
+            self.error = error
         self.timeout_ms = timeout_ms
         self.path = path
         self.cursor = cursor     # last id delivered or rejected
         self.scan = cursor       # last seq looked at
         self.ids = []            # alert ids in (cursor, scan], oldest first
-        self.head = None         # the alert dict of ids[0], once read
-        self.next_at = 0         # ms (outbox clock) before which no send is tried
-        self.delay = 0           # the last retry delay (0: the last send succeeded)
-        self.error = error       # the last failure (kept after a later success)
-        self.sent = 0
-        self.rejected = 0
-        self.failures = 0
 
 
 class Outbox:

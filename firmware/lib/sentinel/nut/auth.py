@@ -1,8 +1,18 @@
 # Failed-login limiter for the NUT server. Pure; MicroPython and CPython.
 # Password hashes themselves are sentinel.passwd's (one definition, shared with the config
-# validator); re-exported here for the server.
+# validator): imported for each check and dropped after it, as logins are rare (device heap:
+# its functions and tables are not resident beside the NUT server).
+from sentinel.runtime import drop_modules
 
-from sentinel.passwd import check_password, hash_password  # noqa: F401
+
+def check_password(stored, given):
+    """sentinel.passwd.check_password, its module imported for the call."""
+    from sentinel import passwd
+    try:
+        return passwd.check_password(stored, given)
+    finally:
+        del passwd
+        drop_modules(("passwd",))
 
 
 class LoginLimiter:

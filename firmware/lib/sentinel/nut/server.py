@@ -689,6 +689,9 @@ class NutServer:
                 how = await self._feed(conn, writer, data)
                 if how is not None:
                     break
+                # the frame keeps its locals while it waits for the next read: one chunk per
+                # idle client otherwise (device heap)
+                data = None
                 how = "closed"
         except asyncio.CancelledError:
             how = conn.gone or "server"

@@ -23,8 +23,8 @@ Credentials (HTTP Basic) are asked only by routes that change state (the check i
 sentinel.web.drill.login, imported for such a request); failures are delayed per
 address by the NUT server's LoginLimiter (one budget for a guesser, whichever door it knocks at).
 
-Routes come as a table of (path, method, handler, right): handler is async fn(site, request,
-response, who) with who = (address, user or None), request the RequestParser holding the
+Routes come as a table of (path, method, handler, right): handler is fn(site, request,
+response, who) returning an awaitable (an async fn, or one returning a response's coroutine) with who = (address, user or None), request the RequestParser holding the
 request when the route needs a login (right is not None), else None; right is what a login must hold (None: no
 login), checked with site.allowed(user, password, right) -> None (wrong credentials), False or
 True.
@@ -39,6 +39,7 @@ _DONE = 1
 _READ = 256     # bytes asked of the socket per read
 _FLUSH = 512    # a response is written in pieces of about this size
 _MAX = 0x3FFFFFFF
+_EMPTY = memoryview(b"")  # the final flush's piece
 
 
 # "code phrase" lines: one string, not a dict of 15 entries (this module is on the heap while
@@ -102,44 +103,58 @@ class Response:
     async def send(self, code, ctype, body, extra=()):
         """body: a str, or an iterable of str or bytes (rendered while the previous pieces are
         sent). The pieces are copied into one buffer of _FLUSH bytes, written whenever it is
-        full: no piece is joined to another or kept, and a long one is encoded a slice at a
-        time, so a response holds about two buffers' worth of heap however long it is."""
+        full: no piece is joined to another or kept, and a long one is copied a slice at a
+        time from its own bytes (_utf8: no encoded copy), so a response holds one buffer's
+        worth of heap however long it is."""
         self.code = code
-        buf = bytearray(_FLUSH)
-        mv = memoryview(buf)
+        mv = memoryview(bytearray(_FLUSH))
         n = await self._put(mv, 0, response_head(code, ctype, extra))
         for piece in ((body,) if isinstance(body, str) else body):
             n = await self._put(mv, n, piece)
-        if n:
-            await self._write(mv[:n])
+        await self._put(mv, n, None)
 
     async def _put(self, mv, n, piece):
-        """Copy piece into the buffer after its first n bytes, writing it out when full; the
-        bytes now in it."""
-        k = len(piece)
-        for i in range(0, k, _FLUSH):
-            b = piece if k <= _FLUSH else piece[i:i + _FLUSH]
-            if isinstance(b, str):
-                b = b.encode()
-            m = len(b)
-            if n + m > _FLUSH:
-                if n:
-                    await self._write(mv[:n])
-                    n = 0
-                if m > _FLUSH:  # a slice of non-ASCII text that grew when encoded
-                    await self._write(b)
-                    continue
-            mv[n:n + m] = b
+        """Copy piece into the buffer after its first n bytes, writing the buffer out when
+        full (piece None: write out what it holds); the bytes now in it. The writes happen in
+        this frame, not in a coroutine of their own (one frame less on the heap per request)."""
+        last = piece is None
+        src = _EMPTY if piece is None else (
+            _utf8(piece) if isinstance(piece, str) else memoryview(piece))
+        piece = None
+        k = len(src)
+        i = 0
+        while True:
+            m = k - i if k - i < _FLUSH else _FLUSH
+            if n and (last or n + m > _FLUSH):
+                # the stream copies what the socket did not take at once: the buffer may be
+                # reused
+                w = self.w
+                w.write(mv[:n])
+                n = 0
+                left = self.deadline - self.now_ms()
+                if left <= 0:
+                    raise asyncio.TimeoutError()
+                if getattr(w, "out_buf", 1):
+                    # the socket did not take it all (a slow reader): wait, within the deadline
+                    await asyncio.wait_for_ms(w.drain(), left)
+                else:
+                    # MicroPython's stream wrote it at once: drain only yields, and a wait_for
+                    # around it would cost a task, a timer and their frames (device heap)
+                    await w.drain()
+            if i >= k:
+                return n
+            mv[n:n + m] = src if m == k else src[i:i + m]
             n += m
-        return n
+            i += m
 
-    async def _write(self, data):
-        # the stream copies what the socket did not take at once: the buffer may be reused
-        self.w.write(data)
-        left = self.deadline - self.now_ms()
-        if left <= 0:
-            raise asyncio.TimeoutError()
-        await asyncio.wait_for_ms(self.w.drain(), left)
+
+def _utf8(s):
+    """The UTF-8 bytes of str s: on MicroPython the str's own buffer (a view, no copy); on
+    CPython, encoded."""
+    try:
+        return memoryview(s)  # pyright: ignore[reportArgumentType]
+    except TypeError:
+        return memoryview(s.encode())
 
 
 class _Conn:
@@ -221,7 +236,10 @@ class WebServer:
         c = _Conn(asyncio.current_task(), self.now_ms())
         self.conns.append(c)
         try:
-            await self._serve(c, reader, writer)
+            job = await self._serve(c, reader, writer)
+            if job is not None:
+                # the request's reading frame is gone: the handler runs from a small one
+                await self._answer(job)
         except asyncio.TimeoutError:
             self._count("timeouts")
         except asyncio.CancelledError:
@@ -234,6 +252,8 @@ class WebServer:
         _close(writer)
 
     async def _serve(self, c, reader, writer):
+        """Read the request and answer what needs no handler; (route, request or None,
+        response, who) for the handler to answer (_answer), else None."""
         # the parser's module is imported for the request and dropped once it is read (for a
         # route that needs a login or a body, once it is answered): it is not on the heap
         # while a page or a scrape is rendered, nor between requests
@@ -250,6 +270,7 @@ class WebServer:
             if not data:
                 return  # closed before a whole request: nothing to answer
             r = p.feed(data)
+        data = None  # the frame outlives the read: let go of its bytes while answering
         c.reading = False
         resp = Response(writer, self.timeout_ms, self.now_ms)
         if r != _DONE:
@@ -281,6 +302,11 @@ class WebServer:
             if who is None:
                 return
         self._count("requests")
+        return route, p, resp, who
+
+    async def _answer(self, job):
+        route, p, resp, who = job
+        job = None
         # one handler at a time, and never beside an alert send (the lock is the outbox's too):
         # what a response holds while it is rendered (the status, the page's module, the
         # records) is paid once on the heap, not once per connection nor on top of a send's;

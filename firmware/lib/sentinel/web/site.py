@@ -37,12 +37,14 @@ class Site:
             _drop("drill")
             _drop("fmt")
 
-    # -- handlers: async fn(self, req, resp, who); who = (addr, user), user None without login.
+    # -- handlers: fn(self, req, resp, who) returning an awaitable; who = (addr, user), user
+    # None without login.
     # The page and the metrics modules are imported for the request and dropped after it, as
     # the console's rare ops are: saves device heap between requests (a board without ROMFS
     # holds a module's bytecode in RAM; from ROMFS, still its function objects and strings).
-    async def index(self, req, resp, who):
-        await resp.send(200, HTML, self._page(Live(self.ops, False)))
+    def index(self, req, resp, who):
+        # the response's coroutine itself: awaited by the server, no frame of its own
+        return resp.send(200, HTML, self._page(Live(self.ops, False)))
 
     def _page(self, st):
         # the page's parts, each module imported when its turn comes and dropped before the
