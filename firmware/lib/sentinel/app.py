@@ -151,7 +151,8 @@ class Sentinel:
             seq.restore(saved["seq"], now, elapsed_ms=down_ms)
         cov = Coverage(cfg, nut, rt.journal_fn, now)
         self.control = Control(rt, self.sensing, link, battery, sm, seq, cov, snap)
-        self.control.feed_ups = self.feed_ups
+        if self.feed_ups is not None:
+            self.control.attach_feed_ups(self.feed_ups)
         acts = nut.actions
         if self.feed_ups is not None and acts is not None:
             # NUT's instant commands (shutdown.return, battery tests) act on the first UPS, the

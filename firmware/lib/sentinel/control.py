@@ -50,6 +50,10 @@ class Control:
         nut.actions = NutActions(rt.cfg, seq.ups, sm, self.inputs.commands, rt.log,
                                  asyncio.create_task)
 
+    def attach_feed_ups(self, feed_ups):
+        """The feedups.FeedUps (one UPS per feed): the site's UPS reading comes from it."""
+        self.feed_ups = feed_ups
+
     def attach_feeds(self, policy):
         """The feeds.FeedPolicy (a two-feed site): stepped after the sequencer, its alarm
         published."""
