@@ -117,7 +117,7 @@ class Control:
             fu = self.feed_ups
             mask = self.monitor.good_mask
             fp.step(now, mask, i.mains_present, sm.state == "ONLINE",
-                    0 if fu is None else fu.low_mask(fp.names, mask))
+                    0 if fu is None else fu.low_mask(fp.names))
         if now - self._cov_at >= COVERAGE_MS:
             self._cov_at = now
             self.cov.update(now, quiet=sm.state != "ONLINE")

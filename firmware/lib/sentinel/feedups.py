@@ -58,14 +58,19 @@ class FeedUps:
         self.counts = {}        # feed -> commands sent and taken since boot
         self.at = {}            # feed -> ms of the last one
 
-    def _reads(self, k, good_mask):
-        """Unit k's (on battery, low battery): its UPS link's status while the link is up, else
-        its feed's mains channels (none good: on battery; low unknown)."""
+    # two booleans, not a tuple: the control step calls these every 100 ms (no garbage)
+    def _ob(self, k, good_mask):
+        """Unit k on battery: its UPS link's status while the link is up, else its feed's
+        mains channels (none good)."""
         link = self.units[k][2]
         if link is not None and link.link_ok:
-            st = link.status
-            return "OB" in st, "LB" in st
-        return not good_mask & self.cmasks[k], False
+            return "OB" in link.status
+        return not good_mask & self.cmasks[k]
+
+    def _lb(self, k):
+        """Unit k's low battery (unknown, False, without a link that is up)."""
+        link = self.units[k][2]
+        return link is not None and bool(link.link_ok) and "LB" in link.status
 
     def site(self, i, good_mask):
         """Turn the first UPS's reading in Inputs `i` (set by the control loop) into the
@@ -73,18 +78,17 @@ class FeedUps:
         ob = i.ups_on_battery if i.ups_link_ok else not good_mask & self.cmasks[0]
         lb = self.first_lb = i.ups_low_battery
         for k in range(1, len(self.units)):
-            o, low = self._reads(k, good_mask)
-            ob = ob and o
-            lb = lb or low
+            ob = ob and self._ob(k, good_mask)
+            lb = lb or self._lb(k)
         i.ups_on_battery = ob
         i.ups_low_battery = ob and lb
 
-    def low_mask(self, names, good_mask):
+    def low_mask(self, names):
         """Bit j set when feed names[j]'s UPS says low battery (the feed policy's feed order)."""
         m = 0
         for k in range(len(self.units)):
             feed = self.units[k][0]
-            if feed in names and (self.first_lb if k == 0 else self._reads(k, good_mask)[1]):
+            if feed in names and (self.first_lb if k == 0 else self._lb(k)):
                 m |= 1 << names.index(feed)
         return m
 
