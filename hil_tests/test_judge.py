@@ -299,3 +299,23 @@ def test_ups_commands_and_restore_of_one_feeds_ups():
     res.samples = res.samples[:1]
     ok, why = _rule("ups_restored", res, feed="A")
     assert not ok and "never cut" in why, why
+
+
+def test_one_plan_allows_a_heartbeat_of_skew_then_needs_one_id():
+    def smp(t, sa, sb, pa, pb):
+        return {"wall": T0 + t, "states": {"a": sa, "b": sb}, "plans": {"a": pa, "b": pb}}
+    SD = "SHUTTING_DOWN"
+    ok_run = [smp(0, "ON_BATTERY", "ON_BATTERY", 3, 1), smp(1, SD, SD, 4, 2),
+              smp(1.5, SD, SD, 4, 4), smp(3.5, SD, SD, 4, 4), smp(4, "LOAD_OFF", SD, 4, 4)]
+    ok, why = _rule("one_plan", _res([], samples=ok_run))
+    assert ok and "plan 4 over 3 polls" in why, why
+    # still apart past the slack
+    bad = ok_run[:2] + [smp(2, SD, SD, 4, 2), smp(3.5, SD, SD, 4, 2)]
+    ok, why = _rule("one_plan", _res([], samples=bad))
+    assert not ok and "A on plan 4, B on plan 2" in why, why
+    ok, why = _rule("one_plan", _res([], samples=bad), slack="5s")
+    assert ok, why
+    # a board with no power (None) is no overlap; never together is a failure
+    alone = [smp(1, SD, None, 4, None), smp(2, SD, "ONLINE", 4, 2)]
+    ok, why = _rule("one_plan", _res([], samples=alone))
+    assert not ok and "never in SHUTTING_DOWN" in why, why

@@ -33,7 +33,7 @@ class Clock:
 
 
 def _link(me, port, peer_port, clock, board=None, key=KEY, boot=None,
-          view=lambda: (1, 1, 0, 7, 0, False, False)):
+          view=lambda: (1, 1, 0, 7, 0, False, False, 0)):
     cfg = {"pair": {"enabled": True, "id": me, "peer": "127.0.0.1", "port": port,
                     "peer_port": peer_port, "key": key, "heartbeat_ms": 100, "dead_ms": 500}}
     logs = []
@@ -93,7 +93,7 @@ class Link(TestCase):
     def test_a_ups_output_off_travels_in_the_flags(self):
         c = Clock()
         off = [False]
-        a, _, _ = _link("A", PA, PB, c, boot=11, view=lambda: (1, 2, 3, 7, 1, True, off[0]))
+        a, _, _ = _link("A", PA, PB, c, boot=11, view=lambda: (1, 2, 3, 7, 1, True, off[0], 0))
         b, _, _ = _link("B", PB, PA, c, boot=22)
         self.links = [a, b]
         _run([a, b], c, 400)

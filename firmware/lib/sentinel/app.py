@@ -211,6 +211,9 @@ class Sentinel:
             # back mid-plan, the servers its peer already shut down never log in here: they
             # are not taken for a done tier until the clients had time to reconnect
             self.control.seq.booted(rt.now())
+            # one plan per outage: the walk catches up with the peer's (pair/agree.py)
+            from sentinel.pair.agree import agreement
+            self.control.seq.attach_agree(agreement(self.pair))
             self.ops.attach_pair(self.pair)
         self.cfg_source = cfg_source
         self.cfg_errors = list(cfg_errors)

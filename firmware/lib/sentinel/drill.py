@@ -7,7 +7,7 @@ the probe time has run out; `report()` turns the findings and the last real sequ
 figures into the estimate of what a real outage would take.
 """
 from sentinel.coverage import logged_in_addrs
-from sentinel.seqstate import seconds
+from sentinel.seqstate import CHECKED, REACHABLE, seconds
 
 _LIST_MAX = 16  # unknown addresses kept per tier
 
@@ -124,3 +124,36 @@ class Drill:
             "power_on_s": seconds(up_total),
             "problems": problems,
         }
+
+
+# The sequencer's two drill halves, here so the sequencer stays one walk (drills are rare:
+# this module loads with the first one).
+def walk_down(seq, now, sm):
+    """The shutdown half of a drill: who is logged in to each tier; no FSD."""
+    if seq.complete:
+        return
+    (seq._drill or seq._new_drill()).connected()
+    for i in seq.order:
+        seq._sm(sm.tier_progress(now, seq.tiers[i].name, CHECKED, seq.plan_id))
+    seq.complete = True
+    seq.dirty = True
+    seq._sm(sm.sequence_done(now, seq.plan_id))
+
+
+def walk_up(seq, now, sm):
+    """The power-on half: probe each host's health check (no wake), then the report."""
+    d = seq._drill or seq._new_drill()
+    if seq.complete or not d.probe(now, seq.t_plan):
+        return
+    for i in seq.order:
+        seq._sm(sm.tier_progress(now, seq.tiers[i].name, REACHABLE, seq.plan_id))
+    lo = None if seq.ups is None else {"delay_min": seq.delay_min,
+                                       "restore_min": seq.restore_min}
+    r = seq.report = d.report(seq.plan_id, seq.m_down, seq.m_boot,
+                              seq.boot_ms, lo, seq.stable_s)
+    seq._log("drill", {"plan": seq.plan_id, "ok": r["ok"], "shutdown_s": r["shutdown_s"],
+                       "power_on_s": r["power_on_s"], "problems": r["problems"][:8],
+                       "n_problems": len(r["problems"])}, now, True)
+    seq.complete = True
+    seq.dirty = True
+    seq._sm(sm.sequence_done(now, seq.plan_id))

@@ -50,11 +50,11 @@ from sentinel import statemachine as S
 from sentinel import seqstate
 from sentinel.coverage import logged_in_addrs
 from sentinel.nutview import ups_list
-from sentinel.seqstate import (CHECKED, DONE, FSD, H_ABSENT, H_FEED, H_GONE, H_IN, H_LOST,
+from sentinel.seqstate import (DONE, FSD, H_ABSENT, H_FEED, H_GONE, H_IN, H_LOST,
                                H_OFF, H_OUT, H_TIMEOUT, H_UP, H_WAKING, IDLE, LO_FAILED, LO_NONE,
                                LO_PEER,
                                LO_PENDING, LO_SENT, MODE_LOAD_OFF, MODE_POWER_ON, MODE_SHUTDOWN,
-                               OFF, REACHABLE, TIMEOUT, TURN_PEER, TURN_SEND, TURN_UPS, TURN_WAIT,
+                               OFF, TIMEOUT, TURN_PEER, TURN_SEND, TURN_UPS, TURN_WAIT,
                                UP,
                                WAITING, WAKING, Tier)
 
@@ -107,6 +107,8 @@ class Sequencer:
     spawn        starts a coroutine in the background; default asyncio.create_task
     """
     feeds = None   # two feeds: the FeedPolicy (attach_feeds); a class default (device heap)
+    # pair mode's plan agreement (pair/agree.py): (seq, now, sm) before each shutdown step
+    agree = None
 
     def __init__(self, cfg, nut, ups_actions, journal_fn, now_ms_fn=None, wake=None,
                  health=None, spawn=None, resume_grace_ms=RESUME_GRACE_MS, net_state=None,
@@ -155,6 +157,11 @@ class Sequencer:
         self._recs = []
 
     # ---- small helpers ------------------------------------------------------------------------
+
+    def attach_agree(self, agree):
+        """Pair mode's plan agreement (pair/agree.agreement): (seq, now, sm) before each step
+        of a real shutdown."""
+        self.agree = agree
 
     def attach_feeds(self, policy):
         self.feeds = policy
@@ -212,17 +219,25 @@ class Sequencer:
             recs.clear()
         st = sm.state
         if st == S.SHUTTING_DOWN:
+            j = sm.joined
+            if j is not None and self.mode == MODE_SHUTDOWN and self.plan_id == j[0]:
+                self.plan_id = sm.plan_id  # the pair's plan id: the same walk goes on
+                self.dirty = True
             if self.mode != MODE_SHUTDOWN or self.plan_id != sm.plan_id:
                 self._start(now, MODE_SHUTDOWN, sm.plan_id, sm.drill, sm.forced_tier)
             if self.drill:
-                self._drill_down(now, sm)
+                from sentinel.drill import walk_down
+                walk_down(self, now, sm)
             else:
                 self._down(now, sm)
+                if self.agree is not None:
+                    self.agree(self, now, sm)  # after its own walk: it moves on first
         elif st == S.RESTORING:
             if self.mode != MODE_POWER_ON or self.plan_id != sm.plan_id:
                 self._start(now, MODE_POWER_ON, sm.plan_id, sm.drill)
             if self.drill:
-                self._drill_up(now, sm)
+                from sentinel.drill import walk_up
+                walk_up(self, now, sm)
             else:
                 self._up(now, sm)
         elif st == S.LOAD_OFF:
@@ -622,33 +637,6 @@ class Sequencer:
         from sentinel.drill import Drill
         d = self._drill = Drill(self.tiers, self.nut, self.checks(), self._drill_probe_ms)
         return d
-
-    def _drill_down(self, now, sm):
-        if self.complete:
-            return
-        (self._drill or self._new_drill()).connected()
-        for i in self.order:
-            self._sm(sm.tier_progress(now, self.tiers[i].name, CHECKED, self.plan_id))
-        self.complete = True
-        self.dirty = True
-        self._sm(sm.sequence_done(now, self.plan_id))
-
-    def _drill_up(self, now, sm):
-        d = self._drill or self._new_drill()
-        if self.complete or not d.probe(now, self.t_plan):
-            return
-        for i in self.order:
-            self._sm(sm.tier_progress(now, self.tiers[i].name, REACHABLE, self.plan_id))
-        lo = None if self.ups is None else {"delay_min": self.delay_min,
-                                            "restore_min": self.restore_min}
-        r = self.report = d.report(self.plan_id, self.m_down, self.m_boot,
-                                   self.boot_ms, lo, self.stable_s)
-        self._log("drill", {"plan": self.plan_id, "ok": r["ok"], "shutdown_s": r["shutdown_s"],
-                            "power_on_s": r["power_on_s"], "problems": r["problems"][:8],
-                            "n_problems": len(r["problems"])}, now, True)
-        self.complete = True
-        self.dirty = True
-        self._sm(sm.sequence_done(now, self.plan_id))
 
     # ---- status ---------------------------------------------------------------------------
 

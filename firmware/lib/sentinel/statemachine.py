@@ -42,6 +42,8 @@ MAINS_LOST = "mains_lost"                  # the fast trigger (interruption)
 UPS_ON_BATTERY = "ups_on_battery"          # the UPS says OB
 MAINS_BAD = "mains_out_of_tolerance"       # no UPS data: our own sensor says V or f out of range
 MAINS_OUTVOTED = "mains_outvoted"          # pair: the peer's sensor and the UPS say lost, ours not
+PEER_PLAN = "peer_plan"                    # pair: on battery here, the peer already shutting down
+PLAN_JOINED = "plan_joined"                # pair: this plan takes the peer's (newer) plan id
 MAINS_RESTORED = "mains_restored"          # stable return: an outage or a cancellable shutdown ends
 GRACE_EXPIRED = "grace_expired"
 CHARGE_FLOOR = "charge_floor"
@@ -109,13 +111,16 @@ class Inputs:
                       UPS (its OB, read here or carried by the peer) say lost: counts as a loss
     peer_output_off   pair mode: an alive peer's UPS link shows the UPS output off; stands in
                       for ups_output_off in LOAD_OFF when this sentinel has no UPS link
+    peer_plan_id      pair mode: an alive peer's plan id while it runs a real shutdown plan,
+                      else 0. On battery here it ends the grace (the pair runs one plan), and
+                      a plan here takes that id when it is the newer (one plan id per outage)
     """
 
     def __init__(self, mains_lost=False, mains_good=True, mains_present=True, ups_on_battery=False,
                  ups_low_battery=False, ups_charge=None, ups_runtime=None, ups_link_ok=True,
                  ups_link_configured=True, ups_output_off=False, commands=None,
                  powered_up=False, ups_link_known=True, mains_unconfirmed=False,
-                 mains_outvoted=False, peer_output_off=False):
+                 mains_outvoted=False, peer_output_off=False, peer_plan_id=0):
         self.mains_lost = mains_lost
         self.mains_good = mains_good
         self.mains_present = mains_present
@@ -132,6 +137,7 @@ class Inputs:
         self.mains_unconfirmed = mains_unconfirmed
         self.mains_outvoted = mains_outvoted
         self.peer_output_off = peer_output_off
+        self.peer_plan_id = peer_plan_id
 
 
 class StateMachine:
@@ -160,6 +166,7 @@ class StateMachine:
         self.plan = {}                 # tier name -> phase reported by the sequencer
         self.plan_id = 0               # +1 for every new shutdown or restore plan
         self.forced_tier = None        # a client FSD's tier: the plan starts there
+        self.joined = None             # pair: (own plan id, the peer's) when the last join took it
         self.resume_to = ONLINE        # where a cancelled outage returns (ONLINE or RESTORING)
         self.outage_start = None       # when the outage being handled began
         # observations, not persisted (a reboot observes afresh)
@@ -266,7 +273,17 @@ class StateMachine:
         start = self.outage_start
         if start is not None and now - start >= self.grace_ms:
             return GRACE_EXPIRED
+        if i.peer_plan_id and self.on_battery:
+            return PEER_PLAN  # the loss is corroborated here: the pair's grace is the peer's
         return None
+
+    def _join(self, now, peer_id):
+        """Take the peer's plan id when it is newer: both sentinels then log one id per
+        outage (the sequencer follows the rename without restarting its walk)."""
+        if peer_id > self.plan_id:
+            self.joined = (self.plan_id, peer_id)
+            self.plan_id = peer_id
+            self._event(now, PLAN_JOINED, peer_id)
 
     # ---- the main entry -------------------------------------------------------------------
 
@@ -396,6 +413,8 @@ class StateMachine:
                     self.resume_to = ONLINE
                     self._new_plan(False)
                     self._go(now, RESTORING, MAINS_STABLE)
+        if self.state == SHUTTING_DOWN and not self.drill and i.peer_plan_id > self.plan_id:
+            self._join(now, i.peer_plan_id)
         return self._new
 
     def allowed(self, c):

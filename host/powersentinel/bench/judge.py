@@ -543,6 +543,35 @@ def r_pair_alarm(res, a):
         a["board"], pat, win, "; partly: " + half if half else "")
 
 
+def r_one_plan(res, a):
+    """A pair ran one plan: at every status poll where both boards answered in SHUTTING_DOWN,
+    after the first `slack` (wall, default 2 s: a heartbeat and a poll) of that overlap, both
+    showed the same plan id. Fails when the two were never in SHUTTING_DOWN together."""
+    slack = parse_duration(a.get("slack", "2s"))
+    both = 0
+    since = None
+    ids = set()
+    for s in res.samples:
+        st = s.get("states") or {}
+        pl = s.get("plans") or {}
+        if not (st.get("a") == st.get("b") == "SHUTTING_DOWN"
+                and None not in (pl.get("a"), pl.get("b"))):
+            since = None
+            continue
+        if since is None:
+            since = s["wall"]
+        both += 1
+        if pl["a"] != pl["b"] and s["wall"] - since > slack:
+            return False, "A on plan %s, B on plan %s at %s, %.1f s (wall) into the overlap" % (
+                pl["a"], pl["b"], _story(res.story(s["wall"])), s["wall"] - since)
+        if pl["a"] == pl["b"]:
+            ids.add(pl["a"])
+    if not both:
+        return False, "the two boards were never in SHUTTING_DOWN at the same poll"
+    return True, "both on plan %s over %d polls in SHUTTING_DOWN together" % (
+        "/".join(str(i) for i in sorted(ids)) or "?", both)
+
+
 def r_stays_up(res, a):
     """Each of `hosts` ran all through the story: never told to shut down, never lost power
     (a dual-corded server when one feed is lost)."""
@@ -619,4 +648,4 @@ RULES = {"state": r_state, "never": r_never, "final_state": r_final_state,
          "board_reboots": r_board_reboots, "load_offs": r_load_offs,
          "no_shutdown_on_mains": r_no_shutdown_on_mains, "every_host_down": r_every_host_down,
          "pair_alarm": r_pair_alarm, "load_off_after_down": r_load_off_after_down,
-         "stays_up": r_stays_up, "alarm": r_alarm, "ups_restored": r_ups_restored}
+         "stays_up": r_stays_up, "alarm": r_alarm, "one_plan": r_one_plan, "ups_restored": r_ups_restored}

@@ -177,6 +177,9 @@ class Runner:
             # each board's state (None while it has no power); the pair's is A's, else B's
             s["states"] = {side: self.last_states[side] if self.powered[side] else None
                            for side in self.sides}
+            # each board's plan id as it answered this poll (one_plan judges them)
+            s["plans"] = {side: ((sts.get(side) or {}).get("state") or {}).get("plan_id")
+                          for side in self.sides}
             if not self.powered["a"]:
                 s["state"] = s["states"]["b"]
         if self.watch_alarm:
@@ -291,6 +294,9 @@ class Runner:
             r.reset_board(a.get("cause", "hard"))
         elif act == "host":
             self.site.host_action(a["host"], a["set"])
+        elif act == "drill":
+            # as an operator would from the console: a rehearsal, no FSD, no load-off
+            self.links[a.get("board", "a")].request("drill_start", timeout=2.0)
         elif act in ("kill", "revive"):
             side = a["board"]
             (r.kill if act == "kill" else r.revive)(side)

@@ -179,6 +179,7 @@ ACTIONS = {
     "ups": (set(), {"status", "charge", "link"}),
     "reboot": (set(), {"cause"}),
     "host": ({"host", "set"}, set()),
+    "drill": (set(), {"board"}),
     # a pair's (docs/bench.md): a board's power cut and return, the peer link cut and healed,
     # one board's own mains sensor set apart from the real mains
     "kill": ({"board"}, set()),
@@ -209,6 +210,7 @@ EXPECTS = {
     "board_reboots": ({"count"}, set()),
     "load_offs": ({"max"}, {"pattern", "feed"}),
     "pair_alarm": ({"board"}, {"text", "within"}),
+    "one_plan": (set(), {"slack"}),
     "every_host_down": (set(), set()),
     "no_shutdown_on_mains": (set(), set()),
     "load_off_after_down": (set(), {"pattern"}),
@@ -503,6 +505,8 @@ def from_dict(raw, path="<scenario>", variant=None) -> Scenario:
         _check_channel(v, w, args, chans)
         if act in PAIR_ACTIONS and pair is None:
             v.err(w + ".do", "%r acts on a pair: add a [pair] section" % act)
+        if act == "drill" and args.get("board") == "b" and pair is None:
+            v.err(w + ".board", "board \"b\" is a pair's second board: add a [pair] section")
         timeline.append(Step(at, act, args, i, trigger))
     timeline.sort(key=lambda s: (s.at_s, s.line))
 
@@ -521,8 +525,8 @@ def from_dict(raw, path="<scenario>", variant=None) -> Scenario:
         v.keys(w, args, req | opt, required=tuple(req))
         _check_expect(v, w, kind, args, tier_names, host_names, duration)
         _check_feed_expect(v, w, args, host_names, site)
-        if kind == "pair_alarm" and pair is None:
-            v.err(w + ".kind", "pair_alarm judges a pair: add a [pair] section")
+        if kind in ("pair_alarm", "one_plan") and pair is None:
+            v.err(w + ".kind", "%s judges a pair: add a [pair] section" % kind)
         en = e.get("needs", ())
         en = (en,) if isinstance(en, str) else tuple(en)
         for n in en:
@@ -662,7 +666,7 @@ def _check_step(v, w, act, a, hosts):
             v.choice(w + ".link", a["link"], ("ok", "lost", "garbage"))
     if act == "reboot":
         v.choice(w + ".cause", a.get("cause", "hard"), ("hard", "power_on", "wdt"))
-    if act in ("kill", "revive", "sensor"):
+    if act in ("kill", "revive", "sensor") or (act == "drill" and "board" in a):
         v.choice(w + ".board", a.get("board"), ("a", "b"))
     if act == "sensor":
         val = a.get("value")

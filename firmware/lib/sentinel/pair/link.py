@@ -104,8 +104,9 @@ class PairLink:
     def send(self):
         v = self.view_fn()
         # bit 0 "I hear you" (a one-way link shows); bit 1 this sentinel's UPS link shows the
-        # output off (a peer without a UPS link leaves LOAD_OFF on it)
-        flags = (1 if self.peer.state == ALIVE else 0) | (2 if v[6] else 0)
+        # output off (a peer without a UPS link leaves LOAD_OFF on it); bits 2-3 the plan's
+        # (agree.py)
+        flags = (1 if self.peer.state == ALIVE else 0) | (2 if v[6] else 0) | v[7]
         try:
             frame = self.codec.encode(self.peer.echo(), v[0], v[1], v[2], flags, v[3], v[4],
                                       v[5])
@@ -255,13 +256,17 @@ def _ups(i):
 def gate(link, control):
     """(now) -> None, for the control step to call between gathering its inputs and the
     state machine's update: sets Inputs.mains_unconfirmed and mains_outvoted from the
-    arbitration, and peer_output_off from an alive peer's frame."""
+    arbitration, and peer_output_off and peer_plan_id from an alive peer's frame."""
+    from sentinel.pair.agree import peer_plan
+
     def step(now):
         i = control.inputs
         i.mains_unconfirmed = link.arbitrate(now, _mains(control), _ups(i))
         i.mains_outvoted = link.arbiter.outvoted
         p = link.peer
         i.peer_output_off = p.state == ALIVE and bool(p.msg.flags & 2)
+        m = peer_plan(link)
+        i.peer_plan_id = 0 if m is None else m.plan_id
     return step
 
 
@@ -300,6 +305,7 @@ def own_view(control):
     """() -> this sentinel's view in frame codes, read from the control loop (its inputs, the
     mains monitor, the state machine, the sequencer): what the peer is told each heartbeat
     (its own sensor's verdict, never the arbitrated one)."""
+    from sentinel.pair.agree import plan_flags
     from sentinel.pair.frame import state_code
 
     def view():
@@ -311,6 +317,7 @@ def own_view(control):
             if t.phase in _DONE:
                 done += 1
         i = control.inputs
-        return (mains, ups, state_code(control.sm.state), control.sm.plan_id, done,
-                seq.load_off == "sent", ups != 0 and i.ups_output_off)
+        sm = control.sm
+        return (mains, ups, state_code(sm.state), sm.plan_id, done,
+                seq.load_off == "sent", ups != 0 and i.ups_output_off, plan_flags(sm, seq))
     return view
