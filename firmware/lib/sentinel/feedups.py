@@ -81,9 +81,10 @@ class ContactUps:
 class FeedUps:
     """units: [(feed, actions, link)] in config order, the first being ups.feed's: actions has
     shutdown_restore(delay_min, restore_min) -> bool or awaitable (UpsLink, ContactLoadOff), or
-    None (cannot be commanded); link: the UpsLink read for status, or None. feeds: the feeds to
-    command (load_off_feeds). log(type, data, critical=False); plan(): the sequencer's plan id;
-    now(): ms clock. A ContactUps link is polled by site(), each control step."""
+    None (cannot be commanded); link: the UpsLink or ContactUps read for status, or None.
+    feeds: the feeds to command (load_off_feeds). log(type, data, critical=False); plan(): the
+    sequencer's plan id; now(): ms clock. A ContactUps link is polled by site(), each control
+    step."""
 
     def __init__(self, units, feeds, log, plan, now, cmasks=None):
         self.units = units
