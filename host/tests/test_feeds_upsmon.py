@@ -14,6 +14,7 @@ the boot, without a new grace; nothing else changes.
 """
 import json
 import os
+import re
 import socket
 import sys
 import time
@@ -30,7 +31,7 @@ from rich.console import Console  # noqa: E402
 from powersentinel import logs, nutreal, ui  # noqa: E402
 from powersentinel.bench.site import Relay, free_port_on  # noqa: E402
 from powersentinel.link import Link  # noqa: E402
-from powersentinel.virtual import wait_for  # noqa: E402
+from powersentinel.virtual import VirtualError, wait_for  # noqa: E402
 
 GRACE_S = 3
 STABLE_S = 3
@@ -491,6 +492,8 @@ def test_feed_b_ups_read_over_dry_contacts(tmp_path):
                 return u["link"] == "contacts" and u["status"] == status and u
 
             wait_for(lambda: feed_ups("B", "OL"), 10, "UPS B read over its contacts")
+            with pytest.raises(VirtualError, match=re.escape("driven by its lines: contact.N=0|1")):
+                b.wires({"ups.B.status": "OB"})   # no simulator: its lines drive it
             t_lost = time.time()
             b.wires({"feed.B": "off", "contact.3": "1"})    # B lost, its UPS on battery
             wait_for(lambda: feed_ups("B", "OB"), 10, "UPS B on battery")
