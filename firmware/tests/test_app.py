@@ -671,18 +671,31 @@ class TestContactFeedUps(TestCase):
     first UPS's lines when those are contacts too, else by a task of its own; its load-off is
     its output's pulse."""
 
-    def _app(self, first):
+    def _app(self, first, rules="OB=3;LB=4;"):
         ups = dict(first, feed="A", feeds=[{"feed": "B", "link": "contacts",
-                                            "contacts": "OB=3;LB=4;", "shutdown_output": 1}])
+                                            "contacts": rules, "shutdown_output": 1}])
         cfg, errs = config.validate({
             "nut": {"port": NUT_PORT}, "ups": ups, "policy": {"grace_s": 3600},
             "mains": {"channels": [{"name": "A"}, {"name": "B"}]},
             "tiers": [{"name": "apps", "hosts": [
                 {"name": "b1", "address": "10.0.0.1", "feeds": ["B"]}]}]})
         self.assertEqual(errs, [])
-        s = Sentinel(ContactBoard(cfg, "down"), cfg, "config", [], write=Console().write,
+        self.console = Console()
+        s = Sentinel(ContactBoard(cfg, "down"), cfg, "config", [], write=self.console.write,
                      root=_root())
         return s, s.rt.board.io
+
+    def test_a_line_the_board_lacks_leaves_it_unread_and_says_which_key(self):
+        s, io = self._app({"link": "q1"}, "OB=3;LB=9;")   # the fake board has lines 0-7
+        feed, act, link = s.feed_ups.units[1]
+        self.assertIsNone(link)           # its feed's mains stand for it; its output still cuts
+        self.assertIsNotNone(act)
+        self.assertIsNone(s.more_contacts)
+        err = self.console.logs("config_error")
+        self.assertEqual(len(err), 1)
+        self.assertTrue(err[0]["error"].startswith("ups.feeds[0].contacts: contact rules "),
+                        err)
+        self.assertIn("line 9 out of range 0-7 (this board's lines)", err[0]["error"])
 
     def test_first_ups_on_q1_the_contacts_get_their_own_task(self):
         from sentinel.feedups import ContactUps

@@ -245,7 +245,7 @@ class Sentinel:
                 links.append((key, link))
                 act = link
             elif e["link"] == "contacts":
-                link = self._contact_ups(ups, e)
+                link = self._contact_ups(ups, e, len(units) - 1)
             if act is None and e["shutdown_output"] is not None:
                 act = ContactLoadOff(lambda line=e["shutdown_output"]: self._pulse_output(line))
             units.append((e["feed"], act, link))
@@ -259,18 +259,27 @@ class Sentinel:
                                 rt.now, cmasks)
         return self.feed_ups
 
-    def _contact_ups(self, ups, e):
-        """A feed's UPS read over dry contacts: its rules over the lines the first UPS's
-        contacts task debounces, or, when the first UPS is not read over contacts, over a
-        debouncer of its own (no rules: it journals nothing itself), run as a task."""
-        from sentinel.contacts import ContactMonitor, parse_rules
+    def _contact_ups(self, ups, e, i):
+        """A feed's UPS read over dry contacts (ups.feeds[i]): its rules over the lines the
+        first UPS's contacts task debounces, or, when the first UPS is not read over contacts,
+        over a debouncer of its own (no rules: it journals nothing itself), run as a task.
+        None, and a config_error record naming the key, when its rules name a line this board
+        does not have (the validator allows lines 0-31): not read, its feed's mains stand for
+        it, rather than a board that cannot boot."""
+        from sentinel.contacts import ContactMonitor, ContactRuleError, parse_rules
         from sentinel.feedups import ContactUps
         lines = self.rt.board.contacts().lines
+        try:
+            rules = parse_rules(e["contacts"], lines)
+        except ContactRuleError as err:
+            self.rt.log("config_error", {"error": "ups.feeds[%d].contacts: %s (this board's "
+                                         "lines)" % (i, err)}, critical=True)
+            return None
         mon = self.sensing.contacts or self.more_contacts
         if mon is None:
             mon = self.more_contacts = ContactMonitor(parse_rules("", lines), lines,
                                                       ups["debounce_ms"])
-        return ContactUps(parse_rules(e["contacts"], lines), mon.deb, e["feed"], self.rt.log)
+        return ContactUps(rules, mon.deb, e["feed"], self.rt.log)
 
     def _web(self, h, nut):
         """The web server's starter (started like NUT's, once the network is up)."""
