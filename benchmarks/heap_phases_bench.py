@@ -8,7 +8,8 @@ capture) on fresh virtual boards, once per configuration: mains.channels absent 
 channel site as before), three phases L1..L3, feeds A + B, and feeds A + B with the site model
 (`2feeds-site`: the first server of each tier on feeds A and B, the second on B alone, so the
 feed policy, sentinel/feeds.py, is loaded), and `2feeds-2ups`: that site with one UPS per
-feed (ups.feed A, ups.feeds B: sentinel/feedups.py and a second Q1 link). It only adds a
+feed (ups.feed A, ups.feeds B: sentinel/feedups.py and a second Q1 link), and
+`2feeds-2ups-contacts`: that site with feed B's UPS read over dry contacts. It only adds a
 `mains.channels` feature (and for 2feeds-2ups the ups keys) to heap_bench's FEATURES table at
 run time (heap_bench.py itself is unchanged).
 Prints, per configuration, the peak allocation and minimum free heap, and the difference to
@@ -30,18 +31,21 @@ CONFIGS = {
     "2feeds": [{"name": "A"}, {"name": "B"}],
     "2feeds-site": [{"name": "A"}, {"name": "B"}],
     "2feeds-2ups": [{"name": "A"}, {"name": "B"}],
+    "2feeds-2ups-contacts": [{"name": "A"}, {"name": "B"}],
 }
 
 
-def _channels(chans, site=False, ups2=False):
+def _channels(chans, site=False, ups2=None):
     """A heap_bench Feature (a class, as FEATURES holds) setting mains.channels, with site the
-    servers' feeds, with ups2 one UPS per feed too (the second Q1 UPS on the second UART)."""
+    servers' feeds, with ups2 one UPS per feed too: "q1", the second Q1 UPS on the second UART;
+    "contacts", feed B's UPS read over dry contacts (lines 3-4, its own debouncing task)."""
     class Channels(heap_bench.Feature):
         def configure(self, cfg, workdir):
             cfg["mains"]["channels"] = chans
             if ups2:
                 cfg["ups"]["feed"] = "A"
-                cfg["ups"]["feeds"] = [{"feed": "B"}]
+                cfg["ups"]["feeds"] = [{"feed": "B"} if ups2 == "q1" else
+                                       {"feed": "B", "link": "contacts", "contacts": "OB=3;LB=4;"}]
             if site:
                 for t in cfg["tiers"]:
                     for j, h in enumerate(t["hosts"]):
@@ -61,9 +65,10 @@ def main():
     for name in a.configs.split(","):
         feats = ()
         if CONFIGS[name] is not None:
+            ups2 = name.partition("-2ups")[2]
             heap_bench.FEATURES["ch-" + name] = _channels(
-                CONFIGS[name], name.endswith("-site") or name.endswith("-2ups"),
-                name.endswith("-2ups"))
+                CONFIGS[name], name.endswith("-site") or "-2ups" in name,
+                (ups2[1:] or "q1") if "-2ups" in name else None)
             feats = ("ch-" + name,)
         r = heap_bench.scenario(heap=a.heap, duration=a.duration, romfs=not a.no_romfs,
                                 features=feats)

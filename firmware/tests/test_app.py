@@ -636,3 +636,111 @@ class TestFeedUpsLoad(TestCase):
         self.assertIsNone(s.control.feeds)
         self.assertIs(s.control.seq.ups, s.link)
         self.assertEqual((s.more_links, s.feed_ups), ((), None))
+
+
+class FakeLines:
+    """A board's contact inputs (read: the mask the test sets) and outputs (every set)."""
+
+    lines = 8
+
+    def __init__(self):
+        self.raw = 0
+        self.sets = []
+
+    def read(self):
+        return self.raw
+
+    def set(self, line, level):
+        self.sets.append((line, level))
+
+
+class ContactBoard(UartBoard):
+    def __init__(self, cfg, net="down"):
+        UartBoard.__init__(self, cfg, net)
+        self.io = FakeLines()
+
+    def contacts(self):
+        return self.io
+
+    def outputs(self):
+        return self.io
+
+
+class TestContactFeedUps(TestCase):
+    """Feed B's UPS read over dry contacts: its rules over its own lines, debounced with the
+    first UPS's lines when those are contacts too, else by a task of its own; its load-off is
+    its output's pulse."""
+
+    def _app(self, first, rules="OB=3;LB=4;"):
+        ups = dict(first, feed="A", feeds=[{"feed": "B", "link": "contacts",
+                                            "contacts": rules, "shutdown_output": 1}])
+        cfg, errs = config.validate({
+            "nut": {"port": NUT_PORT}, "ups": ups, "policy": {"grace_s": 3600},
+            "mains": {"channels": [{"name": "A"}, {"name": "B"}]},
+            "tiers": [{"name": "apps", "hosts": [
+                {"name": "b1", "address": "10.0.0.1", "feeds": ["B"]}]}]})
+        self.assertEqual(errs, [])
+        self.console = Console()
+        s = Sentinel(ContactBoard(cfg, "down"), cfg, "config", [], write=self.console.write,
+                     root=_root())
+        return s, s.rt.board.io
+
+    def test_a_line_the_board_lacks_leaves_it_unread_and_says_which_key(self):
+        s, io = self._app({"link": "q1"}, "OB=3;LB=9;")   # the fake board has lines 0-7
+        feed, act, link = s.feed_ups.units[1]
+        self.assertIsNone(link)           # its feed's mains stand for it; its output still cuts
+        self.assertIsNotNone(act)
+        self.assertIsNone(s.more_contacts)
+        err = self.console.logs("config_error")
+        self.assertEqual(len(err), 1)
+        self.assertTrue(err[0]["error"].startswith("ups.feeds[0].contacts: contact rules "),
+                        err)
+        self.assertIn("line 9 out of range 0-7 (this board's lines)", err[0]["error"])
+
+    def test_first_ups_on_q1_the_contacts_get_their_own_task(self):
+        from sentinel.feedups import ContactUps
+        from sentinel.sequencer import ContactLoadOff
+        s, io = self._app({"link": "q1"})
+        feed, act, link = s.feed_ups.units[1]
+        self.assertTrue(isinstance(link, ContactUps))
+        self.assertTrue(isinstance(act, ContactLoadOff))
+        self.assertIs(link.deb, s.more_contacts.deb)
+        self.assertIsNone(s.sensing.contacts)       # the first UPS stays the Q1 link
+        co, limits = s.tasks(None)
+        self.assertIn("contacts", limits)
+        for c in co:
+            c.close()
+
+        async def run():
+            task = asyncio.create_task(s.sensing.contacts_task(s.more_contacts, "contacts"))
+            io.raw = 1 << 3   # B's AC-fail contact closed
+            await _until(lambda: (s.control.step() or link.status) == ["OB"], "B on battery")
+            self.assertEqual(s.ops.status()["ups"]["feeds"]["B"]["status"],
+                             "OB")
+            self.assertIn("contacts", s.rt.alive)
+            ok = await s.feed_ups.shutdown_restore(1, 1)   # feed B's UPS: its output's pulse
+            self.assertTrue(ok)
+            self.assertEqual(io.sets, [(1, 1), (1, 0)])
+            task.cancel()
+        asyncio.run(run())
+
+    def test_first_ups_on_contacts_one_debouncer_for_both(self):
+        s, io = self._app({"link": "contacts", "contacts": "OB=1;LB=2;"})
+        link = s.feed_ups.units[1][2]
+        self.assertIs(link.deb, s.sensing.contacts.deb)
+        self.assertIsNone(s.more_contacts)
+        co, limits = s.tasks(None)
+        self.assertNotIn("contacts", limits)
+        for c in co:
+            c.close()
+        t = 0
+        for raw in (0, 0b11000):    # B: OB LB, the first UPS's lines still open
+            for _ in range(8):
+                s.sensing.contacts.update(raw, t)
+                t += 10
+            s.control.step()
+        self.assertEqual((s.sensing.contacts.statuses(), link.status), (["OL"], ["OB", "LB"]))
+        fu = s.feed_ups.status()    # the first UPS's row too, from its own contacts
+        self.assertEqual([(fu[f]["link"], fu[f]["status"]) for f in ("A", "B")],
+                         [("contacts", "OL"), ("contacts", "OB LB")])
+        self.assertEqual(s.feed_ups.low_mask(["A", "B"]), 0b10)

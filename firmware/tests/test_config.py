@@ -283,7 +283,7 @@ class TestErrors(TestCase):
             {"feed": "B"}, {"feed": "C", "link": "none", "shutdown_output": 1}]}))
         self.assertEqual(errs, [])
         self.assertEqual(cfg["ups"]["feeds"][0], {"feed": "B", "link": "q1", "baud": 2400,
-                                                  "shutdown_output": None})
+                                                  "contacts": "", "shutdown_output": None})
         cfg, errs = config.validate({})   # every existing site: one UPS, nothing more
         self.assertEqual((cfg["ups"]["feed"], cfg["ups"]["feeds"], errs), (None, [], []))
         self.check(site({"feeds": [{"feed": "B"}]}),
@@ -295,7 +295,41 @@ class TestErrors(TestCase):
                     "ups.feeds[1].feed: feed A already has its UPS (ups.feed); one UPS a feed"])
         self.check(site({"feed": "A", "feeds": [{"feed": "B"}, {"feed": "C"}]}),
                    ["ups.feeds[1].link: a board has one more UART for a second Q1 UPS; "
-                    "allowed: none (with shutdown_output)"])
+                    "allowed: contacts, or none (with shutdown_output)"])
+
+    def test_ups_per_feed_read_over_contacts(self):
+        def site(ups):
+            return {"mains": {"channels": [{"name": "A"}, {"name": "B"}, {"name": "C"}]},
+                    "ups": dict(ups, feed="A")}
+        cfg, errs = config.validate(site({"link": "contacts", "contacts": "OB=1;LB=2;",
+                                          "shutdown_output": 0, "feeds": [
+            {"feed": "B", "link": "contacts", "contacts": "OB=3;LB=4|^5;", "shutdown_output": 1},
+            {"feed": "C", "link": "q1"}]}))
+        self.assertEqual(errs, [])
+        self.assertEqual(cfg["ups"]["feeds"][0]["contacts"], "OB=3;LB=4|^5;")
+        # a Q1 first UPS: its shutdown_output is not used, so a contact UPS may take line 0
+        self.assertEqual(errors_of(site({"link": "q1", "shutdown_output": 0, "feeds": [
+            {"feed": "B", "link": "contacts", "contacts": "OB=1;", "shutdown_output": 0}]})), [])
+        self.check(site({"link": "q1", "feeds": [{"feed": "B", "link": "contacts"}]}),
+                   ["ups.feeds[0].contacts: link is \"contacts\" but no OB or OL rule is "
+                    "given; allowed: e.g. \"OB=3;LB=4;\" on lines no other UPS reads"])
+        self.check(site({"link": "contacts", "contacts": "OB=1;LB=2;", "feeds": [
+            {"feed": "B", "link": "contacts", "contacts": "OB=3&^1;LB=2;"}]}),
+                   ["ups.feeds[0].contacts: lines 1, 2 are already read by ups.contacts; each "
+                    "UPS needs contact lines of its own"])
+        self.check(site({"link": "none", "shutdown_output": 0, "feeds": [
+            {"feed": "B", "link": "contacts", "contacts": "OB=3;", "shutdown_output": 2},
+            {"feed": "C", "link": "contacts", "contacts": "OL=^3;", "shutdown_output": 0}]}),
+                   ["ups.feeds[1].contacts: line 3 is already read by ups.feeds[0].contacts; "
+                    "each UPS needs contact lines of its own",
+                    "ups.feeds[1].shutdown_output: output line 0 already commands another UPS "
+                    "(ups.shutdown_output); each UPS needs an output line of its own"])
+        self.check(site({"link": "q1", "feeds": [
+            {"feed": "B", "link": "contacts", "contacts": "OB=3;XX=4"}]}),
+                   ["ups.feeds[0].contacts: unknown signal \"XX\" (signals: OL, OB, LB, RB, "
+                    "BYPASS, CAL, OFF, OVER)",
+                    "ups.feeds[0].contacts: link is \"contacts\" but no OB or OL rule is "
+                    "given; allowed: e.g. \"OB=3;LB=4;\" on lines no other UPS reads"])
 
     def test_invalid_value_replaced_by_default(self):
         cfg, errs = config.validate({"policy": {"grace_s": -1}, "tiers": [{"name": "a b"}]})

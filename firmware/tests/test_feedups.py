@@ -191,3 +191,75 @@ class TestSiteReading(TestCase):
         i = self.inputs(True, lb=True)
         fu.site(i, 0b01)
         self.assertEqual(fu.low_mask(["A", "B"]), 0b11)
+
+
+class TestContactUps(TestCase):
+    """A feed's UPS read over dry contacts: its own rules over the board's debounced lines
+    (the first UPS's debouncer when it is on contacts too), read as a Q1 second UPS is."""
+
+    def setUp(self):
+        from sentinel.contacts import ContactMonitor, parse_rules
+        from sentinel.feedups import ContactUps
+        self.recs = []
+        # the first UPS on lines 1-2, feed B's on lines 3-4; one debouncer (50 ms) for all
+        self.first = ContactMonitor(parse_rules("OB=1;LB=2;", 8), 8, 50)
+        self.b = ContactUps(parse_rules("OB=3;LB=4;", 8), self.first.deb, "B",
+                            lambda t, d, critical=False: self.recs.append((t, d)))
+        self.fu = FeedUps([("A", None, None), ("B", None, self.b)], ["A", "B"],
+                          lambda *a, **k: None, lambda: 1, lambda: 0, cmasks=[0b01, 0b10])
+        self.t = 0
+
+    def lines(self, raw):
+        """Hold `raw` on the lines past the debounce, as the contacts task reads them."""
+        for _ in range(7):
+            self.first.update(raw, self.t)
+            self.t += 10
+
+    def step(self, good_mask=0b11):
+        """A control step: the first UPS's contacts as Control._gather reads them, then
+        the site's reading."""
+        from sentinel.statemachine import Inputs
+        i = Inputs(ups_on_battery=self.first.has("OB"), ups_low_battery=self.first.has("LB"),
+                   ups_link_ok=bool(self.first.ready))
+        self.fu.site(i, good_mask)
+        return i
+
+    def test_read_once_settled_by_its_own_lines(self):
+        self.first.update(0, 0)   # not settled: its feed's mains decide, as a link that is down
+        self.assertFalse(self.b.link_ok)
+        self.assertTrue(self.step(0b01).ups_on_battery is False)
+        self.assertEqual(self.fu.status()["B"]["link"], "init")
+        self.lines(0)
+        i = self.step()
+        self.assertEqual((self.b.link_ok, self.b.status), (True, ["OL"]))
+        self.assertEqual(self.fu.status()["B"], {
+            "link": "contacts", "status": "OL", "charge": None, "load": None, "load_offs": 0,
+            "load_off_ago_ms": None, "commanded": True})
+        self.lines(0b01000)   # line 3: feed B's UPS on battery; the first UPS's lines untouched
+        i = self.step(0b01)
+        self.assertEqual(self.b.status, ["OB"])
+        self.assertEqual(self.first.statuses(), ["OL"])
+        self.assertEqual((i.ups_on_battery, i.ups_low_battery), (False, False))
+        self.assertEqual(self.recs, [("contacts", {"feed": "B", "status": ["OL"]}),
+                                     ("contacts", {"feed": "B", "status": ["OB"]})])
+        self.step(0b01)       # unchanged: no record, the same list
+        st = self.b.status
+        self.step(0b01)
+        self.assertIs(self.b.status, st)
+        self.assertEqual(len(self.recs), 2)
+
+    def test_its_low_battery_ends_its_feed_s_grace_not_the_site_s(self):
+        self.lines(0b11000)   # B: OB LB
+        i = self.step(0b01)
+        self.assertEqual(self.b.status, ["OB", "LB"])
+        self.assertEqual((i.ups_on_battery, i.ups_low_battery), (False, False))
+        self.assertEqual(self.fu.low_mask(["A", "B"]), 0b10)
+
+    def test_both_on_battery_is_the_site_s_outage(self):
+        self.lines(0b01010)   # line 1: the first UPS OB, line 3: B's OB
+        i = self.step(0)
+        self.assertEqual((i.ups_on_battery, i.ups_low_battery), (True, False))
+        self.lines(0b11010)   # B's battery low too: the site's low battery
+        i = self.step(0)
+        self.assertEqual((i.ups_on_battery, i.ups_low_battery), (True, True))
+        self.assertEqual(self.fu.low_mask(["A", "B"]), 0b10)

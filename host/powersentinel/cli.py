@@ -144,10 +144,11 @@ def virtual_set(d, at_phase, board, assignments):
     frequency=47.5          mains frequency, Hz (phase-continuous)
     noise=0.01              noise rms, fraction of nominal
     harmonic.N=0.05         Nth harmonic, fraction of the fundamental
-    contact.NAME=0|1        a UPS dry-contact input line (number or configured name)
+    contact.NAME=0|1        a UPS dry-contact input line (number or configured name); every
+                            contact UPS's, a feed's (ups.feeds link contacts) too
     ups.status=OL|OB|OB LB|auto, ups.charge=%, ups.runtime=s, ups.load=%
     ups.link=ok|lost|garbage
-    ups.B.status=OB ...     one UPS per feed (ups.feeds): that feed's UPS, same fields
+    ups.B.status=OB ...     one UPS per feed (ups.feeds): that feed's Q1 UPS, same fields
     adc=run|stall           fault injection: the ADC stops delivering samples
     """
     values = {}

@@ -14,6 +14,7 @@ the boot, without a new grace; nothing else changes.
 """
 import json
 import os
+import re
 import socket
 import sys
 import time
@@ -30,7 +31,7 @@ from rich.console import Console  # noqa: E402
 from powersentinel import logs, nutreal, ui  # noqa: E402
 from powersentinel.bench.site import Relay, free_port_on  # noqa: E402
 from powersentinel.link import Link  # noqa: E402
-from powersentinel.virtual import wait_for  # noqa: E402
+from powersentinel.virtual import VirtualError, wait_for  # noqa: E402
 
 GRACE_S = 3
 STABLE_S = 3
@@ -52,6 +53,30 @@ def _upsmon(relay, ups=rc.TIER):
     pw = rc.USERS["monuser"][0]
     return nutreal.RealUpsmon([nutreal.Monitor(ups, relay.addr[0], relay.addr[1],
                                                "monuser", pw)], pollfreq=1, pollfreqalert=1)
+
+
+def _three_servers():
+    """Tier apps: a1 (dual-corded: feeds A and B) and b1 (B only); tier dbs: b2 (B only)."""
+    return [{"name": rc.TIER, "max_wait_s": 30, "delay_s": 0, "hosts": [
+                {"name": "a1", "address": A1, "mac": None, "health": "nut", "feeds": ["A", "B"]},
+                {"name": "b1", "address": B1, "mac": B1_MAC, "health": "nut", "feeds": ["B"]}]},
+            {"name": "dbs", "max_wait_s": 30, "delay_s": 0, "hosts": [
+                {"name": "b2", "address": B2, "mac": B2_MAC, "health": "nut", "feeds": ["B"]}]}]
+
+
+def _three_upsmons(b):
+    """The relays (each server's own address) to board b and the three servers' upsmon."""
+    relays = (Relay(A1, b.nut), Relay(B1, b.nut), Relay(B2, b.nut))
+    return relays, (_upsmon(relays[0]), _upsmon(relays[1]), _upsmon(relays[2], "dbs"))
+
+
+def _log_in(b, mons):
+    """Once board b serves NUT: every upsmon started and logged in."""
+    b.wait_serving(15)
+    for m in mons:
+        m.start()
+    for m in mons:
+        m.wait_logged_in(15)
 
 
 class Wol:
@@ -85,12 +110,7 @@ class Wol:
 
 def test_feed_b_lost_shuts_down_only_the_servers_on_b(tmp_path):
     wol = Wol(free_port_on(["127.0.0.1", A1, B1, B2], socket.SOCK_DGRAM))
-    tiers = [{"name": rc.TIER, "max_wait_s": 30, "delay_s": 0, "hosts": [
-                 {"name": "a1", "address": A1, "mac": None, "health": "nut",
-                  "feeds": ["A", "B"]},
-                 {"name": "b1", "address": B1, "mac": B1_MAC, "health": "nut", "feeds": ["B"]}]},
-             {"name": "dbs", "max_wait_s": 30, "delay_s": 0, "hosts": [
-                 {"name": "b2", "address": B2, "mac": B2_MAC, "health": "nut", "feeds": ["B"]}]}]
+    tiers = _three_servers()
     cfg = rc.make_config(**{"policy.grace_s": GRACE_S, "policy.stable_mains_s": STABLE_S,
                             "mains.channels": CHANNELS, "tiers": tiers,
                             "recovery": {"wol_port": wol.sock.getsockname()[1],
@@ -99,15 +119,10 @@ def test_feed_b_lost_shuts_down_only_the_servers_on_b(tmp_path):
     http_port = free_port_on(["127.0.0.1"])
     cfg["http"] = {"enabled": True, "port": http_port}   # the status page's feeds block
     b = rc.Board(str(tmp_path / "b"), cfg, extra_args=("--channels", json.dumps(CHANNELS)))
-    ra, rb, rb2 = Relay(A1, b.nut), Relay(B1, b.nut), Relay(B2, b.nut)
-    ma, mb, mdb = _upsmon(ra), _upsmon(rb), _upsmon(rb2, "dbs")
+    (ra, rb, rb2), (ma, mb, mdb) = _three_upsmons(b)
     later = []
     try:
-        b.wait_serving(15)
-        for m in (ma, mb, mdb):
-            m.start()
-        for m in (ma, mb, mdb):
-            m.wait_logged_in(15)
+        _log_in(b, (ma, mb, mdb))
         with Link(b.serial) as lk:
             st = lk.request("status")
             assert st["feeds"]["feeds"] == {"A": "ok", "B": "ok"}, st.get("feeds")
@@ -217,12 +232,7 @@ def test_both_feeds_lost_cuts_both_ups_loads_and_power_on_waits_for_both(tmp_pat
     site's power-on wakes nobody (every server needs B); B back: both loads are restored and the
     servers are powered on, b2 first."""
     wol = Wol(free_port_on(["127.0.0.1", A1, B1, B2], socket.SOCK_DGRAM))
-    tiers = [{"name": rc.TIER, "max_wait_s": 30, "delay_s": 0, "hosts": [
-                 {"name": "a1", "address": A1, "mac": None, "health": "nut",
-                  "feeds": ["A", "B"]},
-                 {"name": "b1", "address": B1, "mac": B1_MAC, "health": "nut", "feeds": ["B"]}]},
-             {"name": "dbs", "max_wait_s": 30, "delay_s": 0, "hosts": [
-                 {"name": "b2", "address": B2, "mac": B2_MAC, "health": "nut", "feeds": ["B"]}]}]
+    tiers = _three_servers()
     cfg = rc.make_config(**{"policy.grace_s": GRACE_S, "policy.stable_mains_s": STABLE_S,
                             "mains.channels": CHANNELS, "tiers": tiers,
                             "ups.link": "q1", "ups.feed": "A", "ups.feeds": [{"feed": "B"}],
@@ -233,15 +243,10 @@ def test_both_feeds_lost_cuts_both_ups_loads_and_power_on_waits_for_both(tmp_pat
     b = rc.Board(str(tmp_path / "b"), cfg, extra_args=(
         "--channels", json.dumps(CHANNELS), "--ups-feeds", json.dumps(["A", "B"]),
         "--time-scale", "60"))
-    ra, rb, rb2 = Relay(A1, b.nut), Relay(B1, b.nut), Relay(B2, b.nut)
-    ma, mb, mdb = _upsmon(ra), _upsmon(rb), _upsmon(rb2, "dbs")
+    (ra, rb, rb2), (ma, mb, mdb) = _three_upsmons(b)
     later = []
     try:
-        b.wait_serving(15)
-        for m in (ma, mb, mdb):
-            m.start()
-        for m in (ma, mb, mdb):
-            m.wait_logged_in(15)
+        _log_in(b, (ma, mb, mdb))
         with Link(b.serial) as lk:
             def links_ok():
                 u = lk.request("status")["ups"]["feeds"]
@@ -459,5 +464,93 @@ def test_the_first_ups_on_battery_alone_is_feed_a_lost_not_the_site_s_outage(tmp
         for m in (ma, m2):
             m.stop()
         for r in (ra, r2):
+            r.close()
+        b.stop()
+
+
+def test_feed_b_ups_read_over_dry_contacts(tmp_path):
+    """Both UPSes read over dry contacts on one virtual board (the first, feed A's, on lines 1-2
+    with output 0; feed B's on lines 3-4 with output 1), driven with `virtual set contact.N`.
+    Feed B lost, its UPS on battery (line 3): the site stays ONLINE, a1 (A+B) untouched; grace
+    is long (60 s) but B's low battery (line 4) ends it: b1 then b2 (B only) are told at once, in
+    tier order, cause ups_low_battery. Then feed A lost as well (line 1): the whole site's
+    sequence shuts a1 down and its load-off pulses each UPS's output once, A then B."""
+    tiers = _three_servers()
+    cfg = rc.make_config(**{"policy.grace_s": 60, "policy.stable_mains_s": STABLE_S,
+                            "mains.channels": CHANNELS, "tiers": tiers,
+                            "ups.link": "contacts", "ups.contacts": "OB=1;LB=2;",
+                            "ups.shutdown_output": 0, "ups.feed": "A",
+                            "ups.feeds": [{"feed": "B", "link": "contacts",
+                                           "contacts": "OB=3;LB=4;", "shutdown_output": 1}]})
+    b = rc.Board(str(tmp_path / "b"), cfg, extra_args=("--channels", json.dumps(CHANNELS)))
+    (ra, rb, rb2), (ma, mb, mdb) = _three_upsmons(b)
+    try:
+        _log_in(b, (ma, mb, mdb))
+        with Link(b.serial) as lk:
+            def feed_ups(feed, status):
+                u = lk.request("status")["ups"]["feeds"][feed]
+                return u["link"] == "contacts" and u["status"] == status and u
+
+            wait_for(lambda: feed_ups("B", "OL"), 10, "UPS B read over its contacts")
+            with pytest.raises(VirtualError, match=re.escape("driven by its lines: contact.N=0|1")):
+                b.wires({"ups.B.status": "OB"})   # no simulator: its lines drive it
+            t_lost = time.time()
+            b.wires({"feed.B": "off", "contact.3": "1"})    # B lost, its UPS on battery
+            wait_for(lambda: feed_ups("B", "OB"), 10, "UPS B on battery")
+            wait_for(lambda: lk.request("status")["feeds"]["feeds"]["B"] == "lost", 5,
+                     "the firmware to see feed B lost")
+            st = lk.request("status")
+            assert st["ups"]["feeds"]["A"]["status"] == "OL", st["ups"]
+            # `powersentinel status` and the monitor: a row per feed's UPS, B's on its contacts
+            ident = lk.identify()
+            for r in (ui.render_status(ident, st), ui.render_dashboard(ident, st, [], "pty")):
+                con = Console(record=True, width=200)
+                con.print(r)
+                text = con.export_text()
+                assert "OB  link contacts" in text and "OL  link contacts" in text, text
+            assert _status_from(ra)[0] == 'VAR apps ups.status "ALARM OL"'
+            time.sleep(2)   # the grace (60 s) runs: nobody is told yet
+            assert _status_from(rb)[0] == 'VAR apps ups.status "ALARM OL"'
+
+            b.wires({"contact.4": "1"})                      # UPS B's battery low
+            t_b1 = mb.wait_shutdown(15)
+            assert t_b1 is not None, mb.log()[-3000:]
+            assert t_b1 - t_lost < 30, t_b1 - t_lost         # well inside the 60 s grace
+            t_b2 = mdb.wait_shutdown(15)
+            assert t_b2 is not None and t_b2 > t_b1, mdb.log()[-3000:]
+            assert _journal(lk, ("feed_fsd",)) == [
+                {"host": "b1", "tier": rc.TIER, "cause": "ups_low_battery"},
+                {"host": "b2", "tier": "dbs", "cause": "ups_low_battery"}]
+            # one UPS on battery, even low, is its feed lost: the site never left ONLINE
+            st = lk.request("status")
+            assert st["state"]["name"] == "ONLINE"
+            assert _journal(lk, ("state",)) == [] and _journal(lk, ("ups_off",)) == []
+            assert {"feed": "B", "status": ["OB", "LB"]} in _journal(lk, ("contacts",))
+            assert _status_from(ra)[0] == 'VAR apps ups.status "ALARM OL"'
+            assert ma.shutdown_time() is None and ma.running(), ma.log()[-3000:]
+            mb.stop()    # b1 and b2 have halted
+            mdb.stop()
+
+            # feed A lost too: every feed's UPS on battery is the site's outage
+            b.wires({"feed.A": "off", "contact.1": "1"})
+            t_a1 = ma.wait_shutdown(30)
+            assert t_a1 is not None, ma.log()[-3000:]
+            ma.stop()
+            seen = set()
+            deadline = time.monotonic() + 60
+            while seen != {0, 1} and time.monotonic() < deadline:   # each UPS's 1 s pulse
+                seen |= {n for n, v in enumerate(b.state()["outputs"]) if v}
+                time.sleep(0.05)
+            assert seen == {0, 1}, seen
+            def offs():
+                x = [(d["feed"], d["ok"]) for d in _journal(lk, ("ups_off",)) if "feed" in d]
+                return len(x) >= 2 and x
+            offs = wait_for(offs, 10, "the per-feed ups_off records")
+            assert offs == [("A", True), ("B", True)], offs
+            assert _journal(lk, ("state",))[0]["from"] == "ONLINE"
+    finally:
+        for m in (ma, mb, mdb):
+            m.stop()
+        for r in (ra, rb, rb2):
             r.close()
         b.stop()

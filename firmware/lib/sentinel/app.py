@@ -53,6 +53,8 @@ class Sentinel:
     # and the feedups.FeedUps. Class defaults: single-UPS sites add nothing to the instance
     more_links = ()
     feed_ups = None
+    more_contacts = None   # the ContactMonitor debouncing a feed's contact UPS's lines, when
+                           # the first UPS is not read over contacts (then it has its own task)
 
     def __init__(self, board, cfg, cfg_source="defaults", cfg_errors=(), write=out, root="/"):
         # imported here, after main() has dropped the config validator: the boot's peak heap
@@ -219,14 +221,21 @@ class Sentinel:
         self.cfg_errors = list(cfg_errors)
 
     def _feed_ups(self, ups, first, chan_feeds):
-        """One UPS per feed: the other feeds' UPSes (a Q1 link on the board's second UART, or
-        a contact output) and the load-off that commands each one whose feed powers a server."""
+        """One UPS per feed: the other feeds' UPSes (a Q1 link on the board's second UART, dry
+        contacts, and a contact output) and the load-off that commands each one whose feed
+        powers a server."""
         # loaded only when ups.feeds lists more UPSes (device heap: single-UPS sites never
         # import it)
-        from sentinel.feedups import FeedUps, load_off_feeds
+        from sentinel.feedups import ContactUps, FeedUps, load_off_feeds
         from sentinel.sequencer import ContactLoadOff
         rt = self.rt
-        units = [(ups["feed"], first, self.link)]
+        link = self.link
+        con = self.sensing.contacts
+        if con is not None:
+            # the first UPS read over contacts: its row in the console's feeds block (its own
+            # contacts task journals its changes)
+            link = ContactUps(con.rules, con.deb, ups["feed"], None)
+        units = [(ups["feed"], first, link)]
         links = []
         for e in ups["feeds"]:
             act = link = None
@@ -238,7 +247,9 @@ class Sentinel:
                                link_lost_s=ups["link_lost_s"])
                 links.append((key, link))
                 act = link
-            elif e["shutdown_output"] is not None:
+            elif e["link"] == "contacts":
+                link = self._contact_ups(ups, e, len(units) - 1)
+            if act is None and e["shutdown_output"] is not None:
                 act = ContactLoadOff(lambda line=e["shutdown_output"]: self._pulse_output(line))
             units.append((e["feed"], act, link))
         self.more_links = links
@@ -250,6 +261,28 @@ class Sentinel:
         self.feed_ups = FeedUps(units, load_off_feeds(rt.cfg, names), rt.log, lambda: None,
                                 rt.now, cmasks)
         return self.feed_ups
+
+    def _contact_ups(self, ups, e, i):
+        """A feed's UPS read over dry contacts (ups.feeds[i]): its rules over the lines the
+        first UPS's contacts task debounces, or, when the first UPS is not read over contacts,
+        over a debouncer of its own (no rules: it journals nothing itself), run as a task.
+        None, and a config_error record naming the key, when its rules name a line this board
+        does not have (the validator allows lines 0-31): not read, its feed's mains stand for
+        it, rather than a board that cannot boot."""
+        from sentinel.contacts import ContactMonitor, ContactRuleError, parse_rules
+        from sentinel.feedups import ContactUps
+        lines = self.rt.board.contacts().lines
+        try:
+            rules = parse_rules(e["contacts"], lines)
+        except ContactRuleError as err:
+            self.rt.log("config_error", {"error": "ups.feeds[%d].contacts: %s (this board's "
+                                         "lines)" % (i, err)}, critical=True)
+            return None
+        mon = self.sensing.contacts or self.more_contacts
+        if mon is None:
+            mon = self.more_contacts = ContactMonitor(parse_rules("", lines), lines,
+                                                      ups["debounce_ms"])
+        return ContactUps(rules, mon.deb, e["feed"], self.rt.log)
 
     def _web(self, h, nut):
         """The web server's starter (started like NUT's, once the network is up)."""
@@ -310,6 +343,9 @@ class Sentinel:
         for key, link in self.more_links:
             co.append(link.run())
             limits[key] = ALIVE_LIMITS["ups"]
+        if self.more_contacts is not None:
+            co.append(s.contacts_task(self.more_contacts, "contacts"))
+            limits["contacts"] = ALIVE_LIMITS["ups"]
         if self.pair is not None:
             co.append(self.pair.run())
         if self.outbox is not None:

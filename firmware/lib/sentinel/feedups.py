@@ -10,6 +10,9 @@ load when its feed returns), or its contact output's pulse. An `ups_off` record 
 feed, ok); a UPS that failed is tried again with the sequencer's retry, one that took it is not.
 A feed whose UPS cannot be commanded (link none, no output) gets one `ups_off` (ok false, why).
 
+A feed's UPS is read over a Q1 link (an UpsLink) or over dry contacts (a ContactUps: its own
+rules over the board's debounced contact lines); both look the same here (link_ok, status).
+
 What the UPSes tell the state machine and the feed policy (site(), low_mask()): one UPS on
 battery is its feed lost, not the site's outage. The site is on battery when every feed is:
 each UPS that is read says OB, a feed whose UPS is not read has lost its mains channels. A low
@@ -38,15 +41,54 @@ def load_off_feeds(cfg, names):
     return [f for f in names if f in out] if hosts else list(names)
 
 
+class ContactUps:
+    """A feed's UPS read over dry contacts, seen as an UpsLink is (link_ok, status, state):
+    its rules (contacts.Rules) over the stable lines of `deb`, the Debouncer the contacts
+    task feeds (the first UPS's when that one is read over contacts too: one debounce for
+    every line). log(type, data): its status changes as `contacts` records with its feed
+    (None: journaled by the contacts task, the first UPS's)."""
+    charge = None   # contacts tell neither
+    load = None
+
+    def __init__(self, rules, deb, feed, log):
+        self.rules = rules
+        self.deb = deb
+        self.feed = feed
+        self.log = log
+        self.bits = -1
+        self.status = []        # status names, as an UpsLink's tokens
+        self.link_ok = False    # until every line has settled once
+        self.state = "init"
+
+    def poll(self):
+        """Read the lines again (every control step): the status list is rebuilt and
+        journaled only when it changes (no garbage while it holds)."""
+        d = self.deb
+        if not d.ready:
+            return
+        b = self.rules.eval(d.stable)
+        if b == self.bits:
+            return
+        from sentinel.contacts import status_names
+        self.bits = b
+        self.link_ok = True
+        self.state = "contacts"
+        self.status = status_names(b)
+        if self.log is not None:
+            self.log("contacts", {"feed": self.feed, "status": self.status})
+
+
 class FeedUps:
     """units: [(feed, actions, link)] in config order, the first being ups.feed's: actions has
     shutdown_restore(delay_min, restore_min) -> bool or awaitable (UpsLink, ContactLoadOff), or
-    None (cannot be commanded); link: the UpsLink read for status, or None. feeds: the feeds to
-    command (load_off_feeds). log(type, data, critical=False); plan(): the sequencer's plan id;
-    now(): ms clock."""
+    None (cannot be commanded); link: the UpsLink or ContactUps read for status, or None.
+    feeds: the feeds to command (load_off_feeds). log(type, data, critical=False); plan(): the
+    sequencer's plan id; now(): ms clock. A ContactUps link is polled by site(), each control
+    step."""
 
     def __init__(self, units, feeds, log, plan, now, cmasks=None):
         self.units = units
+        self.polled = tuple(u[2] for u in units if isinstance(u[2], ContactUps))
         self.cmasks = cmasks or [0] * len(units)   # per unit: its feed's mains channel bits
         self.first_lb = False   # the first UPS's own low battery, as site() last read it
         self.feeds = feeds
@@ -75,6 +117,8 @@ class FeedUps:
     def site(self, i, good_mask):
         """Turn the first UPS's reading in Inputs `i` (set by the control loop) into the
         site's: on battery only when every feed's UPS is, low battery only then."""
+        for c in self.polled:
+            c.poll()
         ob = i.ups_on_battery if i.ups_link_ok else not good_mask & self.cmasks[0]
         lb = self.first_lb = i.ups_low_battery
         for k in range(1, len(self.units)):

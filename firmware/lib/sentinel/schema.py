@@ -161,7 +161,60 @@ def ups_feeds_errors(cfg):
             q1s += 1
             if q1s > 1:
                 out.append("ups.feeds[%d].link: a board has one more UART for a second Q1 UPS; "
-                           "allowed: none (with shutdown_output)" % i)
+                           "allowed: contacts, or none (with shutdown_output)" % i)
+    return out + _ups_lines_errors(u, more)
+
+
+def contact_lines(rules):
+    """The contact lines a (valid) rule string reads, as a bitmask."""
+    m = 0
+    for rule in rules.split(";"):
+        for term in rule.split("=")[-1].replace("|", "&").split("&"):
+            try:
+                m |= 1 << int(term.strip().lstrip("^"))
+            except ValueError:
+                pass
+    return m
+
+
+def _lines(mask):
+    return ", ".join(str(n) for n in range(32) if mask >> n & 1)
+
+
+def _ups_lines_errors(u, more):
+    """Each UPS read over contacts reads lines no other UPS reads (a line is one UPS's signal),
+    and each UPS commanded by an output has its own (one pulse must not cut two loads)."""
+    out = []
+    ins = []    # (where, lines) of each UPS read over contacts
+    outs = []   # (where, line) of each UPS commanded by an output
+    if u["link"] == "contacts":
+        ins.append(("ups.contacts", contact_lines(u["contacts"])))
+    if u["link"] != "q1" and u.get("shutdown_output") is not None:
+        outs.append(("ups.shutdown_output", u["shutdown_output"]))
+    for i, e in enumerate(more):
+        link = e.get("link")
+        if link == "contacts":
+            where = "ups.feeds[%d].contacts" % i
+            rules = e.get("contacts") or ""
+            if "OB=" not in rules and "OL=" not in rules:
+                out.append("%s: link is \"contacts\" but no OB or OL rule is given; allowed: "
+                           "e.g. \"OB=3;LB=4;\" on lines no other UPS reads" % where)
+            mine = contact_lines(rules)
+            for other, lines in ins:
+                if mine & lines:
+                    n = _lines(mine & lines)
+                    out.append("%s: %s already read by %s; each UPS needs contact lines of "
+                               "its own" % (where, ("lines %s are" if "," in n else "line %s is")
+                                            % n, other))
+            ins.append((where, mine))
+        line = e.get("shutdown_output")
+        if link != "q1" and line is not None:
+            where = "ups.feeds[%d].shutdown_output" % i
+            for other, used in outs:
+                if line == used:
+                    out.append("%s: output line %d already commands another UPS (%s); each "
+                               "UPS needs an output line of its own" % (where, line, other))
+            outs.append((where, line))
     return out
 
 
@@ -209,12 +262,17 @@ def mains_errors(cfg, port=None):
 UPS_FEED = (
     {"k": "feed", "t": "str", "d": REQUIRED, "min": 1, "max": 8, "fmt": "name",
      "doc": "the feed this UPS powers (a feed of mains.channels)"},
-    {"k": "link", "t": "enum", "d": "q1", "c": ("q1", "none"),
-     "doc": "q1: Megatec/Q1 on the board's second UART (docs/wiring.md); none: not read"},
+    {"k": "link", "t": "enum", "d": "q1", "c": ("q1", "contacts", "none"),
+     "doc": "q1: Megatec/Q1 on the board's second UART (docs/wiring.md); contacts: dry "
+            "contacts on lines of its own (contacts); none: not read"},
     {"k": "baud", "t": "enum", "d": 2400, "c": (1200, 2400, 4800, 9600),
      "doc": "Q1 serial speed (8N1)"},
+    {"k": "contacts", "t": "str", "d": "", "min": 0, "max": 96, "fmt": "contacts",
+     "doc": "with link contacts: its wiring rules, as ups.contacts, on contact lines no other "
+            "UPS reads (debounced by ups.debounce_ms)"},
     {"k": "shutdown_output", "t": "int", "d": None, "null": True, "min": 0, "max": 31,
-     "doc": "with link none: output line that tells this UPS to cut its load (null: none)"},
+     "doc": "with link none or contacts: output line that tells this UPS to cut its load "
+            "(null: none)"},
 )
 
 UPS = (

@@ -152,10 +152,13 @@ class Sensing:
                           on_capture=rt.guard("capture", self.on_capture),
                           on_gap=rt.guard("gap", self.on_gap))
 
-    async def contacts_task(self):
+    async def contacts_task(self, mon=None, key="ups"):
+        """Debounce the contact lines into `mon` (the first UPS's ContactMonitor, or the one
+        a feed's contact UPS reads when the first UPS is not on contacts), every 10 ms."""
         rt = self.rt
         c = rt.board.contacts()
-        mon = self.contacts
+        if mon is None:
+            mon = self.contacts
         if mon is None:
             return
         chatter = 0
@@ -170,5 +173,5 @@ class Sensing:
                                            "lines": [x[0] for x in mon.line_states() if x[3]]})
                 chatter = total
                 last_report = rt.now()
-            rt.progress("ups")
+            rt.progress(key)
             await asyncio.sleep_ms(10)

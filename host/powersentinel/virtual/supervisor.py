@@ -575,8 +575,11 @@ class Supervisor:
             _, feed, fld = key.split(".")
             u = [u for u in self.upses if u["feed"] == feed]
             if not u:
-                raise ValueError("no UPS on feed %r (UPSes: %s)" % (feed, ", ".join(
-                    str(u["feed"]) for u in self.upses)))
+                raise ValueError(
+                    "no Q1 UPS simulator on feed %r (simulators: %s); a UPS read over dry "
+                    "contacts is driven by its lines: contact.N=0|1" % (feed, ", ".join(
+                        "the first UPS's (ups.*)" if u["feed"] is None else str(u["feed"])
+                        for u in self.upses)))
             self._set_ups(u[0]["sim"], "ups.%s.%s" % (feed, fld), fld, value)
         elif key == "ups.command":
             # a command another link to the same UPS carried (a pair's two simulators)
