@@ -96,13 +96,14 @@ class Sentinel:
             from sentinel.phases import PhaseSet
             mon = PhaseSet(m)
             chan_feeds = mon.feeds
-            cap = Capture(m, channels=mon.names, vpcs=[x.vpc for x in mon.mons])
+            cap = Capture(m, channels=mon.names, vpcs=[x.vpc for x in mon.mons], lazy=True)
         else:
             if chans and chans[0]["volts_per_count"] is not None:
                 m = dict(m)     # one channel listed, with its own calibration
                 m["volts_per_count"] = chans[0]["volts_per_count"]
             mon = MainsMonitor(m)
-            cap = Capture(m)
+            # the second slot's 4 KB only while a capture is in flight (the control step)
+            cap = Capture(m, lazy=True)
         self.sensing = Sensing(rt, mon, cap, contacts)
         battery = BatteryModel(runtime_full_s=ups["battery_runtime_s"])
 
