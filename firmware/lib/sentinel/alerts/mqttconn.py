@@ -1,7 +1,7 @@
 """Connecting the MQTT transport (sentinel.alerts.mqtt) to its broker: the socket, CONNECT with
 the last will, CONNACK, "online" and the Home Assistant discovery configs.
 
-Imported by Transport._connect for one connect and dropped after it: it runs once per broker
+Imported by mqttio.connect for one connect and dropped after it: it runs once per broker
 session, and a module costs device heap even from ROMFS (its functions and constants).
 """
 import asyncio
@@ -13,6 +13,7 @@ try:
 except ImportError:  # a board built without networking: every send fails, nothing crashes
     socket = None
 
+from sentinel.alerts import mqttio  # the exchange in progress imported it: no new load
 from sentinel.alerts.mqttpkt import (_LOST, _OK, CONNACK, CONNECT, _sleep_ms, publish_packet,
                                      topics, varint)
 from sentinel.version import VERSION
@@ -110,7 +111,7 @@ async def _open(tr, dl):
                 if ev[0][1] & (select.POLLERR | select.POLLHUP):
                     raise OSError("mqtt: connection to %s:%d refused" % (cfg["host"], cfg["port"]))
                 return s
-            tr._left(dl)
+            mqttio.left(dl)
             await _sleep_ms(_POLL_STEP_MS)
     except BaseException:
         s.close()
@@ -126,8 +127,8 @@ async def connect(tr, dl):
     cfg = tr.cfg
     tr._out = bytearray(connect_packet(tr.client_id, cfg["keepalive_s"], tr.t["availability"],
                                        b"offline", cfg["user"], cfg["password"]))
-    await tr._drain(dl)
-    first, body = await tr._read(dl)
+    await mqttio.drain(tr, dl)
+    first, body = await mqttio.read(tr, dl)
     if first != CONNACK:
         raise OSError("mqtt: no CONNACK from the broker")
     err = connack_error(body)
