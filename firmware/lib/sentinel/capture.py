@@ -72,6 +72,7 @@ _FREE = 0
 _FILLING = 1
 _DONE = 2
 _ABSENT = 3   # a lazy slot without its memory (feed() never picks it)
+_NOBUF = bytearray()   # an absent slot's buffer (one shared empty object, not None: typed)
 
 
 class Capture:
@@ -98,9 +99,9 @@ class Capture:
         self._w = 0       # next ring index (ticks)
         self._fill = 0    # valid ticks in the ring (<= ring_n)
         # slots are bytearrays (int16 little-endian) so they can be handed out as bytes views
-        self._bufs = [bytearray(2 * k * self.n) if s == 0 or not lazy else None
+        self._bufs = [bytearray(2 * k * self.n) if s == 0 or not lazy else _NOBUF
                       for s in range(slots)]
-        self._state = array("i", [_FREE if b is not None else _ABSENT for b in self._bufs])
+        self._state = array("i", [_FREE if b is not _NOBUF else _ABSENT for b in self._bufs])
         self._got = array("i", [0] * slots)
         self._trig = array("i", [0] * slots)
         self._t0e = array("i", [0] * slots)   # first sample: (monitor epoch, position)
@@ -262,7 +263,7 @@ class Capture:
                     return
                 st[s] = _FREE
             elif not used and st[s] == _FREE and self._lazy:
-                self._bufs[s] = None
+                self._bufs[s] = _NOBUF
                 st[s] = _ABSENT
 
     def _oldest(self):

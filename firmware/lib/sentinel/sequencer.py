@@ -243,8 +243,7 @@ class Sequencer:
                 self._abandon(now, "drill_aborted")  # a real outage ended the rehearsal
             # a power-on in progress pauses here: nothing is woken on battery
         elif st == S.ONLINE:
-            if (self.mode == SQ.MODE_SHUTDOWN or self.mode == SQ.MODE_POWER_ON) \
-                    and not self.complete:
+            if (self.mode == SQ.MODE_SHUTDOWN or self.mode == SQ.MODE_POWER_ON) and not self.complete:
                 if self.drill:
                     self._abandon(now, "drill_aborted")
                 elif self.mode == SQ.MODE_SHUTDOWN:

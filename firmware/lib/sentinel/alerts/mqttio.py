@@ -119,7 +119,7 @@ async def connect(tr, dl):
     # connect and dropped after it: it runs once per broker session (device heap)
     from sentinel.alerts import mqttconn
     try:
-        await mqttconn.connect(tr, dl)
+        await mqttconn.connect(tr, dl, left, drain, read)
     finally:
         del mqttconn
         forget("mqttconn")
