@@ -151,6 +151,38 @@ class TestCapture(TestCase):
             gc.collect()
             self.assertLess(abs(gc.mem_alloc() - a0), 64)
 
+    def test_tend_allocates_nothing_when_nothing_changes(self):
+        # the control step calls it every 100 ms: no garbage while idle or while the spare is
+        # already there
+        try:
+            import micropython
+            micropython.heap_lock
+        except (ImportError, AttributeError):
+            self.skipTest("no heap_lock")
+        a = Gen(env=((4000, 0.5), (4200, 1.0))).make(6000)
+        c = cfg()
+        m = MainsMonitor(c)
+        cap = Capture(c, lazy=True)
+        bl = blocks(a, BL)
+        micropython.heap_lock()
+        try:
+            cap.tend()                       # idle, spare absent
+        finally:
+            micropython.heap_unlock()
+        for b in bl:
+            m.feed(b)
+            cap.feed(b, m)
+            if cap.busy():
+                break
+        cap.tend()                           # the spare's allocation
+        self.assertEqual(len(cap._bufs[1]), 2 * cap.n)
+        micropython.heap_lock()
+        try:
+            cap.tend()                       # in flight, spare there
+        finally:
+            micropython.heap_unlock()
+        self.assertEqual(cap.short, 0)
+
     def test_lazy_spare_falls_back_to_one_slot_when_the_heap_cannot_give_it(self):
         try:
             import micropython
