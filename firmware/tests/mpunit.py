@@ -4,6 +4,7 @@
 # use this subset of the CPython API (it runs unchanged under CPython too).
 # Usage: micropython firmware/tests/mpunit.py [test_module ...]   (default: every test_*.py here)
 # Exit status 1 if any test failed or errored, 2 if no test ran.
+import gc
 import sys
 
 
@@ -130,6 +131,9 @@ def _run_module(name, counts, only=None):
             if only and only not in label:
                 continue
             case = cls()
+            # every module stays imported in a whole run: collect the last test's garbage so a
+            # test needing a large block finds one (as each module alone would)
+            gc.collect()
             try:
                 case.setUp()
                 try:

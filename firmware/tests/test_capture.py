@@ -100,6 +100,116 @@ class TestCapture(TestCase):
         self.assertEqual(cap.pending(), 2)
         self.assertEqual(cap.busy(), 0)
 
+    def test_lazy_spare_slot_only_while_a_capture_is_in_flight(self):
+        import gc
+
+        # four dips 250 ms apart, captures 500 ms long: tend() (the control step, every 100 ms
+        # here every 25 blocks) gives the second slot its memory once the first capture starts
+        # and takes it back when none is in flight; feed() stays allocation-free throughout
+        try:
+            import micropython
+            lock = micropython.heap_lock
+            unlock = micropython.heap_unlock
+        except (ImportError, AttributeError):
+            lock = unlock = lambda: None
+        env = []
+        for k in range(4):
+            env.append((4000 + k * 1000, 0.5))
+            env.append((4000 + k * 1000 + 200, 1.0))
+        a = Gen(env=tuple(env)).make(16000)
+        c = cfg()
+        m = MainsMonitor(c)
+        cap = Capture(c, lazy=True)
+        self.assertEqual(len(cap._bufs[1]), 0)
+        spare_seen = False
+        got = []
+        for j, b in enumerate(blocks(a, BL)):
+            lock()
+            try:
+                m.feed(b)
+                cap.feed(b, m)
+            finally:
+                unlock()
+            if j % 25 == 0:
+                cap.tend()
+                spare_seen = spare_seen or len(cap._bufs[1]) > 0
+            if cap.pending() and (j // 25) % 2:   # the journal keeps up only every other step
+                got.append(cap.pop())
+        while cap.pending():
+            got.append(cap.pop())
+        cap.tend()
+        self.assertTrue(spare_seen)
+        self.assertEqual(len(cap._bufs[1]), 0, "the spare is let go once no capture is in flight")
+        self.assertEqual(cap.short, 0)
+        self.assertEqual([g[0]["trig"] for g in got], [1, 2, 3, 4])
+        self.assertEqual(cap.dropped, 0)
+        # the let-go spare is garbage: the heap is back where one slot leaves it
+        if hasattr(gc, "mem_alloc"):
+            gc.collect()
+            a0 = gc.mem_alloc()
+            cap.tend()
+            gc.collect()
+            self.assertLess(abs(gc.mem_alloc() - a0), 64)
+
+    def test_tend_allocates_nothing_when_nothing_changes(self):
+        # the control step calls it every 100 ms: no garbage while idle or while the spare is
+        # already there
+        try:
+            import micropython
+            micropython.heap_lock
+        except (ImportError, AttributeError):
+            self.skipTest("no heap_lock")
+        a = Gen(env=((4000, 0.5), (4200, 1.0))).make(6000)
+        c = cfg()
+        m = MainsMonitor(c)
+        cap = Capture(c, lazy=True)
+        bl = blocks(a, BL)
+        micropython.heap_lock()
+        try:
+            cap.tend()                       # idle, spare absent
+        finally:
+            micropython.heap_unlock()
+        for b in bl:
+            m.feed(b)
+            cap.feed(b, m)
+            if cap.busy():
+                break
+        cap.tend()                           # the spare's allocation
+        self.assertEqual(len(cap._bufs[1]), 2 * cap.n)
+        micropython.heap_lock()
+        try:
+            cap.tend()                       # in flight, spare there
+        finally:
+            micropython.heap_unlock()
+        self.assertEqual(cap.short, 0)
+
+    def test_lazy_spare_falls_back_to_one_slot_when_the_heap_cannot_give_it(self):
+        try:
+            import micropython
+            micropython.heap_lock
+        except (ImportError, AttributeError):
+            self.skipTest("no heap_lock")
+        env = ((4000, 0.5), (4200, 1.0), (5000, 0.5), (5200, 1.0))
+        a = Gen(env=env).make(9000)
+        c = cfg()
+        m = MainsMonitor(c)
+        cap = Capture(c, lazy=True)
+        for b in blocks(a, BL):
+            m.feed(b)
+            cap.feed(b, m)
+            if cap.busy():
+                micropython.heap_lock()     # no heap: the spare's allocation fails
+                try:
+                    cap.tend()
+                finally:
+                    micropython.heap_unlock()
+        self.assertGreater(cap.short, 0)
+        self.assertEqual(len(cap._bufs[1]), 0)
+        # one slot: the first capture kept, the second disturbance (while it waited) dropped
+        self.assertEqual(cap.captured, 1)
+        self.assertEqual(cap.dropped, 1)
+        self.assertEqual(cap.pop()[0]["trig"], 1)
+
     def test_overrun_zero_fills(self):
         on = 4000
         a = Gen(env=((on, 0.0), (on + 200, 1.0))).make(8000)

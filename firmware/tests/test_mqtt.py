@@ -5,6 +5,8 @@ import json
 from mpunit import TestCase
 from sentinel.alerts import mqtt as M
 from sentinel.alerts import mqttconn as C
+from sentinel.alerts import mqttio as IO
+from sentinel.alerts import mqttpkt as PK
 from sentinel.version import VERSION
 
 CFG = {"enabled": True, "host": "127.0.0.1", "port": 1883, "user": "", "password": "",
@@ -23,10 +25,10 @@ class Encoding(TestCase):
         for n, want in ((0, b"\x00"), (127, b"\x7f"), (128, b"\x80\x01"), (16383, b"\xff\x7f"),
                         (16384, b"\x80\x80\x01"), (2097151, b"\xff\xff\x7f"),
                         (2097152, b"\x80\x80\x80\x01"), (268435455, b"\xff\xff\xff\x7f")):
-            self.assertEqual(M.varint(n), want)
+            self.assertEqual(PK.varint(n), want)
         for bad in (-1, 268435456):
             with self.assertRaises(ValueError):
-                M.varint(bad)
+                PK.varint(bad)
 
     def test_utf8_string_is_length_prefixed_in_bytes(self):
         self.assertEqual(C.mqtt_str("MQTT"), b"\x00\x04MQTT")
@@ -41,7 +43,7 @@ class Encoding(TestCase):
         body = (b"\x00\x04MQTT\x04" + bytes((0x80 | 0x40 | 0x20 | 0x08 | 0x04 | 0x02,))
                 + b"\x00\x3c" + b"\x00\x06ps-lab" + b"\x00\x1epowersentinel/lab/availability"
                 + b"\x00\x07offline" + b"\x00\x05alice" + b"\x00\x06s3cret")
-        self.assertEqual(p, b"\x10" + M.varint(len(body)) + body)
+        self.assertEqual(p, b"\x10" + PK.varint(len(body)) + body)
 
     def test_connect_anonymous_and_password_needs_user(self):
         p = C.connect_packet("c", 0)
@@ -50,10 +52,10 @@ class Encoding(TestCase):
         self.assertEqual(C.connect_packet("c", 0, user="", password="x"), p)
 
     def test_publish_qos0_retained_and_qos1_with_packet_id(self):
-        self.assertEqual(M.publish_packet("a/b", "on", 0, True), b"\x31\x07\x00\x03a/bon")
-        self.assertEqual(M.publish_packet("a/b", b"{}", 1, False, 0x1234),
+        self.assertEqual(PK.publish_packet("a/b", "on", 0, True), b"\x31\x07\x00\x03a/bon")
+        self.assertEqual(PK.publish_packet("a/b", b"{}", 1, False, 0x1234),
                          b"\x32\x09\x00\x03a/b\x12\x34{}")
-        big = M.publish_packet("t", "x" * 200, 1, False, 1)
+        big = PK.publish_packet("t", "x" * 200, 1, False, 1)
         self.assertEqual(big[:3], b"\x32\xcd\x01")  # 3 + 2 + 200 = 205 = 0x4d + 1 * 128
         self.assertEqual(len(big), 3 + 205)
 
@@ -67,21 +69,21 @@ class Encoding(TestCase):
 
 class Topics(TestCase):
     def test_node_id_keeps_only_safe_characters(self):
-        self.assertEqual(M.node_id("rack-1_A"), "rack-1_A")
-        self.assertEqual(M.node_id("site #2/x+y é"), "site__2_x_y__")
-        self.assertEqual(M.node_id(""), "sentinel")
+        self.assertEqual(IO.node_id("rack-1_A"), "rack-1_A")
+        self.assertEqual(IO.node_id("site #2/x+y é"), "site__2_x_y__")
+        self.assertEqual(IO.node_id(""), "sentinel")
 
     def test_topics_under_prefix_and_node(self):
-        t = M.topics("ps", "lab")
+        t = PK.topics("ps", "lab")
         self.assertEqual(t["alert"], "ps/lab/alert")
         self.assertEqual(t["availability"], "ps/lab/availability")
         self.assertEqual(sorted(t), ["alert", "availability", "last_alert", "mains", "state"])
 
     def test_state_alert_sets_state_mains_and_last_alert(self):
-        t = M.topics("ps", "lab")
+        t = PK.topics("ps", "lab")
         a = _alert("state", {"from": "ONLINE", "to": "ON_BATTERY", "cause": "mains_lost",
                              "detail": None}, text="on battery")
-        r = dict(M.retained_for(a, t))
+        r = dict(IO.retained_for(a, t))
         st = json.loads(r["ps/lab/state"])
         self.assertEqual((st["state"], st["from"], st["cause"], st["id"]),
                          ("ON_BATTERY", "ONLINE", "mains_lost", 7))
@@ -89,14 +91,14 @@ class Topics(TestCase):
         self.assertEqual(r["ps/lab/last_alert"], "on battery")
         back = _alert("state", {"from": "ON_BATTERY", "to": "ONLINE", "cause": "mains_restored",
                                 "detail": None})
-        self.assertEqual(dict(M.retained_for(back, t))["ps/lab/mains"], "ok")
+        self.assertEqual(dict(IO.retained_for(back, t))["ps/lab/mains"], "ok")
 
     def test_mains_kinds_and_others(self):
-        t = M.topics("ps", "lab")
-        self.assertEqual(M.retained_for(_alert("mains_lost", {"v": 3.1}, text="x"), t),
+        t = PK.topics("ps", "lab")
+        self.assertEqual(IO.retained_for(_alert("mains_lost", {"v": 3.1}, text="x"), t),
                          [("ps/lab/mains", "lost"), ("ps/lab/last_alert", "x")])
-        self.assertEqual(dict(M.retained_for(_alert("mains_ok", {}), t))["ps/lab/mains"], "ok")
-        self.assertEqual(M.retained_for(_alert("tier_fsd", {"tier": "a"}, text="y"), t),
+        self.assertEqual(dict(IO.retained_for(_alert("mains_ok", {}), t))["ps/lab/mains"], "ok")
+        self.assertEqual(IO.retained_for(_alert("tier_fsd", {"tier": "a"}, text="y"), t),
                          [("ps/lab/last_alert", "y")])
 
 
@@ -157,5 +159,7 @@ class Build(TestCase):
         with self.assertRaises(OSError):
             asyncio.run(tr.send(_alert("test", {})))
         self.assertEqual(tr.errors, 1)
-        # and it was forgotten after the connect
+        # and it was forgotten after the connect, the exchange's modules after the send
         self.assertNotIn("sentinel.alerts.mqttconn", sys.modules)
+        self.assertNotIn("sentinel.alerts.mqttio", sys.modules)
+        self.assertNotIn("sentinel.alerts.mqttpkt", sys.modules)

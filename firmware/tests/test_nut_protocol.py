@@ -138,6 +138,25 @@ class TestSplit(TestCase):
 
 
 class TestReplies(TestCase):
+    def test_error_codes_name_upsd_words(self):
+        # small ints on the device; the words on the wire and in journal records are upsd's
+        self.assertEqual(P.err(P.ACCESS_DENIED), "ERR ACCESS-DENIED\n")
+        self.assertEqual(P.err(P.INVALID_VALUE), "ERR INVALID-VALUE\n")
+        self.assertEqual(P.name(P.DATA_STALE), "DATA-STALE")
+        self.assertEqual(P.name(P.TOO_LONG), "TOO-LONG")
+        names = ("ACCESS_DENIED UNKNOWN_UPS VAR_NOT_SUPPORTED CMD_NOT_SUPPORTED INVALID_ARGUMENT "
+                 "INSTCMD_FAILED SET_FAILED READONLY TOO_LONG FEATURE_NOT_SUPPORTED "
+                 "FEATURE_NOT_CONFIGURED ALREADY_SSL_MODE DRIVER_NOT_CONNECTED DATA_STALE "
+                 "ALREADY_LOGGED_IN INVALID_PASSWORD ALREADY_SET_PASSWORD INVALID_USERNAME "
+                 "ALREADY_SET_USERNAME USERNAME_REQUIRED PASSWORD_REQUIRED UNKNOWN_COMMAND "
+                 "INVALID_VALUE").split()
+        codes = set()
+        for n in names:
+            c = getattr(P, n)
+            codes.add(c)
+            self.assertEqual(P.name(c), n.replace("_", "-"))
+        self.assertEqual(len(codes), len(names))
+
     def test_encode(self):
         self.assertEqual(P.encode('say "hi" #1 \\ back'), 'say \\"hi\\" \\#1 \\\\ back')
         self.assertEqual(P.encode("plain"), "plain")

@@ -52,9 +52,9 @@ class JoinPlan(TestCase):
         link.says(2, 41)
         r.tick()
         self.assertEqual(r.sm.state, S.SHUTTING_DOWN)
-        self.assertEqual(r.sm.shutdown_cause, S.PEER_PLAN)
+        self.assertEqual(r.sm.shutdown_cause, "peer_plan")
         self.assertEqual((r.sm.plan_id, r.seq.plan_id), (41, 41))
-        self.assertEqual([x[3] for x in r.recs if x[3] == S.PLAN_JOINED], [S.PLAN_JOINED])
+        self.assertEqual([x[3] for x in r.recs if x[3] == "plan_joined"], ["plan_joined"])
         self.assertEqual(r.records("shutdown_start")[0][1]["plan"], 41)
 
     def test_on_line_here_the_peer_s_plan_starts_nothing(self):

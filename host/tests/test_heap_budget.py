@@ -94,9 +94,5 @@ def test_firmware_survives_everything_enabled_at_128wK(run_all128):
     assert r["overruns"] == 0
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "not reached yet: 18.1 % free with everything enabled (212,032-212,256 B allocated at the "
-    "peak, 4 runs; 20 % is 207,232 B), 27.8 % without an optional part; benchmarks/README.md, "
-    "'Fourth heap round'"))
 def test_everything_enabled_keeps_a_fifth_of_the_heap_free_at_128wK(run_all128):
     _assert_budget(run_all128)

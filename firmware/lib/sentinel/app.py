@@ -18,9 +18,8 @@ import time
 from sentinel import console
 from sentinel.nutview import NutView, Snapshot, ups_list
 from sentinel.ops import Ops
-from sentinel.runtime import (EPOCH_VALID, SAFE_MODE_BOOTS, STABLE_UPTIME_MS, Runtime,
-                              StdinReader, count_boot, drop_validator, out, paths, read_json)
-from sentinel.tasks import ALIVE_LIMITS, LoopLag, NutStarter, reporter, supervisor
+from sentinel import runtime as R
+from sentinel import tasks as T
 from sentinel.version import PROTOCOL, VERSION
 
 FIRST_READING_MS = 3000  # NUT waits at most this long at boot for the first mains reading
@@ -56,7 +55,7 @@ class Sentinel:
     more_contacts = None   # the ContactMonitor debouncing a feed's contact UPS's lines, when
                            # the first UPS is not read over contacts (then it has its own task)
 
-    def __init__(self, board, cfg, cfg_source="defaults", cfg_errors=(), write=out, root="/"):
+    def __init__(self, board, cfg, cfg_source="defaults", cfg_errors=(), write=R.out, root="/"):
         # imported here, after main() has dropped the config validator: the boot's peak heap
         # holds the validator or these modules, never both (saves device heap)
         from sentinel.battery import BatteryModel
@@ -70,7 +69,7 @@ class Sentinel:
         from sentinel.sequencer import ContactLoadOff, Sequencer
         from sentinel.statemachine import StateMachine
 
-        rt = Runtime(board, cfg, Journal(root, epoch_fn=board.time), write, root)
+        rt = R.Runtime(board, cfg, Journal(root, epoch_fn=board.time), write, root)
         self.rt = rt
         self.reboot = False
         self.main_task = None
@@ -98,24 +97,25 @@ class Sentinel:
             from sentinel.phases import PhaseSet
             mon = PhaseSet(m)
             chan_feeds = mon.feeds
-            cap = Capture(m, channels=mon.names, vpcs=[x.vpc for x in mon.mons])
+            cap = Capture(m, channels=mon.names, vpcs=[x.vpc for x in mon.mons], lazy=True)
         else:
             if chans and chans[0]["volts_per_count"] is not None:
                 m = dict(m)     # one channel listed, with its own calibration
                 m["volts_per_count"] = chans[0]["volts_per_count"]
             mon = MainsMonitor(m)
-            cap = Capture(m)
+            # the second slot's 4 KB only while a capture is in flight (the control step)
+            cap = Capture(m, lazy=True)
         self.sensing = Sensing(rt, mon, cap, contacts)
         battery = BatteryModel(runtime_full_s=ups["battery_runtime_s"])
 
         now = rt.now()
-        saved = read_json(rt.files["state"])
+        saved = R.read_json(rt.files["state"])
         if not isinstance(saved, dict):
             saved = None   # damaged (valid JSON, not an object): a fresh plan, not a crash
         # Time spent rebooting counts towards the plan's timers (grace, max_wait) when the RTC
         # can tell it: a sentinel that reboots on battery must not restart its grace period.
         down_ms = 0
-        if saved and saved.get("at", 0) > EPOCH_VALID and board.time() > EPOCH_VALID:
+        if saved and saved.get("at", 0) > R.EPOCH_VALID and board.time() > R.EPOCH_VALID:
             down_ms = max(0, min(board.time() - saved["at"], 86400)) * 1000
         if saved and saved.get("sm"):
             sm = StateMachine.from_dict(cfg, saved["sm"], now, elapsed_ms=down_ms)
@@ -174,8 +174,8 @@ class Sentinel:
                 feeds.restore(saved["feeds"], now, elapsed_ms=down_ms)
         # a power-on reset: if we were in LOAD_OFF, the UPS has cut the load powering us
         self.control.inputs.powered_up = board.reset_cause() == "power_on"
-        self.net = NutStarter(rt, nut)
-        self.lag = LoopLag(rt, lambda: self.sensing.ring_ms() // 2)
+        self.net = T.NutStarter(rt, nut)
+        self.lag = T.LoopLag(rt, lambda: self.sensing.ring_ms() // 2)
         self.ops = Ops(rt, self.sensing, link, battery, sm, seq, cov, nut, self.net, self.lag,
                        snap, self.control.inputs.commands, self._reboot_soon, cfg_source,
                        cfg_errors)
@@ -295,7 +295,7 @@ class Sentinel:
         # the heap together
         srv = WebServer(Site(self.ops, h), ROUTES, h, nut.limiter, rt.now,
                         None if self.outbox is None else self.outbox.lock)
-        st = NutStarter(rt, srv, bind=lambda: (h["bind"] or rt.board.nut_bind()[0], h["port"]),
+        st = T.NutStarter(rt, srv, bind=lambda: (h["bind"] or rt.board.nut_bind()[0], h["port"]),
                         name="http", log_network=False)
         self.ops.web = st
         return st
@@ -330,10 +330,10 @@ class Sentinel:
     def tasks(self, reader):
         """The coroutines that run for the board's life (the NUT starter aside), and the
         progress limits the supervisor holds them to."""
-        limits = dict(ALIVE_LIMITS)
+        limits = dict(T.ALIVE_LIMITS)
         s = self.sensing
         co = [s.sampler_task(), self.rt.console.serve(reader), self.control.run(),
-              reporter(self.rt, self.ops.status, self.sm), self.lag.run()]
+              T.reporter(self.rt, self.ops.status, self.sm), self.lag.run()]
         if self.link is not None:
             co.append(self.link.run())
         elif s.contacts is not None:
@@ -342,10 +342,10 @@ class Sentinel:
             del limits["ups"]
         for key, link in self.more_links:
             co.append(link.run())
-            limits[key] = ALIVE_LIMITS["ups"]
+            limits[key] = T.ALIVE_LIMITS["ups"]
         if self.more_contacts is not None:
             co.append(s.contacts_task(self.more_contacts, "contacts"))
-            limits["contacts"] = ALIVE_LIMITS["ups"]
+            limits["contacts"] = T.ALIVE_LIMITS["ups"]
         if self.pair is not None:
             co.append(self.pair.run())
         if self.outbox is not None:
@@ -364,7 +364,7 @@ class Sentinel:
                         "config": self.cfg_source}, critical=True)
         for e in self.cfg_errors:
             rt.log("config_error", {"error": e})
-        co, limits = self.tasks(reader or StdinReader())
+        co, limits = self.tasks(reader or R.StdinReader())
         for c in co:
             tasks.append(asyncio.create_task(c))
         # NUT listens once there is a reading to serve: a client that logs in to a sentinel
@@ -380,14 +380,14 @@ class Sentinel:
             tasks.append(asyncio.create_task(self.net.run()))
         if self.web is not None and not await self.web.try_start():
             tasks.append(asyncio.create_task(self.web.run()))
-        tasks.append(asyncio.create_task(supervisor(rt, limits)))
+        tasks.append(asyncio.create_task(T.supervisor(rt, limits)))
         board.hello({"fw": VERSION, "protocol": PROTOCOL})
         rt.console.event("boot", firmware=VERSION, cause=board.reset_cause(),
                          config=self.cfg_source)
         await asyncio.gather(*tasks)
 
 
-async def safe_mode(board, reason, cfg_source, errors, write=out):
+async def safe_mode(board, reason, cfg_source, errors, write=R.out):
     """Too many crashes soon after boot: no watchdog, no shutdown authority; the console still
     answers so an operator can see why and redeploy or push a config."""
     c = console.ConsoleServer(write, {
@@ -402,7 +402,7 @@ async def safe_mode(board, reason, cfg_source, errors, write=out):
     await board.start()
     board.hello({"fw": VERSION, "protocol": PROTOCOL, "safe_mode": True})
     c.event("safe_mode", reason=reason)
-    await c.serve(StdinReader())
+    await c.serve(R.StdinReader())
 
 
 def main():
@@ -411,21 +411,21 @@ def main():
     import hal
     from sentinel import config
 
-    f = paths()
+    f = R.paths()
     cfg, errors, source = config.load(f["config"])
     del config
     # collect before the heap is exhausted, so large buffers (captures, log reads) still find
     # contiguous room: fragmentation, not total use, is what fails first on a small heap
     if hasattr(gc, "threshold"):
         gc.threshold(16384)
-    drop_validator()
+    R.drop_validator()
     gc.collect()
     board = hal.make_board(cfg)
-    unstable = count_boot(board.reset_cause(), f["boots"])
+    unstable = R.count_boot(board.reset_cause(), f["boots"])
     try:
-        if unstable > SAFE_MODE_BOOTS:
+        if unstable > R.SAFE_MODE_BOOTS:
             asyncio.run(safe_mode(board, "%d boots in a row crashed within %d s"
-                                  % (unstable - 1, STABLE_UPTIME_MS // 1000), source, errors))
+                                  % (unstable - 1, R.STABLE_UPTIME_MS // 1000), source, errors))
         else:
             s = Sentinel(board, cfg, source, errors)
             try:

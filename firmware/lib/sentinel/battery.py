@@ -23,18 +23,18 @@ class BatteryModel:
     """update() once per poll with what is known; read charge_pct, runtime_s, the sources, and
     on_battery_s (seconds since the current outage began, 0 on line)."""
 
-    def __init__(self, runtime_full_s, recharge_s=28800, initial_pct=100.0):
+    def __init__(self, runtime_full_s, recharge_s=28800, initial_pct=100):
         """runtime_full_s: the ups section's battery_runtime_s (>= 0)."""
         if runtime_full_s < 0 or recharge_s <= 0:
             raise ValueError("runtime_full_s must be >= 0 and recharge_s > 0")
         self.runtime_full_s = runtime_full_s
         self.recharge_s = recharge_s
-        self._charge = float(min(100.0, max(0.0, initial_pct)))
+        self._charge = float(min(100, max(0, initial_pct)))
         self._last_ms = None
         self._on_battery = False
         self._ob_ms = 0  # ms spent on battery in the current outage
         self.charge_pct = self._charge
-        self.runtime_s = int(self._charge * runtime_full_s / 100.0)
+        self.runtime_s = int(self._charge * runtime_full_s / 100)
         self.charge_source = ESTIMATE
         self.runtime_source = ESTIMATE
 
@@ -68,14 +68,14 @@ class BatteryModel:
             self.charge_source = UPS
         else:
             self.charge_source = ESTIMATE
-        if self._charge < 0.0:
+        if self._charge < 0:
             self._charge = 0.0
-        elif self._charge > 100.0:
+        elif self._charge > 100:
             self._charge = 100.0
         self.charge_pct = self._charge
         if ups_runtime_s is not None:
             self.runtime_s = int(ups_runtime_s)
             self.runtime_source = UPS
         else:
-            self.runtime_s = int(self._charge * self.runtime_full_s / 100.0)
+            self.runtime_s = int(self._charge * self.runtime_full_s / 100)
             self.runtime_source = ESTIMATE

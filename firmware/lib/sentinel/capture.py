@@ -12,9 +12,13 @@
 # the channels, so the capture memory is that of one channel whatever their number (device
 # heap: three full windows would cost 16 KB more). Positions (t0, anchor, n) count ticks.
 #
-# Memory is fixed at construction: ring (pre + 100 ms + one block) and `slots` slot buffers
-# (pre + post each: 4000 bytes at 4 kHz with the default 100 + 400 ms). A disturbance that finds
-# no free slot is counted in `dropped`, its event is still reported by the monitor.
+# Memory: ring (pre + 100 ms + one block) and `slots` slot buffers (pre + post each: 4000 bytes
+# at 4 kHz with the default 100 + 400 ms), allocated at construction; with lazy=True only the
+# first slot is, and tend() (called outside feed(), by the control step) gives the others their
+# memory while a capture is in flight and lets it go once none is, so the board keeps one slot
+# between disturbances (4 KB of heap). A heap that cannot give a spare leaves one slot
+# (counted in `short`). A disturbance that finds no free slot is counted in `dropped`, its
+# event is still reported by the monitor.
 # feed() is allocation-free (the copies go through a viper kernel on MicroPython).
 import sys
 from array import array
@@ -67,14 +71,19 @@ else:
 _FREE = 0
 _FILLING = 1
 _DONE = 2
+_ABSENT = 3   # a lazy slot without its memory (feed() never picks it)
+_NOBUF = bytearray()   # an absent slot's buffer (one shared empty object, not None: typed)
 
 
 class Capture:
     """cfg: the validated "mains" section; slots: captures kept at once (filling or
     pending); channels: the names of the mains channels sensed together (blocks interleave
-    them) and vpcs each one's volts per count, None for one channel."""
+    them) and vpcs each one's volts per count, None for one channel; lazy: the slots after
+    the first get their memory from tend() while a capture is in flight."""
 
-    def __init__(self, cfg, slots=2, channels=None, vpcs=None):
+    short = 0   # tend() found no memory for a spare slot (class default: counted when it happens)
+
+    def __init__(self, cfg, slots=2, channels=None, vpcs=None, lazy=False):
         rate = int(cfg["sample_rate"])
         self.rate = rate
         self.vpc = float(cfg["volts_per_count"])
@@ -90,8 +99,9 @@ class Capture:
         self._w = 0       # next ring index (ticks)
         self._fill = 0    # valid ticks in the ring (<= ring_n)
         # slots are bytearrays (int16 little-endian) so they can be handed out as bytes views
-        self._bufs = [bytearray(2 * k * self.n) for _ in range(slots)]
-        self._state = array("i", [_FREE] * slots)
+        self._bufs = [bytearray(2 * k * self.n) if s == 0 or not lazy else _NOBUF
+                      for s in range(slots)]
+        self._state = array("i", [_FREE if b is not _NOBUF else _ABSENT for b in self._bufs])
         self._got = array("i", [0] * slots)
         self._trig = array("i", [0] * slots)
         self._t0e = array("i", [0] * slots)   # first sample: (monitor epoch, position)
@@ -99,6 +109,7 @@ class Capture:
         self._anc = array("i", [0] * slots)   # disturbance start, samples after the first one
         self._gap = array("i", [0] * slots)   # samples lost in gaps (zero-filled)
         self._p = array("i", [0, 0, 0])
+        self._lazy = lazy
         self._seen = 0
         self._nfill = 0   # slots filling (skips the slot loop when none)
         self._ep = 0
@@ -236,6 +247,24 @@ class Capture:
             if s == _FILLING:
                 c += 1
         return c
+
+    def tend(self):
+        """Lazy slots: while a capture fills or waits, the absent slots get their memory (the
+        next disturbance finds a free one); once none is in use, the spares are let go. Allocates:
+        never from feed() or an interrupt."""
+        st = self._state
+        used = self.busy() + self.pending()
+        for s in range(1, len(st)):
+            if used and st[s] == _ABSENT:
+                try:
+                    self._bufs[s] = bytearray(2 * self.nch * self.n)
+                except MemoryError:
+                    self.short += 1   # one slot until the heap can give another
+                    return
+                st[s] = _FREE
+            elif not used and st[s] == _FREE and self._lazy:
+                self._bufs[s] = _NOBUF
+                st[s] = _ABSENT
 
     def _oldest(self):
         slot = -1

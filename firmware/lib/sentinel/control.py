@@ -112,6 +112,9 @@ class Control:
         self.records(sm.update(now, i))
         self.records(self.seq.step(now, sm))
         self.sensing.phase_step(now)
+        cap = self.sensing.capture
+        if cap is not None:
+            cap.tend()   # a spare capture slot while one is in flight (allocates: not in feed)
         fp = self.feeds
         if fp is not None:
             fu = self.feed_ups

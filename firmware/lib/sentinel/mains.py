@@ -369,18 +369,19 @@ class MainsMonitor:
             kern = _kern_plain
         self._kern = kern
 
-        half = rate / (2.0 * fn)                      # nominal half period, samples
-        self._smax_cap = int(half * 1.75) + 1          # longest segment ever (1.4x period, 1.25x)
+        # (integer factors where exact: a float constant is a heap object for the module's life)
+        half = rate / (2 * fn)                        # nominal half period, samples
+        self._smax_cap = int(half * 7 / 4) + 1          # longest segment ever (1.4x period, 1.25x)
         nom_c = self.nominal_v / vpc                   # nominal rms, counts
         peak = nom_c * 1.41421356
-        fs = int(min(32767, peak * 2.5))
+        fs = int(min(32767, peak * 5 / 2))
         sh = 0
         while self._smax_cap * ((fs * fs) >> sh) >= (1 << 28):
             sh += 1
         self._sh = sh
 
         def thr(pct):
-            v = nom_c * pct / 100.0
+            v = nom_c * pct / 100
             return int(v * v) >> sh
 
         self._lost_on = thr(lost_pct)
@@ -392,11 +393,11 @@ class MainsMonitor:
         st[_FS] = fs
         # 120 nominal degrees without |x| > lv; lv is where a sine of amplitude lost_pct spends
         # exactly 120 degrees of each half cycle below it (sin 60 = 0.866).
-        st[_LV] = int(0.866 * lost_pct / 100.0 * peak)
-        st[_GMAX] = int(rate / (3.0 * fn) + 0.5)
+        st[_LV] = int(0.866 * lost_pct / 100 * peak)
+        st[_GMAX] = int(rate / (3 * fn) + 0.5)
         st[_ZH] = max(1, int(0.05 * peak))
-        st[_SMAX] = int(half * 1.25)
-        st[_SMIN] = int(half * 0.5)
+        st[_SMAX] = int(half * 5 / 4)
+        st[_SMIN] = int(half / 2)
         # the half-period window (its sum stays below 2**28: wn <= _smax_cap)
         st[_WN] = wn
         st[_WLO] = wn * self._lost_on
@@ -731,7 +732,7 @@ class MainsMonitor:
     @property
     def dc(self):
         """The DC offset being removed, in ADC counts."""
-        return self._dcq / 256.0
+        return self._dcq / 256
 
     @property
     def samples(self):

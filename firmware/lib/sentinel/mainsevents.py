@@ -44,20 +44,20 @@ _KINDS = (None, "dip", "swell", "interruption")
 def _span_frac(e):
     # Fraction of a half cycle (from one of its ends) that holds energy fraction e of a sine:
     # solves (p - sin(p)cos(p)) / pi = e for p / pi by bisection (monotonic, 2**-20 precise).
-    if e <= 0.0:
+    if e <= 0:
         return 0.0
-    if e >= 1.0:
+    if e >= 1:
         return 1.0
     lo = 0.0
     hi = 1.0
     for _ in range(20):
-        mid = 0.5 * (lo + hi)
+        mid = (lo + hi) / 2
         p = mid * math.pi
         if (p - math.sin(p) * math.cos(p)) / math.pi < e:
             lo = mid
         else:
             hi = mid
-    return 0.5 * (lo + hi)
+    return (lo + hi) / 2
 
 
 def _clear(ch):
@@ -322,7 +322,7 @@ class EventDetector:
         v = self._volts(q[b + 12])
         ev = {"kind": _KINDS[kind], "seq": q[b + 1], "trig": q[b + 2], "start": start,
               "start_ms": start * 1000 // self.rate, "samples": n,
-              "duration_ms": n * 1000.0 / self.rate,
-              "pct": round(100.0 * v / self.nominal_v, 2)}
+              "duration_ms": n * 1000 / self.rate,
+              "pct": round(100 * v / self.nominal_v, 2)}
         ev["peak_v" if kind == _SWELL else "residual_v"] = round(v, 2)
         return ev

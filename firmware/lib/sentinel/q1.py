@@ -313,7 +313,7 @@ def status_tokens(q):
             out.append("BYPASS")
     if q.bits & B_TEST:
         out.append("CAL")
-    if q.vout is not None and q.vout < 10.0:
+    if q.vout is not None and q.vout < 10:
         out.append("OFF")
     if q.bits & B_FAILED:
         out.append("ALARM")
@@ -325,11 +325,11 @@ def battery_charge(vbat, nominal_v):
     between 1.75 V/cell (empty, under load) and 2.15 V/cell (full, lead-acid), clamped 0..100.
     UPSes that report per-cell voltage (below a third of nominal) are scaled to the pack.
     None when either value is missing or nonsensical."""
-    if vbat is None or not nominal_v or nominal_v < 2.0 or vbat <= 0:
+    if vbat is None or not nominal_v or nominal_v < 2 or vbat <= 0:
         return None
-    cells = nominal_v / 2.0
+    cells = nominal_v / 2
     per_cell = vbat if vbat * 3 < nominal_v else vbat / cells
-    pct = (per_cell - 1.75) * 100.0 / 0.40
+    pct = (per_cell - 1.75) * 100 / 0.40
     if pct < 0:
         return 0
     if pct > 100:

@@ -47,16 +47,10 @@ drill.py. A drill changes no phase.
 import asyncio
 
 from sentinel import statemachine as S
-from sentinel import seqstate
+# seqstate's names as SQ.X: each name imported from it would be a module-dict entry (heap)
+from sentinel import seqstate as SQ
 from sentinel.coverage import logged_in_addrs
 from sentinel.nutview import ups_list
-from sentinel.seqstate import (DONE, FSD, H_ABSENT, H_FEED, H_GONE, H_IN, H_LOST,
-                               H_OFF, H_OUT, H_TIMEOUT, H_UP, H_WAKING, IDLE, LO_FAILED, LO_NONE,
-                               LO_PEER,
-                               LO_PENDING, LO_SENT, MODE_LOAD_OFF, MODE_POWER_ON, MODE_SHUTDOWN,
-                               OFF, TIMEOUT, TURN_PEER, TURN_SEND, TURN_UPS, TURN_WAIT,
-                               UP,
-                               WAITING, WAKING, Tier)
 
 # After a reboot mid-shutdown every upsmon connection is gone: give the clients that were still
 # logged in this long to reconnect (upsmon retries every POLLFREQ, 5 s) before an empty tier
@@ -72,7 +66,7 @@ _LIST_MAX = 16  # names/addresses per journal record (a record holds at most 1 K
 
 
 def _my_turn(now, plan_id) -> str:
-    return TURN_SEND
+    return SQ.TURN_SEND
 
 
 def _awaitable(r):
@@ -128,7 +122,7 @@ class Sequencer:
         self.delay_min = cfg["ups"]["shutdown_delay_min"]
         self.restore_min = cfg["ups"]["restore_min"]
         self.stable_s = cfg["policy"]["stable_mains_s"]
-        self.tiers = [Tier(t) for t in cfg["tiers"]]
+        self.tiers = [SQ.Tier(t) for t in cfg["tiers"]]
         self.ups_names = ups_list(cfg)  # every UPS the NUT server serves (FSD is cleared on all)
         # the plan being followed (persisted by to_dict)
         self.plan_id = None
@@ -220,11 +214,11 @@ class Sequencer:
         st = sm.state
         if st == S.SHUTTING_DOWN:
             j = sm.joined
-            if j is not None and self.mode == MODE_SHUTDOWN and self.plan_id == j[0]:
+            if j is not None and self.mode == SQ.MODE_SHUTDOWN and self.plan_id == j[0]:
                 self.plan_id = sm.plan_id  # the pair's plan id: the same walk goes on
                 self.dirty = True
-            if self.mode != MODE_SHUTDOWN or self.plan_id != sm.plan_id:
-                self._start(now, MODE_SHUTDOWN, sm.plan_id, sm.drill, sm.forced_tier)
+            if self.mode != SQ.MODE_SHUTDOWN or self.plan_id != sm.plan_id:
+                self._start(now, SQ.MODE_SHUTDOWN, sm.plan_id, sm.drill, sm.forced_tier)
             if self.drill:
                 from sentinel.drill import walk_down
                 walk_down(self, now, sm)
@@ -233,17 +227,17 @@ class Sequencer:
                 if self.agree is not None:
                     self.agree(self, now, sm)  # after its own walk: it moves on first
         elif st == S.RESTORING:
-            if self.mode != MODE_POWER_ON or self.plan_id != sm.plan_id:
-                self._start(now, MODE_POWER_ON, sm.plan_id, sm.drill)
+            if self.mode != SQ.MODE_POWER_ON or self.plan_id != sm.plan_id:
+                self._start(now, SQ.MODE_POWER_ON, sm.plan_id, sm.drill)
             if self.drill:
                 from sentinel.drill import walk_up
                 walk_up(self, now, sm)
             else:
                 self._up(now, sm)
         elif st == S.LOAD_OFF:
-            if self.mode != MODE_SHUTDOWN or self.plan_id != sm.plan_id:
+            if self.mode != SQ.MODE_SHUTDOWN or self.plan_id != sm.plan_id:
                 # resumed straight into LOAD_OFF without our plan: the tiers are done
-                self.mode = MODE_SHUTDOWN
+                self.mode = SQ.MODE_SHUTDOWN
                 self.plan_id = sm.plan_id
                 self.drill = False
                 self.complete = True
@@ -252,21 +246,21 @@ class Sequencer:
                 self.dirty = True
             self._load_off(now)
         elif st == S.WAIT_MAINS:
-            if self.mode != MODE_LOAD_OFF:
-                self.mode = MODE_LOAD_OFF
+            if self.mode != SQ.MODE_LOAD_OFF:
+                self.mode = SQ.MODE_LOAD_OFF
                 self._clear_all_fsd()
                 for t in self.tiers:
-                    self._set_phase(t, OFF)
+                    self._set_phase(t, SQ.OFF)
                 self.dirty = True
         elif st == S.ON_BATTERY:
             if self.drill and self.mode is not None:
                 self._abandon(now, "drill_aborted")  # a real outage ended the rehearsal
             # a power-on in progress pauses here: nothing is woken on battery
         elif st == S.ONLINE:
-            if (self.mode == MODE_SHUTDOWN or self.mode == MODE_POWER_ON) and not self.complete:
+            if (self.mode == SQ.MODE_SHUTDOWN or self.mode == SQ.MODE_POWER_ON) and not self.complete:
                 if self.drill:
                     self._abandon(now, "drill_aborted")
-                elif self.mode == MODE_SHUTDOWN:
+                elif self.mode == SQ.MODE_SHUTDOWN:
                     self._abandon(now, "shutdown_cancelled")
                 else:
                     self._abandon(now, "power_on_abandoned")
@@ -278,7 +272,7 @@ class Sequencer:
         """Tier indexes in walk order: config order to shut down (the forced tier first),
         reverse order to power on."""
         n = len(self.tiers)
-        if mode == MODE_POWER_ON:
+        if mode == SQ.MODE_POWER_ON:
             return list(range(n - 1, -1, -1))
         order = list(range(n))
         for i in order:
@@ -289,13 +283,13 @@ class Sequencer:
         return order
 
     def _start(self, now, mode, plan_id, drill, first=None):
-        if self.mode == MODE_SHUTDOWN and not self.complete and not self.drill:
+        if self.mode == SQ.MODE_SHUTDOWN and not self.complete and not self.drill:
             # the shutdown ended before its end (mains back before the point of no return):
             # nothing more may shut down
             self._clear_all_fsd()
             self._log("shutdown_cancelled", {"plan": self.plan_id}, now, True)
-        keep_drill = (drill and self.drill and self.mode == MODE_SHUTDOWN
-                      and mode == MODE_POWER_ON)
+        keep_drill = (drill and self.drill and self.mode == SQ.MODE_SHUTDOWN
+                      and mode == SQ.MODE_POWER_ON)
         self.mode = mode
         self.plan_id = plan_id
         self.drill = drill
@@ -306,14 +300,14 @@ class Sequencer:
         self.lo_tries = 0
         self._lo_last = None
         # resumed_at kept: a plan started just after a boot gives the reconnect grace too
-        self.first = first if mode == MODE_SHUTDOWN else None
+        self.first = first if mode == SQ.MODE_SHUTDOWN else None
         self.order = self._walk(mode)
         for t in self.tiers:
             t.reset()
         if drill:
             if not keep_drill:
                 self._new_drill()
-        elif mode == MODE_SHUTDOWN:
+        elif mode == SQ.MODE_SHUTDOWN:
             self._log("shutdown_start", {"plan": plan_id,
                                          "tiers": [self.tiers[i].name for i in self.order]},
                       now, True)
@@ -323,7 +317,7 @@ class Sequencer:
         if not self.drill:
             self._clear_all_fsd()
             for t in self.tiers:
-                self._set_phase(t, IDLE)
+                self._set_phase(t, SQ.IDLE)
         self._log(why, {"plan": self.plan_id}, now, True)
         self.mode = None
         self.complete = False
@@ -354,7 +348,7 @@ class Sequencer:
             if now - t.t_start < t.delay_ms and t.name != self.first:
                 return False
             # report first: the first real FSD passes the point of no return
-            self._sm(sm.tier_progress(now, t.name, FSD, pid))
+            self._sm(sm.tier_progress(now, t.name, SQ.FSD, pid))
             if sm.state != S.SHUTTING_DOWN or sm.plan_id != pid:
                 return False
             self._fsd(t.name, True)
@@ -363,36 +357,36 @@ class Sequencer:
             absent = []
             # soon after this board rebooted, a client missing now may only not have reconnected
             # yet: it gets the reconnect grace, as the clients of the tier in progress do
-            missing = H_ABSENT if self._grace_over(now) else H_LOST
+            missing = SQ.H_ABSENT if self._grace_over(now) else SQ.H_LOST
             for h in t.hosts:
                 if h.addr in addrs:
-                    h.state = H_IN
+                    h.state = SQ.H_IN
                 else:
                     h.state = missing
                     absent.append(h.name)
-            self._set_phase(t, FSD)
+            self._set_phase(t, SQ.FSD)
             self._log("tier_fsd", {"plan": pid, "tier": t.name, "clients": len(addrs),
                                    "absent": absent[:_LIST_MAX]}, now, True)
-            if addrs or missing == H_LOST:
+            if addrs or missing == SQ.H_LOST:
                 return False  # "fsd" for this step; nobody can have left yet
         addrs = logged_in_addrs(self.nut, t.name)
         lost = False
         grace_over = self._grace_over(now)
         for h in t.hosts:
             s = h.state
-            if s == H_IN or s == H_ABSENT:
+            if s == SQ.H_IN or s == SQ.H_ABSENT:
                 if h.addr not in addrs:
-                    if s == H_IN:
-                        h.state = H_OUT
+                    if s == SQ.H_IN:
+                        h.state = SQ.H_OUT
                         h.t1 = now
                         self.dirty = True
                 else:
-                    h.state = H_IN  # absent at FSD, logged in since (it sees FSD)
-            elif s == H_LOST:
+                    h.state = SQ.H_IN  # absent at FSD, logged in since (it sees FSD)
+            elif s == SQ.H_LOST:
                 if h.addr in addrs:
-                    h.state = H_IN
+                    h.state = SQ.H_IN
                 elif grace_over:
-                    h.state = H_GONE
+                    h.state = SQ.H_GONE
                     self.dirty = True
                 else:
                     lost = True
@@ -401,7 +395,7 @@ class Sequencer:
         if not addrs and not lost and not running:
             t.t_end = now
             self.m_down[t.name] = waited
-            self._set_phase(t, DONE)
+            self._set_phase(t, SQ.DONE)
             hosts = {}
             for h in t.hosts[:_LIST_MAX]:
                 hosts[h.name] = None if h.t1 is None else h.t1 - t.t_act
@@ -413,27 +407,27 @@ class Sequencer:
                     off[h.name] = h.t2 - (t.t_act if h.t1 is None else h.t1)
                 rec["off"] = off
             self._log("tier_done", rec, now, True)
-            self._sm(sm.tier_progress(now, t.name, DONE, pid))
+            self._sm(sm.tier_progress(now, t.name, SQ.DONE, pid))
             return True
         if waited >= t.max_wait_ms:
             t.t_end = now
             self.m_down[t.name] = waited
-            self._set_phase(t, TIMEOUT)
+            self._set_phase(t, SQ.TIMEOUT)
             pending = []
             for a in addrs:
                 if a not in pending:
                     pending.append(a)
-            names = [h.name for h in t.hosts if h.addr in addrs or h.state == H_LOST]
+            names = [h.name for h in t.hosts if h.addr in addrs or h.state == SQ.H_LOST]
             rec = {"plan": pid, "tier": t.name, "waited_ms": waited,
                    "pending": pending[:_LIST_MAX], "hosts": names[:_LIST_MAX]}
             if t.confirm_off:
                 rec["running"] = running[:_LIST_MAX]  # left NUT but still answering
             self._log("tier_timeout", rec, now, True)
-            self._sm(sm.tier_progress(now, t.name, TIMEOUT, pid))
+            self._sm(sm.tier_progress(now, t.name, SQ.TIMEOUT, pid))
             return True
-        if t.phase == FSD:
-            self._set_phase(t, WAITING)
-            self._sm(sm.tier_progress(now, t.name, WAITING, pid))
+        if t.phase == SQ.FSD:
+            self._set_phase(t, SQ.WAITING)
+            self._sm(sm.tier_progress(now, t.name, SQ.WAITING, pid))
         return False
 
     def _confirm_off(self, now, t):
@@ -443,14 +437,14 @@ class Sequencer:
         up = []
         for h in t.hosts:
             s = h.state
-            if s == H_OFF:
+            if s == SQ.H_OFF:
                 continue
-            if s == H_OUT or s == H_ABSENT or s == H_GONE:
-                since = h.t1 if s == H_OUT else t.t_act
+            if s == SQ.H_OUT or s == SQ.H_ABSENT or s == SQ.H_GONE:
+                since = h.t1 if s == SQ.H_OUT else t.t_act
                 hc = self.checks()
                 if (hc.check(t.name, h.cfg, now, since, OFF_PROBE_MS) is False
                         and hc.why(h.name) is None):
-                    h.state = H_OFF
+                    h.state = SQ.H_OFF
                     h.t2 = now
                     self.dirty = True
                     self._log("host_off", {"plan": self.plan_id, "tier": t.name, "host": h.name,
@@ -461,32 +455,32 @@ class Sequencer:
 
     def _load_off(self, now):
         lo = self.load_off
-        if self.drill or lo == LO_SENT or lo == LO_NONE or lo == LO_PEER:
+        if self.drill or lo == SQ.LO_SENT or lo == SQ.LO_NONE or lo == SQ.LO_PEER:
             return
-        if lo == LO_PENDING:
+        if lo == SQ.LO_PENDING:
             return  # an async command is in flight
-        if lo == LO_FAILED:
+        if lo == SQ.LO_FAILED:
             if self.lo_tries >= LOAD_OFF_TRIES or now - self._lo_last < LOAD_OFF_RETRY_MS:
                 return
         turn = self.turn(now, self.plan_id)
-        if turn == TURN_WAIT:
+        if turn == SQ.TURN_WAIT:
             return
-        if turn == TURN_PEER or turn == TURN_UPS:
-            self.load_off = LO_PEER
+        if turn == SQ.TURN_PEER or turn == SQ.TURN_UPS:
+            self.load_off = SQ.LO_PEER
             self.dirty = True
             self._log("ups_off", {"plan": self.plan_id, "ok": True, "by": turn,
                                   "took_ms": now - self.t_plan}, now, True)
             return
         ups = self.ups
         if ups is None:
-            self.load_off = LO_NONE
+            self.load_off = SQ.LO_NONE
             self.dirty = True
             self._log("ups_off", {"plan": self.plan_id, "ok": False,
                                   "why": "no UPS command configured"}, now, True)
             return
         self.lo_tries += 1
         self._lo_last = now
-        self.load_off = LO_PENDING
+        self.load_off = SQ.LO_PENDING
         self.dirty = True
         try:
             r = ups.shutdown_restore(self.delay_min, self.restore_min)
@@ -507,7 +501,7 @@ class Sequencer:
     def _load_off_result(self, now, ok, pid):
         if pid != self.plan_id:
             return
-        self.load_off = LO_SENT if ok else LO_FAILED
+        self.load_off = SQ.LO_SENT if ok else SQ.LO_FAILED
         self.dirty = True
         self._log("ups_off", {"plan": pid, "ok": ok, "delay_min": self.delay_min,
                               "restore_min": self.restore_min, "try": self.lo_tries,
@@ -531,7 +525,7 @@ class Sequencer:
                 t = self.tiers[i]
                 tiers[t.name] = None if t.t_end is None else t.t_end - t.t_start
                 for h in t.hosts:
-                    if h.state == H_TIMEOUT:
+                    if h.state == SQ.H_TIMEOUT:
                         failed.append(h.name)
             self._log("power_on", {"plan": self.plan_id, "done": True,
                                    "took_ms": now - self.t_plan, "tiers": tiers,
@@ -539,7 +533,7 @@ class Sequencer:
             self._sm(sm.sequence_done(now, self.plan_id))
 
     def _wake(self, now, t, h):
-        h.state = H_WAKING
+        h.state = SQ.H_WAKING
         h.t_try = now
         self.dirty = True
         if not h.mac:
@@ -563,26 +557,26 @@ class Sequencer:
                 return False
             self._fsd(t.name, False)  # FSD is not a latch: the tier must read OL as it boots
             t.t_act = now
-            self._set_phase(t, WAKING)
-            self._sm(sm.tier_progress(now, t.name, WAKING, pid))
+            self._set_phase(t, SQ.WAKING)
+            self._sm(sm.tier_progress(now, t.name, SQ.WAKING, pid))
             addrs = logged_in_addrs(self.nut, t.name)
             for h in t.hosts:
                 h.t0 = now
                 if h.addr in addrs:
                     # its upsmon is back: the host is on (its health check still decides "up")
                     h.was_on = True
-                    h.state = H_WAKING
+                    h.state = SQ.H_WAKING
                     h.t_try = now
                 elif self.feeds is not None and self.feeds.defer(h.cfg, t.name, now):
-                    h.state = H_FEED   # a feed it needs is not back: the policy's to wake
+                    h.state = SQ.H_FEED   # a feed it needs is not back: the policy's to wake
                 else:
                     self._wake(now, t, h)
         finished = True
         for h in t.hosts:
-            if h.state == H_UP or h.state == H_TIMEOUT or h.state == H_FEED:
+            if h.state == SQ.H_UP or h.state == SQ.H_TIMEOUT or h.state == SQ.H_FEED:
                 continue
             if self.checks().check(t.name, h.cfg, now, h.t0) is True:
-                h.state = H_UP
+                h.state = SQ.H_UP
                 h.t1 = now
                 took = now - h.t0
                 if h.kind != "none" and not h.was_on:  # a boot we waited for: a measurement
@@ -595,7 +589,7 @@ class Sequencer:
                 if h.mac and h.tries < 1 + self.retries:
                     self._wake(now, t, h)
                 else:
-                    h.state = H_TIMEOUT
+                    h.state = SQ.H_TIMEOUT
                     self.dirty = True
                     self._log("host_timeout", {"tier": t.name, "host": h.name,
                                                "waited_ms": now - h.t0, "tries": h.tries},
@@ -605,9 +599,9 @@ class Sequencer:
         if not finished:
             return False
         t.t_end = now
-        failed = [h.name for h in t.hosts if h.state == H_TIMEOUT]
-        self._set_phase(t, TIMEOUT if failed else UP)
-        up = sum(1 for h in t.hosts if h.state == H_UP)   # H_FEED hosts are neither
+        failed = [h.name for h in t.hosts if h.state == SQ.H_TIMEOUT]
+        self._set_phase(t, SQ.TIMEOUT if failed else SQ.UP)
+        up = sum(1 for h in t.hosts if h.state == SQ.H_UP)   # H_FEED hosts are neither
         self._log("power_on", {"plan": pid, "tier": t.name, "took_ms": now - t.t_act,
                                "up": up, "failed": failed[:_LIST_MAX]}, now, True)
         self._sm(sm.tier_progress(now, t.name, t.phase, pid))
@@ -642,20 +636,20 @@ class Sequencer:
 
     def summary(self, now):
         """Plan progress and timings for the console (seqstate.summary)."""
-        return seqstate.summary(self, now)
+        return SQ.summary(self, now)
 
     # ---- persistence ----------------------------------------------------------------------
 
     def to_dict(self, now):
         """Plan progress, JSON-ready (seqstate.dump). Clears `dirty`."""
         self.dirty = False
-        return seqstate.dump(self, now)
+        return SQ.dump(self, now)
 
     def restore(self, d, now, elapsed_ms=0):
         """Resume a to_dict() result (also earlier firmware's) after a reboot (elapsed_ms: down
         time, if known). Re-raises FSD on the tiers reached; for resume_grace_ms missing clients
         may reconnect before a tier counts as down. False (a fresh plan) if `d` does not fit."""
-        if not seqstate.load(self, d, now, elapsed_ms):
+        if not SQ.load(self, d, now, elapsed_ms):
             return False
         mode = self.mode
         self._lo_last = None if self.load_off is None else now - LOAD_OFF_RETRY_MS
@@ -665,17 +659,17 @@ class Sequencer:
         if self.drill:
             # a rehearsal is cheap to redo; its first half is redone if it was lost
             self._new_drill()
-            if mode == MODE_SHUTDOWN:
+            if mode == SQ.MODE_SHUTDOWN:
                 self.complete = False
-        elif mode == MODE_SHUTDOWN:
+        elif mode == SQ.MODE_SHUTDOWN:
             for k in range(min(self.pos + 1, n)):
                 t = self.tiers[self.order[k]]
                 if t.t_act is not None:
                     self._fsd(t.name, True)  # the NUT server's FSD lived in RAM
                 if k == self.pos and t.t_end is None:
                     for h in t.hosts:
-                        if h.state == H_IN:
-                            h.state = H_LOST
+                        if h.state == SQ.H_IN:
+                            h.state = SQ.H_LOST
             if self.complete:
                 self.pos = n
         self.dirty = False

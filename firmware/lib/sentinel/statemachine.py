@@ -29,6 +29,14 @@ A record is a tuple (t_ms, from_state, to_state, cause, detail); from_state == t
 event that is not a transition. `detail` is an int (a duration in ms, a charge in %) or None.
 """
 
+try:
+    from micropython import const  # pyright: ignore[reportAssignmentType]
+except ImportError:  # CPython
+
+    def const(x):
+        return x
+
+
 ONLINE = "ONLINE"
 ON_BATTERY = "ON_BATTERY"
 SHUTTING_DOWN = "SHUTTING_DOWN"
@@ -37,42 +45,49 @@ WAIT_MAINS = "WAIT_MAINS"
 RESTORING = "RESTORING"
 STATES = (ONLINE, ON_BATTERY, SHUTTING_DOWN, LOAD_OFF, WAIT_MAINS, RESTORING)
 
-# Causes of transitions
-MAINS_LOST = "mains_lost"                  # the fast trigger (interruption)
-UPS_ON_BATTERY = "ups_on_battery"          # the UPS says OB
-MAINS_BAD = "mains_out_of_tolerance"       # no UPS data: our own sensor says V or f out of range
-MAINS_OUTVOTED = "mains_outvoted"          # pair: the peer's sensor and the UPS say lost, ours not
-PEER_PLAN = "peer_plan"                    # pair: on battery here, the peer already shutting down
-PLAN_JOINED = "plan_joined"                # pair: this plan takes the peer's (newer) plan id
-MAINS_RESTORED = "mains_restored"          # stable return: an outage or a cancellable shutdown ends
-GRACE_EXPIRED = "grace_expired"
-CHARGE_FLOOR = "charge_floor"
-RUNTIME_FLOOR = "runtime_floor"
-LOW_BATTERY = "ups_low_battery"
-LINK_LOST = "ups_link_lost"                # also an event when lost while on line
-MANUAL = "manual"
+# Causes of transitions (those only this module names are private consts: no module-dict
+# entry each on the device)
+_MAINS_LOST = const("mains_lost")                  # the fast trigger (interruption)
+_UPS_ON_BATTERY = const("ups_on_battery")          # the UPS says OB
+# no UPS data: our own sensor says V or f out of range
+_MAINS_BAD = const("mains_out_of_tolerance")
+# pair: the peer's sensor and the UPS say lost, ours not
+_MAINS_OUTVOTED = const("mains_outvoted")
+_PEER_PLAN = const("peer_plan")    # pair: on battery here, the peer already shutting down
+_PLAN_JOINED = const("plan_joined")  # pair: this plan takes the peer's (newer) plan id
+# stable return: an outage or a cancellable shutdown ends
+_MAINS_RESTORED = const("mains_restored")
+_GRACE_EXPIRED = const("grace_expired")
+_CHARGE_FLOOR = const("charge_floor")
+_RUNTIME_FLOOR = const("runtime_floor")
+_LOW_BATTERY = const("ups_low_battery")
+_LINK_LOST = const("ups_link_lost")                # also an event when lost while on line
+_MANUAL = const("manual")
 CLIENT_FSD = "client_fsd"                  # a NUT client (a primary upsmon) sent FSD on a tier
 DRILL = "drill"
 SEQUENCE_DONE = "sequence_done"
-LOAD_OFF_DONE = "load_off_done"
-LOAD_OFF_ELAPSED = "load_off_elapsed"
-MAINS_STABLE = "mains_stable"
-RESTORE_DONE = "restore_done"
+_LOAD_OFF_DONE = const("load_off_done")
+_LOAD_OFF_ELAPSED = const("load_off_elapsed")
+_MAINS_STABLE = const("mains_stable")
+_RESTORE_DONE = const("restore_done")
 DRILL_DONE = "drill_done"
-DRILL_ABORTED = "drill_aborted"
-ABORTED = "aborted"
+_DRILL_ABORTED = const("drill_aborted")
+_ABORTED = const("aborted")
 # Causes of events only
-LB_FLASH = "lb_flash"                      # LB on line shorter than lb_filter_ms: ignored
-LB_ON_LINE = "low_battery_on_line"         # LB on line for lb_filter_ms: an outage now is critical
-LINK_RESTORED = "ups_link_restored"
+_LB_FLASH = const("lb_flash")                      # LB on line shorter than lb_filter_ms: ignored
+# LB on line for lb_filter_ms: an outage now is critical
+_LB_ON_LINE = const("low_battery_on_line")
+_LINK_RESTORED = const("ups_link_restored")
 PONR = "point_of_no_return"
 MAINS_BACK_AFTER_PONR = "mains_restored_after_ponr"
-WAITING_FOR_CHARGE = "waiting_for_charge"
-WAITING_FOR_OUTPUT = "waiting_for_ups_output"   # mains stable, the UPS has not restored its output
-OUTPUT_WAIT_EXPIRED = "ups_output_wait_expired" # ... for restore_min + margin: restore anyway
+_WAITING_FOR_CHARGE = const("waiting_for_charge")
+# mains stable, the UPS has not restored its output
+_WAITING_FOR_OUTPUT = const("waiting_for_ups_output")
+# ... for restore_min + margin: restore anyway
+_OUTPUT_WAIT_EXPIRED = const("ups_output_wait_expired")
 REJECTED = "command_rejected"
-RESUMED = "resumed"
-RESUME_INVALID = "resume_invalid"
+_RESUMED = const("resumed")
+_RESUME_INVALID = const("resume_invalid")
 
 # After the load-off command the UPS cuts its output within shutdown_delay_min; this margin
 # covers the command's own round trip before WAIT_MAINS is assumed.
@@ -80,7 +95,7 @@ LOAD_OFF_MARGIN_MS = 30000
 # The UPS restores its output restore_min after mains returns; past that plus this margin the
 # output is reported off for some other reason (a stuck flag, a UPS that will not restore):
 # restoring then goes ahead, since a server wakes as soon as it has power anyway.
-OUTPUT_WAIT_MARGIN_MS = 120000
+_OUTPUT_WAIT_MARGIN_MS = const(120000)
 
 _FORMAT = 1  # to_dict() layout version
 
@@ -152,7 +167,7 @@ class StateMachine:
         self.return_ms = p["return_stable_ms"]
         self.lb_filter_ms = p["lb_filter_ms"]
         self.load_off_ms = cfg["ups"]["shutdown_delay_min"] * 60000 + LOAD_OFF_MARGIN_MS
-        self.output_wait_ms = cfg["ups"]["restore_min"] * 60000 + OUTPUT_WAIT_MARGIN_MS
+        self.output_wait_ms = cfg["ups"]["restore_min"] * 60000 + _OUTPUT_WAIT_MARGIN_MS
         self._hist = [None] * history_len
         self._hn = 0
         self._new = []
@@ -215,13 +230,13 @@ class StateMachine:
         self.outage_start = now
         self.resume_to = resume_to
         if i.mains_lost and not i.mains_unconfirmed:
-            cause = MAINS_LOST
+            cause = _MAINS_LOST
         elif ups_known and i.ups_on_battery:
-            cause = UPS_ON_BATTERY
+            cause = _UPS_ON_BATTERY
         elif i.mains_outvoted:
-            cause = MAINS_OUTVOTED
+            cause = _MAINS_OUTVOTED
         else:
-            cause = MAINS_BAD
+            cause = _MAINS_BAD
         self._go(now, ON_BATTERY, cause)
 
     def _new_plan(self, drill):
@@ -262,19 +277,19 @@ class StateMachine:
 
     def _trigger(self, now, i, ups_known, low, link_lost):
         if low:
-            return LOW_BATTERY
+            return _LOW_BATTERY
         if link_lost and self.link_lost_shutdown:
-            return LINK_LOST
+            return _LINK_LOST
         if ups_known:
             if i.ups_runtime is not None and i.ups_runtime < self.runtime_floor:
-                return RUNTIME_FLOOR
+                return _RUNTIME_FLOOR
             if i.ups_charge is not None and i.ups_charge < self.charge_floor:
-                return CHARGE_FLOOR
+                return _CHARGE_FLOOR
         start = self.outage_start
         if start is not None and now - start >= self.grace_ms:
-            return GRACE_EXPIRED
+            return _GRACE_EXPIRED
         if i.peer_plan_id and self.on_battery:
-            return PEER_PLAN  # the loss is corroborated here: the pair's grace is the peer's
+            return _PEER_PLAN  # the loss is corroborated here: the pair's grace is the peer's
         return None
 
     def _join(self, now, peer_id):
@@ -283,7 +298,7 @@ class StateMachine:
         if peer_id > self.plan_id:
             self.joined = (self.plan_id, peer_id)
             self.plan_id = peer_id
-            self._event(now, PLAN_JOINED, peer_id)
+            self._event(now, _PLAN_JOINED, peer_id)
 
     # ---- the main entry -------------------------------------------------------------------
 
@@ -330,10 +345,10 @@ class StateMachine:
             lb_long = now - self._lb_since >= self.lb_filter_ms
             if lb_long and back and not self._lb_reported:
                 self._lb_reported = True
-                self._event(now, LB_ON_LINE, i.ups_charge)
+                self._event(now, _LB_ON_LINE, i.ups_charge)
         else:
             if self._lb_since is not None and back and now - self._lb_since < self.lb_filter_ms:
-                self._event(now, LB_FLASH, now - self._lb_since)
+                self._event(now, _LB_FLASH, now - self._lb_since)
             self._lb_since = None
             self._lb_reported = False
         low = lb and (ob or lb_long)
@@ -343,7 +358,7 @@ class StateMachine:
         link_lost = i.ups_link_configured and i.ups_link_known and not i.ups_link_ok
         if i.ups_link_configured and i.ups_link_known and i.ups_link_ok != self._link_ok:
             self._link_ok = i.ups_link_ok
-            self._event(now, LINK_RESTORED if i.ups_link_ok else LINK_LOST)
+            self._event(now, _LINK_RESTORED if i.ups_link_ok else _LINK_LOST)
 
         powered_up = i.powered_up
         i.powered_up = False
@@ -361,7 +376,7 @@ class StateMachine:
                 self.drill = False
                 self.plan = {}
                 self.shutdown_cause = None
-                self._event(now, DRILL_ABORTED)
+                self._event(now, _DRILL_ABORTED)
             elif st == RESTORING:
                 resume = RESTORING
             self._outage(now, i, ups_known, resume)
@@ -369,7 +384,7 @@ class StateMachine:
         st = self.state
         if st == ON_BATTERY:
             if mains_back:
-                self._back_to(now, self.resume_to, MAINS_RESTORED, self._outage_len(now))
+                self._back_to(now, self.resume_to, _MAINS_RESTORED, self._outage_len(now))
             else:
                 cause = self._trigger(now, i, ups_known, low, link_lost)
                 if cause:
@@ -379,7 +394,7 @@ class StateMachine:
                 pass
             elif not self.ponr:
                 if self.cancellable and mains_back:
-                    self._back_to(now, self.resume_to, MAINS_RESTORED, self._outage_len(now))
+                    self._back_to(now, self.resume_to, _MAINS_RESTORED, self._outage_len(now))
             elif mains_back and not self._back_reported:
                 self._back_reported = True  # logged only: the sequence completes regardless
                 self._event(now, MAINS_BACK_AFTER_PONR)
@@ -389,7 +404,7 @@ class StateMachine:
                 # or (no UPS link here) by an alive peer's
                 self._load_off_done(now)
             elif now - self.since >= self.load_off_ms:
-                self._go(now, WAIT_MAINS, LOAD_OFF_ELAPSED)
+                self._go(now, WAIT_MAINS, _LOAD_OFF_ELAPSED)
                 self._charge_reported = False
                 self._output_reported = False
         elif st == WAIT_MAINS:
@@ -401,18 +416,18 @@ class StateMachine:
                 if short:
                     if not self._charge_reported:
                         self._charge_reported = True
-                        self._event(now, WAITING_FOR_CHARGE, i.ups_charge)
+                        self._event(now, _WAITING_FOR_CHARGE, i.ups_charge)
                 elif dark and good_for < self.output_wait_ms:
                     if not self._output_reported:
                         self._output_reported = True
-                        self._event(now, WAITING_FOR_OUTPUT)
+                        self._event(now, _WAITING_FOR_OUTPUT)
                 else:
                     if dark:
-                        self._event(now, OUTPUT_WAIT_EXPIRED, good_for)
+                        self._event(now, _OUTPUT_WAIT_EXPIRED, good_for)
                     self.outage_start = None
                     self.resume_to = ONLINE
                     self._new_plan(False)
-                    self._go(now, RESTORING, MAINS_STABLE)
+                    self._go(now, RESTORING, _MAINS_STABLE)
         if self.state == SHUTTING_DOWN and not self.drill and i.peer_plan_id > self.plan_id:
             self._join(now, i.peer_plan_id)
         return self._new
@@ -428,7 +443,7 @@ class StateMachine:
             return not self.drill and st in (ONLINE, ON_BATTERY, RESTORING)
         if c == "abort":
             return self.drill or (st == SHUTTING_DOWN and not self.ponr and not self.on_battery
-                                  and self.shutdown_cause == MANUAL)
+                                  and self.shutdown_cause == _MANUAL)
         return False
 
     def _command(self, now, c):
@@ -443,11 +458,11 @@ class StateMachine:
         elif c == "shutdown":
             if st != ON_BATTERY:
                 self.resume_to = st
-            self._shutdown(now, MANUAL, False)
+            self._shutdown(now, _MANUAL, False)
         elif self.drill:  # "drill_stop", "abort"
-            self._back_to(now, ONLINE, DRILL_ABORTED)
+            self._back_to(now, ONLINE, _DRILL_ABORTED)
         else:
-            self._back_to(now, self.resume_to, ABORTED)
+            self._back_to(now, self.resume_to, _ABORTED)
 
     def _client_fsd(self, now, tier):
         """A NUT client's FSD on `tier` (the NUT server has already raised it there): an
@@ -457,7 +472,7 @@ class StateMachine:
         while the load is off the flag waits for the tier's power-on, which clears it."""
         st = self.state
         if self.drill:
-            self._back_to(now, ONLINE, DRILL_ABORTED)  # a rehearsal gives way to the real thing
+            self._back_to(now, ONLINE, _DRILL_ABORTED)  # a rehearsal gives way to the real thing
             st = ONLINE
         if st in (ONLINE, ON_BATTERY, RESTORING):
             if st != ON_BATTERY:
@@ -512,7 +527,7 @@ class StateMachine:
                     self._event(now, PONR)
                 self._go(now, LOAD_OFF, SEQUENCE_DONE)
         elif self.state == RESTORING:
-            cause = DRILL_DONE if self.drill else RESTORE_DONE
+            cause = DRILL_DONE if self.drill else _RESTORE_DONE
             self._back_to(now, ONLINE, cause)
         return new
 
@@ -527,7 +542,7 @@ class StateMachine:
     def _load_off_done(self, now):
         self._charge_reported = False
         self._output_reported = False
-        self._go(now, WAIT_MAINS, LOAD_OFF_DONE)
+        self._go(now, WAIT_MAINS, _LOAD_OFF_DONE)
 
     # ---- persistence ----------------------------------------------------------------------
 
@@ -552,12 +567,12 @@ class StateMachine:
     def from_dict(cls, cfg, d, now, elapsed_ms=0, history_len=16):
         """A machine resuming a persisted one at `now` after a reboot. `elapsed_ms` is the time
         the board was down, if the caller knows it (RTC); timers then count it. An unreadable dict
-        gives a fresh ONLINE machine with a RESUME_INVALID event (its next update() sees the
+        gives a fresh ONLINE machine with a _RESUME_INVALID event (its next update() sees the
         real power situation within return_stable_ms)."""
         sm = cls(cfg, now, history_len)
         p = _parse(d)
         if p is None:
-            sm._event(now, RESUME_INVALID)
+            sm._event(now, _RESUME_INVALID)
             return sm
         st, resume, plan, oa = p
         sm.state = st
@@ -573,7 +588,7 @@ class StateMachine:
         sm.resume_to = resume
         sm.outage_start = None if oa is None else now - oa - elapsed_ms
         sm.on_battery = st == ON_BATTERY
-        sm._event(now, RESUMED, d["age_ms"])
+        sm._event(now, _RESUMED, d["age_ms"])
         return sm
 
 

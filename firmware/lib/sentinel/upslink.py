@@ -6,9 +6,7 @@
 # valid reply; a later valid reply recovers it.
 import asyncio
 
-from sentinel.q1 import (CMD_CANCEL, CMD_F, CMD_I, CMD_Q1, Q1Error, battery_charge,
-                         format_shutdown, format_shutdown_restore, parse_f, parse_i, parse_q1,
-                         status_tokens)
+from sentinel import q1 as Q  # Q.X: an imported name would be a module-dict entry each
 
 try:
     from micropython import const  # pyright: ignore[reportAssignmentType]
@@ -117,7 +115,7 @@ class UpsLink:
                 return r.battery_v
             return self.battery_nominal_v
         if name == "charge":
-            return battery_charge(self.battery_v, self.nominal_battery_v)
+            return Q.battery_charge(self.battery_v, self.nominal_battery_v)
         raise AttributeError(name)
 
     def age_ms(self):
@@ -202,7 +200,7 @@ class UpsLink:
             return None, "timeout"
         try:
             obj = parse(r)
-        except Q1Error as e:
+        except Q.Q1Error as e:
             self._invalid(e.kind, now)
             return None, e.kind
         self._valid(now)
@@ -218,16 +216,16 @@ class UpsLink:
 
     async def poll_once(self):
         """One cycle: Q1 (plus F / I when due), then progress()."""
-        q, _ = await self._ask(CMD_Q1, parse_q1)
+        q, _ = await self._ask(Q.CMD_Q1, Q.parse_q1)
         if q is not None:
             self.q1 = q
-            self.status = status_tokens(q)
+            self.status = Q.status_tokens(q)
             if self._f_tries > 0:
-                f, self._f_tries = await self._info(CMD_F, parse_f, self._f_tries)
+                f, self._f_tries = await self._info(Q.CMD_F, Q.parse_f, self._f_tries)
                 if f is not None:
                     self.rating = f
             if self._i_tries > 0:
-                i, self._i_tries = await self._info(CMD_I, parse_i, self._i_tries)
+                i, self._i_tries = await self._info(Q.CMD_I, Q.parse_i, self._i_tries)
                 if i is not None:
                     self.info = i
         self.polls += 1
@@ -270,12 +268,12 @@ class UpsLink:
         """Send `S<n>R<mmmm>`: cut the output after delay_min minutes (.2-.9 or 1-10), restore
         it restore_min minutes later (0: stay off). True if sent over a working link and not
         refused. ValueError for values the protocol cannot express."""
-        return await self._command(format_shutdown_restore(delay_min, restore_min))
+        return await self._command(Q.format_shutdown_restore(delay_min, restore_min))
 
     async def shutdown(self, delay_min):
         """Send `S<n>` (the UPS restores output when mains returns)."""
-        return await self._command(format_shutdown(delay_min))
+        return await self._command(Q.format_shutdown(delay_min))
 
     async def cancel_shutdown(self):
         """Send `C`: cancel a pending shutdown (and a restore countdown)."""
-        return await self._command(CMD_CANCEL)
+        return await self._command(Q.CMD_CANCEL)

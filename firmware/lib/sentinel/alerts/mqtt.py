@@ -24,54 +24,27 @@ While connected and idle, a keepalive task sends PINGREQ so the broker does not 
 
 `host` should be an IP address: getaddrinfo blocks the event loop while it resolves a name.
 Like every transport, this module is imported only when configured: boards without ROMFS hold
-each imported module's bytecode in RAM. Its packet encoding is sentinel.alerts.mqttpkt; the
-connect (CONNECT, CONNACK, discovery) is sentinel.alerts.mqttconn, imported for each connect
-and dropped after it.
+each imported module's bytecode in RAM. Only the session stays resident here (the Transport's
+state and its keepalive loop); what an exchange runs (a send, a ping, the close: packets on the
+wire, the retained state) is sentinel.alerts.mqttio, with the packet encoding
+(sentinel.alerts.mqttpkt) imported for each exchange and dropped after it, and the connect
+(CONNECT, CONNACK, discovery) is sentinel.alerts.mqttconn, imported for each connect. A module
+costs device heap even from ROMFS (its functions and constants).
 """
 import asyncio
-import json
-import time
 
 from sentinel.alerts import forget
-from sentinel.alerts.mqttpkt import (_LOST, _OK, DISCONNECT, PINGREQ, PINGRESP,  # noqa: F401
-                                     PUBACK, _sleep_ms, publish_packet, topics, varint)
-
-# state alerts that say where mains stands (statemachine causes)
-_MAINS_BACK = ("mains_restored", "mains_stable", "mains_restored_after_ponr")
 
 
-# ---- topics and payloads -------------------------------------------------------------------
-
-def node_id(site):
-    """The site name as one topic level and HA node id: [a-zA-Z0-9_-] only, others become '_'."""
-    out = ""
-    for c in site:
-        out += c if (c.isalpha() and c < "\x80") or c.isdigit() or c in "_-" else "_"
-    return out or "sentinel"
+def _io():
+    # the exchange's code, imported for it; done() forgets it and the packet module again
+    from sentinel.alerts import mqttio
+    return mqttio
 
 
-def retained_for(alert, t):
-    """[(topic, payload)] of the retained state that `alert` changes (t: topics())."""
-    kind = alert["kind"]
-    data = alert.get("data") or {}
-    out = []
-    mains = None
-    if kind == "state":
-        out.append((t["state"], json.dumps({
-            "state": data.get("to"), "from": data.get("from"), "cause": data.get("cause"),
-            "detail": data.get("detail"), "id": alert["id"], "ts": alert["ts"]})))
-        if data.get("to") == "ON_BATTERY":
-            mains = _LOST
-        elif data.get("cause") in _MAINS_BACK:
-            mains = _OK
-    elif kind == "mains_lost":
-        mains = _LOST
-    elif kind == "mains_ok":
-        mains = _OK
-    if mains is not None:
-        out.append((t["mains"], mains))
-    out.append((t["last_alert"], alert["text"]))
-    return out
+def _done():
+    forget("mqttio")
+    forget("mqttpkt")
 
 
 class Transport:
@@ -81,9 +54,10 @@ class Transport:
     def __init__(self, cfg, site):
         self.cfg = cfg
         self.site = site
-        self.node = node_id(site)
-        self.t = topics(cfg["topic_prefix"], self.node)
-        self.client_id = cfg["client_id"] or "powersentinel-" + self.node
+        try:
+            _io().setup(self, cfg, site)   # node, topics, client id
+        finally:
+            _done()
         self.timeout_ms = cfg["timeout_ms"]
         self.keepalive_ms = cfg["keepalive_s"] * 1000
         self._sock = None
@@ -107,24 +81,10 @@ class Transport:
     async def send(self, alert):
         """Returns once the broker has acknowledged the alert (PUBACK); OSError or
         asyncio.TimeoutError otherwise, within timeout_ms (DNS lookups aside)."""
-        self._closed = False
-        dl = time.ticks_add(time.ticks_ms(), self.timeout_ms)
-        # the keepalive task may hold the connection for a ping: that wait counts too (a
-        # wait_for only then: each one allocates a task)
-        lk = self._lock
-        await (asyncio.wait_for_ms(lk.acquire(), self._left(dl)) if lk.locked() else lk.acquire())
         try:
-            if self._w is None:
-                await self._connect(dl)
-            for topic, payload in retained_for(alert, self.t):
-                self._out += publish_packet(topic, payload, 0, True)
-            await self._publish1(self.t["alert"], json.dumps(alert), dl)
-            self.sent += 1
-        except Exception as e:
-            self._fail(e)
-            raise
+            await _io().send(self, alert)
         finally:
-            self._lock.release()
+            _done()
 
     async def close(self):
         """Says "offline" (retained), disconnects cleanly (no will) and stops the keepalive task."""
@@ -135,32 +95,12 @@ class Transport:
             ka.cancel()
         if self._w is not None:
             try:
-                self._out += publish_packet(self.t["availability"], "offline", 0, True)
-                self._out += bytes((DISCONNECT, 0))
-                await self._drain(time.ticks_add(time.ticks_ms(), self.timeout_ms))
+                await _io().close(self)
             except Exception:
                 pass
+            finally:
+                _done()
         self._drop()
-
-    # ---- connection ------------------------------------------------------------------------
-    def _left(self, dl):
-        ms = time.ticks_diff(dl, time.ticks_ms())
-        if ms <= 0:
-            raise asyncio.TimeoutError()
-        return ms
-
-    async def _connect(self, dl):
-        # the connect-time code (CONNECT, CONNACK, the discovery payloads) is imported for the
-        # connect and dropped after it: it runs once per broker session (device heap)
-        from sentinel.alerts import mqttconn
-        try:
-            await mqttconn.connect(self, dl)
-        finally:
-            del mqttconn
-            forget("mqttconn")
-        self.connects += 1
-        if self.keepalive_ms and self._ka is None:
-            self._ka = asyncio.create_task(self._keepalive())
 
     def _fail(self, e):
         self.errors += 1
@@ -177,73 +117,19 @@ class Transport:
             except OSError:
                 pass
 
-    # ---- packets on the wire ---------------------------------------------------------------
-    async def _drain(self, dl):
-        """Writes the queued packets."""
-        w = self._w
-        if w is None:
-            raise OSError("mqtt: not connected")
-        out = self._out
-        self._out = bytearray()
-        w.write(out)
-        await asyncio.wait_for_ms(w.drain(), self._left(dl))
-        self._tx_at = time.ticks_ms()
-
-    async def _readn(self, n, dl):
-        r = self._r
-        if r is None:
-            raise OSError("mqtt: not connected")
-        try:
-            return await asyncio.wait_for_ms(r.readexactly(n), self._left(dl))
-        except EOFError:
-            raise OSError("mqtt: connection closed by the broker")
-
-    async def _read(self, dl):
-        """(first byte, body) of the next packet from the broker."""
-        h = await self._readn(2, dl)  # every packet has a type byte and a length byte
-        first = h[0]
-        b = h[1]
-        n = b & 0x7F
-        shift = 7
-        while b & 0x80:
-            if shift > 21:
-                raise OSError("mqtt: malformed packet from the broker")
-            b = (await self._readn(1, dl))[0]
-            n |= (b & 0x7F) << shift
-            shift += 7
-        return first, (await self._readn(n, dl) if n else b"")
-
-    async def _publish1(self, topic, payload, dl):
-        """PUBLISH QoS 1 and wait for its PUBACK (other packets are skipped)."""
-        self._pid = self._pid % 65535 + 1
-        pid = self._pid
-        self._out += publish_packet(topic, payload, 1, False, pid)
-        await self._drain(dl)
-        while True:
-            first, body = await self._read(dl)
-            if first >> 4 == PUBACK >> 4 and len(body) >= 2 and (body[0] << 8 | body[1]) == pid:
-                return
-
     async def _keepalive(self):
         """PINGREQ when idle for half the keepalive; reconnect if the broker went away."""
         half = self.keepalive_ms // 2
+        sleep_ms = getattr(asyncio, "sleep_ms", None)   # CPython has asyncio.sleep only
         while not self._closed:
-            await _sleep_ms(half)
+            await (sleep_ms(half) if sleep_ms is not None else asyncio.sleep(half / 1000))
             if self._lock.locked() or self._closed:
                 continue
             await self._lock.acquire()
             try:
-                dl = time.ticks_add(time.ticks_ms(), self.timeout_ms)
-                if self._w is None:
-                    await self._connect(dl)
-                    await self._drain(dl)
-                elif time.ticks_diff(time.ticks_ms(), self._tx_at) >= half:
-                    self._out += bytes((PINGREQ, 0))
-                    await self._drain(dl)
-                    while (await self._read(dl))[0] != PINGRESP:
-                        pass
-                    self.pings += 1
+                await _io().ping(self, half)
             except Exception as e:
                 self._fail(e)
             finally:
+                _done()
                 self._lock.release()

@@ -1,7 +1,7 @@
 """Connecting the MQTT transport (sentinel.alerts.mqtt) to its broker: the socket, CONNECT with
 the last will, CONNACK, "online" and the Home Assistant discovery configs.
 
-Imported by Transport._connect for one connect and dropped after it: it runs once per broker
+Imported by mqttio.connect for one connect and dropped after it: it runs once per broker
 session, and a module costs device heap even from ROMFS (its functions and constants).
 """
 import asyncio
@@ -87,7 +87,7 @@ def discovery(cfg, site, node):
     return out
 
 
-async def _open(tr, dl):
+async def _open(tr, dl, left):
     """A connected non-blocking socket to tr's broker (closed again on any failure)."""
     cfg = tr.cfg
     if socket is None:
@@ -110,24 +110,25 @@ async def _open(tr, dl):
                 if ev[0][1] & (select.POLLERR | select.POLLHUP):
                     raise OSError("mqtt: connection to %s:%d refused" % (cfg["host"], cfg["port"]))
                 return s
-            tr._left(dl)
+            left(dl)
             await _sleep_ms(_POLL_STEP_MS)
     except BaseException:
         s.close()
         raise
 
 
-async def connect(tr, dl):
+async def connect(tr, dl, left, drain, read):
     """Connect Transport `tr` (socket, streams, CONNECT, CONNACK) and queue "online" and the
-    discovery configs on it; OSError or asyncio.TimeoutError by the deadline dl (ticks_ms)."""
-    tr._sock = s = await _open(tr, dl)
+    discovery configs on it; OSError or asyncio.TimeoutError by the deadline dl (ticks_ms).
+    left, drain, read: sentinel.alerts.mqttio's, which imports this module (passed, no cycle)."""
+    tr._sock = s = await _open(tr, dl, left)
     tr._r = asyncio.StreamReader(s)
     tr._w = asyncio.StreamWriter(s, {})
     cfg = tr.cfg
     tr._out = bytearray(connect_packet(tr.client_id, cfg["keepalive_s"], tr.t["availability"],
                                        b"offline", cfg["user"], cfg["password"]))
-    await tr._drain(dl)
-    first, body = await tr._read(dl)
+    await drain(tr, dl)
+    first, body = await read(tr, dl)
     if first != CONNACK:
         raise OSError("mqtt: no CONNACK from the broker")
     err = connack_error(body)

@@ -89,7 +89,7 @@ class NutActions:
             self.delay_s = v - v % 6 if v < 60 else v - v % 60
         else:
             self.start_s = v - v % 60
-        self.note("nut_set", {"ups": ups, "var": var, "value": value}, who, code or "ok")
+        self.note("nut_set", {"ups": ups, "var": var, "value": value}, who, "ok" if code is None else code)
         return code
 
     # -- instant commands --------------------------------------------------------------------
@@ -115,10 +115,10 @@ class NutActions:
 
     def note(self, kind, data, who, result):
         """Journal one request: who asked (addr, user) and its result ("ok", "sent" for a UPS
-        command in flight, the UPS's answer later, or the NUT error code)."""
+        command in flight, the UPS's answer later, or a NUT error: its word, as upsd names it)."""
         data["user"] = who[1]
         data["addr"] = who[0]
-        data["result"] = result
+        data["result"] = P.name(result) if isinstance(result, int) else result
         self.log(kind, data, critical=True)
 
     def refused(self, ups, kind, name, who, code, value=None):

@@ -18,8 +18,9 @@ Optional (absent: nothing writable, no instant commands):
   cmds(ups) -> [cmd, ...]                instant commands offered
   set_var(ups, var, value) -> None | code
   instcmd(ups, cmd, param) -> None | code
-                                         None = done; else a NUT error code ("SET-FAILED",
-                                         "INVALID-VALUE", "INSTCMD-FAILED"...), sent as ERR.
+                                         None = done; else a NUT error code (protocol's
+                                         SET_FAILED, INVALID_VALUE, INSTCMD_FAILED...: small
+                                         ints), sent as ERR and its word.
 Calls are synchronous and must be quick (they run inside the connection task).
 
 Actions (NutServer(..., actions=) or .actions; the sentinel sets rwvars.NutActions): when
