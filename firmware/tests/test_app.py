@@ -559,6 +559,18 @@ class TestFeedsLoad(TestCase):
         s, loaded = self._app([], ("L1", "L2", "L3"))   # phases: one feed
         self.assertFalse(loaded)
 
+    def test_a_server_on_one_phase_makes_each_phase_a_feed_of_the_site_model(self):
+        s, loaded = self._app(["L2"], ("L1", "L2", "L3"))
+        self.assertTrue(loaded)
+        fp = s.control.feeds
+        self.assertEqual(fp.names, ["L1", "L2", "L3"])
+        fp.step(0, 0b101, True, True)          # L2 lost: a1 (on L2) is lost
+        self.assertEqual(fp.status()["hosts"][0]["state"], "lost")
+        # the phase alarm says it (phases.py): the policy adds no "feed L2 lost"
+        self.assertEqual(fp.alarm, "")
+        fp.step(fp.grace_ms, 0b101, True, True)
+        self.assertEqual(s.nut._fsd_hosts, {"apps": ("10.0.0.1",)})
+
 
     def test_feed_state_resumed_from_state_json(self):
         import json

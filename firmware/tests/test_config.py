@@ -263,6 +263,10 @@ class TestErrors(TestCase):
                     "tiers[0].hosts[0].feeds[0]: feed C is not sensed by any mains channel; "
                     "allowed: A, B (the feeds of mains.channels)"])
         self.check(site(["A"], ({"name": "L1"}, {"name": "L2"})),
+                   ["tiers[0].hosts[0].feeds[0]: feed A is not sensed by any mains channel; "
+                    "allowed: L1, L2 (the feeds of mains.channels, and its phases that sense "
+                    "no feed)"])
+        self.check(site(["A"], ()),
                    ["tiers[0].hosts[0].feeds[0]: feed A is not sensed: no mains channel senses "
                     "a feed; list the feeds in mains.channels (name or feed) first"])
         self.check(site("A"), ['tiers[0].hosts[0].feeds: must be a list, got "A"'])
@@ -296,6 +300,20 @@ class TestErrors(TestCase):
         self.check(site({"feed": "A", "feeds": [{"feed": "B"}, {"feed": "C"}]}),
                    ["ups.feeds[1].link: a board has one more UART for a second Q1 UPS; "
                     "allowed: contacts, or none (with shutdown_output)"])
+
+    def test_a_server_may_list_a_phase_that_senses_no_feed(self):
+        def errs(chans, feeds):
+            return config.validate({"mains": {"channels": chans}, "tiers": [
+                {"name": "t", "hosts": [{"name": "h", "address": "10.0.0.1",
+                                         "feeds": feeds}]}]})[1]
+        three = [{"name": "L1"}, {"name": "L2"}, {"name": "L3"}]
+        self.assertEqual(errs(three, ["L2"]), [])
+        # a phase that senses a feed is that feed's, not a supply of its own
+        fed = [{"name": "L1", "feed": "A"}, {"name": "L2", "feed": "A"}, {"name": "B"}]
+        e = errs(fed, ["L2"])
+        self.assertEqual(len(e), 1)
+        self.assertIn("feed L2 is not sensed", e[0])
+        self.assertIn("allowed: A, B", e[0])
 
     def test_ups_per_feed_read_over_contacts(self):
         def site(ups):

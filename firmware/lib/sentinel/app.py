@@ -25,6 +25,20 @@ from sentinel.version import PROTOCOL, VERSION
 FIRST_READING_MS = 3000  # NUT waits at most this long at boot for the first mains reading
 
 
+def _policy_feeds(cfg, chan_feeds, names):
+    """The feed policy's feed per channel: each channel's feed, and on a site where a server
+    lists a phase (L1..L3 sensing no feed) each such phase as a feed of its own."""
+    from sentinel.schema import phase_supplies
+    ph = phase_supplies(cfg)
+    if ph:
+        for t in cfg["tiers"]:
+            for h in t["hosts"]:
+                for f in h.get("feeds") or ():
+                    if f in ph:
+                        return [cf or (n if n in ph else "") for cf, n in zip(chan_feeds, names)]
+    return chan_feeds
+
+
 def _site_feeds(cfg, chan_feeds):
     """Two or more feeds are sensed and some server lists the feeds powering it, or each feed
     has its UPS (ups.feeds: the power-on then waits for every feed a server needs)."""
@@ -91,12 +105,13 @@ class Sentinel:
                                       ups["debounce_ms"])
         self.link = link
         chans = m["channels"]
-        chan_feeds = ()
+        chan_feeds = pol_feeds = ()
         if len(chans) > 1:
             # only multi-channel sites load the polyphase module (device heap)
             from sentinel.phases import PhaseSet
             mon = PhaseSet(m)
             chan_feeds = mon.feeds
+            pol_feeds = _policy_feeds(cfg, chan_feeds, mon.names)
             cap = Capture(m, channels=mon.names, vpcs=[x.vpc for x in mon.mons], lazy=True)
         else:
             if chans and chans[0]["volts_per_count"] is not None:
@@ -161,11 +176,11 @@ class Sentinel:
             # one the tiers' variables come from; the load-off alone goes to every feed's
             acts.ups = first_ups
         feeds = None
-        if _site_feeds(cfg, chan_feeds):
+        if _site_feeds(cfg, pol_feeds):
             # the site model loads only when two feeds are sensed and some server lists its
             # feeds (device heap: single-feed sites never import it)
             from sentinel.feeds import FeedPolicy
-            feeds = FeedPolicy(cfg, chan_feeds, nut, rt.log, wake=self._wake, checks=seq.checks,
+            feeds = FeedPolicy(cfg, pol_feeds, nut, rt.log, wake=self._wake, checks=seq.checks,
                                spawn=asyncio.create_task)
             self.control.attach_feeds(feeds)
             seq.attach_feeds(feeds)   # its power-on waits for every feed a server needs

@@ -170,7 +170,9 @@ class FeedPolicy:
                     h[_POWER] = p
 
     def _set_alarm(self):
-        gone = [self.names[i] for i in range(len(self.names)) if self.lost[i]]
+        # a phase taken as a feed (a server lists it) has the phase alarm already (phases.py)
+        gone = [self.names[i] for i in range(len(self.names))
+                if self.lost[i] and self.names[i] not in ("L1", "L2", "L3")]
         if not gone:
             self.alarm = ""
         elif len(gone) == 1:

@@ -110,9 +110,17 @@ def sensed_feeds(cfg):
     return known
 
 
+def phase_supplies(cfg):
+    """The phase channels (L1..L3) that sense no feed: a server may list them in its feeds
+    (a single-phase server on L2), the policy then treats each phase as a feed."""
+    return [c["name"] for c in cfg["mains"]["channels"] if not channel_feed(c)]
+
+
 def feeds_errors(cfg):
-    """Each server's feeds must be feeds a mains channel senses. [] when they are."""
-    known = sensed_feeds(cfg)
+    """Each server's feeds must be feeds a mains channel senses, or phases sensing no feed.
+    [] when they are."""
+    ph = phase_supplies(cfg)
+    known = sensed_feeds(cfg) + ph
     out = []
     for ti, t in enumerate(cfg["tiers"]):
         for hi, h in enumerate(t.get("hosts") or ()):
@@ -122,7 +130,9 @@ def feeds_errors(cfg):
                 where = "tiers[%d].hosts[%d].feeds[%d]" % (ti, hi, fi)
                 if known:
                     out.append("%s: feed %s is not sensed by any mains channel; allowed: %s "
-                               "(the feeds of mains.channels)" % (where, f, ", ".join(known)))
+                               "(the feeds of mains.channels%s)" % (
+                                   where, f, ", ".join(known),
+                                   ", and its phases that sense no feed" if ph else ""))
                 else:
                     out.append("%s: feed %s is not sensed: no mains channel senses a feed; "
                                "list the feeds in mains.channels (name or feed) first"
@@ -366,8 +376,9 @@ HOST = (
     {"k": "health", "t": "str", "d": "nut", "min": 3, "max": 9, "fmt": "health",
      "doc": "up-check after power-on: nut (its upsmon logged in again), tcp:<port>, or none"},
     {"k": "feeds", "t": "names", "d": (), "min": 0, "max": MAX_CHANNELS,
-     "doc": "the mains feeds powering this server (mains.channels' feeds, e.g. [\"A\", \"B\"]); "
-            "empty: every feed (a single-feed site); docs/feeds.md"},
+     "doc": "the mains feeds powering this server (mains.channels' feeds, e.g. [\"A\", \"B\"], "
+            "or the phases of a three-phase site, e.g. [\"L2\"]); empty: every feed (a "
+            "single-feed site); docs/feeds.md"},
 )
 
 TIER = (
