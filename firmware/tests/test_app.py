@@ -548,20 +548,34 @@ class TestFeedsLoad(TestCase):
                      root=root)
         return s, "sentinel.feeds" in sys.modules
 
-    def test_the_site_model_loads_only_when_a_server_lists_its_feeds(self):
+    def test_the_site_model_loads_with_two_feeds_sensed(self):
         s, loaded = self._app(["A", "B"])
         self.assertTrue(loaded)
         self.assertEqual(s.control.feeds.names, ["A", "B"])
         self.assertIs(s.ops.feeds, s.control.feeds)
+        self.assertIs(s.control.seq.feeds, s.control.feeds)   # the power-on waits for feeds
+        # no server lists its feeds: the model still runs (a lost feed's alarm), but the
+        # site's power-on is not held for a feed nobody said a server needs
         s, loaded = self._app([])
-        self.assertFalse(loaded)
-        self.assertIsNone(s.control.feeds)
+        self.assertTrue(loaded)
+        fp = s.control.feeds
+        self.assertIsNone(s.control.seq.feeds)
+        fp.step(0, 0b01, True, True)   # feed B lost
+        self.assertEqual(fp.alarm, "redundancy lost: feed B lost")
+        self.assertEqual(fp.status()["hosts"][0]["state"], "degraded")
+        fp.step(fp.grace_ms + 1000, 0b01, True, True)
+        self.assertEqual(s.nut._fsd_hosts, {})   # nobody is told
         s, loaded = self._app([], ("L1", "L2", "L3"))   # phases: one feed
         self.assertFalse(loaded)
+        self.assertIsNone(s.control.feeds)
 
     def test_a_server_on_one_phase_makes_each_phase_a_feed_of_the_site_model(self):
+        import sys
+        sys.modules.pop("sentinel.schema", None)   # as after boot (runtime drops it)
         s, loaded = self._app(["L2"], ("L1", "L2", "L3"))
         self.assertTrue(loaded)
+        # the running board keeps no validator tables (about 30 KB)
+        self.assertNotIn("sentinel.schema", sys.modules)
         fp = s.control.feeds
         self.assertEqual(fp.names, ["L1", "L2", "L3"])
         fp.step(0, 0b101, True, True)          # L2 lost: a1 (on L2) is lost
@@ -645,7 +659,8 @@ class TestFeedUpsLoad(TestCase):
             c.close()
         s, loaded = self._app({"link": "q1"}, hosts_feeds=False)
         self.assertFalse(loaded)
-        self.assertIsNone(s.control.feeds)
+        # two feeds sensed: the site model runs (the alarm), the power-on is not held by it
+        self.assertIsNone(s.control.seq.feeds)
         self.assertIs(s.control.seq.ups, s.link)
         self.assertEqual((s.more_links, s.feed_ups), ((), None))
 

@@ -27,27 +27,32 @@ FIRST_READING_MS = 3000  # NUT waits at most this long at boot for the first mai
 
 def _policy_feeds(cfg, chan_feeds, names):
     """The feed policy's feed per channel: each channel's feed, and on a site where a server
-    lists a phase (L1..L3 sensing no feed) each such phase as a feed of its own."""
-    from sentinel.schema import phase_supplies
-    ph = phase_supplies(cfg)
+    lists a phase (L1..L3 sensing no feed: "" in chan_feeds) each such phase as a feed of its
+    own."""
+    ph = [n for cf, n in zip(chan_feeds, names) if not cf]
     if ph:
         for t in cfg["tiers"]:
             for h in t["hosts"]:
                 for f in h.get("feeds") or ():
                     if f in ph:
-                        return [cf or (n if n in ph else "") for cf, n in zip(chan_feeds, names)]
+                        return [cf or n for cf, n in zip(chan_feeds, names)]
     return chan_feeds
 
 
-def _site_feeds(cfg, chan_feeds):
-    """Two or more feeds are sensed and some server lists the feeds powering it, or each feed
-    has its UPS (ups.feeds: the power-on then waits for every feed a server needs)."""
+def _site_feeds(chan_feeds):
+    """Two or more feeds are sensed: the site model runs, so that a lost feed raises its
+    alarm and shows in the status, whether or not any server lists its feeds."""
     names = []
     for f in chan_feeds:
         if f and f not in names:
             names.append(f)
-    if len(names) < 2:
-        return False
+    return len(names) >= 2
+
+
+def _feeds_declared(cfg):
+    """Some server lists its feeds, or each feed has its UPS: the site's power-on then waits
+    for every feed a server needs. A site that declares none powers on as before (a server
+    is not held off for a feed nobody said it needs)."""
     if cfg["ups"]["feeds"]:
         return True
     for t in cfg["tiers"]:
@@ -176,14 +181,15 @@ class Sentinel:
             # one the tiers' variables come from; the load-off alone goes to every feed's
             acts.ups = first_ups
         feeds = None
-        if _site_feeds(cfg, pol_feeds):
-            # the site model loads only when two feeds are sensed and some server lists its
-            # feeds (device heap: single-feed sites never import it)
+        if _site_feeds(pol_feeds):
+            # the site model loads only when two feeds are sensed (device heap: single-feed
+            # and three-phase sites never import it)
             from sentinel.feeds import FeedPolicy
             feeds = FeedPolicy(cfg, pol_feeds, nut, rt.log, wake=self._wake, checks=seq.checks,
                                spawn=asyncio.create_task)
             self.control.attach_feeds(feeds)
-            seq.attach_feeds(feeds)   # its power-on waits for every feed a server needs
+            if _feeds_declared(cfg):
+                seq.attach_feeds(feeds)   # its power-on waits for every feed a server needs
             if saved and saved.get("feeds") is not None:
                 # a feed lost before the reboot keeps its grace; servers told FSD are told again
                 feeds.restore(saved["feeds"], now, elapsed_ms=down_ms)

@@ -40,7 +40,7 @@ class Control:
         self.inputs = Inputs()
         # pair mode's sensor arbitration (pair.link.gate), set by the app: (now) -> None
         self.gate = _no_gate
-        # two feeds: the feeds.FeedPolicy, set by the app when some server lists its feeds
+        # two feeds: the feeds.FeedPolicy, set by the app when two feeds are sensed
         self.feeds = None
         # one UPS per feed: the feedups.FeedUps, set by the app (the site's UPS reading)
         self.feed_ups = None

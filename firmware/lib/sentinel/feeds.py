@@ -1,7 +1,7 @@
 """The site model for two feeds (or more): which servers lose power when one feed is lost.
 
-Loaded only when the mains channels sense two or more feeds and some server lists its feeds
-(tiers[].hosts[].feeds; device heap: a single-feed site never imports this module).
+Loaded only when the mains channels sense two or more feeds, or a server lists a phase as its
+feed (tiers[].hosts[].feeds; device heap: a single-feed site never imports this module).
 
 Per feed: ok, or lost when none of its channels is good (each channel's mains-good verdict).
 Per server (its `feeds`; empty: every feed): ok, degraded (one of its feeds lost, one left) or
