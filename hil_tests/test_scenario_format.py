@@ -186,3 +186,16 @@ def test_cli_refuses_a_pair_on_a_serial_port():
     r = CliRunner().invoke(hil, ["run", "--port", "/dev/null",
                                  os.path.join(HERE, "scenarios", "pair_sensor.toml")])
     assert r.exit_code == 2 and "virtual pair only" in r.output, r.output
+
+
+def test_a_contact_feed_ups_the_bench_cannot_play_is_refused_clearly():
+    raw = _base()
+    raw["ups"] = {"feed": "A", "feeds": [{"feed": "B", "link": "contacts",
+                                          "contacts": "OB=1&^2;", "shutdown_output": 0}]}
+    raw["mains"] = {"channels": [{"name": "A"}, {"name": "B"}]}
+    with pytest.raises(ScenarioError) as ei:
+        from_dict(raw, "bad.toml")
+    assert any(e.startswith("ups.feeds[0].contacts: the bench plays contact rules of one line")
+               for e in ei.value.errors), ei.value.errors
+    raw["ups"]["feeds"][0]["contacts"] = "OB=1;LB=^2;"
+    from_dict(raw, "ok.toml")

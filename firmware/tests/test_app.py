@@ -724,6 +724,28 @@ class TestContactFeedUps(TestCase):
                         err)
         self.assertIn("line 9 out of range 0-7 (this board's lines)", err[0]["error"])
 
+    def test_first_ups_rules_naming_a_line_the_board_lacks_leave_it_unread(self):
+        # a boot that raised before: the first UPS is now unread, the state machine acting on
+        # mains sensing as with no UPS link; the feed's contact UPS still gets its own lines
+        s, io = self._app({"link": "contacts", "contacts": "OB=9;LB=2;"})
+        self.assertIsNone(s.sensing.contacts)
+        self.assertIsNone(s.feed_ups.units[0][2])
+        self.assertIsNotNone(s.more_contacts)      # B's lines, debounced by a task of its own
+        self.assertIs(s.feed_ups.units[1][2].deb, s.more_contacts.deb)
+        err = self.console.logs("config_error")
+        self.assertEqual(len(err), 1)
+        self.assertTrue(err[0]["error"].startswith("ups.contacts: contact rules "), err)
+        self.assertIn("line 9 out of range 0-7 (this board's lines); this UPS is not read",
+                      err[0]["error"])
+        self.assertEqual(s.ops.identify({})["config_errors"], [err[0]["error"]])
+        self.assertEqual(s.ops.status()["ups"]["link"], "config_error")
+        s.control.step()
+        self.assertFalse(s.control.inputs.ups_link_configured)
+        co, limits = s.tasks(None)
+        self.assertIn("contacts", limits)
+        for c in co:
+            c.close()
+
     def test_first_ups_on_q1_the_contacts_get_their_own_task(self):
         from sentinel.feedups import ContactUps
         from sentinel.sequencer import ContactLoadOff

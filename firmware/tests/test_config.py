@@ -249,6 +249,27 @@ class TestErrors(TestCase):
                          ["mains.channels[0].pin: GPIO 26 is not an ADC input on esp32; allowed: "
                           "32, 33, 34, 35, 36, 37, 38, 39"])
 
+    def test_board_lines_per_port(self):
+        # a real board wires contact lines 0-3 and output line 0; the virtual board more, so
+        # the host and the unix port leave it to the firmware (that UPS unread)
+        cfg, errs = config.validate({
+            "ups": {"link": "contacts", "contacts": "OB=1;LB=5;", "shutdown_output": 0,
+                    "feed": "A", "feeds": [{"feed": "B", "link": "contacts",
+                                            "contacts": "OB=3;LB=6;", "shutdown_output": 2}]},
+            "mains": {"channels": [{"name": "A"}, {"name": "B"}]}})
+        self.assertEqual(errs, [])
+        want = ["ups.contacts: contact line 5 is not wired on rp2 boards; allowed: lines 0-3",
+                "ups.feeds[0].contacts: contact line 6 is not wired on rp2 boards; allowed: "
+                "lines 0-3",
+                "ups.feeds[0].shutdown_output: output line 2 is not wired on rp2 boards; "
+                "allowed: line 0"]
+        self.assertEqual(schema.board_lines_errors(cfg, "rp2"), want)
+        self.assertEqual(len(schema.board_lines_errors(cfg, "esp32")), 3)
+        self.assertEqual(schema.board_lines_errors(cfg, "linux"), [])
+        cfg["ups"]["contacts"] = "OB=1;LB=2;"
+        cfg["ups"]["feeds"][0].update(contacts="OB=3;", link="q1")   # q1: its output unused
+        self.assertEqual(schema.board_lines_errors(cfg, "rp2"), [])
+
     def test_host_feeds(self):
         def site(feeds, chans=({"name": "A"}, {"name": "L1", "feed": "B"})):
             return {"mains": {"channels": list(chans)}, "tiers": [{"name": "apps", "hosts": [

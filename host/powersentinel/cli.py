@@ -320,6 +320,8 @@ def config_validate(file, output):
         cfg = siteconfig.load(file)
     except siteconfig.SiteConfigError as e:
         _site_problems(e)
+    for w in siteconfig.board_line_warnings(cfg, file):
+        click.echo("warning: %s" % w, err=True)
     if output:
         siteconfig.write_pulled(cfg, output)
     hosts = sum(len(t["hosts"]) for t in cfg["tiers"])

@@ -415,6 +415,23 @@ def load(path, existing=None):
     return cfg
 
 
+def board_line_warnings(cfg, path):
+    """[Problem] for each contact or output line a UPS uses that no real board wires: rp2 and
+    esp32 boards refuse such a config (schema.BOARD_LINES), the virtual board's header has
+    the line. Warnings, not errors: the host cannot tell which board the file is for."""
+    ins = min(n[0] for n in schema.BOARD_LINES.values())
+    outs = min(n[1] for n in schema.BOARD_LINES.values())
+    uses = schema.board_line_uses(cfg, ins, outs)
+    if not uses:
+        return []
+    lines = key_lines(read_toml(path)[1])
+    return [Problem(path, line_of(lines, parse_path(where)), where,
+                    "%s line %d is wired only on the virtual board; rp2 and esp32 boards have "
+                    "%s and refuse this config" % (kind, line, schema.line_range(
+                        ins if kind == "contact" else outs)))
+            for where, line, kind in uses]
+
+
 # ---- device JSON -> TOML ----------------------------------------------------------------------
 
 def _tv(v):

@@ -80,7 +80,8 @@ def event_text(e):
 
 def ups_line(ups):
     link = ups.get("link", "-")
-    style = {"ok": "green", "lost": "red", "init": "yellow", "none": "dim"}.get(link, "")
+    style = {"ok": "green", "lost": "red", "init": "yellow", "none": "dim",
+             "config_error": "red"}.get(link, "")
     return "%s  link [%s]%s[/%s]" % (ups.get("status") or "-", style or "default", link,
                                       style or "default")
 

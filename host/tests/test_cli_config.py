@@ -231,3 +231,20 @@ def test_instcmds_per_user_validate_and_round_trip(tmp_path):
     p = write(tmp_path, base + 'instcmds = ["load.of"]\n')
     code, _, se = invoke(["config", "validate", p])
     assert code == 2 and 'nut.users[0].instcmds[0]: "load.of" is not allowed; allowed: "ALL"' in se
+
+
+def test_lines_no_real_board_wires_are_a_warning_naming_file_line_and_key(tmp_path):
+    # rp2 and esp32 boards wire contact lines 0-3 and output line 0 (they refuse the config);
+    # the virtual board's header has more, so the host warns and accepts
+    p = write(tmp_path, '[ups]\nlink = "contacts"\ncontacts = "OB=1;LB=5;"\n'
+                        'shutdown_output = 2\n')
+    code, so, se = invoke(["config", "validate", p])
+    assert code == 0 and "Traceback" not in se, se
+    assert se.splitlines() == [
+        "warning: %s:3: ups.contacts: contact line 5 is wired only on the virtual board; rp2 "
+        "and esp32 boards have lines 0-3 and refuse this config" % p,
+        "warning: %s:4: ups.shutdown_output: output line 2 is wired only on the virtual board; "
+        "rp2 and esp32 boards have line 0 and refuse this config" % p]
+    p = write(tmp_path, '[ups]\nlink = "contacts"\ncontacts = "OB=1;LB=3;"\n')
+    code, so, se = invoke(["config", "validate", p])
+    assert (code, se) == (0, "")

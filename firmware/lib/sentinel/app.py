@@ -73,6 +73,7 @@ class Sentinel:
     feed_ups = None
     more_contacts = None   # the ContactMonitor debouncing a feed's contact UPS's lines, when
                            # the first UPS is not read over contacts (then it has its own task)
+    board_errors = ()      # config the validator let through that this board cannot run
 
     def __init__(self, board, cfg, cfg_source="defaults", cfg_errors=(), write=R.out, root="/"):
         # imported here, after main() has dropped the config validator: the boot's peak heap
@@ -104,10 +105,11 @@ class Sentinel:
                            progress=lambda: rt.progress("ups"), poll_ms=ups["poll_ms"],
                            link_lost_s=ups["link_lost_s"])
         elif ups["link"] == "contacts":
-            from sentinel.contacts import ContactMonitor, parse_rules
+            from sentinel.contacts import ContactMonitor
             lines = board.contacts().lines
-            contacts = ContactMonitor(parse_rules(ups["contacts"], lines), lines,
-                                      ups["debounce_ms"])
+            rules = self._board_rules(ups["contacts"], lines, "ups.contacts")
+            if rules is not None:
+                contacts = ContactMonitor(rules, lines, ups["debounce_ms"])
         self.link = link
         chans = m["channels"]
         chan_feeds = pol_feeds = ()
@@ -199,7 +201,9 @@ class Sentinel:
         self.lag = T.LoopLag(rt, lambda: self.sensing.ring_ms() // 2)
         self.ops = Ops(rt, self.sensing, link, battery, sm, seq, cov, nut, self.net, self.lag,
                        snap, self.control.inputs.commands, self._reboot_soon, cfg_source,
-                       cfg_errors)
+                       list(cfg_errors) + list(self.board_errors))
+        if ups["link"] == "contacts" and contacts is None:
+            self.ops.ups_link = "config_error"   # its rules name a line this board lacks
         rt.console.handlers = self.ops
         if feeds is not None:
             self.ops.attach_feeds(feeds)
@@ -290,20 +294,33 @@ class Sentinel:
         None, and a config_error record naming the key, when its rules name a line this board
         does not have (the validator allows lines 0-31): not read, its feed's mains stand for
         it, rather than a board that cannot boot."""
-        from sentinel.contacts import ContactMonitor, ContactRuleError, parse_rules
+        from sentinel.contacts import ContactMonitor, parse_rules
         from sentinel.feedups import ContactUps
         lines = self.rt.board.contacts().lines
-        try:
-            rules = parse_rules(e["contacts"], lines)
-        except ContactRuleError as err:
-            self.rt.log("config_error", {"error": "ups.feeds[%d].contacts: %s (this board's "
-                                         "lines)" % (i, err)}, critical=True)
+        rules = self._board_rules(e["contacts"], lines, "ups.feeds[%d].contacts" % i)
+        if rules is None:
             return None
         mon = self.sensing.contacts or self.more_contacts
         if mon is None:
             mon = self.more_contacts = ContactMonitor(parse_rules("", lines), lines,
                                                       ups["debounce_ms"])
         return ContactUps(rules, mon.deb, e["feed"], self.rt.log)
+
+    def _board_rules(self, text, lines, where):
+        """A UPS's contact rules over this board's lines, or None when they name a line it
+        does not have (the validator allows 0-31 off the real ports: a virtual header has 8):
+        a config_error naming `where` (journaled, and in identify's config_errors) and that
+        UPS left unread, rather than a board that cannot boot."""
+        from sentinel.contacts import ContactRuleError, parse_rules
+        try:
+            return parse_rules(text, lines)
+        except ContactRuleError as err:
+            msg = "%s: %s (this board's lines); this UPS is not read" % (where, err)
+            if not self.board_errors:
+                self.board_errors = []
+            self.board_errors.append(msg)
+            self.rt.log("config_error", {"error": msg}, critical=True)
+            return None
 
     def _web(self, h, nut):
         """The web server's starter (started like NUT's, once the network is up)."""

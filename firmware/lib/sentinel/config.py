@@ -370,6 +370,8 @@ def _cross(cfg, errors):
     errors.extend(schema.pair_errors(cfg))
     # a channel pin is checked against this port's ADC inputs (host, unix: any supported port)
     errors.extend(schema.mains_errors(cfg, sys.platform))
+    # a UPS's contact and output lines against this port's board (host, unix: not checked)
+    errors.extend(schema.board_lines_errors(cfg, sys.platform))
 
 
 def validate(obj):

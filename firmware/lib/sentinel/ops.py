@@ -26,6 +26,7 @@ class Ops:
     coverage audit, the NutServer, the NutStarter, the LoopLag, the Snapshot; commands: the list
     console commands go into; reboot: async fn() that reboots; cfg_source and cfg_errors: where
     the config came from and what was wrong with it."""
+    ups_link = None  # type: str | None  # status's UPS link when the first UPS is unread
 
     def __init__(self, rt, sensing, link, battery, sm, seq, cov, nut, net, lag, snap, commands,
                  reboot, cfg_source="defaults", cfg_errors=()):
@@ -127,6 +128,8 @@ class Ops:
             con = sen.contacts
             if self.link is not None:
                 ups["link"] = self.link.state
+            elif self.ups_link is not None:
+                ups["link"] = self.ups_link
             elif con is not None:
                 ups["link"] = "contacts"
                 ups["contacts"] = con.statuses()

@@ -228,6 +228,47 @@ def _ups_lines_errors(u, more):
     return out
 
 
+# The contact input and output lines a real board wires, by port (hal/rp2.py, hal/esp32.py:
+# CONTACT_PINS, OUTPUT_PINS). The virtual board's header has more (8 and 4): other ports are
+# not checked, and the firmware leaves a UPS whose rules name a line it lacks unread.
+BOARD_LINES = {"rp2": (4, 1), "esp32": (4, 1)}
+
+
+def board_line_uses(cfg, ins, outs):
+    """(key, line, "contact" | "output") of each contact line >= ins a UPS's rules read and
+    each output line >= outs a UPS's load-off pulses."""
+    u = cfg["ups"]
+    out = []
+    for i in range(-1, len(u.get("feeds") or ())):
+        e = u if i < 0 else u["feeds"][i]
+        where = "ups" if i < 0 else "ups.feeds[%d]" % i
+        if e.get("link") == "contacts":
+            m = contact_lines(e.get("contacts") or "")
+            for n in range(ins, 32):
+                if m >> n & 1:
+                    out.append((where + ".contacts", n, "contact"))
+        line = e.get("shutdown_output")
+        if e.get("link") != "q1" and line is not None and line >= outs:
+            out.append((where + ".shutdown_output", line, "output"))
+    return out
+
+
+def line_range(n):
+    """The lines of a board with n of them, as the messages write them."""
+    return "line 0" if n == 1 else "lines 0-%d" % (n - 1)
+
+
+def board_lines_errors(cfg, port=None):
+    """A contact or output line a UPS uses that `port`'s board does not wire; [] for a port
+    BOARD_LINES does not list (host, unix: the virtual board)."""
+    n = BOARD_LINES.get(port) if port else None
+    if n is None:
+        return []
+    return ["%s: %s line %d is not wired on %s boards; allowed: %s" % (
+        where, kind, line, port, line_range(n[0] if kind == "contact" else n[1]))
+        for where, line, kind in board_line_uses(cfg, n[0], n[1])]
+
+
 def mains_errors(cfg, port=None):
     """Cross-field problems of the (validated) mains section: duplicate channel names, and a
     channel pin that is not an ADC input of `port` ("rp2", "esp32"; None: of any port this

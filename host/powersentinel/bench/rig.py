@@ -155,7 +155,7 @@ class VirtualRig(Rig):
                 "samples": s["mains"]["samples"], "ups": s["ups"], "boots": s["boots"],
                 "resets": [tuple(r) for r in s.get("resets", [])],
                 "channels": {c["name"]: c["level"] for c in s["mains"].get("channels", ())},
-                "upses": s.get("upses") or {}}
+                "upses": s.get("upses") or {}, "outputs": s.get("outputs") or []}
 
     @staticmethod
     def _levels(state, channel):

@@ -22,6 +22,7 @@ from .. import nutreal
 from ..link import Link, LinkError
 from ..paths import use_firmware_lib
 from . import devconfig
+from .contactups import contact_upses
 from .judge import judge
 from .report import write_report
 from .results import POLL_RIG_S, POLL_STATUS_S, RunResult
@@ -86,6 +87,8 @@ class Runner:
         self._drift = None        # (wall start, wall end, hz from, hz to)
         self._cmd_lists = {}      # side -> the UPS's recent commands at the last rig read
         self.ups_feeds = ups_feeds(sc.site)  # feeds with a UPS each ([] : one UPS)
+        # a feed's UPS read over contacts: played here, its lines set from its status
+        self.contact_upses = contact_upses(sc.site, self.scale)
         # NUT's ALARM read at each status poll: a pair's, or a scenario that judges it
         self.watch_alarm = sc.pair is not None or any(e.kind == "alarm" for e in sc.expects)
 
@@ -201,6 +204,13 @@ class Runner:
                 if r not in self.res.resets:
                     self.res.resets.append(r)
         self.res.samples.append(s)
+
+    def _read_rig(self):
+        """The rig's reading, with each contact UPS played on it (its snapshot in upses)."""
+        state = self.rig.read()
+        for c in self.contact_upses:
+            c.step(self.rig, state)
+        return state
 
     def _feed_sample(self, now, s, rig):
         """Each mains channel's level, each feed's UPS output, and the commands each feed's
@@ -375,6 +385,7 @@ class Runner:
                 link.identify()
             self.site.start([self.rig.nuts[s] for s in self.sides] if self.sc.pair is not None
                             else self.rig.nut)
+            self._read_rig()   # a contact UPS's lines set before the board settles
             self.site.wait_logged_in(20)
             self._settle()
             self.progress("playing %s (scale %g: %.0f s of story in %.0f s)"
@@ -447,7 +458,7 @@ class Runner:
                 if x >= 1.0:
                     self._drift = None
             if now >= next_rig:
-                rig = self.rig.read()
+                rig = self._read_rig()
                 next_rig = now + POLL_RIG_S
             for side in self.sides:
                 if self.powered[side]:
@@ -469,7 +480,7 @@ class Runner:
             if steps:
                 nxt.append(t0 + steps[0].at_s / self.scale)
             time.sleep(max(0.0, min(0.05, min(nxt) - time.time())))
-        self._sample({side: self._status(side) for side in self.sides}, self.rig.read())
+        self._sample({side: self._status(side) for side in self.sides}, self._read_rig())
         for w, cause in self.res.resets:
             if w >= res.t0:
                 res.notes.append("the board restarted (%s) at t=%.1f s of story" % (cause, res.story(w)))

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from ..errors import PowerSentinelError
 from ..paths import use_firmware_lib
 from . import devconfig
+from .contactups import rule_lines
 
 use_firmware_lib()
 from sentinel import schema  # noqa: E402  (the site file's keys: one vocabulary)
@@ -431,6 +432,12 @@ def from_dict(raw, path="<scenario>", variant=None) -> Scenario:
     site["ups"].setdefault("link", "q1")  # the bench always has a UPS to simulate
     if site["ups"]["link"] == "contacts":
         site["ups"].setdefault("contacts", "OB=1;LB=2;")
+    for i, e in enumerate(site["ups"].get("feeds") or ()):
+        if isinstance(e, dict) and e.get("link") == "contacts":
+            try:   # the bench plays this UPS: its rules must be ones it can play
+                rule_lines(str(e.get("contacts") or ""))
+            except ValueError as err:
+                v.err("ups.feeds[%d].contacts" % i, str(err))
     runtime = site["ups"].get("battery_runtime_s", schema.field("ups.battery_runtime_s")["d"])
     ups = Ups(link=site["ups"]["link"],
               runtime_s=v.num("ups.battery_runtime_s", runtime, 1, None, 1200.0),

@@ -112,7 +112,9 @@ def start(d, config=None, heap="128wK", nut_port=0, deploy=True, progress=None,
             cmd += ["--channels", json.dumps(m["channels"])]
         u = cfg.get("ups", {})
         more = [e["feed"] for e in u.get("feeds", ()) if e.get("link", "q1") == "q1"]
-        if more:   # two feeds, one Q1 UPS each: the second on the board's second UART
+        if more or (u.get("feed") and u.get("feeds")):
+            # two feeds, one UPS each: the first on its feed's channels (its state keyed by
+            # its feed), a second Q1 on the board's second UART (a contact one has no simulator)
             cmd += ["--ups-feeds", json.dumps([u.get("feed")] + more[:1])]
     log = open(os.path.join(d, "supervisor.log"), "ab")
     proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
