@@ -4,8 +4,8 @@ load-off goes to each UPS that powers a server the plan shut down, once each, ea
 Loaded only when ups.feeds lists more UPSes (device heap: a single-UPS site never imports it).
 
 The sequencer's load-off (its ups_actions) is a FeedUps: shutdown_restore() commands, one after
-the other, the UPS of every feed in `feeds` (load_off_feeds: the feeds the plan's servers list)
-that has not yet taken this plan's command: Q1 `S<n>R<m>` over its link (the UPS restores its
+the other, the UPS of every feed in `feeds` (feedwire.load_off_feeds: the feeds the plan's
+servers list) that has not yet taken this plan's command: Q1 `S<n>R<m>` over its link (the UPS restores its
 load when its feed returns), or its contact output's pulse. An `ups_off` record per UPS (plan,
 feed, ok); a UPS that failed is tried again with the sequencer's retry, one that took it is not.
 A feed whose UPS cannot be commanded (link none, no output) gets one `ups_off` (ok false, why).
@@ -23,22 +23,6 @@ that UPS's feed alone (FeedPolicy.step's low mask).
 
 def _awaitable(r):
     return r is not None and (hasattr(r, "send") or hasattr(r, "__await__"))
-
-
-def load_off_feeds(cfg, names):
-    """The feeds (of `names`, the sensed feeds in order) whose UPS a site's load-off commands:
-    every feed some server of a tier lists (a server listing none: every feed). The site's
-    sequence shuts every tier down, so every server counts as shut down. No server listed at
-    all (tiers of NUT clients only): every feed, as the servers are unknown."""
-    out = []
-    hosts = 0
-    for t in cfg["tiers"]:
-        for h in t["hosts"]:
-            hosts += 1
-            for f in h.get("feeds") or names:
-                if f in names and f not in out:
-                    out.append(f)
-    return [f for f in names if f in out] if hosts else list(names)
 
 
 class ContactUps:
@@ -83,7 +67,7 @@ class FeedUps:
     """units: [(feed, actions, link)] in config order, the first being ups.feed's: actions has
     shutdown_restore(delay_min, restore_min) -> bool or awaitable (UpsLink, ContactLoadOff), or
     None (cannot be commanded); link: the UpsLink or ContactUps read for status, or None.
-    feeds: the feeds to command (load_off_feeds). log(type, data, critical=False); plan(): the
+    feeds: the feeds to command (feedwire.load_off_feeds). log(type, data, critical=False); plan(): the
     sequencer's plan id; now(): ms clock. A ContactUps link is polled by site(), each control
     step."""
 

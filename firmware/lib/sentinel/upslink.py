@@ -36,13 +36,9 @@ def _elapsed(now, then):
     return ((now - then + _HALF30) & _MASK30) - _HALF30
 
 
-async def _sleep_ms(ms):
-    # MicroPython has asyncio.sleep_ms; CPython (host simulations) only asyncio.sleep.
-    sm = getattr(asyncio, "sleep_ms", None)
-    if sm is not None:
-        await sm(ms)
-    else:
-        await asyncio.sleep(ms / 1000)
+# MicroPython has asyncio.sleep_ms; CPython (host simulations) only asyncio.sleep. Not a
+# wrapper coroutine: its frame would stay on the heap for each link's sleep between polls
+_sleep_ms = getattr(asyncio, "sleep_ms", None) or (lambda ms: asyncio.sleep(ms / 1000))
 
 
 class UpsLink:
