@@ -2,7 +2,8 @@
 # sequencer's load-off through them (fake UPS commands, fake clock).
 from mpunit import TestCase
 from sentinel import config
-from sentinel.feedups import FeedUps, load_off_feeds
+from sentinel.feedups import FeedUps
+from sentinel.feedwire import load_off_feeds
 from sentinel.sequencer import Sequencer
 
 

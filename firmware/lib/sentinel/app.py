@@ -69,7 +69,7 @@ class Sentinel:
 
     # one UPS per feed (ups.feeds): the other feeds' (key, UpsLink), run as tasks of their own,
     # and the feedups.FeedUps. Class defaults: single-UPS sites add nothing to the instance
-    more_links = ()
+    more_links = ()  # type: tuple | list  # set by feedwire.feed_ups
     feed_ups = None
     more_contacts = None   # the ContactMonitor debouncing a feed's contact UPS's lines, when
                            # the first UPS is not read over contacts (then it has its own task)
@@ -166,7 +166,10 @@ class Sentinel:
             actions = None
         first_ups = actions
         if ups["feeds"]:
-            actions = self._feed_ups(ups, actions, chan_feeds)
+            # the wiring is imported for boot and dropped after it (device heap)
+            from sentinel import feedwire
+            actions = self.feed_ups = feedwire.feed_ups(self, ups, actions, chan_feeds)
+            R.drop_modules(("feedwire",))
         seq = Sequencer(cfg, nut, actions, rt.journal_fn, rt.now, wake=self._wake,
                         net_state=board.network_state)
         if self.feed_ups is not None:
@@ -244,67 +247,6 @@ class Sentinel:
             self.ops.attach_pair(self.pair)
         self.cfg_source = cfg_source
         self.cfg_errors = list(cfg_errors)
-
-    def _feed_ups(self, ups, first, chan_feeds):
-        """One UPS per feed: the other feeds' UPSes (a Q1 link on the board's second UART, dry
-        contacts, and a contact output) and the load-off that commands each one whose feed
-        powers a server."""
-        # loaded only when ups.feeds lists more UPSes (device heap: single-UPS sites never
-        # import it)
-        from sentinel.feedups import ContactUps, FeedUps, load_off_feeds
-        from sentinel.sequencer import ContactLoadOff
-        rt = self.rt
-        link = self.link
-        con = self.sensing.contacts
-        if con is not None:
-            # the first UPS read over contacts: its row in the console's feeds block (its own
-            # contacts task journals its changes)
-            link = ContactUps(con.rules, con.deb, ups["feed"], None)
-        units = [(ups["feed"], first, link)]
-        links = []
-        for e in ups["feeds"]:
-            act = link = None
-            if e["link"] == "q1":
-                from sentinel.upslink import UpsLink
-                key = "ups_" + e["feed"]
-                link = UpsLink(rt.board.uart(e["baud"], True), time.ticks_ms,
-                               progress=lambda k=key: rt.progress(k), poll_ms=ups["poll_ms"],
-                               link_lost_s=ups["link_lost_s"])
-                links.append((key, link))
-                act = link
-            elif e["link"] == "contacts":
-                link = self._contact_ups(ups, e, len(units) - 1)
-            if act is None and e["shutdown_output"] is not None:
-                act = ContactLoadOff(lambda line=e["shutdown_output"]: self._pulse_output(line))
-            units.append((e["feed"], act, link))
-        self.more_links = links
-        names = []
-        for f in chan_feeds:
-            if f and f not in names:
-                names.append(f)
-        cmasks = [sum(1 << c for c, cf in enumerate(chan_feeds) if cf == u[0]) for u in units]
-        self.feed_ups = FeedUps(units, load_off_feeds(rt.cfg, names), rt.log, lambda: None,
-                                rt.now, cmasks)
-        return self.feed_ups
-
-    def _contact_ups(self, ups, e, i):
-        """A feed's UPS read over dry contacts (ups.feeds[i]): its rules over the lines the
-        first UPS's contacts task debounces, or, when the first UPS is not read over contacts,
-        over a debouncer of its own (no rules: it journals nothing itself), run as a task.
-        None, and a config_error record naming the key, when its rules name a line this board
-        does not have (the validator allows lines 0-31): not read, its feed's mains stand for
-        it, rather than a board that cannot boot."""
-        from sentinel.contacts import ContactMonitor, parse_rules
-        from sentinel.feedups import ContactUps
-        lines = self.rt.board.contacts().lines
-        rules = self._board_rules(e["contacts"], lines, "ups.feeds[%d].contacts" % i)
-        if rules is None:
-            return None
-        mon = self.sensing.contacts or self.more_contacts
-        if mon is None:
-            mon = self.more_contacts = ContactMonitor(parse_rules("", lines), lines,
-                                                      ups["debounce_ms"])
-        return ContactUps(rules, mon.deb, e["feed"], self.rt.log)
 
     def _board_rules(self, text, lines, where):
         """A UPS's contact rules over this board's lines, or None when they name a line it

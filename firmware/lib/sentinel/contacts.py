@@ -75,92 +75,18 @@ def status_names(mask):
 
 def parse_rules(text, lines=16):
     """Rule string -> Rules. `lines`: how many input lines the board has (line numbers must be
-    below it). Raises ContactRuleError naming the position and what was expected there."""
-    if not isinstance(text, str):
-        raise ContactRuleError(str(text), 0, "rules must be a string")
-    n = len(text)
-    pos = 0
-    terms = []
-    used = 0
-    seen = 0
-    allowed = "/".join(STATUSES)
-
-    def skip(p):
-        while p < n and text[p] in " \t":
-            p += 1
-        return p
-
-    while True:
-        pos = skip(pos)
-        if pos >= n:
-            break
-        if text[pos] == ";":
-            pos += 1
-            continue
-        # status name
-        start = pos
-        while pos < n and (text[pos].isalpha() or text[pos] == "_"):
-            pos += 1
-        name = text[start:pos].upper()
-        if not name:
-            raise ContactRuleError(text, start, "expected a status name (%s)" % allowed)
-        if name not in STATUSES:
-            raise ContactRuleError(text, start, "unknown status %r; allowed: %s" % (name, allowed))
-        si = STATUSES.index(name)
-        if seen & (1 << si):
-            raise ContactRuleError(text, start, "status %s defined twice" % name)
-        seen |= 1 << si
-        pos = skip(pos)
-        if pos >= n or text[pos] != "=":
-            raise ContactRuleError(text, pos, "expected '=' after %s" % name)
-        pos += 1
-        # expression: conj ('|' conj)*, conj: lit ('&' lit)*
-        hi = 0
-        lo = 0
-        while True:
-            pos = skip(pos)
-            inv = False
-            if pos < n and text[pos] == "^":
-                inv = True
-                pos = skip(pos + 1)
-            start = pos
-            while pos < n and "0" <= text[pos] <= "9":
-                pos += 1
-            if start == pos:
-                raise ContactRuleError(
-                    text, start, "expected a line number 0-%d%s" % (lines - 1, "" if inv else " or '^'"))
-            line = int(text[start:pos])
-            if line >= lines:
-                raise ContactRuleError(text, start, "line %d out of range 0-%d" % (line, lines - 1))
-            bit = 1 << line
-            used |= bit
-            if inv:
-                lo |= bit
-            else:
-                hi |= bit
-            pos = skip(pos)
-            c = text[pos] if pos < n else ";"
-            if c == "&":
-                pos += 1
-                continue
-            if hi & lo:
-                raise ContactRuleError(text, pos, "%s requires a line both high and low" % name)
-            terms.append((si, hi, lo))
-            hi = 0
-            lo = 0
-            if c == "|":
-                pos += 1
-                continue
-            if c == ";":
-                pos += 1
-                break
-            raise ContactRuleError(text, pos, "expected '&', '|' or ';' after a line number")
-    derive = 0
-    if seen & (1 << _OB) and not seen & (1 << _OL):
-        derive = 1 + _OL
-    elif seen & (1 << _OL) and not seen & (1 << _OB):
-        derive = 1 + _OB
-    return Rules(tuple(terms), used, derive)
+    below it). Raises ContactRuleError naming the position and what was expected there.
+    The parser (sentinel.contactrules, its messages and code) is imported for the call and
+    dropped after it: rules are parsed at boot only (device heap)."""
+    from sentinel import contactrules
+    from sentinel.runtime import drop_modules
+    try:
+        terms, used, derive = contactrules.parse(text, lines, STATUSES)
+    except ValueError as e:
+        raise ContactRuleError(str(text), e.args[0], e.args[1])
+    finally:
+        drop_modules(("contactrules",))
+    return Rules(terms, used, derive)
 
 
 class Debouncer:

@@ -87,12 +87,28 @@ class FeedPolicy:
     wakes); checks() -> the sequencer's health checks (check(tier, host_cfg, now, since_ms));
     spawn: starts a coroutine in the background (asyncio.create_task)."""
 
+    # Rarely changed state as class defaults, written only when it changes: an instance holds
+    # what was written (each attribute an entry in its table, device heap)
+    wake = None
+    checks = None
+    spawn = None
+    alarm = ""
+    low = 0               # feeds whose UPS says low battery (step's low_mask)
+    _online = True
+    _dirty = False        # who is told FSD changed: push it (not every step: no garbage)
+    dirty = False         # something a reboot must not forget changed: save it
+    _resumed = None       # ms restore() ran: told servers may reconnect (resume grace)
+    _back_in = None       # addresses logged in again since restore(), during that grace
+
     def __init__(self, cfg, chan_feeds, nut, log, wake=None, checks=None, spawn=None):
         self.nut = nut
         self.log = log
-        self.wake = wake
-        self.checks = checks
-        self.spawn = spawn
+        if wake is not None:
+            self.wake = wake
+        if checks is not None:
+            self.checks = checks
+        if spawn is not None:
+            self.spawn = spawn
         pol = cfg["policy"]
         self.grace_ms = pol["grace_s"] * 1000
         self.return_ms = pol["return_stable_ms"]
@@ -113,7 +129,6 @@ class FeedPolicy:
         n = len(self.names)
         self.lost = [False] * n
         self.t_back = [None] * n   # ms each feed was last seen coming back (None: never lost)
-        self._online = True
         self.tiers = [t["name"] for t in cfg["tiers"]]
         self.max_wait = [t["max_wait_s"] * 1000 for t in cfg["tiers"]]
         self.hosts = []
@@ -123,15 +138,11 @@ class FeedPolicy:
                 for f in h.get("feeds") or self.names:
                     if f in self.names:
                         m |= 1 << self.names.index(f)
-                self.hosts.append([h, ti, m, OK, None, A_NONE, 0, 0, 0, h["address"].lower(),
-                                   0])
-        self.alarm = ""
-        self.low = 0          # feeds whose UPS says low battery (step's low_mask)
+                a = h["address"]
+                if a.lower() != a:
+                    a = a.lower()   # else the config's string, not a copy (device heap)
+                self.hosts.append([h, ti, m, OK, None, A_NONE, 0, 0, 0, a, 0])
         self._told = [()] * len(self.tiers)   # addresses told FSD per tier, as last pushed
-        self._dirty = False   # who is told FSD changed: push it (not every step: no garbage)
-        self.dirty = False    # something a reboot must not forget changed: save it
-        self._resumed = None  # ms restore() ran: told servers may reconnect (resume grace)
-        self._back_in = None  # addresses logged in again since restore(), during that grace
 
     # ---- readings -------------------------------------------------------------------------
 
@@ -216,7 +227,8 @@ class FeedPolicy:
         something (not during the monitor's first cycles); online: the state machine is
         ONLINE (no site outage); low_mask: bit i set when feed i's UPS says low battery (one
         UPS per feed): a lost server on such a feed is told at once, without its grace."""
-        self.low = low_mask
+        if low_mask != self.low:
+            self.low = low_mask
         if present:
             self._feeds(now, good_mask)
         if not online:

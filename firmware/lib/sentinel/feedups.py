@@ -4,8 +4,8 @@ load-off goes to each UPS that powers a server the plan shut down, once each, ea
 Loaded only when ups.feeds lists more UPSes (device heap: a single-UPS site never imports it).
 
 The sequencer's load-off (its ups_actions) is a FeedUps: shutdown_restore() commands, one after
-the other, the UPS of every feed in `feeds` (load_off_feeds: the feeds the plan's servers list)
-that has not yet taken this plan's command: Q1 `S<n>R<m>` over its link (the UPS restores its
+the other, the UPS of every feed in `feeds` (feedwire.load_off_feeds: the feeds the plan's
+servers list) that has not yet taken this plan's command: Q1 `S<n>R<m>` over its link (the UPS restores its
 load when its feed returns), or its contact output's pulse. An `ups_off` record per UPS (plan,
 feed, ok); a UPS that failed is tried again with the sequencer's retry, one that took it is not.
 A feed whose UPS cannot be commanded (link none, no output) gets one `ups_off` (ok false, why).
@@ -25,22 +25,6 @@ def _awaitable(r):
     return r is not None and (hasattr(r, "send") or hasattr(r, "__await__"))
 
 
-def load_off_feeds(cfg, names):
-    """The feeds (of `names`, the sensed feeds in order) whose UPS a site's load-off commands:
-    every feed some server of a tier lists (a server listing none: every feed). The site's
-    sequence shuts every tier down, so every server counts as shut down. No server listed at
-    all (tiers of NUT clients only): every feed, as the servers are unknown."""
-    out = []
-    hosts = 0
-    for t in cfg["tiers"]:
-        for h in t["hosts"]:
-            hosts += 1
-            for f in h.get("feeds") or names:
-                if f in names and f not in out:
-                    out.append(f)
-    return [f for f in names if f in out] if hosts else list(names)
-
-
 class ContactUps:
     """A feed's UPS read over dry contacts, seen as an UpsLink is (link_ok, status, state):
     its rules (contacts.Rules) over the stable lines of `deb`, the Debouncer the contacts
@@ -49,16 +33,17 @@ class ContactUps:
     (None: journaled by the contacts task, the first UPS's)."""
     charge = None   # contacts tell neither
     load = None
+    # until the lines first settle, as class defaults (written then: device heap)
+    bits = -1
+    status = ()             # status names, as an UpsLink's tokens
+    link_ok = False         # until every line has settled once
+    state = "init"
 
     def __init__(self, rules, deb, feed, log):
         self.rules = rules
         self.deb = deb
         self.feed = feed
         self.log = log
-        self.bits = -1
-        self.status = []        # status names, as an UpsLink's tokens
-        self.link_ok = False    # until every line has settled once
-        self.state = "init"
 
     def poll(self):
         """Read the lines again (every control step): the status list is rebuilt and
@@ -82,23 +67,24 @@ class FeedUps:
     """units: [(feed, actions, link)] in config order, the first being ups.feed's: actions has
     shutdown_restore(delay_min, restore_min) -> bool or awaitable (UpsLink, ContactLoadOff), or
     None (cannot be commanded); link: the UpsLink or ContactUps read for status, or None.
-    feeds: the feeds to command (load_off_feeds). log(type, data, critical=False); plan(): the
+    feeds: the feeds to command (feedwire.load_off_feeds). log(type, data, critical=False); plan(): the
     sequencer's plan id; now(): ms clock. A ContactUps link is polled by site(), each control
     step."""
+
+    # written when they first change (class defaults: device heap)
+    first_lb = False    # the first UPS's own low battery, as site() last read it
+    _plan = None
+    sent = None         # feeds whose UPS took this plan's command (a list from the first)
+    done = None         # feed -> [commands sent and taken since boot, ms of the last one]
 
     def __init__(self, units, feeds, log, plan, now, cmasks=None):
         self.units = units
         self.polled = tuple(u[2] for u in units if isinstance(u[2], ContactUps))
         self.cmasks = cmasks or [0] * len(units)   # per unit: its feed's mains channel bits
-        self.first_lb = False   # the first UPS's own low battery, as site() last read it
         self.feeds = feeds
         self.log = log
         self.plan = plan
         self.now = now
-        self._plan = None
-        self.sent = []          # feeds whose UPS took this plan's command
-        self.counts = {}        # feed -> commands sent and taken since boot
-        self.at = {}            # feed -> ms of the last one
 
     # two booleans, not a tuple: the control step calls these every 100 ms (no garbage)
     def _ob(self, k, good_mask):
@@ -120,7 +106,9 @@ class FeedUps:
         for c in self.polled:
             c.poll()
         ob = i.ups_on_battery if i.ups_link_ok else not good_mask & self.cmasks[0]
-        lb = self.first_lb = i.ups_low_battery
+        lb = i.ups_low_battery
+        if lb != self.first_lb:
+            self.first_lb = lb
         for k in range(1, len(self.units)):
             ob = ob and self._ob(k, good_mask)
             lb = lb or self._lb(k)
@@ -139,15 +127,16 @@ class FeedUps:
     async def shutdown_restore(self, delay_min, restore_min):
         """Every feed's UPS not yet commanded in this plan: True when each one took it."""
         pid = self.plan()
-        if pid != self._plan:
+        sent = self.sent
+        if pid != self._plan or sent is None:   # a new plan (or the first)
             self._plan = pid
-            self.sent = []
+            sent = self.sent = []
         ok_all = True
         for feed, act, _ in self.units:
-            if feed not in self.feeds or feed in self.sent:
+            if feed not in self.feeds or feed in sent:
                 continue
             if act is None:
-                self.sent.append(feed)   # nothing to retry
+                sent.append(feed)   # nothing to retry
                 self.log("ups_off", {"plan": pid, "feed": feed, "ok": False,
                                      "why": "no UPS command configured"}, critical=True)
                 continue
@@ -161,9 +150,12 @@ class FeedUps:
             self.log("ups_off", {"plan": pid, "feed": feed, "ok": ok, "delay_min": delay_min,
                                  "restore_min": restore_min}, critical=True)
             if ok:
-                self.sent.append(feed)
-                self.counts[feed] = self.counts.get(feed, 0) + 1
-                self.at[feed] = self.now()
+                sent.append(feed)
+                done = self.done
+                if done is None:
+                    done = self.done = {}
+                n = done.get(feed)
+                done[feed] = [1 if n is None else n[0] + 1, self.now()]
             else:
                 ok_all = False
         return ok_all
@@ -173,17 +165,19 @@ class FeedUps:
         load_off_ago_ms}} (link: the link's state, "none" when it is not read)."""
         out = {}
         now = self.now()
+        done = self.done or {}
         for feed, _, link in self.units:
             e = {"link": "none", "status": "", "charge": None, "load": None,
-                 "load_offs": self.counts.get(feed, 0), "load_off_ago_ms": None,
+                 "load_offs": 0, "load_off_ago_ms": None,
                  "commanded": feed in self.feeds}
             if link is not None:
                 e["link"] = link.state
                 e["status"] = " ".join(link.status)
                 e["charge"] = link.charge
                 e["load"] = link.load
-            t = self.at.get(feed)
-            if t is not None:
-                e["load_off_ago_ms"] = now - t
+            n = done.get(feed)
+            if n is not None:
+                e["load_offs"] = n[0]
+                e["load_off_ago_ms"] = now - n[1]
             out[feed] = e
         return out

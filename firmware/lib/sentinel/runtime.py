@@ -77,6 +77,12 @@ def drop_validator():
     drop_modules(("config", "schema", "passwd"))
 
 
+def bind(f, arg):
+    """f(arg) as a callable of no arguments, made in this resident module (a closure made in
+    a module dropped after boot would keep that module's globals alive)."""
+    return lambda: f(arg)
+
+
 def drop_modules(names):
     """Forget sentinel.<name> modules imported for a rare job, so the next collection frees
     their code. The package keeps a reference too, so drop both. No collection here: this

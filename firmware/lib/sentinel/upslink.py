@@ -36,13 +36,9 @@ def _elapsed(now, then):
     return ((now - then + _HALF30) & _MASK30) - _HALF30
 
 
-async def _sleep_ms(ms):
-    # MicroPython has asyncio.sleep_ms; CPython (host simulations) only asyncio.sleep.
-    sm = getattr(asyncio, "sleep_ms", None)
-    if sm is not None:
-        await sm(ms)
-    else:
-        await asyncio.sleep(ms / 1000)
+# MicroPython has asyncio.sleep_ms; CPython (host simulations) only asyncio.sleep. Not a
+# wrapper coroutine: its frame would stay on the heap for each link's sleep between polls
+_sleep_ms = getattr(asyncio, "sleep_ms", None) or (lambda ms: asyncio.sleep(ms / 1000))
 
 
 class UpsLink:
@@ -50,6 +46,21 @@ class UpsLink:
     once per poll cycle (liveness for the supervisor); sleep_ms(ms): awaitable, injectable so tests
     advance a fake clock; battery_nominal_v: pack voltage for charge when `F` does not give it;
     poll_ms, link_lost_s: the validated ups section's."""
+
+    # State a link rarely writes as class defaults (an instance holds only what was written:
+    # a smaller attribute table for each UPS link, device heap)
+    reply_timeout_ms = 1000
+    cmd_timeout_ms = 500
+    battery_nominal_v = None
+    last_error = None  # kind of the last bad reply ('timeout', 'lead', ...)
+    timeouts = 0
+    garbage = 0
+    uart_errors = 0
+    losses = 0
+    recoveries = 0
+    commands = 0
+    last_command = None
+    last_command_reply = None
 
     def __init__(self, uart, now_ms, poll_ms, link_lost_s, progress=None,
                  reply_timeout_ms=1000, cmd_timeout_ms=500, sleep_ms=None,
@@ -59,10 +70,13 @@ class UpsLink:
         self._progress = progress
         self.poll_ms = poll_ms
         self.link_lost_ms = int(link_lost_s * 1000)
-        self.reply_timeout_ms = reply_timeout_ms
-        self.cmd_timeout_ms = cmd_timeout_ms
+        if reply_timeout_ms != 1000:
+            self.reply_timeout_ms = reply_timeout_ms
+        if cmd_timeout_ms != 500:
+            self.cmd_timeout_ms = cmd_timeout_ms
         self._sleep = sleep_ms or _sleep_ms
-        self.battery_nominal_v = battery_nominal_v
+        if battery_nominal_v is not None:
+            self.battery_nominal_v = battery_nominal_v
         self._lock = asyncio.Lock()
         self._running = False
         self._ref_ms = None  # last valid reply, or the first poll while none came yet
@@ -74,17 +88,8 @@ class UpsLink:
         self.info = None  # Q1Info from I
         self.status = ()  # NUT ups.status tokens while the link is OK, else ()
         self.last_ok_ms = None
-        self.last_error = None  # kind of the last bad reply ('timeout', 'lead', ...)
         self.polls = 0
         self.replies = 0
-        self.timeouts = 0
-        self.garbage = 0
-        self.uart_errors = 0
-        self.losses = 0
-        self.recoveries = 0
-        self.commands = 0
-        self.last_command = None
-        self.last_command_reply = None
 
     # -- readings ---------------------------------------------------------------------------
     # Read-only, computed on access by one __getattr__ (eight properties would cost ~1.3 KB of
